@@ -1,0 +1,1 @@
+"""Schemas, dataset loaders and the artifact store."""

@@ -1,0 +1,130 @@
+"""Arrow schemas of every table trustflow writes, each with a name and a version.
+
+The version is stamped into each Parquet file's metadata and into the stage manifest, so a
+reader can tell which layout it holds; bump it (and document it in docs/schemas.md) when a
+column changes meaning or type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_NAME_KEY = b"trustflow.schema"
+SCHEMA_VERSION_KEY = b"trustflow.schema_version"
+
+
+@dataclass(frozen=True)
+class VersionedSchema:
+    """An Arrow schema plus the name and version recorded with every file written with it."""
+
+    name: str
+    version: int
+    schema: pa.Schema
+
+    def with_metadata(self) -> pa.Schema:
+        return self.schema.with_metadata(
+            {SCHEMA_NAME_KEY: self.name.encode(), SCHEMA_VERSION_KEY: str(self.version).encode()}
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.schema.names)
+
+
+SEVAL_PROMPTS = VersionedSchema(
+    "seval_prompts",
+    1,
+    pa.schema(
+        [
+            pa.field("prompt_id", pa.string(), nullable=False),  # the file's traceid
+            pa.field("lang", pa.string(), nullable=False),  # zh | en
+            pa.field("set", pa.string(), nullable=False),  # base_risk | attack
+            pa.field("split", pa.string(), nullable=False),  # small | medium | large | full | ...
+            pa.field("risk_type", pa.string(), nullable=False),  # level-1 dimension as in the file
+            pa.field("prompt", pa.string(), nullable=False),
+            pa.field("attack", pa.string()),  # attack name for attack rows, else null
+            pa.field("from_traceid", pa.string()),  # ext.from_traceid for base rows
+            pa.field("ext", pa.string()),  # the raw ext JSON string, kept verbatim
+            pa.field("source_file", pa.string(), nullable=False),
+            pa.field("line_no", pa.int32(), nullable=False),  # 1-based line in the JSONL member
+        ]
+    ),
+)
+
+COCO_IMAGES = VersionedSchema(
+    "coco_images",
+    1,
+    pa.schema(
+        [
+            pa.field("image_id", pa.int64(), nullable=False),
+            pa.field("domain", pa.string(), nullable=False),  # "" for a plain COCO set
+            pa.field("split", pa.string(), nullable=False),  # from instances_<split>.json
+            pa.field("file_name", pa.string(), nullable=False),
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("image_bytes", pa.binary()),  # encoded image file bytes
+            pa.field("sha256", pa.string(), nullable=False),
+        ]
+    ),
+)
+
+COCO_ANNOTATIONS = VersionedSchema(
+    "coco_annotations",
+    1,
+    pa.schema(
+        [
+            pa.field("ann_id", pa.int64(), nullable=False),
+            pa.field("image_id", pa.int64(), nullable=False),
+            pa.field("domain", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("category_id", pa.int64(), nullable=False),
+            pa.field("bbox", pa.list_(pa.float64(), 4), nullable=False),  # x, y, w, h in pixels
+            pa.field("area", pa.float64(), nullable=False),
+            pa.field("iscrowd", pa.bool_(), nullable=False),
+        ]
+    ),
+)
+
+COCO_CATEGORIES = VersionedSchema(
+    "coco_categories",
+    1,
+    pa.schema(
+        [
+            pa.field("category_id", pa.int64(), nullable=False),
+            pa.field("name", pa.string(), nullable=False),
+            pa.field("supercategory", pa.string()),
+        ]
+    ),
+)
+
+IMAGEFOLDER_IMAGES = VersionedSchema(
+    "imagefolder_images",
+    1,
+    pa.schema(
+        [
+            pa.field("path", pa.string(), nullable=False),  # relative to the source root
+            pa.field("split", pa.string(), nullable=False),  # train | val | test | ""
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("label_id", pa.int32(), nullable=False),
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("image_bytes", pa.binary(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+        ]
+    ),
+)
+
+DATASET_SUMMARY = VersionedSchema(
+    "dataset_summary",
+    1,
+    pa.schema(
+        [
+            pa.field("table", pa.string(), nullable=False),
+            pa.field("rows", pa.int64(), nullable=False),
+            pa.field("schema_name", pa.string(), nullable=False),
+            pa.field("schema_version", pa.int32(), nullable=False),
+        ]
+    ),
+)

