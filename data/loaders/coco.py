@@ -1,0 +1,161 @@
+"""COCO-format detection sets: ``instances_<split>.json`` plus an image folder.
+
+Two layouts are recognised:
+
+* a plain set: ``<root>/annotations/instances_<split>.json`` with images in ``<root>/<split>/``
+  (or ``<root>/images/``);
+* the COCO-O layout: one sub-folder per domain, each a plain set (``<domain>/val2017/`` and
+  ``<domain>/annotations/instances_val2017.json``); the folder name becomes ``domain``.
+
+Annotations are validated before any image is read: missing fields, unknown image or
+category ids, duplicate ids, boxes outside the image and missing image files raise an
+``InputError`` naming the JSON file and the offending entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES
+from trustflow.errors import InputError
+
+BOX_TOLERANCE_PX = 1.0  # COCO's own annotations overshoot image borders by rounding
+
+
+@dataclass
+class CocoImage:
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+    path: Path
+
+
+@dataclass
+class CocoSplit:
+    """One annotation file: its domain, split, images, annotations and categories."""
+
+    json_path: Path
+    domain: str
+    split: str
+    images: list[CocoImage] = field(default_factory=list)
+    annotations: pa.Table | None = None
+    categories: pa.Table | None = None
+
+
+def _require(entry: Any, where: str, fields: dict[str, type | tuple[type, ...]]) -> None:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    for name, kind in fields.items():
+        if name not in entry:
+            raise InputError(f"{where}: missing field {name!r}")
+        if not isinstance(entry[name], kind) or isinstance(entry[name], bool) and kind is not bool:
+            raise InputError(f"{where}: field {name!r} has the wrong type ({type(entry[name]).__name__})")
+
+
+def _find_annotation_files(root: Path) -> list[tuple[Path, str]]:
+    """(instances json, domain) pairs for a plain set or a COCO-O layout."""
+    direct = sorted((root / "annotations").glob("instances_*.json"))
+    if direct:
+        return [(p, "") for p in direct]
+    nested = sorted(root.glob("*/annotations/instances_*.json"))
+    if nested:
+        return [(p, p.parent.parent.name) for p in nested]
+    raise InputError(f"{root}: no annotations/instances_*.json (plain COCO) or */annotations/instances_*.json (COCO-O)")
+
+
+def _image_dir(set_root: Path, split: str) -> Path:
+    for candidate in (set_root / split, set_root / "images" / split, set_root / "images"):
+        if candidate.is_dir():
+            return candidate
+    raise InputError(f"{set_root}: no image folder for split {split!r} (tried {split}/, images/{split}/, images/)")
+
+
+def load_coco_split(json_path: Path, domain: str) -> CocoSplit:
+    """Parse and validate one instances JSON; images are located but not read."""
+    split = json_path.stem.removeprefix("instances_")
+    try:
+        doc = json.loads(json_path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{json_path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{json_path}: top level must be an object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(doc.get(key), list):
+            raise InputError(f"{json_path}: missing field {key!r} (a list)")
+    set_root = json_path.parent.parent
+    image_dir = _image_dir(set_root, split)
+    out = CocoSplit(json_path=json_path, domain=domain, split=split)
+
+    num = (int, float)
+    cat_ids: dict[int, int] = {}
+    cats: dict[str, list] = {"category_id": [], "name": [], "supercategory": []}
+    for i, cat in enumerate(doc["categories"]):
+        where = f"{json_path}: categories[{i}]"
+        _require(cat, where, {"id": int, "name": str})
+        if cat["id"] in cat_ids:
+            raise InputError(f"{where}: duplicate category id {cat['id']}")
+        cat_ids[cat["id"]] = i
+        cats["category_id"].append(cat["id"])
+        cats["name"].append(cat["name"])
+        cats["supercategory"].append(cat.get("supercategory"))
+    out.categories = pa.table(cats, schema=COCO_CATEGORIES.schema)
+
+    sizes: dict[int, tuple[int, int]] = {}
+    for i, img in enumerate(doc["images"]):
+        where = f"{json_path}: images[{i}]"
+        _require(img, where, {"id": int, "file_name": str, "width": int, "height": int})
+        if img["id"] in sizes:
+            raise InputError(f"{where}: duplicate image id {img['id']}")
+        path = image_dir / img["file_name"]
+        if not path.is_file():
+            raise InputError(f"{where}: image file {path} not found")
+        sizes[img["id"]] = (img["width"], img["height"])
+        out.images.append(CocoImage(img["id"], img["file_name"], img["width"], img["height"], path))
+
+    cols: dict[str, list] = {name: [] for name in COCO_ANNOTATIONS.names}
+    ann_ids: set[int] = set()
+    for i, ann in enumerate(doc["annotations"]):
+        where = f"{json_path}: annotations[{i}]"
+        _require(ann, where, {"id": int, "image_id": int, "category_id": int, "bbox": list})
+        if ann["id"] in ann_ids:
+            raise InputError(f"{where}: duplicate annotation id {ann['id']}")
+        ann_ids.add(ann["id"])
+        if ann["image_id"] not in sizes:
+            raise InputError(f"{where}: unknown image_id {ann['image_id']}")
+        if ann["category_id"] not in cat_ids:
+            raise InputError(f"{where}: unknown category_id {ann['category_id']}")
+        bbox = ann["bbox"]
+        if len(bbox) != 4 or not all(isinstance(v, num) for v in bbox):
+            raise InputError(f"{where}: bbox must be 4 numbers [x, y, w, h]")
+        x, y, w, h = (float(v) for v in bbox)
+        width, height = sizes[ann["image_id"]]
+        t = BOX_TOLERANCE_PX
+        if w < 0 or h < 0 or x < -t or y < -t or x + w > width + t or y + h > height + t:
+            raise InputError(f"{where}: bbox {bbox} lies outside image {ann['image_id']} ({width}x{height})")
+        cols["ann_id"].append(ann["id"])
+        cols["image_id"].append(ann["image_id"])
+        cols["domain"].append(domain)
+        cols["split"].append(split)
+        cols["category_id"].append(ann["category_id"])
+        cols["bbox"].append([x, y, w, h])
+        cols["area"].append(float(ann.get("area", w * h)))
+        cols["iscrowd"].append(bool(ann.get("iscrowd", 0)))
+    out.annotations = pa.table(cols, schema=COCO_ANNOTATIONS.schema)
+    return out
+
+
+def load_coco(root: Path) -> list[CocoSplit]:
+    """Every annotated split under ``root`` (a plain COCO set or a COCO-O domain tree)."""
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory (a COCO set is a folder with annotations/instances_*.json)")
+    splits = [load_coco_split(p, domain) for p, domain in _find_annotation_files(root)]
+    names = [tuple(sorted(s.categories.to_pydict()["name"])) for s in splits if s.categories is not None]
+    if len(set(names)) > 1:
+        raise InputError(f"{root}: annotation files disagree on the category list")
+    return splits

@@ -1,0 +1,46 @@
+"""Image-folder classification sets: ``<root>/<class>/*.png`` or ``<root>/<split>/<class>/*``.
+
+Class names are the sorted folder names, so ``label_id`` is stable across machines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trustflow.errors import InputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
+
+
+@dataclass(frozen=True)
+class FolderImage:
+    path: Path
+    relpath: str
+    split: str
+    label: str
+
+
+def scan_imagefolder(root: Path) -> tuple[list[FolderImage], list[str]]:
+    """All images and the sorted class list; split folders are detected by name."""
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory (an image folder is <root>/<class>/<image>)")
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        raise InputError(f"{root}: no class folders")
+    if all(p.name in SPLIT_NAMES for p in subdirs):
+        split_roots = [(p.name, p) for p in subdirs]
+    else:
+        split_roots = [("", root)]
+    images: list[FolderImage] = []
+    classes: set[str] = set()
+    for split, split_root in split_roots:
+        for class_dir in sorted(p for p in split_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            classes.add(class_dir.name)
+            for f in sorted(class_dir.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                    images.append(FolderImage(f, f.relative_to(root).as_posix(), split, class_dir.name))
+    if not images:
+        raise InputError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under class folders")
+    return images, sorted(classes)

@@ -1,0 +1,63 @@
+"""Ingestion flow: a source (path or URL) becomes Parquet datasets in the artifact store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from trustflow.data.store import ArtifactStore
+from trustflow.settings import load_settings
+from trustflow.tasks.ingest import (
+    dataset_id_from,
+    fingerprint_task,
+    ingest_tables_task,
+    lookup_dataset_task,
+    resolve_source_task,
+    write_summary_task,
+)
+from trustflow.tasks.ingest_common import INGEST_FLOW
+from trustflow.tasks.ray_parts import StoreSpec
+
+
+@flow(name="ingest", flow_run_name="ingest-{kind}", log_prints=False)
+def ingest_flow(source: str, kind: str, store_url: str | None = None) -> dict[str, Any]:
+    """Ingest ``source`` as a ``kind`` dataset; a no-op when the same bytes were ingested before."""
+    settings = load_settings()
+    store = ArtifactStore(store_url or settings.effective_store_url, settings)
+    spec = StoreSpec.of(store)
+    local_path = resolve_source_task(source, spec)
+    fp = fingerprint_task(local_path)
+    dataset_id = dataset_id_from(kind, fp)
+    already = lookup_dataset_task(spec, dataset_id)
+    if already is not None:
+        _publish(already, store)
+        return already
+    tables = ingest_tables_task(spec, kind, dataset_id, local_path)
+    info = write_summary_task(spec, dataset_id, kind, source, fp, list(tables))
+    _publish(info, store)
+    return info
+
+
+def _publish(info: dict[str, Any], store: ArtifactStore) -> None:
+    """Prefect UI artifacts: a table of row counts and a summary with store locations."""
+    key = f"dataset-{info['dataset_id']}".lower()
+    create_table_artifact(
+        key=key,
+        table=[{"table": name, "rows": rows} for name, rows in info["tables"].items()],
+        description=f"Dataset {info['dataset_id']} ({info['kind']})",
+    )
+    lines = [
+        f"# Dataset `{info['dataset_id']}`",
+        "",
+        f"- kind: {info['kind']}",
+        f"- source: `{info['source']}`",
+        f"- status: {'already ingested (no-op)' if info['skipped'] else 'ingested'}",
+        "",
+        "| table | rows | location |",
+        "|---|---:|---|",
+    ]
+    for name, rows in info["tables"].items():
+        lines.append(f"| {name} | {rows} | `{store.url}/runs/{INGEST_FLOW}/{info['dataset_id']}/{name}/` |")
+    create_markdown_artifact(key=f"{key}-summary", markdown="\n".join(lines))

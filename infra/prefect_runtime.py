@@ -1,0 +1,63 @@
+"""Prefect: ephemeral by default, a server when configured; results persisted to the store.
+
+Prefect requires result storage blocks to be saved server-side, so instead of per-flow
+blocks we point Prefect's *default* result storage at the artifact store for the duration
+of a run: a directory inside a ``file://`` store, or a saved ``RemoteFileSystem`` block on
+the store's S3 bucket (its settings hold the endpoint only; s3fs takes keys from the
+environment). Results use the JSON serializer: no pickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+from trustflow.data.store.location import parse_store_url
+from trustflow.settings import Settings
+
+RESULTS_DIR = "prefect-results"
+RESULTS_BLOCK = "trustflow-results"
+
+
+def prefect_env(settings: Settings) -> dict[str, str]:
+    """Environment for a Prefect process (CLI run, worker, deployment) using ``settings``."""
+    env = {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # first start of an ephemeral server migrates a fresh SQLite DB: slow on 2 cores
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "PREFECT_RESULTS_DEFAULT_SERIALIZER": "json",
+    }
+    if settings.prefect_api_url:
+        env["PREFECT_API_URL"] = settings.prefect_api_url
+    location = parse_store_url(settings.effective_store_url)
+    if location.scheme == "file":
+        env["PREFECT_LOCAL_STORAGE_PATH"] = f"{location.root}/{RESULTS_DIR}"
+    else:
+        env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = f"remote-file-system/{RESULTS_BLOCK}"
+    return env
+
+
+def _save_results_block(settings: Settings) -> None:
+    from prefect.filesystems import RemoteFileSystem
+
+    client_kwargs: dict[str, str] = {"region_name": settings.s3_region}
+    if settings.s3_endpoint_url:
+        client_kwargs["endpoint_url"] = settings.s3_endpoint_url
+    RemoteFileSystem(
+        basepath=f"{settings.effective_store_url}/{RESULTS_DIR}",
+        settings={"client_kwargs": client_kwargs},
+    ).save(RESULTS_BLOCK, overwrite=True)
+
+
+@contextlib.contextmanager
+def prefect_runtime(settings: Settings) -> Iterator[None]:
+    """Run flows inside this context to get trustflow's Prefect settings."""
+    import prefect.settings as prefect_settings
+
+    updates = {getattr(prefect_settings, name): value for name, value in prefect_env(settings).items()}
+    with prefect_settings.temporary_settings(updates=updates):
+        if parse_store_url(settings.effective_store_url).scheme == "s3":
+            _save_results_block(settings)
+        yield

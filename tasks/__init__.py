@@ -1,0 +1,1 @@
+"""Prefect tasks that do the work; each launches one coarse Ray job."""

@@ -1,0 +1,63 @@
+"""Prefect tasks of the ingestion flow. Each one is a stage Prefect can see; the heavy one
+(``ingest_tables``) launches a single Ray job that fans out over files or image chunks.
+
+Tasks use ``NO_CACHE``: idempotence comes from the store's manifests and keys, not from
+Prefect's input-hash cache (which would report success for data that was since deleted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from trustflow.data.sources import fingerprint, resolve_source
+from trustflow.infra.ray_runtime import ensure_ray
+from trustflow.tasks.ingest_common import INGESTERS, dataset_id_for, existing_dataset, write_summary
+from trustflow.tasks.ray_parts import StoreSpec
+
+# importing registers the kinds
+from trustflow.tasks import ingest_coco, ingest_imagefolder, ingest_seval  # noqa: F401  isort: skip
+
+
+@task(name="resolve-source", cache_policy=NO_CACHE)
+def resolve_source_task(source: str, spec: StoreSpec) -> str:
+    return str(resolve_source(source, spec.open().settings))
+
+
+@task(name="fingerprint-source", cache_policy=NO_CACHE)
+def fingerprint_task(local_path: str) -> str:
+    return fingerprint(Path(local_path))
+
+
+@task(name="lookup-dataset", cache_policy=NO_CACHE)
+def lookup_dataset_task(spec: StoreSpec, dataset_id: str) -> dict[str, Any] | None:
+    info = existing_dataset(spec.open(), dataset_id)
+    return info.as_dict() if info else None
+
+
+@task(name="ingest-tables", task_run_name="ingest-{kind}-tables", cache_policy=NO_CACHE)
+def ingest_tables_task(spec: StoreSpec, kind: str, dataset_id: str, local_path: str) -> dict[str, int]:
+    store = spec.open()
+    ensure_ray(store.settings)
+    manifests = INGESTERS.get(kind)(store, dataset_id, Path(local_path))
+    return {name: m.rows for name, m in manifests.items()}
+
+
+@task(name="write-summary", cache_policy=NO_CACHE)
+def write_summary_task(
+    spec: StoreSpec, dataset_id: str, kind: str, source: str, fp: str, tables: list[str]
+) -> dict[str, Any]:
+    from trustflow.data.store import StageRef
+    from trustflow.tasks.ingest_common import INGEST_FLOW
+
+    store = spec.open()
+    manifests = {name: store.require_manifest(StageRef(INGEST_FLOW, dataset_id, name)) for name in tables}
+    return write_summary(store, dataset_id, kind, source, fp, manifests).as_dict()
+
+
+def dataset_id_from(kind: str, fp: str) -> str:
+    INGESTERS.get(kind)  # unknown kinds fail here with the list of known ones
+    return dataset_id_for(kind, fp)

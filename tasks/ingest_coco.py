@@ -1,0 +1,65 @@
+"""Ingest a COCO-format set (or a COCO-O domain tree): images on Ray, annotations from JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from trustflow.data.loaders.coco import CocoImage, load_coco
+from trustflow.data.loaders.images import read_image
+from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES, COCO_IMAGES
+from trustflow.data.store import ArtifactStore, Manifest, StageRef
+from trustflow.errors import InputError
+from trustflow.tasks.ingest_common import INGEST_FLOW, INGESTERS
+from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
+
+IMAGES_PER_PART = 256
+IMAGE_KEYS = ["domain", "split", "image_id"]
+ANNOTATION_KEYS = ["domain", "split", "ann_id"]
+
+
+def build_image_rows(payload: tuple[str, str, list[CocoImage]]) -> pa.Table:
+    """Read, check and hash a chunk of images (runs in a Ray worker)."""
+    domain, split, images = payload
+    cols: dict[str, list] = {name: [] for name in COCO_IMAGES.names}
+    for img in images:
+        blob = read_image(img.path)
+        if (blob.width, blob.height) != (img.width, img.height):
+            raise InputError(
+                f"{img.path}: image is {blob.width}x{blob.height} but the annotations say {img.width}x{img.height}"
+            )
+        cols["image_id"].append(img.image_id)
+        cols["domain"].append(domain)
+        cols["split"].append(split)
+        cols["file_name"].append(img.file_name)
+        cols["width"].append(img.width)
+        cols["height"].append(img.height)
+        cols["image_bytes"].append(blob.data)
+        cols["sha256"].append(blob.sha256)
+    return pa.table(cols, schema=COCO_IMAGES.schema)
+
+
+@INGESTERS.register("coco")
+def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path) -> dict[str, Manifest]:
+    splits = load_coco(source)  # validates every annotation file before anything is written
+    chunks: list[Chunk] = []
+    for s in splits:
+        tag = f"{s.domain or 'default'}-{s.split}"
+        for start in range(0, len(s.images), IMAGES_PER_PART):
+            chunks.append(Chunk(f"{tag}-{start // IMAGES_PER_PART:06d}", (s.domain, s.split, s.images[start : start + IMAGES_PER_PART])))
+    images_ref = StageRef(INGEST_FLOW, dataset_id, "images")
+    write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
+    domains = sorted({s.domain for s in splits})
+    attrs = {"domains": domains, "splits": sorted({s.split for s in splits})}
+    out = {"images": store.writer(images_ref, COCO_IMAGES, IMAGE_KEYS).commit(attrs)}
+    annotations = pa.concat_tables([s.annotations for s in splits if s.annotations is not None])
+    out["annotations"] = store.write_stage(
+        StageRef(INGEST_FLOW, dataset_id, "annotations"), COCO_ANNOTATIONS, annotations, ANNOTATION_KEYS, attrs
+    )
+    categories = splits[0].categories
+    assert categories is not None
+    out["categories"] = store.write_stage(
+        StageRef(INGEST_FLOW, dataset_id, "categories"), COCO_CATEGORIES, categories, ["category_id"], attrs
+    )
+    return out

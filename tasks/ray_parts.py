@@ -1,0 +1,106 @@
+"""Write a keyed stage in parallel on Ray: one Ray task per chunk, one Parquet part each.
+
+Chunks carry a deterministic ``part_id``; a chunk whose part already exists is skipped
+without doing its work (cheap resume), and every built batch is anti-joined against keys
+already in the stage before it is written (no duplicate rows even if chunking changed).
+The driver commits the manifest once all parts are in.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from trustflow.data.schemas import VersionedSchema
+from trustflow.data.store import ArtifactStore, StageRef, StageWriter
+from trustflow.errors import TrustflowError
+from trustflow.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of parallel work: a part id and the payload the builder turns into rows."""
+
+    part_id: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Non-secret description of a store, enough for a Ray worker to reopen it."""
+
+    url: str
+    s3_endpoint_url: str | None
+    s3_region: str
+
+    @classmethod
+    def of(cls, store: ArtifactStore) -> "StoreSpec":
+        return cls(store.url, store.settings.s3_endpoint_url, store.settings.s3_region)
+
+    def open(self) -> ArtifactStore:
+        return _open_store(json.dumps([self.url, self.s3_endpoint_url, self.s3_region]))
+
+
+@functools.lru_cache(maxsize=4)
+def _open_store(key: str) -> ArtifactStore:
+    url, endpoint, region = json.loads(key)
+    settings: Settings = load_settings(s3_endpoint_url=endpoint, s3_region=region)
+    return ArtifactStore(url, settings)
+
+
+def _build_and_write(
+    spec: StoreSpec,
+    ref: StageRef,
+    schema: VersionedSchema,
+    key_columns: list[str],
+    builder: Callable[[Any], pa.Table],
+    chunk: Chunk,
+    existing_keys: pa.Table,
+) -> tuple[int, int]:
+    """(rows written, rows skipped as already present) for one chunk."""
+    writer = StageWriter(spec.open(), ref, schema, key_columns)
+    table = builder(chunk.payload)
+    todo = writer.missing(table, existing_keys)
+    if todo.num_rows:
+        writer.write_part(todo, chunk.part_id)
+    return todo.num_rows, table.num_rows - todo.num_rows
+
+
+def write_parts_on_ray(
+    store: ArtifactStore,
+    ref: StageRef,
+    schema: VersionedSchema,
+    key_columns: list[str],
+    chunks: list[Chunk],
+    builder: Callable[[Any], pa.Table],
+    num_cpus: float = 1.0,
+) -> dict[str, int]:
+    """Run ``builder`` over ``chunks`` on Ray and write each result as a part (no commit)."""
+    import ray
+
+    writer = store.writer(ref, schema, key_columns)
+    done_parts = {info.base_name for info in writer.part_files()}
+    todo = [c for c in chunks if f"part-{c.part_id}.parquet" not in done_parts]
+    stats = {"chunks": len(chunks), "chunks_skipped": len(chunks) - len(todo), "rows_written": 0, "rows_skipped": 0}
+    if not todo:
+        return stats
+    existing = ray.put(writer.existing_keys())
+    remote = ray.remote(num_cpus=num_cpus, max_retries=2)(_build_and_write)
+    spec = StoreSpec.of(store)
+    pending = [remote.remote(spec, ref, schema, key_columns, builder, c, existing) for c in todo]
+    try:
+        for written, skipped in ray.get(pending):
+            stats["rows_written"] += written
+            stats["rows_skipped"] += skipped
+    except ray.exceptions.RayTaskError as exc:
+        for p in pending:
+            ray.cancel(p)
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, TrustflowError):
+            raise cause from None  # keep the one-line message (file, line) for the user
+        raise
+    return stats
