@@ -19,13 +19,15 @@ def credentials_file(home: Path) -> Path:
     return home / "secrets" / "s3.json"
 
 
-def ensure_local_credentials(home: Path) -> None:
-    """Export AWS_* credentials for the local store, creating them on first use."""
+def ensure_local_credentials(home: Path, create: bool = True) -> bool:
+    """Export AWS_* credentials for the local store (creating them if ``create``); True if set."""
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        return
+        return True
     path = credentials_file(home)
     if path.is_file():
         data = json.loads(path.read_text())
+    elif not create:
+        return False
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
@@ -36,3 +38,4 @@ def ensure_local_credentials(home: Path) -> None:
         os.replace(str(path) + ".tmp", path)
     os.environ["AWS_ACCESS_KEY_ID"] = data["access_key_id"]
     os.environ["AWS_SECRET_ACCESS_KEY"] = data["secret_access_key"]
+    return True

@@ -18,6 +18,7 @@ import pyarrow as pa
 from trustflow.data.schemas import VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef, StageWriter
 from trustflow.errors import TrustflowError
+from trustflow.progress import track
 from trustflow.settings import Settings, load_settings
 
 
@@ -93,9 +94,14 @@ def write_parts_on_ray(
     spec = StoreSpec.of(store)
     pending = [remote.remote(spec, ref, schema, key_columns, builder, c, existing) for c in todo]
     try:
-        for written, skipped in ray.get(pending):
-            stats["rows_written"] += written
-            stats["rows_skipped"] += skipped
+        with track(f"{ref.stage} parts", len(todo)) as advance:
+            waiting = list(pending)
+            while waiting:
+                ready, waiting = ray.wait(waiting, num_returns=1)
+                written, skipped = ray.get(ready[0])
+                stats["rows_written"] += written
+                stats["rows_skipped"] += skipped
+                advance(1)
     except ray.exceptions.RayTaskError as exc:
         for p in pending:
             ray.cancel(p)

@@ -1,0 +1,42 @@
+# trustflow: `make demo` runs the main job on embedded defaults, `make test` the test suite.
+# Both create .venv (Python 3.11) from the exact pins in requirements.lock on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-unit bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.3
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/trustflow demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: install
+	$(BIN)/python benchmarks/store_throughput.py
+	$(BIN)/python benchmarks/orchestration_overhead.py
+
+# Re-resolve requirements.in into exact pins (needs the registries).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q --upgrade pip==25.3
+	.venv-lock/bin/pip install -q -r requirements.in
+	(echo "# Exact pins resolved on Python 3.11 / x86_64 (make lock). Install: pip install -r requirements.lock"; \
+	 .venv-lock/bin/pip freeze --exclude-editable) > requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .trustflow .pytest_cache

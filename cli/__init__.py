@@ -1,0 +1,1 @@
+"""The ``trustflow`` command line."""

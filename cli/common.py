@@ -1,0 +1,61 @@
+"""CLI plumbing shared by every command: environment bootstrap, settings, error handling."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from trustflow.errors import TrustflowError
+from trustflow.settings import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def bootstrap() -> Settings:
+    """Load settings and prepare the process environment before Prefect or Ray import.
+
+    Prefect reads ``PREFECT_HOME`` at import and cannot create nested directories itself;
+    Ray must not write an auth token; local store credentials are exported if they exist.
+    """
+    settings = load_settings()
+    home = settings.home_dir
+    home.mkdir(parents=True, exist_ok=True)
+    prefect_home = os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.makedirs(prefect_home, exist_ok=True)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from trustflow.infra.local_credentials import ensure_local_credentials
+
+    if ensure_local_credentials(home, create=False):
+        settings = load_settings()
+    return settings
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn expected failures into one clear line and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TrustflowError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,88 @@
+"""``trustflow``: the user's entry point. Every command has ``--help``; expected failures
+print one ``error:`` line naming the file, field or option, and exit non-zero."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from trustflow.cli.common import bootstrap, console, handle_errors
+from trustflow.cli import services, store_views
+from trustflow.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
+app.add_typer(config_app, name="config")
+app.add_typer(services.storage_app, name="storage")
+app.add_typer(services.server_app, name="server")
+app.add_typer(store_views.runs_app, name="runs")
+app.add_typer(store_views.datasets_app, name="datasets")
+app.command("show")(store_views.show)
+
+
+@config_app.command("show")
+@handle_errors
+def config_show() -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    settings = bootstrap()
+    console.print_json(json.dumps(settings.masked_dump()))
+
+
+@app.command()
+@handle_errors
+def ingest(
+    source: str = typer.Argument(..., help="A local path, s3://bucket/key or http(s):// URL."),
+    kind: str = typer.Option(..., "--kind", "-k", help="Dataset kind: seval | coco | imagefolder."),
+    store_url: Optional[str] = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
+) -> None:
+    """Turn a source into Parquet datasets in the store (a no-op for bytes already ingested)."""
+    settings = bootstrap()
+    from trustflow.tasks.ingest_common import INGESTERS
+    from trustflow.tasks import ingest as _register  # noqa: F401  registers the kinds
+
+    if kind not in INGESTERS:
+        raise InputError(f"--kind {kind!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
+    from trustflow.cli.progress_bar import rich_progress
+    from trustflow.flows.ingest import ingest_flow
+    from trustflow.infra.prefect_runtime import prefect_runtime
+
+    with prefect_runtime(settings), rich_progress():
+        info = ingest_flow(source=source, kind=kind, store_url=store_url)
+    print_datasets([info])
+
+
+def print_datasets(infos: list[dict]) -> None:
+    table = Table(title="datasets")
+    table.add_column("dataset_id", no_wrap=True)
+    for col in ("kind", "tables (rows)", "status", "source"):
+        table.add_column(col, overflow="fold")
+    for info in infos:
+        tables = ", ".join(f"{k}={v}" for k, v in info["tables"].items())
+        table.add_row(info["dataset_id"], info["kind"], tables, "unchanged" if info["skipped"] else "ingested", info["source"])
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def demo(
+    keep_storage: bool = typer.Option(False, "--keep-storage", help="Leave SeaweedFS running afterwards."),
+    local: bool = typer.Option(False, "--local", help="Use the local-directory store instead of SeaweedFS."),
+    seval_dir: Optional[str] = typer.Option(None, "--seval-dir", help="S-Eval files to ingest (default: ../shared/data/s-eval)."),
+) -> None:
+    """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set."""
+    settings = bootstrap()
+    from trustflow.flows.demo import run_demo
+
+    infos = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir)
+    print_datasets(infos)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
