@@ -100,25 +100,25 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("s3_endpoint_url", "TRUSTFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        validation_alias=AliasChoices("TRUSTFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
         description="Override for S3-compatible stores (SeaweedFS, MinIO); unset for AWS.",
     )
     s3_region: str = Field(
         default="us-east-1",
-        validation_alias=AliasChoices("s3_region", "TRUSTFLOW_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        validation_alias=AliasChoices("TRUSTFLOW_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
     )
     s3_access_key_id: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("s3_access_key_id", "TRUSTFLOW_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
+        default=None, validation_alias=AliasChoices("TRUSTFLOW_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
     )
     s3_secret_access_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("s3_secret_access_key", "TRUSTFLOW_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        validation_alias=AliasChoices("TRUSTFLOW_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
     )
     ray_address: str | None = Field(default=None, description="None: start a local Ray; 'auto' or ray://host:port: join.")
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs for a local Ray (default: all).")
     prefect_api_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("prefect_api_url", "TRUSTFLOW_PREFECT_API_URL", "PREFECT_API_URL"),
+        validation_alias=AliasChoices("TRUSTFLOW_PREFECT_API_URL", "PREFECT_API_URL"),
         description="None: ephemeral Prefect; else a Prefect server API URL.",
     )
     llm_endpoints: dict[str, LLMEndpoint] = Field(default_factory=dict)

@@ -30,12 +30,16 @@ def bootstrap() -> Settings:
     prefect_home = os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
     os.makedirs(prefect_home, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Run logs still reach the Prefect API (UI); the terminal gets our own one-line errors
+    # and progress bars instead of Prefect's per-task lines and tracebacks.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from trustflow.infra.local_credentials import ensure_local_credentials
 
-    if ensure_local_credentials(home, create=False):
+    # only for the managed local SeaweedFS: never shadow a profile or role meant for AWS
+    managed_endpoint = f"http://127.0.0.1:{settings.seaweedfs.s3_port}"
+    if settings.s3_endpoint_url == managed_endpoint and ensure_local_credentials(home, create=False):
         settings = load_settings()
     return settings
 

@@ -40,6 +40,8 @@ def ingest(
 ) -> None:
     """Turn a source into Parquet datasets in the store (a no-op for bytes already ingested)."""
     settings = bootstrap()
+    if store_url:
+        settings = settings.model_copy(update={"store_url": store_url})
     from trustflow.tasks.ingest_common import INGESTERS
     from trustflow.tasks import ingest as _register  # noqa: F401  registers the kinds
 
@@ -50,18 +52,18 @@ def ingest(
     from trustflow.infra.prefect_runtime import prefect_runtime
 
     with prefect_runtime(settings), rich_progress():
-        info = ingest_flow(source=source, kind=kind, store_url=store_url)
+        info = ingest_flow(source=source, kind=kind)
     print_datasets([info])
 
 
-def print_datasets(infos: list[dict]) -> None:
+def print_datasets(infos: list[dict], listing: bool = False) -> None:
     table = Table(title="datasets")
     table.add_column("dataset_id", no_wrap=True)
     for col in ("kind", "tables (rows)", "status", "source"):
         table.add_column(col, overflow="fold")
     for info in infos:
         tables = ", ".join(f"{k}={v}" for k, v in info["tables"].items())
-        table.add_row(info["dataset_id"], info["kind"], tables, "unchanged" if info["skipped"] else "ingested", info["source"])
+        table.add_row(info["dataset_id"], info["kind"], tables, "complete" if listing else "unchanged" if info["skipped"] else "ingested", info["source"])
     console.print(table)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from trustflow.cli.common import bootstrap, console, handle_errors
-from trustflow.errors import StageNotFound
+from trustflow.errors import StageNotFound, StoreError
 
 runs_app = typer.Typer(no_args_is_help=True, help="Runs and their stages in the store.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Ingested datasets.")
@@ -45,7 +45,7 @@ def datasets_ls(store_url: Optional[str] = typer.Option(None, "--store", help="O
     from trustflow.cli.main import print_datasets
     from trustflow.tasks.ingest_common import list_datasets
 
-    print_datasets([d.as_dict() for d in list_datasets(_store(store_url))])
+    print_datasets([d.as_dict() for d in list_datasets(_store(store_url))], listing=True)
 
 
 def _cell(value: object, width: int = 60) -> str:
@@ -81,6 +81,10 @@ def show(
     ref = StageRef(flow, run_id, stage)
     manifest = store.require_manifest(ref)
     cols = [c.strip() for c in columns.split(",")] if columns else None
+    available = store.dataset(ref).schema.names
+    unknown = [c for c in cols or [] if c not in available]
+    if unknown:
+        raise StoreError(f"--columns: {unknown} not in stage {ref}; columns: {', '.join(available)}")
     data: pa.Table = store.dataset(ref).head(limit, columns=cols)
     table = Table(title=f"{ref} — {manifest.rows} rows, {manifest.schema_name} v{manifest.schema_version}")
     for name in data.column_names:

@@ -59,13 +59,16 @@ def _download_s3(bucket: str, key: str, cache: Path, settings: Settings) -> Path
     probe_bucket(settings, bucket)
     client = s3_client(settings)
     paginator = client.get_paginator("list_objects_v2")
-    keys = [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=key) for obj in page.get("Contents", [])]
+    folder = key.rstrip("/") + "/" if key else ""
+    listed = [obj["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=key) for obj in page.get("Contents", [])]
+    # a prefix names a folder: s3://b/data/seval must not pick up data/seval2/...
+    keys = [k for k in listed if k == key or k.startswith(folder)]
     if not keys:
         raise InputError(f"source s3://{bucket}/{key}: no such object or prefix")
     single = keys == [key]
     root = cache / (Path(key).name if single else Path(key.rstrip("/")).name or bucket)
     for k in keys:
-        rel = Path(k).name if single else Path(k).relative_to(key.rstrip("/")) if key else Path(k)
+        rel = Path(k).name if single else Path(k[len(folder) :])
         target = root if single else root / rel
         if target.is_file():
             continue

@@ -51,13 +51,49 @@ def _save_results_block(settings: Settings) -> None:
     ).save(RESULTS_BLOCK, overwrite=True)
 
 
+def trustflow_env(settings: Settings) -> dict[str, str]:
+    """``TRUSTFLOW_*`` variables that make ``load_settings()`` inside a flow see ``settings``.
+
+    Flows load their settings from the environment (that is how deployments configure them),
+    so an in-process run exports the caller's settings for its duration. Credentials given
+    only as ``TRUSTFLOW_S3_*`` are mirrored to ``AWS_*`` for s3fs (Prefect results).
+    """
+    env = {
+        "TRUSTFLOW_HOME": str(settings.home_dir),
+        "TRUSTFLOW_STORE_URL": settings.effective_store_url,
+        "TRUSTFLOW_S3_REGION": settings.s3_region,
+    }
+    if settings.s3_endpoint_url:
+        env["TRUSTFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.ray_address:
+        env["TRUSTFLOW_RAY_ADDRESS"] = settings.ray_address
+    if settings.s3_access_key_id and settings.s3_secret_access_key and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        env["AWS_ACCESS_KEY_ID"] = settings.s3_access_key_id.get_secret_value()
+        env["AWS_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    return env
+
+
+@contextlib.contextmanager
+def _patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
 @contextlib.contextmanager
 def prefect_runtime(settings: Settings) -> Iterator[None]:
-    """Run flows inside this context to get trustflow's Prefect settings."""
+    """Run flows in-process inside this context: trustflow settings + Prefect result storage."""
     import prefect.settings as prefect_settings
 
     updates = {getattr(prefect_settings, name): value for name, value in prefect_env(settings).items()}
-    with prefect_settings.temporary_settings(updates=updates):
+    with _patched_environ(trustflow_env(settings)), prefect_settings.temporary_settings(updates=updates):
         if parse_store_url(settings.effective_store_url).scheme == "s3":
             _save_results_block(settings)
         yield

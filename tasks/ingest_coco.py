@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,12 +42,18 @@ def build_image_rows(payload: tuple[str, str, list[CocoImage]]) -> pa.Table:
     return pa.table(cols, schema=COCO_IMAGES.schema)
 
 
+def _safe_tag(text: str) -> str:
+    """Domain/split names come from folder names: keep part ids to safe characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.=-]", "_", text)[:80]
+    return cleaned if cleaned == text else f"{cleaned}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
 @INGESTERS.register("coco")
 def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path) -> dict[str, Manifest]:
     splits = load_coco(source)  # validates every annotation file before anything is written
     chunks: list[Chunk] = []
     for s in splits:
-        tag = f"{s.domain or 'default'}-{s.split}"
+        tag = _safe_tag(f"{s.domain or 'default'}-{s.split}")
         for start in range(0, len(s.images), IMAGES_PER_PART):
             chunks.append(Chunk(f"{tag}-{start // IMAGES_PER_PART:06d}", (s.domain, s.split, s.images[start : start + IMAGES_PER_PART])))
     images_ref = StageRef(INGEST_FLOW, dataset_id, "images")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from trustflow.data.loaders.seval import SevalFile, check_archive, find_seval_files, read_seval_file
@@ -10,11 +11,13 @@ from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.tasks.ingest_common import INGEST_FLOW, INGESTERS
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
-PROMPT_KEYS = ["set", "lang", "prompt_id"]
+PROMPT_KEYS = ["set", "lang", "split", "prompt_id"]
 
 
-def _part_id(spec: SevalFile) -> str:
-    return spec.path.name.replace(".jsonl", "").replace(".zip", "")
+def _part_id(spec: SevalFile, source: Path) -> str:
+    """Readable and unique per file: two files may share a name in different folders."""
+    rel = spec.path.relative_to(source).as_posix() if source.is_dir() else spec.path.name
+    return f"{spec.set}-{spec.lang}-{spec.split}-{hashlib.sha1(rel.encode()).hexdigest()[:10]}"
 
 
 @INGESTERS.register("seval")
@@ -23,7 +26,7 @@ def ingest_seval(store: ArtifactStore, dataset_id: str, source: Path) -> dict[st
     for spec in files:  # validate every archive before writing anything
         check_archive(spec.path)
     ref = StageRef(INGEST_FLOW, dataset_id, "prompts")
-    chunks = [Chunk(_part_id(spec), spec) for spec in files]
+    chunks = [Chunk(_part_id(spec, source), spec) for spec in files]
     write_parts_on_ray(store, ref, SEVAL_PROMPTS, PROMPT_KEYS, chunks, read_seval_file)
     manifest = store.writer(ref, SEVAL_PROMPTS, PROMPT_KEYS).commit(
         {"files": [f.path.name for f in files], "langs": sorted({f.lang for f in files})}

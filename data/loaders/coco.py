@@ -144,8 +144,14 @@ def load_coco_split(json_path: Path, domain: str) -> CocoSplit:
         cols["split"].append(split)
         cols["category_id"].append(ann["category_id"])
         cols["bbox"].append([x, y, w, h])
-        cols["area"].append(float(ann.get("area", w * h)))
-        cols["iscrowd"].append(bool(ann.get("iscrowd", 0)))
+        area = ann.get("area", w * h)
+        if not isinstance(area, num) or isinstance(area, bool) or area < 0:
+            raise InputError(f"{where}: field 'area' must be a non-negative number")
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (0, 1, True, False):
+            raise InputError(f"{where}: field 'iscrowd' must be 0 or 1")
+        cols["area"].append(float(area))
+        cols["iscrowd"].append(bool(iscrowd))
     out.annotations = pa.table(cols, schema=COCO_ANNOTATIONS.schema)
     return out
 
@@ -155,7 +161,13 @@ def load_coco(root: Path) -> list[CocoSplit]:
     if not root.is_dir():
         raise InputError(f"{root}: not a directory (a COCO set is a folder with annotations/instances_*.json)")
     splits = [load_coco_split(p, domain) for p, domain in _find_annotation_files(root)]
-    names = [tuple(sorted(s.categories.to_pydict()["name"])) for s in splits if s.categories is not None]
-    if len(set(names)) > 1:
-        raise InputError(f"{root}: annotation files disagree on the category list")
+    category_lists = {
+        s.json_path: tuple(sorted(zip(s.categories["category_id"].to_pylist(), s.categories["name"].to_pylist())))
+        for s in splits
+        if s.categories is not None
+    }
+    if len(set(category_lists.values())) > 1:
+        first, *rest = category_lists
+        other = next(p for p in rest if category_lists[p] != category_lists[first])
+        raise InputError(f"{other}: categories (id, name) differ from {first}; all domains must share one label map")
     return splits

@@ -39,7 +39,8 @@ def scan_imagefolder(root: Path) -> tuple[list[FolderImage], list[str]]:
         for class_dir in sorted(p for p in split_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             classes.add(class_dir.name)
             for f in sorted(class_dir.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                hidden = any(part.startswith(".") for part in f.relative_to(class_dir).parts)
+                if f.is_file() and not hidden and f.suffix.lower() in IMAGE_SUFFIXES:
                     images.append(FolderImage(f, f.relative_to(root).as_posix(), split, class_dir.name))
     if not images:
         raise InputError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under class folders")

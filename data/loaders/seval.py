@@ -47,7 +47,11 @@ def find_seval_files(source: Path) -> list[SevalFile]:
         return [describe(source)]
     if not source.is_dir():
         raise InputError(f"{source}: no such file or directory")
-    found = sorted(p for p in source.rglob("S-Eval_*.jsonl*") if p.is_file() and "__MACOSX" not in p.parts)
+    found = sorted(
+        p
+        for p in source.rglob("S-Eval_*.jsonl*")
+        if p.is_file() and "__MACOSX" not in p.parts and not any(part.startswith(".") for part in p.relative_to(source).parts)
+    )
     if not found:
         raise InputError(f"{source}: no S-Eval files (S-Eval_*.jsonl or S-Eval_*.jsonl.zip) found")
     return [describe(p) for p in found]

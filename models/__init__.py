@@ -1,0 +1,1 @@
+"""Model backends (LLM, critic, classifier, detector): planned in the pipeline issues."""

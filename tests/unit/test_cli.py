@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trustflow.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["config"], ["config", "show"], ["storage"], ["storage", "up"], ["server"], ["ingest"], ["runs", "ls"], ["datasets", "ls"], ["show"], ["demo"]],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(tmp_path), "--kind", "parquet-soup"])
+    assert result.exit_code != 0
+    assert "--kind 'parquet-soup' is not a dataset kind; use one of: coco, imagefolder, seval" in result.output
+
+
+def test_missing_source_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trustflow.cli.main", "ingest", str(tmp_path / "nope"), "--kind", "seval"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("error: source") and "no such file or directory" in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2-do-not-print")
+    result = runner.invoke(app, ["config", "show"])
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output and '"***"' in result.output
+    assert "effective_store_url" in result.output
+
+
+def test_show_unknown_run_fails_cleanly(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["show", "no-such-run", "--store", f"file://{tmp_path}"])
+    assert result.exit_code == 1
+    assert "no run 'no-such-run'" in result.output

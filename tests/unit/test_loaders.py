@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from trustflow.data.loaders.coco import load_coco
+from trustflow.data.loaders.imagefolder import scan_imagefolder
+from trustflow.data.loaders.seval import check_archive, describe, find_seval_files, read_seval_file
+from trustflow.data.synthetic_coco import make_synthetic_coco
+from trustflow.errors import InputError
+
+
+def write_zip(path: Path, lines: list[str], member: str | None = None) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(member or path.name.removesuffix(".zip"), "\n".join(lines) + "\n")
+        z.writestr("__MACOSX/._" + (member or path.name.removesuffix(".zip")), b"\x00junk")
+    return path
+
+
+def record(traceid: str, ext: dict, prompt: str = "How do I do something risky?") -> str:
+    return json.dumps({"traceid": traceid, "risk_type": "Cybersecurity", "prompt": prompt, "ext": json.dumps(ext)})
+
+
+def test_official_sample_reads_as_published(seval_small: Path) -> None:
+    files = {f.path.name: f for f in find_seval_files(seval_small)}
+    assert len(files) == 4
+    base = read_seval_file(files["S-Eval_base_risk_zh_small.jsonl.zip"])
+    attack = read_seval_file(files["S-Eval_attack_en_small.jsonl.zip"])
+    assert base.num_rows == 1000 and attack.num_rows == 10000
+    assert set(base["lang"].to_pylist()) == {"zh"} and set(base["split"].to_pylist()) == {"small"}
+    assert len(set(attack["attack"].to_pylist())) == 10
+    assert base["attack"].null_count == 1000
+    # English base prompts are translations: ext.from_traceid names their Chinese original
+    en_base = read_seval_file(files["S-Eval_base_risk_en_small.jsonl.zip"])
+    assert en_base["from_traceid"].null_count == 0
+    assert set(en_base["from_traceid"].to_pylist()) == set(base["prompt_id"].to_pylist())
+    assert len(set(base["risk_type"].to_pylist())) == 8
+
+
+def test_file_names_give_set_lang_split(tmp_path: Path) -> None:
+    assert describe(Path("S-Eval_attack_en_medium.jsonl.zip")).split == "medium"
+    full = describe(Path("S-Eval_base_risk_zh.jsonl"))
+    assert (full.set, full.lang, full.split) == ("base_risk", "zh", "full")
+    with pytest.raises(InputError, match="not an S-Eval file name"):
+        describe(tmp_path / "prompts.jsonl.zip")
+
+
+def test_corrupt_zip_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "S-Eval_base_risk_en_small.jsonl.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    with pytest.raises(InputError, match=r"S-Eval_base_risk_en_small\.jsonl\.zip: not a valid zip"):
+        check_archive(bad)
+    with pytest.raises(InputError, match="not a valid zip"):
+        read_seval_file(describe(bad))
+
+
+def test_non_json_line_names_file_and_line(tmp_path: Path) -> None:
+    path = write_zip(
+        tmp_path / "S-Eval_base_risk_en_small.jsonl.zip",
+        [record("a1", {"model": "base_risk", "from_traceid": "x"}), "{not json", record("a3", {"model": "base_risk"})],
+    )
+    with pytest.raises(InputError, match=r"S-Eval_base_risk_en_small\.jsonl: line 2: not valid JSON"):
+        read_seval_file(describe(path))
+
+
+def test_missing_field_and_bad_ext_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "S-Eval_attack_zh_small.jsonl"
+    path.write_text(json.dumps({"traceid": "t", "risk_type": "X", "ext": "{}"}) + "\n")
+    with pytest.raises(InputError, match=r"line 1: field 'prompt' missing"):
+        read_seval_file(describe(path))
+    path.write_text(record("t", {"model": "attack"}).replace('\\"model\\"', "model") + "\n")
+    with pytest.raises(InputError, match="line 1: field 'ext' is not a JSON string"):
+        read_seval_file(describe(path))
+    path.write_text(record("t", {"model": "attack"}) + "\n")
+    with pytest.raises(InputError, match="lacks ext.category"):
+        read_seval_file(describe(path))
+
+
+def test_duplicate_traceid_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "S-Eval_base_risk_en.jsonl"
+    path.write_text("\n".join([record("dup", {"model": "base_risk"})] * 2) + "\n")
+    with pytest.raises(InputError, match="line 2: duplicate traceid dup"):
+        read_seval_file(describe(path))
+
+
+def test_synthetic_coco_round_trips(tmp_path: Path) -> None:
+    root = make_synthetic_coco(tmp_path / "coco", n_images=5, seed=3)
+    (split,) = load_coco(root)
+    assert split.split == "val" and split.domain == "" and len(split.images) == 5
+    assert split.annotations is not None and split.annotations.num_rows >= 5
+    assert split.categories is not None and split.categories.num_rows == 3
+    again = make_synthetic_coco(tmp_path / "coco2", n_images=5, seed=3)
+    assert (again / "annotations/instances_val.json").read_bytes() == (root / "annotations/instances_val.json").read_bytes()
+
+
+def test_coco_o_layout_gives_domains(tmp_path: Path) -> None:
+    for domain in ("cartoon", "sketch"):
+        make_synthetic_coco(tmp_path / "cocoo" / domain, n_images=2, seed=1, split="val2017")
+    splits = load_coco(tmp_path / "cocoo")
+    assert sorted(s.domain for s in splits) == ["cartoon", "sketch"]
+    assert {s.split for s in splits} == {"val2017"}
+
+
+def _mutate(root: Path, fn) -> Path:  # noqa: ANN001
+    path = root / "annotations" / "instances_val.json"
+    doc = json.loads(path.read_text())
+    fn(doc)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutation", "message"),
+    [
+        (lambda d: d["images"][1].pop("width"), r"images\[1\]: missing field 'width'"),
+        (lambda d: d.pop("categories"), "missing field 'categories'"),
+        (lambda d: d["annotations"][0].update(category_id=99), r"annotations\[0\]: unknown category_id 99"),
+        (lambda d: d["annotations"][0].update(image_id=12345), "unknown image_id 12345"),
+        (lambda d: d["annotations"][0].update(bbox=[150, 100, 40, 40]), "outside image"),
+        (lambda d: d["annotations"][1].update(id=d["annotations"][0]["id"]), "duplicate annotation id"),
+        (lambda d: d["images"][0].update(file_name="missing.png"), "image file .*missing.png not found"),
+    ],
+)
+def test_bad_coco_json_is_named(tmp_path: Path, mutation, message: str) -> None:  # noqa: ANN001
+    root = make_synthetic_coco(tmp_path / "coco", n_images=3, seed=0)
+    _mutate(root, mutation)
+    with pytest.raises(InputError, match=message) as info:
+        load_coco(root)
+    assert "instances_val.json" in str(info.value) or "not found" in str(info.value)
+
+
+def test_imagefolder_scan(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            d = tmp_path / "ds" / split / label
+            d.mkdir(parents=True)
+            Image.new("RGB", (8, 6)).save(d / "0.png")
+    images, classes = scan_imagefolder(tmp_path / "ds")
+    assert classes == ["cat", "dog"] and len(images) == 4
+    assert {i.split for i in images} == {"train", "val"}
+    with pytest.raises(InputError, match="no class folders"):
+        scan_imagefolder(tmp_path / "ds" / "train" / "cat")

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from trustflow.data.schemas import SCHEMA_NAME_KEY, SCHEMA_VERSION_KEY, VersionedSchema
+from trustflow.data.store import ArtifactStore, StageRef
+from trustflow.errors import StageNotFound, StoreError
+
+ITEMS = VersionedSchema("test_items", 2, pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.int64())]))
+ITEMS_V3 = VersionedSchema("test_items", 3, ITEMS.schema)
+
+
+def rows(keys: list[str]) -> pa.Table:
+    return pa.table({"key": keys, "value": [len(k) * 10 + i for i, k in enumerate(keys)]})
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(f"file://{tmp_path / 'store'}")
+
+
+REF = StageRef("unitflow", "run-1", "items")
+
+
+def test_stage_is_invisible_until_commit(store: ArtifactStore) -> None:
+    w = store.writer(REF, ITEMS, ["key"])
+    w.write_part(rows(["a", "b"]))
+    assert store.manifest(REF) is None
+    with pytest.raises(StageNotFound, match="unitflow/run-1/items"):
+        store.read_table(REF)
+    manifest = w.commit({"note": "x"})
+    assert manifest.rows == 2 and manifest.schema_version == 2
+    assert sorted(store.read_table(REF)["key"].to_pylist()) == ["a", "b"]
+
+
+def test_anti_join_skips_written_keys_and_keeps_order(store: ArtifactStore) -> None:
+    w = store.writer(REF, ITEMS, ["key"])
+    w.write_part(rows(["b", "d"]))
+    todo = w.missing(rows(["e", "d", "c", "b", "a"]))
+    assert todo["key"].to_pylist() == ["e", "c", "a"]
+    w.write_part(todo)
+    assert w.commit().rows == 5
+    assert w.missing(rows(["a", "z"]))["key"].to_pylist() == ["z"]
+
+
+def test_write_stage_twice_never_duplicates(store: ArtifactStore) -> None:
+    store.write_stage(REF, ITEMS, rows(["a", "b", "c"]), ["key"])
+    again = store.write_stage(REF, ITEMS, rows(["a", "b", "c", "d"]), ["key"])
+    assert again.rows == 4
+    assert sorted(store.read_table(REF)["key"].to_pylist()) == ["a", "b", "c", "d"]
+
+
+def test_commit_refuses_duplicate_keys(store: ArtifactStore) -> None:
+    w = store.writer(REF, ITEMS, ["key"])
+    w.write_part(rows(["a", "b"]))
+    w.write_part(rows(["b"]))  # bypassing missing(): two writers racing would do this
+    with pytest.raises(StoreError, match="duplicate keys"):
+        w.commit()
+    assert store.manifest(REF) is None
+
+
+def test_readers_see_only_manifest_parts(store: ArtifactStore) -> None:
+    w = store.writer(REF, ITEMS, ["key"])
+    w.write_part(rows(["a"]))
+    w.commit()
+    w.write_part(rows(["b"]))  # an orphan part from an unfinished re-run
+    assert store.read_table(REF)["key"].to_pylist() == ["a"]
+    w.commit()
+    assert sorted(store.read_table(REF)["key"].to_pylist()) == ["a", "b"]
+
+
+def test_parts_carry_schema_name_and_version(store: ArtifactStore, tmp_path: Path) -> None:
+    store.write_stage(REF, ITEMS, rows(["a"]), ["key"])
+    part = next((tmp_path / "store" / "runs" / "unitflow" / "run-1" / "items" / "parts").glob("part-*.parquet"))
+    meta = pq.read_schema(part).metadata
+    assert meta[SCHEMA_NAME_KEY] == b"test_items" and meta[SCHEMA_VERSION_KEY] == b"2"
+    manifest = json.loads((part.parent.parent / "_manifest.json").read_text())
+    assert manifest["schema_name"] == "test_items" and manifest["rows"] == 1
+
+
+def test_schema_version_mismatch_is_refused(store: ArtifactStore) -> None:
+    store.write_stage(REF, ITEMS, rows(["a"]), ["key"])
+    with pytest.raises(StoreError, match="expected test_items v3"):
+        store.writer(REF, ITEMS_V3, ["key"]).commit()
+    assert store.require_manifest(REF).schema_version == 2  # the old manifest is intact
+
+
+def test_batch_missing_a_column_names_it(store: ArtifactStore) -> None:
+    with pytest.raises(StoreError, match=r"lacks columns \['value'\]"):
+        store.writer(REF, ITEMS, ["key"]).write_part(pa.table({"key": ["a"]}))
+
+
+def test_wrong_type_names_the_schema(store: ArtifactStore) -> None:
+    with pytest.raises(StoreError, match="does not fit schema test_items"):
+        store.writer(REF, ITEMS, ["key"]).write_part(pa.table({"key": ["a"], "value": ["not-an-int"]}))
+
+
+def test_empty_stage_keeps_its_schema(store: ArtifactStore) -> None:
+    store.writer(REF, ITEMS, ["key"]).commit()
+    table = store.read_table(REF)
+    assert table.num_rows == 0 and table.schema.names == ["key", "value"]
+
+
+def test_no_temp_files_left_behind(store: ArtifactStore, tmp_path: Path) -> None:
+    store.write_stage(REF, ITEMS, rows(["a", "b"]), ["key"])
+    leftovers = [p for p in (tmp_path / "store").rglob("*") if p.name.startswith(".tmp-")]
+    assert leftovers == []
+
+
+def test_listing_and_finding_runs(store: ArtifactStore) -> None:
+    store.write_stage(StageRef("f1", "r1", "a"), ITEMS, rows(["x"]), ["key"])
+    store.write_stage(StageRef("f1", "r1", "b"), ITEMS, rows(["x", "y"]), ["key"])
+    store.write_stage(StageRef("f2", "r2", "a"), ITEMS, rows(["x"]), ["key"])
+    store.writer(StageRef("f2", "r3", "unfinished"), ITEMS, ["key"]).write_part(rows(["q"]))
+    listed = {str(ref): m.rows for ref, m in store.list_stages()}
+    assert listed == {"f1/r1/a": 1, "f1/r1/b": 2, "f2/r2/a": 1}
+    assert [str(r) for r, _ in store.list_stages(flow="f1", run_id="r1")] == ["f1/r1/a", "f1/r1/b"]
+    assert store.find_runs("r2") == [("f2", "r2")]
+    assert store.find_runs("f1/r1") == [("f1", "r1")]
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "", "x" * 201])
+def test_unsafe_names_are_rejected(bad: str) -> None:
+    with pytest.raises(StoreError, match="invalid"):
+        StageRef("flow", bad, "stage")
+
+
+@pytest.mark.parametrize("url", ["http://x", "file://relative/path", "s3://"])
+def test_bad_store_urls(url: str) -> None:
+    with pytest.raises(StoreError, match="store URL"):
+        ArtifactStore(url)
