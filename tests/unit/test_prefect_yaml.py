@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+from prefect import Flow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_deployment_entrypoint_is_a_flow() -> None:
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert doc["deployments"], "prefect.yaml declares no deployments"
+    for dep in doc["deployments"]:
+        path, name = dep["entrypoint"].split(":")
+        spec = importlib.util.spec_from_file_location(f"entry_{dep['name']}", ROOT / path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        flow = getattr(module, name)
+        assert isinstance(flow, Flow), dep["entrypoint"]
+        params = set(flow.parameters.properties)
+        assert set(dep.get("parameters", {})) <= params, f"{dep['name']}: unknown parameters"
+        assert dep["work_pool"]["name"] == "trustflow-process"
