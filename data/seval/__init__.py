@@ -1,0 +1,1 @@
+"""S-Eval / LLM components (issue 3)."""
