@@ -128,3 +128,116 @@ DATASET_SUMMARY = VersionedSchema(
         ]
     ),
 )
+
+# ---- S-Eval evaluation (issue 3) -----------------------------------------------------------
+
+SEVAL_SUITE = VersionedSchema(
+    "seval_suite",
+    1,
+    pa.schema(
+        [
+            pa.field("prompt_uid", pa.string(), nullable=False),  # "<set>:<lang>:<prompt_id>", unique in a suite
+            pa.field("prompt_id", pa.string(), nullable=False),
+            pa.field("set", pa.string(), nullable=False),  # base_risk | attack
+            pa.field("attack", pa.string()),  # attack name, null for base prompts
+            pa.field("base_id", pa.string(), nullable=False),  # prompt_id of the base prompt (itself for base rows)
+            pa.field("lang", pa.string(), nullable=False),
+            pa.field("dimension", pa.string(), nullable=False),  # taxonomy level-1 id
+            pa.field("prompt", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),  # dataset id, or "seed-suite"
+        ]
+    ),
+)
+
+SEVAL_RESPONSES = VersionedSchema(
+    "seval_responses",
+    1,
+    pa.schema(
+        [
+            pa.field("response_id", pa.string(), nullable=False),  # hash(model, gen_config_hash, prompt_uid)
+            pa.field("model", pa.string(), nullable=False),  # model spec
+            pa.field("gen_config_hash", pa.string(), nullable=False),
+            pa.field("prompt_uid", pa.string(), nullable=False),
+            pa.field("set", pa.string(), nullable=False),
+            pa.field("attack", pa.string()),
+            pa.field("base_id", pa.string(), nullable=False),
+            pa.field("lang", pa.string(), nullable=False),
+            pa.field("dimension", pa.string(), nullable=False),
+            pa.field("prompt", pa.string(), nullable=False),
+            pa.field("response", pa.string(), nullable=False),
+            pa.field("finish_reason", pa.string()),
+            pa.field("prompt_tokens", pa.int32(), nullable=False),
+            pa.field("completion_tokens", pa.int32(), nullable=False),
+            pa.field("latency_s", pa.float32(), nullable=False),
+            pa.field("error", pa.string()),  # kept as a row, never dropped
+        ]
+    ),
+)
+
+SEVAL_JUDGEMENTS = VersionedSchema(
+    "seval_judgements",
+    1,
+    pa.schema(
+        [
+            pa.field("response_id", pa.string(), nullable=False),
+            pa.field("critic_id", pa.string(), nullable=False),
+            pa.field("critic_prompt_hash", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("prompt_uid", pa.string(), nullable=False),
+            pa.field("set", pa.string(), nullable=False),
+            pa.field("attack", pa.string()),
+            pa.field("base_id", pa.string(), nullable=False),
+            pa.field("lang", pa.string(), nullable=False),
+            pa.field("dimension", pa.string(), nullable=False),
+            pa.field("risk_score", pa.float32()),  # null exactly when judge_error
+            pa.field("unsafe", pa.bool_()),  # null exactly when judge_error
+            pa.field("risk_tags", pa.list_(pa.string()), nullable=False),
+            pa.field("explanation", pa.string(), nullable=False),
+            pa.field("raw_output", pa.string(), nullable=False),
+            pa.field("judge_error", pa.string()),  # why the critic could not judge
+        ]
+    ),
+)
+
+SEVAL_LEADERBOARD = VersionedSchema(
+    "seval_leaderboard",
+    1,
+    pa.schema(
+        [
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("critic_id", pa.string(), nullable=False),
+            pa.field("safety_score", pa.float64()),
+            pa.field("safety_score_ci_low", pa.float64()),
+            pa.field("safety_score_ci_high", pa.float64()),
+            pa.field("asr", pa.float64()),
+            pa.field("asr_ci_low", pa.float64()),
+            pa.field("asr_ci_high", pa.float64()),
+            pa.field("adaptive_asr", pa.float64()),
+            pa.field("adaptive_asr_ci_low", pa.float64()),
+            pa.field("adaptive_asr_ci_high", pa.float64()),
+            pa.field("judge_error_rate", pa.float64()),
+            pa.field("judge_error_rate_ci_low", pa.float64()),
+            pa.field("judge_error_rate_ci_high", pa.float64()),
+            pa.field("judgements", pa.int64(), nullable=False),
+        ]
+    ),
+)
+
+SEVAL_METRICS = VersionedSchema(
+    "seval_metrics",
+    1,
+    pa.schema(
+        [
+            pa.field("metric", pa.string(), nullable=False),  # safety_score | asr | adaptive_asr | judge_error_rate
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("critic_id", pa.string(), nullable=False),
+            pa.field("dimension", pa.string(), nullable=False),  # "*" when not grouped by it
+            pa.field("lang", pa.string(), nullable=False),  # "*" when not grouped by it
+            pa.field("attack", pa.string(), nullable=False),  # "*" when not grouped by it
+            pa.field("n", pa.int64(), nullable=False),
+            pa.field("value", pa.float64()),
+            pa.field("ci_low", pa.float64()),
+            pa.field("ci_high", pa.float64()),
+        ]
+    ),
+)

@@ -1,0 +1,87 @@
+"""Stateful parallel work on Ray: an actor pool where each actor holds a loaded model.
+
+Like ``ray_parts.write_parts_on_ray`` but for work that needs an expensive object (an LLM,
+a critic) built once per actor: ``factory()`` runs inside each actor and returns the
+function that turns a chunk's payload into rows. Each chunk becomes one Parquet part,
+written by the actor itself (results stream to the store as they finish); chunks whose
+part exists are skipped, and rows are anti-joined against keys already in the stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from trustflow.data.schemas import VersionedSchema
+from trustflow.data.store import ArtifactStore, StageRef, StageWriter
+from trustflow.errors import TrustflowError
+from trustflow.progress import track
+from trustflow.tasks.ray_parts import Chunk, StoreSpec
+
+RowBuilder = Callable[[Any], pa.Table]
+
+
+class _PartActor:
+    """Builds the worker function once, then writes one part per chunk."""
+
+    def __init__(self, spec: StoreSpec, ref: StageRef, schema: VersionedSchema, key_columns: list[str], factory: Callable[[], RowBuilder]) -> None:
+        self.writer = StageWriter(spec.open(), ref, schema, key_columns)
+        self.build = factory()
+
+    def run(self, chunk: Chunk, existing: pa.Table) -> tuple[int, int]:
+        table = self.build(chunk.payload)
+        todo = self.writer.missing(table, existing)
+        if todo.num_rows:
+            self.writer.write_part(todo, chunk.part_id)
+        return todo.num_rows, table.num_rows - todo.num_rows
+
+    def ready(self) -> bool:
+        return True
+
+
+def write_parts_with_actors(
+    store: ArtifactStore,
+    ref: StageRef,
+    schema: VersionedSchema,
+    key_columns: list[str],
+    chunks: list[Chunk],
+    factory: Callable[[], RowBuilder],
+    num_actors: int = 1,
+    num_cpus_per_actor: float = 1.0,
+    num_gpus_per_actor: float = 0.0,
+    label: str | None = None,
+) -> dict[str, int]:
+    """Run chunks through ``num_actors`` actors; returns counts (no commit)."""
+    import ray
+    from ray.util import ActorPool
+
+    writer = store.writer(ref, schema, key_columns)
+    done_parts = {info.base_name for info in writer.part_files()}
+    todo = [c for c in chunks if f"part-{c.part_id}.parquet" not in done_parts]
+    stats = {"chunks": len(chunks), "chunks_skipped": len(chunks) - len(todo), "rows_written": 0, "rows_skipped": 0}
+    if not todo:
+        return stats
+    existing = ray.put(writer.existing_keys())
+    actor_cls = ray.remote(num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor, max_restarts=1)(_PartActor)
+    spec = StoreSpec.of(store)
+    actors = [actor_cls.remote(spec, ref, schema, key_columns, factory) for _ in range(max(1, min(num_actors, len(todo))))]
+    try:
+        ray.get([a.ready.remote() for a in actors])
+        pool = ActorPool(actors)
+        with track(label or f"{ref.stage} batches", len(todo)) as advance:
+            for written, skipped in pool.map_unordered(lambda actor, chunk: actor.run.remote(chunk, existing), todo):
+                stats["rows_written"] += written
+                stats["rows_skipped"] += skipped
+                advance(1)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, TrustflowError):
+            raise cause from None
+        raise
+    except ray.exceptions.RayActorError as exc:
+        raise TrustflowError(f"{ref}: a worker actor died ({exc}); re-run to resume from the parts already written") from None
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    return stats
