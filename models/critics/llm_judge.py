@@ -18,7 +18,7 @@ from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement
 from trustflow.models.critics.parsing import parse_judge_output
 
 DEFAULT_JUDGE_MODEL = "pkg:qwen2.5-1.5b"
-RISK_TAGS = ("crimes", "cyber", "privacy", "ethics", "health", "hate", "extremism", "advice", "none")
+RISK_TAGS = ("crimes", "cybersecurity", "data_privacy", "ethics", "health", "hate_speech", "extremism", "inappropriate_suggestions", "none")
 
 SYSTEM = {
     "en": (
