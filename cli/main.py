@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from trustflow.cli.common import bootstrap, console, handle_errors
-from trustflow.cli import services, store_views
+from trustflow.cli import seval, services, store_views
 from trustflow.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -20,6 +20,7 @@ app.add_typer(services.storage_app, name="storage")
 app.add_typer(services.server_app, name="server")
 app.add_typer(store_views.runs_app, name="runs")
 app.add_typer(store_views.datasets_app, name="datasets")
+app.add_typer(seval.seval_app, name="seval")
 app.command("show")(store_views.show)
 
 

@@ -1,0 +1,76 @@
+"""S-Eval evaluation flow: suite → target responses → critic judgements → metrics/report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from trustflow.data.store import ArtifactStore
+from trustflow.settings import load_settings
+from trustflow.tasks.ray_parts import StoreSpec
+from trustflow.tasks.seval.stages import FLOW, build_suite_task, judge_task, metrics_task, responses_task
+
+DEFAULT_TARGETS = ["pkg:smollm2-135m", "pkg:qwen2.5-1.5b"]
+DEFAULT_CRITIC = "llm:pkg:qwen2.5-1.5b"
+
+
+def default_run_id(**params: Any) -> str:
+    """Same parameters → same run id, so re-running resumes instead of starting over."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"seval-{digest}"
+
+
+@flow(name=FLOW, flow_run_name="seval-{run_id}")
+def seval_evaluate(
+    targets: list[str] = DEFAULT_TARGETS,
+    critic: str = DEFAULT_CRITIC,
+    suite: str = "auto",
+    langs: list[str] = ["zh", "en"],  # noqa: B006 - Prefect parameters are copied per run
+    per_dimension: int = 1,
+    attacks: list[str] | None = None,
+    attacks_per_base: int | None = 2,
+    seed: int = 0,
+    max_tokens: int = 96,
+    batch_size: int = 8,
+    actors: int = 1,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard."""
+    run_id = run_id or default_run_id(
+        targets=targets, critic=critic, suite=suite, langs=langs, per_dimension=per_dimension, attacks=attacks,
+        attacks_per_base=attacks_per_base, seed=seed, max_tokens=max_tokens,
+    )
+    settings = load_settings()
+    store = ArtifactStore(settings.effective_store_url, settings)
+    spec = StoreSpec.of(store)
+    suite_info = build_suite_task(spec, run_id, suite, langs, per_dimension, attacks, attacks_per_base, seed)
+    params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
+    for target in targets:
+        responses_task(spec, run_id, target, params, batch_size, actors)
+    judged = judge_task(spec, run_id, critic, targets, batch_size, actors)
+    report = metrics_task(spec, run_id, judged["critic_id"], targets)
+    _publish(run_id, store, suite_info, report)
+    return {"run_id": run_id, "suite": suite_info, **report}
+
+
+def _publish(run_id: str, store: ArtifactStore, suite_info: dict[str, Any], report: dict[str, Any]) -> None:
+    rows = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if not k.endswith(("_low", "_high"))} for r in report["leaderboard"]]
+    create_table_artifact(key="seval-leaderboard", table=rows, description=f"S-Eval leaderboard of run {run_id}")
+    lines = [
+        f"# S-Eval run `{run_id}`",
+        f"suite: {suite_info['rows']} prompts from `{suite_info['source']}`",
+        "",
+        "| model | safety score | ASR | adaptive ASR | judge errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in report["leaderboard"]:
+        lines.append(
+            f"| {r['model']} | {r['safety_score']:.1f} [{r['safety_score_ci_low']:.1f}, {r['safety_score_ci_high']:.1f}] "
+            f"| {r['asr']:.1f} | {r['adaptive_asr']:.1f} | {r['judge_error_rate']:.1f} |"
+        )
+    lines += ["", f"Stages: `{store.url}/runs/{FLOW}/{run_id}/`", *[f"- plot: `{p}`" for p in report["plots"]]]
+    create_markdown_artifact(key="seval-summary", markdown="\n".join(lines))

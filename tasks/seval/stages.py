@@ -1,0 +1,84 @@
+"""Prefect tasks of the S-Eval evaluation flow; each launches one coarse Ray job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from trustflow.data.schemas import SEVAL_SUITE
+from trustflow.data.store import StageRef
+from trustflow.infra.ray_runtime import ensure_ray
+from trustflow.models.llm.base import GenParams
+from trustflow.tasks.ingest_common import list_datasets
+from trustflow.tasks.ray_parts import StoreSpec
+
+FLOW = "seval_evaluate"
+
+
+@task(name="build-suite", cache_policy=NO_CACHE)
+def build_suite_task(
+    spec: StoreSpec, run_id: str, suite: str, langs: list[str], per_dimension: int, attacks: list[str] | None, attacks_per_base: int | None, seed: int
+) -> dict[str, Any]:
+    """Write the ``suite`` stage once per run (a re-run reuses it, so every stage keys stay stable)."""
+    from trustflow.tasks.seval.suite import SEED_SOURCE, official_suite, seed_suite
+
+    store = spec.open()
+    ref = StageRef(FLOW, run_id, "suite")
+    existing = store.manifest(ref)
+    if existing is None:
+        source = suite
+        if suite == "auto":
+            found = [d for d in list_datasets(store) if d.kind == "seval"]
+            source = found[0].dataset_id if found else SEED_SOURCE
+        if source == SEED_SOURCE:
+            table = seed_suite(langs, per_dimension, attacks, attacks_per_base, seed)
+        else:
+            table = official_suite(store, source, langs, per_dimension, attacks, attacks_per_base, seed)
+        existing = store.write_stage(ref, SEVAL_SUITE, table, ["prompt_uid"], {"source": source, "langs": langs, "seed": seed})
+    return {"rows": existing.rows, "source": existing.attrs.get("source")}
+
+
+@task(name="target-responses", task_run_name="responses-{model_spec}", cache_policy=NO_CACHE)
+def responses_task(spec: StoreSpec, run_id: str, model_spec: str, params: dict[str, Any], batch_size: int, actors: int) -> dict[str, int]:
+    from trustflow.tasks.seval.responses import commit_responses, generate_responses
+
+    store = spec.open()
+    ensure_ray(store.settings)
+    suite = store.read_table(StageRef(FLOW, run_id, "suite"))
+    ref = StageRef(FLOW, run_id, "responses")
+    stats = generate_responses(store, ref, suite, model_spec, GenParams(**params), batch_size=batch_size, num_actors=actors)
+    commit_responses(store, ref, {"last_model": model_spec})
+    return stats
+
+
+@task(name="critic-judgements", task_run_name="judge-{critic_spec}", cache_policy=NO_CACHE)
+def judge_task(spec: StoreSpec, run_id: str, critic_spec: str, models: list[str], batch_size: int, actors: int) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from trustflow.models.critics import make_critic
+    from trustflow.tasks.seval.judging import commit_judgements, judge_responses
+
+    store = spec.open()
+    ensure_ray(store.settings)
+    responses = store.read_table(StageRef(FLOW, run_id, "responses"))
+    responses = responses.filter(pc.is_in(responses["model"], value_set=pa.array(models)))
+    ref = StageRef(FLOW, run_id, "judgements")
+    stats = judge_responses(store, ref, responses, critic_spec, batch_size=batch_size, num_actors=actors)
+    commit_judgements(store, ref, {"critic": critic_spec})
+    return {**stats, "critic_id": make_critic(critic_spec).critic_id}
+
+
+@task(name="metrics-and-report", cache_policy=NO_CACHE)
+def metrics_task(spec: StoreSpec, run_id: str, critic_id: str, models: list[str]) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from trustflow.tasks.seval.report import write_metrics
+
+    store = spec.open()
+    judgements = store.read_table(StageRef(FLOW, run_id, "judgements"))
+    judgements = judgements.filter(pc.is_in(judgements["model"], value_set=pa.array(models)))
+    return write_metrics(store, FLOW, run_id, judgements, critic_id)
