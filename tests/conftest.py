@@ -22,6 +22,10 @@ os.environ.update(
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "HF_HUB_OFFLINE": "1",
+        # converted models (hundreds of MB) are reused across sessions instead of piling up in /tmp
+        "TRUSTFLOW_MODEL_CACHE": os.environ.get(
+            "TRUSTFLOW_MODEL_CACHE", str(Path(__file__).resolve().parents[1] / ".trustflow" / "model-cache")
+        ),
     }
 )
 for leaked in ("TRUSTFLOW_STORE_URL", "TRUSTFLOW_S3_ENDPOINT_URL", "PREFECT_API_URL", "TRUSTFLOW_CONFIG"):

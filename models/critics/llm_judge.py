@@ -82,7 +82,7 @@ def harmful_probability(logprobs: list[Any] | None) -> float | None:
     for tok in logprobs:
         if _HARMFUL_SLOT.search(text):
             p_true = p_false = 0.0
-            for alt in [*tok.top, tok] if tok.top else [tok]:
+            for alt in tok.top or [tok]:  # ``top`` already holds the chosen token
                 word = alt.token.strip().lower()
                 if word and "true".startswith(word[:4]) and word[0] == "t":
                     p_true += math.exp(alt.logprob)
