@@ -76,13 +76,18 @@ def demo(
     keep_storage: bool = typer.Option(False, "--keep-storage", help="Leave SeaweedFS running afterwards."),
     local: bool = typer.Option(False, "--local", help="Use the local-directory store instead of SeaweedFS."),
     seval_dir: Optional[str] = typer.Option(None, "--seval-dir", help="S-Eval files to ingest (default: ../shared/data/s-eval)."),
+    seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
 ) -> None:
-    """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set."""
+    """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
     settings = bootstrap()
+    from trustflow.cli.seval import print_leaderboard
     from trustflow.flows.demo import run_demo
 
-    infos = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir)
-    print_datasets(infos)
+    result = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir, seval=seval)
+    print_datasets(result["datasets"])
+    if result["seval"]:
+        console.print(f"S-Eval run {result['seval']['run_id']}: {result['seval']['suite']['rows']} prompts from {result['seval']['suite']['source']}")
+        print_leaderboard(result["seval"]["leaderboard"])
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """The main job on embedded defaults: real object storage, real ingestion, printed results.
 
 ``run_demo`` starts the local SeaweedFS (unless ``--local`` or a store URL is configured),
-then runs ``demo_flow``, which composes ingestion sub-flows: the S-Eval sample from
+then runs ``demo_flow``, which composes sub-flows: ingestion of the S-Eval sample from
 ``../shared/data/s-eval`` when it exists (the project never copies S-Eval's prompts into its
-tree) and a COCO-format set generated on the spot.
+tree) and a COCO-format set generated on the spot, then a small S-Eval evaluation of
+SmolLM2-135M (offline, from its pip package) judged by the refusal critic.
 """
 
 from __future__ import annotations
@@ -29,17 +30,33 @@ def default_seval_dir() -> Path | None:
     return None
 
 
+DEMO_TARGETS = ["pkg:smollm2-135m"]
+DEMO_CRITIC = "refusal"
+
+
 @flow(name="demo", flow_run_name="demo")
-def demo_flow(seval_dir: str | None, coco_dir: str, store_url: str) -> list[dict[str, Any]]:
-    """Ingest the demo datasets into ``store_url``; returns what landed."""
+def demo_flow(seval_dir: str | None, coco_dir: str, store_url: str, seval: bool = True) -> dict[str, Any]:
+    """Ingest the demo datasets into ``store_url``, then a small S-Eval run; returns what landed."""
     landed = []
     if seval_dir:
         landed.append(ingest_flow(source=seval_dir, kind="seval", store_url=store_url))
     landed.append(ingest_flow(source=coco_dir, kind="coco", store_url=store_url))
-    return landed
+    evaluation = None
+    if seval:
+        from trustflow.flows.seval_evaluate import seval_evaluate
+
+        suite = landed[0]["dataset_id"] if seval_dir else "seed-suite"
+        # one base prompt per (language, dimension), two attack variants each: minutes on 2 cores
+        evaluation = seval_evaluate(
+            targets=DEMO_TARGETS, critic=DEMO_CRITIC, suite=suite, langs=["zh", "en"], per_dimension=1,
+            attacks_per_base=2, max_tokens=64, batch_size=8,
+        )
+    return {"datasets": landed, "seval": evaluation}
 
 
-def run_demo(settings: Settings, keep_storage: bool = False, local: bool = False, seval_dir: str | None = None) -> list[dict[str, Any]]:
+def run_demo(
+    settings: Settings, keep_storage: bool = False, local: bool = False, seval_dir: str | None = None, seval: bool = True
+) -> dict[str, Any]:
     from trustflow.cli.common import console
     from trustflow.cli.progress_bar import rich_progress
     from trustflow.infra.local_credentials import ensure_local_credentials
@@ -56,13 +73,13 @@ def run_demo(settings: Settings, keep_storage: bool = False, local: bool = False
         settings = load_settings(store_url=f"s3://{seaweed.config.bucket}", s3_endpoint_url=seaweed.endpoint_url)
         os.environ["TRUSTFLOW_S3_ENDPOINT_URL"] = seaweed.endpoint_url  # flows reload settings from env
     store_url = settings.effective_store_url
-    seval = Path(seval_dir).resolve() if seval_dir else default_seval_dir()
-    if seval is None:
+    seval_path = Path(seval_dir).resolve() if seval_dir else default_seval_dir()
+    if seval_path is None:
         console.print("S-Eval sample not found (../shared/data/s-eval): skipping it")
     coco_dir = make_synthetic_coco(settings.home_dir / "demo" / "coco-synthetic", n_images=48, seed=0)
     try:
         with prefect_runtime(settings), rich_progress():
-            landed = demo_flow(seval_dir=str(seval) if seval else None, coco_dir=str(coco_dir), store_url=store_url)
+            landed = demo_flow(seval_dir=str(seval_path) if seval_path else None, coco_dir=str(coco_dir), store_url=store_url, seval=seval)
     finally:
         shutdown_ray()
         if seaweed is not None and not keep_storage:

@@ -14,12 +14,11 @@ and ``commit`` refuses to publish duplicate keys.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -90,16 +89,29 @@ class ArtifactStore:
 
     def write_bytes_atomic(self, path: str, data: bytes) -> None:
         """Whole-file write that is never observed half done."""
+        self.write_atomic(path, lambda out: out.write(data))
+
+    def write_atomic(self, path: str, produce: Callable[[Any], object]) -> None:
+        """Stream a file through ``produce(output_stream)``; it appears only when complete.
+
+        Local: written under a hidden temp name, then renamed. S3: the object exists only
+        once its (multipart) upload completes, so the final key is written directly.
+        """
         parent = path.rsplit("/", 1)[0]
         if self.location.scheme == "file":
             self.fs.create_dir(parent, recursive=True)
             tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-            with self.fs.open_output_stream(tmp) as out:
-                out.write(data)
-            self.fs.move(tmp, path)
+            try:
+                with self.fs.open_output_stream(tmp) as out:
+                    produce(out)
+                self.fs.move(tmp, path)
+            except BaseException:
+                if self._exists(tmp):
+                    self.fs.delete_file(tmp)
+                raise
         else:
             with self.fs.open_output_stream(path) as out:
-                out.write(data)
+                produce(out)
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as src:
@@ -263,11 +275,10 @@ class StageWriter:
         data = self.conform(table)
         name = f"part-{part_id or uuid.uuid4().hex}.parquet"
         _check_name("part name", name)
-        buf = io.BytesIO()
-        pq.write_table(data, buf, compression="zstd")
-        payload = buf.getvalue()
-        self.store.write_bytes_atomic(f"{self._parts_dir}/{name}", payload)
-        return PartInfo(name=name, rows=data.num_rows, bytes=len(payload))
+        path = f"{self._parts_dir}/{name}"
+        # streamed straight to storage: no in-memory copy of the encoded file
+        self.store.write_atomic(path, lambda out: pq.write_table(data, out, compression="zstd"))
+        return PartInfo(name=name, rows=data.num_rows, bytes=self.store.fs.get_file_info(path).size or 0)
 
     def commit(self, attrs: dict[str, Any] | None = None) -> Manifest:
         """Publish every part on storage under a new manifest, after checking keys are unique."""

@@ -17,6 +17,13 @@ from trustflow.tasks.ray_parts import StoreSpec
 FLOW = "seval_evaluate"
 
 
+def cpus_per_actor(actors: int) -> float:
+    """Split the cluster's CPUs over the actors: Ray caps each actor's torch threads at its num_cpus."""
+    import ray
+
+    return max(1.0, float(int(ray.cluster_resources().get("CPU", 1)) // max(1, actors)))
+
+
 @task(name="build-suite", cache_policy=NO_CACHE)
 def build_suite_task(
     spec: StoreSpec, run_id: str, suite: str, langs: list[str], per_dimension: int, attacks: list[str] | None, attacks_per_base: int | None, seed: int
@@ -48,7 +55,9 @@ def responses_task(spec: StoreSpec, run_id: str, model_spec: str, params: dict[s
     ensure_ray(store.settings)
     suite = store.read_table(StageRef(FLOW, run_id, "suite"))
     ref = StageRef(FLOW, run_id, "responses")
-    stats = generate_responses(store, ref, suite, model_spec, GenParams(**params), batch_size=batch_size, num_actors=actors)
+    stats = generate_responses(
+        store, ref, suite, model_spec, GenParams(**params), batch_size=batch_size, num_actors=actors, num_cpus_per_actor=cpus_per_actor(actors)
+    )
     commit_responses(store, ref, {"last_model": model_spec})
     return stats
 
@@ -66,7 +75,7 @@ def judge_task(spec: StoreSpec, run_id: str, critic_spec: str, models: list[str]
     responses = store.read_table(StageRef(FLOW, run_id, "responses"))
     responses = responses.filter(pc.is_in(responses["model"], value_set=pa.array(models)))
     ref = StageRef(FLOW, run_id, "judgements")
-    stats = judge_responses(store, ref, responses, critic_spec, batch_size=batch_size, num_actors=actors)
+    stats = judge_responses(store, ref, responses, critic_spec, batch_size=batch_size, num_actors=actors, num_cpus_per_actor=cpus_per_actor(actors))
     commit_judgements(store, ref, {"critic": critic_spec})
     return {**stats, "critic_id": make_critic(critic_spec).critic_id}
 
