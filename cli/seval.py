@@ -20,8 +20,9 @@ def _csv(value: Optional[str]) -> list[str] | None:
 
 def print_leaderboard(rows: list[dict]) -> None:
     table = Table(title="S-Eval leaderboard (percent, 95% bootstrap interval)")
-    for col in ("model", "safety score", "ASR", "adaptive ASR", "judge errors", "n"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table.add_column("model", no_wrap=True)
+    for col in ("safety score", "ASR", "adaptive ASR", "judge errors", "n"):
+        table.add_column(col, justify="right")
     for r in rows:
         def cell(name: str) -> str:
             v, lo, hi = r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"]

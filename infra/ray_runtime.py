@@ -26,6 +26,10 @@ def ensure_ray(settings: Settings) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     env_vars = {
+        # workers log to the driver's terminal: keep model-loading progress bars out of it
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TQDM_DISABLE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
         "TRUSTFLOW_HOME": str(settings.home_dir),
         "TRUSTFLOW_S3_REGION": settings.s3_region,
     }
