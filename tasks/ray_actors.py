@@ -17,7 +17,7 @@ from trustflow.data.schemas import VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef, StageWriter
 from trustflow.errors import TrustflowError
 from trustflow.progress import track
-from trustflow.tasks.ray_parts import Chunk, StoreSpec
+from trustflow.tasks.ray_parts import Chunk, StoreSpec, plan_chunks, reraise_task_error
 
 RowBuilder = Callable[[Any], pa.Table]
 
@@ -56,10 +56,7 @@ def write_parts_with_actors(
     import ray
     from ray.util import ActorPool
 
-    writer = store.writer(ref, schema, key_columns)
-    done_parts = {info.base_name for info in writer.part_files()}
-    todo = [c for c in chunks if f"part-{c.part_id}.parquet" not in done_parts]
-    stats = {"chunks": len(chunks), "chunks_skipped": len(chunks) - len(todo), "rows_written": 0, "rows_skipped": 0}
+    writer, todo, stats = plan_chunks(store, ref, schema, key_columns, chunks)
     if not todo:
         return stats
     existing = ray.put(writer.existing_keys())
@@ -75,10 +72,7 @@ def write_parts_with_actors(
                 stats["rows_skipped"] += skipped
                 advance(1)
     except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, TrustflowError):
-            raise cause from None
-        raise
+        reraise_task_error(exc)
     except ray.exceptions.RayActorError as exc:
         raise TrustflowError(f"{ref}: a worker actor died ({exc}); re-run to resume from the parts already written") from None
     finally:

@@ -71,6 +71,25 @@ def _build_and_write(
     return todo.num_rows, table.num_rows - todo.num_rows
 
 
+def plan_chunks(
+    store: ArtifactStore, ref: StageRef, schema: VersionedSchema, key_columns: list[str], chunks: list[Chunk]
+) -> tuple[StageWriter, list[Chunk], dict[str, int]]:
+    """The chunks still to run (their part is not on storage yet) and the stats to fill."""
+    writer = store.writer(ref, schema, key_columns)
+    done_parts = {info.base_name for info in writer.part_files()}
+    todo = [c for c in chunks if f"part-{c.part_id}.parquet" not in done_parts]
+    stats = {"chunks": len(chunks), "chunks_skipped": len(chunks) - len(todo), "rows_written": 0, "rows_skipped": 0}
+    return writer, todo, stats
+
+
+def reraise_task_error(exc: Exception) -> None:
+    """Surface a worker's ``TrustflowError`` as itself (one clear line), else re-raise."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, TrustflowError):
+        raise cause from None
+    raise exc
+
+
 def write_parts_on_ray(
     store: ArtifactStore,
     ref: StageRef,
@@ -83,10 +102,7 @@ def write_parts_on_ray(
     """Run ``builder`` over ``chunks`` on Ray and write each result as a part (no commit)."""
     import ray
 
-    writer = store.writer(ref, schema, key_columns)
-    done_parts = {info.base_name for info in writer.part_files()}
-    todo = [c for c in chunks if f"part-{c.part_id}.parquet" not in done_parts]
-    stats = {"chunks": len(chunks), "chunks_skipped": len(chunks) - len(todo), "rows_written": 0, "rows_skipped": 0}
+    writer, todo, stats = plan_chunks(store, ref, schema, key_columns, chunks)
     if not todo:
         return stats
     existing = ray.put(writer.existing_keys())
@@ -105,8 +121,5 @@ def write_parts_on_ray(
     except ray.exceptions.RayTaskError as exc:
         for p in pending:
             ray.cancel(p)
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, TrustflowError):
-            raise cause from None  # keep the one-line message (file, line) for the user
-        raise
+        reraise_task_error(exc)
     return stats
