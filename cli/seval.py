@@ -36,7 +36,7 @@ def print_leaderboard(rows: list[dict]) -> None:
 @handle_errors
 def run(
     targets: str = typer.Option("pkg:smollm2-135m,pkg:qwen2.5-1.5b", "--targets", help="Comma-separated model specs to evaluate."),
-    critic: str = typer.Option("llm:pkg:qwen2.5-1.5b", "--critic", help="Critic spec: refusal | llm:<model spec>."),
+    critic: str = typer.Option("refusal", "--critic", help="Critic spec: refusal | llm:<model spec> | default[:<model spec>]."),
     suite: str = typer.Option("auto", "--suite", help="auto | seed-suite | an ingested S-Eval dataset id."),
     langs: str = typer.Option("zh,en", "--langs", help="Languages: zh,en."),
     limit: int = typer.Option(1, "--limit", min=1, help="Base prompts per (language, dimension)."),
@@ -75,7 +75,7 @@ def run(
 @handle_errors
 def validate_critic_cmd(
     labels: Path = typer.Option(..., "--labels", help="CSV, JSONL or Parquet with prompt/response/label columns."),
-    critic: str = typer.Option("llm:pkg:qwen2.5-1.5b", "--critic", help="Critic spec to validate."),
+    critic: str = typer.Option("refusal", "--critic", help="Critic spec to validate."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N rows."),
     prompt_col: str = typer.Option("prompt", "--prompt-col"),
     response_col: str = typer.Option("response", "--response-col"),
