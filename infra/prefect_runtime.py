@@ -92,7 +92,11 @@ def prefect_runtime(settings: Settings) -> Iterator[None]:
     """Run flows in-process inside this context: trustflow settings + Prefect result storage."""
     import prefect.settings as prefect_settings
 
-    updates = {getattr(prefect_settings, name): value for name, value in prefect_env(settings).items()}
+    updates: dict = {getattr(prefect_settings, name): value for name, value in prefect_env(settings).items()}
+    if not settings.prefect_api_url:
+        # Ephemeral runs have no zombie detection to feed; the heartbeat thread's 1 s sleep
+        # steps add ~1 s to every flow run (benchmarks/README.md), so it is switched off.
+        updates[prefect_settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
     with _patched_environ(trustflow_env(settings)), prefect_settings.temporary_settings(updates=updates):
         if parse_store_url(settings.effective_store_url).scheme == "s3":
             _save_results_block(settings)
