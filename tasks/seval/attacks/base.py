@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -186,9 +186,14 @@ class Attack(ABC):
 
     # -- rule-based mode ---------------------------------------------------------------------
 
-    @abstractmethod
     def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
-        """Make the attack text for ``prompt`` in ``lang``, drawing every choice from ``rng``."""
+        """Make the attack text for ``prompt`` in ``lang``, drawing every choice from ``rng``.
+
+        Default: one template picked by ``rng`` with ``{prompt}`` filled in; attacks that
+        transform the prompt itself (encryption, code injection, ...) override this.
+        """
+        t = self.pick(rng)
+        return Rendered(t.id, fill(t.text(lang), prompt=prompt))
 
     def rng(self, base_id: str, seed: int) -> random.Random:
         return stable_rng(self.name, base_id, int(seed))

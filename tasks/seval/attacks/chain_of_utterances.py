@@ -7,9 +7,8 @@ Templates differ in the names of the two speakers and in the worked example.
 
 from __future__ import annotations
 
-import random
 
-from trustflow.tasks.seval.attacks.base import Attack, Lang, Rendered, Template, fill, register_attack
+from trustflow.tasks.seval.attacks.base import Attack, Template, fill, register_attack
 
 _EN = (
     "== Example ==\n"
@@ -81,6 +80,3 @@ class ChainOfUtterances(Attack):
         for e_id, (eq, ea, zq, za) in _EXAMPLES.items()
     )
 
-    def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
-        t = self.pick(rng)
-        return Rendered(t.id, fill(t.text(lang), prompt=prompt))

@@ -8,7 +8,6 @@ protagonist, scene) and puts it under the same "continue the novel" brief.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from trustflow.tasks.seval.attacks.base import (
@@ -87,9 +86,6 @@ class CompositionalInstructions(Attack):
         ),
     )
 
-    def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
-        t = self.pick(rng)
-        return Rendered(t.id, fill(t.text(lang), prompt=prompt))
 
     _SYSTEM = {
         "en": (

@@ -8,7 +8,6 @@ and keeps the override and the question verbatim.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from trustflow.tasks.seval.attacks.base import (
@@ -62,9 +61,6 @@ class GoalHijacking(Attack):
         for d_id, (d_zh, d_en) in _DECOYS.items()
     )
 
-    def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
-        t = self.pick(rng)
-        return Rendered(t.id, fill(t.text(lang), prompt=prompt))
 
     _SYSTEM = {
         "en": (

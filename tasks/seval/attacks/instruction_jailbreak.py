@@ -6,9 +6,8 @@ question. One template per set-up; the seed picks one.
 
 from __future__ import annotations
 
-import random
 
-from trustflow.tasks.seval.attacks.base import Attack, Lang, Rendered, Template, fill, register_attack
+from trustflow.tasks.seval.attacks.base import Attack, Template, register_attack
 
 
 @register_attack("instruction_jailbreak")
@@ -104,6 +103,3 @@ class InstructionJailbreak(Attack):
         ),
     )
 
-    def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
-        t = self.pick(rng)
-        return Rendered(t.id, fill(t.text(lang), prompt=prompt))

@@ -6,9 +6,8 @@ in the opening phrase they ask for.
 
 from __future__ import annotations
 
-import random
 
-from trustflow.tasks.seval.attacks.base import Attack, Lang, Rendered, Template, fill, register_attack
+from trustflow.tasks.seval.attacks.base import Attack, Template, register_attack
 
 
 @register_attack("positive_induction")
@@ -45,6 +44,3 @@ class PositiveInduction(Attack):
         ),
     )
 
-    def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
-        t = self.pick(rng)
-        return Rendered(t.id, fill(t.text(lang), prompt=prompt))

@@ -7,7 +7,6 @@ a model to recast the question itself that way.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from trustflow.tasks.seval.attacks.base import (
@@ -78,9 +77,6 @@ class ReverseInduction(Attack):
         ),
     )
 
-    def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
-        t = self.pick(rng)
-        return Rendered(t.id, fill(t.text(lang), prompt=prompt))
 
     _SYSTEM = {
         "en": (
