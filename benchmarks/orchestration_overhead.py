@@ -21,8 +21,10 @@ Two Prefect effects are made visible rather than hidden:
   until the server lists all of that run's task runs as completed, reports that wait, and
   only then starts the next run (so no run pays for the previous one's backlog).
 * flow heartbeats: Prefect 3.8's sync flow engine joins its heartbeat thread (which sleeps in
-  1 s steps) when a flow run ends; the "heartbeats off" rows show the same flow with
-  ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY=None``.
+  1 s steps) when a flow run ends, adding up to ~1 s to every flow run. The "same, flow
+  heartbeats ..." rows run the same flow with the opposite of what ``prefect_runtime``
+  configures (it turns heartbeats off for ephemeral runs since 68d8c81; before, they were
+  on at Prefect's default).
 
 Prefect runs ephemeral in a fresh ``PREFECT_HOME`` with trustflow's Prefect settings
 (``prefect_runtime``: results persisted as JSON to a temporary file store); the ephemeral
@@ -56,7 +58,6 @@ FINE = "Prefect flow, {n} tasks -> 1 Ray call each (anti-pattern)"
 FLOOR = "Prefect flow, 1 no-op task, no Ray (floor)"
 DIRECT = "direct Ray jobs"
 STAGES = "Prefect flow, 1 task per stage (trustflow pattern)"
-NO_HB = "  same, flow heartbeats off"
 
 
 def prepare_environment(tmp: Path) -> None:
@@ -301,14 +302,20 @@ def run(args: argparse.Namespace, tmp: Path, started: float) -> int:
     def stages_flow(stages: int) -> int:
         return sum(stage_task(s) for s in range(stages))
 
+    def heartbeat_setting() -> int | None:
+        return prefect_settings.get_current_settings().flows.heartbeat_frequency
+
     @contextlib.contextmanager
-    def heartbeats_off() -> Iterator[None]:
-        with prefect_settings.temporary_settings(updates={prefect_settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    def heartbeats_flipped() -> Iterator[None]:
+        """Heartbeats off if prefect_runtime has them on, else on at Prefect's default interval."""
+        flows_settings = type(prefect_settings.get_current_settings().flows)
+        value = None if heartbeat_setting() is not None else flows_settings.model_fields["heartbeat_frequency"].default
+        with prefect_settings.temporary_settings(updates={prefect_settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: value}):
             yield
 
-    def no_hb(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def flipped(fn: Callable[[], Any]) -> Callable[[], Any]:
         def call() -> Any:
-            with heartbeats_off():
+            with heartbeats_flipped():
                 return fn()
 
         return call
@@ -356,10 +363,14 @@ def run(args: argparse.Namespace, tmp: Path, started: float) -> int:
                 small = min(n, 20)
                 warm.append(Arm("warm", lambda: fine_flow(small, return_state=True), small * (small + 1) // 2, small))
             measure(warm, 1, wait_recorded)
+            hb = heartbeat_setting()
+            hb_state = "off" if hb is None else f"every {hb} s"
+            alt = "  same, flow heartbeats " + ("on (Prefect's default)" if hb is None else "off")
             load.start()
             print(
                 f"ray.init {ray_start:.1f}s; first Prefect flow run (ephemeral server start) {first_start:.1f}s "
-                f"(excluded); busy_loop {iterations:,} iterations per stage Ray task",
+                f"(excluded); busy_loop {iterations:,} iterations per stage Ray task; "
+                f"flow heartbeats under prefect_runtime: {hb_state}",
                 flush=True,
             )
 
@@ -368,7 +379,7 @@ def run(args: argparse.Namespace, tmp: Path, started: float) -> int:
             tiny_arms = [
                 Arm(PLAIN, lambda: ray_tiny_job(n), total),
                 Arm(COARSE, lambda: coarse_flow(n, return_state=True), total, 1),
-                Arm(NO_HB, no_hb(lambda: coarse_flow(n, return_state=True)), total, 1),
+                Arm(alt, flipped(lambda: coarse_flow(n, return_state=True)), total, 1),
             ]
             if not args.no_fine:
                 tiny_arms.append(Arm(FINE.format(n=n), lambda: fine_flow(n, return_state=True), total, n))
@@ -386,7 +397,7 @@ def run(args: argparse.Namespace, tmp: Path, started: float) -> int:
             stage_arms = [
                 Arm(DIRECT, direct_stages, stage_total),
                 Arm(STAGES, lambda: stages_flow(args.stages, return_state=True), stage_total, args.stages),
-                Arm(NO_HB, no_hb(lambda: stages_flow(args.stages, return_state=True)), stage_total, args.stages),
+                Arm(alt, flipped(lambda: stages_flow(args.stages, return_state=True)), stage_total, args.stages),
             ]
             t1 = time.perf_counter()
             measure(stage_arms, args.stage_repeat, wait_recorded)

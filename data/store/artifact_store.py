@@ -92,10 +92,11 @@ class ArtifactStore:
         self.write_atomic(path, lambda out: out.write(data))
 
     def write_atomic(self, path: str, produce: Callable[[Any], object]) -> None:
-        """Stream a file through ``produce(output_stream)``; it appears only when complete.
+        """Write a file through ``produce(output_stream)``; it appears only when complete.
 
-        Local: written under a hidden temp name, then renamed. S3: the object exists only
-        once its (multipart) upload completes, so the final key is written directly.
+        Local: streamed to a hidden temp name, then renamed (a failure deletes the temp).
+        S3: encoded into memory first and uploaded whole — closing a pyarrow S3 stream
+        completes the upload even after ``produce`` failed, which would publish a torn file.
         """
         parent = path.rsplit("/", 1)[0]
         if self.location.scheme == "file":
@@ -110,8 +111,11 @@ class ArtifactStore:
                     self.fs.delete_file(tmp)
                 raise
         else:
+            sink = pa.BufferOutputStream()
+            produce(sink)
+            payload = sink.getvalue()
             with self.fs.open_output_stream(path) as out:
-                produce(out)
+                out.write(payload)
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as src:
@@ -286,7 +290,12 @@ class StageWriter:
         parts: list[PartInfo] = []
         key_tables: list[pa.Table] = []
         for info in infos:
-            pf = pq.ParquetFile(info.path, filesystem=self.store.fs)
+            try:
+                pf = pq.ParquetFile(info.path, filesystem=self.store.fs)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise StoreError(
+                    f"stage {self.ref}: part {info.base_name} is unreadable ({exc}); delete it and re-run to rewrite it"
+                ) from None
             meta = pf.schema_arrow.metadata or {}
             if meta.get(SCHEMA_NAME_KEY, self.schema.name.encode()) != self.schema.name.encode() or meta.get(
                 SCHEMA_VERSION_KEY, b""

@@ -60,3 +60,24 @@ def test_missing_bucket_is_named(seaweedfs) -> None:  # noqa: ANN001
     settings = load_settings(store_url="s3://no-such-bucket-here", s3_endpoint_url=seaweedfs.endpoint_url)
     with pytest.raises(StoreError, match="bucket 'no-such-bucket-here' does not exist"):
         ArtifactStore(settings=settings)
+
+
+def test_failed_part_write_publishes_nothing(s3_settings) -> None:  # noqa: ANN001
+    store = ArtifactStore(settings=s3_settings)
+    path = store.path("runs", "s3flow", "torn", "summary", "parts", "part-x.parquet")
+
+    def produce(out) -> None:  # noqa: ANN001
+        out.write(b"PAR1" + b"\0" * 100_000)
+        raise RuntimeError("writer died mid-part")
+
+    with pytest.raises(RuntimeError):
+        store.write_atomic(path, produce)
+    assert not store._exists(path)
+
+
+def test_unreadable_part_is_named_at_commit(s3_settings) -> None:  # noqa: ANN001
+    store = ArtifactStore(settings=s3_settings)
+    ref = StageRef("s3flow", "corrupt", "summary")
+    store.write_bytes_atomic(store.path(ref.relpath, "parts", "part-bad.parquet"), b"not parquet at all")
+    with pytest.raises(StoreError, match="part part-bad.parquet is unreadable"):
+        store.writer(ref, DATASET_SUMMARY, ["table"]).commit()
