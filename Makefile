@@ -29,6 +29,7 @@ test-unit: install
 bench: install
 	$(BIN)/python benchmarks/store_throughput.py
 	$(BIN)/python benchmarks/orchestration_overhead.py
+	$(BIN)/python benchmarks/seval_pipeline.py
 
 # Re-resolve requirements.in into exact pins (needs the registries).
 lock:
