@@ -36,7 +36,7 @@ def print_leaderboard(rows: list[dict]) -> None:
 @handle_errors
 def run(
     targets: str = typer.Option("pkg:smollm2-135m,pkg:qwen2.5-1.5b", "--targets", help="Comma-separated model specs to evaluate."),
-    critic: str = typer.Option("refusal", "--critic", help="Critic spec: refusal | llm:<model spec> | default[:<model spec>]."),
+    critic: str = typer.Option("default", "--critic", help="Critic spec: default (Qwen2.5-1.5B probe) | probe:<model> | embed | refusal | llm:<model> | cascade[:<model>]."),
     suite: str = typer.Option("auto", "--suite", help="auto | seed-suite | an ingested S-Eval dataset id."),
     langs: str = typer.Option("zh,en", "--langs", help="Languages: zh,en."),
     limit: int = typer.Option(1, "--limit", min=1, help="Base prompts per (language, dimension)."),
@@ -75,7 +75,7 @@ def run(
 @handle_errors
 def validate_critic_cmd(
     labels: Path = typer.Option(..., "--labels", help="CSV, JSONL or Parquet with prompt/response/label columns."),
-    critic: str = typer.Option("refusal", "--critic", help="Critic spec to validate."),
+    critic: str = typer.Option("default", "--critic", help="Critic spec to validate (default: the project's best offline critic)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N rows."),
     prompt_col: str = typer.Option("prompt", "--prompt-col"),
     response_col: str = typer.Option("response", "--response-col"),
@@ -99,3 +99,28 @@ def validate_critic_cmd(
         table.add_column(col, justify="right")
     table.add_row(f"{scores.balanced_accuracy:.3f}", f"{scores.precision:.3f}", f"{scores.recall:.3f}", f"{scores.judge_error_rate:.3f}")
     console.print(table)
+
+
+@seval_app.command("train-critic")
+@handle_errors
+def train_critic_cmd(
+    labels: list[Path] = typer.Option(..., "--labels", help="Labelled pairs (CSV, JSONL or Parquet); repeat for several files."),
+    model: str = typer.Option("pkg:qwen2.5-1.5b", "--model", help="In-process model spec whose hidden states the probe reads."),
+    out: Path = typer.Option(..., "--out", help="Where to write the probe head (.npz)."),
+    layer: Optional[int] = typer.Option(None, "--layer", min=1, help="Hidden layer (default: the middle one)."),
+    prompt_col: str = typer.Option("prompt", "--prompt-col"),
+    response_col: str = typer.Option("response", "--response-col"),
+    label_col: str = typer.Option("unsafe", "--label-col"),
+) -> None:
+    """Train a probe critic head on labelled pairs; use it with --critic probe:<model> after
+    copying it to the model cache, or validate it with validate-critic --head."""
+    bootstrap()
+    from trustflow.models.critics.probe import labels_digest, train_head
+    from trustflow.models.llm.spec import load_backend
+    from trustflow.tasks.seval.critic_validation import LabelColumns, read_labels
+
+    cols = LabelColumns(prompt=prompt_col, response=response_col, label=label_col)
+    labelled = [pair for path in labels for pair in read_labels(path, cols)]
+    head = train_head(load_backend(model), labelled, model, labels_digest(labels), layer)
+    head.save(out if out.suffix == ".npz" else out.with_suffix(".npz"))
+    console.print(f"probe head for {model} (layer {head.layer}, {len(labelled)} pairs) → {out}")

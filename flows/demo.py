@@ -4,7 +4,8 @@
 then runs ``demo_flow``, which composes sub-flows: ingestion of the S-Eval sample from
 ``../shared/data/s-eval`` when it exists (the project never copies S-Eval's prompts into its
 tree) and a COCO-format set generated on the spot, then a small S-Eval evaluation of
-SmolLM2-135M (offline, from its pip package) judged by the refusal critic.
+SmolLM2-135M and Qwen2.5-1.5B (offline, from their pip packages) judged by the default
+critic (a probe on Qwen2.5-1.5B's hidden states).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def default_seval_dir() -> Path | None:
     return None
 
 
-DEMO_TARGETS = ["pkg:smollm2-135m"]
-DEMO_CRITIC = "refusal"
+DEMO_TARGETS = ["pkg:smollm2-135m", "pkg:qwen2.5-1.5b"]
+DEMO_CRITIC = "default"
 
 
 @flow(name="demo", flow_run_name="demo")
@@ -46,10 +47,10 @@ def demo_flow(seval_dir: str | None, coco_dir: str, store_url: str, seval: bool 
         from trustflow.flows.seval_evaluate import seval_evaluate
 
         suite = landed[0]["dataset_id"] if seval_dir else "seed-suite"
-        # one base prompt per (language, dimension), two attack variants each: minutes on 2 cores
+        # one base prompt per (language, dimension), one attack variant each: minutes on 2 cores
         evaluation = seval_evaluate(
             targets=DEMO_TARGETS, critic=DEMO_CRITIC, suite=suite, langs=["zh", "en"], per_dimension=1,
-            attacks_per_base=2, max_tokens=64, batch_size=8,
+            attacks_per_base=1, max_tokens=64, batch_size=8,
         )
     return {"datasets": landed, "seval": evaluation}
 

@@ -15,7 +15,7 @@ from trustflow.tasks.ray_parts import StoreSpec
 from trustflow.tasks.seval.stages import FLOW, build_suite_task, judge_task, metrics_task, responses_task
 
 DEFAULT_TARGETS = ["pkg:smollm2-135m", "pkg:qwen2.5-1.5b"]
-DEFAULT_CRITIC = "refusal"  # best measured offline critic so far (see docs/pipelines/seval.md)
+DEFAULT_CRITIC = "default"  # Qwen2.5-1.5B hidden-state probe: best measured offline critic (docs/pipelines/seval.md)
 
 
 def default_run_id(**params: Any) -> str:

