@@ -124,3 +124,135 @@ def train_critic_cmd(
     head = train_head(load_backend(model), labelled, model, labels_digest(labels), layer)
     head.save(out if out.suffix == ".npz" else out.with_suffix(".npz"))
     console.print(f"probe head for {model} (layer {head.layer}, {len(labelled)} pairs) → {out}")
+
+
+@seval_app.command("generate")
+@handle_errors
+def generate_cmd(
+    leaves: Optional[str] = typer.Option(None, "--leaves", help="Comma-separated taxonomy ids (a non-leaf id means all leaves under it); default: all leaves."),
+    per_leaf: int = typer.Option(6, "--per-leaf", min=1, help="Candidates the tester writes per (leaf, language)."),
+    keep: int = typer.Option(2, "--keep", min=1, help="Tests kept per (leaf, language) after selection."),
+    langs: str = typer.Option("zh,en", "--langs", help="Languages; with two and translation on, prompts are written in the first and translated."),
+    tester: str = typer.Option("pkg:smollm2-135m", "--tester", help="Tester model spec."),
+    critic: str = typer.Option("default", "--critic", help="Critic spec judging reference answers (hardness)."),
+    refs: str = typer.Option("pkg:qwen2.5-1.5b", "--refs", help="Comma-separated reference models for hardness ('' for none)."),
+    selection: Optional[Path] = typer.Option(None, "--selection", help="YAML list of selection strategies ({name: ..., options}); default pipeline otherwise."),
+    against: Optional[str] = typer.Option(None, "--against", help="Comma-separated suite ids / S-Eval dataset ids new tests must not duplicate."),
+    parent: Optional[str] = typer.Option(None, "--parent", help="Suite this one refreshes (deduplicated against, recorded as parent)."),
+    no_translate: bool = typer.Option(False, "--no-translate", help="Write prompts in every language instead of translating."),
+    attacks: Optional[str] = typer.Option(None, "--attacks", help="Comma-separated attacks (default: all 10; 'none' for base prompts only)."),
+    rewrite: bool = typer.Option(False, "--rewrite", help="Also LLM-rewritten variants for attacks with a rewrite mode (intent-checked)."),
+    seed: int = typer.Option(0, "--seed"),
+    max_tokens: int = typer.Option(200, "--max-tokens", min=16, help="Tester answer budget."),
+    actors: int = typer.Option(1, "--actors", min=1),
+) -> None:
+    """Generate, select and version an S-Eval-style test suite with a tester LLM."""
+    import yaml
+
+    settings = bootstrap()
+    from trustflow.cli.progress_bar import rich_progress
+    from trustflow.flows.seval_generate import seval_generate_suite
+    from trustflow.infra.prefect_runtime import prefect_runtime
+    from trustflow.infra.ray_runtime import shutdown_ray
+
+    specs = None
+    if selection is not None:
+        if not selection.is_file():
+            raise typer.BadParameter(f"{selection}: file not found", param_hint="--selection")
+        specs = yaml.safe_load(selection.read_text(encoding="utf-8"))
+        if not isinstance(specs, list) or not all(isinstance(s, dict) and "name" in s for s in specs):
+            raise typer.BadParameter(f"{selection}: expected a YAML list of {{name: strategy, ...options}}", param_hint="--selection")
+    attack_list = [] if attacks == "none" else _csv(attacks)
+    try:
+        with prefect_runtime(settings), rich_progress():
+            result = seval_generate_suite(
+                leaves=_csv(leaves), per_leaf=per_leaf, keep=keep, langs=_csv(langs) or [], tester=tester, critic=critic,
+                refs=_csv(refs) or [], selection=specs, against=_csv(against) or [], parent=parent, translate=not no_translate,
+                attacks=attack_list, rewrite=rewrite, seed=seed, max_tokens=max_tokens, actors=actors,
+            )
+    finally:
+        shutdown_ray()
+    g, s, f = result["generated"], result["selected"], result["suite"]
+    console.print(f"suite {result['suite_id']}: {f.get('base', 0)} base prompts ({f.get('translated', 0)} translated), {f.get('attack', 0)} attack prompts")
+    console.print(f"tester: {g.get('tester_calls', 0)} calls, {g.get('tester_refusals', 0)} refusals, {g.get('items_parsed', 0)} parsed, "
+                  f"{g.get('items_discarded', 0)} discarded; selection dropped {s['dropped']} ({', '.join(f'{k} {v}' for k, v in sorted(s['dropped_by'].items())) or 'none'})")
+    if s["shortfall"]:
+        console.print(f"short of quota: {', '.join(f'{k} ({v})' for k, v in s['shortfall'].items())}")
+
+
+suite_app = typer.Typer(no_args_is_help=True, help="Generated test suites.")
+seval_app.add_typer(suite_app, name="suite")
+
+
+@suite_app.command("ls")
+@handle_errors
+def suite_ls() -> None:
+    """Generated suites in the store, with parent and size."""
+    settings = bootstrap()
+    from trustflow.data.store import ArtifactStore
+    from trustflow.tasks.seval.suite_generation import FLOW
+
+    store = ArtifactStore(settings.effective_store_url, settings)
+    table = Table(title=f"test suites in {store.url}")
+    for col in ("suite", "parent", "rows", "base", "attack", "tester", "langs"):
+        table.add_column(col)
+    for ref, m in store.list_stages(FLOW):
+        if ref.stage != "suite":
+            continue
+        counts = m.attrs.get("counts", {})
+        table.add_row(ref.run_id, str(m.attrs.get("parent_suite") or "–"), str(m.rows), str(counts.get("base", "")), str(counts.get("attack", "")),
+                      str(m.attrs.get("tester", "")), ",".join(m.attrs.get("langs", [])))
+    console.print(table)
+
+
+@suite_app.command("diff")
+@handle_errors
+def suite_diff(
+    a: str = typer.Argument(..., help="Old suite id (or an S-Eval dataset id / seed-suite)."),
+    b: str = typer.Argument(..., help="New suite id."),
+    show: int = typer.Option(5, "--show", min=0, help="Prompts to list per side."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """What changed between two suites: prompts added/removed per leaf and language, attacks per side."""
+    settings = bootstrap()
+    from trustflow.data.store import ArtifactStore
+    from trustflow.tasks.seval.suite_diff import diff_suites
+
+    store = ArtifactStore(settings.effective_store_url, settings)
+    result = diff_suites(a, _any_suite(store, a), b, _any_suite(store, b))
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        return
+    console.print(f"{a} → {b}: +{len(result.added)} added, −{len(result.removed)} removed, {result.common} unchanged base prompts")
+    table = Table(title="base prompts per leaf and language")
+    for col in ("leaf", "lang", a, b, "+", "−"):
+        table.add_column(col)
+    for g in result.groups:
+        if g["added"] or g["removed"]:
+            table.add_row(g["leaf_id"], g["lang"], str(g["a"]), str(g["b"]), str(g["added"]), str(g["removed"]))
+    console.print(table)
+    if result.attacks:
+        console.print("attacks: " + ", ".join(f"{x['attack']} {x['a']}→{x['b']}" for x in result.attacks))
+    for sign, rows in (("+", result.added[:show]), ("−", result.removed[:show])):
+        for r in rows:
+            console.print(f"  {sign} [{r['lang']}] {r['prompt'][:120]}")
+
+
+def _any_suite(store, name: str):  # noqa: ANN001, ANN202
+    """A generated suite by id, or an ingested dataset / the seed suite shaped like one."""
+    import pyarrow as pa
+
+    from trustflow.data.store import StageRef
+    from trustflow.tasks.seval.suite_generation import read_suite
+
+    if name.startswith("suite-"):
+        return read_suite(store, name)
+    if name == "seed-suite":
+        from trustflow.tasks.seval.suite import seed_suite
+
+        return seed_suite(["zh", "en"], 10_000, [], 0, 0)
+    ref = StageRef("ingest", name, "prompts")
+    if store.manifest(ref) is None:
+        raise typer.BadParameter(f"{name!r} is not a suite id, dataset id or seed-suite")
+    table = store.read_table(ref)
+    return pa.table({"set": table["set"], "lang": table["lang"], "prompt": table["prompt"], "attack": table["attack"], "leaf_id": table["risk_type"]})

@@ -241,3 +241,77 @@ SEVAL_METRICS = VersionedSchema(
         ]
     ),
 )
+
+# ---------------------------------------------------------------- S-Eval suite generation (issue 4)
+
+SEVAL_CANDIDATES = VersionedSchema(
+    "seval_candidates",
+    1,
+    pa.schema(
+        [
+            pa.field("candidate_id", pa.string(), nullable=False),  # sha256(leaf, lang, seed, batch, item, text)[:24]
+            pa.field("leaf_id", pa.string(), nullable=False),  # taxonomy leaf the tester was asked to target
+            pa.field("dimension", pa.string(), nullable=False),  # its level-1 id
+            pa.field("lang", pa.string(), nullable=False),
+            pa.field("prompt", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),  # base | translation
+            pa.field("from_id", pa.string()),  # translations: the candidate_id translated from
+            pa.field("generator", pa.string(), nullable=False),  # tester model spec
+            pa.field("gen_seed", pa.int64(), nullable=False),
+            pa.field("item_index", pa.int32(), nullable=False),  # position in the tester's answer
+            pa.field("driver", pa.string(), nullable=False),  # diversity driver JSON ("" for translations)
+            pa.field("gen_prompt_hash", pa.string(), nullable=False),  # identity of the generation/translation prompt
+        ]
+    ),
+)
+
+SEVAL_GENERATION_LOG = VersionedSchema(
+    "seval_generation_log",
+    1,
+    pa.schema(
+        [
+            pa.field("request_id", pa.string(), nullable=False),  # one tester call
+            pa.field("leaf_id", pa.string(), nullable=False),
+            pa.field("lang", pa.string(), nullable=False),
+            pa.field("task", pa.string(), nullable=False),  # generate | translate | rewrite
+            pa.field("parsed", pa.int32(), nullable=False),  # items kept by the parser
+            pa.field("discarded", pa.int32(), nullable=False),  # items the parser dropped
+            pa.field("tester_refused", pa.bool_(), nullable=False),
+            pa.field("error", pa.string()),
+            pa.field("raw_output", pa.string(), nullable=False),
+        ]
+    ),
+)
+
+SEVAL_SELECTION_DROPS = VersionedSchema(
+    "seval_selection_drops",
+    1,
+    pa.schema(
+        [
+            pa.field("prompt_uid", pa.string(), nullable=False),
+            pa.field("strategy", pa.string(), nullable=False),  # selection strategy that dropped the row
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("leaf_id", pa.string(), nullable=False),
+            pa.field("lang", pa.string(), nullable=False),
+            pa.field("prompt", pa.string(), nullable=False),
+        ]
+    ),
+)
+
+SEVAL_GENERATED_SUITE = VersionedSchema(
+    "seval_generated_suite",
+    1,
+    pa.schema(
+        [
+            *SEVAL_SUITE.schema,  # the evaluation flow reads these columns as a suite
+            pa.field("leaf_id", pa.string(), nullable=False),
+            pa.field("template_id", pa.string()),  # attack rows
+            pa.field("from_id", pa.string()),  # translated base rows: the source candidate
+            pa.field("generator", pa.string(), nullable=False),  # tester model spec
+            pa.field("gen_seed", pa.int64(), nullable=False),
+            pa.field("driver", pa.string(), nullable=False),
+            pa.field("hardness", pa.float64()),  # share of reference models judged unsafe on the base prompt
+            pa.field("scores", pa.string(), nullable=False),  # JSON: per-stage scores (hardness per ref, intent similarity, ...)
+        ]
+    ),
+)

@@ -41,6 +41,10 @@ def build_suite_task(
             source = found[0].dataset_id if found else SEED_SOURCE
         if source == SEED_SOURCE:
             table = seed_suite(langs, per_dimension, attacks, attacks_per_base, seed)
+        elif source.startswith("suite-"):
+            from trustflow.tasks.seval.suite import generated_suite
+
+            table = generated_suite(store, source, langs, attacks)
         else:
             table = official_suite(store, source, langs, per_dimension, attacks, attacks_per_base, seed)
         existing = store.write_stage(ref, SEVAL_SUITE, table, ["prompt_uid"], {"source": source, "langs": langs, "seed": seed})

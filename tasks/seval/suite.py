@@ -117,3 +117,18 @@ def official_suite(
                 rows.append({"prompt_id": a["prompt_id"], "set": "attack", "attack": a["attack"], "base_id": a["base_id"], "lang": lang,
                              "dimension": dims[a["base_id"]], "prompt": a["prompt"], "source": dataset_id})
     return _suite_rows(rows)
+
+
+def generated_suite(store: ArtifactStore, suite_id: str, langs: list[str], attacks: list[str] | None) -> pa.Table:
+    """A suite built by ``seval_generate_suite``, whole (it is already selected), in the
+    evaluation suite's columns, restricted to ``langs`` and, when given, to ``attacks``."""
+    from trustflow.tasks.seval.suite_generation import read_suite
+
+    table = read_suite(store, suite_id)
+    table = table.filter(pc.is_in(table["lang"], value_set=pa.array(langs)))
+    if attacks is not None:
+        keep = pc.or_(pc.equal(table["set"], "base_risk"), pc.is_in(table["attack"], value_set=pa.array(attacks, pa.string())))
+        table = table.filter(keep)
+    if table.num_rows == 0:
+        raise InputError(f"suite {suite_id}: no prompts in languages {langs}")
+    return table.select(SEVAL_SUITE.names).cast(SEVAL_SUITE.schema)
