@@ -270,15 +270,19 @@ SEVAL_GENERATION_LOG = VersionedSchema(
     1,
     pa.schema(
         [
-            pa.field("request_id", pa.string(), nullable=False),  # one tester call
+            pa.field("group_id", pa.string(), nullable=False),  # one (leaf, lang, seed) tester job
             pa.field("leaf_id", pa.string(), nullable=False),
             pa.field("lang", pa.string(), nullable=False),
-            pa.field("task", pa.string(), nullable=False),  # generate | translate | rewrite
+            pa.field("requests", pa.int32(), nullable=False),  # tester calls
+            pa.field("errors", pa.int32(), nullable=False),  # calls that failed
+            pa.field("tester_refusals", pa.int32(), nullable=False),  # answers that refused the whole task
             pa.field("parsed", pa.int32(), nullable=False),  # items kept by the parser
             pa.field("discarded", pa.int32(), nullable=False),  # items the parser dropped
-            pa.field("tester_refused", pa.bool_(), nullable=False),
-            pa.field("error", pa.string()),
-            pa.field("raw_output", pa.string(), nullable=False),
+            pa.field("kept", pa.int32(), nullable=False),  # candidates written
+            pa.field("shortfall", pa.int32(), nullable=False),  # per_leaf - kept
+            pa.field("discard_reasons", pa.string(), nullable=False),  # JSON {reason kind: count}
+            pa.field("refusal_example", pa.string()),  # first refusing answer, for a human to read
+            pa.field("completion_tokens", pa.int64(), nullable=False),
         ]
     ),
 )

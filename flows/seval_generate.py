@@ -192,10 +192,10 @@ def _rewrites(store: ArtifactStore, suite_id: str, tester: str, base: list[dict[
         from trustflow.models.llm.spec import load_backend
 
         backend = load_backend(tester)
-    base_rows = [{"prompt_id": b["candidate_id"], "lang": b["lang"], "prompt": b["prompt"]} for b in base]
+    base_rows = [{"candidate_id": b["candidate_id"], "lang": b["lang"], "prompt": b["prompt"], "leaf_id": b["leaf_id"]} for b in base]
     kept, dropped = rewrite_attacks(BackendChatLLM(backend, max_tokens=256, temperature=0.7), base_rows, names, seed, E5Embedder())
     kept_table = pa.Table.from_pylist(kept, schema=attack_rows.schema) if kept else None
-    scores = {r["attack_id"]: {"intent_similarity": r.get("intent_similarity")} for r in kept}
+    scores = {r["attack_id"]: {"intent_cosine": r.get("intent_cosine")} for r in kept}
     _record_rewrite_drops(store, suite_id, dropped)
     merged = pa.concat_tables([attack_rows, kept_table]) if kept_table is not None else attack_rows
     return merged, scores

@@ -92,7 +92,7 @@ class TesterFactory:
 
         backend = load_backend(self.tester)
         taxonomy = load_taxonomy()
-        log_writer = StageWriter(self.spec.open(), StageRef(FLOW, self.suite_id, "generation_log"), SEVAL_GENERATION_LOG, ["request_id"])
+        log_writer = StageWriter(self.spec.open(), StageRef(FLOW, self.suite_id, "generation_log"), SEVAL_GENERATION_LOG, ["group_id"])
 
         def run(payload: dict[str, Any]) -> pa.Table:
             leaf = taxonomy.node(payload["leaf_id"])
@@ -100,17 +100,19 @@ class TesterFactory:
                 backend, self.tester, [leaf], [payload["lang"]], self.per_leaf, self.exemplars, self.seed,
                 batch_n=self.batch_n, max_tokens=self.max_tokens, temperature=self.temperature,
             )
-            log_rows = [_log_row(r) for r in result.log]
-            if log_rows:  # the tester's raw answers, so a human can see why items were dropped
+            log_rows = [_log_row(payload["part_id"], st) for st in result.stats["per_leaf"]]
+            if log_rows:  # why items were dropped, refusals included, per (leaf, lang)
                 log_writer.write_part(pa.Table.from_pylist(log_rows, schema=SEVAL_GENERATION_LOG.schema), payload["part_id"])
             return pa.Table.from_pylist([c.as_row() for c in result.candidates], schema=SEVAL_CANDIDATES.schema)
 
         return run
 
 
-def _log_row(entry: Any) -> dict[str, Any]:
-    row = entry if isinstance(entry, dict) else entry.__dict__
-    return {name: row.get(name) for name in SEVAL_GENERATION_LOG.names}
+def _log_row(group_id: str, st: dict[str, Any]) -> dict[str, Any]:
+    row = {name: st.get(name) for name in SEVAL_GENERATION_LOG.names}
+    row["group_id"] = group_id
+    row["discard_reasons"] = json.dumps(dict(st.get("discard_reasons") or {}), sort_keys=True)
+    return row
 
 
 def generate_candidates(
@@ -129,18 +131,19 @@ def generate_candidates(
                                     num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor, label="tester candidates")
     store.writer(ref, SEVAL_CANDIDATES, CANDIDATE_KEYS).commit({"tester": tester, "per_leaf": per_leaf, "seed": seed})
     log_ref = StageRef(FLOW, suite_id, "generation_log")
-    store.writer(log_ref, SEVAL_GENERATION_LOG, ["request_id"]).commit({"tester": tester})
+    store.writer(log_ref, SEVAL_GENERATION_LOG, ["group_id"]).commit({"tester": tester})
     return stats
 
 
 def generation_stats(store: ArtifactStore, suite_id: str) -> dict[str, int]:
     log = store.read_table(StageRef(FLOW, suite_id, "generation_log")).to_pylist()
     return {
-        "tester_calls": len(log),
-        "tester_refusals": sum(1 for r in log if r["tester_refused"]),
-        "tester_errors": sum(1 for r in log if r["error"]),
+        "tester_calls": sum(r["requests"] for r in log),
+        "tester_refusals": sum(r["tester_refusals"] for r in log),
+        "tester_errors": sum(r["errors"] for r in log),
         "items_parsed": sum(r["parsed"] for r in log),
         "items_discarded": sum(r["discarded"] for r in log),
+        "shortfall": sum(r["shortfall"] for r in log),
     }
 
 
