@@ -1,0 +1,389 @@
+"""Image classification sets as in-memory arrays: ``x`` float32 NCHW in [0, 1], ``y`` int64.
+
+``load_dataset(spec, split, size)`` accepts
+
+    digits              scikit-learn's 8×8 grey digits (1,797 images, 10 classes, 1 channel,
+                        pixel values / 16); a stratified 80/20 train/test split, seed 0;
+                        ``size`` upsamples bilinearly (e.g. 32 for CIFAR-sized models)
+    npz:PATH            a numpy archive (read with allow_pickle=False) with ``x`` (float32,
+                        NCHW, values in [0, 1], 1 or 3 channels) and ``y`` (integers, 0..K-1);
+                        split=test reads ``x_test``/``y_test`` (required for it). Optional
+                        ``classes`` (strings). ``size`` resizes bilinearly.
+    imagefolder:DIR     ``DIR/<class>/*.png`` (split 80/20 as for digits) or
+                        ``DIR/train/<class>/*`` with ``DIR/val|valid|validation|test/<class>/*``;
+                        every image resized to ``size`` × ``size`` (default 32); grey when all
+                        images are grey, else RGB
+    cifar10:DIR         CIFAR-10 **without unpickling**: the official python batches
+                        (data_batch_1 ...) are pickles, which can run code on load, so they are
+                        refused. Accepted instead: ``DIR/cifar10.npz`` (or DIR being that
+                        file) with ``x_train``, ``y_train``, ``x_test``, ``y_test`` — images
+                        either uint8 NHWC (the layout of the usual numpy/Keras export) or
+                        float32 NCHW in [0, 1] — or an image-folder layout ``DIR/train/<class>``
+                        + ``DIR/test/<class>``. The error for a pickle-batch directory shows a
+                        one-off conversion to run where that data is trusted.
+
+``mean``/``std`` (per channel) always come from the train split, whichever split is loaded,
+so a model's ``Normalize`` can be set from either.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from trustflow.errors import ConfigError, InputError
+
+Split = Literal["train", "test"]
+TEST_SPLIT_NAMES = ("test", "val", "valid", "validation")
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass
+class ArrayDataset:
+    """One split of an image classification set, in memory."""
+
+    name: str
+    split: str
+    x: np.ndarray  # float32, (N, C, H, W), values in [0, 1]
+    y: np.ndarray  # int64, (N,)
+    num_classes: int
+    mean: tuple[float, ...]  # per channel, from the train split
+    std: tuple[float, ...]
+    classes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.x.dtype != np.float32:
+            raise InputError(f"{self.name}: x must be float32 NCHW, got {self.x.dtype} {self.x.shape}")
+        if self.y.shape != (self.x.shape[0],) or self.y.dtype != np.int64:
+            raise InputError(f"{self.name}: y must be int64 with one label per image, got {self.y.dtype} {self.y.shape}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.x.shape[2]), int(self.x.shape[3])
+
+    def subset(self, n_or_indices: int | np.ndarray | list[int]) -> "ArrayDataset":
+        """The first ``n`` examples, or those at the given indices (a new dataset)."""
+        idx = np.arange(min(int(n_or_indices), len(self))) if np.isscalar(n_or_indices) else np.asarray(n_or_indices)
+        return ArrayDataset(self.name, self.split, self.x[idx], self.y[idx], self.num_classes, self.mean, self.std,
+                            self.classes)
+
+    def tensors(self, device: Any = "cpu"):
+        """``(x, y)`` as torch tensors (sharing memory on CPU)."""
+        import torch
+
+        return torch.from_numpy(self.x).to(device), torch.from_numpy(self.y).to(device)
+
+
+def channel_mean_std(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    xd = x.astype(np.float64, copy=False)
+    mean = xd.mean(axis=(0, 2, 3))
+    std = xd.std(axis=(0, 2, 3))
+    return tuple(float(m) for m in mean), tuple(float(max(s, 1e-6)) for s in std)
+
+
+def resize_images(x: np.ndarray, size: int | None) -> np.ndarray:
+    """Bilinear resize of NCHW float images to ``size`` × ``size`` (no-op when already so)."""
+    if size is None or x.shape[2:] == (size, size):
+        return x
+    if size < 1:
+        raise ConfigError(f"image size must be >= 1, got {size}")
+    import torch
+    import torch.nn.functional as F
+
+    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=(size, size), mode="bilinear",
+                        align_corners=False, antialias=size < x.shape[2])
+    return out.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
+
+
+def stratified_split(y: np.ndarray, seed: int = SPLIT_SEED,
+                     test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified train/test indices (sorted)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    train, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(test)
+
+
+def _check_split(split: str) -> Split:
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    return split  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- digits
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return np.clip(x, 0.0, 1.0), d.target.astype(np.int64)
+
+
+def _load_digits(split: Split, size: int | None) -> ArrayDataset:
+    x, y = _digits()
+    train, test = stratified_split(y)
+    x_train = resize_images(x[train], size)
+    mean, std = channel_mean_std(x_train)
+    xs, ys = (x_train, y[train]) if split == "train" else (resize_images(x[test], size), y[test])
+    name = "digits" if size is None else f"digits@{size}"
+    return ArrayDataset(name, split, np.ascontiguousarray(xs), ys.copy(), 10, mean, std, tuple(str(i) for i in range(10)))
+
+
+# --------------------------------------------------------------------------- npz
+
+
+def _open_npz(path: Path) -> Any:
+    if not path.is_file():
+        raise InputError(f"{path}: npz file not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a readable .npz archive ({exc})") from None
+
+
+def _read_array(npz: Any, path: Path, key: str) -> np.ndarray:
+    if key not in npz.files:
+        raise InputError(f"{path}: array {key!r} missing (arrays present: {', '.join(npz.files) or 'none'})")
+    try:
+        return npz[key]
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise InputError(f"{path}: array {key!r} cannot be read without pickle ({exc}); store plain numeric arrays") from None
+
+
+def _check_images(x: np.ndarray, path: Path, key: str, uint8_nhwc: bool = False) -> np.ndarray:
+    """float32 NCHW in [0, 1] (or, when allowed, uint8 NHWC scaled by 1/255)."""
+    if uint8_nhwc and x.dtype == np.uint8:
+        if x.ndim != 4 or x.shape[3] not in (1, 3):
+            raise InputError(f"{path}: array {key!r} is uint8 with shape {x.shape}; expected NHWC with 1 or 3 channels")
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+    if x.dtype != np.float32:
+        raise InputError(f"{path}: array {key!r} has dtype {x.dtype}; expected float32 images in [0, 1]"
+                         + (" (or uint8 NHWC)" if uint8_nhwc else ""))
+    if x.ndim != 4:
+        raise InputError(f"{path}: array {key!r} has shape {x.shape}; expected 4-D NCHW (N, C, H, W)")
+    if x.shape[1] not in (1, 3):
+        hint = " (it looks like NHWC: transpose to NCHW)" if x.shape[3] in (1, 3) else ""
+        raise InputError(f"{path}: array {key!r} has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3 in NCHW{hint}")
+    if x.shape[0] == 0:
+        raise InputError(f"{path}: array {key!r} is empty")
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"{path}: array {key!r} holds NaN or inf values")
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"{path}: array {key!r} has values in [{lo:.4g}, {hi:.4g}]; expected [0, 1] (divide by 255?)")
+    return x
+
+
+def _check_labels(y: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
+    if y.dtype.kind not in "iu":
+        raise InputError(f"{path}: array {key!r} has dtype {y.dtype}; expected integer class ids (int64)")
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InputError(f"{path}: array {key!r} has shape {y.shape}; expected ({n},), one label per image")
+    if y.size and int(y.min()) < 0:
+        raise InputError(f"{path}: array {key!r} has negative labels")
+    return y.astype(np.int64, copy=False)
+
+
+def _load_npz_arrays(path: Path, split: Split, keys: dict[str, tuple[str, str]], uint8_nhwc: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[str, ...]]:
+    """(x of the split, y of the split, x_train, num_classes, classes), all validated."""
+    npz = _open_npz(path)
+    with npz:
+        xk, yk = keys["train"]
+        x_train = _check_images(_read_array(npz, path, xk), path, xk, uint8_nhwc)
+        y_train = _check_labels(_read_array(npz, path, yk), x_train.shape[0], path, yk)
+        labels = [y_train]
+        x_test = y_test = None
+        tk, tyk = keys["test"]
+        if split == "test" or tk in npz.files:
+            if tk not in npz.files:
+                raise InputError(f"{path}: split 'test' needs arrays {tk!r} and {tyk!r} (arrays present: {', '.join(npz.files)})")
+            x_test = _check_images(_read_array(npz, path, tk), path, tk, uint8_nhwc)
+            y_test = _check_labels(_read_array(npz, path, tyk), x_test.shape[0], path, tyk)
+            if x_test.shape[1:] != x_train.shape[1:]:
+                raise InputError(f"{path}: array {tk!r} has images of shape {x_test.shape[1:]}, {xk!r} {x_train.shape[1:]}")
+            labels.append(y_test)
+        classes: tuple[str, ...] = ()
+        if "classes" in npz.files:
+            c = _read_array(npz, path, "classes")
+            if c.dtype.kind not in "US" or c.ndim != 1:
+                raise InputError(f"{path}: array 'classes' must be a 1-D string array, got {c.dtype} {c.shape}")
+            classes = tuple(str(v) for v in c.tolist())
+    num_classes = int(max(int(v.max()) for v in labels if v.size)) + 1
+    if classes:
+        if len(classes) < num_classes:
+            raise InputError(f"{path}: array 'classes' names {len(classes)} classes but labels go up to {num_classes - 1}")
+        num_classes = len(classes)
+    if split == "train":
+        return x_train, y_train, x_train, num_classes, classes
+    assert x_test is not None and y_test is not None
+    return x_test, y_test, x_train, num_classes, classes
+
+
+def _from_arrays(name: str, split: Split, x: np.ndarray, y: np.ndarray, x_train: np.ndarray, num_classes: int,
+                 classes: tuple[str, ...], size: int | None) -> ArrayDataset:
+    mean, std = channel_mean_std(resize_images(x_train, size))
+    x = resize_images(x, size)
+    return ArrayDataset(name, split, np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y), num_classes,
+                        mean, std, classes)
+
+
+def _load_npz(path: Path, split: Split, size: int | None) -> ArrayDataset:
+    x, y, x_train, k, classes = _load_npz_arrays(path, split, {"train": ("x", "y"), "test": ("x_test", "y_test")})
+    return _from_arrays(f"npz:{path.name}", split, x, y, x_train, k, classes, size)
+
+
+# --------------------------------------------------------------------------- image folders
+
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def _read_image(path: Path, size: int) -> tuple[np.ndarray, bool]:
+    """(H, W, 3) uint8 resized to size × size, and whether the file is a grey image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster for big photos
+            grey = img.mode in _GREY_MODES
+            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.asarray(rgb, dtype=np.uint8), grey
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc})") from None
+
+
+def _read_images(paths: list[Path], size: int) -> np.ndarray:
+    if not paths:
+        return np.zeros((0, 3, size, size), np.float32)
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding and resizing
+        results = list(pool.map(lambda p: _read_image(p, size), paths, chunksize=32))
+    arr = np.stack([r[0] for r in results])  # N, H, W, 3 uint8
+    all_grey = all(r[1] for r in results)
+    x = arr[..., :1] if all_grey else arr
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _imagefolder_arrays(root: str, size: int, mtime: float) -> dict[str, Any]:
+    from trustflow.data.loaders.imagefolder import scan_imagefolder
+
+    images, classes = scan_imagefolder(Path(root))
+    class_id = {c: i for i, c in enumerate(classes)}
+    splits = {img.split for img in images}
+    if splits == {""}:
+        y_all = np.array([class_id[img.label] for img in images], dtype=np.int64)
+        train_idx, test_idx = stratified_split(y_all)
+        by_split = {"train": [images[i] for i in train_idx], "test": [images[i] for i in test_idx]}
+    else:
+        if "train" not in splits:
+            raise InputError(f"{root}: split folders {sorted(splits)} but no 'train' folder")
+        test_name = next((s for s in TEST_SPLIT_NAMES if s in splits), None)
+        if test_name is None:
+            raise InputError(f"{root}: no test split folder (one of {', '.join(TEST_SPLIT_NAMES)})")
+        by_split = {"train": [i for i in images if i.split == "train"], "test": [i for i in images if i.split == test_name]}
+    x_all = _read_images([i.path for s in ("train", "test") for i in by_split[s]], size)
+    n_train = len(by_split["train"])
+    out: dict[str, Any] = {"classes": tuple(classes)}
+    for s, sl in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
+        out[s] = (x_all[sl], np.array([class_id[i.label] for i in by_split[s]], dtype=np.int64))
+    return out
+
+
+def _load_imagefolder(root: Path, split: Split, size: int | None, name: str) -> ArrayDataset:
+    size = 32 if size is None else int(size)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory (an image folder is <root>/<class>/<image>)")
+    # cache key: the folder tree's directory mtimes (a file added or removed changes its folder's)
+    stamp = max([root.stat().st_mtime] + [d.stat().st_mtime for d in root.glob("*/") if d.is_dir()]
+                + [d.stat().st_mtime for d in root.glob("*/*/") if d.is_dir()])
+    data = _imagefolder_arrays(str(root.resolve()), size, stamp)
+    x, y = data[split]
+    if len(y) == 0:
+        raise InputError(f"{root}: split {split!r} has no images")
+    classes = data["classes"]
+    mean, std = channel_mean_std(data["train"][0])
+    return ArrayDataset(name, split, x, y, len(classes), mean, std, classes)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+_CIFAR_PICKLES = ("data_batch_1", "test_batch", "batches.meta")
+CIFAR10_CONVERSION = (
+    "python -c \"import pickle,numpy as n;L=lambda f:pickle.load(open(f,'rb'),encoding='bytes');"
+    "t=[L(f'data_batch_{i}') for i in range(1,6)];e=L('test_batch');"
+    "r=lambda d:d[b'data'].reshape(-1,3,32,32).transpose(0,2,3,1);"
+    "n.savez('cifar10.npz',x_train=n.concatenate([r(d) for d in t]),y_train=n.concatenate([d[b'labels'] for d in t]),"
+    "x_test=r(e),y_test=n.array(e[b'labels']))\""
+)
+
+
+def _load_cifar10(target: Path, split: Split, size: int | None) -> ArrayDataset:
+    npz_path = target if target.suffix == ".npz" else target / "cifar10.npz"
+    if npz_path.is_file():
+        x, y, x_train, k, classes = _load_npz_arrays(
+            npz_path, split, {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}, uint8_nhwc=True)
+        if k > 10:
+            raise InputError(f"{npz_path}: labels go up to {k - 1}; CIFAR-10 has 10 classes")
+        return _from_arrays("cifar10" if size is None else f"cifar10@{size}", split, x, y, x_train, 10,
+                            classes or CIFAR10_CLASSES, size)
+    if not target.is_dir():
+        raise InputError(f"{target}: neither a directory nor a cifar10.npz file")
+    for base in (target, target / "cifar-10-batches-py"):
+        if any((base / name).exists() for name in _CIFAR_PICKLES):
+            raise InputError(
+                f"{base}: holds the python-pickle CIFAR-10 batches, which trustflow does not unpickle (a pickle can "
+                f"run code when loaded). Convert once, where you trust the files, inside that folder: {CIFAR10_CONVERSION} "
+                f"then use cifar10:{base}")
+    if (target / "train").is_dir():
+        return _load_imagefolder(target, split, size if size is not None else 32,
+                                 "cifar10" if size in (None, 32) else f"cifar10@{size}")
+    raise InputError(f"{target}: no cifar10.npz and no train/<class>/ image folders")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_dataset(spec: str, split: str = "test", size: int | None = None) -> ArrayDataset:
+    """Load one split of a dataset spec (see the module docstring for the syntax)."""
+    split_ = _check_split(split)
+    if size is not None and int(size) < 1:
+        raise ConfigError(f"size must be >= 1, got {size}")
+    spec = spec.strip()
+    scheme, sep, target = spec.partition(":")
+    if spec == "digits":
+        return _load_digits(split_, size)
+    if sep and scheme == "npz" and target:
+        return _load_npz(Path(target).expanduser(), split_, size)
+    if sep and scheme == "imagefolder" and target:
+        root = Path(target).expanduser()
+        return _load_imagefolder(root, split_, size, f"imagefolder:{root.name}" + ("" if size is None else f"@{size}"))
+    if sep and scheme == "cifar10" and target:
+        return _load_cifar10(Path(target).expanduser(), split_, size)
+    raise ConfigError(f"unknown dataset spec {spec!r}; expected digits, npz:PATH, imagefolder:DIR or cifar10:DIR")
+
+
+__all__ = ["ArrayDataset", "CIFAR10_CLASSES", "channel_mean_std", "load_dataset", "resize_images", "stratified_split"]

@@ -1,0 +1,221 @@
+"""Classifier spec strings → ``nn.Module`` taking images in [0, 1] (NCHW).
+
+One string names a classifier and where its weights come from:
+
+    small_cnn                           a registered architecture (``CLASSIFIERS``), fresh weights
+    wide_resnet?depth=16&width=4        ... with builder options, URL-query style: ``?k=v&k=v``;
+                                        values are parsed as int, float, true/false, none, else str
+    mobilenet_v2?pretrained=true        ... the packaged ImageNet weights (offline)
+    timm:resnet18                       a timm architecture (never downloads)
+    timm:resnet18?weights=/w.safetensors  ... with weights from a local file
+    ckpt:/path/model.pt                 a checkpoint written by ``save_checkpoint``
+    /path/model.pt  |  model.pth        the same, recognised by the .pt/.pth/.ckpt suffix
+    torchscript:/path/model.ts          a TorchScript classifier (``torch.jit.load``); it must
+                                        take [0, 1] inputs, i.e. include its normalisation
+
+A checkpoint is a plain dict (loaded with ``torch.load(weights_only=True)``, so it can hold
+no code): ``{"arch": spec, "num_classes", "in_channels", "mean", "std", "state_dict",
+"meta"}``. ``arch`` is a registry spec; loading rebuilds it (``pretrained``/``weights``
+options are ignored then: the state_dict holds every weight, Normalize's mean/std included).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from trustflow.errors import ConfigError, InputError
+from trustflow.models.vision.architectures import Classifier, build_classifier
+from trustflow.models.vision.layers import Normalize
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+CHECKPOINT_KEYS = ("arch", "num_classes", "in_channels", "mean", "std", "state_dict", "meta")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    kind: str  # "registry" | "ckpt" | "torchscript"
+    target: str  # architecture name (registry) or file path
+    options: dict[str, Any] = field(default_factory=dict)
+    raw: str = ""
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_spec(spec: str) -> ClassifierSpec:
+    """Split a spec string; raises ``ConfigError`` naming the spec when it is malformed."""
+    raw = spec
+    spec = spec.strip()
+    if not spec:
+        raise ConfigError("empty classifier spec")
+    for prefix, kind in (("torchscript:", "torchscript"), ("ckpt:", "ckpt")):
+        if spec.startswith(prefix):
+            target = spec[len(prefix):]
+            if not target:
+                raise ConfigError(f"bad classifier spec {raw!r}: no path after {prefix!r}")
+            return ClassifierSpec(kind, target, {}, raw)
+    if not spec.startswith("timm:") and "?" not in spec and (spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec):
+        return ClassifierSpec("ckpt", spec, {}, raw)
+    name, _, query = spec.partition("?")
+    options: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"bad classifier spec {raw!r}: option {part!r} is not key=value")
+        options[key.strip()] = _parse_value(value.strip())
+    return ClassifierSpec("registry", name.strip(), options, raw)
+
+
+def _build(parsed: ClassifierSpec, num_classes: int, in_channels: int, mean: Any, std: Any) -> Classifier:
+    try:
+        return build_classifier(parsed.target, num_classes, in_channels, mean, std, **parsed.options)
+    except ConfigError as exc:
+        raise ConfigError(f"classifier spec {parsed.raw!r}: {exc}") from None
+
+
+def _check_meta(value: Any, where: str = "meta") -> None:
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_meta(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"checkpoint {where} keys must be strings, got {k!r}")
+            _check_meta(v, f"{where}.{k}")
+        return
+    raise ConfigError(f"checkpoint {where} is a {type(value).__name__}: only str/int/float/bool/None/list/dict are "
+                      "allowed (checkpoints load with weights_only=True)")
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, arch_spec: str, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (a builder's ``Classifier``) as a weights-only checkpoint; atomic rename."""
+    parsed = parse_spec(arch_spec)
+    if parsed.kind != "registry":
+        raise ConfigError(f"checkpoint arch must be a registry spec like 'small_cnn?width=16', got {arch_spec!r}")
+    if not isinstance(model, Classifier) or not isinstance(model[0], Normalize):
+        raise ConfigError("save_checkpoint needs a classifier built by trustflow.models.vision (Normalize first)")
+    meta = dict(meta or {})
+    _check_meta(meta)
+    norm: Normalize = model[0]
+    payload = {
+        "arch": parsed.raw.strip(),
+        "num_classes": int(model.num_classes),
+        "in_channels": int(norm.channels),
+        "mean": [float(v) for v in norm.mean.flatten().tolist()],
+        "std": [float(v) for v in norm.std.flatten().tolist()],
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, validated; ``InputError`` naming the file otherwise."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling refusals, truncated files, non-torch files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a loadable weights-only checkpoint ({first})") from None
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: checkpoint holds a {type(payload).__name__}, expected a dict with keys "
+                         f"{', '.join(CHECKPOINT_KEYS)}")
+    missing = [k for k in CHECKPOINT_KEYS if k not in payload]
+    if missing:
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)} (was it written by save_checkpoint?)")
+    if not isinstance(payload["state_dict"], dict):
+        raise InputError(f"{path}: checkpoint state_dict is not a dict")
+    return payload
+
+
+def _load_checkpoint(parsed: ClassifierSpec, num_classes: int | None, in_channels: int | None) -> Classifier:
+    path = Path(parsed.target).expanduser()
+    payload = read_checkpoint(path)
+    ckpt_classes, ckpt_channels = int(payload["num_classes"]), int(payload["in_channels"])
+    if num_classes is not None and int(num_classes) != ckpt_classes:
+        raise ConfigError(f"{path}: checkpoint has {ckpt_classes} classes, the data has {num_classes}")
+    if in_channels is not None and int(in_channels) != ckpt_channels:
+        raise ConfigError(f"{path}: checkpoint takes {ckpt_channels} input channels, the data has {in_channels}")
+    arch = parse_spec(str(payload["arch"]))
+    if arch.kind != "registry":
+        raise InputError(f"{path}: checkpoint arch {payload['arch']!r} is not a registry spec")
+    options = {k: v for k, v in arch.options.items() if k != "weights"}
+    if "pretrained" in options:
+        options["pretrained"] = False
+    arch = ClassifierSpec("registry", arch.target, options, arch.raw)
+    model = _build(arch, ckpt_classes, ckpt_channels, payload["mean"], payload["std"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        lines = str(exc).splitlines()
+        raise InputError(f"{path}: state_dict does not fit arch {payload['arch']!r}: {' '.join(lines[:3])}") from None
+    model.meta = payload["meta"]
+    return model
+
+
+def _load_torchscript(parsed: ClassifierSpec, device: torch.device) -> nn.Module:
+    path = Path(parsed.target).expanduser()
+    if not path.is_file():
+        raise InputError(f"{path}: TorchScript file not found (spec {parsed.raw!r})")
+    try:
+        return torch.jit.load(str(path), map_location=device)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a TorchScript module ({first})") from None
+
+
+def load_classifier(spec: str, num_classes: int | None = None, in_channels: int | None = 3,
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                    device: str | torch.device = "cpu") -> nn.Module:
+    """Load the classifier a spec names, on ``device``, in eval mode.
+
+    ``num_classes`` is required for a registry spec; for a checkpoint it is checked (a
+    mismatch is a ``ConfigError``) and may be ``None``; a TorchScript module is taken as is.
+    ``mean``/``std`` only apply to fresh registry builds: checkpoints carry their own."""
+    parsed = parse_spec(spec)
+    device = torch.device(device)
+    if parsed.kind == "torchscript":
+        model = _load_torchscript(parsed, device)
+    elif parsed.kind == "ckpt":
+        model = _load_checkpoint(parsed, num_classes, in_channels)
+    else:
+        if num_classes is None:
+            raise ConfigError(f"classifier spec {spec!r}: num_classes is needed to build an architecture")
+        model = _build(parsed, int(num_classes), 3 if in_channels is None else int(in_channels), mean, std)
+    return model.to(device).eval()
+
+
+__all__ = ["ClassifierSpec", "load_classifier", "parse_spec", "read_checkpoint", "save_checkpoint"]

@@ -1,0 +1,25 @@
+"""No attack: the clean inputs (the clean-accuracy row)."""
+
+from __future__ import annotations
+
+import torch
+
+from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, AttackConfig, EvalAttack
+
+
+class CleanConfig(AttackConfig):
+    pass
+
+
+@EVAL_ATTACKS.register("clean")
+class Clean(EvalAttack):
+    name = "clean"
+    config_model = CleanConfig
+
+    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
+        return x
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        return x.detach()
