@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from trustflow.cli.common import bootstrap, console, handle_errors
-from trustflow.cli import seval, services, store_views
+from trustflow.cli import robust, seval, services, store_views
 from trustflow.cli.llm import llm_app
 from trustflow.errors import InputError
 
@@ -22,6 +22,8 @@ app.add_typer(services.server_app, name="server")
 app.add_typer(store_views.runs_app, name="runs")
 app.add_typer(store_views.datasets_app, name="datasets")
 app.add_typer(seval.seval_app, name="seval")
+app.add_typer(robust.robustness_app, name="robustness")
+app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
 

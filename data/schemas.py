@@ -319,3 +319,53 @@ SEVAL_GENERATED_SUITE = VersionedSchema(
         ]
     ),
 )
+
+# ---------------------------------------------------------------- robust vision (issue 5)
+
+TRAIN_EPOCHS = VersionedSchema(
+    "train_epochs",
+    1,
+    pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("arch", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("epoch", pa.int32(), nullable=False),
+            pa.field("loss", pa.float64(), nullable=False),
+            pa.field("train_clean_acc", pa.float64()),  # null when the method computes no clean logits
+            pa.field("train_adv_acc", pa.float64()),  # null for standard training
+            pa.field("probe_clean_acc", pa.float64(), nullable=False),  # fixed held-out batch
+            pa.field("fgsm_acc", pa.float64(), nullable=False),
+            pa.field("pgd_acc", pa.float64(), nullable=False),  # PGD-10
+            pa.field("co", pa.bool_(), nullable=False),  # catastrophic overfitting flagged at this epoch
+            pa.field("co_reason", pa.string(), nullable=False),
+            pa.field("rolled_back", pa.bool_(), nullable=False),
+            pa.field("evaluated", pa.string(), nullable=False),  # model | ema
+            pa.field("samples_per_s", pa.float64()),
+            pa.field("seconds", pa.float64()),
+            pa.field("lr", pa.float64()),
+        ]
+    ),
+)
+
+ROBUSTNESS_RESULTS = VersionedSchema(
+    "robustness_results",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # "<attack>|<eps>|<corruption>|<severity>", unique per run
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("attack", pa.string(), nullable=False),  # clean | fgsm | pgd | autoattack | ... | corruption
+            pa.field("norm", pa.string()),
+            pa.field("eps", pa.float64()),
+            pa.field("corruption", pa.string()),
+            pa.field("severity", pa.int32()),
+            pa.field("n", pa.int64(), nullable=False),
+            pa.field("correct", pa.int64(), nullable=False),
+            pa.field("accuracy", pa.float64(), nullable=False),
+            pa.field("seconds", pa.float64(), nullable=False),
+        ]
+    ),
+)

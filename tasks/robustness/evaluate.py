@@ -141,7 +141,7 @@ def summary(rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[s
     model, dataset = _one_group(rows, "rows")
     clean = [r for r in rows if r.get("attack") == "clean"]
     clean_acc = float(clean[0]["accuracy"]) if clean else None
-    robust = {_attack_label(r): float(r["accuracy"]) for r in rows if r.get("attack") and r["attack"] != "clean"}
+    robust = {_attack_label(r): float(r["accuracy"]) for r in rows if r.get("attack") not in (None, "clean", "corruption")}
     errors = _corruption_error_table(rows)
     corr_acc = {c: 1.0 - float(np.mean(list(per.values()))) for c, per in errors.items()}
     out: dict[str, Any] = {
