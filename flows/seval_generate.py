@@ -109,9 +109,10 @@ def select_task(spec: StoreSpec, suite_id: str, specs: list[dict[str, Any]], aga
         import pyarrow.compute as pc
 
         ensure_ray(store.settings)
-        survivors = candidates.filter(pc.is_in(candidates["candidate_id"], value_set=pa.array(first.kept["candidate_id"].tolist())))
+        survivors = candidates.filter(pc.is_in(candidates["candidate_id"], value_set=pa.array(first.kept["candidate_id"].tolist(), pa.string())))
         hardness = hardness_scores(store, suite_id, survivors, refs, critic, max_tokens, seed, batch_size=8, num_actors=actors,
                                    num_cpus_per_actor=cpus_per_actor(actors))
+    if refs:  # the column exists even when nothing survived the cheap filters
         first.kept["hardness"] = [hardness.get(c, {}).get("hardness", float("nan")) for c in first.kept["candidate_id"]]
     second = run_selection(first.kept, rest, ctx)
     dropped = pd.concat([d for d in (first.dropped, second.dropped) if len(d)], ignore_index=True) if len(first.dropped) or len(second.dropped) else first.dropped
