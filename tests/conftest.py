@@ -24,7 +24,7 @@ os.environ.update(
         "HF_HUB_OFFLINE": "1",
         # converted models (hundreds of MB) are reused across sessions instead of piling up in /tmp
         "TRUSTFLOW_MODEL_CACHE": os.environ.get(
-            "TRUSTFLOW_MODEL_CACHE", str(Path(__file__).resolve().parents[1] / ".trustflow" / "model-cache")
+            "TRUSTFLOW_MODEL_CACHE", str(Path(__file__).resolve().parents[1] / ".trustflow" / "cache" / "models")
         ),
     }
 )
