@@ -588,7 +588,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             stage.false_drop, stage.distinct = s["false_drop"], s["distinct"]
         stage.peak_rss_mb = rss.peak_mb()
         stages.append(stage)
-        print(f"  {stage.name}: {stage.rows:,} rows, {stage.seconds:.1f}s", flush=True)
+        print(f"  {stage.name}: {stage.rows:,} rows, {_f(stage.seconds, '{:.1f}')}s", flush=True)
         return stage
 
     # 0. the corpus
