@@ -189,9 +189,10 @@ def hardness_scores(
     commit_judgements(store, judge_ref, {"critic": critic})
     verdicts = store.read_table(judge_ref).to_pylist()
     out: dict[str, dict[str, Any]] = {}
+    wanted_ids = set(candidates["candidate_id"].to_pylist())  # once, not per verdict
     for v in verdicts:
         cid = v["prompt_uid"].split(":", 2)[2]
-        if v["model"] not in refs or cid not in set(candidates["candidate_id"].to_pylist()):
+        if v["model"] not in refs or cid not in wanted_ids:
             continue
         entry = out.setdefault(cid, {"per_ref": {}})
         entry["per_ref"][v["model"]] = None if v["judge_error"] else float(v["risk_score"])
