@@ -79,17 +79,32 @@ def demo(
     local: bool = typer.Option(False, "--local", help="Use the local-directory store instead of SeaweedFS."),
     seval_dir: Optional[str] = typer.Option(None, "--seval-dir", help="S-Eval files to ingest (default: ../shared/data/s-eval)."),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
+    vision: bool = typer.Option(True, "--vision/--no-vision", help="Also train standard vs FGSM-LAW on digits and attack both."),
 ) -> None:
     """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
     settings = bootstrap()
     from trustflow.cli.seval import print_leaderboard
     from trustflow.flows.demo import run_demo
 
-    result = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir, seval=seval)
+    result = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir, seval=seval, vision=vision)
     print_datasets(result["datasets"])
     if result["seval"]:
         console.print(f"S-Eval run {result['seval']['run_id']}: {result['seval']['suite']['rows']} prompts from {result['seval']['suite']['source']}")
         print_leaderboard(result["seval"]["leaderboard"])
+    if result.get("robust_vision"):
+        print_training_comparison(result["robust_vision"])
+
+
+def print_training_comparison(rows: list[dict]) -> None:
+    """Clean vs FGSM vs PGD-10 accuracy per training method (the demo's robust-vision part)."""
+    table = Table(title="Robust vision on digits: accuracy (%) of each method's best checkpoint, L∞ ε = 0.1")
+    for col in ("method", "clean", "FGSM", "PGD-10", "catastrophic overfitting", "training run"):
+        table.add_column(col)
+    for r in rows:
+        pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+        table.add_row(r["method"], pct(r.get("clean")), pct(r.get("fgsm")), pct(r.get("pgd")),
+                      ", ".join(map(str, r["co_epochs"])) or "none", r["train_run"])
+    console.print(table)
 
 
 def main() -> None:

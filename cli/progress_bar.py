@@ -8,6 +8,7 @@ from typing import Iterator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trustflow import progress
+from trustflow.cli.common import err_console
 
 
 class RichSink:
@@ -26,7 +27,8 @@ class RichSink:
 
 @contextlib.contextmanager
 def rich_progress() -> Iterator[None]:
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False,
+                   console=err_console)  # stderr: stdout stays clean for --json
     with bar:
         progress.set_sink(RichSink(bar))
         try:

@@ -121,11 +121,16 @@ def adversarial_train(
     seed: int = 0,
     run_id: str | None = None,
     max_steps_per_epoch: int | None = None,
+    eps: float | None = None,
 ) -> dict[str, Any]:
-    """Train ``arch`` on ``dataset`` with ``method`` on Ray Train; re-running the same job resumes."""
+    """Train ``arch`` on ``dataset`` with ``method`` on Ray Train; re-running the same job resumes.
+
+    ``eps`` is the budget of the per-epoch FGSM/PGD probe (and of the method, unless
+    ``method_options`` sets its own); default 8/255."""
     job = TrainJob(method=method, dataset=dataset, arch=arch, epochs=epochs, workers=workers, batch_size=batch_size, lr=lr,
                    method_options=method_options or {}, image_size=image_size, co_policy=co_policy, use_gpu=use_gpu,
-                   strategy=strategy, seed=seed, max_steps_per_epoch=max_steps_per_epoch)  # type: ignore[arg-type]
+                   strategy=strategy, seed=seed, max_steps_per_epoch=max_steps_per_epoch,
+                   **({"eps": eps} if eps is not None else {}))  # type: ignore[arg-type]
     run_id = run_id or f"train-{method}-{_digest(job.model_dump())}"
     settings = load_settings()
     store = ArtifactStore(settings.effective_store_url, settings)

@@ -90,7 +90,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     from trustflow.data.vision.datasets import load_dataset
     from trustflow.models.vision.spec import load_classifier
-    from trustflow.tasks.robustness.training import make_method
+    from trustflow.tasks.robustness.training import TRAINING_METHODS, make_method
     from trustflow.tasks.robustness.training.base import unwrap
     from trustflow.tasks.robustness.training.co_detection import CatastrophicOverfittingDetector, robust_accuracy_probe
     from trustflow.tasks.robustness.training.loop import PerStepLR, lr_schedule, train_one_epoch
@@ -107,6 +107,8 @@ def train_worker(config: dict[str, Any]) -> None:
 
     model = load_classifier(job.arch, num_classes=train.num_classes, in_channels=x_train.shape[1], mean=train.mean, std=train.std)
     options = dict(job.method_options)
+    if "eps" not in options and "eps" in TRAINING_METHODS.get(job.method).Config.model_fields:
+        options["eps"] = job.eps  # the job's budget is the method's unless method_options overrides it
     method = make_method(job.method, **options)
     state = method.init_state(model, seed=job.seed + 1000 * ray.train.get_context().get_world_rank())
     model = ray.train.torch.prepare_model(model)

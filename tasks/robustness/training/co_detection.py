@@ -109,17 +109,20 @@ class CatastrophicOverfittingDetector:
 
 
 def robust_accuracy_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, pgd_steps: int = 10,
-                          alpha: float = 2 / 255, generator: torch.Generator | None = None) -> tuple[float, float]:
+                          alpha: float | None = None, generator: torch.Generator | None = None) -> tuple[float, float]:
     """(FGSM accuracy, PGD-k accuracy) of ``model`` on the fixed batch (x, y), in eval mode.
 
-    FGSM: one step of ε from the clean input. PGD: ``pgd_steps`` steps of ``alpha`` from a
-    random start drawn from ``generator`` (pass a freshly seeded one for comparable checks).
+    FGSM: one step of ε from the clean input. PGD: ``pgd_steps`` steps of ``alpha`` (default
+    2.5·ε/k, i.e. 2/255 for ε = 8/255 and 10 steps, and enough to cross the ball for any ε:
+    a fixed 2/255 could not leave a 0.3-ball in 10 steps and made PGD look weaker than FGSM)
+    from a random start drawn from ``generator`` (pass a freshly seeded one for comparable checks).
     The model's train/eval modes are restored afterwards; parameters get no gradients.
     """
     m = unwrap(model)
     with model_mode(m, "eval"):
         x_fgsm = fgsm(m, x, y, eps)
-        x_pgd = pgd(m, x, y, eps, alpha, pgd_steps, "linf", random_init=True, generator=generator)
+        step = 2.5 * eps / pgd_steps if alpha is None else alpha
+        x_pgd = pgd(m, x, y, eps, step, pgd_steps, "linf", random_init=True, generator=generator)
         with torch.no_grad():
             fgsm_acc = (m(x_fgsm).argmax(1) == y).float().mean().item()
             pgd_acc = (m(x_pgd).argmax(1) == y).float().mean().item()
