@@ -1,0 +1,1 @@
+"""Object-detection evaluation: COCO bbox metrics and robustness summaries (COCO-O style)."""
