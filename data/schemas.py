@@ -369,3 +369,59 @@ ROBUSTNESS_RESULTS = VersionedSchema(
         ]
     ),
 )
+
+# ---------------------------------------------------------------- detector robustness (issue 6)
+
+_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+DETECTIONS = VersionedSchema(
+    "detections",
+    1,
+    pa.schema(
+        [
+            pa.field("detector", pa.string(), nullable=False),  # the detector spec as given
+            pa.field("domain", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("image_id", pa.int64(), nullable=False),
+            # one row per image, also for images with no detections (so a re-run knows it is done)
+            pa.field("category_ids", pa.list_(pa.int64()), nullable=False),  # the dataset's category ids
+            pa.field("boxes", pa.list_(pa.list_(pa.float64(), 4)), nullable=False),  # COCO x, y, w, h in pixels
+            pa.field("scores", pa.list_(pa.float64()), nullable=False),
+            pa.field("seconds", pa.float64(), nullable=False),  # this image's share of its batch's inference time
+        ]
+    ),
+)
+
+DETECTION_METRICS = VersionedSchema(
+    "detection_metrics",
+    1,
+    pa.schema(
+        [
+            pa.field("detector", pa.string(), nullable=False),
+            pa.field("domain", pa.string(), nullable=False),
+            *[pa.field(name, pa.float64(), nullable=False) for name in _STATS],  # -1 where COCO has no ground truth
+            pa.field("images", pa.int64(), nullable=False),
+            pa.field("annotations", pa.int64(), nullable=False),
+            pa.field("detections", pa.int64(), nullable=False),
+        ]
+    ),
+)
+
+DETECTOR_LEADERBOARD = VersionedSchema(
+    "detector_leaderboard",
+    1,
+    pa.schema(
+        [
+            pa.field("detector", pa.string(), nullable=False),
+            pa.field("id_map", pa.float64(), nullable=False),  # AP (0.50:0.95) on the in-distribution domain
+            pa.field("ood_map", pa.float64(), nullable=False),  # mean AP over the shifted domains evaluated
+            pa.field("ood_domains", pa.int32(), nullable=False),
+            pa.field("relative_drop", pa.float64()),  # (id - ood) / id
+            pa.field("effective_robustness", pa.float64(), nullable=False),  # ood - (a + b * id)
+            pa.field("trend_a", pa.float64(), nullable=False),
+            pa.field("trend_b", pa.float64(), nullable=False),
+            pa.field("trend", pa.string(), nullable=False),  # given | fitted
+            pa.field("images_per_s", pa.float64()),  # inference throughput over this run's images
+        ]
+    ),
+)

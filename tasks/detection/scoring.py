@@ -1,0 +1,94 @@
+"""COCO metrics per (detector, domain) on Ray, and the COCO-O style leaderboard.
+
+Every (detector, domain) pair is an independent COCO evaluation, so they fan out as Ray
+tasks (ground truth put in the object store once per domain); the numbers are the same
+engine ``trustflow detect score`` uses (``metrics.coco_bbox_stats``, faster-coco-eval).
+
+Leaderboard (per detector): ID mAP = AP on the in-distribution domain; OOD mAP = the mean
+AP over the shifted domains (COCO-O's mAP is the mean over its 6 domains); relative drop =
+(ID − OOD) / ID; effective robustness = OOD − (a + b·ID), with the line either given (COCO-O
+reports OOD ≈ 0.45·ID across detectors: a = 0, b = 0.45) or least-squares fitted over the
+detectors evaluated (needs at least two with different ID mAP).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trustflow.errors import ConfigError
+from trustflow.tasks.detection.inference import detections_to_coco
+from trustflow.tasks.detection.metrics import STAT_NAMES, coco_bbox_stats, effective_robustness, fit_trend, relative_drop
+
+
+def score_one(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
+    return coco_bbox_stats(gt, detections).as_dict()
+
+
+def score_all(
+    gt_by_domain: Mapping[str, dict[str, Any]], detections: pa.Table, detectors: Sequence[str], parallel: bool = True
+) -> list[dict[str, Any]]:
+    """One ``detection_metrics`` row per (detector, domain) present in ``gt_by_domain``."""
+    jobs: list[tuple[str, str, list[dict[str, Any]]]] = []
+    for detector in detectors:
+        mine = detections.filter(pc.equal(detections["detector"], detector))
+        for domain in gt_by_domain:
+            rows = mine.filter(pc.equal(mine["domain"], domain))
+            jobs.append((detector, domain, detections_to_coco(rows)))
+    if parallel:
+        import ray
+
+        remote = ray.remote(num_cpus=1)(score_one)
+        gt_refs = {d: ray.put(g) for d, g in gt_by_domain.items()}
+        stats = ray.get([remote.remote(gt_refs[domain], dets) for _, domain, dets in jobs])
+    else:
+        stats = [score_one(gt_by_domain[domain], dets) for _, domain, dets in jobs]
+    out = []
+    for (detector, domain, dets), s in zip(jobs, stats):
+        gt = gt_by_domain[domain]
+        out.append({"detector": detector, "domain": domain, **{k: float(s[k]) for k in STAT_NAMES},
+                    "images": len(gt["images"]), "annotations": len(gt["annotations"]), "detections": len(dets)})
+    return out
+
+
+def leaderboard(
+    metrics: Sequence[Mapping[str, Any]],
+    id_domain: str,
+    trend: Literal["given", "fit"] = "given",
+    a: float = 0.0,
+    b: float = 0.45,
+    throughput: Mapping[str, float | None] | None = None,
+) -> list[dict[str, Any]]:
+    """``detector_leaderboard`` rows, best OOD mAP first."""
+    by_detector: dict[str, dict[str, float]] = {}
+    for row in metrics:
+        by_detector.setdefault(str(row["detector"]), {})[str(row["domain"])] = float(row["AP"])
+    if not by_detector:
+        return []
+    partial = []
+    for detector, per_domain in by_detector.items():
+        if id_domain not in per_domain:
+            raise ConfigError(f"in-distribution domain {id_domain!r} was not evaluated for {detector}; "
+                              f"domains: {', '.join(sorted(per_domain))} (set --id-domain)")
+        ood = [ap for d, ap in per_domain.items() if d != id_domain and ap >= 0]
+        if not ood:
+            raise ConfigError(f"{detector}: no shifted domain besides {id_domain!r} was evaluated")
+        partial.append((detector, per_domain[id_domain], sum(ood) / len(ood), len(ood)))
+    if trend == "fit":
+        a, b = fit_trend([p[1] for p in partial], [p[2] for p in partial])
+    elif trend != "given":
+        raise ConfigError(f"trend must be 'given' or 'fit', got {trend!r}")
+    rows = []
+    for detector, id_map, ood_map, n in partial:
+        drop = relative_drop(id_map, ood_map)
+        rows.append({
+            "detector": detector, "id_map": id_map, "ood_map": ood_map, "ood_domains": n,
+            "relative_drop": None if math.isnan(drop) else drop,
+            "effective_robustness": effective_robustness(id_map, ood_map, a, b), "trend_a": a, "trend_b": b,
+            "trend": "fitted" if trend == "fit" else "given",
+            "images_per_s": (throughput or {}).get(detector),
+        })
+    return sorted(rows, key=lambda r: -r["ood_map"])
