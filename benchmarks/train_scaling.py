@@ -53,7 +53,7 @@ def write_dataset(path: Path, images: int) -> str:
     n_test = 256
     x = rng.random((images + n_test, 3, 32, 32), dtype=np.float32)
     y = rng.integers(0, 10, images + n_test).astype(np.int64)
-    np.savez(path, x_train=x[:images], y_train=y[:images], x_test=x[images:], y_test=y[images:])
+    np.savez(path, x=x[:images], y=y[:images], x_test=x[images:], y_test=y[images:])
     return f"npz:{path}"
 
 
@@ -86,7 +86,7 @@ def ray_train(dataset: str, method: str, batch_size: int, epochs: int, workers: 
     store = ArtifactStore(f"file://{root}/store-{workers}", load_settings())
     job = TrainJob(method=method, arch="small_cnn", dataset=dataset, epochs=epochs, workers=workers, batch_size=batch_size, lr=0.01)
     t0 = time.perf_counter()
-    ensure_ray()
+    ensure_ray(load_settings(ray_num_cpus=2))
     result = run_training(store, f"scaling-{workers}", job)
     wall = time.perf_counter() - t0
     shutdown_ray()

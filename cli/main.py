@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from trustflow.cli.common import bootstrap, console, handle_errors
-from trustflow.cli import robust, seval, services, store_views
+from trustflow.cli import detect, robust, seval, services, store_views
 from trustflow.cli.llm import llm_app
 from trustflow.errors import InputError
 
@@ -23,6 +23,7 @@ app.add_typer(store_views.runs_app, name="runs")
 app.add_typer(store_views.datasets_app, name="datasets")
 app.add_typer(seval.seval_app, name="seval")
 app.add_typer(robust.robustness_app, name="robustness")
+app.add_typer(detect.detect_app, name="detect")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
@@ -80,19 +81,25 @@ def demo(
     seval_dir: Optional[str] = typer.Option(None, "--seval-dir", help="S-Eval files to ingest (default: ../shared/data/s-eval)."),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
     vision: bool = typer.Option(True, "--vision/--no-vision", help="Also train standard vs FGSM-LAW on digits and attack both."),
+    detectors: bool = typer.Option(True, "--detectors/--no-detectors", help="Also evaluate MTCNN and Haar on a face set and 6 shifted domains."),
 ) -> None:
     """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
     settings = bootstrap()
     from trustflow.cli.seval import print_leaderboard
     from trustflow.flows.demo import run_demo
 
-    result = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir, seval=seval, vision=vision)
+    result = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir, seval=seval, vision=vision, detectors=detectors)
     print_datasets(result["datasets"])
     if result["seval"]:
         console.print(f"S-Eval run {result['seval']['run_id']}: {result['seval']['suite']['rows']} prompts from {result['seval']['suite']['source']}")
         print_leaderboard(result["seval"]["leaderboard"])
     if result.get("robust_vision"):
         print_training_comparison(result["robust_vision"])
+    if result.get("detectors"):
+        from trustflow.cli.detect import print_domain_table, print_leaderboard
+
+        print_domain_table(result["detectors"]["metrics"], "original")
+        print_leaderboard(result["detectors"]["leaderboard"], "Detector robustness on generated faces (COCO-O style domains)")
 
 
 def print_training_comparison(rows: list[dict]) -> None:

@@ -1,11 +1,17 @@
 """The main job on embedded defaults: real object storage, real ingestion, printed results.
 
 ``run_demo`` starts the local SeaweedFS (unless ``--local`` or a store URL is configured),
-then runs ``demo_flow``, which composes sub-flows: ingestion of the S-Eval sample from
-``../shared/data/s-eval`` when it exists (the project never copies S-Eval's prompts into its
-tree) and a COCO-format set generated on the spot, then a small S-Eval evaluation of
-SmolLM2-135M and Qwen2.5-1.5B (offline, from their pip packages) judged by the default
-critic (a probe on Qwen2.5-1.5B's hidden states).
+then runs ``demo_flow``, which composes sub-flows, one per pipeline, each on small embedded
+inputs so the whole job fits in minutes on 2 cores:
+
+* ingestion of the S-Eval sample from ``../shared/data/s-eval`` when it exists (the project
+  never copies S-Eval's prompts into its tree) and a small S-Eval evaluation of SmolLM2-135M
+  and Qwen2.5-1.5B (offline, from their pip packages) judged by the default critic (a probe
+  on Qwen2.5-1.5B's hidden states);
+* robust vision: standard vs FGSM-LAW training on digits (Ray Train, 2 workers), each best
+  checkpoint attacked with FGSM and PGD-10;
+* detector robustness: a face set generated with exact boxes, its 6 COCO-O style domains,
+  MTCNN and Haar on Ray Data, COCO mAP per domain and effective robustness.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 from prefect import flow
 
-from trustflow.data.synthetic_coco import make_synthetic_coco
+from trustflow.data.synthetic_faces import make_face_coco
 from trustflow.flows.ingest import ingest_flow
 from trustflow.settings import Settings, load_settings
 
@@ -58,13 +64,25 @@ def robust_vision_demo(methods: tuple[str, ...] = DEMO_TRAINING_METHODS, eps: fl
     return rows
 
 
+DEMO_DETECTORS = ["mtcnn", "haar"]
+DEMO_FACE_IMAGES = 24  # × 7 domains (original + 6 COCO-O styles) × 2 detectors
+
+
+@flow(name="demo-detectors", flow_run_name="demo-detectors")
+def detector_demo(faces_dir: str) -> dict[str, Any]:
+    """MTCNN and Haar on a generated face set and its 6 COCO-O style domains."""
+    from trustflow.flows.detector_eval import detector_evaluate
+
+    return detector_evaluate(source=faces_dir, detectors=DEMO_DETECTORS, domains="all", run_label="demo-faces")
+
+
 @flow(name="demo", flow_run_name="demo")
-def demo_flow(seval_dir: str | None, coco_dir: str, store_url: str, seval: bool = True, vision: bool = True) -> dict[str, Any]:
-    """Ingest the demo datasets into ``store_url``, then a small S-Eval run; returns what landed."""
+def demo_flow(seval_dir: str | None, faces_dir: str, store_url: str, seval: bool = True, vision: bool = True,
+              detectors: bool = True) -> dict[str, Any]:
+    """Ingest the S-Eval sample, then the three pipelines on small embedded inputs; returns what landed."""
     landed = []
     if seval_dir:
         landed.append(ingest_flow(source=seval_dir, kind="seval", store_url=store_url))
-    landed.append(ingest_flow(source=coco_dir, kind="coco", store_url=store_url))
     evaluation = None
     if seval:
         from trustflow.flows.seval_evaluate import seval_evaluate
@@ -76,12 +94,22 @@ def demo_flow(seval_dir: str | None, coco_dir: str, store_url: str, seval: bool 
             attacks_per_base=1, max_tokens=64, batch_size=8,
         )
     training = robust_vision_demo() if vision else None
-    return {"datasets": landed, "seval": evaluation, "robust_vision": training}
+    detection = None
+    if detectors:
+        detection = detector_demo(faces_dir)
+        from trustflow.tasks.ingest_common import existing_dataset
+        from trustflow.data.store import ArtifactStore
+
+        info = existing_dataset(ArtifactStore(store_url, load_settings()), detection["dataset_id"])
+        if info is not None:
+            landed.append(info.as_dict())
+    return {"datasets": landed, "seval": evaluation, "robust_vision": training, "detectors": detection}
 
 
 def run_demo(
     settings: Settings, keep_storage: bool = False, local: bool = False, seval_dir: str | None = None, seval: bool = True,
     vision: bool = True,
+    detectors: bool = True,
 ) -> dict[str, Any]:
     from trustflow.cli.common import console
     from trustflow.cli.progress_bar import rich_progress
@@ -102,11 +130,11 @@ def run_demo(
     seval_path = Path(seval_dir).resolve() if seval_dir else default_seval_dir()
     if seval_path is None:
         console.print("S-Eval sample not found (../shared/data/s-eval): skipping it")
-    coco_dir = make_synthetic_coco(settings.home_dir / "demo" / "coco-synthetic", n_images=48, seed=0)
+    faces_dir = make_face_coco(settings.home_dir / "demo" / "faces", n_images=DEMO_FACE_IMAGES, seed=0)
     try:
         with prefect_runtime(settings), rich_progress():
-            landed = demo_flow(seval_dir=str(seval_path) if seval_path else None, coco_dir=str(coco_dir), store_url=store_url, seval=seval,
-                              vision=vision)
+            landed = demo_flow(seval_dir=str(seval_path) if seval_path else None, faces_dir=str(faces_dir), store_url=store_url, seval=seval,
+                              vision=vision, detectors=detectors)
     finally:
         shutdown_ray()
         if seaweed is not None and not keep_storage:
