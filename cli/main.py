@@ -27,6 +27,7 @@ app.add_typer(detect.detect_app, name="detect")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
+app.command("deploy")(services.deploy)
 
 
 @config_app.command("show")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import typer
 
@@ -51,22 +52,31 @@ def storage_status() -> None:
 
 @server_app.command("up")
 @handle_errors
-def server_up() -> None:
-    """Start a Prefect server on 127.0.0.1 and wait until it is healthy."""
+def server_up(worker: bool = typer.Option(True, "--worker/--no-worker", help="Also start a process worker for the trustflow-process pool.")) -> None:
+    """Start a Prefect server on 127.0.0.1 (and a worker), wait until it is healthy."""
+    from trustflow.infra.prefect_deploy import PrefectWorker
     from trustflow.infra.prefect_server import PrefectServer
 
-    server = PrefectServer.from_settings(bootstrap())
-    console.print_json(json.dumps(server.up()))
-    console.print(f"use it: export PREFECT_API_URL={server.api_url}", highlight=False)
+    settings = bootstrap()
+    server = PrefectServer.from_settings(settings)
+    status = server.up()
+    if worker:
+        status["worker"] = PrefectWorker(settings.home_dir / "prefect-worker", server.api_url).up()
+    console.print_json(json.dumps(status))
+    console.print(f"use it: export PREFECT_API_URL={server.api_url}; then `trustflow deploy`", highlight=False)
 
 
 @server_app.command("down")
 @handle_errors
 def server_down() -> None:
-    """Stop the Prefect server this project started."""
+    """Stop the Prefect server (and worker) this project started."""
+    from trustflow.infra.prefect_deploy import PrefectWorker
     from trustflow.infra.prefect_server import PrefectServer
 
-    console.print("stopped" if PrefectServer.from_settings(bootstrap()).down() else "not running")
+    settings = bootstrap()
+    server = PrefectServer.from_settings(settings)
+    worker_stopped = PrefectWorker(settings.home_dir / "prefect-worker", server.api_url).down()
+    console.print(("stopped" if server.down() else "not running") + (" (worker stopped)" if worker_stopped else ""))
 
 
 @server_app.command("status")
@@ -76,3 +86,21 @@ def server_status() -> None:
     from trustflow.infra.prefect_server import PrefectServer
 
     console.print_json(json.dumps(PrefectServer.from_settings(bootstrap()).status()))
+
+
+@handle_errors
+def deploy(
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="Prefect API (default: $PREFECT_API_URL, else our local server)."),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="Only these deployments (repeatable); default all."),
+) -> None:
+    """Register the deployments of prefect.yaml (schedules and triggers included) with a Prefect server."""
+    import os
+
+    from trustflow.infra.prefect_deploy import deploy_all
+    from trustflow.infra.prefect_server import PrefectServer
+
+    settings = bootstrap()
+    url = api_url or os.environ.get("PREFECT_API_URL") or PrefectServer.from_settings(settings).api_url
+    out = deploy_all(url, name)
+    deployed = [line.strip() for line in out.splitlines() if "Deployment '" in line and "successfully" in line]
+    console.print("\n".join(deployed) or out[-2000:], highlight=False)

@@ -425,3 +425,23 @@ DETECTOR_LEADERBOARD = VersionedSchema(
         ]
     ),
 )
+
+# ---------------------------------------------------------------- continuous evaluation (issue 7)
+
+MODEL_LEADERBOARD = VersionedSchema(
+    "model_leaderboard",
+    1,
+    pa.schema(
+        [
+            pa.field("card_key", pa.string(), nullable=False),  # the model card's key relative to the store root
+            pa.field("etag", pa.string(), nullable=False),  # the card version evaluated ("" when unknown)
+            pa.field("model_name", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),  # llm | classifier
+            pa.field("evaluation", pa.string(), nullable=False),  # seval | robustness
+            pa.field("metric", pa.string(), nullable=False),  # safety_score, asr, adaptive_asr | clean, fgsm, pgd, ...
+            pa.field("value", pa.float64()),
+            pa.field("run_id", pa.string(), nullable=False),  # the evaluation run holding the details
+            pa.field("evaluated_at", pa.string(), nullable=False),  # ISO 8601 UTC
+        ]
+    ),
+)
