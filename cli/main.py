@@ -44,6 +44,7 @@ def ingest(
     source: str = typer.Argument(..., help="A local path, s3://bucket/key or http(s):// URL."),
     kind: str = typer.Option(..., "--kind", "-k", help="Dataset kind: seval | coco | imagefolder."),
     store_url: Optional[str] = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
+    on_invalid: str = typer.Option("error", "--on-invalid", help="COCO sets: error (stop at the first bad entry) | drop (drop and count)."),
 ) -> None:
     """Turn a source into Parquet datasets in the store (a no-op for bytes already ingested)."""
     settings = bootstrap()
@@ -59,7 +60,7 @@ def ingest(
     from trustflow.infra.prefect_runtime import prefect_runtime
 
     with prefect_runtime(settings), rich_progress():
-        info = ingest_flow(source=source, kind=kind)
+        info = ingest_flow(source=source, kind=kind, on_invalid=on_invalid)
     print_datasets([info])
 
 

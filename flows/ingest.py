@@ -22,19 +22,28 @@ from trustflow.tasks.ray_parts import StoreSpec
 
 
 @flow(name="ingest", flow_run_name="ingest-{kind}", log_prints=False)
-def ingest_flow(source: str, kind: str, store_url: str | None = None) -> dict[str, Any]:
-    """Ingest ``source`` as a ``kind`` dataset; a no-op when the same bytes were ingested before."""
+def ingest_flow(source: str, kind: str, store_url: str | None = None, on_invalid: str = "error") -> dict[str, Any]:
+    """Ingest ``source`` as a ``kind`` dataset; a no-op when the same bytes were ingested before.
+
+    ``on_invalid`` (COCO sets): ``error`` stops at the first bad entry; ``drop`` drops bad
+    entries, counts them by reason and records the counts in the images manifest. The policy
+    is part of the dataset id, so the two never share one."""
     settings = load_settings()
     store = ArtifactStore(store_url or settings.effective_store_url, settings)
     spec = StoreSpec.of(store)
     local_path = resolve_source_task(source, spec)
     fp = fingerprint_task(local_path)
-    dataset_id = dataset_id_from(kind, fp)
+    if on_invalid not in ("error", "drop"):
+        from trustflow.errors import ConfigError
+
+        raise ConfigError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
+    options = {"on_invalid": on_invalid} if on_invalid != "error" else {}
+    dataset_id = dataset_id_from(kind, fp + ("|drop" if options else ""))
     already = lookup_dataset_task(spec, dataset_id)
     if already is not None:
         _publish(already, store)
         return already
-    tables = ingest_tables_task(spec, kind, dataset_id, local_path)
+    tables = ingest_tables_task(spec, kind, dataset_id, local_path, options)
     info = write_summary_task(spec, dataset_id, kind, source, fp, list(tables))
     _publish(info, store)
     return info

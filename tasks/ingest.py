@@ -39,10 +39,14 @@ def lookup_dataset_task(spec: StoreSpec, dataset_id: str) -> dict[str, Any] | No
 
 
 @task(name="ingest-tables", task_run_name="ingest-{kind}-tables", cache_policy=NO_CACHE)
-def ingest_tables_task(spec: StoreSpec, kind: str, dataset_id: str, local_path: str) -> dict[str, int]:
+def ingest_tables_task(spec: StoreSpec, kind: str, dataset_id: str, local_path: str, options: dict[str, Any] | None = None) -> dict[str, int]:
     store = spec.open()
     ensure_ray(store.settings)
-    manifests = INGESTERS.get(kind)(store, dataset_id, Path(local_path))
+    if options and kind != "coco":
+        from trustflow.errors import ConfigError
+
+        raise ConfigError(f"options {sorted(options)} apply to COCO sets only, not to kind {kind!r}")
+    manifests = INGESTERS.get(kind)(store, dataset_id, Path(local_path), **(options or {}))
     return {name: m.rows for name, m in manifests.items()}
 
 

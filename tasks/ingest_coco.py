@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from pathlib import Path
 
 import pyarrow as pa
 
-from trustflow.data.loaders.coco import CocoImage, load_coco
+from trustflow.data.loaders.coco import CocoImage, OnInvalid, load_coco
 from trustflow.data.loaders.images import read_image
 from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES, COCO_IMAGES
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
@@ -16,6 +17,7 @@ from trustflow.errors import InputError
 from trustflow.tasks.ingest_common import INGEST_FLOW, INGESTERS
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
+log = logging.getLogger(__name__)
 IMAGES_PER_PART = 256
 IMAGE_KEYS = ["domain", "split", "image_id"]
 ANNOTATION_KEYS = ["domain", "split", "ann_id"]
@@ -49,8 +51,12 @@ def _safe_tag(text: str) -> str:
 
 
 @INGESTERS.register("coco")
-def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path) -> dict[str, Manifest]:
-    splits = load_coco(source)  # validates every annotation file before anything is written
+def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, on_invalid: OnInvalid = "error") -> dict[str, Manifest]:
+    splits = load_coco(source, on_invalid)  # validates every annotation file before anything is written
+    drops = {f"{s.domain or 'default'}/{s.split}": dict(s.drops) for s in splits if s.drops}
+    if drops:
+        total = sum(sum(d.values()) for d in drops.values())
+        log.warning("%s: dropped %d invalid COCO entries (on_invalid=drop): %s", source, total, drops)
     chunks: list[Chunk] = []
     for s in splits:
         tag = _safe_tag(f"{s.domain or 'default'}-{s.split}")
@@ -59,7 +65,7 @@ def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path) -> dict[str
     images_ref = StageRef(INGEST_FLOW, dataset_id, "images")
     write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
     domains = sorted({s.domain for s in splits})
-    attrs = {"domains": domains, "splits": sorted({s.split for s in splits})}
+    attrs = {"domains": domains, "splits": sorted({s.split for s in splits}), "on_invalid": on_invalid, "drops": drops}
     out = {"images": store.writer(images_ref, COCO_IMAGES, IMAGE_KEYS).commit(attrs)}
     annotations = pa.concat_tables([s.annotations for s in splits if s.annotations is not None])
     out["annotations"] = store.write_stage(

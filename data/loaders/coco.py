@@ -7,17 +7,23 @@ Two layouts are recognised:
 * the COCO-O layout: one sub-folder per domain, each a plain set (``<domain>/val2017/`` and
   ``<domain>/annotations/instances_val2017.json``); the folder name becomes ``domain``.
 
-Annotations are validated before any image is read: missing fields, unknown image or
-category ids, duplicate ids, boxes outside the image and missing image files raise an
-``InputError`` naming the JSON file and the offending entry.
+Annotations are validated before any image is read. With ``on_invalid="error"`` (the
+default) missing fields, unknown image or category ids, duplicate ids, boxes outside the
+image and missing image files raise an ``InputError`` naming the JSON file and the offending
+entry. With ``on_invalid="drop"`` the offending entry is dropped instead — an image whose
+file is missing takes its annotations with it — and every drop is counted by reason in
+``CocoSplit.drops`` (the ingest summary reports them): never a silent drop. Problems that
+make the whole file meaningless (not JSON, no ``images`` list, duplicate category ids,
+differing label maps across domains) are errors under both policies.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -25,6 +31,7 @@ from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES
 from trustflow.errors import InputError
 
 BOX_TOLERANCE_PX = 1.0  # COCO's own annotations overshoot image borders by rounding
+OnInvalid = Literal["error", "drop"]
 
 
 @dataclass
@@ -46,6 +53,18 @@ class CocoSplit:
     images: list[CocoImage] = field(default_factory=list)
     annotations: pa.Table | None = None
     categories: pa.Table | None = None
+    drops: Counter[str] = field(default_factory=Counter)  # reason -> entries dropped (on_invalid="drop")
+
+
+class _Skip(Exception):
+    """An entry was dropped under on_invalid="drop"."""
+
+
+def _problem(split: CocoSplit, on_invalid: OnInvalid, message: str, reason: str) -> None:
+    if on_invalid == "error":
+        raise InputError(message)
+    split.drops[reason] += 1
+    raise _Skip
 
 
 def _require(entry: Any, where: str, fields: dict[str, type | tuple[type, ...]]) -> None:
@@ -76,7 +95,7 @@ def _image_dir(set_root: Path, split: str) -> Path:
     raise InputError(f"{set_root}: no image folder for split {split!r} (tried {split}/, images/{split}/, images/)")
 
 
-def load_coco_split(json_path: Path, domain: str) -> CocoSplit:
+def load_coco_split(json_path: Path, domain: str, on_invalid: OnInvalid = "error") -> CocoSplit:
     """Parse and validate one instances JSON; images are located but not read."""
     split = json_path.stem.removeprefix("instances_")
     try:
@@ -92,7 +111,6 @@ def load_coco_split(json_path: Path, domain: str) -> CocoSplit:
     image_dir = _image_dir(set_root, split)
     out = CocoSplit(json_path=json_path, domain=domain, split=split)
 
-    num = (int, float)
     cat_ids: dict[int, int] = {}
     cats: dict[str, list] = {"category_id": [], "name": [], "supercategory": []}
     for i, cat in enumerate(doc["categories"]):
@@ -107,14 +125,22 @@ def load_coco_split(json_path: Path, domain: str) -> CocoSplit:
     out.categories = pa.table(cats, schema=COCO_CATEGORIES.schema)
 
     sizes: dict[int, tuple[int, int]] = {}
+    dropped_images: set[int] = set()
     for i, img in enumerate(doc["images"]):
         where = f"{json_path}: images[{i}]"
-        _require(img, where, {"id": int, "file_name": str, "width": int, "height": int})
-        if img["id"] in sizes:
-            raise InputError(f"{where}: duplicate image id {img['id']}")
-        path = image_dir / img["file_name"]
-        if not path.is_file():
-            raise InputError(f"{where}: image file {path} not found")
+        try:
+            try:
+                _require(img, where, {"id": int, "file_name": str, "width": int, "height": int})
+            except InputError as exc:
+                _problem(out, on_invalid, str(exc), "image_malformed")
+            if img["id"] in sizes:
+                _problem(out, on_invalid, f"{where}: duplicate image id {img['id']}", "image_duplicate_id")
+            path = image_dir / img["file_name"]
+            if not path.is_file():
+                dropped_images.add(img["id"])
+                _problem(out, on_invalid, f"{where}: image file {path} not found", "image_file_missing")
+        except _Skip:
+            continue
         sizes[img["id"]] = (img["width"], img["height"])
         out.images.append(CocoImage(img["id"], img["file_name"], img["width"], img["height"], path))
 
@@ -122,45 +148,65 @@ def load_coco_split(json_path: Path, domain: str) -> CocoSplit:
     ann_ids: set[int] = set()
     for i, ann in enumerate(doc["annotations"]):
         where = f"{json_path}: annotations[{i}]"
-        _require(ann, where, {"id": int, "image_id": int, "category_id": int, "bbox": list})
-        if ann["id"] in ann_ids:
-            raise InputError(f"{where}: duplicate annotation id {ann['id']}")
-        ann_ids.add(ann["id"])
-        if ann["image_id"] not in sizes:
-            raise InputError(f"{where}: unknown image_id {ann['image_id']}")
-        if ann["category_id"] not in cat_ids:
-            raise InputError(f"{where}: unknown category_id {ann['category_id']}")
-        bbox = ann["bbox"]
-        if len(bbox) != 4 or not all(isinstance(v, num) for v in bbox):
-            raise InputError(f"{where}: bbox must be 4 numbers [x, y, w, h]")
-        x, y, w, h = (float(v) for v in bbox)
-        width, height = sizes[ann["image_id"]]
-        t = BOX_TOLERANCE_PX
-        if w < 0 or h < 0 or x < -t or y < -t or x + w > width + t or y + h > height + t:
-            raise InputError(f"{where}: bbox {bbox} lies outside image {ann['image_id']} ({width}x{height})")
-        cols["ann_id"].append(ann["id"])
-        cols["image_id"].append(ann["image_id"])
+        try:
+            row = _check_annotation(ann, where, out, on_invalid, ann_ids, sizes, dropped_images, cat_ids)
+        except _Skip:
+            continue
+        cols["ann_id"].append(row["id"])
+        cols["image_id"].append(row["image_id"])
         cols["domain"].append(domain)
         cols["split"].append(split)
-        cols["category_id"].append(ann["category_id"])
-        cols["bbox"].append([x, y, w, h])
-        area = ann.get("area", w * h)
-        if not isinstance(area, num) or isinstance(area, bool) or area < 0:
-            raise InputError(f"{where}: field 'area' must be a non-negative number")
-        iscrowd = ann.get("iscrowd", 0)
-        if iscrowd not in (0, 1, True, False):
-            raise InputError(f"{where}: field 'iscrowd' must be 0 or 1")
-        cols["area"].append(float(area))
-        cols["iscrowd"].append(bool(iscrowd))
+        cols["category_id"].append(row["category_id"])
+        cols["bbox"].append(row["bbox"])
+        cols["area"].append(row["area"])
+        cols["iscrowd"].append(row["iscrowd"])
     out.annotations = pa.table(cols, schema=COCO_ANNOTATIONS.schema)
     return out
 
 
-def load_coco(root: Path) -> list[CocoSplit]:
+def _check_annotation(ann: Any, where: str, out: CocoSplit, on_invalid: OnInvalid, ann_ids: set[int],
+                      sizes: dict[int, tuple[int, int]], dropped_images: set[int], cat_ids: dict[int, int]) -> dict[str, Any]:
+    """One validated annotation (bbox as floats, area, iscrowd), or a problem (raise / drop)."""
+    num = (int, float)
+    try:
+        _require(ann, where, {"id": int, "image_id": int, "category_id": int, "bbox": list})
+    except InputError as exc:
+        _problem(out, on_invalid, str(exc), "annotation_malformed")
+    if ann["id"] in ann_ids:
+        _problem(out, on_invalid, f"{where}: duplicate annotation id {ann['id']}", "annotation_duplicate_id")
+    ann_ids.add(ann["id"])
+    if ann["image_id"] in dropped_images:  # its image was dropped (counted there); its boxes go with it
+        out.drops["annotation_of_dropped_image"] += 1
+        raise _Skip
+    if ann["image_id"] not in sizes:
+        _problem(out, on_invalid, f"{where}: unknown image_id {ann['image_id']}", "annotation_unknown_image")
+    if ann["category_id"] not in cat_ids:
+        _problem(out, on_invalid, f"{where}: unknown category_id {ann['category_id']}", "annotation_unknown_category")
+    bbox = ann["bbox"]
+    if len(bbox) != 4 or not all(isinstance(v, num) and not isinstance(v, bool) for v in bbox):
+        _problem(out, on_invalid, f"{where}: bbox must be 4 numbers [x, y, w, h]", "annotation_bad_bbox")
+    x, y, w, h = (float(v) for v in bbox)
+    width, height = sizes[ann["image_id"]]
+    t = BOX_TOLERANCE_PX
+    if w < 0 or h < 0 or x < -t or y < -t or x + w > width + t or y + h > height + t:
+        _problem(out, on_invalid, f"{where}: bbox {bbox} lies outside image {ann['image_id']} ({width}x{height})", "annotation_box_outside_image")
+    area = ann.get("area", w * h)
+    if not isinstance(area, num) or isinstance(area, bool) or area < 0:
+        _problem(out, on_invalid, f"{where}: field 'area' must be a non-negative number", "annotation_bad_area")
+    iscrowd = ann.get("iscrowd", 0)
+    if iscrowd not in (0, 1, True, False):
+        _problem(out, on_invalid, f"{where}: field 'iscrowd' must be 0 or 1", "annotation_bad_iscrowd")
+    return {"id": ann["id"], "image_id": ann["image_id"], "category_id": ann["category_id"], "bbox": [x, y, w, h],
+            "area": float(area), "iscrowd": bool(iscrowd)}
+
+
+def load_coco(root: Path, on_invalid: OnInvalid = "error") -> list[CocoSplit]:
     """Every annotated split under ``root`` (a plain COCO set or a COCO-O domain tree)."""
+    if on_invalid not in ("error", "drop"):
+        raise InputError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
     if not root.is_dir():
         raise InputError(f"{root}: not a directory (a COCO set is a folder with annotations/instances_*.json)")
-    splits = [load_coco_split(p, domain) for p, domain in _find_annotation_files(root)]
+    splits = [load_coco_split(p, domain, on_invalid) for p, domain in _find_annotation_files(root)]
     category_lists = {
         s.json_path: tuple(sorted(zip(s.categories["category_id"].to_pylist(), s.categories["name"].to_pylist())))
         for s in splits

@@ -145,3 +145,27 @@ def test_imagefolder_scan(tmp_path: Path) -> None:
     assert {i.split for i in images} == {"train", "val"}
     with pytest.raises(InputError, match="no class folders"):
         scan_imagefolder(tmp_path / "ds" / "train" / "cat")
+
+
+def test_drop_policy_drops_counts_and_keeps_the_rest(tmp_path: Path) -> None:
+    root = make_synthetic_coco(tmp_path / "coco", n_images=4, seed=0)
+    doc = json.loads((root / "annotations" / "instances_val.json").read_text())
+    n_ann = len(doc["annotations"])
+    lost_with_image = sum(1 for a in doc["annotations"] if a["image_id"] == doc["images"][0]["id"])
+
+    def break_some(d: dict) -> None:
+        d["images"][0]["file_name"] = "missing.png"  # the image and its boxes go
+        d["annotations"][-1]["category_id"] = 99
+        d["annotations"][-2]["bbox"] = [150, 100, 40, 40]
+
+    _mutate(root, break_some)
+    with pytest.raises(InputError, match="not found"):
+        load_coco(root)  # the default policy still refuses
+    (split,) = load_coco(root, on_invalid="drop")
+    assert [i.image_id for i in split.images] == [img["id"] for img in doc["images"][1:]]
+    assert split.drops["image_file_missing"] == 1
+    assert split.drops["annotation_of_dropped_image"] == lost_with_image
+    broken_elsewhere = {"annotation_unknown_category", "annotation_box_outside_image"} & set(split.drops)
+    assert sum(split.drops[r] for r in broken_elsewhere) == 2 - sum(
+        1 for a in doc["annotations"][-2:] if a["image_id"] == doc["images"][0]["id"])
+    assert split.annotations.num_rows + sum(split.drops.values()) - split.drops["image_file_missing"] == n_ann
