@@ -106,12 +106,12 @@ def demo(
 
 def print_training_comparison(rows: list[dict]) -> None:
     """Clean vs FGSM vs PGD-10 accuracy per training method (the demo's robust-vision part)."""
-    table = Table(title="Robust vision on digits: accuracy (%) of each method's best checkpoint, L∞ ε = 0.1")
-    for col in ("method", "clean", "FGSM", "PGD-10", "catastrophic overfitting", "training run"):
+    table = Table(title="Robust vision on digits: test accuracy (%), L∞ ε = 0.1")
+    for col in ("method", "checkpoint", "clean", "FGSM", "PGD-10", "catastrophic overfitting", "training run"):
         table.add_column(col)
     for r in rows:
         pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
-        table.add_row(r["method"], pct(r.get("clean")), pct(r.get("fgsm")), pct(r.get("pgd")),
+        table.add_row(r["method"], r.get("checkpoint", "best"), pct(r.get("clean")), pct(r.get("fgsm")), pct(r.get("pgd")),
                       ", ".join(map(str, r["co_epochs"])) or "none", r["train_run"])
     console.print(table)
 

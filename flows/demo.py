@@ -42,30 +42,35 @@ DEMO_CRITIC = "default"
 # Standard vs FGSM-LAW on scikit-learn's digits (8×8, a small CNN, 2 Ray Train workers): long
 # enough to show that adversarial training buys PGD accuracy at some clean accuracy, short
 # enough for the demo's budget (about a minute per method on 2 cores).
-DEMO_TRAINING: dict[str, Any] = {"dataset": "digits", "arch": "small_cnn", "epochs": 6, "workers": 2, "batch_size": 64, "lr": 0.05}
+DEMO_TRAINING: dict[str, Any] = {"dataset": "digits", "arch": "small_cnn", "epochs": 5, "workers": 2, "batch_size": 64, "lr": 0.05}
 DEMO_TRAINING_METHODS = ("standard", "fgsm_law")
 DEMO_EPS = 0.1  # digits have 17 grey levels: at 8/255 even a standard CNN barely moves
 
 
 @flow(name="demo-robust-vision", flow_run_name="demo-robust-vision")
 def robust_vision_demo(methods: tuple[str, ...] = DEMO_TRAINING_METHODS, eps: float = DEMO_EPS) -> list[dict[str, Any]]:
-    """Train one model per method, then evaluate each best checkpoint under FGSM and PGD-10."""
+    """Train one model per method, then attack it with FGSM and PGD-10.
+
+    Standard training is judged by its final checkpoint (what a team would ship); adversarial
+    methods by their best checkpoint, the one with the highest PGD accuracy on the probe batch
+    (the robust-overfitting practice, and FGSM-LAW's weight-averaged model when it wins)."""
     from trustflow.flows.robust_vision import adversarial_train, robustness_evaluate
 
     rows = []
     for method in methods:
         trained = adversarial_train(method=method, eps=eps, **DEMO_TRAINING)
-        evaluated = robustness_evaluate(model=f"run:{trained['run_id']}/best", dataset=DEMO_TRAINING["dataset"],
+        which = "final" if method == "standard" else "best"
+        evaluated = robustness_evaluate(model=f"run:{trained['run_id']}/{which}", dataset=DEMO_TRAINING["dataset"],
                                         attacks=["clean", "fgsm", "pgd"], eps=eps)
         summary = evaluated["summary"]
-        rows.append({"method": method, "train_run": trained["run_id"], "eval_run": evaluated["run_id"],
+        rows.append({"method": method, "checkpoint": which, "train_run": trained["run_id"], "eval_run": evaluated["run_id"],
                      "clean": summary["clean_accuracy"], **{label.split()[0]: acc for label, acc in summary["robust_accuracy"].items()},
                      "co_epochs": trained["co_epochs"]})
     return rows
 
 
 DEMO_DETECTORS = ["mtcnn", "haar"]
-DEMO_FACE_IMAGES = 24  # × 7 domains (original + 6 COCO-O styles) × 2 detectors
+DEMO_FACE_IMAGES = 16  # × 7 domains (original + 6 COCO-O styles) × 2 detectors
 
 
 @flow(name="demo-detectors", flow_run_name="demo-detectors")
@@ -91,7 +96,7 @@ def demo_flow(seval_dir: str | None, faces_dir: str, store_url: str, seval: bool
         # one base prompt per (language, dimension), one attack variant each: minutes on 2 cores
         evaluation = seval_evaluate(
             targets=DEMO_TARGETS, critic=DEMO_CRITIC, suite=suite, langs=["zh", "en"], per_dimension=1,
-            attacks_per_base=1, max_tokens=64, batch_size=8,
+            attacks_per_base=1, max_tokens=48, batch_size=8,
         )
     training = robust_vision_demo() if vision else None
     detection = None
