@@ -15,6 +15,7 @@ and a re-run never duplicates rows.
 from __future__ import annotations
 
 import io
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -151,6 +152,7 @@ def run_detector(
         return InferenceStats(detector, total, already, 0, 0.0)
 
     DataContext.get_current().enable_progress_bars = False  # our own progress hook reports images
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no execution-plan banners per detector
     manifest = store.require_manifest(images_ref)
     paths = [store.path(images_ref.relpath, PARTS_DIR, p.name) for p in manifest.parts]
     ds = ray.data.read_parquet(paths, filesystem=store.fs, columns=["domain", "split", "image_id", "image_bytes"])
