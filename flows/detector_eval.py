@@ -89,7 +89,7 @@ def detections_ref(dataset_id: str) -> StageRef:
 
 @task(name="score-detections", cache_policy=NO_CACHE)
 def score_task(spec: StoreSpec, dataset_id: str, run_id: str, detectors: list[str], domains: list[str] | None,
-               id_domain: str, trend: str, a: float, b: float, throughput: dict[str, float | None], parallel: bool) -> dict[str, Any]:
+               id_domain: str, trend: str, a: float, b: float, throughput: dict[str, float | None], parallel: bool | None) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     from trustflow.infra.ray_runtime import ensure_ray
@@ -99,7 +99,7 @@ def score_task(spec: StoreSpec, dataset_id: str, run_id: str, detectors: list[st
     from trustflow.tasks.detection.scoring import leaderboard, score_all
 
     store = spec.open()
-    if parallel:
+    if parallel is not False:
         ensure_ray(store.settings)
     ref = detections_ref(dataset_id)
     store.writer(ref, DETECTIONS, DETECTION_KEYS).commit({"dataset_id": dataset_id})
@@ -140,7 +140,7 @@ def detector_evaluate(
     trend_a: float = 0.0,
     trend_b: float = 0.45,
     inference: dict[str, Any] | None = None,
-    parallel_scoring: bool = True,
+    parallel_scoring: bool | None = None,
     run_label: str = "coco-o",
 ) -> dict[str, Any]:
     """Evaluate ``detectors`` on ``source`` and its shifted ``domains``; returns the leaderboard.

@@ -157,6 +157,9 @@ def run_detector(
     paths = [store.path(images_ref.relpath, PARTS_DIR, p.name) for p in manifest.parts]
     ds = ray.data.read_parquet(paths, filesystem=store.fs, columns=["domain", "split", "image_id", "image_bytes"])
     ds = ds.map_batches(drop_done, fn_kwargs={"done": done, "domains": wanted}, batch_format="pyarrow", num_cpus=0.25)
+    # an ingested part holds up to 256 images and reads as one block, and a block goes to one
+    # actor: split into blocks of 4 batches (streaming) so every actor of the pool gets work
+    ds = ds.repartition(target_num_rows_per_block=4 * config.batch_size)
     ds = ds.map_batches(
         DetectBatch, fn_constructor_args=(detector, dict(categories), config.threads_per_actor), batch_size=config.batch_size,
         batch_format="pyarrow", compute=ActorPoolStrategy(size=config.actors), num_cpus=config.cpus_per_actor,

@@ -28,16 +28,25 @@ def score_one(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str,
     return coco_bbox_stats(gt, detections).as_dict()
 
 
+PARALLEL_MIN_DETECTIONS = 50_000  # below this, Ray task start-up costs more than the evaluations
+
+
 def score_all(
-    gt_by_domain: Mapping[str, dict[str, Any]], detections: pa.Table, detectors: Sequence[str], parallel: bool = True
+    gt_by_domain: Mapping[str, dict[str, Any]], detections: pa.Table, detectors: Sequence[str], parallel: bool | None = None
 ) -> list[dict[str, Any]]:
-    """One ``detection_metrics`` row per (detector, domain) present in ``gt_by_domain``."""
+    """One ``detection_metrics`` row per (detector, domain) present in ``gt_by_domain``.
+
+    ``parallel=None`` (auto) fans out on Ray only when there is enough work: measured here, 14
+    evaluations of 672 small images took 0.08 s one after another and 1.9 s as Ray tasks,
+    while one 5,000-image, 80-category evaluation takes about 3.7 s."""
     jobs: list[tuple[str, str, list[dict[str, Any]]]] = []
     for detector in detectors:
         mine = detections.filter(pc.equal(detections["detector"], detector))
         for domain in gt_by_domain:
             rows = mine.filter(pc.equal(mine["domain"], domain))
             jobs.append((detector, domain, detections_to_coco(rows)))
+    if parallel is None:
+        parallel = len(jobs) > 1 and sum(len(j[2]) for j in jobs) >= PARALLEL_MIN_DETECTIONS
     if parallel:
         import ray
 
