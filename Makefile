@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit bench lock clean
+.PHONY: install browser demo test test-unit bench lock clean
 
 install: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 demo: install
 	$(BIN)/trustflow demo
 
-test: install
+# headless Chromium (+ a font) for the HTML report's page test; Debian packages, needs root
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-unit: install

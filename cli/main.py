@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from trustflow.cli.common import bootstrap, console, handle_errors
-from trustflow.cli import detect, robust, seval, services, store_views
+from trustflow.cli import detect, report, robust, seval, services, store_views
 from trustflow.cli.llm import llm_app
 from trustflow.errors import InputError
 
@@ -28,6 +28,7 @@ app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
 app.command("deploy")(services.deploy)
+report.register(app)
 
 
 @config_app.command("show")
