@@ -73,6 +73,7 @@ class PrefectWorker:
     state_dir: Path
     api_url: str
     pool: str = WORK_POOL
+    limit: int | None = None  # flow runs at once (each starts its own local Ray unless a cluster is configured)
 
     @property
     def process(self) -> ManagedProcess:
@@ -81,7 +82,9 @@ class PrefectWorker:
     def up(self, extra_env: dict[str, str] | None = None) -> dict[str, object]:
         if self.process.running_pid() is None:
             ensure_work_pool(self.api_url, self.pool)
-            self.process.start([_prefect(), "worker", "start", "--pool", self.pool, "--type", "process"],
+            argv = [_prefect(), "worker", "start", "--pool", self.pool, "--type", "process"]
+            argv += ["--limit", str(self.limit)] if self.limit else []
+            self.process.start(argv,
                                env=prefect_env(self.api_url, extra_env), info={"pool": self.pool, "api_url": self.api_url},
                                cwd=PROJECT_DIR)
         return self.status()
