@@ -11,6 +11,7 @@ from rich.table import Table
 
 from trustflow.cli.common import bootstrap, console, handle_errors
 from trustflow.cli import detect, report, robust, seval, services, store_views
+from trustflow.cli.events import events_app
 from trustflow.cli.llm import llm_app
 from trustflow.errors import InputError
 
@@ -24,6 +25,7 @@ app.add_typer(store_views.datasets_app, name="datasets")
 app.add_typer(seval.seval_app, name="seval")
 app.add_typer(robust.robustness_app, name="robustness")
 app.add_typer(detect.detect_app, name="detect")
+app.add_typer(events_app, name="events")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
