@@ -224,13 +224,19 @@ class SeaweedFSSource(ObjectSource):
         """Parse records in this thread; hand (tsNs, events) to ``poll`` through the queue."""
         lines: list[bytes] = []
         for line in stdout:
+            bare = line.rstrip(b"\r\n")
+            if bare == b"{":  # a record starts at column 0 (nested braces are indented)
+                lines = [line]
+                continue
             lines.append(line)
-            if line.rstrip(b"\r\n") != b"}":
+            if bare != b"}":
                 continue
             try:
                 record = json.loads(b"".join(lines))
             except ValueError:
-                continue  # a "}" line inside a record cannot happen in valid output; keep reading
+                logger.warning("skipped a filer.meta.tail record that is not JSON (%d lines)", len(lines))
+                lines = []
+                continue
             lines = []
             ts_ns, events = parse_record(record, self._bucket)
             if ts_ns < self._resume_ns:
