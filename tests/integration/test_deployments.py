@@ -70,3 +70,13 @@ def test_deploy_all_schedules_and_event_trigger(prefect_api: str) -> None:
                 time.sleep(0.5)
         assert runs, "the model-card trigger did not create a flow run within 60 s"
         assert runs[0].parameters == {"key": key, "etag": etag}
+
+        # a deleted object starts nothing (the triggers expect created events only)
+        emit_event(event="trustflow.object.deleted",
+                   resource={"prefect.resource.id": f"s3://bucket/{key}", "trustflow.key": key, "trustflow.path": key,
+                             "trustflow.etag": etag, "trustflow.bucket": "bucket"})
+        EventsWorker.drain_all()
+        time.sleep(8)
+        with get_client(sync_client=True) as client:
+            after = [r for r in client.read_flow_runs() if r.deployment_id == deployments["on-model-card"].id]
+        assert len(after) == 1
