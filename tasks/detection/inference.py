@@ -140,7 +140,6 @@ def run_detector(
 
     from trustflow.models.detection import load_detector
 
-    load_detector(detector, dict(categories))  # fail fast in the driver on a bad spec or label map
     writer = StageWriter(store, out_ref, DETECTIONS, DETECTION_KEYS)
     done = _done_keys(writer, detector)
     wanted = frozenset(domains) if domains is not None else None
@@ -148,8 +147,9 @@ def run_detector(
     total = keys.num_rows
     already = sum(1 for k in zip(keys["domain"].to_pylist(), keys["split"].to_pylist(), keys["image_id"].to_pylist()) if k in done)
     todo = total - already
-    if todo == 0:
+    if todo == 0:  # a finished detector is not even loaded: a resumed run costs a key scan
         return InferenceStats(detector, total, already, 0, 0.0)
+    load_detector(detector, dict(categories))  # fail fast in the driver on a bad spec or label map
 
     DataContext.get_current().enable_progress_bars = False  # our own progress hook reports images
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no execution-plan banners per detector
