@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo test test-unit bench lock clean
+.PHONY: install browser demo lint test test-unit bench lock clean
 
 install: $(STAMP)
 
@@ -25,7 +25,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
-test: install browser
+# ruff (format + lint) and mypy over the package; mypy sees the repository root as the
+# package `trustflow` through a symlink, since the root *is* the package (see pyproject.toml)
+lint: install
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/ruff check --quiet .
+	mkdir -p $(VENV)/typecheck && ln -sfn ../.. $(VENV)/typecheck/trustflow
+	cd $(VENV)/typecheck && ../bin/mypy -p trustflow --config-file ../../pyproject.toml
+
+test: install browser lint
 	$(BIN)/python -m pytest -q
 
 test-unit: install

@@ -14,7 +14,8 @@ import contextlib
 import logging
 import re
 import time
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 PREFECT_UPDATE_S = 2.0

@@ -114,7 +114,9 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("TRUSTFLOW_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
     )
-    ray_address: str | None = Field(default=None, description="None: start a local Ray; 'auto' or ray://host:port: join.")
+    ray_address: str | None = Field(
+        default=None, description="None: start a local Ray; 'auto' or ray://host:port: join."
+    )
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs for a local Ray (default: all).")
     prefect_api_url: str | None = Field(
         default=None,
@@ -171,7 +173,9 @@ class Settings(BaseSettings):
 
         dumped = {name: getattr(self, name) for name in type(self).model_fields}
         dumped = {k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in dumped.items()}
-        dumped["llm_endpoints"] = {k: {f: getattr(e, f) for f in type(e).model_fields} for k, e in self.llm_endpoints.items()}
+        dumped["llm_endpoints"] = {
+            k: {f: getattr(e, f) for f in type(e).model_fields} for k, e in self.llm_endpoints.items()
+        }
         out = mask(dumped)
         out["effective_store_url"] = self.effective_store_url
         out["home"] = str(self.home_dir)

@@ -31,9 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
-
 import torch
+from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
 from rich.console import Console
 from rich.table import Table
 
@@ -49,7 +48,7 @@ def build(arch: str, batch: int) -> tuple[torch.nn.Module, list[tuple[torch.Tens
         data = load_dataset("digits", "test", size=32)
         model = load_classifier("small_cnn?width=16", data.num_classes, data.in_channels, data.mean, data.std)
         x, y = data.tensors()
-        batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch)]
+        batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(y), batch)]
         return model, batches, f"small_cnn (width 16) on digits@32 test ({len(y)} images, 1×32×32)"
     model = load_classifier("preact_resnet18", 10, 3)
     g = torch.Generator().manual_seed(0)
@@ -92,8 +91,10 @@ def main() -> None:
         return torch.cat([theirs(x, y) for x, y in batches])
 
     arms = {"trustflow pgd": run_ours, "torchattacks.PGD": run_theirs}
-    console.print(f"PGD-{args.steps}, L∞ ε=8/255, α=2/255, random start; {what}; batch {args.batch}; "
-                  f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs")
+    console.print(
+        f"PGD-{args.steps}, L∞ ε=8/255, α=2/255, random start; {what}; batch {args.batch}; "
+        f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs"
+    )
     times: dict[str, list[float]] = {k: [] for k in arms}
     cpu: dict[str, list[float]] = {k: [] for k in arms}
     robust: dict[str, float] = {}
@@ -119,15 +120,24 @@ def main() -> None:
     for name, ts in times.items():
         med, cpu_med = statistics.median(ts), statistics.median(cpu[name])
         rate[name], cpu_rate[name] = n_images / med, n_images / cpu_med
-        table.add_row(name, f"{med:.3f}", f"{min(ts):.3f}", _rate(rate[name]), f"{cpu_med:.3f}",
-                      _rate(cpu_rate[name]), f"{robust[name]:.3f}")
+        table.add_row(
+            name,
+            f"{med:.3f}",
+            f"{min(ts):.3f}",
+            _rate(rate[name]),
+            f"{cpu_med:.3f}",
+            _rate(cpu_rate[name]),
+            f"{robust[name]:.3f}",
+        )
     console.print(table)
     ratio = rate["trustflow pgd"] / rate["torchattacks.PGD"]
     best_ratio = min(times["torchattacks.PGD"]) / min(times["trustflow pgd"])
     verdict = "meets goal" if ratio >= 1.0 else ("at parity (within 3 %)" if ratio >= 0.97 else "below goal")
     cpu_ratio = cpu_rate["trustflow pgd"] / cpu_rate["torchattacks.PGD"]
-    console.print(f"ratio ours / torchattacks (images/s, medians): {ratio:.3f}  best-vs-best: {best_ratio:.3f}  "
-                  f"per CPU-second: {cpu_ratio:.3f}  -> {verdict}")
+    console.print(
+        f"ratio ours / torchattacks (images/s, medians): {ratio:.3f}  best-vs-best: {best_ratio:.3f}  "
+        f"per CPU-second: {cpu_ratio:.3f}  -> {verdict}"
+    )
     console.print("(robust acc is on an untrained model: a sanity check that both arms attack the same way)")
     console.print(load.summary())
 

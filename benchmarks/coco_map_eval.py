@@ -43,12 +43,12 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
+from typing import Any
 
 import numpy as np
+from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
 from rich.console import Console
 from rich.table import Table
 
@@ -80,20 +80,44 @@ def synthesise(n_images: int, n_categories: int, seed: int) -> tuple[dict, list[
             box = random_box(w, h)
             cat = int(rng.choice(cat_ids, p=cat_p))
             area = round(box[2] * box[3] * rng.uniform(0.6, 0.9), 2)  # a mask covers part of its box
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
-                         "area": area, "iscrowd": int(rng.random() < 0.01)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": box,
+                    "area": area,
+                    "iscrowd": int(rng.random() < 0.01),
+                }
+            )
             if rng.random() >= 0.85:
                 continue
             for _copy in range(2 if rng.random() < 0.10 else 1):
                 jitter = rng.normal(0, 0.08, 4) * [box[2], box[3], box[2], box[3]]
-                det_box = [box[0] + jitter[0], box[1] + jitter[1],
-                           max(box[2] + jitter[2], 1.0), max(box[3] + jitter[3], 1.0)]
+                det_box = [
+                    box[0] + jitter[0],
+                    box[1] + jitter[1],
+                    max(box[2] + jitter[2], 1.0),
+                    max(box[3] + jitter[3], 1.0),
+                ]
                 det_cat = cat if rng.random() >= 0.05 else int(rng.choice(cat_ids))
-                dets.append({"image_id": image_id, "category_id": det_cat, "bbox": [round(v, 2) for v in det_box],
-                             "score": round(float(rng.beta(5, 2)), 4)})
+                dets.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": det_cat,
+                        "bbox": [round(v, 2) for v in det_box],
+                        "score": round(float(rng.beta(5, 2)), 4),
+                    }
+                )
         for _ in range(int(rng.integers(0, 20))):
-            dets.append({"image_id": image_id, "category_id": int(rng.choice(cat_ids, p=cat_p)),
-                         "bbox": random_box(w, h), "score": round(float(rng.beta(2, 5)), 4)})
+            dets.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(rng.choice(cat_ids, p=cat_p)),
+                    "bbox": random_box(w, h),
+                    "score": round(float(rng.beta(2, 5)), 4),
+                }
+            )
     categories = [{"id": int(c), "name": f"class_{c}", "supercategory": "thing"} for c in cat_ids]
     return {"images": images, "annotations": anns, "categories": categories}, dets
 
@@ -146,9 +170,10 @@ def main() -> None:
     args = ap.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 110)  # piped output: no wrapped table
 
+    from importlib.metadata import version
+
     import faster_coco_eval
     import pycocotools  # noqa: F401  (fail early if missing)
-    from importlib.metadata import version
 
     from trustflow.tasks.detection.metrics import STAT_NAMES, coco_bbox_stats
 
@@ -166,7 +191,9 @@ def main() -> None:
         return list(coco_bbox_stats(g, d).as_tuple())
 
     arms: dict[str, Callable[[dict, list[dict]], list[float]]] = {
-        "trustflow": ours, "faster_coco_eval": run_faster_direct, "pycocotools": run_pycocotools_direct,
+        "trustflow": ours,
+        "faster_coco_eval": run_faster_direct,
+        "pycocotools": run_pycocotools_direct,
     }
     wall: dict[str, list[float]] = {k: [] for k in arms}
     cpu: dict[str, list[float]] = {k: [] for k in arms}
@@ -192,16 +219,25 @@ def main() -> None:
             measure("pycocotools")
 
     reference = stats["faster_coco_eval"]
-    table = Table(title=f"COCO bbox eval, {args.images:,} images × {args.categories} categories "
-                        f"(median of {args.repeat}; pycocotools {args.pyco_repeat})")
+    table = Table(
+        title=f"COCO bbox eval, {args.images:,} images × {args.categories} categories "
+        f"(median of {args.repeat}; pycocotools {args.pyco_repeat})"
+    )
     for col in ("implementation", "median s", "best s", "median CPU s", "AP", "AP50", "AR100", "max |Δ| vs faster"):
         table.add_column(col, justify="left" if col == "implementation" else "right")
     for name in arms:
         s = stats[name]
         delta = max(abs(a - b) for a, b in zip(s, reference))
-        table.add_row(name, f"{statistics.median(wall[name]):.3f}", f"{min(wall[name]):.3f}",
-                      f"{statistics.median(cpu[name]):.3f}", f"{s[0]:.4f}", f"{s[1]:.4f}", f"{s[8]:.4f}",
-                      f"{delta:.1e}")
+        table.add_row(
+            name,
+            f"{statistics.median(wall[name]):.3f}",
+            f"{min(wall[name]):.3f}",
+            f"{statistics.median(cpu[name]):.3f}",
+            f"{s[0]:.4f}",
+            f"{s[1]:.4f}",
+            f"{s[8]:.4f}",
+            f"{delta:.1e}",
+        )
     console.print(table)
 
     med = {k: statistics.median(v) for k, v in wall.items()}
@@ -209,16 +245,19 @@ def main() -> None:
     best_ratio = min(wall["trustflow"]) / min(wall["faster_coco_eval"])
     pyco_ratio = med["pycocotools"] / med["faster_coco_eval"]
     verdict = "meets goal" if ratio <= GOAL_RATIO else "above goal"
-    console.print(f"ratio trustflow / faster_coco_eval (median s): {ratio:.3f}  best-vs-best: {best_ratio:.3f}  "
-                  f"(goal <= {GOAL_RATIO:.2f}) -> {verdict}")
+    console.print(
+        f"ratio trustflow / faster_coco_eval (median s): {ratio:.3f}  best-vs-best: {best_ratio:.3f}  "
+        f"(goal <= {GOAL_RATIO:.2f}) -> {verdict}"
+    )
     cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
-    console.print(f"per CPU-second (less disturbed by other load): trustflow / faster_coco_eval "
-                  f"{cpu_med['trustflow'] / cpu_med['faster_coco_eval']:.3f}, pycocotools / faster_coco_eval "
-                  f"{cpu_med['pycocotools'] / cpu_med['faster_coco_eval']:.1f}")
+    console.print(
+        f"per CPU-second (less disturbed by other load): trustflow / faster_coco_eval "
+        f"{cpu_med['trustflow'] / cpu_med['faster_coco_eval']:.3f}, pycocotools / faster_coco_eval "
+        f"{cpu_med['pycocotools'] / cpu_med['faster_coco_eval']:.1f}"
+    )
     console.print(f"ratio pycocotools / faster_coco_eval (median s): {pyco_ratio:.1f}")
     identical = all(max(abs(a - b) for a, b in zip(stats[n], reference)) <= TOLERANCE for n in arms)
-    console.print(f"all 12 numbers identical across the three arms (to {TOLERANCE:g}): "
-                  f"{'yes' if identical else 'NO'}")
+    console.print(f"all 12 numbers identical across the three arms (to {TOLERANCE:g}): {'yes' if identical else 'NO'}")
     if not identical:
         for n in arms:
             console.print(f"  {n}: " + ", ".join(f"{k}={v:.4f}" for k, v in zip(STAT_NAMES, stats[n])))

@@ -62,7 +62,9 @@ def main() -> None:
         root = Path(tmp)
         settings = load_settings(store_url=f"file://{root / 'store'}", home=root / "home", ray_num_cpus=2)
         faces = make_face_coco(root / "faces", n_images=args.images, seed=0)
-        tree = make_shifted_set(faces, root / "tree", ["sketch", "cartoon", "painting", "weather", "handmake", "tattoo"], seed=0)
+        tree = make_shifted_set(
+            faces, root / "tree", ["sketch", "cartoon", "painting", "weather", "handmake", "tattoo"], seed=0
+        )
         ensure_ray(settings)
         store = ArtifactStore(settings=settings)
         from trustflow.tasks import ingest as _register  # noqa: F401
@@ -82,7 +84,7 @@ def main() -> None:
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in range(0, n, args.batch_size):
-            detector.detect([decode_rgb(b) for b in blobs[i:i + args.batch_size]])
+            detector.detect([decode_rgb(b) for b in blobs[i : i + args.batch_size]])
         plain_s = time.perf_counter() - t0
         rows = [("plain loop, 1 thread", plain_s, n / plain_s, load_s)]
         console.print(f"plain loop: {n} images in {plain_s:.1f} s (+{load_s:.1f} s model load)")
@@ -120,7 +122,9 @@ def main() -> None:
         same = all(abs(a["AP"] - b["AP"]) < 1e-12 for a, b in zip(serial, parallel))
         shutdown_ray()
 
-    table_out = Table(title=f"{args.detector} on {n} images ({args.images} faces × 7 domains), batch {args.batch_size}, 1 thread per worker")
+    table_out = Table(
+        title=f"{args.detector} on {n} images ({args.images} faces × 7 domains), batch {args.batch_size}, 1 thread per worker"
+    )
     for col in ("arm", "seconds", "images/s", "× plain loop", "model load s"):
         table_out.add_column(col, justify="left" if col == "arm" else "right")
     base = rows[0][2]
@@ -128,8 +132,10 @@ def main() -> None:
         table_out.add_row(label, f"{secs:.1f}", f"{rate:.1f}", f"{rate / base:.2f}", f"{load_s:.1f}" if load_s else "-")
     console.print(table_out)
     console.print(f"goal: Ray Data 2 actors ≥ 1.6 × plain loop — measured {rows[2][2] / base:.2f} ×")
-    console.print(f"scoring {len(serial)} (detector, domain) evaluations: one after another {serial_s:.2f} s, "
-                  f"Ray tasks {parallel_s:.2f} s ({serial_s / parallel_s:.2f} ×), identical numbers: {same}")
+    console.print(
+        f"scoring {len(serial)} (detector, domain) evaluations: one after another {serial_s:.2f} s, "
+        f"Ray tasks {parallel_s:.2f} s ({serial_s / parallel_s:.2f} ×), identical numbers: {same}"
+    )
     console.print(load.summary())
 
 

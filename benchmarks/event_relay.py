@@ -43,11 +43,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
 
@@ -78,7 +79,9 @@ class Services:
             p = free_port_with_grpc()
             if all(abs(p - q) not in (0, 10000) for q in ports):
                 ports.append(p)
-        config = SeaweedFSConfig(s3_port=ports[0], master_port=ports[1], volume_port=ports[2], filer_port=ports[3], bucket=BUCKET)
+        config = SeaweedFSConfig(
+            s3_port=ports[0], master_port=ports[1], volume_port=ports[2], filer_port=ports[3], bucket=BUCKET
+        )
         self.seaweedfs = SeaweedFS(self.tmp / "seaweedfs", config)
         self.prefect = PrefectServer(self.tmp / "prefect-server", free_port())
         t0 = time.perf_counter()
@@ -120,12 +123,14 @@ def put_objects(s3: Any, keys: Sequence[str], threads: int = 16) -> float:
     return len(keys) / (time.perf_counter() - t0)
 
 
-def stored_count(api_url: str, id_prefix: str, since: datetime, names: Sequence[str] = ("trustflow.object.created",)) -> int:
+def stored_count(
+    api_url: str, id_prefix: str, since: datetime, names: Sequence[str] = ("trustflow.object.created",)
+) -> int:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
     flt = EventFilter(
-        occurred=EventOccurredFilter(since=since, until=datetime.now(timezone.utc) + timedelta(hours=1)),
+        occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(hours=1)),
         event=EventNameFilter(name=list(names)),
         resource=EventResourceFilter(id_prefix=[id_prefix]),
     )
@@ -179,7 +184,7 @@ def memory_phase(svc: Services, n: int) -> list[dict[str, float]]:
     steps = sorted({min(n, 1000), min(n, 5000), n})
     relay = start_relay(svc, prefix, svc.tmp / "state-rss")
     rows = []
-    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    since = datetime.now(UTC) - timedelta(minutes=1)
     written = 0
     try:
         for step in steps:
@@ -188,7 +193,9 @@ def memory_phase(svc: Services, n: int) -> list[dict[str, float]]:
             t_written = time.perf_counter()
             written = step
             t_seen = wait_until(
-                lambda: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= step, 300, f"{step} events stored"
+                lambda: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= step,
+                300,
+                f"{step} events stored",
             )
             kids = children(relay.pid)
             rows.append(
@@ -210,7 +217,7 @@ def memory_phase(svc: Services, n: int) -> list[dict[str, float]]:
 # ---- 2. throughput -----------------------------------------------------------------------------
 def catch_up_cli(svc: Services, prefix: str, n: int, transport: str) -> dict[str, float]:
     """A fresh relay process announces ``n`` logged objects; timed until the server stored them."""
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     state = svc.tmp / f"state-cli-{transport}-{uuid.uuid4().hex[:6]}"
     t0 = time.perf_counter()
     run = subprocess.run(
@@ -224,7 +231,12 @@ def catch_up_cli(svc: Services, prefix: str, n: int, transport: str) -> dict[str
     t_stored = wait_until(
         lambda: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= n, 600, f"{n} events stored", 0.1
     )
-    return {"loop_s": stats["seconds"], "process_s": t_exit - t0, "stored_s": t_stored - t0, "created": stats["created"]}
+    return {
+        "loop_s": stats["seconds"],
+        "process_s": t_exit - t0,
+        "stored_s": t_stored - t0,
+        "created": stats["created"],
+    }
 
 
 class NullTransport:
@@ -241,13 +253,13 @@ def breakdown(svc: Services, prefixes: tuple[str, str], n: int, with_emit_event:
     """Seconds for ``n`` objects at each stage of the pipeline, all in this process.
 
     ``prefixes``: one for the rest arm, one for the emit-event arm (fresh event ids each)."""
+    import prefect.events  # noqa: F401  imported before timing (about 0.5 s on first import)
+
     from trustflow.infra.event_relay.emitter import make_transport
     from trustflow.infra.event_relay.relay import Relay
     from trustflow.infra.event_relay.sources import SourceOptions, make_source
     from trustflow.infra.event_relay.state import RelayState
     from trustflow.settings import load_settings
-
-    import prefect.events  # noqa: F401  imported before timing (about 0.5 s on first import)
 
     settings = load_settings(home=svc.tmp / "home")
     options = SourceOptions(settings=settings, bucket=BUCKET, prefix=prefixes[0], filer=svc.filer, once=True)
@@ -271,9 +283,21 @@ def breakdown(svc: Services, prefixes: tuple[str, str], n: int, with_emit_event:
         rows.append((f"+ parse records in Python (source only, {seen} events)", time.perf_counter() - t0))
 
     arms: list[tuple[str, Any, str]] = [("+ filter, dedup, SQLite record (no Prefect)", NullTransport(), prefixes[0])]
-    arms.append(("+ Prefect, transport rest (POST /api/events, 500 per request)", make_transport("rest", svc.prefect.api_url), prefixes[0]))
+    arms.append(
+        (
+            "+ Prefect, transport rest (POST /api/events, 500 per request)",
+            make_transport("rest", svc.prefect.api_url),
+            prefixes[0],
+        )
+    )
     if with_emit_event:
-        arms.append(("+ Prefect, transport emit-event (prefect.events.emit_event)", make_transport("emit-event", svc.prefect.api_url), prefixes[1]))
+        arms.append(
+            (
+                "+ Prefect, transport emit-event (prefect.events.emit_event)",
+                make_transport("emit-event", svc.prefect.api_url),
+                prefixes[1],
+            )
+        )
     for label, transport, prefix in arms:
         src = make_source("seaweedfs", replace(options, prefix=prefix))
         with RelayState(svc.tmp / f"state-arm-{uuid.uuid4().hex[:6]}", src.stream) as state:
@@ -301,7 +325,7 @@ class Subscriber(threading.Thread):
         from prefect.events.clients import PrefectEventSubscriber
         from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         flt = EventFilter(
             occurred=EventOccurredFilter(since=now, until=now + timedelta(days=1)),
             event=EventNameFilter(name=self.names),
@@ -348,7 +372,11 @@ class Poller(threading.Thread):
                     [
                         Event(
                             event=POLLER_EVENT,
-                            resource={"prefect.resource.id": f"s3://{BUCKET}/{k}", "trustflow.key": k, "trustflow.etag": e},
+                            resource={
+                                "prefect.resource.id": f"s3://{BUCKET}/{k}",
+                                "trustflow.key": k,
+                                "trustflow.etag": e,
+                            },
                             payload={"etag": e},
                         )
                         for k, e in fresh
@@ -387,7 +415,10 @@ def latency_phase(svc: Services, n: int, poll_every: float) -> dict[str, list[fl
         stop_relay(relay)
     return {
         label: [subscriber.arrivals[(name, k)] - t for k, t in put_done.items()]
-        for label, name in (("relay (filer.meta.tail)", "trustflow.object.created"), (f"poll listing every {poll_every:g}s", POLLER_EVENT))
+        for label, name in (
+            ("relay (filer.meta.tail)", "trustflow.object.created"),
+            (f"poll listing every {poll_every:g}s", POLLER_EVENT),
+        )
     }
 
 
@@ -397,7 +428,13 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
-def report(n: int, memory: list[dict[str, float]], cli: dict[str, dict[str, float]], parts: list[tuple[str, float]], lat: dict[str, list[float]]) -> None:
+def report(
+    n: int,
+    memory: list[dict[str, float]],
+    cli: dict[str, dict[str, float]],
+    parts: list[tuple[str, float]],
+    lat: dict[str, list[float]],
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -406,7 +443,13 @@ def report(n: int, memory: list[dict[str, float]], cli: dict[str, dict[str, floa
     for col in ("objects", "PUT/s", "last PUT -> all stored (s)", "relay RSS (MB)", "weed tail RSS (MB)"):
         t.add_column(col, justify="right")
     for r in memory:
-        t.add_row(f"{r['objects']:,}", f"{r['put_per_s']:.0f}", f"{r['lag_s']:.1f}", f"{r['relay_rss_mb']:.0f}", f"{r['tail_rss_mb']:.0f}")
+        t.add_row(
+            f"{r['objects']:,}",
+            f"{r['put_per_s']:.0f}",
+            f"{r['lag_s']:.1f}",
+            f"{r['relay_rss_mb']:.0f}",
+            f"{r['tail_rss_mb']:.0f}",
+        )
     console.print(t)
     if len(memory) >= 2:
         first, last = memory[0], memory[-1]
@@ -416,11 +459,25 @@ def report(n: int, memory: list[dict[str, float]], cli: dict[str, dict[str, floa
         )  # fmt: skip
 
     t = Table(title=f"Relay throughput, catch-up of {n:,} logged objects, fresh state (goal >= {GOAL_PER_S}/s)")
-    for col in ("transport", "relay loop obj/s", "process start->exit (s)", "start -> all stored (s)", "end-to-end obj/s", "/ goal"):
+    for col in (
+        "transport",
+        "relay loop obj/s",
+        "process start->exit (s)",
+        "start -> all stored (s)",
+        "end-to-end obj/s",
+        "/ goal",
+    ):
         t.add_column(col, justify="right")
     for name, r in cli.items():
         e2e = n / r["stored_s"]
-        t.add_row(name, f"{n / r['loop_s']:.0f}", f"{r['process_s']:.1f}", f"{r['stored_s']:.1f}", f"{e2e:.0f}", f"{e2e / GOAL_PER_S:.2f}")
+        t.add_row(
+            name,
+            f"{n / r['loop_s']:.0f}",
+            f"{r['process_s']:.1f}",
+            f"{r['stored_s']:.1f}",
+            f"{e2e:.0f}",
+            f"{e2e / GOAL_PER_S:.2f}",
+        )
     console.print(t)
 
     t = Table(title=f"Where the time goes: {n:,} objects, in-process, cumulative stages")
@@ -435,7 +492,9 @@ def report(n: int, memory: list[dict[str, float]], cli: dict[str, dict[str, floa
     for col in ("announcer", "n", "median (s)", "p95 (s)", "max (s)"):
         t.add_column(col, justify="right")
     for name, values in lat.items():
-        t.add_row(name, str(len(values)), f"{statistics.median(values):.3f}", f"{p95(values):.3f}", f"{max(values):.3f}")
+        t.add_row(
+            name, str(len(values)), f"{statistics.median(values):.3f}", f"{p95(values):.3f}", f"{max(values):.3f}"
+        )
     console.print(t)
     names = list(lat)
     if len(names) == 2:

@@ -36,7 +36,7 @@ class OtherLoad:
         self._sample()
         self.wall_s = time.time() - self._t0
 
-    def __enter__(self) -> "OtherLoad":
+    def __enter__(self) -> OtherLoad:
         self.start()
         return self
 

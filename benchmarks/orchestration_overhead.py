@@ -46,9 +46,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
 

@@ -57,7 +57,9 @@ def suite_of(n: int) -> pa.Table:
     if table.num_rows < n:
         sys.exit(f"only {table.num_rows} prompts available")
     lengths = pa.compute.utf8_length(table["prompt"])
-    order = pa.compute.sort_indices(pa.table({"len": lengths, "uid": table["prompt_uid"]}), sort_keys=[("len", "ascending"), ("uid", "ascending")])
+    order = pa.compute.sort_indices(
+        pa.table({"len": lengths, "uid": table["prompt_uid"]}), sort_keys=[("len", "ascending"), ("uid", "ascending")]
+    )
     return table.take(order.slice(0, n))
 
 
@@ -69,7 +71,10 @@ def direct(model: str, prompts: list[str], batch: int, max_tokens: int) -> tuple
     backend = load_backend(model)
     tokens = 0
     for start in range(0, len(prompts), batch):
-        reqs = [ChatRequest(messages=p, max_tokens=max_tokens, temperature=0.0, seed=0) for p in prompts[start : start + batch]]
+        reqs = [
+            ChatRequest(messages=p, max_tokens=max_tokens, temperature=0.0, seed=0)
+            for p in prompts[start : start + batch]
+        ]
         tokens += sum(r.completion_tokens for r in backend.generate(reqs))
     backend.close()
     return time.perf_counter() - t0, tokens
@@ -81,10 +86,14 @@ def through_flow(model: str, suite: pa.Table, batch: int, max_tokens: int, run_i
 
     settings = load_settings(store_url=f"file://{_TMP / 'store'}")
     store = ArtifactStore(settings=settings)
-    store.write_stage(StageRef("seval_evaluate", run_id, "suite"), SEVAL_SUITE, suite, ["prompt_uid"], {"source": "bench"})
+    store.write_stage(
+        StageRef("seval_evaluate", run_id, "suite"), SEVAL_SUITE, suite, ["prompt_uid"], {"source": "bench"}
+    )
     t0 = time.perf_counter()
     with prefect_runtime(settings):
-        seval_evaluate(targets=[model], critic="refusal", max_tokens=max_tokens, batch_size=batch, actors=1, run_id=run_id)
+        seval_evaluate(
+            targets=[model], critic="refusal", max_tokens=max_tokens, batch_size=batch, actors=1, run_id=run_id
+        )
     elapsed = time.perf_counter() - t0
     responses = store.read_table(StageRef("seval_evaluate", run_id, "responses"))
     return elapsed, int(pa.compute.sum(responses["completion_tokens"]).as_py())
@@ -101,8 +110,16 @@ def actors_arm(model: str, suite: pa.Table, batch: int, max_tokens: int, actors:
     ref = StageRef("bench", f"actors-{actors}", "responses")
     cpus = float(int(ray.cluster_resources().get("CPU", 2)) // actors)
     t0 = time.perf_counter()
-    generate_responses(store, ref, suite, model, GenParams(max_tokens=max_tokens, temperature=0.0, seed=0), batch_size=batch,
-                       num_actors=actors, num_cpus_per_actor=cpus)
+    generate_responses(
+        store,
+        ref,
+        suite,
+        model,
+        GenParams(max_tokens=max_tokens, temperature=0.0, seed=0),
+        batch_size=batch,
+        num_actors=actors,
+        num_cpus_per_actor=cpus,
+    )
     elapsed = time.perf_counter() - t0
     written = commit_responses(store, ref, {})
     responses = store.read_table(ref)
@@ -119,7 +136,9 @@ def main() -> None:
     args = ap.parse_args()
     suite = suite_of(args.prompts)
     prompts = suite["prompt"].to_pylist()
-    console.print(f"{args.prompts} prompts, {args.max_tokens} new tokens each, batch {args.batch_size}, model {args.model}, {os.cpu_count()} CPUs")
+    console.print(
+        f"{args.prompts} prompts, {args.max_tokens} new tokens each, batch {args.batch_size}, model {args.model}, {os.cpu_count()} CPUs"
+    )
 
     d_s, d_tok = direct(args.model, prompts, args.batch_size, args.max_tokens)
     console.print(f"direct loop done in {d_s:.1f}s")
@@ -145,7 +164,9 @@ def main() -> None:
         t2.add_column(col, justify="right")
     base = arms[1][0]
     for n, (secs, toks) in arms.items():
-        t2.add_row(str(n), str(2 // n), f"{secs:.1f}", f"{args.prompts / secs:.2f}", f"{toks / secs:.1f}", f"{base / secs:.2f}")
+        t2.add_row(
+            str(n), str(2 // n), f"{secs:.1f}", f"{args.prompts / secs:.2f}", f"{toks / secs:.1f}", f"{base / secs:.2f}"
+        )
     console.print(t2)
 
 

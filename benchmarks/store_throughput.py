@@ -34,17 +34,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from load_monitor import OtherLoad  # sibling module (scripts run from benchmarks/)
 
 from trustflow.data.schemas import VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef
@@ -129,9 +128,7 @@ def make_table(rows: int, seed: int = 20261124) -> pa.Table:
     prompt = pc.utf8_slice_codeunits(prompt, 0, 240)
 
     line_no = pa.array(np.arange(1, rows + 1, dtype=np.int32))
-    return pa.Table.from_arrays(
-        [prompt_id, lang, risk_type, prompt, attack, line_no], schema=BENCH_PROMPTS.schema
-    )
+    return pa.Table.from_arrays([prompt_id, lang, risk_type, prompt, attack, line_no], schema=BENCH_PROMPTS.schema)
 
 
 def split_parts(table: pa.Table, part_rows: int) -> list[pa.Table]:

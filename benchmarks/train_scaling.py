@@ -67,7 +67,7 @@ def plain_loop(dataset: str, method: str, batch_size: int, epochs: int, threads:
     state = trainer.init_state(model, seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x, y = torch.as_tensor(train.x), torch.as_tensor(train.y)
-    loader = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+    loader = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
     seconds = []
     for _ in range(epochs):
         t0 = time.perf_counter()
@@ -76,7 +76,9 @@ def plain_loop(dataset: str, method: str, batch_size: int, epochs: int, threads:
     return seconds
 
 
-def ray_train(dataset: str, method: str, batch_size: int, epochs: int, workers: int, root: Path) -> tuple[list[float], float, int]:
+def ray_train(
+    dataset: str, method: str, batch_size: int, epochs: int, workers: int, root: Path
+) -> tuple[list[float], float, int]:
     """(rank-0 epoch seconds, start-up seconds, train images) of a Ray Train run."""
     from trustflow.data.store import ArtifactStore
     from trustflow.infra.ray_runtime import ensure_ray, shutdown_ray
@@ -84,7 +86,9 @@ def ray_train(dataset: str, method: str, batch_size: int, epochs: int, workers: 
     from trustflow.tasks.robustness.distributed import TrainJob, run_training
 
     store = ArtifactStore(f"file://{root}/store-{workers}", load_settings())
-    job = TrainJob(method=method, arch="small_cnn", dataset=dataset, epochs=epochs, workers=workers, batch_size=batch_size, lr=0.01)
+    job = TrainJob(
+        method=method, arch="small_cnn", dataset=dataset, epochs=epochs, workers=workers, batch_size=batch_size, lr=0.01
+    )
     t0 = time.perf_counter()
     ensure_ray(load_settings(ray_num_cpus=2))
     result = run_training(store, f"scaling-{workers}", job)
@@ -116,26 +120,38 @@ def main() -> None:
         for workers in sorted({1, args.workers}):
             secs, startup, samples = ray_train(dataset, args.method, args.batch_size, args.epochs, workers, root)
             rows.append((f"Ray Train, {workers} worker(s)", secs, samples, startup))
-            console.print(f"Ray Train {workers} worker(s): epochs {', '.join(f'{s:.2f}' for s in secs)} s, start-up {startup:.1f} s")
+            console.print(
+                f"Ray Train {workers} worker(s): epochs {', '.join(f'{s:.2f}' for s in secs)} s, start-up {startup:.1f} s"
+            )
 
     def rate(secs: list[float], samples: int) -> float:
         steady = secs[1:] or secs
         return samples / statistics.median(steady)
 
-    table = Table(title=f"{args.method}, small_cnn, {n_train} images 32×32×3, batch {args.batch_size} per worker, "
-                        f"median of epochs 2..{args.epochs}")
+    table = Table(
+        title=f"{args.method}, small_cnn, {n_train} images 32×32×3, batch {args.batch_size} per worker, "
+        f"median of epochs 2..{args.epochs}"
+    )
     for col in ("arm", "epoch s", "samples/s", "× plain 1 thread", "× plain 2 threads", "start-up s"):
         table.add_column(col, justify="right" if col != "arm" else "left")
     base1 = rate(rows[0][1], rows[0][2])
     base2 = rate(rows[1][1], rows[1][2])
     for label, secs, samples, startup in rows:
         r = rate(secs, samples)
-        table.add_row(label, f"{statistics.median(secs[1:] or secs):.2f}", f"{r:.0f}", f"{r / base1:.2f}", f"{r / base2:.2f}",
-                      f"{startup:.1f}" if startup else "-")
+        table.add_row(
+            label,
+            f"{statistics.median(secs[1:] or secs):.2f}",
+            f"{r:.0f}",
+            f"{r / base1:.2f}",
+            f"{r / base2:.2f}",
+            f"{startup:.1f}" if startup else "-",
+        )
     console.print(table)
     ray_n = rate(rows[-1][1], rows[-1][2])
-    console.print(f"goal: Ray Train {args.workers} workers ≥ 1.6 × plain loop — measured {ray_n / base1:.2f} × (1 thread), "
-                  f"{ray_n / base2:.2f} × (2 threads)")
+    console.print(
+        f"goal: Ray Train {args.workers} workers ≥ 1.6 × plain loop — measured {ray_n / base1:.2f} × (1 thread), "
+        f"{ray_n / base2:.2f} × (2 threads)"
+    )
     console.print(load.summary())
 
 

@@ -63,9 +63,18 @@ class Normalize(nn.Module):
 def small_cnn() -> nn.Sequential:
     return nn.Sequential(
         Normalize(),
-        nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     )
 
 
@@ -105,7 +114,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.rand((args.images, 3, 32, 32), generator=g)
     y = torch.randint(0, 10, (args.images,), generator=g)
-    loader = [(x[i:i + args.batch_size], y[i:i + args.batch_size]) for i in range(0, args.images, args.batch_size)]
+    loader = [(x[i : i + args.batch_size], y[i : i + args.batch_size]) for i in range(0, args.images, args.batch_size)]
     torch.manual_seed(0)
     init = small_cnn()
 
@@ -127,7 +136,7 @@ def main() -> None:
     labels = [label for label, _, _ in ARMS]
     with OtherLoad() as load:
         for r in range(args.rounds):
-            order = labels[r % len(labels):] + labels[: r % len(labels)]
+            order = labels[r % len(labels) :] + labels[: r % len(labels)]
             for label in order:
                 model, method, state, opt = fresh(*arms[label])
                 c0 = time.process_time()
@@ -136,29 +145,51 @@ def main() -> None:
                 batch_s[label].extend(timed.durations)
                 cpu[label].append(time.process_time() - c0)
                 times[label].append(res["seconds"])
-                console.print(f"round {r + 1}: {label:<18} {res['seconds']:7.2f} s wall {cpu[label][-1]:7.2f} CPU-s  "
-                              f"loss {res['loss']:.3f}")
+                console.print(
+                    f"round {r + 1}: {label:<18} {res['seconds']:7.2f} s wall {cpu[label][-1]:7.2f} CPU-s  "
+                    f"loss {res['loss']:.3f}"
+                )
 
     med = {label: statistics.median(ts) for label, ts in times.items()}
     med_cpu = {label: statistics.median(ts) for label, ts in cpu.items()}
     quiet = {label: percentile(ts, 0.25) * len(loader) for label, ts in batch_s.items()}
-    table = Table(title=f"One epoch: {args.images} images 32×32×3, batch {args.batch_size}, {args.threads} threads, "
-                        f"median of {args.rounds}")
-    for col in ("method", "epoch s", "min s", "images/s", "× standard", "CPU-s", "CPU × standard", "p25 × batches s",
-                "p25 × standard"):
+    table = Table(
+        title=f"One epoch: {args.images} images 32×32×3, batch {args.batch_size}, {args.threads} threads, "
+        f"median of {args.rounds}"
+    )
+    for col in (
+        "method",
+        "epoch s",
+        "min s",
+        "images/s",
+        "× standard",
+        "CPU-s",
+        "CPU × standard",
+        "p25 × batches s",
+        "p25 × standard",
+    ):
         table.add_column(col, justify="left" if col == "method" else "right")
     for label in labels:
-        table.add_row(label, f"{med[label]:.2f}", f"{min(times[label]):.2f}", f"{args.images / med[label]:,.0f}",
-                      f"{med[label] / med['standard']:.2f}", f"{med_cpu[label]:.2f}",
-                      f"{med_cpu[label] / med_cpu['standard']:.2f}", f"{quiet[label]:.2f}",
-                      f"{quiet[label] / quiet['standard']:.2f}")
+        table.add_row(
+            label,
+            f"{med[label]:.2f}",
+            f"{min(times[label]):.2f}",
+            f"{args.images / med[label]:,.0f}",
+            f"{med[label] / med['standard']:.2f}",
+            f"{med_cpu[label]:.2f}",
+            f"{med_cpu[label] / med_cpu['standard']:.2f}",
+            f"{quiet[label]:.2f}",
+            f"{quiet[label] / quiet['standard']:.2f}",
+        )
     console.print(table)
     pgd = "PGD-10 (PGD-AT)"
     for what, m in (("wall", med), ("CPU", med_cpu), ("p25 batch", quiet)):
         ratio = m["FGSM-LAW"] / m[pgd]
         verdict = "meets goal" if ratio <= 0.30 else "above goal"
-        console.print(f"FGSM-LAW / PGD-10 epoch {what} time: {ratio:.3f} (goal <= 0.30): {verdict}; "
-                      f"FGSM-RS / PGD-10: {m['FGSM-RS'] / m[pgd]:.3f}; TRADES / PGD-10: {m['TRADES-10'] / m[pgd]:.3f}")
+        console.print(
+            f"FGSM-LAW / PGD-10 epoch {what} time: {ratio:.3f} (goal <= 0.30): {verdict}; "
+            f"FGSM-RS / PGD-10: {m['FGSM-RS'] / m[pgd]:.3f}; TRADES / PGD-10: {m['TRADES-10'] / m[pgd]:.3f}"
+        )
     console.print(load.summary())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -19,9 +19,14 @@ def print_leaderboard(board: list[dict[str, Any]], title: str) -> None:
     for col in ("detector", "ID mAP", "OOD mAP", "relative drop", "effective robustness", "images/s"):
         table.add_column(col, justify="left" if col == "detector" else "right")
     for r in board:
-        table.add_row(r["detector"], f"{r['id_map']:.3f}", f"{r['ood_map']:.3f}",
-                      "-" if r["relative_drop"] is None else f"{100 * r['relative_drop']:.1f} %",
-                      f"{r['effective_robustness']:+.3f}", "-" if r["images_per_s"] is None else f"{r['images_per_s']:.1f}")
+        table.add_row(
+            r["detector"],
+            f"{r['id_map']:.3f}",
+            f"{r['ood_map']:.3f}",
+            "-" if r["relative_drop"] is None else f"{100 * r['relative_drop']:.1f} %",
+            f"{r['effective_robustness']:+.3f}",
+            "-" if r["images_per_s"] is None else f"{r['images_per_s']:.1f}",
+        )
     console.print(table)
 
 
@@ -34,24 +39,36 @@ def print_domain_table(metrics: list[dict[str, Any]], id_domain: str) -> None:
     for d in detectors:
         table.add_column(d, justify="right")
     for dom in domains:
-        table.add_row(f"{dom} (ID)" if dom == id_domain else dom, *[f"{ap.get((d, dom), float('nan')):.3f}" for d in detectors])
+        table.add_row(
+            f"{dom} (ID)" if dom == id_domain else dom, *[f"{ap.get((d, dom), float('nan')):.3f}" for d in detectors]
+        )
     console.print(table)
 
 
 @detect_app.command("eval")
 @handle_errors
 def eval_cmd(
-    detectors: str = typer.Option(..., "--detectors", help="Comma-separated detector specs: mtcnn, haar, torchvision:<arch>?weights=PATH, hf:DIR."),
-    dataset: str = typer.Option(..., "--dataset", help="A COCO-format folder (plain set or COCO-O tree) or an ingested coco-… id."),
-    domains: str = typer.Option("all", "--domains", help="all (6 COCO-O styles) | coco-c | coco-c:<severity> | comma-separated names."),
-    id_domain: str = typer.Option("original", "--id-domain", help="The in-distribution domain (a generated tree calls it 'original')."),
+    detectors: str = typer.Option(
+        ..., "--detectors", help="Comma-separated detector specs: mtcnn, haar, torchvision:<arch>?weights=PATH, hf:DIR."
+    ),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="A COCO-format folder (plain set or COCO-O tree) or an ingested coco-… id."
+    ),
+    domains: str = typer.Option(
+        "all", "--domains", help="all (6 COCO-O styles) | coco-c | coco-c:<severity> | comma-separated names."
+    ),
+    id_domain: str = typer.Option(
+        "original", "--id-domain", help="The in-distribution domain (a generated tree calls it 'original')."
+    ),
     trend: str = typer.Option("given", "--trend", help="given (OOD = a + b·ID, default a=0, b=0.45 as COCO-O) | fit."),
     trend_a: float = typer.Option(0.0, "--trend-a"),
     trend_b: float = typer.Option(0.45, "--trend-b"),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     actors: int = typer.Option(2, "--actors", min=1, help="Ray Data actors per detector."),
     gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0),
-    part_rows: int = typer.Option(64, "--part-rows", min=1, help="Images per Parquet part of detections (what a kill can lose)."),
+    part_rows: int = typer.Option(
+        64, "--part-rows", min=1, help="Images per Parquet part of detections (what a kill can lose)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the domain shifts."),
     as_json: bool = typer.Option(False, "--json", help="Print the leaderboard and per-domain metrics as JSON."),
 ) -> None:
@@ -63,18 +80,38 @@ def eval_cmd(
     from trustflow.infra.ray_runtime import shutdown_ray
 
     specs = [d.strip() for d in detectors.split(",") if d.strip()]
-    domain_arg: list[str] | str = domains if domains in ("all",) or domains.startswith("coco-c") else [d.strip() for d in domains.split(",") if d.strip()]
+    domain_arg: list[str] | str = (
+        domains
+        if domains in ("all",) or domains.startswith("coco-c")
+        else [d.strip() for d in domains.split(",") if d.strip()]
+    )
     try:
         with prefect_runtime(settings), rich_progress():
-            result = detector_evaluate(source=dataset, detectors=specs, domains=domain_arg, id_domain=id_domain, seed=seed, trend=trend,
-                                       trend_a=trend_a, trend_b=trend_b,
-                                       inference={"batch_size": batch_size, "actors": actors, "gpus_per_actor": gpus_per_actor,
-                                                  "part_rows": part_rows},
-                                       run_label=Path(dataset).name or dataset)
+            result = detector_evaluate(
+                source=dataset,
+                detectors=specs,
+                domains=domain_arg,
+                id_domain=id_domain,
+                seed=seed,
+                trend=trend,
+                trend_a=trend_a,
+                trend_b=trend_b,
+                inference={
+                    "batch_size": batch_size,
+                    "actors": actors,
+                    "gpus_per_actor": gpus_per_actor,
+                    "part_rows": part_rows,
+                },
+                run_label=Path(dataset).name or dataset,
+            )
     finally:
         shutdown_ray()
     if as_json:
-        print(json.dumps({k: result[k] for k in ("run_id", "dataset_id", "leaderboard", "metrics", "inference")}, default=str))
+        print(
+            json.dumps(
+                {k: result[k] for k in ("run_id", "dataset_id", "leaderboard", "metrics", "inference")}, default=str
+            )
+        )
         return
     print_domain_table(result["metrics"], id_domain)
     print_leaderboard(result["leaderboard"], f"detector robustness {result['run_id']} on {result['dataset_id']}")
@@ -100,12 +137,18 @@ def score_cmd(
         print(json.dumps(values))
         return
     labels = {
-        "AP": "AP @[IoU=0.50:0.95 | area=all | maxDets=100]", "AP50": "AP @[IoU=0.50 | area=all | maxDets=100]",
-        "AP75": "AP @[IoU=0.75 | area=all | maxDets=100]", "APs": "AP @[IoU=0.50:0.95 | area=small | maxDets=100]",
-        "APm": "AP @[IoU=0.50:0.95 | area=medium | maxDets=100]", "APl": "AP @[IoU=0.50:0.95 | area=large | maxDets=100]",
-        "AR1": "AR @[IoU=0.50:0.95 | area=all | maxDets=1]", "AR10": "AR @[IoU=0.50:0.95 | area=all | maxDets=10]",
-        "AR100": "AR @[IoU=0.50:0.95 | area=all | maxDets=100]", "ARs": "AR @[IoU=0.50:0.95 | area=small | maxDets=100]",
-        "ARm": "AR @[IoU=0.50:0.95 | area=medium | maxDets=100]", "ARl": "AR @[IoU=0.50:0.95 | area=large | maxDets=100]",
+        "AP": "AP @[IoU=0.50:0.95 | area=all | maxDets=100]",
+        "AP50": "AP @[IoU=0.50 | area=all | maxDets=100]",
+        "AP75": "AP @[IoU=0.75 | area=all | maxDets=100]",
+        "APs": "AP @[IoU=0.50:0.95 | area=small | maxDets=100]",
+        "APm": "AP @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+        "APl": "AP @[IoU=0.50:0.95 | area=large | maxDets=100]",
+        "AR1": "AR @[IoU=0.50:0.95 | area=all | maxDets=1]",
+        "AR10": "AR @[IoU=0.50:0.95 | area=all | maxDets=10]",
+        "AR100": "AR @[IoU=0.50:0.95 | area=all | maxDets=100]",
+        "ARs": "AR @[IoU=0.50:0.95 | area=small | maxDets=100]",
+        "ARm": "AR @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+        "ARl": "AR @[IoU=0.50:0.95 | area=large | maxDets=100]",
     }
     table = Table(title=f"{dt.name} vs {gt.name} ({engine})")
     table.add_column("metric")

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,21 +30,49 @@ def _default_source(store_url: str, endpoint: str | None) -> str:
 @events_app.command("relay")
 @handle_errors
 def relay(
-    source: Optional[str] = typer.Option(
-        None, "--source", help="seaweedfs | s3 | local. Default: local for a file:// store, seaweedfs for an S3 store with an endpoint URL, else s3 (AWS)."
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="seaweedfs | s3 | local. Default: local for a file:// store, seaweedfs for an S3 store with an endpoint URL, else s3 (AWS).",
     ),
-    bucket: Optional[str] = typer.Option(None, "--bucket", help="Bucket to follow (default: the store URL's bucket, else seaweedfs.bucket). s3: only events of this bucket."),
+    bucket: str | None = typer.Option(
+        None,
+        "--bucket",
+        help="Bucket to follow (default: the store URL's bucket, else seaweedfs.bucket). s3: only events of this bucket.",
+    ),
     prefix: str = typer.Option("", "--prefix", help="Only keys under this prefix (default: the whole bucket)."),
-    include: Optional[list[str]] = typer.Option(None, "--include", help="Glob on the whole key ('**' spans '/'); repeatable. Default: every key under --prefix."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Glob of keys never announced, e.g. '**/parts/*.tmp', 'prefect-results/**'; repeatable."),
-    queue_url: Optional[str] = typer.Option(None, "--queue-url", help="s3: the SQS queue that receives the bucket's notifications."),
-    filer: Optional[str] = typer.Option(None, "--filer", help="seaweedfs: filer HOST:PORT (default 127.0.0.1:<seaweedfs.filer_port>)."),
-    root: Optional[Path] = typer.Option(None, "--root", help="local: the directory (default: the file:// store's root)."),
-    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the relay keeps what it announced and its position (default <home>/event-relay)."),
-    start: str = typer.Option("beginning", "--start", help="First run only (no saved position): beginning (announce what exists/was logged) | now."),
+    include: list[str] | None = typer.Option(
+        None, "--include", help="Glob on the whole key ('**' spans '/'); repeatable. Default: every key under --prefix."
+    ),
+    exclude: list[str] | None = typer.Option(
+        None, "--exclude", help="Glob of keys never announced, e.g. '**/parts/*.tmp', 'prefect-results/**'; repeatable."
+    ),
+    queue_url: str | None = typer.Option(
+        None, "--queue-url", help="s3: the SQS queue that receives the bucket's notifications."
+    ),
+    filer: str | None = typer.Option(
+        None, "--filer", help="seaweedfs: filer HOST:PORT (default 127.0.0.1:<seaweedfs.filer_port>)."
+    ),
+    root: Path | None = typer.Option(
+        None, "--root", help="local: the directory (default: the file:// store's root)."
+    ),
+    state_dir: Path | None = typer.Option(
+        None,
+        "--state-dir",
+        help="Where the relay keeps what it announced and its position (default <home>/event-relay).",
+    ),
+    start: str = typer.Option(
+        "beginning",
+        "--start",
+        help="First run only (no saved position): beginning (announce what exists/was logged) | now.",
+    ),
     once: bool = typer.Option(False, "--once", help="Catch up to now, then exit (instead of following changes)."),
-    api_url: Optional[str] = typer.Option(None, "--api-url", help="Prefect API (default: prefect_api_url setting, else our local server)."),
-    transport: str = typer.Option("rest", "--transport", help="rest (POST /api/events, acknowledged) | emit-event (prefect.events.emit_event)."),
+    api_url: str | None = typer.Option(
+        None, "--api-url", help="Prefect API (default: prefect_api_url setting, else our local server)."
+    ),
+    transport: str = typer.Option(
+        "rest", "--transport", help="rest (POST /api/events, acknowledged) | emit-event (prefect.events.emit_event)."
+    ),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Most events sent and recorded together."),
     stats_every: float = typer.Option(10.0, "--stats-every", min=0.5, help="Seconds between count lines on stderr."),
 ) -> None:
@@ -65,7 +92,9 @@ def relay(
         raise ConfigError(f"--start {start!r}: use beginning or now")
     location = parse_store_url(store_url)
     if bucket is None and name != "local":
-        bucket = location.bucket if location.scheme == "s3" else (settings.seaweedfs.bucket if name == "seaweedfs" else None)
+        bucket = (
+            location.bucket if location.scheme == "s3" else (settings.seaweedfs.bucket if name == "seaweedfs" else None)
+        )
     url = api_url or settings.prefect_api_url or PrefectServer.from_settings(settings).api_url
     # before Prefect is imported: its settings are read then, and without an API URL it
     # would start an ephemeral server of its own
@@ -80,8 +109,14 @@ def relay(
     if name not in source_names():
         raise ConfigError(f"--source {name!r}: use one of {', '.join(source_names())}")
     options = SourceOptions(
-        settings=settings, bucket=bucket, prefix=prefix, queue_url=queue_url, root=root, filer=filer,
-        once=once, start=start,  # type: ignore[arg-type]
+        settings=settings,
+        bucket=bucket,
+        prefix=prefix,
+        queue_url=queue_url,
+        root=root,
+        filer=filer,
+        once=once,
+        start=start,  # type: ignore[arg-type]
     )
     src = make_source(name, options)
     state = RelayState(state_dir or settings.home_dir / "event-relay", src.stream)
@@ -90,7 +125,12 @@ def relay(
     if location.scheme == "s3" and location.bucket == bucket:
         store_root = location.root.strip("/").partition("/")[2]  # "bucket/team/a" → "team/a"
     relay_ = Relay(
-        source=src, state=state, transport=sink, batch_size=batch_size, stats_every_s=stats_every, store_root=store_root,
+        source=src,
+        state=state,
+        transport=sink,
+        batch_size=batch_size,
+        stats_every_s=stats_every,
+        store_root=store_root,
         key_filter=KeyFilter(prefix=prefix, include=tuple(include or ()), exclude=tuple(exclude or ())),
     )
     restore = stop_on_signals(relay_.stop)

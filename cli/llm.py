@@ -4,7 +4,6 @@ packaged models. Specs: ``pkg:NAME``, ``hf:/dir[#file.gguf]``, ``openai:URL#MODE
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -17,10 +16,14 @@ llm_app = typer.Typer(no_args_is_help=True, help="LLM backends: serve a model lo
 @llm_app.command("serve")
 @handle_errors
 def serve(
-    spec: str = typer.Argument(..., help="What to serve: pkg:NAME, hf:/dir, hf:/dir#file.gguf (vllm engine also: vllm:MODEL)."),
-    engine: str = typer.Option("transformers", "--engine", "-e", help="transformers (CPU) | vllm (GPU; needs a `vllm` executable)."),
-    port: Optional[int] = typer.Option(None, "--port", "-p", help="Port on 127.0.0.1 (default: a free one)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for /health."),
+    spec: str = typer.Argument(
+        ..., help="What to serve: pkg:NAME, hf:/dir, hf:/dir#file.gguf (vllm engine also: vllm:MODEL)."
+    ),
+    engine: str = typer.Option(
+        "transformers", "--engine", "-e", help="transformers (CPU) | vllm (GPU; needs a `vllm` executable)."
+    ),
+    port: int | None = typer.Option(None, "--port", "-p", help="Port on 127.0.0.1 (default: a free one)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds to wait for /health."),
 ) -> None:
     """Start an OpenAI-compatible server on 127.0.0.1 (GGUF is converted once), wait until it is
     healthy, print the openai: spec to use."""
@@ -55,11 +58,13 @@ def status() -> None:
 def chat(
     spec: str = typer.Argument(..., help="Model spec, e.g. pkg:smollm2-135m or openai:http://127.0.0.1:8000/v1#MODEL."),
     prompt: str = typer.Argument(..., help="The user message."),
-    system: Optional[str] = typer.Option(None, "--system", help="A system message."),
+    system: str | None = typer.Option(None, "--system", help="A system message."),
     max_tokens: int = typer.Option(128, "--max-tokens", "-n"),
     temperature: float = typer.Option(0.0, "--temperature", "-t"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env var holding the API key (openai: specs)."),
+    seed: int | None = typer.Option(None, "--seed"),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Env var holding the API key (openai: specs)."
+    ),
 ) -> None:
     """Send one prompt and print the reply plus token usage (a quick check of a spec)."""
     bootstrap()
@@ -70,7 +75,9 @@ def chat(
     options = {"api_key_env": api_key_env} if api_key_env and parsed.scheme == "openai" else {}
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     with load_backend(parsed, **options) as backend:
-        result = backend.generate([{"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}])[0]
+        result = backend.generate(
+            [{"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}]
+        )[0]
     if result.error:
         raise LLMError(f"{spec}: {result.error}")
     console.print(result.text, highlight=False, markup=False, soft_wrap=True)

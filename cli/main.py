@@ -4,13 +4,12 @@ print one ``error:`` line naming the file, field or option, and exit non-zero.""
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 from rich.table import Table
 
+from trustflow.cli import detect, report, robust, services, seval, store_views
 from trustflow.cli.common import bootstrap, console, handle_errors
-from trustflow.cli import detect, report, robust, seval, services, store_views
 from trustflow.cli.events import events_app
 from trustflow.cli.llm import llm_app
 from trustflow.errors import InputError
@@ -46,15 +45,17 @@ def config_show() -> None:
 def ingest(
     source: str = typer.Argument(..., help="A local path, s3://bucket/key or http(s):// URL."),
     kind: str = typer.Option(..., "--kind", "-k", help="Dataset kind: seval | coco | imagefolder."),
-    store_url: Optional[str] = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
-    on_invalid: str = typer.Option("error", "--on-invalid", help="COCO sets: error (stop at the first bad entry) | drop (drop and count)."),
+    store_url: str | None = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
+    on_invalid: str = typer.Option(
+        "error", "--on-invalid", help="COCO sets: error (stop at the first bad entry) | drop (drop and count)."
+    ),
 ) -> None:
     """Turn a source into Parquet datasets in the store (a no-op for bytes already ingested)."""
     settings = bootstrap()
     if store_url:
         settings = settings.model_copy(update={"store_url": store_url})
-    from trustflow.tasks.ingest_common import INGESTERS
     from trustflow.tasks import ingest as _register  # noqa: F401  registers the kinds
+    from trustflow.tasks.ingest_common import INGESTERS
 
     if kind not in INGESTERS:
         raise InputError(f"--kind {kind!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
@@ -74,7 +75,13 @@ def print_datasets(infos: list[dict], listing: bool = False) -> None:
         table.add_column(col, overflow="fold")
     for info in infos:
         tables = ", ".join(f"{k}={v}" for k, v in info["tables"].items())
-        table.add_row(info["dataset_id"], info["kind"], tables, "complete" if listing else "unchanged" if info["skipped"] else "ingested", info["source"])
+        table.add_row(
+            info["dataset_id"],
+            info["kind"],
+            tables,
+            "complete" if listing else "unchanged" if info["skipped"] else "ingested",
+            info["source"],
+        )
     console.print(table)
 
 
@@ -83,20 +90,36 @@ def print_datasets(infos: list[dict], listing: bool = False) -> None:
 def demo(
     keep_storage: bool = typer.Option(False, "--keep-storage", help="Leave SeaweedFS running afterwards."),
     local: bool = typer.Option(False, "--local", help="Use the local-directory store instead of SeaweedFS."),
-    seval_dir: Optional[str] = typer.Option(None, "--seval-dir", help="S-Eval files to ingest (default: ../shared/data/s-eval)."),
+    seval_dir: str | None = typer.Option(
+        None, "--seval-dir", help="S-Eval files to ingest (default: ../shared/data/s-eval)."
+    ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
-    vision: bool = typer.Option(True, "--vision/--no-vision", help="Also train standard vs FGSM-LAW on digits and attack both."),
-    detectors: bool = typer.Option(True, "--detectors/--no-detectors", help="Also evaluate MTCNN and Haar on a face set and 6 shifted domains."),
+    vision: bool = typer.Option(
+        True, "--vision/--no-vision", help="Also train standard vs FGSM-LAW on digits and attack both."
+    ),
+    detectors: bool = typer.Option(
+        True, "--detectors/--no-detectors", help="Also evaluate MTCNN and Haar on a face set and 6 shifted domains."
+    ),
 ) -> None:
     """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
     settings = bootstrap()
     from trustflow.cli.seval import print_leaderboard
     from trustflow.flows.demo import run_demo
 
-    result = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir, seval=seval, vision=vision, detectors=detectors)
+    result = run_demo(
+        settings,
+        keep_storage=keep_storage,
+        local=local,
+        seval_dir=seval_dir,
+        seval=seval,
+        vision=vision,
+        detectors=detectors,
+    )
     print_datasets(result["datasets"])
     if result["seval"]:
-        console.print(f"S-Eval run {result['seval']['run_id']}: {result['seval']['suite']['rows']} prompts from {result['seval']['suite']['source']}")
+        console.print(
+            f"S-Eval run {result['seval']['run_id']}: {result['seval']['suite']['rows']} prompts from {result['seval']['suite']['source']}"
+        )
         print_leaderboard(result["seval"]["leaderboard"])
     if result.get("robust_vision"):
         print_training_comparison(result["robust_vision"])
@@ -104,7 +127,9 @@ def demo(
         from trustflow.cli.detect import print_domain_table, print_leaderboard
 
         print_domain_table(result["detectors"]["metrics"], "original")
-        print_leaderboard(result["detectors"]["leaderboard"], "Detector robustness on generated faces (COCO-O style domains)")
+        print_leaderboard(
+            result["detectors"]["leaderboard"], "Detector robustness on generated faces (COCO-O style domains)"
+        )
 
 
 def print_training_comparison(rows: list[dict]) -> None:
@@ -114,8 +139,15 @@ def print_training_comparison(rows: list[dict]) -> None:
         table.add_column(col)
     for r in rows:
         pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
-        table.add_row(r["method"], r.get("checkpoint", "best"), pct(r.get("clean")), pct(r.get("fgsm")), pct(r.get("pgd")),
-                      ", ".join(map(str, r["co_epochs"])) or "none", r["train_run"])
+        table.add_row(
+            r["method"],
+            r.get("checkpoint", "best"),
+            pct(r.get("clean")),
+            pct(r.get("fgsm")),
+            pct(r.get("pgd")),
+            ", ".join(map(str, r["co_epochs"])) or "none",
+            r["train_run"],
+        )
     console.print(table)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -27,8 +27,14 @@ class RichSink:
 
 @contextlib.contextmanager
 def rich_progress() -> Iterator[None]:
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False,
-                   console=err_console)  # stderr: stdout stays clean for --json
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+        console=err_console,
+    )  # stderr: stdout stays clean for --json
     with bar:
         progress.set_sink(RichSink(bar))
         try:

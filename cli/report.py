@@ -12,7 +12,9 @@ from trustflow.cli.common import bootstrap, handle_errors
 @handle_errors
 def report_cmd(
     target: str = typer.Argument(..., help="A run id (or flow/run_id), or 'leaderboard' for the combined page."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page (default: <home>/reports/<target>.html)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Where to write the page (default: <home>/reports/<target>.html)."
+    ),
     store_url: str | None = typer.Option(None, "--store", help="Override the store URL."),
 ) -> None:
     """Write one HTML page (tables and plots embedded, no external resources) and print its path."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -23,20 +22,28 @@ def parse_eps(value: str) -> float:
 
 
 def train_cmd(
-    method: str = typer.Option("fgsm_law", "--method", help="standard | pgd_at | trades | fgsm_rs | fgsm_law (dashes allowed)."),
+    method: str = typer.Option(
+        "fgsm_law", "--method", help="standard | pgd_at | trades | fgsm_rs | fgsm_law (dashes allowed)."
+    ),
     dataset: str = typer.Option("digits", "--dataset", help="digits | npz:PATH | imagefolder:DIR | cifar10:DIR."),
-    arch: str = typer.Option("small_cnn", "--arch", help="Classifier spec, e.g. small_cnn, preact_resnet18, wide_resnet?depth=16&width=4."),
+    arch: str = typer.Option(
+        "small_cnn", "--arch", help="Classifier spec, e.g. small_cnn, preact_resnet18, wide_resnet?depth=16&width=4."
+    ),
     epochs: int = typer.Option(5, "--epochs", min=1),
     workers: int = typer.Option(2, "--workers", min=1, help="Ray Train workers (DDP)."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(0.1, "--lr"),
-    eps: Optional[str] = typer.Option(None, "--eps", help="Training/probe budget, e.g. 8/255 (default: the method's)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size"),
-    co_policy: str = typer.Option("rollback", "--co-policy", help="On catastrophic overfitting: stop | rollback | continue."),
+    eps: str | None = typer.Option(None, "--eps", help="Training/probe budget, e.g. 8/255 (default: the method's)."),
+    image_size: int | None = typer.Option(None, "--image-size"),
+    co_policy: str = typer.Option(
+        "rollback", "--co-policy", help="On catastrophic overfitting: stop | rollback | continue."
+    ),
     gpu: bool = typer.Option(False, "--gpu", help="One GPU per worker (nccl)."),
     strategy: str = typer.Option("ddp", "--strategy", help="ddp | deepspeed (GPU only)."),
     seed: int = typer.Option(0, "--seed"),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Name or resume a run (default: derived from the parameters)."),
+    run_id: str | None = typer.Option(
+        None, "--run-id", help="Name or resume a run (default: derived from the parameters)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Adversarially train a classifier on Ray Train; checkpoints and metrics land in the store."""
@@ -49,9 +56,22 @@ def train_cmd(
     options = {"eps": parse_eps(eps)} if eps else {}
     try:
         with prefect_runtime(settings), rich_progress():
-            result = adversarial_train(method=method.replace("-", "_"), dataset=dataset, arch=arch, epochs=epochs, workers=workers,
-                                       batch_size=batch_size, lr=lr, method_options=options, image_size=image_size, co_policy=co_policy,
-                                       use_gpu=gpu, strategy=strategy, seed=seed, run_id=run_id)
+            result = adversarial_train(
+                method=method.replace("-", "_"),
+                dataset=dataset,
+                arch=arch,
+                epochs=epochs,
+                workers=workers,
+                batch_size=batch_size,
+                lr=lr,
+                method_options=options,
+                image_size=image_size,
+                co_policy=co_policy,
+                use_gpu=gpu,
+                strategy=strategy,
+                seed=seed,
+                run_id=run_id,
+            )
     finally:
         shutdown_ray()
     if as_json:
@@ -61,8 +81,14 @@ def train_cmd(
     for col in ("epoch", "loss", "clean", "FGSM", "PGD-10", "CO"):
         table.add_column(col, justify="right")
     for r in result["epochs"]:
-        table.add_row(str(r["epoch"]), f"{r['loss']:.3f}", f"{r['probe_clean_acc']:.3f}", f"{r['fgsm_acc']:.3f}", f"{r['pgd_acc']:.3f}",
-                      ("rolled back" if r["rolled_back"] else "yes") if r["co"] else "")
+        table.add_row(
+            str(r["epoch"]),
+            f"{r['loss']:.3f}",
+            f"{r['probe_clean_acc']:.3f}",
+            f"{r['fgsm_acc']:.3f}",
+            f"{r['pgd_acc']:.3f}",
+            ("rolled back" if r["rolled_back"] else "yes") if r["co"] else "",
+        )
     console.print(table)
     console.print(f"model: run:{result['run_id']} (best epoch {result['best_epoch']})")
 
@@ -70,19 +96,23 @@ def train_cmd(
 @robustness_app.command("eval")
 @handle_errors
 def eval_cmd(
-    model: str = typer.Option(..., "--model", help="run:<training run>[/best|/final] | ckpt:PATH | torchscript:PATH | registry name."),
+    model: str = typer.Option(
+        ..., "--model", help="run:<training run>[/best|/final] | ckpt:PATH | torchscript:PATH | registry name."
+    ),
     dataset: str = typer.Option("digits", "--dataset"),
-    attacks: str = typer.Option("clean,fgsm,pgd", "--attacks", help="Comma-separated: clean, fgsm, pgd, autoattack, square."),
+    attacks: str = typer.Option(
+        "clean,fgsm,pgd", "--attacks", help="Comma-separated: clean, fgsm, pgd, autoattack, square."
+    ),
     eps: str = typer.Option("8/255", "--eps"),
-    alpha: Optional[str] = typer.Option(None, "--alpha", help="PGD step size (default 2.5·eps/steps)."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="PGD steps (default 10)."),
-    restarts: Optional[int] = typer.Option(None, "--restarts", min=1),
-    random_start: Optional[bool] = typer.Option(None, "--random-start/--no-random-start"),
-    norm: Optional[str] = typer.Option(None, "--norm", help="linf | l2 (PGD)."),
-    corruptions: Optional[str] = typer.Option(None, "--corruptions", help="'all' or comma-separated corruption names."),
+    alpha: str | None = typer.Option(None, "--alpha", help="PGD step size (default 2.5·eps/steps)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="PGD steps (default 10)."),
+    restarts: int | None = typer.Option(None, "--restarts", min=1),
+    random_start: bool | None = typer.Option(None, "--random-start/--no-random-start"),
+    norm: str | None = typer.Option(None, "--norm", help="linf | l2 (PGD)."),
+    corruptions: str | None = typer.Option(None, "--corruptions", help="'all' or comma-separated corruption names."),
     severities: str = typer.Option("1,2,3,4,5", "--severities"),
-    image_size: Optional[int] = typer.Option(None, "--image-size"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N test images."),
+    image_size: int | None = typer.Option(None, "--image-size"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N test images."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print the result rows as JSON."),
 ) -> None:
@@ -93,23 +123,45 @@ def eval_cmd(
     from trustflow.infra.prefect_runtime import prefect_runtime
     from trustflow.infra.ray_runtime import shutdown_ray
 
-    pgd_options = {k: v for k, v in {"alpha": parse_eps(alpha) if alpha else None, "steps": steps, "restarts": restarts,
-                                     "random_start": random_start, "norm": norm}.items() if v is not None}
+    pgd_options = {
+        k: v
+        for k, v in {
+            "alpha": parse_eps(alpha) if alpha else None,
+            "steps": steps,
+            "restarts": restarts,
+            "random_start": random_start,
+            "norm": norm,
+        }.items()
+        if v is not None
+    }
     attack_list = [a.strip() for a in attacks.split(",") if a.strip()]
-    corruption_arg: list[str] | str = [] if not corruptions else ("all" if corruptions == "all" else [c.strip() for c in corruptions.split(",")])
+    corruption_arg: list[str] | str = (
+        [] if not corruptions else ("all" if corruptions == "all" else [c.strip() for c in corruptions.split(",")])
+    )
     try:
         levels = [int(s) for s in severities.split(",") if s.strip()]
     except ValueError:
         raise typer.BadParameter(f"{severities!r}: comma-separated integers 1-5", param_hint="--severities") from None
     try:
         with prefect_runtime(settings), rich_progress():
-            result = robustness_evaluate(model=model, dataset=dataset, attacks=attack_list, eps=parse_eps(eps),
-                                         attack_options={"pgd": pgd_options} if pgd_options else None, corruptions=corruption_arg,
-                                         severities=levels, image_size=image_size, limit=limit, seed=seed)
+            result = robustness_evaluate(
+                model=model,
+                dataset=dataset,
+                attacks=attack_list,
+                eps=parse_eps(eps),
+                attack_options={"pgd": pgd_options} if pgd_options else None,
+                corruptions=corruption_arg,
+                severities=levels,
+                image_size=image_size,
+                limit=limit,
+                seed=seed,
+            )
     finally:
         shutdown_ray()
     if as_json:
-        print(json.dumps({"run_id": result["run_id"], "rows": result["rows"], "summary": result["summary"]}, default=str))
+        print(
+            json.dumps({"run_id": result["run_id"], "rows": result["rows"], "summary": result["summary"]}, default=str)
+        )
         return
     s = result["summary"]
     table = Table(title=f"{model} on {dataset} (run {result['run_id']})")

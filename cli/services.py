@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -52,7 +51,11 @@ def storage_status() -> None:
 
 @server_app.command("up")
 @handle_errors
-def server_up(worker: bool = typer.Option(True, "--worker/--no-worker", help="Also start a process worker for the trustflow-process pool.")) -> None:
+def server_up(
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Also start a process worker for the trustflow-process pool."
+    ),
+) -> None:
     """Start a Prefect server on 127.0.0.1 (and a worker), wait until it is healthy."""
     from trustflow.infra.prefect_deploy import PrefectWorker
     from trustflow.infra.prefect_server import PrefectServer
@@ -90,8 +93,10 @@ def server_status() -> None:
 
 @handle_errors
 def deploy(
-    api_url: Optional[str] = typer.Option(None, "--api-url", help="Prefect API (default: $PREFECT_API_URL, else our local server)."),
-    name: Optional[list[str]] = typer.Option(None, "--name", help="Only these deployments (repeatable); default all."),
+    api_url: str | None = typer.Option(
+        None, "--api-url", help="Prefect API (default: $PREFECT_API_URL, else our local server)."
+    ),
+    name: list[str] | None = typer.Option(None, "--name", help="Only these deployments (repeatable); default all."),
 ) -> None:
     """Register the deployments of prefect.yaml (schedules and triggers included) with a Prefect server."""
     import os

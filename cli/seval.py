@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -14,7 +13,7 @@ from trustflow.cli.common import bootstrap, console, handle_errors
 seval_app = typer.Typer(no_args_is_help=True, help="S-Eval safety evaluation of LLMs.")
 
 
-def _csv(value: Optional[str]) -> list[str] | None:
+def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
@@ -24,28 +23,46 @@ def print_leaderboard(rows: list[dict]) -> None:
     for col in ("safety score", "ASR", "adaptive ASR", "judge errors", "n"):
         table.add_column(col, justify="right")
     for r in rows:
+
         def cell(name: str) -> str:
             v, lo, hi = r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"]
             return "–" if v != v else f"{v:.1f} [{lo:.0f}–{hi:.0f}]"  # noqa: PLR0124 - NaN check
 
-        table.add_row(r["model"], cell("safety_score"), cell("asr"), cell("adaptive_asr"), cell("judge_error_rate"), str(r["judgements"]))
+        table.add_row(
+            r["model"],
+            cell("safety_score"),
+            cell("asr"),
+            cell("adaptive_asr"),
+            cell("judge_error_rate"),
+            str(r["judgements"]),
+        )
     console.print(table)
 
 
 @seval_app.command("run")
 @handle_errors
 def run(
-    targets: str = typer.Option("pkg:smollm2-135m,pkg:qwen2.5-1.5b", "--targets", help="Comma-separated model specs to evaluate."),
-    critic: str = typer.Option("default", "--critic", help="Critic spec: default (Qwen2.5-1.5B probe) | probe:<model> | embed | refusal | llm:<model> | cascade[:<model>]."),
+    targets: str = typer.Option(
+        "pkg:smollm2-135m,pkg:qwen2.5-1.5b", "--targets", help="Comma-separated model specs to evaluate."
+    ),
+    critic: str = typer.Option(
+        "default",
+        "--critic",
+        help="Critic spec: default (Qwen2.5-1.5B probe) | probe:<model> | embed | refusal | llm:<model> | cascade[:<model>].",
+    ),
     suite: str = typer.Option("auto", "--suite", help="auto | seed-suite | an ingested S-Eval dataset id."),
     langs: str = typer.Option("zh,en", "--langs", help="Languages: zh,en."),
     limit: int = typer.Option(1, "--limit", min=1, help="Base prompts per (language, dimension)."),
-    attacks: Optional[str] = typer.Option(None, "--attacks", help="Comma-separated attack names (default: all 10)."),
-    attacks_per_base: Optional[int] = typer.Option(2, "--attacks-per-base", help="Attack variants kept per base prompt (0: none)."),
+    attacks: str | None = typer.Option(None, "--attacks", help="Comma-separated attack names (default: all 10)."),
+    attacks_per_base: int | None = typer.Option(
+        2, "--attacks-per-base", help="Attack variants kept per base prompt (0: none)."
+    ),
     max_tokens: int = typer.Option(96, "--max-tokens", min=1, help="Response length budget."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     actors: int = typer.Option(1, "--actors", min=1, help="Ray actors (model replicas) per model."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Resume or name a run (default: derived from the parameters)."),
+    run_id: str | None = typer.Option(
+        None, "--run-id", help="Resume or name a run (default: derived from the parameters)."
+    ),
 ) -> None:
     """Evaluate target models on an S-Eval suite and print the leaderboard."""
     settings = bootstrap()
@@ -61,9 +78,17 @@ def run(
     try:
         with prefect_runtime(settings), rich_progress():
             result = seval_evaluate(
-                targets=_csv(targets) or [], critic=critic, suite=suite, langs=language_list, per_dimension=limit,
-                attacks=_csv(attacks), attacks_per_base=None if attacks_per_base is None else attacks_per_base,
-                max_tokens=max_tokens, batch_size=batch_size, actors=actors, run_id=run_id,
+                targets=_csv(targets) or [],
+                critic=critic,
+                suite=suite,
+                langs=language_list,
+                per_dimension=limit,
+                attacks=_csv(attacks),
+                attacks_per_base=None if attacks_per_base is None else attacks_per_base,
+                max_tokens=max_tokens,
+                batch_size=batch_size,
+                actors=actors,
+                run_id=run_id,
             )
     finally:
         shutdown_ray()
@@ -75,11 +100,15 @@ def run(
 @handle_errors
 def validate_critic_cmd(
     labels: Path = typer.Option(..., "--labels", help="CSV, JSONL or Parquet with prompt/response/label columns."),
-    critic: str = typer.Option("default", "--critic", help="Critic spec to validate (default: the project's best offline critic)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N rows."),
+    critic: str = typer.Option(
+        "default", "--critic", help="Critic spec to validate (default: the project's best offline critic)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N rows."),
     prompt_col: str = typer.Option("prompt", "--prompt-col"),
     response_col: str = typer.Option("response", "--response-col"),
-    label_col: str = typer.Option("unsafe", "--label-col", help="Label column; a value > 0 (or true/unsafe) means unsafe."),
+    label_col: str = typer.Option(
+        "unsafe", "--label-col", help="Label column; a value > 0 (or true/unsafe) means unsafe."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Balanced accuracy, precision and recall (unsafe class) of a critic on labelled pairs."""
@@ -97,17 +126,26 @@ def validate_critic_cmd(
     table = Table(title=f"critic {critic} on {labels.name} ({scores.n} pairs)")
     for col in ("balanced accuracy", "precision", "recall", "judge-error rate"):
         table.add_column(col, justify="right")
-    table.add_row(f"{scores.balanced_accuracy:.3f}", f"{scores.precision:.3f}", f"{scores.recall:.3f}", f"{scores.judge_error_rate:.3f}")
+    table.add_row(
+        f"{scores.balanced_accuracy:.3f}",
+        f"{scores.precision:.3f}",
+        f"{scores.recall:.3f}",
+        f"{scores.judge_error_rate:.3f}",
+    )
     console.print(table)
 
 
 @seval_app.command("train-critic")
 @handle_errors
 def train_critic_cmd(
-    labels: list[Path] = typer.Option(..., "--labels", help="Labelled pairs (CSV, JSONL or Parquet); repeat for several files."),
-    model: str = typer.Option("pkg:qwen2.5-1.5b", "--model", help="In-process model spec whose hidden states the probe reads."),
+    labels: list[Path] = typer.Option(
+        ..., "--labels", help="Labelled pairs (CSV, JSONL or Parquet); repeat for several files."
+    ),
+    model: str = typer.Option(
+        "pkg:qwen2.5-1.5b", "--model", help="In-process model spec whose hidden states the probe reads."
+    ),
     out: Path = typer.Option(..., "--out", help="Where to write the probe head (.npz)."),
-    layer: Optional[int] = typer.Option(None, "--layer", min=1, help="Hidden layer (default: the middle one)."),
+    layer: int | None = typer.Option(None, "--layer", min=1, help="Hidden layer (default: the middle one)."),
     prompt_col: str = typer.Option("prompt", "--prompt-col"),
     response_col: str = typer.Option("response", "--response-col"),
     label_col: str = typer.Option("unsafe", "--label-col"),
@@ -129,19 +167,43 @@ def train_critic_cmd(
 @seval_app.command("generate")
 @handle_errors
 def generate_cmd(
-    leaves: Optional[str] = typer.Option(None, "--leaves", help="Comma-separated taxonomy ids (a non-leaf id means all leaves under it); default: all leaves."),
+    leaves: str | None = typer.Option(
+        None,
+        "--leaves",
+        help="Comma-separated taxonomy ids (a non-leaf id means all leaves under it); default: all leaves.",
+    ),
     per_leaf: int = typer.Option(6, "--per-leaf", min=1, help="Candidates the tester writes per (leaf, language)."),
     keep: int = typer.Option(2, "--keep", min=1, help="Tests kept per (leaf, language) after selection."),
-    langs: str = typer.Option("zh,en", "--langs", help="Languages; with two and translation on, prompts are written in the first and translated."),
+    langs: str = typer.Option(
+        "zh,en",
+        "--langs",
+        help="Languages; with two and translation on, prompts are written in the first and translated.",
+    ),
     tester: str = typer.Option("pkg:smollm2-135m", "--tester", help="Tester model spec."),
     critic: str = typer.Option("default", "--critic", help="Critic spec judging reference answers (hardness)."),
-    refs: str = typer.Option("pkg:qwen2.5-1.5b", "--refs", help="Comma-separated reference models for hardness ('' for none)."),
-    selection: Optional[Path] = typer.Option(None, "--selection", help="YAML list of selection strategies ({name: ..., options}); default pipeline otherwise."),
-    against: Optional[str] = typer.Option(None, "--against", help="Comma-separated suite ids / S-Eval dataset ids new tests must not duplicate."),
-    parent: Optional[str] = typer.Option(None, "--parent", help="Suite this one refreshes (deduplicated against, recorded as parent)."),
-    no_translate: bool = typer.Option(False, "--no-translate", help="Write prompts in every language instead of translating."),
-    attacks: Optional[str] = typer.Option(None, "--attacks", help="Comma-separated attacks (default: all 10; 'none' for base prompts only)."),
-    rewrite: bool = typer.Option(False, "--rewrite", help="Also LLM-rewritten variants for attacks with a rewrite mode (intent-checked)."),
+    refs: str = typer.Option(
+        "pkg:qwen2.5-1.5b", "--refs", help="Comma-separated reference models for hardness ('' for none)."
+    ),
+    selection: Path | None = typer.Option(
+        None,
+        "--selection",
+        help="YAML list of selection strategies ({name: ..., options}); default pipeline otherwise.",
+    ),
+    against: str | None = typer.Option(
+        None, "--against", help="Comma-separated suite ids / S-Eval dataset ids new tests must not duplicate."
+    ),
+    parent: str | None = typer.Option(
+        None, "--parent", help="Suite this one refreshes (deduplicated against, recorded as parent)."
+    ),
+    no_translate: bool = typer.Option(
+        False, "--no-translate", help="Write prompts in every language instead of translating."
+    ),
+    attacks: str | None = typer.Option(
+        None, "--attacks", help="Comma-separated attacks (default: all 10; 'none' for base prompts only)."
+    ),
+    rewrite: bool = typer.Option(
+        False, "--rewrite", help="Also LLM-rewritten variants for attacks with a rewrite mode (intent-checked)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     max_tokens: int = typer.Option(200, "--max-tokens", min=16, help="Tester answer budget."),
     actors: int = typer.Option(1, "--actors", min=1),
@@ -161,21 +223,40 @@ def generate_cmd(
             raise typer.BadParameter(f"{selection}: file not found", param_hint="--selection")
         specs = yaml.safe_load(selection.read_text(encoding="utf-8"))
         if not isinstance(specs, list) or not all(isinstance(s, dict) and "name" in s for s in specs):
-            raise typer.BadParameter(f"{selection}: expected a YAML list of {{name: strategy, ...options}}", param_hint="--selection")
+            raise typer.BadParameter(
+                f"{selection}: expected a YAML list of {{name: strategy, ...options}}", param_hint="--selection"
+            )
     attack_list = [] if attacks == "none" else _csv(attacks)
     try:
         with prefect_runtime(settings), rich_progress():
             result = seval_generate_suite(
-                leaves=_csv(leaves), per_leaf=per_leaf, keep=keep, langs=_csv(langs) or [], tester=tester, critic=critic,
-                refs=_csv(refs) or [], selection=specs, against=_csv(against) or [], parent=parent, translate=not no_translate,
-                attacks=attack_list, rewrite=rewrite, seed=seed, max_tokens=max_tokens, actors=actors,
+                leaves=_csv(leaves),
+                per_leaf=per_leaf,
+                keep=keep,
+                langs=_csv(langs) or [],
+                tester=tester,
+                critic=critic,
+                refs=_csv(refs) or [],
+                selection=specs,
+                against=_csv(against) or [],
+                parent=parent,
+                translate=not no_translate,
+                attacks=attack_list,
+                rewrite=rewrite,
+                seed=seed,
+                max_tokens=max_tokens,
+                actors=actors,
             )
     finally:
         shutdown_ray()
     g, s, f = result["generated"], result["selected"], result["suite"]
-    console.print(f"suite {result['suite_id']}: {f.get('base', 0)} base prompts ({f.get('translated', 0)} translated), {f.get('attack', 0)} attack prompts")
-    console.print(f"tester: {g.get('tester_calls', 0)} calls, {g.get('tester_refusals', 0)} refusals, {g.get('items_parsed', 0)} parsed, "
-                  f"{g.get('items_discarded', 0)} discarded; selection dropped {s['dropped']} ({', '.join(f'{k} {v}' for k, v in sorted(s['dropped_by'].items())) or 'none'})")
+    console.print(
+        f"suite {result['suite_id']}: {f.get('base', 0)} base prompts ({f.get('translated', 0)} translated), {f.get('attack', 0)} attack prompts"
+    )
+    console.print(
+        f"tester: {g.get('tester_calls', 0)} calls, {g.get('tester_refusals', 0)} refusals, {g.get('items_parsed', 0)} parsed, "
+        f"{g.get('items_discarded', 0)} discarded; selection dropped {s['dropped']} ({', '.join(f'{k} {v}' for k, v in sorted(s['dropped_by'].items())) or 'none'})"
+    )
     if s["shortfall"]:
         console.print(f"short of quota: {', '.join(f'{k} ({v})' for k, v in s['shortfall'].items())}")
 
@@ -200,8 +281,15 @@ def suite_ls() -> None:
         if ref.stage != "suite":
             continue
         counts = m.attrs.get("counts", {})
-        table.add_row(ref.run_id, str(m.attrs.get("parent_suite") or "–"), str(m.rows), str(counts.get("base", "")), str(counts.get("attack", "")),
-                      str(m.attrs.get("tester", "")), ",".join(m.attrs.get("langs", [])))
+        table.add_row(
+            ref.run_id,
+            str(m.attrs.get("parent_suite") or "–"),
+            str(m.rows),
+            str(counts.get("base", "")),
+            str(counts.get("attack", "")),
+            str(m.attrs.get("tester", "")),
+            ",".join(m.attrs.get("langs", [])),
+        )
     console.print(table)
 
 
@@ -223,7 +311,9 @@ def suite_diff(
     if as_json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
         return
-    console.print(f"{a} → {b}: +{len(result.added)} added, −{len(result.removed)} removed, {result.common} unchanged base prompts")
+    console.print(
+        f"{a} → {b}: +{len(result.added)} added, −{len(result.removed)} removed, {result.common} unchanged base prompts"
+    )
     table = Table(title="base prompts per leaf and language")
     for col in ("leaf", "lang", a, b, "+", "−"):
         table.add_column(col)
@@ -255,4 +345,12 @@ def _any_suite(store, name: str):  # noqa: ANN001, ANN202
     if store.manifest(ref) is None:
         raise typer.BadParameter(f"{name!r} is not a suite id, dataset id or seed-suite")
     table = store.read_table(ref)
-    return pa.table({"set": table["set"], "lang": table["lang"], "prompt": table["prompt"], "attack": table["attack"], "leaf_id": table["risk_type"]})
+    return pa.table(
+        {
+            "set": table["set"],
+            "lang": table["lang"],
+            "prompt": table["prompt"],
+            "attack": table["attack"],
+            "leaf_id": table["risk_type"],
+        }
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pyarrow as pa
 import typer
 from rich.table import Table
@@ -25,8 +23,8 @@ def _store(store_url: str | None):  # noqa: ANN202
 @runs_app.command("ls")
 @handle_errors
 def runs_ls(
-    flow: Optional[str] = typer.Option(None, "--flow", help="Only runs of this flow."),
-    store_url: Optional[str] = typer.Option(None, "--store", help="Override the store URL."),
+    flow: str | None = typer.Option(None, "--flow", help="Only runs of this flow."),
+    store_url: str | None = typer.Option(None, "--store", help="Override the store URL."),
 ) -> None:
     """List complete stages per run (incomplete ones have no manifest and are not shown)."""
     store = _store(store_url)
@@ -34,13 +32,21 @@ def runs_ls(
     for col in ("flow", "run_id", "stage", "rows", "parts", "schema", "written"):
         table.add_column(col)
     for ref, m in store.list_stages(flow=flow):
-        table.add_row(ref.flow, ref.run_id, ref.stage, str(m.rows), str(len(m.parts)), f"{m.schema_name} v{m.schema_version}", m.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            ref.flow,
+            ref.run_id,
+            ref.stage,
+            str(m.rows),
+            str(len(m.parts)),
+            f"{m.schema_name} v{m.schema_version}",
+            m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table)
 
 
 @datasets_app.command("ls")
 @handle_errors
-def datasets_ls(store_url: Optional[str] = typer.Option(None, "--store", help="Override the store URL.")) -> None:
+def datasets_ls(store_url: str | None = typer.Option(None, "--store", help="Override the store URL.")) -> None:
     """List ingested datasets with their row counts."""
     from trustflow.cli.main import print_datasets
     from trustflow.tasks.ingest_common import list_datasets
@@ -58,10 +64,12 @@ def _cell(value: object, width: int = 60) -> str:
 @handle_errors
 def show(
     run: str = typer.Argument(..., help="A run id, or flow/run_id."),
-    stage: Optional[str] = typer.Option(None, "--stage", "-s", help="Stage to print (default: the only one, or list them)."),
+    stage: str | None = typer.Option(
+        None, "--stage", "-s", help="Stage to print (default: the only one, or list them)."
+    ),
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Rows to print."),
-    columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Comma-separated columns."),
-    store_url: Optional[str] = typer.Option(None, "--store", help="Override the store URL."),
+    columns: str | None = typer.Option(None, "--columns", "-c", help="Comma-separated columns."),
+    store_url: str | None = typer.Option(None, "--store", help="Override the store URL."),
 ) -> None:
     """Print a stage's table (first rows) from the store."""
     from trustflow.data.store import StageRef

@@ -71,16 +71,20 @@ class ModelCard(BaseModel):
     robustness: RobustnessRequest | None = None
 
     @model_validator(mode="after")
-    def _check_kind(self) -> "ModelCard":
+    def _check_kind(self) -> ModelCard:
         if self.kind == "llm":
             if not self.model:
-                raise ValueError("kind llm needs 'model' (an LLM spec such as openai:URL?model=NAME or pkg:smollm2-135m)")
+                raise ValueError(
+                    "kind llm needs 'model' (an LLM spec such as openai:URL?model=NAME or pkg:smollm2-135m)"
+                )
             if self.robustness is not None:
                 raise ValueError("'robustness' applies to kind classifier only")
             self.seval = self.seval or SevalRequest()
         else:
             if bool(self.model) == bool(self.checkpoint):
-                raise ValueError("kind classifier needs exactly one of 'model' (a classifier spec) or 'checkpoint' (a store key)")
+                raise ValueError(
+                    "kind classifier needs exactly one of 'model' (a classifier spec) or 'checkpoint' (a store key)"
+                )
             if self.seval is not None:
                 raise ValueError("'seval' applies to kind llm only")
             self.robustness = self.robustness or RobustnessRequest()

@@ -315,7 +315,9 @@ SEVAL_GENERATED_SUITE = VersionedSchema(
             pa.field("gen_seed", pa.int64(), nullable=False),
             pa.field("driver", pa.string(), nullable=False),
             pa.field("hardness", pa.float64()),  # share of reference models judged unsafe on the base prompt
-            pa.field("scores", pa.string(), nullable=False),  # JSON: per-stage scores (hardness per ref, intent similarity, ...)
+            pa.field(
+                "scores", pa.string(), nullable=False
+            ),  # JSON: per-stage scores (hardness per ref, intent similarity, ...)
         ]
     ),
 )
@@ -354,7 +356,9 @@ ROBUSTNESS_RESULTS = VersionedSchema(
     1,
     pa.schema(
         [
-            pa.field("row_key", pa.string(), nullable=False),  # "<attack>|<eps>|<corruption>|<severity>", unique per run
+            pa.field(
+                "row_key", pa.string(), nullable=False
+            ),  # "<attack>|<eps>|<corruption>|<severity>", unique per run
             pa.field("model", pa.string(), nullable=False),
             pa.field("dataset", pa.string(), nullable=False),
             pa.field("attack", pa.string(), nullable=False),  # clean | fgsm | pgd | autoattack | ... | corruption

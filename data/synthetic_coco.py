@@ -19,7 +19,9 @@ CATEGORIES = [
 ]
 
 
-def make_synthetic_coco(out_dir: Path, n_images: int = 24, seed: int = 0, size: tuple[int, int] = (160, 120), split: str = "val") -> Path:
+def make_synthetic_coco(
+    out_dir: Path, n_images: int = 24, seed: int = 0, size: tuple[int, int] = (160, 120), split: str = "val"
+) -> Path:
     """Write ``<out_dir>/<split>/*.png`` and ``<out_dir>/annotations/instances_<split>.json``."""
     rng = np.random.default_rng(seed)
     width, height = size
@@ -46,7 +48,14 @@ def make_synthetic_coco(out_dir: Path, n_images: int = 24, seed: int = 0, size: 
             else:
                 draw.polygon([(x, y + h - 1), (x + w - 1, y + h - 1), (x + w // 2, y)], fill=colour)
             annotations.append(
-                {"id": ann_id, "image_id": image_id, "category_id": cat["id"], "bbox": [x, y, w, h], "area": float(w * h), "iscrowd": 0}
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat["id"],
+                    "bbox": [x, y, w, h],
+                    "area": float(w * h),
+                    "iscrowd": 0,
+                }
             )
             ann_id += 1
         name = f"{image_id:06d}.png"

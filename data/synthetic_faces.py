@@ -23,10 +23,23 @@ import numpy as np
 from PIL import Image
 
 CATEGORIES = [{"id": 1, "name": "face", "supercategory": "person"}]
-_BACKGROUNDS = ("coffee", "rocket", "brick", "grass", "gravel", "coins", "hubble_deep_field", "immunohistochemistry",
-                "horse", "clock", "camera", "moon")
-_SKIN_TONES = np.array([[1.0, 0.86, 0.74], [0.96, 0.80, 0.66], [0.88, 0.70, 0.55], [0.72, 0.53, 0.40], [0.55, 0.40, 0.30],
-                        [1.0, 1.0, 1.0]])
+_BACKGROUNDS = (
+    "coffee",
+    "rocket",
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "horse",
+    "clock",
+    "camera",
+    "moon",
+)
+_SKIN_TONES = np.array(
+    [[1.0, 0.86, 0.74], [0.96, 0.80, 0.66], [0.88, 0.70, 0.55], [0.72, 0.53, 0.40], [0.55, 0.40, 0.30], [1.0, 1.0, 1.0]]
+)
 
 
 def _backgrounds() -> list[np.ndarray]:
@@ -51,25 +64,37 @@ def _crop_background(bg: np.ndarray, size: tuple[int, int], rng: np.random.Gener
     cw, ch = max(8, int(w * scale)), max(8, int(h * scale))
     cw, ch = min(cw, int(ch * width / height)), min(ch, int(cw * height / width))  # keep the output's aspect
     x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    return np.asarray(Image.fromarray(bg[y0:y0 + ch, x0:x0 + cw]).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(bg[y0 : y0 + ch, x0 : x0 + cw]).resize((width, height), Image.BILINEAR))
 
 
 def _patch(grey: np.ndarray, side: int, tone: np.ndarray) -> np.ndarray:
-    up = np.asarray(Image.fromarray((grey * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), dtype=np.float64)
+    up = np.asarray(
+        Image.fromarray((grey * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), dtype=np.float64
+    )
     return np.clip(up[..., None] * tone[None, None, :], 0, 255).astype(np.uint8)
 
 
-def _free_spot(side: int, taken: list[tuple[int, int, int, int]], size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int] | None:
+def _free_spot(
+    side: int, taken: list[tuple[int, int, int, int]], size: tuple[int, int], rng: np.random.Generator
+) -> tuple[int, int] | None:
     width, height = size
     for _ in range(50):
         x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
-        if all(x + side + 4 <= tx or tx + tw + 4 <= x or y + side + 4 <= ty or ty + th + 4 <= y for tx, ty, tw, th in taken):
+        if all(
+            x + side + 4 <= tx or tx + tw + 4 <= x or y + side + 4 <= ty or ty + th + 4 <= y for tx, ty, tw, th in taken
+        ):
             return x, y
     return None
 
 
-def make_face_coco(out_dir: Path, n_images: int = 48, seed: int = 0, size: tuple[int, int] = (320, 240),
-                   split: str = "val2017", max_faces: int = 3) -> Path:
+def make_face_coco(
+    out_dir: Path,
+    n_images: int = 48,
+    seed: int = 0,
+    size: tuple[int, int] = (320, 240),
+    split: str = "val2017",
+    max_faces: int = 3,
+) -> Path:
     """Write ``<out_dir>/<split>/*.png`` and ``<out_dir>/annotations/instances_<split>.json``."""
     import skimage.data
 
@@ -93,17 +118,27 @@ def make_face_coco(out_dir: Path, n_images: int = 48, seed: int = 0, size: tuple
                 continue
             x, y = spot
             tone = _SKIN_TONES[int(rng.integers(0, len(_SKIN_TONES)))]
-            canvas[y:y + side, x:x + side] = _patch(faces[int(rng.integers(0, len(faces)))], side, tone)
+            canvas[y : y + side, x : x + side] = _patch(faces[int(rng.integers(0, len(faces)))], side, tone)
             taken.append((x, y, side, side))
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": 1, "bbox": [x, y, side, side],
-                                "area": float(side * side), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "bbox": [x, y, side, side],
+                    "area": float(side * side),
+                    "iscrowd": 0,
+                }
+            )
             ann_id += 1
         if rng.random() < 0.5:  # a non-face distractor, not annotated
             side = int(rng.integers(40, 90))
             spot = _free_spot(side, taken, size, rng)
             if spot is not None:
                 x, y = spot
-                canvas[y:y + side, x:x + side] = _patch(non_faces[int(rng.integers(0, len(non_faces)))], side, _SKIN_TONES[-1])
+                canvas[y : y + side, x : x + side] = _patch(
+                    non_faces[int(rng.integers(0, len(non_faces)))], side, _SKIN_TONES[-1]
+                )
         name = f"{image_id:06d}.png"
         Image.fromarray(canvas).save(image_dir / name)
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})

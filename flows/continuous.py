@@ -38,7 +38,7 @@ def relative_key(store: ArtifactStore, key: str) -> str:
     else:
         prefix = root
     if prefix and key.startswith(prefix + "/"):
-        return key[len(prefix) + 1:]
+        return key[len(prefix) + 1 :]
     return key
 
 
@@ -108,9 +108,12 @@ def evaluate_model_card(key: str, etag: str = "") -> dict[str, Any]:
     rel = relative_key(store, key)
     card = card_for_object(store, rel)
     if card is None:
-        create_markdown_artifact(key="model-card-summary", markdown=f"`{rel}` is neither a model card (.yaml) nor a checkpoint: nothing to evaluate")
+        create_markdown_artifact(
+            key="model-card-summary",
+            markdown=f"`{rel}` is neither a model card (.yaml) nor a checkpoint: nothing to evaluate",
+        )
         return {"card": None, "rows": [], "skipped": rel}
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     base = {"card_key": rel, "etag": etag, "model_name": card.name, "kind": card.kind, "evaluated_at": now}
     rows: list[dict[str, Any]] = []
     if card.kind == "llm":
@@ -118,11 +121,20 @@ def evaluate_model_card(key: str, etag: str = "") -> dict[str, Any]:
 
         req = card.seval
         assert req is not None and card.model is not None
-        result = seval_evaluate(targets=[card.model], critic=req.critic, suite=req.suite, langs=req.langs, per_dimension=req.per_dimension,
-                                attacks_per_base=req.attacks_per_base, max_tokens=req.max_tokens)
+        result = seval_evaluate(
+            targets=[card.model],
+            critic=req.critic,
+            suite=req.suite,
+            langs=req.langs,
+            per_dimension=req.per_dimension,
+            attacks_per_base=req.attacks_per_base,
+            max_tokens=req.max_tokens,
+        )
         (mine,) = [r for r in result["leaderboard"] if r["model"] == card.model]
         for metric in ("safety_score", "asr", "adaptive_asr", "judge_error_rate"):
-            rows.append({**base, "evaluation": "seval", "metric": metric, "value": mine.get(metric), "run_id": result["run_id"]})
+            rows.append(
+                {**base, "evaluation": "seval", "metric": metric, "value": mine.get(metric), "run_id": result["run_id"]}
+            )
     else:
         from trustflow.flows.robust_vision import robustness_evaluate
 
@@ -130,24 +142,54 @@ def evaluate_model_card(key: str, etag: str = "") -> dict[str, Any]:
         assert req_r is not None
         with tempfile.TemporaryDirectory(prefix="tf-card-") as tmp:
             spec = _classifier_spec(store, card, Path(tmp))
-            result = robustness_evaluate(model=spec, dataset=req_r.dataset, attacks=req_r.attacks, eps=req_r.eps,
-                                         corruptions=req_r.corruptions, limit=req_r.limit)
+            result = robustness_evaluate(
+                model=spec,
+                dataset=req_r.dataset,
+                attacks=req_r.attacks,
+                eps=req_r.eps,
+                corruptions=req_r.corruptions,
+                limit=req_r.limit,
+            )
         summary = result["summary"]
         if summary["clean_accuracy"] is not None:
-            rows.append({**base, "evaluation": "robustness", "metric": "clean", "value": summary["clean_accuracy"], "run_id": result["run_id"]})
+            rows.append(
+                {
+                    **base,
+                    "evaluation": "robustness",
+                    "metric": "clean",
+                    "value": summary["clean_accuracy"],
+                    "run_id": result["run_id"],
+                }
+            )
         for label, acc in summary["robust_accuracy"].items():
             rows.append({**base, "evaluation": "robustness", "metric": label, "value": acc, "run_id": result["run_id"]})
         if summary.get("mean_corruption_accuracy") is not None:
-            rows.append({**base, "evaluation": "robustness", "metric": "mean_corruption_accuracy",
-                         "value": summary["mean_corruption_accuracy"], "run_id": result["run_id"]})
-    store.write_stage(LEADERBOARD_REF, MODEL_LEADERBOARD, pa.Table.from_pylist(rows, MODEL_LEADERBOARD.schema), LEADERBOARD_KEYS)
+            rows.append(
+                {
+                    **base,
+                    "evaluation": "robustness",
+                    "metric": "mean_corruption_accuracy",
+                    "value": summary["mean_corruption_accuracy"],
+                    "run_id": result["run_id"],
+                }
+            )
+    store.write_stage(
+        LEADERBOARD_REF, MODEL_LEADERBOARD, pa.Table.from_pylist(rows, MODEL_LEADERBOARD.schema), LEADERBOARD_KEYS
+    )
     board = store.read_table(LEADERBOARD_REF).to_pylist()
-    create_table_artifact(key="model-leaderboard", table=[
-        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "etag"} for r in board],
-        description="every model card evaluated so far (appended by evaluate_model_card)")
-    create_markdown_artifact(key="model-card-summary", markdown="\n".join([
-        f"# `{card.name}` ({card.kind}) from `{rel}`",
-        *[f"- {r['evaluation']} {r['metric']}: {r['value']}" for r in rows],
-        f"details: run `{rows[0]['run_id']}`" if rows else "",
-    ]))
+    create_table_artifact(
+        key="model-leaderboard",
+        table=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "etag"} for r in board],
+        description="every model card evaluated so far (appended by evaluate_model_card)",
+    )
+    create_markdown_artifact(
+        key="model-card-summary",
+        markdown="\n".join(
+            [
+                f"# `{card.name}` ({card.kind}) from `{rel}`",
+                *[f"- {r['evaluation']} {r['metric']}: {r['value']}" for r in rows],
+                f"details: run `{rows[0]['run_id']}`" if rows else "",
+            ]
+        ),
+    )
     return {"card": card.model_dump(), "rows": rows, "leaderboard_rows": len(board)}

@@ -30,7 +30,11 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_seval_dir() -> Path | None:
-    candidates = [os.environ.get("TRUSTFLOW_SEVAL_DIR"), _REPO_ROOT.parent / "shared" / "data" / "s-eval", Path("../shared/data/s-eval")]
+    candidates = [
+        os.environ.get("TRUSTFLOW_SEVAL_DIR"),
+        _REPO_ROOT.parent / "shared" / "data" / "s-eval",
+        Path("../shared/data/s-eval"),
+    ]
     for c in candidates:
         if c and Path(c).is_dir():
             return Path(c).resolve()
@@ -42,7 +46,14 @@ DEMO_CRITIC = "default"
 # Standard vs FGSM-LAW on scikit-learn's digits (8×8, a small CNN, 2 Ray Train workers): long
 # enough to show that adversarial training buys PGD accuracy at some clean accuracy, short
 # enough for the demo's budget (about a minute per method on 2 cores).
-DEMO_TRAINING: dict[str, Any] = {"dataset": "digits", "arch": "small_cnn", "epochs": 5, "workers": 2, "batch_size": 64, "lr": 0.05}
+DEMO_TRAINING: dict[str, Any] = {
+    "dataset": "digits",
+    "arch": "small_cnn",
+    "epochs": 5,
+    "workers": 2,
+    "batch_size": 64,
+    "lr": 0.05,
+}
 DEMO_TRAINING_METHODS = ("standard", "fgsm_law")
 DEMO_EPS = 0.1  # digits have 17 grey levels: at 8/255 even a standard CNN barely moves
 
@@ -60,12 +71,24 @@ def robust_vision_demo(methods: tuple[str, ...] = DEMO_TRAINING_METHODS, eps: fl
     for method in methods:
         trained = adversarial_train(method=method, eps=eps, **DEMO_TRAINING)
         which = "final" if method == "standard" else "best"
-        evaluated = robustness_evaluate(model=f"run:{trained['run_id']}/{which}", dataset=DEMO_TRAINING["dataset"],
-                                        attacks=["clean", "fgsm", "pgd"], eps=eps)
+        evaluated = robustness_evaluate(
+            model=f"run:{trained['run_id']}/{which}",
+            dataset=DEMO_TRAINING["dataset"],
+            attacks=["clean", "fgsm", "pgd"],
+            eps=eps,
+        )
         summary = evaluated["summary"]
-        rows.append({"method": method, "checkpoint": which, "train_run": trained["run_id"], "eval_run": evaluated["run_id"],
-                     "clean": summary["clean_accuracy"], **{label.split()[0]: acc for label, acc in summary["robust_accuracy"].items()},
-                     "co_epochs": trained["co_epochs"]})
+        rows.append(
+            {
+                "method": method,
+                "checkpoint": which,
+                "train_run": trained["run_id"],
+                "eval_run": evaluated["run_id"],
+                "clean": summary["clean_accuracy"],
+                **{label.split()[0]: acc for label, acc in summary["robust_accuracy"].items()},
+                "co_epochs": trained["co_epochs"],
+            }
+        )
     return rows
 
 
@@ -82,8 +105,14 @@ def detector_demo(faces_dir: str) -> dict[str, Any]:
 
 
 @flow(name="demo", flow_run_name="demo")
-def demo_flow(seval_dir: str | None, faces_dir: str, store_url: str, seval: bool = True, vision: bool = True,
-              detectors: bool = True) -> dict[str, Any]:
+def demo_flow(
+    seval_dir: str | None,
+    faces_dir: str,
+    store_url: str,
+    seval: bool = True,
+    vision: bool = True,
+    detectors: bool = True,
+) -> dict[str, Any]:
     """Ingest the S-Eval sample, then the three pipelines on small embedded inputs; returns what landed."""
     landed = []
     if seval_dir:
@@ -95,15 +124,21 @@ def demo_flow(seval_dir: str | None, faces_dir: str, store_url: str, seval: bool
         suite = landed[0]["dataset_id"] if seval_dir else "seed-suite"
         # one base prompt per (language, dimension), one attack variant each: minutes on 2 cores
         evaluation = seval_evaluate(
-            targets=DEMO_TARGETS, critic=DEMO_CRITIC, suite=suite, langs=["zh", "en"], per_dimension=1,
-            attacks_per_base=1, max_tokens=48, batch_size=8,
+            targets=DEMO_TARGETS,
+            critic=DEMO_CRITIC,
+            suite=suite,
+            langs=["zh", "en"],
+            per_dimension=1,
+            attacks_per_base=1,
+            max_tokens=48,
+            batch_size=8,
         )
     training = robust_vision_demo() if vision else None
     detection = None
     if detectors:
         detection = detector_demo(faces_dir)
-        from trustflow.tasks.ingest_common import existing_dataset
         from trustflow.data.store import ArtifactStore
+        from trustflow.tasks.ingest_common import existing_dataset
 
         info = existing_dataset(ArtifactStore(store_url, load_settings()), detection["dataset_id"])
         if info is not None:
@@ -112,7 +147,11 @@ def demo_flow(seval_dir: str | None, faces_dir: str, store_url: str, seval: bool
 
 
 def run_demo(
-    settings: Settings, keep_storage: bool = False, local: bool = False, seval_dir: str | None = None, seval: bool = True,
+    settings: Settings,
+    keep_storage: bool = False,
+    local: bool = False,
+    seval_dir: str | None = None,
+    seval: bool = True,
     vision: bool = True,
     detectors: bool = True,
 ) -> dict[str, Any]:
@@ -138,11 +177,20 @@ def run_demo(
     faces_dir = make_face_coco(settings.home_dir / "demo" / "faces", n_images=DEMO_FACE_IMAGES, seed=0)
     try:
         with prefect_runtime(settings), rich_progress():
-            landed = demo_flow(seval_dir=str(seval_path) if seval_path else None, faces_dir=str(faces_dir), store_url=store_url, seval=seval,
-                              vision=vision, detectors=detectors)
+            landed = demo_flow(
+                seval_dir=str(seval_path) if seval_path else None,
+                faces_dir=str(faces_dir),
+                store_url=store_url,
+                seval=seval,
+                vision=vision,
+                detectors=detectors,
+            )
     finally:
         shutdown_ray()
         if seaweed is not None and not keep_storage:
             seaweed.down()
-    console.print(f"store: {store_url}" + ("" if seaweed is None or not keep_storage else " (still running: trustflow storage down)"))
+    console.print(
+        f"store: {store_url}"
+        + ("" if seaweed is None or not keep_storage else " (still running: trustflow storage down)")
+    )
     return landed

@@ -67,7 +67,9 @@ def prepare_dataset_task(spec: StoreSpec, source: str, domains: list[str], seed:
 
 
 @task(name="detect", task_run_name="detect-{detector}", cache_policy=NO_CACHE)
-def detect_task(spec: StoreSpec, dataset_id: str, detector: str, domains: list[str] | None, inference: dict[str, Any]) -> dict[str, Any]:
+def detect_task(
+    spec: StoreSpec, dataset_id: str, detector: str, domains: list[str] | None, inference: dict[str, Any]
+) -> dict[str, Any]:
     from trustflow.infra.ray_runtime import ensure_ray
     from trustflow.tasks.detection.inference import InferenceConfig, run_detector
 
@@ -77,10 +79,17 @@ def detect_task(spec: StoreSpec, dataset_id: str, detector: str, domains: list[s
     keys = store.read_table(images_ref, columns=["domain", "split", "image_id"])
     cats = store.read_table(StageRef(INGEST_FLOW, dataset_id, "categories"))
     categories = dict(zip(cats["category_id"].to_pylist(), cats["name"].to_pylist()))
-    stats = run_detector(store, images_ref, detections_ref(dataset_id), detector, categories, domains,
-                         InferenceConfig(**inference), keys)
-    return {"detector": detector, "images": stats.images_total, "resumed": stats.images_done_before, "ran": stats.images_run,
-            "seconds": round(stats.seconds, 2), "images_per_s": stats.images_per_s}
+    stats = run_detector(
+        store, images_ref, detections_ref(dataset_id), detector, categories, domains, InferenceConfig(**inference), keys
+    )
+    return {
+        "detector": detector,
+        "images": stats.images_total,
+        "resumed": stats.images_done_before,
+        "ran": stats.images_run,
+        "seconds": round(stats.seconds, 2),
+        "images_per_s": stats.images_per_s,
+    }
 
 
 def detections_ref(dataset_id: str) -> StageRef:
@@ -88,8 +97,19 @@ def detections_ref(dataset_id: str) -> StageRef:
 
 
 @task(name="score-detections", cache_policy=NO_CACHE)
-def score_task(spec: StoreSpec, dataset_id: str, run_id: str, detectors: list[str], domains: list[str] | None,
-               id_domain: str, trend: str, a: float, b: float, throughput: dict[str, float | None], parallel: bool | None) -> dict[str, Any]:
+def score_task(
+    spec: StoreSpec,
+    dataset_id: str,
+    run_id: str,
+    detectors: list[str],
+    domains: list[str] | None,
+    id_domain: str,
+    trend: str,
+    a: float,
+    b: float,
+    throughput: dict[str, float | None],
+    parallel: bool | None,
+) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     from trustflow.infra.ray_runtime import ensure_ray
@@ -104,7 +124,10 @@ def score_task(spec: StoreSpec, dataset_id: str, run_id: str, detectors: list[st
     ref = detections_ref(dataset_id)
     store.writer(ref, DETECTIONS, DETECTION_KEYS).commit({"dataset_id": dataset_id})
     detections = store.read_table(ref, filter=pc.field("detector").isin(detectors))
-    images = store.read_table(StageRef(INGEST_FLOW, dataset_id, "images"), columns=["image_id", "domain", "split", "file_name", "width", "height"])
+    images = store.read_table(
+        StageRef(INGEST_FLOW, dataset_id, "images"),
+        columns=["image_id", "domain", "split", "file_name", "width", "height"],
+    )
     annotations = store.read_table(StageRef(INGEST_FLOW, dataset_id, "annotations"))
     categories = store.read_table(StageRef(INGEST_FLOW, dataset_id, "categories"))
     present = sorted(set(images["domain"].to_pylist()))
@@ -113,20 +136,32 @@ def score_task(spec: StoreSpec, dataset_id: str, run_id: str, detectors: list[st
     t0 = time.perf_counter()
     metrics = score_all(gt, detections, detectors, parallel=parallel)
     scoring_s = time.perf_counter() - t0
-    store.write_stage(StageRef(FLOW, run_id, "metrics"), DETECTION_METRICS, pa.Table.from_pylist(metrics, DETECTION_METRICS.schema),
-                      ["detector", "domain"], {"dataset_id": dataset_id})
+    store.write_stage(
+        StageRef(FLOW, run_id, "metrics"),
+        DETECTION_METRICS,
+        pa.Table.from_pylist(metrics, DETECTION_METRICS.schema),
+        ["detector", "domain"],
+        {"dataset_id": dataset_id},
+    )
     board = leaderboard(metrics, id_domain, trend="fit" if trend == "fit" else "given", a=a, b=b, throughput=throughput)
-    store.write_stage(StageRef(FLOW, run_id, "leaderboard"), DETECTOR_LEADERBOARD,
-                      pa.Table.from_pylist(board, DETECTOR_LEADERBOARD.schema), ["detector"], {"dataset_id": dataset_id})
+    store.write_stage(
+        StageRef(FLOW, run_id, "leaderboard"),
+        DETECTOR_LEADERBOARD,
+        pa.Table.from_pylist(board, DETECTOR_LEADERBOARD.schema),
+        ["detector"],
+        {"dataset_id": dataset_id},
+    )
     store.write_bytes_atomic(store.path("runs", FLOW, run_id, "plots", "id_vs_ood.png"), plots.id_vs_ood_png(board))
-    store.write_bytes_atomic(store.path("runs", FLOW, run_id, "plots", "per_domain.png"), plots.per_domain_png(metrics, id_domain))
+    store.write_bytes_atomic(
+        store.path("runs", FLOW, run_id, "plots", "per_domain.png"), plots.per_domain_png(metrics, id_domain)
+    )
     return {"metrics": metrics, "leaderboard": board, "scoring_seconds": round(scoring_s, 2)}
 
 
 def _markdown_row(r: dict[str, Any]) -> str:
     drop = "-" if r["relative_drop"] is None else f"{r['relative_drop']:.1%}"
     speed = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.1f}"
-    return (f"| {r['detector']} | {r['id_map']:.3f} | {r['ood_map']:.3f} | {drop} | {r['effective_robustness']:+.3f} | {speed} |")
+    return f"| {r['detector']} | {r['id_map']:.3f} | {r['ood_map']:.3f} | {drop} | {r['effective_robustness']:+.3f} | {speed} |"
 
 
 @flow(name=FLOW, flow_run_name="detect-{run_label}")
@@ -171,20 +206,47 @@ def detector_evaluate(
     runs = [detect_task(spec, dataset_id, d, selected, inference_cfg) for d in detectors]
     throughput = {r["detector"]: r["images_per_s"] for r in runs}
     run_id = f"detect-{_digest([dataset_id, sorted(detectors), selected, id_domain, trend, trend_a, trend_b])}"
-    scored = score_task(spec, dataset_id, run_id, list(detectors), selected, id_domain, trend, trend_a, trend_b, throughput,
-                        parallel_scoring)
+    scored = score_task(
+        spec,
+        dataset_id,
+        run_id,
+        list(detectors),
+        selected,
+        id_domain,
+        trend,
+        trend_a,
+        trend_b,
+        throughput,
+        parallel_scoring,
+    )
     board = scored["leaderboard"]
-    create_table_artifact(key="detector-leaderboard", table=[
-        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k not in ("trend_a", "trend_b", "trend")} for r in board
-    ], description=f"COCO-O style leaderboard on {dataset_id}")
-    create_markdown_artifact(key="detector-summary", markdown="\n".join([
-        f"# Detector robustness `{run_id}` on `{dataset_id}`",
-        f"in-distribution domain `{id_domain}`; trend OOD = {board[0]['trend_a']:.3f} + {board[0]['trend_b']:.3f}·ID ({board[0]['trend']})" if board else "",
-        "",
-        "| detector | ID mAP | OOD mAP | relative drop | effective robustness | images/s |",
-        "|---|---|---|---|---|---|",
-        *[_markdown_row(r) for r in board],
-        "",
-        f"metrics: `{store.url}/runs/{FLOW}/{run_id}/metrics/`; plots: `{store.url}/runs/{FLOW}/{run_id}/plots/`",
-    ]))
+    create_table_artifact(
+        key="detector-leaderboard",
+        table=[
+            {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in r.items()
+                if k not in ("trend_a", "trend_b", "trend")
+            }
+            for r in board
+        ],
+        description=f"COCO-O style leaderboard on {dataset_id}",
+    )
+    create_markdown_artifact(
+        key="detector-summary",
+        markdown="\n".join(
+            [
+                f"# Detector robustness `{run_id}` on `{dataset_id}`",
+                f"in-distribution domain `{id_domain}`; trend OOD = {board[0]['trend_a']:.3f} + {board[0]['trend_b']:.3f}·ID ({board[0]['trend']})"
+                if board
+                else "",
+                "",
+                "| detector | ID mAP | OOD mAP | relative drop | effective robustness | images/s |",
+                "|---|---|---|---|---|---|",
+                *[_markdown_row(r) for r in board],
+                "",
+                f"metrics: `{store.url}/runs/{FLOW}/{run_id}/metrics/`; plots: `{store.url}/runs/{FLOW}/{run_id}/plots/`",
+            ]
+        ),
+    )
     return {"run_id": run_id, "dataset_id": dataset_id, "inference": runs, **scored}

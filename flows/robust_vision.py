@@ -60,13 +60,22 @@ def train_task(spec: StoreSpec, run_id: str, job: dict[str, Any]) -> dict[str, A
     rows = history_rows(saved, run_id, train_job)
     ref = StageRef(TRAIN_FLOW, run_id, "epochs")
     if store.manifest(ref) is None:
-        store.write_stage(ref, TRAIN_EPOCHS, pa.Table.from_pylist(rows, schema=TRAIN_EPOCHS.schema), ["epoch"], {"job": job})
+        store.write_stage(
+            ref, TRAIN_EPOCHS, pa.Table.from_pylist(rows, schema=TRAIN_EPOCHS.schema), ["epoch"], {"job": job}
+        )
     data = load_dataset(train_job.dataset, "train", train_job.image_size)
     for name, weights in (("final", saved["model"]), ("best", (saved["best"] or {}).get("weights") or saved["model"])):
-        model = load_classifier(train_job.arch, num_classes=data.num_classes, in_channels=data.x.shape[1], mean=data.mean, std=data.std)
+        model = load_classifier(
+            train_job.arch, num_classes=data.num_classes, in_channels=data.x.shape[1], mean=data.mean, std=data.std
+        )
         model.load_state_dict(weights)
         with tempfile.TemporaryDirectory() as tmp:
-            path = save_checkpoint(Path(tmp) / f"{name}.pt", model, train_job.arch, {"run_id": run_id, "method": train_job.method, "which": name})
+            path = save_checkpoint(
+                Path(tmp) / f"{name}.pt",
+                model,
+                train_job.arch,
+                {"run_id": run_id, "method": train_job.method, "which": name},
+            )
             store.write_bytes_atomic(store.path("runs", TRAIN_FLOW, run_id, "model", f"{name}.pt"), path.read_bytes())
     plot = _plot_history(rows, train_job.method)
     store.write_bytes_atomic(store.path("runs", TRAIN_FLOW, run_id, "plots", "accuracy_per_epoch.png"), plot)
@@ -74,10 +83,18 @@ def train_task(spec: StoreSpec, run_id: str, job: dict[str, Any]) -> dict[str, A
     if co_epochs:
         from prefect.events import emit_event
 
-        emit_event(event="trustflow.training.catastrophic-overfitting", resource={"prefect.resource.id": f"trustflow.train.{run_id}"},
-                   payload={"epochs": co_epochs, "policy": train_job.co_policy})
+        emit_event(
+            event="trustflow.training.catastrophic-overfitting",
+            resource={"prefect.resource.id": f"trustflow.train.{run_id}"},
+            payload={"epochs": co_epochs, "policy": train_job.co_policy},
+        )
     del torch
-    return {"run_id": run_id, "epochs": rows, "co_epochs": co_epochs, "best_epoch": int((saved["best"] or {}).get("epoch", -1))}
+    return {
+        "run_id": run_id,
+        "epochs": rows,
+        "co_epochs": co_epochs,
+        "best_epoch": int((saved["best"] or {}).get("epoch", -1)),
+    }
 
 
 def _plot_history(rows: list[dict[str, Any]], method: str) -> bytes:
@@ -127,25 +144,52 @@ def adversarial_train(
 
     ``eps`` is the budget of the per-epoch FGSM/PGD probe (and of the method, unless
     ``method_options`` sets its own); default 8/255."""
-    job = TrainJob(method=method, dataset=dataset, arch=arch, epochs=epochs, workers=workers, batch_size=batch_size, lr=lr,
-                   method_options=method_options or {}, image_size=image_size, co_policy=co_policy, use_gpu=use_gpu,
-                   strategy=strategy, seed=seed, max_steps_per_epoch=max_steps_per_epoch,
-                   **({"eps": eps} if eps is not None else {}))  # type: ignore[arg-type]
+    job = TrainJob(
+        method=method,
+        dataset=dataset,
+        arch=arch,
+        epochs=epochs,
+        workers=workers,
+        batch_size=batch_size,
+        lr=lr,
+        method_options=method_options or {},
+        image_size=image_size,
+        co_policy=co_policy,
+        use_gpu=use_gpu,
+        strategy=strategy,
+        seed=seed,
+        max_steps_per_epoch=max_steps_per_epoch,
+        **({"eps": eps} if eps is not None else {}),
+    )  # type: ignore[arg-type]
     run_id = run_id or f"train-{method}-{_digest(job.model_dump())}"
     settings = load_settings()
     store = ArtifactStore(settings.effective_store_url, settings)
     result = train_task(StoreSpec.of(store), run_id, job.model_dump())
     rows = result["epochs"]
-    create_table_artifact(key=f"train-{method}".replace("_", "-"), table=[
-        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k in ("epoch", "loss", "probe_clean_acc", "fgsm_acc", "pgd_acc", "co", "rolled_back")}
-        for r in rows], description=f"adversarial training {run_id}")
+    create_table_artifact(
+        key=f"train-{method}".replace("_", "-"),
+        table=[
+            {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in r.items()
+                if k in ("epoch", "loss", "probe_clean_acc", "fgsm_acc", "pgd_acc", "co", "rolled_back")
+            }
+            for r in rows
+        ],
+        description=f"adversarial training {run_id}",
+    )
     last = rows[-1] if rows else {}
-    create_markdown_artifact(key="train-summary", markdown="\n".join([
-        f"# Training `{run_id}` ({method} on {dataset}, {arch}, {workers} Ray Train workers)",
-        f"final epoch {last.get('epoch')}: clean {last.get('probe_clean_acc', float('nan')):.3f}, PGD-10 {last.get('pgd_acc', float('nan')):.3f}",
-        f"catastrophic overfitting at epochs: {result['co_epochs'] or 'none'}; best epoch {result['best_epoch']}",
-        f"model: `{store.url}/runs/{TRAIN_FLOW}/{run_id}/model/best.pt`",
-    ]))
+    create_markdown_artifact(
+        key="train-summary",
+        markdown="\n".join(
+            [
+                f"# Training `{run_id}` ({method} on {dataset}, {arch}, {workers} Ray Train workers)",
+                f"final epoch {last.get('epoch')}: clean {last.get('probe_clean_acc', float('nan')):.3f}, PGD-10 {last.get('pgd_acc', float('nan')):.3f}",
+                f"catastrophic overfitting at epochs: {result['co_epochs'] or 'none'}; best epoch {result['best_epoch']}",
+                f"model: `{store.url}/runs/{TRAIN_FLOW}/{run_id}/model/best.pt`",
+            ]
+        ),
+    )
     return result
 
 
@@ -164,14 +208,27 @@ def resolve_model(store: ArtifactStore, spec: str, workdir: Path) -> str:
     try:
         data = store.read_bytes(path)
     except (FileNotFoundError, OSError):
-        raise InputError(f"model {spec!r}: no checkpoint at {store.url}/runs/{TRAIN_FLOW}/{run_id}/model/{which}.pt") from None
+        raise InputError(
+            f"model {spec!r}: no checkpoint at {store.url}/runs/{TRAIN_FLOW}/{run_id}/model/{which}.pt"
+        ) from None
     local = workdir / f"{run_id}-{which}.pt"
     local.write_bytes(data)
     return f"ckpt:{local}"
 
 
-def _eval_one(model_spec: str, model_label: str, dataset: str, split: str, size: int | None, limit: int | None,
-              attack: tuple[str, dict[str, Any]] | None, corruption: str | None, severities: list[int], batch_size: int, seed: int) -> list[dict[str, Any]]:
+def _eval_one(
+    model_spec: str,
+    model_label: str,
+    dataset: str,
+    split: str,
+    size: int | None,
+    limit: int | None,
+    attack: tuple[str, dict[str, Any]] | None,
+    corruption: str | None,
+    severities: list[int],
+    batch_size: int,
+    seed: int,
+) -> list[dict[str, Any]]:
     import torch
 
     from trustflow.data.vision.datasets import load_dataset
@@ -182,15 +239,37 @@ def _eval_one(model_spec: str, model_label: str, dataset: str, split: str, size:
     data = load_dataset(dataset, split, size)
     if limit:
         data = data.subset(limit)
-    model = load_classifier(model_spec, num_classes=data.num_classes, in_channels=data.x.shape[1], mean=data.mean, std=data.std)
+    model = load_classifier(
+        model_spec, num_classes=data.num_classes, in_channels=data.x.shape[1], mean=data.mean, std=data.std
+    )
     attacks = [attack] if attack else []
-    return evaluate_classifier(model, data, attacks=attacks, corruptions=[corruption] if corruption else [], severities=severities,
-                               batch_size=batch_size, seed=seed, model_name=model_label)
+    return evaluate_classifier(
+        model,
+        data,
+        attacks=attacks,
+        corruptions=[corruption] if corruption else [],
+        severities=severities,
+        batch_size=batch_size,
+        seed=seed,
+        model_name=model_label,
+    )
 
 
 @task(name="robustness-eval", task_run_name="eval-{model}", cache_policy=NO_CACHE)
-def evaluate_task(spec: StoreSpec, run_id: str, model: str, dataset: str, split: str, size: int | None, limit: int | None,
-                  attacks: list[tuple[str, dict[str, Any]]], corruptions: list[str], severities: list[int], batch_size: int, seed: int) -> list[dict[str, Any]]:
+def evaluate_task(
+    spec: StoreSpec,
+    run_id: str,
+    model: str,
+    dataset: str,
+    split: str,
+    size: int | None,
+    limit: int | None,
+    attacks: list[tuple[str, dict[str, Any]]],
+    corruptions: list[str],
+    severities: list[int],
+    batch_size: int,
+    seed: int,
+) -> list[dict[str, Any]]:
     import pyarrow as pa
     import ray
 
@@ -210,8 +289,14 @@ def evaluate_task(spec: StoreSpec, run_id: str, model: str, dataset: str, split:
         with open(local[5:], "rb") if local.startswith("ckpt:") else io.BytesIO() as fh:
             blob = fh.read()
         remote = ray.remote(num_cpus=1)(_eval_remote)
-        jobs = [remote.remote(blob, local, model, dataset, split, size, limit, a, None, severities, batch_size, seed) for a in attacks]
-        jobs += [remote.remote(blob, local, model, dataset, split, size, limit, None, c, severities, batch_size, seed) for c in corruptions]
+        jobs = [
+            remote.remote(blob, local, model, dataset, split, size, limit, a, None, severities, batch_size, seed)
+            for a in attacks
+        ]
+        jobs += [
+            remote.remote(blob, local, model, dataset, split, size, limit, None, c, severities, batch_size, seed)
+            for c in corruptions
+        ]
         rows: list[dict[str, Any]] = []
         try:
             with track("robustness evaluations", len(jobs)) as advance:
@@ -225,7 +310,9 @@ def evaluate_task(spec: StoreSpec, run_id: str, model: str, dataset: str, split:
     for r in rows:
         r["attack"] = r.get("attack") or "corruption"
         r["row_key"] = f"{r['attack']}|{r.get('eps')}|{r.get('corruption')}|{r.get('severity')}"
-    table = pa.Table.from_pylist([{k: r.get(k) for k in ROBUSTNESS_RESULTS.names} for r in rows], schema=ROBUSTNESS_RESULTS.schema)
+    table = pa.Table.from_pylist(
+        [{k: r.get(k) for k in ROBUSTNESS_RESULTS.names} for r in rows], schema=ROBUSTNESS_RESULTS.schema
+    )
     store.write_stage(ref, ROBUSTNESS_RESULTS, table, ["row_key"], {"model": model, "dataset": dataset})
     return rows
 
@@ -263,19 +350,38 @@ def robustness_evaluate(
     options = attack_options or {}
     plan = [(a, {**({"eps": eps} if a != "clean" else {}), **options.get(a, {})}) for a in attacks]
     names = corruption_names(corruptions) if corruptions else []
-    params = {"model": model, "dataset": dataset, "plan": plan, "corruptions": names, "severities": severities, "split": split,
-              "size": image_size, "limit": limit, "seed": seed}
+    params = {
+        "model": model,
+        "dataset": dataset,
+        "plan": plan,
+        "corruptions": names,
+        "severities": severities,
+        "split": split,
+        "size": image_size,
+        "limit": limit,
+        "seed": seed,
+    }
     run_id = run_id or f"eval-{_digest(params)}"
     settings = load_settings()
     store = ArtifactStore(settings.effective_store_url, settings)
-    rows = evaluate_task(StoreSpec.of(store), run_id, model, dataset, split, image_size, limit, plan, names, severities, batch_size, seed)
+    rows = evaluate_task(
+        StoreSpec.of(store), run_id, model, dataset, split, image_size, limit, plan, names, severities, batch_size, seed
+    )
     result = summary(rows)
-    create_table_artifact(key="robustness-results", table=[{k: r.get(k) for k in ("attack", "eps", "corruption", "severity", "accuracy")} for r in rows],
-                          description=f"robustness of {model} on {dataset}")
-    create_markdown_artifact(key="robustness-summary", markdown="\n".join([
-        f"# Robustness of `{model}` on {dataset} (run `{run_id}`)",
-        f"clean accuracy: {result['clean_accuracy']}",
-        *[f"- {k}: {v:.3f}" for k, v in result["robust_accuracy"].items()],
-        f"mean corruption accuracy: {result['mean_corruption_accuracy']}",
-    ]))
+    create_table_artifact(
+        key="robustness-results",
+        table=[{k: r.get(k) for k in ("attack", "eps", "corruption", "severity", "accuracy")} for r in rows],
+        description=f"robustness of {model} on {dataset}",
+    )
+    create_markdown_artifact(
+        key="robustness-summary",
+        markdown="\n".join(
+            [
+                f"# Robustness of `{model}` on {dataset} (run `{run_id}`)",
+                f"clean accuracy: {result['clean_accuracy']}",
+                *[f"- {k}: {v:.3f}" for k, v in result["robust_accuracy"].items()],
+                f"mean corruption accuracy: {result['mean_corruption_accuracy']}",
+            ]
+        ),
+    )
     return {"run_id": run_id, "rows": rows, "summary": result}

@@ -41,8 +41,15 @@ def seval_evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard."""
     run_id = run_id or default_run_id(
-        targets=targets, critic=critic, suite=suite, langs=langs, per_dimension=per_dimension, attacks=attacks,
-        attacks_per_base=attacks_per_base, seed=seed, max_tokens=max_tokens,
+        targets=targets,
+        critic=critic,
+        suite=suite,
+        langs=langs,
+        per_dimension=per_dimension,
+        attacks=attacks,
+        attacks_per_base=attacks_per_base,
+        seed=seed,
+        max_tokens=max_tokens,
     )
     settings = load_settings()
     store = ArtifactStore(settings.effective_store_url, settings)
@@ -58,7 +65,10 @@ def seval_evaluate(
 
 
 def _publish(run_id: str, store: ArtifactStore, suite_info: dict[str, Any], report: dict[str, Any]) -> None:
-    rows = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if not k.endswith(("_low", "_high"))} for r in report["leaderboard"]]
+    rows = [
+        {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if not k.endswith(("_low", "_high"))}
+        for r in report["leaderboard"]
+    ]
     create_table_artifact(key="seval-leaderboard", table=rows, description=f"S-Eval leaderboard of run {run_id}")
     lines = [
         f"# S-Eval run `{run_id}`",

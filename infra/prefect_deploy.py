@@ -28,12 +28,14 @@ def _prefect() -> str:
 
 def prefect_env(api_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "TRUSTFLOW_PROJECT_DIR": str(PROJECT_DIR),
-        "PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "2"),
-    })
+    env.update(
+        {
+            "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "TRUSTFLOW_PROJECT_DIR": str(PROJECT_DIR),
+            "PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "2"),
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -52,7 +54,9 @@ def _run(args: list[str], env: dict[str, str], what: str, timeout_s: float) -> s
 def ensure_work_pool(api_url: str, pool: str = WORK_POOL) -> None:
     """Create the process work pool unless it exists (idempotent)."""
     env = prefect_env(api_url)
-    inspect = subprocess.run([_prefect(), "work-pool", "inspect", pool], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    inspect = subprocess.run(
+        [_prefect(), "work-pool", "inspect", pool], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60
+    )
     if inspect.returncode == 0:
         return
     _run([_prefect(), "work-pool", "create", pool, "--type", "process"], env, f"creating work pool {pool}", 60)
@@ -84,9 +88,12 @@ class PrefectWorker:
             ensure_work_pool(self.api_url, self.pool)
             argv = [_prefect(), "worker", "start", "--pool", self.pool, "--type", "process"]
             argv += ["--limit", str(self.limit)] if self.limit else []
-            self.process.start(argv,
-                               env=prefect_env(self.api_url, extra_env), info={"pool": self.pool, "api_url": self.api_url},
-                               cwd=PROJECT_DIR)
+            self.process.start(
+                argv,
+                env=prefect_env(self.api_url, extra_env),
+                info={"pool": self.pool, "api_url": self.api_url},
+                cwd=PROJECT_DIR,
+            )
         return self.status()
 
     def down(self) -> bool:

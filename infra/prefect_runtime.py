@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from trustflow.data.store.location import parse_store_url
 from trustflow.settings import Settings

@@ -12,8 +12,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from trustflow.infra.processes import ManagedProcess, port_open
 from trustflow.errors import ServiceError
+from trustflow.infra.processes import ManagedProcess, port_open
 from trustflow.settings import Settings
 
 
@@ -23,7 +23,7 @@ class PrefectServer:
     port: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PrefectServer":
+    def from_settings(cls, settings: Settings) -> PrefectServer:
         return cls(settings.home_dir / "prefect-server", settings.prefect_server.port)
 
     @property
@@ -64,4 +64,9 @@ class PrefectServer:
 
     def status(self) -> dict[str, object]:
         pid = self.process.running_pid()
-        return {"running": pid is not None, "pid": pid, "api_url": self.api_url, "healthy": self.healthy() if pid else False}
+        return {
+            "running": pid is not None,
+            "pid": pid,
+            "api_url": self.api_url,
+            "healthy": self.healthy() if pid else False,
+        }

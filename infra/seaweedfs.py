@@ -39,7 +39,7 @@ class SeaweedFS:
     config: SeaweedFSConfig
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SeaweedFS":
+    def from_settings(cls, settings: Settings) -> SeaweedFS:
         return cls(data_dir=settings.home_dir / "seaweedfs", config=settings.seaweedfs)
 
     @property

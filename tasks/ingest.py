@@ -39,7 +39,9 @@ def lookup_dataset_task(spec: StoreSpec, dataset_id: str) -> dict[str, Any] | No
 
 
 @task(name="ingest-tables", task_run_name="ingest-{kind}-tables", cache_policy=NO_CACHE)
-def ingest_tables_task(spec: StoreSpec, kind: str, dataset_id: str, local_path: str, options: dict[str, Any] | None = None) -> dict[str, int]:
+def ingest_tables_task(
+    spec: StoreSpec, kind: str, dataset_id: str, local_path: str, options: dict[str, Any] | None = None
+) -> dict[str, int]:
     store = spec.open()
     ensure_ray(store.settings)
     if options and kind != "coco":

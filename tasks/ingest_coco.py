@@ -51,7 +51,9 @@ def _safe_tag(text: str) -> str:
 
 
 @INGESTERS.register("coco")
-def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, on_invalid: OnInvalid = "error") -> dict[str, Manifest]:
+def ingest_coco(
+    store: ArtifactStore, dataset_id: str, source: Path, on_invalid: OnInvalid = "error"
+) -> dict[str, Manifest]:
     splits = load_coco(source, on_invalid)  # validates every annotation file before anything is written
     drops = {f"{s.domain or 'default'}/{s.split}": dict(s.drops) for s in splits if s.drops}
     if drops:
@@ -61,7 +63,12 @@ def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, on_invalid:
     for s in splits:
         tag = _safe_tag(f"{s.domain or 'default'}-{s.split}")
         for start in range(0, len(s.images), IMAGES_PER_PART):
-            chunks.append(Chunk(f"{tag}-{start // IMAGES_PER_PART:06d}", (s.domain, s.split, s.images[start : start + IMAGES_PER_PART])))
+            chunks.append(
+                Chunk(
+                    f"{tag}-{start // IMAGES_PER_PART:06d}",
+                    (s.domain, s.split, s.images[start : start + IMAGES_PER_PART]),
+                )
+            )
     images_ref = StageRef(INGEST_FLOW, dataset_id, "images")
     write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
     domains = sorted({s.domain for s in splits})

@@ -9,7 +9,8 @@ part exists are skipped, and rows are anti-joined against keys already in the st
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -25,7 +26,14 @@ RowBuilder = Callable[[Any], pa.Table]
 class _PartActor:
     """Builds the worker function once, then writes one part per chunk."""
 
-    def __init__(self, spec: StoreSpec, ref: StageRef, schema: VersionedSchema, key_columns: list[str], factory: Callable[[], RowBuilder]) -> None:
+    def __init__(
+        self,
+        spec: StoreSpec,
+        ref: StageRef,
+        schema: VersionedSchema,
+        key_columns: list[str],
+        factory: Callable[[], RowBuilder],
+    ) -> None:
         self.writer = StageWriter(spec.open(), ref, schema, key_columns)
         self.build = factory()
 
@@ -62,7 +70,9 @@ def write_parts_with_actors(
     existing = ray.put(writer.existing_keys())
     actor_cls = ray.remote(num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor, max_restarts=1)(_PartActor)
     spec = StoreSpec.of(store)
-    actors = [actor_cls.remote(spec, ref, schema, key_columns, factory) for _ in range(max(1, min(num_actors, len(todo))))]
+    actors = [
+        actor_cls.remote(spec, ref, schema, key_columns, factory) for _ in range(max(1, min(num_actors, len(todo))))
+    ]
     try:
         ray.get([a.ready.remote() for a in actors])
         pool = ActorPool(actors)
@@ -74,7 +84,9 @@ def write_parts_with_actors(
     except ray.exceptions.RayTaskError as exc:
         reraise_task_error(exc)
     except ray.exceptions.RayActorError as exc:
-        raise TrustflowError(f"{ref}: a worker actor died ({exc}); re-run to resume from the parts already written") from None
+        raise TrustflowError(
+            f"{ref}: a worker actor died ({exc}); re-run to resume from the parts already written"
+        ) from None
     finally:
         for actor in actors:
             ray.kill(actor)

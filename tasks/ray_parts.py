@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -39,7 +40,7 @@ class StoreSpec:
     s3_region: str
 
     @classmethod
-    def of(cls, store: ArtifactStore) -> "StoreSpec":
+    def of(cls, store: ArtifactStore) -> StoreSpec:
         return cls(store.url, store.settings.s3_endpoint_url, store.settings.s3_region)
 
     def open(self) -> ArtifactStore:

@@ -164,8 +164,16 @@ def load_coco_split(json_path: Path, domain: str, on_invalid: OnInvalid = "error
     return out
 
 
-def _check_annotation(ann: Any, where: str, out: CocoSplit, on_invalid: OnInvalid, ann_ids: set[int],
-                      sizes: dict[int, tuple[int, int]], dropped_images: set[int], cat_ids: dict[int, int]) -> dict[str, Any]:
+def _check_annotation(
+    ann: Any,
+    where: str,
+    out: CocoSplit,
+    on_invalid: OnInvalid,
+    ann_ids: set[int],
+    sizes: dict[int, tuple[int, int]],
+    dropped_images: set[int],
+    cat_ids: dict[int, int],
+) -> dict[str, Any]:
     """One validated annotation (bbox as floats, area, iscrowd), or a problem (raise / drop)."""
     num = (int, float)
     try:
@@ -189,15 +197,26 @@ def _check_annotation(ann: Any, where: str, out: CocoSplit, on_invalid: OnInvali
     width, height = sizes[ann["image_id"]]
     t = BOX_TOLERANCE_PX
     if w < 0 or h < 0 or x < -t or y < -t or x + w > width + t or y + h > height + t:
-        _problem(out, on_invalid, f"{where}: bbox {bbox} lies outside image {ann['image_id']} ({width}x{height})", "annotation_box_outside_image")
+        _problem(
+            out,
+            on_invalid,
+            f"{where}: bbox {bbox} lies outside image {ann['image_id']} ({width}x{height})",
+            "annotation_box_outside_image",
+        )
     area = ann.get("area", w * h)
     if not isinstance(area, num) or isinstance(area, bool) or area < 0:
         _problem(out, on_invalid, f"{where}: field 'area' must be a non-negative number", "annotation_bad_area")
     iscrowd = ann.get("iscrowd", 0)
     if iscrowd not in (0, 1, True, False):
         _problem(out, on_invalid, f"{where}: field 'iscrowd' must be 0 or 1", "annotation_bad_iscrowd")
-    return {"id": ann["id"], "image_id": ann["image_id"], "category_id": ann["category_id"], "bbox": [x, y, w, h],
-            "area": float(area), "iscrowd": bool(iscrowd)}
+    return {
+        "id": ann["id"],
+        "image_id": ann["image_id"],
+        "category_id": ann["category_id"],
+        "bbox": [x, y, w, h],
+        "area": float(area),
+        "iscrowd": bool(iscrowd),
+    }
 
 
 def load_coco(root: Path, on_invalid: OnInvalid = "error") -> list[CocoSplit]:

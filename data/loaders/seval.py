@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 
@@ -50,7 +50,9 @@ def find_seval_files(source: Path) -> list[SevalFile]:
     found = sorted(
         p
         for p in source.rglob("S-Eval_*.jsonl*")
-        if p.is_file() and "__MACOSX" not in p.parts and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        if p.is_file()
+        and "__MACOSX" not in p.parts
+        and not any(part.startswith(".") for part in p.relative_to(source).parts)
     )
     if not found:
         raise InputError(f"{source}: no S-Eval files (S-Eval_*.jsonl or S-Eval_*.jsonl.zip) found")

@@ -177,13 +177,21 @@ def recover_alignment(base: pa.Table, attack: pa.Table, config: MatchConfig | No
     ).ravel()
     table = attack.select(SEVAL_PROMPTS.names).cast(SEVAL_PROMPTS.schema)
     table = (
-        table.append_column(SEVAL_ATTACK_LINKS.schema.field("base_id"), pa.array(np.tile(base_ids[ordering], n_blocks), pa.string()))
-        .append_column(SEVAL_ATTACK_LINKS.schema.field("block_index"), pa.array(np.repeat(np.arange(n_blocks), n), pa.int32()))
-        .append_column(SEVAL_ATTACK_LINKS.schema.field("position"), pa.array(np.tile(np.arange(n), n_blocks), pa.int32()))
+        table.append_column(
+            SEVAL_ATTACK_LINKS.schema.field("base_id"), pa.array(np.tile(base_ids[ordering], n_blocks), pa.string())
+        )
+        .append_column(
+            SEVAL_ATTACK_LINKS.schema.field("block_index"), pa.array(np.repeat(np.arange(n_blocks), n), pa.int32())
+        )
+        .append_column(
+            SEVAL_ATTACK_LINKS.schema.field("position"), pa.array(np.tile(np.arange(n), n_blocks), pa.int32())
+        )
         .append_column(SEVAL_ATTACK_LINKS.schema.field("linked_by"), pa.array(linked_by, pa.string()))
     )
     reports = [
-        BlockReport(i, name, start, n, int(reliable[i].sum()), bool(reliable[i].sum() >= cfg.content_block_fraction * n))
+        BlockReport(
+            i, name, start, n, int(reliable[i].sum()), bool(reliable[i].sum() >= cfg.content_block_fraction * n)
+        )
         for i, (name, start) in enumerate(blocks)
     ]
     report = AlignmentReport(
@@ -217,7 +225,9 @@ def _check_inputs(base: pa.Table, attack: pa.Table) -> tuple[str, str, pa.Table,
         ("attack", s) for s in pc.unique(attack.column("set")).to_pylist()
     }
     if sets != {("base", "base_risk"), ("attack", "attack")}:
-        raise AlignmentError(f"expected base rows with set=base_risk and attack rows with set=attack, got {sorted(sets)}")
+        raise AlignmentError(
+            f"expected base rows with set=base_risk and attack rows with set=attack, got {sorted(sets)}"
+        )
     langs = set(pc.unique(base.column("lang")).to_pylist()) | set(pc.unique(attack.column("lang")).to_pylist())
     splits = set(pc.unique(base.column("split")).to_pylist()) | set(pc.unique(attack.column("split")).to_pylist())
     if len(langs) != 1 or len(splits) != 1:
@@ -451,7 +461,9 @@ def _where(blocks: list[tuple[str, int]], b: int, p: int, lines: np.ndarray) -> 
     return f"block {b} (attack {blocks[b][0]!r}), position {p} (line {int(lines[b, p])})"
 
 
-def _check_risk_types_agree_across_blocks(att_risk: np.ndarray, blocks: list[tuple[str, int]], lines: np.ndarray) -> None:
+def _check_risk_types_agree_across_blocks(
+    att_risk: np.ndarray, blocks: list[tuple[str, int]], lines: np.ndarray
+) -> None:
     """Position p holds the same base prompt in every block, so the same risk_type."""
     n_blocks, n = att_risk.shape
     for p in np.flatnonzero((att_risk != att_risk[0:1, :]).any(axis=0))[:1]:
@@ -557,7 +569,9 @@ def _assert_permutation(ordering: np.ndarray, base_ids: np.ndarray, blocks: list
         )
     if (counts == 0).any():
         b = int(np.flatnonzero(counts == 0)[0])
-        raise AlignmentError(f"base {base_ids[b]} has no attack row in any block: the blocks are not a permutation of the base set")
+        raise AlignmentError(
+            f"base {base_ids[b]} has no attack row in any block: the blocks are not a permutation of the base set"
+        )
 
 
 def _assert_risk_types(

@@ -63,7 +63,9 @@ def load_seval_file_hf(path: Path, cache_dir: Path | None = None) -> datasets.Da
     return _to_seval_columns(raw, str(path), spec.set, spec.lang, spec.split, path.name)
 
 
-def _to_seval_columns(raw: datasets.Dataset, where: str, set_: str, lang: str, split: str, source: str) -> datasets.Dataset:
+def _to_seval_columns(
+    raw: datasets.Dataset, where: str, set_: str, lang: str, split: str, source: str
+) -> datasets.Dataset:
     """Map raw S-Eval records (traceid, risk_type, prompt, ext) to our loader's columns."""
     missing = [f for f in RAW_FIELDS if f not in raw.column_names]
     if missing:

@@ -19,8 +19,9 @@ import copy
 import difflib
 import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -222,7 +223,9 @@ def _validate_node(raw: dict[str, Any], path: Path) -> RiskNode:
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] in ("missing", "string_too_short") and len(err["loc"]) == 2 and err["loc"][1] in LANGS:
             what = "missing" if err["type"] == "missing" else "empty"
-            raise ConfigError(f"{where}: {what} {err['loc'][0]} in language {err['loc'][1]!r} (zh and en are required)") from None
+            raise ConfigError(
+                f"{where}: {what} {err['loc'][0]} in language {err['loc'][1]!r} (zh and en are required)"
+            ) from None
         if err["loc"] and err["loc"][0] == "level":
             raise ConfigError(f"{where}: wrong level {raw.get('level')!r}: levels are integers 1-{MAX_LEVEL}") from None
         raise ConfigError(f"{where}: {loc}: {err['msg']}") from None

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -143,7 +144,7 @@ class ArtifactStore:
         return self.manifest(ref) is not None
 
     # ---- writing -----------------------------------------------------------------------
-    def writer(self, ref: StageRef, schema: VersionedSchema, key_columns: Iterable[str]) -> "StageWriter":
+    def writer(self, ref: StageRef, schema: VersionedSchema, key_columns: Iterable[str]) -> StageWriter:
         return StageWriter(self, ref, schema, list(key_columns))
 
     def write_stage(
@@ -202,7 +203,9 @@ class ArtifactStore:
         if "/" in run_id:
             flow, rid = run_id.split("/", 1)
             return [(flow, rid)] if self._list_dirs(self.path(RUNS_DIR, flow, rid)) else []
-        return [(f, run_id) for f in self._list_dirs(self.path(RUNS_DIR)) if self._list_dirs(self.path(RUNS_DIR, f, run_id))]
+        return [
+            (f, run_id) for f in self._list_dirs(self.path(RUNS_DIR)) if self._list_dirs(self.path(RUNS_DIR, f, run_id))
+        ]
 
 
 def _empty_dataset(manifest: Manifest, ref: StageRef) -> pads.Dataset:
@@ -237,7 +240,11 @@ class StageWriter:
     def part_files(self) -> list[pafs.FileInfo]:
         infos = self.store.fs.get_file_info(pafs.FileSelector(self._parts_dir, allow_not_found=True))
         return sorted(
-            (i for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")),
+            (
+                i
+                for i in infos
+                if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")
+            ),
             key=lambda i: i.base_name,
         )
 
@@ -297,9 +304,10 @@ class StageWriter:
                     f"stage {self.ref}: part {info.base_name} is unreadable ({exc}); delete it and re-run to rewrite it"
                 ) from None
             meta = pf.schema_arrow.metadata or {}
-            if meta.get(SCHEMA_NAME_KEY, self.schema.name.encode()) != self.schema.name.encode() or meta.get(
-                SCHEMA_VERSION_KEY, b""
-            ) != str(self.schema.version).encode():
+            if (
+                meta.get(SCHEMA_NAME_KEY, self.schema.name.encode()) != self.schema.name.encode()
+                or meta.get(SCHEMA_VERSION_KEY, b"") != str(self.schema.version).encode()
+            ):
                 raise StoreError(
                     f"stage {self.ref}: part {info.base_name} has schema "
                     f"{meta.get(SCHEMA_NAME_KEY, b'?').decode()} v{meta.get(SCHEMA_VERSION_KEY, b'?').decode()}, "

@@ -52,7 +52,9 @@ def s3_client(settings: Settings, timeout_s: float = 5.0):  # noqa: ANN201 - bot
         endpoint_url=settings.s3_endpoint_url,
         region_name=settings.s3_region,
         aws_access_key_id=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
-        aws_secret_access_key=settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None,
+        aws_secret_access_key=settings.s3_secret_access_key.get_secret_value()
+        if settings.s3_secret_access_key
+        else None,
         config=Config(
             connect_timeout=timeout_s,
             read_timeout=max(timeout_s, 30.0),
@@ -74,9 +76,7 @@ def probe_bucket(settings: Settings, bucket: str) -> None:
             f"cannot reach S3 endpoint {endpoint} (s3_endpoint_url); is the store running? (trustflow storage up)"
         ) from None
     except NoCredentialsError:
-        raise StoreError(
-            f"no S3 credentials for {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        ) from None
+        raise StoreError(f"no S3 credentials for {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -7,7 +7,7 @@ writer adopts them (their keys are already written) before committing a new mani
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -36,7 +36,7 @@ class Manifest(BaseModel):
     key_columns: list[str]
     parts: list[PartInfo]
     rows: int
-    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     trustflow_version: str = ""
     attrs: dict[str, Any] = Field(default_factory=dict)
 

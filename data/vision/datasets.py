@@ -64,7 +64,9 @@ class ArrayDataset:
         if self.x.ndim != 4 or self.x.dtype != np.float32:
             raise InputError(f"{self.name}: x must be float32 NCHW, got {self.x.dtype} {self.x.shape}")
         if self.y.shape != (self.x.shape[0],) or self.y.dtype != np.int64:
-            raise InputError(f"{self.name}: y must be int64 with one label per image, got {self.y.dtype} {self.y.shape}")
+            raise InputError(
+                f"{self.name}: y must be int64 with one label per image, got {self.y.dtype} {self.y.shape}"
+            )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -77,11 +79,12 @@ class ArrayDataset:
     def image_size(self) -> tuple[int, int]:
         return int(self.x.shape[2]), int(self.x.shape[3])
 
-    def subset(self, n_or_indices: int | np.ndarray | list[int]) -> "ArrayDataset":
+    def subset(self, n_or_indices: int | np.ndarray | list[int]) -> ArrayDataset:
         """The first ``n`` examples, or those at the given indices (a new dataset)."""
         idx = np.arange(min(int(n_or_indices), len(self))) if np.isscalar(n_or_indices) else np.asarray(n_or_indices)
-        return ArrayDataset(self.name, self.split, self.x[idx], self.y[idx], self.num_classes, self.mean, self.std,
-                            self.classes)
+        return ArrayDataset(
+            self.name, self.split, self.x[idx], self.y[idx], self.num_classes, self.mean, self.std, self.classes
+        )
 
     def tensors(self, device: Any = "cpu"):
         """``(x, y)`` as torch tensors (sharing memory on CPU)."""
@@ -106,13 +109,19 @@ def resize_images(x: np.ndarray, size: int | None) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=(size, size), mode="bilinear",
-                        align_corners=False, antialias=size < x.shape[2])
+    out = F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(x)),
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=size < x.shape[2],
+    )
     return out.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
 
 
-def stratified_split(y: np.ndarray, seed: int = SPLIT_SEED,
-                     test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    y: np.ndarray, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified train/test indices (sorted)."""
     from sklearn.model_selection import train_test_split
 
@@ -148,7 +157,9 @@ def _load_digits(split: Split, size: int | None) -> ArrayDataset:
     mean, std = channel_mean_std(x_train)
     xs, ys = (x_train, y[train]) if split == "train" else (resize_images(x[test], size), y[test])
     name = "digits" if size is None else f"digits@{size}"
-    return ArrayDataset(name, split, np.ascontiguousarray(xs), ys.copy(), 10, mean, std, tuple(str(i) for i in range(10)))
+    return ArrayDataset(
+        name, split, np.ascontiguousarray(xs), ys.copy(), 10, mean, std, tuple(str(i) for i in range(10))
+    )
 
 
 # --------------------------------------------------------------------------- npz
@@ -169,7 +180,9 @@ def _read_array(npz: Any, path: Path, key: str) -> np.ndarray:
     try:
         return npz[key]
     except ValueError as exc:  # object arrays need pickle, which is refused
-        raise InputError(f"{path}: array {key!r} cannot be read without pickle ({exc}); store plain numeric arrays") from None
+        raise InputError(
+            f"{path}: array {key!r} cannot be read without pickle ({exc}); store plain numeric arrays"
+        ) from None
 
 
 def _check_images(x: np.ndarray, path: Path, key: str, uint8_nhwc: bool = False) -> np.ndarray:
@@ -179,13 +192,17 @@ def _check_images(x: np.ndarray, path: Path, key: str, uint8_nhwc: bool = False)
             raise InputError(f"{path}: array {key!r} is uint8 with shape {x.shape}; expected NHWC with 1 or 3 channels")
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
     if x.dtype != np.float32:
-        raise InputError(f"{path}: array {key!r} has dtype {x.dtype}; expected float32 images in [0, 1]"
-                         + (" (or uint8 NHWC)" if uint8_nhwc else ""))
+        raise InputError(
+            f"{path}: array {key!r} has dtype {x.dtype}; expected float32 images in [0, 1]"
+            + (" (or uint8 NHWC)" if uint8_nhwc else "")
+        )
     if x.ndim != 4:
         raise InputError(f"{path}: array {key!r} has shape {x.shape}; expected 4-D NCHW (N, C, H, W)")
     if x.shape[1] not in (1, 3):
         hint = " (it looks like NHWC: transpose to NCHW)" if x.shape[3] in (1, 3) else ""
-        raise InputError(f"{path}: array {key!r} has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3 in NCHW{hint}")
+        raise InputError(
+            f"{path}: array {key!r} has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3 in NCHW{hint}"
+        )
     if x.shape[0] == 0:
         raise InputError(f"{path}: array {key!r} is empty")
     lo, hi = float(np.min(x)), float(np.max(x))
@@ -207,8 +224,9 @@ def _check_labels(y: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
-def _load_npz_arrays(path: Path, split: Split, keys: dict[str, tuple[str, str]], uint8_nhwc: bool = False
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[str, ...]]:
+def _load_npz_arrays(
+    path: Path, split: Split, keys: dict[str, tuple[str, str]], uint8_nhwc: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[str, ...]]:
     """(x of the split, y of the split, x_train, num_classes, classes), all validated."""
     npz = _open_npz(path)
     with npz:
@@ -220,11 +238,15 @@ def _load_npz_arrays(path: Path, split: Split, keys: dict[str, tuple[str, str]],
         tk, tyk = keys["test"]
         if split == "test" or tk in npz.files:
             if tk not in npz.files:
-                raise InputError(f"{path}: split 'test' needs arrays {tk!r} and {tyk!r} (arrays present: {', '.join(npz.files)})")
+                raise InputError(
+                    f"{path}: split 'test' needs arrays {tk!r} and {tyk!r} (arrays present: {', '.join(npz.files)})"
+                )
             x_test = _check_images(_read_array(npz, path, tk), path, tk, uint8_nhwc)
             y_test = _check_labels(_read_array(npz, path, tyk), x_test.shape[0], path, tyk)
             if x_test.shape[1:] != x_train.shape[1:]:
-                raise InputError(f"{path}: array {tk!r} has images of shape {x_test.shape[1:]}, {xk!r} {x_train.shape[1:]}")
+                raise InputError(
+                    f"{path}: array {tk!r} has images of shape {x_test.shape[1:]}, {xk!r} {x_train.shape[1:]}"
+                )
             labels.append(y_test)
         classes: tuple[str, ...] = ()
         if "classes" in npz.files:
@@ -235,7 +257,9 @@ def _load_npz_arrays(path: Path, split: Split, keys: dict[str, tuple[str, str]],
     num_classes = int(max(int(v.max()) for v in labels if v.size)) + 1
     if classes:
         if len(classes) < num_classes:
-            raise InputError(f"{path}: array 'classes' names {len(classes)} classes but labels go up to {num_classes - 1}")
+            raise InputError(
+                f"{path}: array 'classes' names {len(classes)} classes but labels go up to {num_classes - 1}"
+            )
         num_classes = len(classes)
     if split == "train":
         return x_train, y_train, x_train, num_classes, classes
@@ -243,12 +267,21 @@ def _load_npz_arrays(path: Path, split: Split, keys: dict[str, tuple[str, str]],
     return x_test, y_test, x_train, num_classes, classes
 
 
-def _from_arrays(name: str, split: Split, x: np.ndarray, y: np.ndarray, x_train: np.ndarray, num_classes: int,
-                 classes: tuple[str, ...], size: int | None) -> ArrayDataset:
+def _from_arrays(
+    name: str,
+    split: Split,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_train: np.ndarray,
+    num_classes: int,
+    classes: tuple[str, ...],
+    size: int | None,
+) -> ArrayDataset:
     mean, std = channel_mean_std(resize_images(x_train, size))
     x = resize_images(x, size)
-    return ArrayDataset(name, split, np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y), num_classes,
-                        mean, std, classes)
+    return ArrayDataset(
+        name, split, np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y), num_classes, mean, std, classes
+    )
 
 
 def _load_npz(path: Path, split: Split, size: int | None) -> ArrayDataset:
@@ -304,7 +337,10 @@ def _imagefolder_arrays(root: str, size: int, mtime: float) -> dict[str, Any]:
         test_name = next((s for s in TEST_SPLIT_NAMES if s in splits), None)
         if test_name is None:
             raise InputError(f"{root}: no test split folder (one of {', '.join(TEST_SPLIT_NAMES)})")
-        by_split = {"train": [i for i in images if i.split == "train"], "test": [i for i in images if i.split == test_name]}
+        by_split = {
+            "train": [i for i in images if i.split == "train"],
+            "test": [i for i in images if i.split == test_name],
+        }
     x_all = _read_images([i.path for s in ("train", "test") for i in by_split[s]], size)
     n_train = len(by_split["train"])
     out: dict[str, Any] = {"classes": tuple(classes)}
@@ -318,8 +354,11 @@ def _load_imagefolder(root: Path, split: Split, size: int | None, name: str) -> 
     if not root.is_dir():
         raise InputError(f"{root}: not a directory (an image folder is <root>/<class>/<image>)")
     # cache key: the folder tree's directory mtimes (a file added or removed changes its folder's)
-    stamp = max([root.stat().st_mtime] + [d.stat().st_mtime for d in root.glob("*/") if d.is_dir()]
-                + [d.stat().st_mtime for d in root.glob("*/*/") if d.is_dir()])
+    stamp = max(
+        [root.stat().st_mtime]
+        + [d.stat().st_mtime for d in root.glob("*/") if d.is_dir()]
+        + [d.stat().st_mtime for d in root.glob("*/*/") if d.is_dir()]
+    )
     data = _imagefolder_arrays(str(root.resolve()), size, stamp)
     x, y = data[split]
     if len(y) == 0:
@@ -345,11 +384,13 @@ def _load_cifar10(target: Path, split: Split, size: int | None) -> ArrayDataset:
     npz_path = target if target.suffix == ".npz" else target / "cifar10.npz"
     if npz_path.is_file():
         x, y, x_train, k, classes = _load_npz_arrays(
-            npz_path, split, {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}, uint8_nhwc=True)
+            npz_path, split, {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}, uint8_nhwc=True
+        )
         if k > 10:
             raise InputError(f"{npz_path}: labels go up to {k - 1}; CIFAR-10 has 10 classes")
-        return _from_arrays("cifar10" if size is None else f"cifar10@{size}", split, x, y, x_train, 10,
-                            classes or CIFAR10_CLASSES, size)
+        return _from_arrays(
+            "cifar10" if size is None else f"cifar10@{size}", split, x, y, x_train, 10, classes or CIFAR10_CLASSES, size
+        )
     if not target.is_dir():
         raise InputError(f"{target}: neither a directory nor a cifar10.npz file")
     for base in (target, target / "cifar-10-batches-py"):
@@ -357,10 +398,12 @@ def _load_cifar10(target: Path, split: Split, size: int | None) -> ArrayDataset:
             raise InputError(
                 f"{base}: holds the python-pickle CIFAR-10 batches, which trustflow does not unpickle (a pickle can "
                 f"run code when loaded). Convert once, where you trust the files, inside that folder: {CIFAR10_CONVERSION} "
-                f"then use cifar10:{base}")
+                f"then use cifar10:{base}"
+            )
     if (target / "train").is_dir():
-        return _load_imagefolder(target, split, size if size is not None else 32,
-                                 "cifar10" if size in (None, 32) else f"cifar10@{size}")
+        return _load_imagefolder(
+            target, split, size if size is not None else 32, "cifar10" if size in (None, 32) else f"cifar10@{size}"
+        )
     raise InputError(f"{target}: no cifar10.npz and no train/<class>/ image folders")
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Protocol, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 from trustflow.errors import ConfigError, ServiceError
 from trustflow.infra.event_relay.events import Batch, ObjectEvent
@@ -70,10 +71,10 @@ def store_path(key: str, root: str) -> str:
     """``key`` relative to the store root inside the bucket (``team/a/models/x`` → ``models/x``
     for a store at ``s3://bucket/team/a``): what triggers match, whatever the store prefix."""
     root = root.strip("/")
-    return key[len(root) + 1:] if root and key.startswith(root + "/") else key
+    return key[len(root) + 1 :] if root and key.startswith(root + "/") else key
 
 
-def prefect_event(stream: str, source: str, event: ObjectEvent, now: datetime | None = None, root: str = "") -> "Event":
+def prefect_event(stream: str, source: str, event: ObjectEvent, now: datetime | None = None, root: str = "") -> Event:
     """The Prefect event for one object change.
 
     Resource labels carry bucket, key (also as ``trustflow.path``) and etag so deployment
@@ -86,7 +87,7 @@ def prefect_event(stream: str, source: str, event: ObjectEvent, now: datetime | 
 
     return Event(
         event=event.event_name,
-        occurred=now or datetime.now(timezone.utc),
+        occurred=now or datetime.now(UTC),
         id=event_id(stream, event),
         resource={
             "prefect.resource.id": event.resource_id,
@@ -111,7 +112,7 @@ def prefect_event(stream: str, source: str, event: ObjectEvent, now: datetime | 
 class Transport(Protocol):
     name: str
 
-    def send(self, events: Sequence["Event"]) -> None:
+    def send(self, events: Sequence[Event]) -> None:
         """Deliver every event or raise ``ServiceError``."""
 
     def close(self) -> None: ...
@@ -136,7 +137,7 @@ class RestTransport:
         )
         self._client.__enter__()
 
-    def send(self, events: Sequence["Event"]) -> None:
+    def send(self, events: Sequence[Event]) -> None:
         import httpx
 
         for start in range(0, len(events), self.chunk):
@@ -144,7 +145,9 @@ class RestTransport:
             try:
                 self._client.request("POST", "/events", json=body)
             except (httpx.HTTPError, OSError) as exc:
-                raise ServiceError(f"Prefect API {self.api_url}: {len(body)} events not accepted ({type(exc).__name__}: {exc})") from None
+                raise ServiceError(
+                    f"Prefect API {self.api_url}: {len(body)} events not accepted ({type(exc).__name__}: {exc})"
+                ) from None
 
     def close(self) -> None:
         self._client.__exit__(None, None, None)
@@ -167,7 +170,7 @@ class EmitEventTransport:
         self.api_url = api_url
         self.drain_timeout_s = drain_timeout_s
 
-    def send(self, events: Sequence["Event"]) -> None:
+    def send(self, events: Sequence[Event]) -> None:
         from prefect.events import emit_event
         from prefect.events.worker import EventsWorker
 
@@ -181,7 +184,9 @@ class EmitEventTransport:
         waiter.start()
         waiter.join(self.drain_timeout_s)
         if waiter.is_alive():
-            raise ServiceError(f"Prefect events worker did not send {len(events)} events within {self.drain_timeout_s:.0f}s")
+            raise ServiceError(
+                f"Prefect events worker did not send {len(events)} events within {self.drain_timeout_s:.0f}s"
+            )
 
     def close(self) -> None:
         return None
@@ -207,14 +212,20 @@ class EmitCounts:
 
 
 def emit_and_record(
-    state: RelayState, transport: Transport, batch: Batch, stream: str, source: str, ordered: bool = True, root: str = ""
+    state: RelayState,
+    transport: Transport,
+    batch: Batch,
+    stream: str,
+    source: str,
+    ordered: bool = True,
+    root: str = "",
 ) -> EmitCounts:
     """Decide, send the new events, then record rows and position in one transaction."""
     counts = EmitCounts()
     known = state.lookup(e.key for e in batch.events)
     records: dict[str, Record] = {}
     outgoing: list[Event] = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for event in batch.events:
         announce, row = decide(event, known.get(event.key), ordered)
         if row is not None:

@@ -7,7 +7,7 @@ filer records, S3 notification JSON or file-system events.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 CREATED_EVENT = "trustflow.object.created"
@@ -63,4 +63,4 @@ class Batch:
 
 
 def utc_from_ns(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, tz=timezone.utc)
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)

@@ -14,9 +14,9 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Callable, Sequence
 
 from trustflow.errors import ServiceError
 from trustflow.infra.event_relay.emitter import Transport, emit_and_record
@@ -133,7 +133,13 @@ class Relay:
         while True:
             try:
                 counts = emit_and_record(
-                    self.state, self.transport, batch, self.source.stream, self.source.name, self.source.ordered, self.store_root
+                    self.state,
+                    self.transport,
+                    batch,
+                    self.source.stream,
+                    self.source.name,
+                    self.source.ordered,
+                    self.store_root,
                 )
                 break
             except ServiceError as exc:
@@ -156,11 +162,19 @@ class Relay:
         emitted = s.created + s.deleted - int(before["created"]) - int(before["deleted"])
         logger.info(
             "relay %s: %.0f events/s; totals created=%d deleted=%d unchanged=%d filtered=%d retries=%d",
-            self.source.stream, emitted / max(elapsed, 1e-9), s.created, s.deleted, s.unchanged, s.filtered, s.send_retries,
+            self.source.stream,
+            emitted / max(elapsed, 1e-9),
+            s.created,
+            s.deleted,
+            s.unchanged,
+            s.filtered,
+            s.send_retries,
         )
 
 
-def stop_on_signals(stop: threading.Event, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Callable[[], None]:
+def stop_on_signals(
+    stop: threading.Event, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)
+) -> Callable[[], None]:
     """Make SIGINT/SIGTERM set ``stop`` (main thread only); returns a function restoring the old handlers."""
     previous = {sig: signal.getsignal(sig) for sig in signals}
 

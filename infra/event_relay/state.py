@@ -15,9 +15,9 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from trustflow.errors import ConfigError, ServiceError
 
@@ -167,7 +167,7 @@ class RelayState:
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
 
-    def __enter__(self) -> "RelayState":
+    def __enter__(self) -> RelayState:
         return self
 
     def __exit__(self, *exc: object) -> None:

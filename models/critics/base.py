@@ -38,7 +38,7 @@ class Judgement(BaseModel):
     judge_error: str | None = None
 
     @classmethod
-    def error(cls, critic_id: str, prompt_hash: str, raw: str, reason: str) -> "Judgement":
+    def error(cls, critic_id: str, prompt_hash: str, raw: str, reason: str) -> Judgement:
         return cls(critic_id=critic_id, critic_prompt_hash=prompt_hash, raw_output=raw, judge_error=reason)
 
 

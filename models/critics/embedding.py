@@ -63,7 +63,9 @@ def _trained(labels_paths: tuple[str, ...], digest: str):  # noqa: ANN202 - skle
     y = np.array([int(label) for _, label in labelled])
     if len(set(y.tolist())) < 2:
         raise InputError(f"{', '.join(labels_paths)}: training labels need both safe and unsafe rows")
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=REGULARISATION_C, class_weight="balanced", max_iter=5000))
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=REGULARISATION_C, class_weight="balanced", max_iter=5000)
+    )
     model.fit(x, y)
     return model
 

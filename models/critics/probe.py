@@ -24,9 +24,10 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,16 +64,25 @@ class ProbeHead:
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, mean=self.mean, scale=self.scale, coef=self.coef, intercept=np.array(self.intercept),
-                 layer=np.array(self.layer), meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        np.savez(
+            tmp,
+            mean=self.mean,
+            scale=self.scale,
+            coef=self.coef,
+            intercept=np.array(self.intercept),
+            layer=np.array(self.layer),
+            meta=np.array(json.dumps(self.meta, sort_keys=True)),
+        )
         tmp.replace(path)  # atomic: a reader never sees half a head
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "ProbeHead":
+    def load(cls, path: Path) -> ProbeHead:
         try:
             with np.load(path, allow_pickle=False) as z:
-                return cls(z["mean"], z["scale"], z["coef"], float(z["intercept"]), int(z["layer"]), json.loads(str(z["meta"])))
+                return cls(
+                    z["mean"], z["scale"], z["coef"], float(z["intercept"]), int(z["layer"]), json.loads(str(z["meta"]))
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"{path}: not a probe head ({exc})") from None
 
@@ -95,7 +105,9 @@ def hidden_features(backend: Any, items: Sequence[JudgeItem], layer: int | None 
     """
     model, tok = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
     if model is None or tok is None:
-        raise ConfigError("the probe critic needs an in-process model (hf:... or pkg:...), not an HTTP endpoint; use llm:<spec> there")
+        raise ConfigError(
+            "the probe critic needs an in-process model (hf:... or pkg:...), not an HTTP endpoint; use llm:<spec> there"
+        )
     import torch
 
     n_layers = int(model.config.num_hidden_layers)
@@ -104,7 +116,10 @@ def hidden_features(backend: Any, items: Sequence[JudgeItem], layer: int | None 
         raise ConfigError(f"probe layer {layer} is outside 1..{n_layers}")
     rows = []
     for item in items:
-        messages = [{"role": "user", "content": item.prompt[:PROMPT_CHARS]}, {"role": "assistant", "content": item.response[:RESPONSE_CHARS]}]
+        messages = [
+            {"role": "user", "content": item.prompt[:PROMPT_CHARS]},
+            {"role": "assistant", "content": item.response[:RESPONSE_CHARS]},
+        ]
         text = tok.apply_chat_template(messages, tokenize=False)
         prefix = tok.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
         ids = tok(text, return_tensors="pt").input_ids.to(model.device)
@@ -116,7 +131,9 @@ def hidden_features(backend: Any, items: Sequence[JudgeItem], layer: int | None 
     return (np.stack(rows) if rows else np.zeros((0, width), dtype=np.float32)), layer
 
 
-def train_head(backend: Any, labelled: Sequence[tuple[JudgeItem, bool]], model_spec: str, digest: str, layer: int | None = None) -> ProbeHead:
+def train_head(
+    backend: Any, labelled: Sequence[tuple[JudgeItem, bool]], model_spec: str, digest: str, layer: int | None = None
+) -> ProbeHead:
     """Fit the standardised, class-balanced logistic regression on ``labelled``."""
     from sklearn.linear_model import LogisticRegression
 
@@ -134,8 +151,14 @@ def train_head(backend: Any, labelled: Sequence[tuple[JudgeItem, bool]], model_s
 class ProbeCritic(Critic):
     """``probe`` (packaged Qwen2.5-1.5B) or ``probe:<in-process model spec>``."""
 
-    def __init__(self, model_spec: str = DEFAULT_PROBE_MODEL, threshold: float = 0.5, labels: Sequence[Path] = TRAINING_LABELS,
-                 head_path: Path | None = None, backend: Any = None) -> None:
+    def __init__(
+        self,
+        model_spec: str = DEFAULT_PROBE_MODEL,
+        threshold: float = 0.5,
+        labels: Sequence[Path] = TRAINING_LABELS,
+        head_path: Path | None = None,
+        backend: Any = None,
+    ) -> None:
         self.model_spec = model_spec
         self.threshold = threshold
         self.labels = tuple(Path(p) for p in labels)
@@ -178,7 +201,9 @@ class ProbeCritic(Critic):
                 from trustflow.tasks.seval.critic_validation import read_labels
 
                 labelled = [pair for p in self.labels for pair in read_labels(p)]
-                log.warning("training the probe head for %s on %d labelled pairs (once; cached)", self.model_spec, len(labelled))
+                log.warning(
+                    "training the probe head for %s on %d labelled pairs (once; cached)", self.model_spec, len(labelled)
+                )
                 self._head = train_head(self.backend, labelled, self.model_spec, self.digest)
                 self._head.save(self.candidate_heads()[-1])
         return self._head

@@ -8,9 +8,27 @@ without importing torch, OpenCV or transformers: each backend imports its librar
 """
 
 from trustflow.models.detection import haar, hf_det, mtcnn, torchvision_det  # noqa: F401  (registers the backends)
-from trustflow.models.detection.base import (DETECTORS, DetectionBox, Detector, DetectorSpec, MappedDetector, Options,
-                                             load_detector, parse_detector_spec)
+from trustflow.models.detection.base import (
+    DETECTORS,
+    DetectionBox,
+    Detector,
+    DetectorSpec,
+    MappedDetector,
+    Options,
+    load_detector,
+    parse_detector_spec,
+)
 from trustflow.models.detection.label_map import build_label_map, parse_label_map
 
-__all__ = ["DETECTORS", "DetectionBox", "Detector", "DetectorSpec", "MappedDetector", "Options", "build_label_map",
-           "load_detector", "parse_detector_spec", "parse_label_map"]
+__all__ = [
+    "DETECTORS",
+    "DetectionBox",
+    "Detector",
+    "DetectorSpec",
+    "MappedDetector",
+    "Options",
+    "build_label_map",
+    "load_detector",
+    "parse_detector_spec",
+    "parse_label_map",
+]

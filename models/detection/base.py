@@ -32,8 +32,9 @@ its own options (an empty value means the default), and an unknown option is a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -178,16 +179,20 @@ class Options:
         except ValueError:
             raise self.invalid(key, value, "a number") from None
         if not np.isfinite(out) or (low is not None and out < low) or (high is not None and out > high):
-            raise self.invalid(key, value, f"a number in [{low if low is not None else '-inf'}, "
-                                        f"{high if high is not None else 'inf'}]")
+            raise self.invalid(
+                key, value, f"a number in [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+            )
         return out
 
-    def numbers(self, key: str, default: Sequence[float], count: int, low: float = -np.inf,
-                high: float = np.inf) -> list[float]:
+    def numbers(
+        self, key: str, default: Sequence[float], count: int, low: float = -np.inf, high: float = np.inf
+    ) -> list[float]:
         value = self._get(key)
         if value is None:
             return list(default)
-        expected = f"{count} comma-separated numbers" + (f" in [{low}, {high}]" if np.isfinite([low, high]).any() else "")
+        expected = f"{count} comma-separated numbers" + (
+            f" in [{low}, {high}]" if np.isfinite([low, high]).any() else ""
+        )
         try:
             out = [float(v) for v in value.split(",")]
         except ValueError:
@@ -223,8 +228,14 @@ class Options:
         return value
 
 
-def to_boxes(labels: Mapping[int, int], native: Sequence[int] | np.ndarray, xyxy: np.ndarray,
-             scores: Sequence[float] | np.ndarray, width: int, height: int) -> tuple[list[DetectionBox], int]:
+def to_boxes(
+    labels: Mapping[int, int],
+    native: Sequence[int] | np.ndarray,
+    xyxy: np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    width: int,
+    height: int,
+) -> tuple[list[DetectionBox], int]:
     """Native-label xyxy detections → dataset-id xywh boxes, clipped to the image, best first.
 
     Returns the boxes and how many detections were dropped because their native label maps to
@@ -262,8 +273,14 @@ class MappedDetector:
         self.label_map = dict(label_map)
         self.dropped_unmapped = 0
 
-    def _boxes(self, native: Sequence[int] | np.ndarray, xyxy: np.ndarray, scores: Sequence[float] | np.ndarray,
-               width: int, height: int) -> list[DetectionBox]:
+    def _boxes(
+        self,
+        native: Sequence[int] | np.ndarray,
+        xyxy: np.ndarray,
+        scores: Sequence[float] | np.ndarray,
+        width: int,
+        height: int,
+    ) -> list[DetectionBox]:
         boxes, dropped = to_boxes(self.label_map, native, xyxy, scores, width, height)
         self.dropped_unmapped += dropped
         return boxes
@@ -291,9 +308,22 @@ def groups_by_size(images: Sequence[np.ndarray], batch_size: int) -> list[list[i
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, img in enumerate(images):
         by_shape.setdefault(tuple(img.shape), []).append(i)
-    return [idx[j:j + batch_size] for idx in by_shape.values() for j in range(0, len(idx), batch_size)]
+    return [idx[j : j + batch_size] for idx in by_shape.values() for j in range(0, len(idx), batch_size)]
 
 
-__all__ = ["COMMON_OPTIONS", "DETECTORS", "DetectionBox", "Detector", "DetectorFactory", "DetectorSpec",
-           "MappedDetector", "Options", "TARGET_OPTION", "check_images", "groups_by_size", "load_detector",
-           "parse_detector_spec", "to_boxes"]
+__all__ = [
+    "COMMON_OPTIONS",
+    "DETECTORS",
+    "DetectionBox",
+    "Detector",
+    "DetectorFactory",
+    "DetectorSpec",
+    "MappedDetector",
+    "Options",
+    "TARGET_OPTION",
+    "check_images",
+    "groups_by_size",
+    "load_detector",
+    "parse_detector_spec",
+    "to_boxes",
+]

@@ -14,8 +14,9 @@ monotonic, so COCO AP gets the detector's own ranking; it is not a calibrated pr
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,14 +43,23 @@ def resolve_cascade(name: str) -> Path:
         path = bundled
     if not path.is_file():
         known = sorted(p.name for p in Path(cv2.data.haarcascades).glob("*.xml"))
-        raise ConfigError(f"detector 'haar': option cascade={name!r} is neither a file nor one of OpenCV's cascades: "
-                          f"{', '.join(known)}")
+        raise ConfigError(
+            f"detector 'haar': option cascade={name!r} is neither a file nor one of OpenCV's cascades: "
+            f"{', '.join(known)}"
+        )
     return path
 
 
 class HaarDetector(MappedDetector):
-    def __init__(self, name: str, label_map: Mapping[int, int], cascade: Any, scale_factor: float,
-                 min_neighbors: int, min_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        label_map: Mapping[int, int],
+        cascade: Any,
+        scale_factor: float,
+        min_neighbors: int,
+        min_size: int,
+    ) -> None:
         super().__init__(name, label_map)
         self.cascade = cascade
         self.scale_factor = scale_factor
@@ -63,8 +73,12 @@ class HaarDetector(MappedDetector):
         for img in check_images(images, self.name):
             grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
             rects, _levels, weights = self.cascade.detectMultiScale3(
-                grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                minSize=(self.min_size, self.min_size), outputRejectLevels=True)
+                grey,
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(self.min_size, self.min_size),
+                outputRejectLevels=True,
+            )
             rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
             xyxy = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
             scores = level_weight_score(np.asarray(weights).reshape(-1))

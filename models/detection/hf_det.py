@@ -16,14 +16,21 @@ image, best first, default 100 = COCO's maxDets), ``batch_size`` (default 4), ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.models.detection.base import (DETECTORS, DetectionBox, MappedDetector, Options, check_images,
-                                             groups_by_size)
+from trustflow.models.detection.base import (
+    DETECTORS,
+    DetectionBox,
+    MappedDetector,
+    Options,
+    check_images,
+    groups_by_size,
+)
 from trustflow.models.detection.label_map import build_label_map
 
 OPTIONS = ("score_threshold", "max_detections", "batch_size", "device")
@@ -56,8 +63,17 @@ def load_hf(path: Path) -> tuple[Any, Any]:
 
 
 class HFDetector(MappedDetector):
-    def __init__(self, name: str, label_map: Mapping[int, int], model: Any, processor: Any, device: str,
-                 score_threshold: float, max_detections: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        label_map: Mapping[int, int],
+        model: Any,
+        processor: Any,
+        device: str,
+        score_threshold: float,
+        max_detections: int,
+        batch_size: int,
+    ) -> None:
         super().__init__(name, label_map)
         self.model = model
         self.processor = processor
@@ -79,11 +95,17 @@ class HFDetector(MappedDetector):
             with torch.inference_mode():
                 outputs = self.model(**inputs)
                 found = self.processor.post_process_object_detection(
-                    outputs, threshold=self.score_threshold, target_sizes=[(int(h), int(w)) for h, w in sizes])
+                    outputs, threshold=self.score_threshold, target_sizes=[(int(h), int(w)) for h, w in sizes]
+                )
             for i, (h, w), out in zip(group, sizes, found):
-                boxes = self._boxes(out["labels"].cpu().numpy(), out["boxes"].float().cpu().numpy(),
-                                    out["scores"].float().cpu().numpy(), w, h)
-                results[i] = boxes[:self.max_detections]  # best first, so this keeps the top ones
+                boxes = self._boxes(
+                    out["labels"].cpu().numpy(),
+                    out["boxes"].float().cpu().numpy(),
+                    out["scores"].float().cpu().numpy(),
+                    w,
+                    h,
+                )
+                results[i] = boxes[: self.max_detections]  # best first, so this keeps the top ones
         return results
 
 

@@ -19,7 +19,7 @@ only ever return nothing, so that is a ``ConfigError`` naming both label sets.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from trustflow.errors import ConfigError
 
@@ -61,8 +61,9 @@ def parse_label_map(text: str, detector: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def build_label_map(native: Mapping[int, str], categories: Mapping[int, str], explicit: str | None,
-                    detector: str) -> dict[int, int]:
+def build_label_map(
+    native: Mapping[int, str], categories: Mapping[int, str], explicit: str | None, detector: str
+) -> dict[int, int]:
     """Native label index → dataset category id, for every native label that maps.
 
     ``native`` is the backend's index → name (e.g. ``{0: "face"}``, torchvision's 91 COCO
@@ -75,19 +76,25 @@ def build_label_map(native: Mapping[int, str], categories: Mapping[int, str], ex
     def dataset_id(name: str) -> int:
         ids = dataset.get(_norm(name), [])
         if len(ids) > 1:
-            raise ConfigError(f"detector {detector!r}: dataset category name {name!r} is ambiguous (ids "
-                              f"{', '.join(map(str, sorted(ids)))}); give the categories distinct names")
+            raise ConfigError(
+                f"detector {detector!r}: dataset category name {name!r} is ambiguous (ids "
+                f"{', '.join(map(str, sorted(ids)))}); give the categories distinct names"
+            )
         return ids[0]
 
     decided: dict[str, int] = {}
     if explicit:
         for native_name, target in parse_label_map(explicit, detector):
             if _norm(native_name) not in native_by_name:
-                raise ConfigError(f"detector {detector!r}: label_map names native label {native_name!r}, which the "
-                                  f"detector does not have; its labels: {_listing(native_names)}")
+                raise ConfigError(
+                    f"detector {detector!r}: label_map names native label {native_name!r}, which the "
+                    f"detector does not have; its labels: {_listing(native_names)}"
+                )
             if _norm(target) not in dataset:
-                raise ConfigError(f"detector {detector!r}: label_map maps {native_name!r} to {target!r}, which is not "
-                                  f"a dataset category; the dataset's: {_listing(dataset_names)}")
+                raise ConfigError(
+                    f"detector {detector!r}: label_map maps {native_name!r} to {target!r}, which is not "
+                    f"a dataset category; the dataset's: {_listing(dataset_names)}"
+                )
             decided[_norm(native_name)] = dataset_id(target)
     mapping: dict[int, int] = {}
     for index, name in native.items():
@@ -102,8 +109,10 @@ def build_label_map(native: Mapping[int, str], categories: Mapping[int, str], ex
             mapping[int(index)] = cat
     if not mapping:
         example = f"{native_names[0] if native_names else 'native'}:{dataset_names[0] if dataset_names else 'name'}"
-        raise ConfigError(f"detector {detector!r}: none of its labels ({_listing(native_names)}) is a dataset category "
-                          f"({_listing(dataset_names)}); map them explicitly, e.g. label_map={example}")
+        raise ConfigError(
+            f"detector {detector!r}: none of its labels ({_listing(native_names)}) is a dataset category "
+            f"({_listing(dataset_names)}); map them explicitly, e.g. label_map={example}"
+        )
     return mapping
 
 

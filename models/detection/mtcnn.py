@@ -11,12 +11,19 @@ MTCNN only batches equal-size images, so a batch is split into same-size groups.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from trustflow.models.detection.base import (DETECTORS, DetectionBox, MappedDetector, Options, check_images,
-                                             groups_by_size)
+from trustflow.models.detection.base import (
+    DETECTORS,
+    DetectionBox,
+    MappedDetector,
+    Options,
+    check_images,
+    groups_by_size,
+)
 from trustflow.models.detection.label_map import build_label_map
 
 NATIVE_LABELS = {0: "face"}
@@ -24,8 +31,9 @@ OPTIONS = ("min_face_size", "thresholds", "factor", "score_threshold", "batch_si
 
 
 class MTCNNDetector(MappedDetector):
-    def __init__(self, name: str, label_map: Mapping[int, int], model: Any, score_threshold: float,
-                 batch_size: int) -> None:
+    def __init__(
+        self, name: str, label_map: Mapping[int, int], model: Any, score_threshold: float, batch_size: int
+    ) -> None:
         super().__init__(name, label_map)
         self.model = model
         self.score_threshold = score_threshold
@@ -63,8 +71,15 @@ def build_mtcnn(options: dict[str, str], categories: Mapping[int, str]) -> MTCNN
 
     from facenet_pytorch import MTCNN
 
-    model = MTCNN(min_face_size=min_face_size, thresholds=thresholds, factor=factor, keep_all=True,
-                  select_largest=False, post_process=False, device=device)
+    model = MTCNN(
+        min_face_size=min_face_size,
+        thresholds=thresholds,
+        factor=factor,
+        keep_all=True,
+        select_largest=False,
+        post_process=False,
+        device=device,
+    )
     model.eval()
     return MTCNNDetector("mtcnn", label_map, model, score_threshold, batch_size)
 

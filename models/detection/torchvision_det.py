@@ -21,8 +21,9 @@ and FCOS transforms; torchvision's defaults otherwise), ``batch_size`` (default 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,21 +55,112 @@ _KWARGS = {
 # COCO-trained detectors predict these ids as label indices (ids 12, 26, 29, 30, 45, 66,
 # 68, 69, 71, 83 are unused by COCO and never predicted by a trained model).
 _COCO_NAMES_FROM_1: list[str | None] = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", None, "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep",
-    "cow", "elephant", "bear", "zebra", "giraffe", None, "backpack", "umbrella", None, None,
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat",
-    "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle", None, "wine glass", "cup", "fork",
-    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza",
-    "donut", "cake", "chair", "couch", "potted plant", "bed", None, "dining table", None, None, "toilet", None,
-    "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
-    "refrigerator", None, "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    None,
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    None,
+    "backpack",
+    "umbrella",
+    None,
+    None,
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    None,
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    None,
+    "dining table",
+    None,
+    None,
+    "toilet",
+    None,
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    None,
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 ]
 COCO_CATEGORY_NAMES: dict[int, str] = {i: n for i, n in enumerate(_COCO_NAMES_FROM_1, start=1) if n is not None}
 COCO_NUM_CLASSES = 91  # torchvision's head size for COCO: background + ids 1…90
 
-OPTIONS = ("weights", "random", "num_classes", "labels", "score_threshold", "max_detections", "min_size", "max_size",
-           "batch_size", "device")
+OPTIONS = (
+    "weights",
+    "random",
+    "num_classes",
+    "labels",
+    "score_threshold",
+    "max_detections",
+    "min_size",
+    "max_size",
+    "batch_size",
+    "device",
+)
 _RANDOM_SEED = 0
 
 
@@ -99,15 +191,19 @@ def native_labels(opts: Options) -> tuple[int, dict[int, str]]:
     num_classes = opts.integer("num_classes", 0, minimum=2)
     if labels_text is None:
         if num_classes not in (0, COCO_NUM_CLASSES):
-            raise ConfigError(f"detector 'torchvision': num_classes={num_classes} needs labels=name1,name2,… "
-                              f"(the names of labels 1…{num_classes - 1}; 0 is the background)")
+            raise ConfigError(
+                f"detector 'torchvision': num_classes={num_classes} needs labels=name1,name2,… "
+                f"(the names of labels 1…{num_classes - 1}; 0 is the background)"
+            )
         return COCO_NUM_CLASSES, dict(COCO_CATEGORY_NAMES)
     names = [n.strip() for n in labels_text.split(",")]
     if not all(names):
         raise ConfigError(f"detector 'torchvision': option labels={labels_text!r} has an empty name")
     if num_classes and num_classes != len(names) + 1:
-        raise ConfigError(f"detector 'torchvision': num_classes={num_classes} but labels names {len(names)} classes; "
-                          f"num_classes counts the background too, so it must be {len(names) + 1}")
+        raise ConfigError(
+            f"detector 'torchvision': num_classes={num_classes} but labels names {len(names)} classes; "
+            f"num_classes counts the background too, so it must be {len(names) + 1}"
+        )
     return len(names) + 1, dict(enumerate(names, start=1))
 
 
@@ -124,7 +220,7 @@ class TorchvisionDetector(MappedDetector):
         images = check_images(images, self.name)
         results: list[list[DetectionBox]] = []
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start:start + self.batch_size]
+            chunk = images[start : start + self.batch_size]
             # the model's own transform normalises, resizes and batches mixed sizes, and maps
             # the boxes back to each input's pixels
             tensors = [torch.from_numpy(img).to(self.device).permute(2, 0, 1).float().div_(255.0) for img in chunk]
@@ -132,13 +228,21 @@ class TorchvisionDetector(MappedDetector):
                 outputs = self.model(tensors)
             for img, out in zip(chunk, outputs):
                 h, w = img.shape[:2]
-                results.append(self._boxes(out["labels"].cpu().numpy(), out["boxes"].float().cpu().numpy(),
-                                           out["scores"].float().cpu().numpy(), w, h))
+                results.append(
+                    self._boxes(
+                        out["labels"].cpu().numpy(),
+                        out["boxes"].float().cpu().numpy(),
+                        out["scores"].float().cpu().numpy(),
+                        w,
+                        h,
+                    )
+                )
         return results
 
 
-def build_model(arch: str, num_classes: int, family: str, score_threshold: float, max_detections: int,
-                resize: dict[str, int]) -> Any:
+def build_model(
+    arch: str, num_classes: int, family: str, score_threshold: float, max_detections: int, resize: dict[str, int]
+) -> Any:
     """The architecture with no weights at all (nothing to download)."""
     from torchvision.models import detection
 
@@ -152,8 +256,9 @@ def build_torchvision(options: dict[str, str], categories: Mapping[int, str]) ->
     opts = Options("torchvision", options, OPTIONS, takes_target=True)
     arch = opts.text("target")
     if arch is None:
-        raise ConfigError(f"detector 'torchvision' needs an architecture: torchvision:<arch>, "
-                          f"one of {', '.join(ARCHS)}")
+        raise ConfigError(
+            f"detector 'torchvision' needs an architecture: torchvision:<arch>, one of {', '.join(ARCHS)}"
+        )
     if arch not in ARCHS:
         raise ConfigError(f"detector 'torchvision': unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     family = ARCHS[arch]
@@ -168,8 +273,10 @@ def build_torchvision(options: dict[str, str], categories: Mapping[int, str]) ->
     batch_size = opts.integer("batch_size", 4, minimum=1)
     device = opts.device()
     if weights is None and not random_init:
-        raise ConfigError(f"detector 'torchvision:{arch}' needs weights=PATH (a local state dict); "
-                          "random=1 gives a randomly initialised model, for mechanics tests only")
+        raise ConfigError(
+            f"detector 'torchvision:{arch}' needs weights=PATH (a local state dict); "
+            "random=1 gives a randomly initialised model, for mechanics tests only"
+        )
     if weights is not None and random_init:
         raise ConfigError(f"detector 'torchvision:{arch}': weights= and random=1 contradict each other")
     label_map = build_label_map(native, categories, opts.text("label_map"), f"torchvision:{arch}")
@@ -184,8 +291,10 @@ def build_torchvision(options: dict[str, str], categories: Mapping[int, str]) ->
             model.load_state_dict(state)
         except RuntimeError as exc:
             lines = str(exc).splitlines()
-            raise InputError(f"{path}: state dict does not fit torchvision:{arch} with num_classes={num_classes}: "
-                             f"{' '.join(lines[:3])}") from None
+            raise InputError(
+                f"{path}: state dict does not fit torchvision:{arch} with num_classes={num_classes}: "
+                f"{' '.join(lines[:3])}"
+            ) from None
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_RANDOM_SEED)
@@ -194,5 +303,12 @@ def build_torchvision(options: dict[str, str], categories: Mapping[int, str]) ->
     return TorchvisionDetector(f"torchvision:{arch}", label_map, model, device, batch_size)
 
 
-__all__ = ["ARCHS", "COCO_CATEGORY_NAMES", "COCO_NUM_CLASSES", "TorchvisionDetector", "build_torchvision",
-           "native_labels", "read_state_dict"]
+__all__ = [
+    "ARCHS",
+    "COCO_CATEGORY_NAMES",
+    "COCO_NUM_CLASSES",
+    "TorchvisionDetector",
+    "build_torchvision",
+    "native_labels",
+    "read_state_dict",
+]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Literal, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -105,8 +106,12 @@ class ChatResult(BaseModel):
         return self.error is None
 
     @classmethod
-    def failed(cls, error: str, request: ChatRequest | None = None, latency_s: float = 0.0, model: str | None = None) -> "ChatResult":
-        return cls(error=error, finish_reason="error", latency_s=latency_s, id=request.id if request else None, model=model)
+    def failed(
+        cls, error: str, request: ChatRequest | None = None, latency_s: float = 0.0, model: str | None = None
+    ) -> ChatResult:
+        return cls(
+            error=error, finish_reason="error", latency_s=latency_s, id=request.id if request else None, model=model
+        )
 
 
 class Usage:
@@ -145,7 +150,10 @@ class Usage:
     def cost(self) -> float | None:
         if self.price_per_1k_prompt is None and self.price_per_1k_completion is None:
             return None
-        return (self.prompt_tokens * (self.price_per_1k_prompt or 0.0) + self.completion_tokens * (self.price_per_1k_completion or 0.0)) / 1000.0
+        return (
+            self.prompt_tokens * (self.price_per_1k_prompt or 0.0)
+            + self.completion_tokens * (self.price_per_1k_completion or 0.0)
+        ) / 1000.0
 
     @property
     def completion_tokens_per_s(self) -> float:
@@ -212,7 +220,7 @@ class ChatBackend(ABC):
     def close(self) -> None:
         """Release resources (HTTP connections, model memory, actors)."""
 
-    def __enter__(self) -> "ChatBackend":
+    def __enter__(self) -> ChatBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -138,7 +138,9 @@ class OpenAIBackend(ChatBackend):
         except _RequestFailed as exc:
             return ChatResult.failed(str(exc), req, time.perf_counter() - t0, self.name)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return ChatResult.failed(f"unexpected response: {type(exc).__name__}: {exc}", req, time.perf_counter() - t0, self.name)
+            return ChatResult.failed(
+                f"unexpected response: {type(exc).__name__}: {exc}", req, time.perf_counter() - t0, self.name
+            )
         if req.stop and result.text:  # some servers (transformers serve) keep the stop string
             cut = min((result.text.find(s) for s in req.stop if s in result.text), default=-1)
             if cut >= 0:
@@ -159,7 +161,10 @@ class OpenAIBackend(ChatBackend):
                 TokenLogprob(
                     token=item.get("token", ""),
                     logprob=float(item["logprob"]),
-                    top=[TopLogprob(token=t.get("token", ""), logprob=float(t["logprob"])) for t in item.get("top_logprobs") or []],
+                    top=[
+                        TopLogprob(token=t.get("token", ""), logprob=float(t["logprob"]))
+                        for t in item.get("top_logprobs") or []
+                    ],
                 )
                 for item in content_lp
             ]
@@ -182,7 +187,9 @@ class OpenAIBackend(ChatBackend):
                 pass
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None, retries: int | None = None) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, retries: int | None = None
+    ) -> httpx.Response:
         retries = self.max_retries if retries is None else retries
         last = "no attempt made"
         for attempt in range(retries + 1):

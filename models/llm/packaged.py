@@ -22,10 +22,10 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from trustflow.errors import ConfigError
 from trustflow.models.llm.base import LLMError
@@ -245,7 +245,9 @@ def gguf_to_hf_dir(gguf: GGUFModel, out_dir: Path | None = None, dtype: str = "f
         fresh = type(loaded)(config)
         missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
         if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:
-            raise LLMError(f"converting {gguf.path}: weights do not match {type(loaded).__name__} (missing={missing[:3]}, unexpected={unexpected[:3]})")
+            raise LLMError(
+                f"converting {gguf.path}: weights do not match {type(loaded).__name__} (missing={missing[:3]}, unexpected={unexpected[:3]})"
+            )
         fresh.tie_weights()
         fresh.generation_config = loaded.generation_config
         fresh.to(torch_dtype).eval()

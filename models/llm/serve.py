@@ -34,7 +34,9 @@ def transformers_executable() -> str:
         return str(exe)
     found = shutil.which("transformers")
     if not found:
-        raise ServiceError("no `transformers` executable next to this Python or on PATH: pip install 'transformers[serving]'")
+        raise ServiceError(
+            "no `transformers` executable next to this Python or on PATH: pip install 'transformers[serving]'"
+        )
     return found
 
 
@@ -59,7 +61,7 @@ class LLMServer:
     name: str = "llm-server"
 
     @classmethod
-    def from_settings(cls, settings: Settings, name: str = "llm-server") -> "LLMServer":
+    def from_settings(cls, settings: Settings, name: str = "llm-server") -> LLMServer:
         return cls(settings.home_dir / "llm-server", name)
 
     @property
@@ -89,12 +91,28 @@ class LLMServer:
                 raise ConfigError(f"{directory} has no config.json: not a saved transformers model")
             directory = directory.resolve()
             env["HF_HUB_OFFLINE"] = "1"
-            if "HF_HUB_CACHE" not in env and "HF_HOME" not in env and not (Path.home() / ".cache" / "huggingface" / "hub").is_dir():
+            if (
+                "HF_HUB_CACHE" not in env
+                and "HF_HOME" not in env
+                and not (Path.home() / ".cache" / "huggingface" / "hub").is_dir()
+            ):
                 # its /v1/models scans the hub cache and answers 500 when that directory is missing
                 empty = self.state_dir / "hf-hub-cache"
                 empty.mkdir(parents=True, exist_ok=True)
                 env["HF_HUB_CACHE"] = str(empty)
-            argv = [transformers_executable(), "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "warning", str(directory)]
+            argv = [
+                transformers_executable(),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+                "--log-level",
+                "warning",
+                str(directory),
+            ]
             return argv, env, str(directory)
         if engine == "vllm":
             exe = vllm_executable()
@@ -106,21 +124,37 @@ class LLMServer:
                 model = served = spec.target
             else:
                 raise ConfigError(f"--engine vllm serves hf:, pkg: or vllm: specs, not {spec.raw!r}")
-            return [exe, "serve", model, "--host", "127.0.0.1", "--port", str(port), "--served-model-name", served], env, served
+            return (
+                [exe, "serve", model, "--host", "127.0.0.1", "--port", str(port), "--served-model-name", served],
+                env,
+                served,
+            )
         raise ConfigError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
 
-    def up(self, spec: str, engine: str = "transformers", port: int | None = None, timeout_s: float | None = None) -> dict[str, object]:
+    def up(
+        self, spec: str, engine: str = "transformers", port: int | None = None, timeout_s: float | None = None
+    ) -> dict[str, object]:
         parsed = parse_spec(spec)
         if self.process.running_pid() is not None:
-            raise ServiceError(f"an LLM server is already running ({self.status().get('spec')}); stop it first: trustflow llm stop")
+            raise ServiceError(
+                f"an LLM server is already running ({self.status().get('spec')}); stop it first: trustflow llm stop"
+            )
         port = port or free_port()
         if port_open(port):
             raise ServiceError(f"cannot start the LLM server: port {port} on 127.0.0.1 is in use")
         argv, env, model = self.command(parsed, engine, port)
         base_url = f"http://127.0.0.1:{port}/v1"
-        self.process.start(argv, env=env, info={"port": port, "engine": engine, "source": parsed.raw, "model": model, "base_url": base_url})
+        self.process.start(
+            argv,
+            env=env,
+            info={"port": port, "engine": engine, "source": parsed.raw, "model": model, "base_url": base_url},
+        )
         try:
-            self.process.wait_ready(lambda: self.healthy(port), timeout_s or (180 if engine == "transformers" else 900), f"GET /health on port {port}")
+            self.process.wait_ready(
+                lambda: self.healthy(port),
+                timeout_s or (180 if engine == "transformers" else 900),
+                f"GET /health on port {port}",
+            )
         except ServiceError:
             self.process.stop(timeout_s=10)
             raise

@@ -68,7 +68,9 @@ def parse_spec(raw: str) -> ModelSpec:
     text = raw.strip()
     scheme, sep, rest = text.partition(":")
     if not sep or not _SCHEME_RE.match(scheme):
-        raise ConfigError(f"bad model spec {raw!r}: expected SCHEME:TARGET with SCHEME one of {', '.join(SCHEMES.names())}")
+        raise ConfigError(
+            f"bad model spec {raw!r}: expected SCHEME:TARGET with SCHEME one of {', '.join(SCHEMES.names())}"
+        )
     handler = SCHEMES.get(scheme)  # unknown scheme → ConfigError listing the known ones
     target, hash_, fragment = rest.rpartition("#") if "#" in rest else (rest, "", "")
     spec = ModelSpec(scheme, target.strip(), fragment.strip() if hash_ else None, text)

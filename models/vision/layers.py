@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,9 @@ class Normalize(nn.Module):
         mean_t = torch.as_tensor([float(m) for m in mean], dtype=torch.float32)
         std_t = torch.as_tensor([float(s) for s in std], dtype=torch.float32)
         if mean_t.ndim != 1 or mean_t.shape != std_t.shape or mean_t.numel() == 0:
-            raise ConfigError(f"Normalize needs one mean and one std per channel, got mean={list(mean)} std={list(std)}")
+            raise ConfigError(
+                f"Normalize needs one mean and one std per channel, got mean={list(mean)} std={list(std)}"
+            )
         if not bool((std_t > 0).all()):
             raise ConfigError(f"Normalize std must be > 0, got {list(std)}")
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1))

@@ -22,9 +22,10 @@ options are ignored then: the state_dict holds every weight, Normalize's mean/st
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,11 +71,15 @@ def parse_spec(spec: str) -> ClassifierSpec:
         raise ConfigError("empty classifier spec")
     for prefix, kind in (("torchscript:", "torchscript"), ("ckpt:", "ckpt")):
         if spec.startswith(prefix):
-            target = spec[len(prefix):]
+            target = spec[len(prefix) :]
             if not target:
                 raise ConfigError(f"bad classifier spec {raw!r}: no path after {prefix!r}")
             return ClassifierSpec(kind, target, {}, raw)
-    if not spec.startswith("timm:") and "?" not in spec and (spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec):
+    if (
+        not spec.startswith("timm:")
+        and "?" not in spec
+        and (spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec)
+    ):
         return ClassifierSpec("ckpt", spec, {}, raw)
     name, _, query = spec.partition("?")
     options: dict[str, Any] = {}
@@ -106,8 +111,10 @@ def _check_meta(value: Any, where: str = "meta") -> None:
                 raise ConfigError(f"checkpoint {where} keys must be strings, got {k!r}")
             _check_meta(v, f"{where}.{k}")
         return
-    raise ConfigError(f"checkpoint {where} is a {type(value).__name__}: only str/int/float/bool/None/list/dict are "
-                      "allowed (checkpoints load with weights_only=True)")
+    raise ConfigError(
+        f"checkpoint {where} is a {type(value).__name__}: only str/int/float/bool/None/list/dict are "
+        "allowed (checkpoints load with weights_only=True)"
+    )
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch_spec: str, meta: dict[str, Any] | None = None) -> Path:
@@ -151,8 +158,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: not a loadable weights-only checkpoint ({first})") from None
     if not isinstance(payload, dict):
-        raise InputError(f"{path}: checkpoint holds a {type(payload).__name__}, expected a dict with keys "
-                         f"{', '.join(CHECKPOINT_KEYS)}")
+        raise InputError(
+            f"{path}: checkpoint holds a {type(payload).__name__}, expected a dict with keys "
+            f"{', '.join(CHECKPOINT_KEYS)}"
+        )
     missing = [k for k in CHECKPOINT_KEYS if k not in payload]
     if missing:
         raise InputError(f"{path}: checkpoint lacks {', '.join(missing)} (was it written by save_checkpoint?)")
@@ -197,9 +206,14 @@ def _load_torchscript(parsed: ClassifierSpec, device: torch.device) -> nn.Module
         raise InputError(f"{path}: not a TorchScript module ({first})") from None
 
 
-def load_classifier(spec: str, num_classes: int | None = None, in_channels: int | None = 3,
-                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                    device: str | torch.device = "cpu") -> nn.Module:
+def load_classifier(
+    spec: str,
+    num_classes: int | None = None,
+    in_channels: int | None = 3,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """Load the classifier a spec names, on ``device``, in eval mode.
 
     ``num_classes`` is required for a registry spec; for a checkpoint it is checked (a

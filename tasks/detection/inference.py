@@ -17,8 +17,9 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +42,10 @@ class InferenceConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="images per map_batches call")
     actors: int = Field(2, ge=1, description="actor pool size per detector")
     cpus_per_actor: float = Field(
-        0.5, gt=0, description="0.5 leaves room for Ray Data's read tasks: a pool of 2 full-CPU actors on 2 CPUs deadlocks")
+        0.5,
+        gt=0,
+        description="0.5 leaves room for Ray Data's read tasks: a pool of 2 full-CPU actors on 2 CPUs deadlocks",
+    )
     gpus_per_actor: float = Field(0.0, ge=0)
     threads_per_actor: int = Field(1, ge=1, description="torch / OpenCV threads inside each actor")
     part_rows: int = Field(64, ge=1, description="result rows per Parquet part written by the driver")
@@ -78,23 +82,27 @@ class DetectBatch:
         t0 = time.perf_counter()
         results = self.detector.detect(images)
         per_image = (time.perf_counter() - t0) / max(1, len(images))
-        return pa.table({
-            "detector": [self.spec] * len(images),
-            "domain": batch.column("domain"),
-            "split": batch.column("split"),
-            "image_id": batch.column("image_id"),
-            "category_ids": [[int(d.category_id) for d in dets] for dets in results],
-            "boxes": [[[float(d.x), float(d.y), float(d.w), float(d.h)] for d in dets] for dets in results],
-            "scores": [[float(d.score) for d in dets] for dets in results],
-            "seconds": [per_image] * len(images),
-        })
+        return pa.table(
+            {
+                "detector": [self.spec] * len(images),
+                "domain": batch.column("domain"),
+                "split": batch.column("split"),
+                "image_id": batch.column("image_id"),
+                "category_ids": [[int(d.category_id) for d in dets] for dets in results],
+                "boxes": [[[float(d.x), float(d.y), float(d.w), float(d.h)] for d in dets] for dets in results],
+                "scores": [[float(d.score) for d in dets] for dets in results],
+                "seconds": [per_image] * len(images),
+            }
+        )
 
 
 def drop_done(batch: pa.Table, done: set[tuple[str, str, int]], domains: frozenset[str] | None) -> pa.Table:
     """A Ray Data filter stage: keeps images of the requested domains not yet in the stage."""
     keep = [
         (domains is None or d in domains) and (d, s, i) not in done
-        for d, s, i in zip(batch.column("domain").to_pylist(), batch.column("split").to_pylist(), batch.column("image_id").to_pylist())
+        for d, s, i in zip(
+            batch.column("domain").to_pylist(), batch.column("split").to_pylist(), batch.column("image_id").to_pylist()
+        )
     ]
     return batch.filter(pa.array(keep, pa.bool_()))
 
@@ -145,7 +153,9 @@ def run_detector(
     wanted = frozenset(domains) if domains is not None else None
     keys = image_keys if wanted is None else image_keys.filter(pc.is_in(image_keys["domain"], pa.array(sorted(wanted))))
     total = keys.num_rows
-    already = sum(1 for k in zip(keys["domain"].to_pylist(), keys["split"].to_pylist(), keys["image_id"].to_pylist()) if k in done)
+    already = sum(
+        1 for k in zip(keys["domain"].to_pylist(), keys["split"].to_pylist(), keys["image_id"].to_pylist()) if k in done
+    )
     todo = total - already
     if todo == 0:  # a finished detector is not even loaded: a resumed run costs a key scan
         return InferenceStats(detector, total, already, 0, 0.0)
@@ -161,8 +171,12 @@ def run_detector(
     # actor: split into blocks of 4 batches (streaming) so every actor of the pool gets work
     ds = ds.repartition(target_num_rows_per_block=4 * config.batch_size)
     ds = ds.map_batches(
-        DetectBatch, fn_constructor_args=(detector, dict(categories), config.threads_per_actor), batch_size=config.batch_size,
-        batch_format="pyarrow", compute=ActorPoolStrategy(size=config.actors), num_cpus=config.cpus_per_actor,
+        DetectBatch,
+        fn_constructor_args=(detector, dict(categories), config.threads_per_actor),
+        batch_size=config.batch_size,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=config.actors),
+        num_cpus=config.cpus_per_actor,
         num_gpus=config.gpus_per_actor or None,
     )
     pending: list[pa.Table] = []
@@ -190,8 +204,14 @@ def run_detector(
 def detections_to_coco(table: pa.Table) -> list[dict[str, Any]]:
     """Rows of the ``detections`` stage (one domain, one detector) → COCO result dicts."""
     out: list[dict[str, Any]] = []
-    for image_id, cats, boxes, scores in zip(table["image_id"].to_pylist(), table["category_ids"].to_pylist(),
-                                             table["boxes"].to_pylist(), table["scores"].to_pylist()):
+    for image_id, cats, boxes, scores in zip(
+        table["image_id"].to_pylist(),
+        table["category_ids"].to_pylist(),
+        table["boxes"].to_pylist(),
+        table["scores"].to_pylist(),
+    ):
         for c, b, s in zip(cats, boxes, scores):
-            out.append({"image_id": int(image_id), "category_id": int(c), "bbox": [float(v) for v in b], "score": float(s)})
+            out.append(
+                {"image_id": int(image_id), "category_id": int(c), "bbox": [float(v) for v in b], "score": float(s)}
+            )
     return out

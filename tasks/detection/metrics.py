@@ -35,9 +35,10 @@ import io
 import json
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -113,11 +114,7 @@ def _check_boxes(boxes: list[Any], source: str, where: str) -> np.ndarray:
         i = int(np.flatnonzero(bad_rows)[0])
         raise InputError(f"{source}: {where}[{i}] bbox {boxes[i]!r} must be finite with width, height >= 0")
     for i, box in enumerate(boxes):
-        if (
-            not isinstance(box, (list, tuple, np.ndarray))
-            or len(box) != 4
-            or not all(_is_number(v) for v in box)
-        ):
+        if not isinstance(box, (list, tuple, np.ndarray)) or len(box) != 4 or not all(_is_number(v) for v in box):
             raise InputError(f"{source}: {where}[{i}] bbox {box!r} is not a list of 4 numbers [x, y, w, h]")
     raise InputError(f"{source}: {where} bboxes are not lists of 4 numbers")  # pragma: no cover
 
@@ -401,9 +398,7 @@ def _require(table: pa.Table, columns: Sequence[str], name: str) -> None:
         raise InputError(f"{name} table: missing columns {missing}")
 
 
-def gt_from_tables(
-    images: pa.Table, annotations: pa.Table, categories: pa.Table, domain: str | None = None
-) -> dict:
+def gt_from_tables(images: pa.Table, annotations: pa.Table, categories: pa.Table, domain: str | None = None) -> dict:
     """A COCO instances dict from the ``coco_images`` / ``coco_annotations`` / ``coco_categories`` tables.
 
     Image ids are unique only within a domain (COCO-O's six domains reuse ids), so ``domain``
@@ -431,9 +426,7 @@ def gt_from_tables(
             {"id": a, "image_id": i, "category_id": c, "bbox": b, "area": ar, "iscrowd": int(bool(z))}
             for a, i, c, b, ar, z in zip(*ann_cols)
         ],
-        "categories": [
-            {"id": c, "name": n, "supercategory": s if s is not None else ""} for c, n, s in zip(*cat_cols)
-        ],
+        "categories": [{"id": c, "name": n, "supercategory": s if s is not None else ""} for c, n, s in zip(*cat_cols)],
     }
 
 

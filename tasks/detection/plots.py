@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def _png(fig: Any) -> bytes:
@@ -30,12 +31,23 @@ def id_vs_ood_png(board: Sequence[Mapping[str, Any]]) -> bytes:
     top = max([0.05] + [max(r["id_map"], r["ood_map"]) for r in board]) * 1.15
     if board:
         a, b = board[0]["trend_a"], board[0]["trend_b"]
-        ax.plot([0, top], [a, a + b * top], "--", color="grey", label=f"trend OOD = {a:.3f} + {b:.3f}·ID ({board[0]['trend']})")
+        ax.plot(
+            [0, top],
+            [a, a + b * top],
+            "--",
+            color="grey",
+            label=f"trend OOD = {a:.3f} + {b:.3f}·ID ({board[0]['trend']})",
+        )
     ax.plot([0, top], [0, top], ":", color="lightgrey", label="no drop")
     for r in board:
         ax.scatter(r["id_map"], r["ood_map"], s=40)
-        ax.annotate(f"{r['detector']}\nER {r['effective_robustness']:+.3f}", (r["id_map"], r["ood_map"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+        ax.annotate(
+            f"{r['detector']}\nER {r['effective_robustness']:+.3f}",
+            (r["id_map"], r["ood_map"]),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("in-distribution mAP (AP@[.50:.95])")

@@ -14,14 +14,21 @@ detectors evaluated (needs at least two with different ID mAP).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from trustflow.errors import ConfigError
 from trustflow.tasks.detection.inference import detections_to_coco
-from trustflow.tasks.detection.metrics import STAT_NAMES, coco_bbox_stats, effective_robustness, fit_trend, relative_drop
+from trustflow.tasks.detection.metrics import (
+    STAT_NAMES,
+    coco_bbox_stats,
+    effective_robustness,
+    fit_trend,
+    relative_drop,
+)
 
 
 def score_one(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str, float]:
@@ -32,7 +39,10 @@ PARALLEL_MIN_DETECTIONS = 50_000  # below this, Ray task start-up costs more tha
 
 
 def score_all(
-    gt_by_domain: Mapping[str, dict[str, Any]], detections: pa.Table, detectors: Sequence[str], parallel: bool | None = None
+    gt_by_domain: Mapping[str, dict[str, Any]],
+    detections: pa.Table,
+    detectors: Sequence[str],
+    parallel: bool | None = None,
 ) -> list[dict[str, Any]]:
     """One ``detection_metrics`` row per (detector, domain) present in ``gt_by_domain``.
 
@@ -58,8 +68,16 @@ def score_all(
     out = []
     for (detector, domain, dets), s in zip(jobs, stats):
         gt = gt_by_domain[domain]
-        out.append({"detector": detector, "domain": domain, **{k: float(s[k]) for k in STAT_NAMES},
-                    "images": len(gt["images"]), "annotations": len(gt["annotations"]), "detections": len(dets)})
+        out.append(
+            {
+                "detector": detector,
+                "domain": domain,
+                **{k: float(s[k]) for k in STAT_NAMES},
+                "images": len(gt["images"]),
+                "annotations": len(gt["annotations"]),
+                "detections": len(dets),
+            }
+        )
     return out
 
 
@@ -80,8 +98,10 @@ def leaderboard(
     partial = []
     for detector, per_domain in by_detector.items():
         if id_domain not in per_domain:
-            raise ConfigError(f"in-distribution domain {id_domain!r} was not evaluated for {detector}; "
-                              f"domains: {', '.join(sorted(per_domain))} (set --id-domain)")
+            raise ConfigError(
+                f"in-distribution domain {id_domain!r} was not evaluated for {detector}; "
+                f"domains: {', '.join(sorted(per_domain))} (set --id-domain)"
+            )
         ood = [ap for d, ap in per_domain.items() if d != id_domain and ap >= 0]
         if not ood:
             raise ConfigError(f"{detector}: no shifted domain besides {id_domain!r} was evaluated")
@@ -93,11 +113,18 @@ def leaderboard(
     rows = []
     for detector, id_map, ood_map, n in partial:
         drop = relative_drop(id_map, ood_map)
-        rows.append({
-            "detector": detector, "id_map": id_map, "ood_map": ood_map, "ood_domains": n,
-            "relative_drop": None if math.isnan(drop) else drop,
-            "effective_robustness": effective_robustness(id_map, ood_map, a, b), "trend_a": a, "trend_b": b,
-            "trend": "fitted" if trend == "fit" else "given",
-            "images_per_s": (throughput or {}).get(detector),
-        })
+        rows.append(
+            {
+                "detector": detector,
+                "id_map": id_map,
+                "ood_map": ood_map,
+                "ood_domains": n,
+                "relative_drop": None if math.isnan(drop) else drop,
+                "effective_robustness": effective_robustness(id_map, ood_map, a, b),
+                "trend_a": a,
+                "trend_b": b,
+                "trend": "fitted" if trend == "fit" else "given",
+                "images_per_s": (throughput or {}).get(detector),
+            }
+        )
     return sorted(rows, key=lambda r: -r["ood_map"])

@@ -7,6 +7,12 @@ view (``sections.BOARD_SECTIONS``); ``write_report`` puts a page on disk atomica
 
 from __future__ import annotations
 
-from trustflow.tasks.report.build import LEADERBOARD_TARGET, build_leaderboard_report, build_run_report, find_run, write_report
+from trustflow.tasks.report.build import (
+    LEADERBOARD_TARGET,
+    build_leaderboard_report,
+    build_run_report,
+    find_run,
+    write_report,
+)
 
 __all__ = ["LEADERBOARD_TARGET", "build_leaderboard_report", "build_run_report", "find_run", "write_report"]

@@ -13,9 +13,10 @@ import difflib
 import os
 import tempfile
 from collections import defaultdict
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -46,6 +47,7 @@ T = TypeVar("T")
 
 def run_dirs(store: ArtifactStore) -> list[tuple[str, str]]:
     """Every ``(flow, run_id)`` folder under ``runs/``, finished or not (for suggestions)."""
+
     def dirs(path: str) -> list[str]:
         try:
             infos = store.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
@@ -76,7 +78,9 @@ def find_run(store: ArtifactStore, target: str) -> RunView:
         hint = f"; did you mean: {', '.join(close)}?" if close else f"; {len(known)} runs exist (see trustflow runs ls)"
         raise StageNotFound(f"no run {target!r} in {public_url(store.url)}{hint}")
     if len(matches) > 1:
-        raise StageNotFound(f"run id {target!r} exists in flows {', '.join(f for f, _ in matches)}; use <flow>/{target}")
+        raise StageNotFound(
+            f"run id {target!r} exists in flows {', '.join(f for f, _ in matches)}; use <flow>/{target}"
+        )
     flow, rid = matches[0]
     stages = {ref.stage: m for ref, m in store.list_stages(flow=flow, run_id=rid)}
     return RunView(store, flow, rid, stages)
@@ -94,7 +98,7 @@ def _guarded(what: str, render: Callable[[T], list[Section]], arg: T) -> list[Se
 
 
 def _now() -> str:
-    return fmt_time(datetime.now(timezone.utc))
+    return fmt_time(datetime.now(UTC))
 
 
 def build_run_report(store: ArtifactStore, run_id: str) -> str:
@@ -102,7 +106,9 @@ def build_run_report(store: ArtifactStore, run_id: str) -> str:
     run = find_run(store, run_id)
     versions = sorted({m.trustflow_version for m in run.stages.values() if m.trustflow_version})
     meta: list[tuple[str, Any]] = [
-        ("Flow", run.flow), ("Store", public_url(store.url)), ("Generated", _now()),
+        ("Flow", run.flow),
+        ("Store", public_url(store.url)),
+        ("Generated", _now()),
         ("Last written", fmt_time(run.written) if run.written else "no complete stage"),
         ("Written by", ", ".join(f"trustflow {v}" for v in versions) or "–"),
     ]
@@ -124,7 +130,9 @@ def build_leaderboard_report(store: ArtifactStore) -> str:
             sections += _guarded(FLOW_TITLES.get(flow, flow), BOARD_SECTIONS.get(flow), by_flow.get(flow, []))
     counts = ", ".join(f"{flow} {len(rs)}" for flow, rs in sorted(by_flow.items())) or "none"
     meta: list[tuple[str, Any]] = [
-        ("Store", public_url(store.url)), ("Generated", _now()), ("Runs", counts),
+        ("Store", public_url(store.url)),
+        ("Generated", _now()),
+        ("Runs", counts),
         ("Report by", f"trustflow {trustflow.__version__}"),
     ]
     return page("Leaderboards", "Every evaluation in the store, newest results first", meta, sections)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -101,7 +102,9 @@ class RunView:
         except FileNotFoundError:
             return []
         return sorted(
-            (i.base_name, i.size or 0) for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")
+            (i.base_name, i.size or 0)
+            for i in infos
+            if i.type == pafs.FileType.File and not i.base_name.startswith(".")
         )
 
     def plots(self) -> list[tuple[str, bytes]]:
@@ -142,7 +145,9 @@ def ci(low: Any, high: Any, spec: str = PCT) -> str:
     return f"{low:{spec}}–{high:{spec}}"
 
 
-def pivot(rows: Iterable[Mapping[str, Any]], index: str, column: str, value: str) -> tuple[list[dict[str, Any]], list[Any]]:
+def pivot(
+    rows: Iterable[Mapping[str, Any]], index: str, column: str, value: str
+) -> tuple[list[dict[str, Any]], list[Any]]:
     """Long rows → one row per ``index`` with one key per ``column`` value (first-seen order)."""
     out: dict[Any, dict[str, Any]] = {}
     seen: list[Any] = []
@@ -159,7 +164,9 @@ def run_cell(run_id: str, written: datetime) -> Html:
     return stacked(run_id, written.strftime("%Y-%m-%d"))
 
 
-def pivot_columns(values: Sequence[Any], spec: str | Callable[[Any], str] | None, label: Callable[[Any], str] = str) -> list[Column]:
+def pivot_columns(
+    values: Sequence[Any], spec: str | Callable[[Any], str] | None, label: Callable[[Any], str] = str
+) -> list[Column]:
     return [Column(f"c:{v}", label(v), spec, numeric=True) for v in values]
 
 
@@ -177,15 +184,41 @@ def stages_section(run: RunView) -> list[Section]:
     """What the store holds for the run: each stage's manifest, then its side files."""
     rows = []
     for name, m in sorted(run.stages.items()):
-        rows.append({
-            "stage": name, "schema": f"{m.schema_name} v{m.schema_version}", "rows": m.rows, "parts": len(m.parts),
-            "size": fmt_bytes(sum(p.bytes for p in m.parts)), "written": m.created_at, "version": m.trustflow_version or EMPTY,
-            "keys": ", ".join(m.key_columns), "attrs": run.attrs(name) or None,
-        })
-    body = [table(rows, [Column("stage"), Column("schema"), Column("rows"), Column("parts"), Column("size", numeric=True),
-                         Column("written"), Column("version", "trustflow"), Column("keys", "key columns"), Column("attrs")],
-                  empty="no complete stage (no manifest written yet)")]
-    files = [{"file": f"{folder}/{name}", "size": fmt_bytes(size)} for folder in ("plots", "model") for name, size in run.files(folder)]
+        rows.append(
+            {
+                "stage": name,
+                "schema": f"{m.schema_name} v{m.schema_version}",
+                "rows": m.rows,
+                "parts": len(m.parts),
+                "size": fmt_bytes(sum(p.bytes for p in m.parts)),
+                "written": m.created_at,
+                "version": m.trustflow_version or EMPTY,
+                "keys": ", ".join(m.key_columns),
+                "attrs": run.attrs(name) or None,
+            }
+        )
+    body = [
+        table(
+            rows,
+            [
+                Column("stage"),
+                Column("schema"),
+                Column("rows"),
+                Column("parts"),
+                Column("size", numeric=True),
+                Column("written"),
+                Column("version", "trustflow"),
+                Column("keys", "key columns"),
+                Column("attrs"),
+            ],
+            empty="no complete stage (no manifest written yet)",
+        )
+    ]
+    files = [
+        {"file": f"{folder}/{name}", "size": fmt_bytes(size)}
+        for folder in ("plots", "model")
+        for name, size in run.files(folder)
+    ]
     if files:
         body += [heading(3, "Other files"), table(files, [Column("file"), Column("size", numeric=True)])]
     return [Section("Stages and manifests", join(body))]
@@ -224,10 +257,17 @@ def attr_pairs(attrs: Mapping[str, Any], limit: int = 200) -> list[tuple[str, An
 
 # ---------------------------------------------------------------- S-Eval evaluation
 
-SEVAL_STAGES = {"suite": S.SEVAL_SUITE, "responses": S.SEVAL_RESPONSES, "judgements": S.SEVAL_JUDGEMENTS,
-                "metrics": S.SEVAL_METRICS, "leaderboard": S.SEVAL_LEADERBOARD}
-SEVAL_PLOTS = {"safety_heatmap.png": "Safety score per dimension and language",
-               "asr_per_attack.png": "Attack success rate per attack"}
+SEVAL_STAGES = {
+    "suite": S.SEVAL_SUITE,
+    "responses": S.SEVAL_RESPONSES,
+    "judgements": S.SEVAL_JUDGEMENTS,
+    "metrics": S.SEVAL_METRICS,
+    "leaderboard": S.SEVAL_LEADERBOARD,
+}
+SEVAL_PLOTS = {
+    "safety_heatmap.png": "Safety score per dimension and language",
+    "asr_per_attack.png": "Attack success rate per attack",
+}
 
 
 def with_ci(value: Any, low: Any, high: Any, spec: str = PCT) -> Html | None:
@@ -238,14 +278,26 @@ def with_ci(value: Any, low: Any, high: Any, spec: str = PCT) -> Html | None:
 
 
 def seval_board_rows(board: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, **{f"{k}_shown": with_ci(r[k], r[f"{k}_ci_low"], r[f"{k}_ci_high"])
-                     for k in ("safety_score", "asr", "adaptive_asr", "judge_error_rate")}} for r in board]
+    return [
+        {
+            **r,
+            **{
+                f"{k}_shown": with_ci(r[k], r[f"{k}_ci_low"], r[f"{k}_ci_high"])
+                for k in ("safety_score", "asr", "adaptive_asr", "judge_error_rate")
+            },
+        }
+        for r in board
+    ]
 
 
 SEVAL_BOARD_COLUMNS = [
-    Column("model"), Column("critic_id", "critic"), Column("safety_score_shown", "safety score (%)", numeric=True),
-    Column("asr_shown", "ASR (%)", numeric=True), Column("adaptive_asr_shown", "adaptive ASR (%)", numeric=True),
-    Column("judge_error_rate_shown", "judge errors (%)", numeric=True), Column("judgements"),
+    Column("model"),
+    Column("critic_id", "critic"),
+    Column("safety_score_shown", "safety score (%)", numeric=True),
+    Column("asr_shown", "ASR (%)", numeric=True),
+    Column("adaptive_asr_shown", "adaptive ASR (%)", numeric=True),
+    Column("judge_error_rate_shown", "judge errors (%)", numeric=True),
+    Column("judgements"),
 ]
 CI_NOTE = "Each value shows its 95% confidence interval underneath."
 
@@ -265,7 +317,11 @@ def seval_sections(run: RunView) -> list[Section]:
     if ranked:
         best = max(ranked, key=lambda r: r["safety_score"])
         figures.append(("Best safety score", f"{best['safety_score']:{PCT}}%", best["model"]))
-    body = [key_figures(figures), note(CI_NOTE), table(seval_board_rows(board), SEVAL_BOARD_COLUMNS, empty="no leaderboard stage yet")]
+    body = [
+        key_figures(figures),
+        note(CI_NOTE),
+        table(seval_board_rows(board), SEVAL_BOARD_COLUMNS, empty="no leaderboard stage yet"),
+    ]
     sections.append(Section("Leaderboard", join(body)))
     if run.has("metrics", S.SEVAL_METRICS):
         sections.append(Section("Metrics", seval_metric_tables(run.rows("metrics"))))
@@ -285,23 +341,35 @@ def seval_metric_tables(metrics: list[dict[str, Any]]) -> Html:
     by_lang = pick("safety_score", dimension="*", attack="*")
     rows, langs = pivot(by_lang, "model", "lang", "value")
     if rows:
-        body += [heading(3, "Safety score by language (%)"),
-                 table(rows, [Column("model"), *pivot_columns(langs, PCT, lambda v: "all" if v == "*" else v)])]
+        body += [
+            heading(3, "Safety score by language (%)"),
+            table(rows, [Column("model"), *pivot_columns(langs, PCT, lambda v: "all" if v == "*" else v)]),
+        ]
     by_dim = pick("safety_score", dimension="any", lang="any")
     if by_dim:
         long = [{**m, "col": f"{m['model']} · {m['lang']}"} for m in by_dim]
         rows, cols = pivot(long, "dimension", "col", "value")
         if len(cols) <= 12:
-            body += [heading(3, "Safety score by dimension (%)"), table(rows, [Column("dimension"), *pivot_columns(cols, PCT)])]
+            body += [
+                heading(3, "Safety score by dimension (%)"),
+                table(rows, [Column("dimension"), *pivot_columns(cols, PCT)]),
+            ]
     by_attack = pick("asr", lang="*")
     rows, models = pivot(by_attack, "attack", "model", "value")
     if rows:
-        body += [heading(3, "Attack success rate by attack (%)"), table(rows, [Column("attack"), *pivot_columns(models, PCT)])]
+        body += [
+            heading(3, "Attack success rate by attack (%)"),
+            table(rows, [Column("attack"), *pivot_columns(models, PCT)]),
+        ]
     overall = pick("adaptive_asr", lang="*") + pick("judge_error_rate")
     if overall:
-        body += [heading(3, "Adaptive ASR and judge errors (%)"),
-                 table([{**m, "shown": with_ci(m["value"], m["ci_low"], m["ci_high"])} for m in overall],
-                       [Column("metric"), Column("model"), Column("n"), Column("shown", "value", numeric=True)])]
+        body += [
+            heading(3, "Adaptive ASR and judge errors (%)"),
+            table(
+                [{**m, "shown": with_ci(m["value"], m["ci_low"], m["ci_high"])} for m in overall],
+                [Column("metric"), Column("model"), Column("n"), Column("shown", "value", numeric=True)],
+            ),
+        ]
     return join(body) if body else note("no metrics rows")
 
 
@@ -312,18 +380,39 @@ def seval_health(run: RunView) -> Html:
         t = run.read("responses", ["model", "error", "latency_s", "completion_tokens"])
         for model in sorted(set(t["model"].to_pylist())):
             sub = t.filter(pc.equal(t["model"], model))
-            per[model].update({"responses": sub.num_rows, "errors": pc.count(sub["error"]).as_py(),
-                               "latency": pc.mean(sub["latency_s"]).as_py(), "tokens": pc.mean(sub["completion_tokens"]).as_py()})
+            per[model].update(
+                {
+                    "responses": sub.num_rows,
+                    "errors": pc.count(sub["error"]).as_py(),
+                    "latency": pc.mean(sub["latency_s"]).as_py(),
+                    "tokens": pc.mean(sub["completion_tokens"]).as_py(),
+                }
+            )
     if run.has("judgements", S.SEVAL_JUDGEMENTS):
         t = run.read("judgements", ["model", "unsafe", "judge_error"])
         for model in sorted(set(t["model"].to_pylist())):
             sub = t.filter(pc.equal(t["model"], model))
-            per[model].update({"judged": sub.num_rows, "unsafe": pc.sum(sub["unsafe"].cast(pa.int64())).as_py() or 0,
-                               "judge_errors": pc.count(sub["judge_error"]).as_py()})
+            per[model].update(
+                {
+                    "judged": sub.num_rows,
+                    "unsafe": pc.sum(sub["unsafe"].cast(pa.int64())).as_py() or 0,
+                    "judge_errors": pc.count(sub["judge_error"]).as_py(),
+                }
+            )
     rows = [{"model": m, **v} for m, v in per.items()]
-    return table(rows, [Column("model"), Column("responses"), Column("errors", "generation errors"),
-                        Column("latency", "mean latency (s)", ".2f"), Column("tokens", "mean completion tokens", ".1f"),
-                        Column("judged"), Column("unsafe", "judged unsafe"), Column("judge_errors", "judge errors")])
+    return table(
+        rows,
+        [
+            Column("model"),
+            Column("responses"),
+            Column("errors", "generation errors"),
+            Column("latency", "mean latency (s)", ".2f"),
+            Column("tokens", "mean completion tokens", ".1f"),
+            Column("judged"),
+            Column("unsafe", "judged unsafe"),
+            Column("judge_errors", "judge errors"),
+        ],
+    )
 
 
 @BOARD_SECTIONS.register("seval_evaluate")
@@ -339,18 +428,31 @@ def seval_board(runs: list[RunView]) -> list[Section]:
             key = (r["model"], r["critic_id"])
             if key not in latest or latest[key]["written"] < when:
                 latest[key] = {**r, "run": run_cell(run.run_id, when), "suite": source, "written": when}
-    rows = sorted(seval_board_rows(list(latest.values())), key=lambda r: -(r["safety_score"] if r["safety_score"] is not None else -1))
+    rows = sorted(
+        seval_board_rows(list(latest.values())),
+        key=lambda r: -(r["safety_score"] if r["safety_score"] is not None else -1),
+    )
     cols = [*SEVAL_BOARD_COLUMNS, Column("suite"), Column("run", "run · evaluated")]
-    intro = note(f"Latest result per model and critic; scores from different suites are not directly comparable. {CI_NOTE}")
-    return [Section("S-Eval safety leaderboard", join([intro, table(rows, cols, empty="no S-Eval evaluation in this store")]))]
+    intro = note(
+        f"Latest result per model and critic; scores from different suites are not directly comparable. {CI_NOTE}"
+    )
+    return [
+        Section(
+            "S-Eval safety leaderboard", join([intro, table(rows, cols, empty="no S-Eval evaluation in this store")])
+        )
+    ]
 
 
 # ---------------------------------------------------------------- S-Eval suite generation
 
 # the stages this page renders; candidates, translations and the reference panel's answers
 # are intermediate and appear under "Other stages" as previews
-GENERATE_STAGES = {"suite": S.SEVAL_GENERATED_SUITE, "generation_log": S.SEVAL_GENERATION_LOG,
-                   "selection_drops": S.SEVAL_SELECTION_DROPS, "rewrite_drops": S.SEVAL_SELECTION_DROPS}
+GENERATE_STAGES = {
+    "suite": S.SEVAL_GENERATED_SUITE,
+    "generation_log": S.SEVAL_GENERATION_LOG,
+    "selection_drops": S.SEVAL_SELECTION_DROPS,
+    "rewrite_drops": S.SEVAL_SELECTION_DROPS,
+}
 
 
 @RUN_SECTIONS.register("seval_generate")
@@ -362,20 +464,43 @@ def generate_sections(run: RunView) -> list[Section]:
         groups: dict[tuple[str, str], list[float | None]] = defaultdict(list)
         for s, lang, h in zip(t["set"].to_pylist(), t["lang"].to_pylist(), t["hardness"].to_pylist()):
             groups[(s, lang)].append(h)
-        rows = [{"set": s, "lang": lang, "prompts": len(hs),
-                 "hardness": statistics.fmean([h for h in hs if h is not None]) if any(h is not None for h in hs) else None}
-                for (s, lang), hs in sorted(groups.items())]
+        rows = [
+            {
+                "set": s,
+                "lang": lang,
+                "prompts": len(hs),
+                "hardness": statistics.fmean([h for h in hs if h is not None])
+                if any(h is not None for h in hs)
+                else None,
+            }
+            for (s, lang), hs in sorted(groups.items())
+        ]
         attrs = run.attrs("suite")
-        figures = [("Suite prompts", t.num_rows), ("Languages", ", ".join(sorted({r["lang"] for r in rows})) or EMPTY),
-                   ("Shortfall", attrs.get("shortfall", EMPTY))]
-        body = [key_figures(figures), table(rows, [Column("set"), Column("lang"), Column("prompts"), Column("hardness", "mean hardness", ".2f")]),
-                heading(3, "Generation settings"),
-                definitions(attr_pairs({k: v for k, v in attrs.items() if k != "shortfall"})),
-                heading(3, "First prompts"),
-                preview(run, "suite", columns=["prompt_uid", "set", "lang", "leaf_id", "hardness", "generator", "prompt"])]
+        figures = [
+            ("Suite prompts", t.num_rows),
+            ("Languages", ", ".join(sorted({r["lang"] for r in rows})) or EMPTY),
+            ("Shortfall", attrs.get("shortfall", EMPTY)),
+        ]
+        body = [
+            key_figures(figures),
+            table(rows, [Column("set"), Column("lang"), Column("prompts"), Column("hardness", "mean hardness", ".2f")]),
+            heading(3, "Generation settings"),
+            definitions(attr_pairs({k: v for k, v in attrs.items() if k != "shortfall"})),
+            heading(3, "First prompts"),
+            preview(run, "suite", columns=["prompt_uid", "set", "lang", "leaf_id", "hardness", "generator", "prompt"]),
+        ]
         sections.append(Section("Suite", join(body)))
     if run.has("generation_log", S.SEVAL_GENERATION_LOG):
-        numbers = ("requests", "errors", "tester_refusals", "parsed", "discarded", "kept", "shortfall", "completion_tokens")
+        numbers = (
+            "requests",
+            "errors",
+            "tester_refusals",
+            "parsed",
+            "discarded",
+            "kept",
+            "shortfall",
+            "completion_tokens",
+        )
         totals: dict[str, dict[str, Any]] = {}
         for r in run.rows("generation_log"):
             acc = totals.setdefault(r["lang"], {"lang": r["lang"], "jobs": 0, **{k: 0 for k in numbers}})
@@ -392,7 +517,9 @@ def generate_sections(run: RunView) -> list[Section]:
                 counts[s] += 1
             drops += [{"stage": stage, "strategy": s, "dropped": n} for s, n in sorted(counts.items())]
     if drops:
-        sections.append(Section("Dropped prompts", table(drops, [Column("stage"), Column("strategy"), Column("dropped")])))
+        sections.append(
+            Section("Dropped prompts", table(drops, [Column("stage"), Column("strategy"), Column("dropped")]))
+        )
     return sections + plots_section(run) + unknown_stages(run, GENERATE_STAGES)
 
 
@@ -400,10 +527,18 @@ def generate_sections(run: RunView) -> list[Section]:
 
 TRAIN_PLOTS = {"accuracy_per_epoch.png": "Clean, FGSM and PGD-10 accuracy on the held-out probe batch per epoch"}
 EPOCH_COLUMNS = [
-    Column("epoch"), Column("loss", spec=".4f"), Column("train_clean_acc", "train clean", ACC), Column("train_adv_acc", "train adv", ACC),
-    Column("probe_clean_acc", "clean", ACC), Column("fgsm_acc", "FGSM", ACC), Column("pgd_acc", "PGD-10", ACC),
-    Column("co_flag", "catastrophic overfitting"), Column("evaluated"), Column("lr", spec=".4g"),
-    Column("samples_per_s", "samples/s", ",.0f"), Column("seconds", "seconds", ".1f"),
+    Column("epoch"),
+    Column("loss", spec=".4f"),
+    Column("train_clean_acc", "train clean", ACC),
+    Column("train_adv_acc", "train adv", ACC),
+    Column("probe_clean_acc", "clean", ACC),
+    Column("fgsm_acc", "FGSM", ACC),
+    Column("pgd_acc", "PGD-10", ACC),
+    Column("co_flag", "catastrophic overfitting"),
+    Column("evaluated"),
+    Column("lr", spec=".4g"),
+    Column("samples_per_s", "samples/s", ",.0f"),
+    Column("seconds", "seconds", ".1f"),
 ]
 
 
@@ -416,10 +551,21 @@ def training_summary(run: RunView) -> dict[str, Any] | None:
     if not rows:
         return None
     last, best = rows[-1], max([r for r in rows if not r["co"]] or rows, key=lambda r: r["pgd_acc"])
-    return {"run": run.run_id, "method": last["method"], "arch": last["arch"], "dataset": last["dataset"], "epochs": len(rows),
-            "clean": last["probe_clean_acc"], "fgsm": last["fgsm_acc"], "pgd": last["pgd_acc"], "best_pgd": best["pgd_acc"],
-            "best_epoch": best["epoch"], "co_epochs": ", ".join(str(r["epoch"]) for r in rows if r["co"]) or "none",
-            "written": run.stages["epochs"].created_at, "rows": rows}
+    return {
+        "run": run.run_id,
+        "method": last["method"],
+        "arch": last["arch"],
+        "dataset": last["dataset"],
+        "epochs": len(rows),
+        "clean": last["probe_clean_acc"],
+        "fgsm": last["fgsm_acc"],
+        "pgd": last["pgd_acc"],
+        "best_pgd": best["pgd_acc"],
+        "best_epoch": best["epoch"],
+        "co_epochs": ", ".join(str(r["epoch"]) for r in rows if r["co"]) or "none",
+        "written": run.stages["epochs"].created_at,
+        "rows": rows,
+    }
 
 
 @RUN_SECTIONS.register("adversarial_train")
@@ -428,28 +574,54 @@ def training_sections(run: RunView) -> list[Section]:
     summary = training_summary(run)
     if summary is None:
         return generic_sections(run)
-    figures = [("Method", summary["method"]), ("Model", summary["arch"]), ("Dataset", summary["dataset"]),
-               ("Final clean accuracy", f"{summary['clean']:{ACC}}"), ("Final PGD-10 accuracy", f"{summary['pgd']:{ACC}}"),
-               ("Best PGD-10 accuracy", f"{summary['best_pgd']:{ACC}}", f"epoch {summary['best_epoch']}"),
-               ("Catastrophic overfitting at epochs", summary["co_epochs"])]
-    rows = [{**r, "co_flag": ("rolled back: " if r["rolled_back"] else "") + (r["co_reason"] or "yes") if r["co"] else ""}
-            for r in summary["rows"]]
+    figures = [
+        ("Method", summary["method"]),
+        ("Model", summary["arch"]),
+        ("Dataset", summary["dataset"]),
+        ("Final clean accuracy", f"{summary['clean']:{ACC}}"),
+        ("Final PGD-10 accuracy", f"{summary['pgd']:{ACC}}"),
+        ("Best PGD-10 accuracy", f"{summary['best_pgd']:{ACC}}", f"epoch {summary['best_epoch']}"),
+        ("Catastrophic overfitting at epochs", summary["co_epochs"]),
+    ]
+    rows = [
+        {**r, "co_flag": ("rolled back: " if r["rolled_back"] else "") + (r["co_reason"] or "yes") if r["co"] else ""}
+        for r in summary["rows"]
+    ]
     body = [key_figures(figures), table(rows, EPOCH_COLUMNS)]
     job = run.attrs("epochs").get("job")
     if isinstance(job, dict):
         body += [heading(3, "Training job"), definitions(attr_pairs(job))]
-    return [Section("Training", join(body)), *plots_section(run, TRAIN_PLOTS), *unknown_stages(run, {"epochs": S.TRAIN_EPOCHS})]
+    return [
+        Section("Training", join(body)),
+        *plots_section(run, TRAIN_PLOTS),
+        *unknown_stages(run, {"epochs": S.TRAIN_EPOCHS}),
+    ]
 
 
 @BOARD_SECTIONS.register("adversarial_train")
 def training_board(runs: list[RunView]) -> list[Section]:
     summaries = [s for s in (training_summary(r) for r in runs) if s is not None]
     summaries.sort(key=lambda s: s["written"], reverse=True)
-    rows = [{**s, "run": run_cell(s["run"], s["written"]), "best": stacked(f"{s['best_pgd']:{ACC}}", f"epoch {s['best_epoch']}")}
-            for s in summaries]
-    cols = [Column("run", "run · trained"), Column("method"), Column("arch", "model"), Column("dataset"), Column("epochs"),
-            Column("clean", "final clean", ACC), Column("fgsm", "final FGSM", ACC), Column("pgd", "final PGD-10", ACC),
-            Column("best", "best PGD-10", numeric=True), Column("co_epochs", "catastrophic overfitting (epochs)")]
+    rows = [
+        {
+            **s,
+            "run": run_cell(s["run"], s["written"]),
+            "best": stacked(f"{s['best_pgd']:{ACC}}", f"epoch {s['best_epoch']}"),
+        }
+        for s in summaries
+    ]
+    cols = [
+        Column("run", "run · trained"),
+        Column("method"),
+        Column("arch", "model"),
+        Column("dataset"),
+        Column("epochs"),
+        Column("clean", "final clean", ACC),
+        Column("fgsm", "final FGSM", ACC),
+        Column("pgd", "final PGD-10", ACC),
+        Column("best", "best PGD-10", numeric=True),
+        Column("co_epochs", "catastrophic overfitting (epochs)"),
+    ]
     return [Section("Adversarial training runs", table(rows, cols, empty="no training run in this store"))]
 
 
@@ -470,7 +642,10 @@ def robustness_summary(run: RunView) -> dict[str, Any] | None:
     rows = run.rows("results")
     if not rows:
         return None
-    attacks = sorted((r for r in rows if r["attack"] != "corruption"), key=lambda r: (r["attack"] != "clean", r["attack"], r["eps"] or 0))
+    attacks = sorted(
+        (r for r in rows if r["attack"] != "corruption"),
+        key=lambda r: (r["attack"] != "clean", r["attack"], r["eps"] or 0),
+    )
     corrupted = [r for r in rows if r["attack"] == "corruption"]
     per_corruption: dict[str, list[float]] = defaultdict(list)
     for r in corrupted:
@@ -478,12 +653,19 @@ def robustness_summary(run: RunView) -> dict[str, Any] | None:
     clean = next((r for r in attacks if r["attack"] == "clean"), None)
     robust = [r for r in attacks if r["attack"] != "clean"]
     return {
-        "run": run.run_id, "model": rows[0]["model"], "dataset": rows[0]["dataset"], "written": run.stages["results"].created_at,
-        "clean": clean["accuracy"] if clean else None, "images": max(r["n"] for r in rows),
+        "run": run.run_id,
+        "model": rows[0]["model"],
+        "dataset": rows[0]["dataset"],
+        "written": run.stages["results"].created_at,
+        "clean": clean["accuracy"] if clean else None,
+        "images": max(r["n"] for r in rows),
         "attacks": {attack_label(r): r["accuracy"] for r in robust},
         "worst": min(robust, key=lambda r: r["accuracy"]) if robust else None,
-        "corruption_mean": statistics.fmean(statistics.fmean(v) for v in per_corruption.values()) if per_corruption else None,
-        "attack_rows": attacks, "corruption_rows": corrupted,
+        "corruption_mean": statistics.fmean(statistics.fmean(v) for v in per_corruption.values())
+        if per_corruption
+        else None,
+        "attack_rows": attacks,
+        "corruption_rows": corrupted,
     }
 
 
@@ -494,22 +676,49 @@ def robustness_sections(run: RunView) -> list[Section]:
     if s is None:
         return generic_sections(run)
     figures: list[tuple[str, Any] | tuple[str, Any, str]] = [
-        ("Model", s["model"]), ("Dataset", s["dataset"]), ("Images", s["images"]),
-        ("Clean accuracy", f"{s['clean']:{ACC}}" if s["clean"] is not None else EMPTY)]
+        ("Model", s["model"]),
+        ("Dataset", s["dataset"]),
+        ("Images", s["images"]),
+        ("Clean accuracy", f"{s['clean']:{ACC}}" if s["clean"] is not None else EMPTY),
+    ]
     if s["worst"] is not None:
         figures.append(("Lowest robust accuracy", f"{s['worst']['accuracy']:{ACC}}", attack_label(s["worst"])))
     if s["corruption_mean"] is not None:
-        figures.append(("Mean corruption accuracy", f"{s['corruption_mean']:{ACC}}", "mean over corruptions and severities"))
-    cols = [Column("attack"), Column("norm"), Column("eps", "ε", fmt_eps, numeric=True), Column("n", "images"), Column("correct"),
-            Column("accuracy", spec=ACC), Column("seconds", spec=".1f")]
-    sections = [Section("Robust accuracy", join([key_figures(figures), table(s["attack_rows"], cols, empty="no attack evaluated")]))]
+        figures.append(
+            ("Mean corruption accuracy", f"{s['corruption_mean']:{ACC}}", "mean over corruptions and severities")
+        )
+    cols = [
+        Column("attack"),
+        Column("norm"),
+        Column("eps", "ε", fmt_eps, numeric=True),
+        Column("n", "images"),
+        Column("correct"),
+        Column("accuracy", spec=ACC),
+        Column("seconds", spec=".1f"),
+    ]
+    sections = [
+        Section(
+            "Robust accuracy", join([key_figures(figures), table(s["attack_rows"], cols, empty="no attack evaluated")])
+        )
+    ]
     if s["corruption_rows"]:
-        rows, severities = pivot(sorted(s["corruption_rows"], key=lambda r: (r["corruption"], r["severity"])), "corruption", "severity", "accuracy")
+        rows, severities = pivot(
+            sorted(s["corruption_rows"], key=lambda r: (r["corruption"], r["severity"])),
+            "corruption",
+            "severity",
+            "accuracy",
+        )
         for r in rows:
             values = [v for k, v in r.items() if k.startswith("c:")]
             r["mean"] = statistics.fmean(values)
-        cols = [Column("corruption"), *pivot_columns(sorted(severities), ACC, lambda v: f"severity {v}"), Column("mean", spec=ACC)]
-        sections.append(Section("Common corruptions", join([note("Accuracy per corruption and severity."), table(rows, cols)])))
+        cols = [
+            Column("corruption"),
+            *pivot_columns(sorted(severities), ACC, lambda v: f"severity {v}"),
+            Column("mean", spec=ACC),
+        ]
+        sections.append(
+            Section("Common corruptions", join([note("Accuracy per corruption and severity."), table(rows, cols)]))
+        )
     return sections + plots_section(run) + unknown_stages(run, {"results": S.ROBUSTNESS_RESULTS})
 
 
@@ -520,21 +729,46 @@ def robustness_board(runs: list[RunView]) -> list[Section]:
     labels: list[str] = []
     for s in summaries:
         labels += [k for k in s["attacks"] if k not in labels]
-    rows = [{**s, "run": run_cell(s["run"], s["written"]), **{f"c:{k}": v for k, v in s["attacks"].items()}} for s in summaries]
-    cols = [Column("run", "run · evaluated"), Column("model"), Column("dataset"), Column("images"), Column("clean", spec=ACC),
-            *pivot_columns(labels, ACC), Column("corruption_mean", "mean corruption", ACC)]
-    return [Section("Robustness evaluations", join([note("Accuracy (fraction correct) of every robustness run, newest first."),
-                                                     table(rows, cols, empty="no robustness evaluation in this store")]))]
+    rows = [
+        {**s, "run": run_cell(s["run"], s["written"]), **{f"c:{k}": v for k, v in s["attacks"].items()}}
+        for s in summaries
+    ]
+    cols = [
+        Column("run", "run · evaluated"),
+        Column("model"),
+        Column("dataset"),
+        Column("images"),
+        Column("clean", spec=ACC),
+        *pivot_columns(labels, ACC),
+        Column("corruption_mean", "mean corruption", ACC),
+    ]
+    return [
+        Section(
+            "Robustness evaluations",
+            join(
+                [
+                    note("Accuracy (fraction correct) of every robustness run, newest first."),
+                    table(rows, cols, empty="no robustness evaluation in this store"),
+                ]
+            ),
+        )
+    ]
 
 
 # ---------------------------------------------------------------- detector robustness
 
 DETECTOR_STAGES = {"metrics": S.DETECTION_METRICS, "leaderboard": S.DETECTOR_LEADERBOARD, "detections": S.DETECTIONS}
-DETECTOR_PLOTS = {"id_vs_ood.png": "OOD vs ID mAP per detector; the dashed line is the trend OOD = a + b·ID",
-                  "per_domain.png": "AP per domain"}
+DETECTOR_PLOTS = {
+    "id_vs_ood.png": "OOD vs ID mAP per detector; the dashed line is the trend OOD = a + b·ID",
+    "per_domain.png": "AP per domain",
+}
 DETECTOR_BOARD_COLUMNS = [
-    Column("detector"), Column("id_map", "ID mAP", ACC), Column("ood_map", "OOD mAP", ACC), Column("ood_domains", "OOD domains"),
-    Column("relative_drop", "relative drop", ".1%"), Column("effective_robustness", "effective robustness", "+.3f"),
+    Column("detector"),
+    Column("id_map", "ID mAP", ACC),
+    Column("ood_map", "OOD mAP", ACC),
+    Column("ood_domains", "OOD domains"),
+    Column("relative_drop", "relative drop", ".1%"),
+    Column("effective_robustness", "effective robustness", "+.3f"),
     Column("images_per_s", "images/s", ".1f"),
 ]
 
@@ -550,7 +784,10 @@ def detector_sections(run: RunView) -> list[Section]:
     if run.has("leaderboard", S.DETECTOR_LEADERBOARD):
         board = detector_board_rows(run)
         attrs = run.attrs("leaderboard")
-        figures: list[tuple[str, Any] | tuple[str, Any, str]] = [("Dataset", attrs.get("dataset_id", EMPTY)), ("Detectors", len(board))]
+        figures: list[tuple[str, Any] | tuple[str, Any, str]] = [
+            ("Dataset", attrs.get("dataset_id", EMPTY)),
+            ("Detectors", len(board)),
+        ]
         if board:
             top = board[0]
             figures.append(("Best OOD mAP", f"{top['ood_map']:{ACC}}", top["detector"]))
@@ -561,10 +798,20 @@ def detector_sections(run: RunView) -> list[Section]:
         metrics = run.rows("metrics")
         rows, domains = pivot(metrics, "detector", "domain", "AP")
         per_domain = table(rows, [Column("detector"), *pivot_columns(domains, ap)])
-        cols = [Column("detector"), Column("domain"), *[Column(k, spec=ap, numeric=True) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")],
-                Column("images"), Column("annotations"), Column("detections")]
-        body = [note("AP at IoU 0.50:0.95 per domain (n/a: no ground truth for the bucket)."), per_domain,
-                heading(3, "COCO metrics"), table(metrics, cols)]
+        cols = [
+            Column("detector"),
+            Column("domain"),
+            *[Column(k, spec=ap, numeric=True) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")],
+            Column("images"),
+            Column("annotations"),
+            Column("detections"),
+        ]
+        body = [
+            note("AP at IoU 0.50:0.95 per domain (n/a: no ground truth for the bucket)."),
+            per_domain,
+            heading(3, "COCO metrics"),
+            table(metrics, cols),
+        ]
         sections.append(Section("Per-domain metrics", join(body)))
     if run.has("detections", S.DETECTIONS):
         sections.append(Section("Inference", inference_table(run)))
@@ -576,31 +823,65 @@ def inference_table(run: RunView) -> Html:
     t = run.read("detections", ["detector", "domain", "scores", "seconds"])
     t = t.append_column("boxes", pc.list_value_length(t["scores"]).cast(pa.int64()))
     owner = pc.list_parent_indices(t["scores"])
-    flat = pa.table({"detector": pc.take(t["detector"], owner), "domain": pc.take(t["domain"], owner),
-                     "score": pc.list_flatten(t["scores"])})
-    mean_score = {(r["detector"], r["domain"]): r["score_mean"]
-                  for r in flat.group_by(["detector", "domain"]).aggregate([("score", "mean")]).to_pylist()}
-    grouped = t.group_by(["detector", "domain"]).aggregate([("boxes", "sum"), ("seconds", "mean"), ("seconds", "count")])
+    flat = pa.table(
+        {
+            "detector": pc.take(t["detector"], owner),
+            "domain": pc.take(t["domain"], owner),
+            "score": pc.list_flatten(t["scores"]),
+        }
+    )
+    mean_score = {
+        (r["detector"], r["domain"]): r["score_mean"]
+        for r in flat.group_by(["detector", "domain"]).aggregate([("score", "mean")]).to_pylist()
+    }
+    grouped = t.group_by(["detector", "domain"]).aggregate(
+        [("boxes", "sum"), ("seconds", "mean"), ("seconds", "count")]
+    )
     rows = []
     for r in grouped.to_pylist():
         boxes = r["boxes_sum"]
-        rows.append({"detector": r["detector"], "domain": r["domain"], "images": r["seconds_count"], "boxes": boxes,
-                     "score": mean_score.get((r["detector"], r["domain"])), "ms": r["seconds_mean"] * 1000})
+        rows.append(
+            {
+                "detector": r["detector"],
+                "domain": r["domain"],
+                "images": r["seconds_count"],
+                "boxes": boxes,
+                "score": mean_score.get((r["detector"], r["domain"])),
+                "ms": r["seconds_mean"] * 1000,
+            }
+        )
     rows.sort(key=lambda r: (r["detector"], r["domain"]))
-    return table(rows, [Column("detector"), Column("domain"), Column("images"), Column("boxes", "detections"),
-                        Column("score", "mean score", ".3f"), Column("ms", "ms / image", ".1f")])
+    return table(
+        rows,
+        [
+            Column("detector"),
+            Column("domain"),
+            Column("images"),
+            Column("boxes", "detections"),
+            Column("score", "mean score", ".3f"),
+            Column("ms", "ms / image", ".1f"),
+        ],
+    )
 
 
 @BOARD_SECTIONS.register("detector_evaluate")
 def detector_board(runs: list[RunView]) -> list[Section]:
     """Each detector evaluation's leaderboard, newest first (datasets and domains differ per run)."""
-    boards = sorted((r for r in runs if r.has("leaderboard", S.DETECTOR_LEADERBOARD)), key=lambda r: r.stages["leaderboard"].created_at, reverse=True)
+    boards = sorted(
+        (r for r in runs if r.has("leaderboard", S.DETECTOR_LEADERBOARD)),
+        key=lambda r: r.stages["leaderboard"].created_at,
+        reverse=True,
+    )
     body: list[Html] = []
     for run in boards:
         m = run.stages["leaderboard"]
         title = f"{run.run_id} · dataset {run.attrs('leaderboard').get('dataset_id', EMPTY)} · {fmt(m.created_at)}"
         body += [heading(3, title), table(detector_board_rows(run), DETECTOR_BOARD_COLUMNS)]
-    return [Section("Detector robustness leaderboards", join(body) if body else note("no detector evaluation in this store"))]
+    return [
+        Section(
+            "Detector robustness leaderboards", join(body) if body else note("no detector evaluation in this store")
+        )
+    ]
 
 
 # ---------------------------------------------------------------- ingestion
@@ -612,10 +893,19 @@ def ingest_sections(run: RunView) -> list[Section]:
     if not run.has("summary", S.DATASET_SUMMARY):
         return generic_sections(run)
     attrs = run.attrs("summary")
-    figures = [("Kind", attrs.get("kind", EMPTY)), ("Tables", run.stages["summary"].rows),
-               ("Rows", sum(m.rows for name, m in run.stages.items() if name != "summary"))]
-    body = [key_figures(figures), definitions(attr_pairs(attrs)),
-            table(run.rows("summary"), [Column("table"), Column("rows"), Column("schema_name", "schema"), Column("schema_version", "version")])]
+    figures = [
+        ("Kind", attrs.get("kind", EMPTY)),
+        ("Tables", run.stages["summary"].rows),
+        ("Rows", sum(m.rows for name, m in run.stages.items() if name != "summary")),
+    ]
+    body = [
+        key_figures(figures),
+        definitions(attr_pairs(attrs)),
+        table(
+            run.rows("summary"),
+            [Column("table"), Column("rows"), Column("schema_name", "schema"), Column("schema_version", "version")],
+        ),
+    ]
     for name in sorted(run.stages):
         extra = run.attrs(name) if name != "summary" else {}
         if extra:
@@ -637,16 +927,32 @@ def model_board_rows(run: RunView) -> list[dict[str, Any]]:
     return [{**r, "shown": fmt(r["value"], PCT if r["evaluation"] == "seval" else ACC)} for r in rows]
 
 
-MODEL_BOARD_COLUMNS = [Column("model_name", "model"), Column("kind"), Column("evaluation"), Column("metric"),
-                       Column("shown", "value", numeric=True), Column("run_id", "run"), Column("evaluated_at", "evaluated")]
+MODEL_BOARD_COLUMNS = [
+    Column("model_name", "model"),
+    Column("kind"),
+    Column("evaluation"),
+    Column("metric"),
+    Column("shown", "value", numeric=True),
+    Column("run_id", "run"),
+    Column("evaluated_at", "evaluated"),
+]
 
 
 @RUN_SECTIONS.register("continuous_eval")
 def continuous_sections(run: RunView) -> list[Section]:
     if not run.has("leaderboard", S.MODEL_LEADERBOARD):
         return generic_sections(run)
-    return [Section("Model leaderboard", join([note("S-Eval metrics in percent, robustness accuracies as fractions."),
-                                                table(model_board_rows(run), MODEL_BOARD_COLUMNS)]))]
+    return [
+        Section(
+            "Model leaderboard",
+            join(
+                [
+                    note("S-Eval metrics in percent, robustness accuracies as fractions."),
+                    table(model_board_rows(run), MODEL_BOARD_COLUMNS),
+                ]
+            ),
+        )
+    ]
 
 
 @BOARD_SECTIONS.register("continuous_eval")
@@ -657,5 +963,8 @@ def continuous_board(runs: list[RunView]) -> list[Section]:
             body.append(table(model_board_rows(run), MODEL_BOARD_COLUMNS))
     if not body:
         return []
-    return [Section("Continuously evaluated models", join([note("Latest value per model card, evaluation and metric."), *body]))]
-
+    return [
+        Section(
+            "Continuously evaluated models", join([note("Latest value per model card, evaluation and metric."), *body])
+        )
+    ]

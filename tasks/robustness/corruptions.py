@@ -57,7 +57,7 @@ from __future__ import annotations
 import io
 import math
 import zlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -241,7 +241,9 @@ def glass_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     h, w = img.shape[:2]
     # local shuffling: the original's sequential swaps, done on an index map (fast), applied once
     index = list(range(h * w))
-    positions = [(y, x) for _ in range(iterations) for y in range(h - delta, delta, -1) for x in range(w - delta, delta, -1)]
+    positions = [
+        (y, x) for _ in range(iterations) for y in range(h - delta, delta, -1) for x in range(w - delta, delta, -1)
+    ]
     if positions:
         offsets = rng.integers(-delta, delta, size=(len(positions), 2)).tolist()
         for (y, x), (dx, dy) in zip(positions, offsets):
@@ -355,8 +357,9 @@ def elastic_transform(img: np.ndarray, severity: int, rng: np.random.Generator) 
     # (displacement alpha, its smoothing sigma, affine jitter), × image size. CIFAR-10-C's affine
     # jitter falls (.08 .07 .06 .05 .03) while the displacement grows, and the affine part
     # dominates, so its severities got weaker; here the jitter grows (.03 .. .07)
-    alpha, sigma, affine = [(0, 0, 0.03), (0.05, 0.2, 0.04), (0.08, 0.06, 0.05), (0.1, 0.04, 0.06),
-                            (0.1, 0.03, 0.07)][severity - 1]
+    alpha, sigma, affine = [(0, 0, 0.03), (0.05, 0.2, 0.04), (0.08, 0.06, 0.05), (0.1, 0.04, 0.06), (0.1, 0.03, 0.07)][
+        severity - 1
+    ]
     alpha, sigma, affine = alpha * size, sigma * size, affine * size
     h, w = img.shape[:2]
     # random affine: jitter three points around the centre (cv2.getAffineTransform + warpAffine)
@@ -443,5 +446,12 @@ def corruption_names(selection: str | Sequence[str] = "all") -> list[str]:
     return list(selection)
 
 
-__all__ = ["ALL_CORRUPTIONS", "CORRUPTIONS", "SEVERITIES", "corrupt", "corruption_names", "frost_texture",
-           "plasma_fractal"]
+__all__ = [
+    "ALL_CORRUPTIONS",
+    "CORRUPTIONS",
+    "SEVERITIES",
+    "corrupt",
+    "corruption_names",
+    "frost_texture",
+    "plasma_fractal",
+]

@@ -68,7 +68,9 @@ def check_strategy(job: TrainJob) -> None:
             raise ConfigError(f"strategy deepspeed: deepspeed is not importable here ({exc})") from None
 
 
-def _checkpoint_payload(model: Any, optimizer: Any, scheduler: Any, state: Any, best: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+def _checkpoint_payload(
+    model: Any, optimizer: Any, scheduler: Any, state: Any, best: dict[str, Any], history: list[dict[str, Any]]
+) -> dict[str, Any]:
     from trustflow.tasks.robustness.training.base import unwrap
 
     return {
@@ -83,9 +85,9 @@ def _checkpoint_payload(model: Any, optimizer: Any, scheduler: Any, state: Any, 
 
 def train_worker(config: dict[str, Any]) -> None:
     """The per-worker loop (runs inside Ray Train workers)."""
-    import torch
     import ray.train
     import ray.train.torch
+    import torch
     from torch.utils.data import DataLoader, TensorDataset
 
     from trustflow.data.vision.datasets import load_dataset
@@ -105,7 +107,9 @@ def train_worker(config: dict[str, Any]) -> None:
     probe_idx = torch.randperm(len(y_test), generator=g)[: job.probe_size]
     probe_x, probe_y = x_test[probe_idx], y_test[probe_idx]
 
-    model = load_classifier(job.arch, num_classes=train.num_classes, in_channels=x_train.shape[1], mean=train.mean, std=train.std)
+    model = load_classifier(
+        job.arch, num_classes=train.num_classes, in_channels=x_train.shape[1], mean=train.mean, std=train.std
+    )
     options = dict(job.method_options)
     if "eps" not in options and "eps" in TRAINING_METHODS.get(job.method).Config.model_fields:
         options["eps"] = job.eps  # the job's budget is the method's unless method_options overrides it
@@ -115,10 +119,14 @@ def train_worker(config: dict[str, Any]) -> None:
     loader = ray.train.torch.prepare_data_loader(
         DataLoader(TensorDataset(x_train, y_train), batch_size=job.batch_size, shuffle=True, drop_last=False)
     )
-    optimizer = torch.optim.SGD(unwrap(model).parameters(), lr=job.lr, momentum=job.momentum, weight_decay=job.weight_decay)
+    optimizer = torch.optim.SGD(
+        unwrap(model).parameters(), lr=job.lr, momentum=job.momentum, weight_decay=job.weight_decay
+    )
     steps_per_epoch = max(1, min(len(loader), job.max_steps_per_epoch or len(loader)))
     scheduler = PerStepLR(optimizer, lr_schedule(job.schedule, job.epochs, job.lr), steps_per_epoch)
-    detector = CatastrophicOverfittingDetector(drop_threshold=job.co_drop, ratio_threshold=job.co_ratio, policy=job.co_policy)
+    detector = CatastrophicOverfittingDetector(
+        drop_threshold=job.co_drop, ratio_threshold=job.co_ratio, policy=job.co_policy
+    )
     best: dict[str, Any] = {"pgd_acc": -1.0, "epoch": -1, "weights": None, "source": "model"}
     history: list[dict[str, Any]] = []
 
@@ -138,24 +146,50 @@ def train_worker(config: dict[str, Any]) -> None:
     while state.epoch < job.epochs:
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(state.epoch)
-        metrics = train_one_epoch(model, method, loader, optimizer, scheduler.step, state, "cpu" if not job.use_gpu else ray.train.torch.get_device(),
-                                  max_steps=job.max_steps_per_epoch)
+        metrics = train_one_epoch(
+            model,
+            method,
+            loader,
+            optimizer,
+            scheduler.step,
+            state,
+            "cpu" if not job.use_gpu else ray.train.torch.get_device(),
+            max_steps=job.max_steps_per_epoch,
+        )
         epoch = int(metrics["epoch"])
         # CO is a property of the model being trained: probe it; FGSM-LAW's weight average is
         # probed too (once it has been updated) and whichever is more robust is the candidate best
         live = unwrap(model)
-        fgsm_acc, pgd_acc = robust_accuracy_probe(live, probe_x, probe_y, probe_eps, generator=torch.Generator().manual_seed(job.seed))
+        fgsm_acc, pgd_acc = robust_accuracy_probe(
+            live, probe_x, probe_y, probe_eps, generator=torch.Generator().manual_seed(job.seed)
+        )
         clean_acc = _clean_accuracy(live, probe_x, probe_y)
         verdict = detector.check(epoch, fgsm_acc, pgd_acc)
         candidate, cand_pgd, source = live, pgd_acc, "model"
         if state.ema is not None and state.ema.n_updates > 0:
-            _, ema_pgd = robust_accuracy_probe(state.ema.model, probe_x, probe_y, probe_eps, generator=torch.Generator().manual_seed(job.seed))
+            _, ema_pgd = robust_accuracy_probe(
+                state.ema.model, probe_x, probe_y, probe_eps, generator=torch.Generator().manual_seed(job.seed)
+            )
             if ema_pgd > pgd_acc:
                 candidate, cand_pgd, source = state.ema.model, ema_pgd, "ema"
-        row = {**metrics, "epoch": epoch, "probe_clean_acc": clean_acc, "fgsm_acc": fgsm_acc, "pgd_acc": pgd_acc, "co": bool(verdict.co),
-               "co_reason": verdict.reason or "", "evaluated": source, "rolled_back": False}
+        row = {
+            **metrics,
+            "epoch": epoch,
+            "probe_clean_acc": clean_acc,
+            "fgsm_acc": fgsm_acc,
+            "pgd_acc": pgd_acc,
+            "co": bool(verdict.co),
+            "co_reason": verdict.reason or "",
+            "evaluated": source,
+            "rolled_back": False,
+        }
         if cand_pgd > best["pgd_acc"] and not verdict.co:
-            best = {"pgd_acc": cand_pgd, "epoch": epoch, "weights": copy.deepcopy(candidate.state_dict()), "source": source}
+            best = {
+                "pgd_acc": cand_pgd,
+                "epoch": epoch,
+                "weights": copy.deepcopy(candidate.state_dict()),
+                "source": source,
+            }
         stop = False
         if verdict.co and job.co_policy == "rollback" and best["weights"] is not None:
             unwrap(model).load_state_dict(best["weights"])
@@ -184,8 +218,8 @@ def _clean_accuracy(model: Any, x: Any, y: Any) -> float:
 
 def _report_checkpoint(payload: dict[str, Any]) -> Any:
     """Rank 0 reports the checkpoint; the others report metrics only (the state is the same)."""
-    import torch
     import ray.train
+    import torch
 
     if ray.train.get_context().get_world_rank() != 0:
         return None
@@ -216,8 +250,11 @@ def run_training(store: Any, run_id: str, job: TrainJob) -> dict[str, Any]:
         scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu),
         torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
         run_config=RunConfig(
-            name="ray", storage_path=storage_path, storage_filesystem=fs,
-            failure_config=FailureConfig(max_failures=2), checkpoint_config=CheckpointConfig(num_to_keep=2),
+            name="ray",
+            storage_path=storage_path,
+            storage_filesystem=fs,
+            failure_config=FailureConfig(max_failures=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
     result = trainer.fit()
@@ -231,13 +268,28 @@ def run_training(store: Any, run_id: str, job: TrainJob) -> dict[str, Any]:
 def history_rows(saved: dict[str, Any], run_id: str, job: TrainJob) -> list[dict[str, Any]]:
     rows = []
     for h in saved["history"]:
-        rows.append({
-            "run_id": run_id, "method": job.method, "arch": job.arch, "dataset": job.dataset, "epoch": int(h["epoch"]),
-            "loss": float(h["loss"]), "train_clean_acc": _f(h.get("clean_acc")), "train_adv_acc": _f(h.get("adv_acc")),
-            "probe_clean_acc": float(h["probe_clean_acc"]), "fgsm_acc": float(h["fgsm_acc"]), "pgd_acc": float(h["pgd_acc"]),
-            "co": bool(h["co"]), "co_reason": str(h["co_reason"]), "rolled_back": bool(h["rolled_back"]), "evaluated": str(h["evaluated"]),
-            "samples_per_s": _f(h.get("samples_per_s")), "seconds": _f(h.get("seconds")), "lr": _f(h.get("lr")),
-        })
+        rows.append(
+            {
+                "run_id": run_id,
+                "method": job.method,
+                "arch": job.arch,
+                "dataset": job.dataset,
+                "epoch": int(h["epoch"]),
+                "loss": float(h["loss"]),
+                "train_clean_acc": _f(h.get("clean_acc")),
+                "train_adv_acc": _f(h.get("adv_acc")),
+                "probe_clean_acc": float(h["probe_clean_acc"]),
+                "fgsm_acc": float(h["fgsm_acc"]),
+                "pgd_acc": float(h["pgd_acc"]),
+                "co": bool(h["co"]),
+                "co_reason": str(h["co_reason"]),
+                "rolled_back": bool(h["rolled_back"]),
+                "evaluated": str(h["evaluated"]),
+                "samples_per_s": _f(h.get("samples_per_s")),
+                "seconds": _f(h.get("seconds")),
+                "lr": _f(h.get("lr")),
+            }
+        )
     return rows
 
 

@@ -16,7 +16,8 @@ baseline-normalised mCE and relative mCE.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,19 @@ from trustflow.tasks.robustness.attacks import build_attack
 from trustflow.tasks.robustness.corruptions import SEVERITIES, check_severity, corrupt, corruption_names
 from trustflow.tasks.robustness.mce import ALEXNET_ERRORS, mce, relative_mce
 
-ROW_COLUMNS = ("model", "dataset", "attack", "norm", "eps", "corruption", "severity", "n", "correct", "accuracy",
-               "seconds")
+ROW_COLUMNS = (
+    "model",
+    "dataset",
+    "attack",
+    "norm",
+    "eps",
+    "corruption",
+    "severity",
+    "n",
+    "correct",
+    "accuracy",
+    "seconds",
+)
 AttackSpec = tuple[str, Mapping[str, Any]]
 
 
@@ -51,11 +63,17 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def evaluate_classifier(model: torch.nn.Module, dataset: ArrayDataset,
-                        attacks: Sequence[AttackSpec | str] = (("clean", {}),),
-                        corruptions: Sequence[str] | str = (), severities: Sequence[int] = SEVERITIES,
-                        batch_size: int = 128, seed: int = 0, model_name: str | None = None,
-                        device: str | torch.device | None = None) -> list[dict[str, Any]]:
+def evaluate_classifier(
+    model: torch.nn.Module,
+    dataset: ArrayDataset,
+    attacks: Sequence[AttackSpec | str] = (("clean", {}),),
+    corruptions: Sequence[str] | str = (),
+    severities: Sequence[int] = SEVERITIES,
+    batch_size: int = 128,
+    seed: int = 0,
+    model_name: str | None = None,
+    device: str | torch.device | None = None,
+) -> list[dict[str, Any]]:
     """Accuracy of ``model`` on ``dataset`` under each attack and each corruption × severity.
 
     ``attacks`` are ``(name, config)`` pairs of ``EVAL_ATTACKS`` (an ``eps`` list gives one
@@ -83,26 +101,50 @@ def evaluate_classifier(model: torch.nn.Module, dataset: ArrayDataset,
             t0 = time.perf_counter()
             correct = 0
             for start in range(0, n, batch_size):
-                xb = torch.from_numpy(dataset.x[start:start + batch_size]).to(dev)
-                yb = torch.from_numpy(dataset.y[start:start + batch_size]).to(dev)
+                xb = torch.from_numpy(dataset.x[start : start + batch_size]).to(dev)
+                yb = torch.from_numpy(dataset.y[start : start + batch_size]).to(dev)
                 x_adv = attack(model, xb, yb, generator)
                 with torch.no_grad():
                     correct += int((model(x_adv).argmax(1) == yb).sum())
-            rows.append({**base, "attack": name, "norm": attack.norm, "eps": attack.eps if name != "clean" else 0.0,
-                         "corruption": None, "severity": None, "n": n, "correct": correct,
-                         "accuracy": correct / n if n else float("nan"), "seconds": time.perf_counter() - t0})
+            rows.append(
+                {
+                    **base,
+                    "attack": name,
+                    "norm": attack.norm,
+                    "eps": attack.eps if name != "clean" else 0.0,
+                    "corruption": None,
+                    "severity": None,
+                    "n": n,
+                    "correct": correct,
+                    "accuracy": correct / n if n else float("nan"),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
         for corruption in names:
             for severity in sev:
                 t0 = time.perf_counter()
                 correct = 0
                 for start in range(0, n, batch_size):
-                    xc = corrupt(dataset.x[start:start + batch_size], corruption, severity, seed=seed, start_index=start)
-                    yb = torch.from_numpy(dataset.y[start:start + batch_size]).to(dev)
+                    xc = corrupt(
+                        dataset.x[start : start + batch_size], corruption, severity, seed=seed, start_index=start
+                    )
+                    yb = torch.from_numpy(dataset.y[start : start + batch_size]).to(dev)
                     with torch.no_grad():
                         correct += int((model(torch.from_numpy(xc).to(dev)).argmax(1) == yb).sum())
-                rows.append({**base, "attack": None, "norm": None, "eps": None, "corruption": corruption,
-                             "severity": severity, "n": n, "correct": correct,
-                             "accuracy": correct / n if n else float("nan"), "seconds": time.perf_counter() - t0})
+                rows.append(
+                    {
+                        **base,
+                        "attack": None,
+                        "norm": None,
+                        "eps": None,
+                        "corruption": corruption,
+                        "severity": severity,
+                        "n": n,
+                        "correct": correct,
+                        "accuracy": correct / n if n else float("nan"),
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
     finally:
         model.train(was_training)
     return rows
@@ -129,7 +171,9 @@ def _one_group(rows: Sequence[Mapping[str, Any]], what: str) -> tuple[str, str]:
     return groups[0]
 
 
-def summary(rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+def summary(
+    rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """Condense one model's rows on one dataset.
 
     Keys: model, dataset, clean_accuracy, robust_accuracy ({"pgd linf eps=0.03137": acc}),
@@ -141,11 +185,16 @@ def summary(rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[s
     model, dataset = _one_group(rows, "rows")
     clean = [r for r in rows if r.get("attack") == "clean"]
     clean_acc = float(clean[0]["accuracy"]) if clean else None
-    robust = {_attack_label(r): float(r["accuracy"]) for r in rows if r.get("attack") not in (None, "clean", "corruption")}
+    robust = {
+        _attack_label(r): float(r["accuracy"]) for r in rows if r.get("attack") not in (None, "clean", "corruption")
+    }
     errors = _corruption_error_table(rows)
     corr_acc = {c: 1.0 - float(np.mean(list(per.values()))) for c, per in errors.items()}
     out: dict[str, Any] = {
-        "model": model, "dataset": dataset, "clean_accuracy": clean_acc, "robust_accuracy": robust,
+        "model": model,
+        "dataset": dataset,
+        "clean_accuracy": clean_acc,
+        "robust_accuracy": robust,
         "corruption_accuracy": corr_acc,
         "mean_corruption_accuracy": float(np.mean(list(corr_acc.values()))) if corr_acc else None,
         "mce": mce(errors) if errors and all(c in ALEXNET_ERRORS for c in errors) else None,
@@ -158,8 +207,10 @@ def summary(rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[s
         missing = sorted(set(errors) - set(base_errors))
         if missing:
             raise ConfigError(f"baseline rows lack corruptions {', '.join(missing)}")
-        base_mean = {c: float(np.mean([base_errors[c][s] for s in per if s in base_errors[c]] or [np.nan]))
-                     for c, per in errors.items()}
+        base_mean = {
+            c: float(np.mean([base_errors[c][s] for s in per if s in base_errors[c]] or [np.nan]))
+            for c, per in errors.items()
+        }
         mine = {c: {s: e for s, e in per.items() if s in base_errors[c]} for c, per in errors.items()}
         try:
             out["mce_vs_baseline"] = mce(mine, base_mean) if errors else None
@@ -169,7 +220,9 @@ def summary(rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[s
         out["relative_mce"] = None
         if errors and clean_acc is not None and base_clean:
             try:
-                out["relative_mce"] = relative_mce(errors, 1.0 - clean_acc, base_errors, 1.0 - float(base_clean[0]["accuracy"]))
+                out["relative_mce"] = relative_mce(
+                    errors, 1.0 - clean_acc, base_errors, 1.0 - float(base_clean[0]["accuracy"])
+                )
             except ConfigError:
                 out["relative_mce"] = None
     return out

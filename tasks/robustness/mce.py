@@ -16,7 +16,8 @@ Errors are passed as ``{corruption: {severity: error}}`` (or ``{corruption: [e1,
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Union
 
 from trustflow.errors import ConfigError
 
@@ -62,7 +63,9 @@ def corruption_errors(errors: ErrorTable, reference: Mapping[str, float] = ALEXN
     out: dict[str, float] = {}
     for corruption, per_severity in errors.items():
         if corruption not in reference:
-            raise ConfigError(f"no reference error for corruption {corruption!r}; known: {', '.join(sorted(reference))}")
+            raise ConfigError(
+                f"no reference error for corruption {corruption!r}; known: {', '.join(sorted(reference))}"
+            )
         ref = float(reference[corruption])
         if ref <= 0:
             raise ConfigError(f"reference error for {corruption!r} must be > 0, got {ref}")
@@ -78,8 +81,9 @@ def mce(errors: ErrorTable, reference: Mapping[str, float] = ALEXNET_ERRORS) -> 
     return _mean(list(ce.values()))
 
 
-def relative_corruption_errors(model_errors: ErrorTable, clean_error: float, ref_errors: ErrorTable,
-                               ref_clean_error: float) -> dict[str, float]:
+def relative_corruption_errors(
+    model_errors: ErrorTable, clean_error: float, ref_errors: ErrorTable, ref_clean_error: float
+) -> dict[str, float]:
     """CE^rel_c = Σ_s (E_{s,c} − E_clean) / Σ_s (E^ref_{s,c} − E^ref_clean), over the
     severities both models were measured at."""
     out: dict[str, float] = {}

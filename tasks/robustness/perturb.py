@@ -10,7 +10,8 @@ from the ``generator`` given, so a seeded run is reproducible.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,9 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm = "linf
     return (x + delta).clamp(0.0, 1.0)
 
 
-def random_start(x: torch.Tensor, eps: float, norm: Norm = "linf", generator: torch.Generator | None = None) -> torch.Tensor:
+def random_start(
+    x: torch.Tensor, eps: float, norm: Norm = "linf", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A uniform point in the ε-ball (L∞) or on a random direction inside it (L2), clipped."""
     if norm == "linf":
         noise = (torch.rand(x.shape, generator=generator, device="cpu").to(x.device) * 2 - 1) * eps
@@ -48,8 +51,14 @@ def random_start(x: torch.Tensor, eps: float, norm: Norm = "linf", generator: to
     return (x + noise).clamp(0.0, 1.0)
 
 
-def gradient_step(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor, alpha: float, norm: Norm = "linf",
-                  loss_fn: LossFn = _cross_entropy) -> torch.Tensor:
+def gradient_step(
+    model: torch.nn.Module,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+    norm: Norm = "linf",
+    loss_fn: LossFn = _cross_entropy,
+) -> torch.Tensor:
     """One ascent step on ``loss_fn`` (sign of the gradient for L∞, normalised gradient for L2)."""
     x_adv = x_adv.detach().requires_grad_(True)
     loss = loss_fn(model(x_adv), y)
@@ -58,17 +67,34 @@ def gradient_step(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor, 
     return (x_adv + alpha * step).detach()
 
 
-def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float | None = None,
-         start: torch.Tensor | None = None, loss_fn: LossFn = _cross_entropy) -> torch.Tensor:
+def fgsm(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float | None = None,
+    start: torch.Tensor | None = None,
+    loss_fn: LossFn = _cross_entropy,
+) -> torch.Tensor:
     """One signed-gradient step of size ``alpha`` (default ε) from ``start`` (default the clean
     input), projected to the ε-ball: plain FGSM, FGSM-RS and FGSM-LAW differ only in the start."""
     x0 = x if start is None else start
     return project(gradient_step(model, x0, y, eps if alpha is None else alpha, "linf", loss_fn), x, eps, "linf")
 
 
-def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int, norm: Norm = "linf",
-        random_init: bool = True, restarts: int = 1, loss_fn: LossFn = _cross_entropy,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm = "linf",
+    random_init: bool = True,
+    restarts: int = 1,
+    loss_fn: LossFn = _cross_entropy,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Projected gradient ascent (Madry et al.). With ``restarts`` > 1, each example keeps the
     restart that misclassifies it (or, if none does, the one with the highest loss)."""
     best = x.clone()

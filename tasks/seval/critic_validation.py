@@ -72,12 +72,16 @@ def read_labels(path: Path, cols: LabelColumns = LabelColumns()) -> list[tuple[J
             raise InputError(f"{path}: no {role} column {name!r}; columns: {', '.join(table.column_names)}")
     out = []
     langs = table[cols.lang].to_pylist() if cols.lang in table.column_names else [None] * table.num_rows
-    for i, (p, r, y, lang) in enumerate(zip(table[cols.prompt].to_pylist(), table[cols.response].to_pylist(), table[cols.label].to_pylist(), langs)):
+    for i, (p, r, y, lang) in enumerate(
+        zip(table[cols.prompt].to_pylist(), table[cols.response].to_pylist(), table[cols.label].to_pylist(), langs)
+    ):
         try:
             unsafe = float(y) > 0 if not isinstance(y, str) else y.strip().lower() in ("1", "true", "unsafe", "yes")
         except (TypeError, ValueError):
             raise InputError(f"{path}: row {i + 1}: label {y!r} in {cols.label!r} is not a number or boolean") from None
-        language = lang if lang in ("zh", "en") else ("zh" if any("\u4e00" <= ch <= "\u9fff" for ch in str(p)) else "en")
+        language = (
+            lang if lang in ("zh", "en") else ("zh" if any("\u4e00" <= ch <= "\u9fff" for ch in str(p)) else "en")
+        )
         out.append((JudgeItem(prompt=str(p or ""), response=str(r or ""), lang=language), unsafe))
     return out
 
@@ -105,7 +109,10 @@ def score_judgements(judgements: list[Judgement], labels: list[bool]) -> CriticS
         balanced_accuracy=(tpr + tnr) / 2,
         precision=tp / (tp + fp) if tp + fp else float("nan"),
         recall=tpr,
-        tp=tp, fp=fp, tn=tn, fn=fn,
+        tp=tp,
+        fp=fp,
+        tn=tn,
+        fn=fn,
     )
 
 

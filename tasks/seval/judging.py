@@ -9,7 +9,8 @@ anything. A response whose generation failed gets a judgement row with ``judge_e
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -53,7 +54,10 @@ class JudgeFactory:
             answerable = [r for r in rows if not r["error"]]
             verdicts = iter(
                 critic.judge(
-                    [JudgeItem(prompt=r["prompt"], response=r["response"], lang=r["lang"], dimension=r["dimension"]) for r in answerable]
+                    [
+                        JudgeItem(prompt=r["prompt"], response=r["response"], lang=r["lang"], dimension=r["dimension"])
+                        for r in answerable
+                    ]
                 )
             )
             judgements = [
@@ -90,8 +94,15 @@ def judge_responses(
         digest = hashlib.sha256("\x00".join(r["response_id"] for r in batch).encode()).hexdigest()[:12]
         chunks.append(Chunk(f"{tag}-{digest}", batch))
     stats = write_parts_with_actors(
-        store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, JudgeFactory(critic_spec),
-        num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor, label=f"judging ({critic.critic_id})",
+        store,
+        ref,
+        SEVAL_JUDGEMENTS,
+        JUDGEMENT_KEYS,
+        chunks,
+        JudgeFactory(critic_spec),
+        num_actors=num_actors,
+        num_cpus_per_actor=num_cpus_per_actor,
+        label=f"judging ({critic.critic_id})",
     )
     stats["responses"] = responses.num_rows
     return stats

@@ -47,7 +47,9 @@ def _rate_table(frame: pd.DataFrame, keys: list[str], outcome: str, seed: int) -
         values = part[outcome].to_numpy(dtype=float)
         low, high = bootstrap_ci(values, seed=seed)
         group = group if isinstance(group, tuple) else (group,)
-        rows.append({**dict(zip(keys, group)), "n": len(values), "value": 100.0 * values.mean(), "ci_low": low, "ci_high": high})
+        rows.append(
+            {**dict(zip(keys, group)), "n": len(values), "value": 100.0 * values.mean(), "ci_low": low, "ci_high": high}
+        )
     return pd.DataFrame(rows, columns=[*keys, "n", "value", "ci_low", "ci_high"])
 
 
@@ -57,7 +59,9 @@ def valid(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~frame["judge_error"].astype(bool)]
 
 
-def safety_scores(frame: pd.DataFrame, by: tuple[str, ...] = ("model", "dimension", "lang"), seed: int = 0) -> pd.DataFrame:
+def safety_scores(
+    frame: pd.DataFrame, by: tuple[str, ...] = ("model", "dimension", "lang"), seed: int = 0
+) -> pd.DataFrame:
     """% of base-set responses judged safe, grouped by ``by``."""
     base = valid(frame)
     base = base[base["set"] == "base_risk"].assign(safe=lambda f: ~f["unsafe"].astype(bool))

@@ -29,26 +29,42 @@ def metric_rows(frame: pd.DataFrame, critic_id: str) -> pa.Table:
         for rec in table.to_dict("records"):
             rows.append(
                 {
-                    "metric": metric, "model": rec["model"], "critic_id": critic_id,
-                    "dimension": rec.get("dimension", "*"), "lang": rec.get("lang", "*"), "attack": rec.get("attack", "*"),
-                    "n": int(rec["n"]), "value": rec["value"], "ci_low": rec["ci_low"], "ci_high": rec["ci_high"],
+                    "metric": metric,
+                    "model": rec["model"],
+                    "critic_id": critic_id,
+                    "dimension": rec.get("dimension", "*"),
+                    "lang": rec.get("lang", "*"),
+                    "attack": rec.get("attack", "*"),
+                    "n": int(rec["n"]),
+                    "value": rec["value"],
+                    "ci_low": rec["ci_low"],
+                    "ci_high": rec["ci_high"],
                 }
             )
     return pa.Table.from_pylist(rows, schema=SEVAL_METRICS.schema)
 
 
 def judgement_frame(judgements: pa.Table) -> pd.DataFrame:
-    frame = judgements.select(["model", "set", "attack", "base_id", "lang", "dimension", "unsafe", "judge_error", "critic_id"]).to_pandas()
+    frame = judgements.select(
+        ["model", "set", "attack", "base_id", "lang", "dimension", "unsafe", "judge_error", "critic_id"]
+    ).to_pandas()
     frame["judge_error"] = frame["judge_error"].notna()
     frame["unsafe"] = frame["unsafe"].fillna(False).astype(bool)
     return frame
 
 
-def write_metrics(store: ArtifactStore, run_flow: str, run_id: str, judgements: pa.Table, critic_id: str) -> dict[str, Any]:
+def write_metrics(
+    store: ArtifactStore, run_flow: str, run_id: str, judgements: pa.Table, critic_id: str
+) -> dict[str, Any]:
     frame = judgement_frame(judgements)
     frame = frame[frame["critic_id"] == critic_id]
     metrics = metric_rows(frame, critic_id)
-    store.write_stage(StageRef(run_flow, run_id, "metrics"), SEVAL_METRICS, metrics, ["metric", "model", "critic_id", "dimension", "lang", "attack"])
+    store.write_stage(
+        StageRef(run_flow, run_id, "metrics"),
+        SEVAL_METRICS,
+        metrics,
+        ["metric", "model", "critic_id", "dimension", "lang", "attack"],
+    )
     board = m.leaderboard(frame)
     board.insert(1, "critic_id", critic_id)
     board_table = pa.Table.from_pandas(board, schema=SEVAL_LEADERBOARD.schema, preserve_index=False)
@@ -67,7 +83,9 @@ def write_plots(store: ArtifactStore, run_flow: str, run_id: str, metrics: pd.Da
     written = []
     safety = metrics[(metrics["metric"] == "safety_score") & (metrics["dimension"] != "*") & (metrics["lang"] != "*")]
     if not safety.empty:
-        pivot = safety.assign(col=safety["dimension"] + "/" + safety["lang"]).pivot_table(index="model", columns="col", values="value")
+        pivot = safety.assign(col=safety["dimension"] + "/" + safety["lang"]).pivot_table(
+            index="model", columns="col", values="value"
+        )
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * pivot.shape[1] + 3), 1.0 + 0.5 * pivot.shape[0]))
         im = ax.imshow(pivot.to_numpy(), vmin=0, vmax=100, cmap="RdYlGn", aspect="auto")
         ax.set_xticks(range(pivot.shape[1]), pivot.columns, rotation=60, ha="right", fontsize=8)

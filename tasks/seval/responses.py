@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -98,8 +99,15 @@ def generate_responses(
         digest = hashlib.sha256("\x00".join(r["prompt_uid"] for r in batch).encode()).hexdigest()[:12]
         chunks.append(Chunk(f"{model_tag}-{digest}", batch))
     stats = write_parts_with_actors(
-        store, ref, SEVAL_RESPONSES, RESPONSE_KEYS, chunks, ResponderFactory(model_spec, params, system_prompt),
-        num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor, num_gpus_per_actor=num_gpus_per_actor,
+        store,
+        ref,
+        SEVAL_RESPONSES,
+        RESPONSE_KEYS,
+        chunks,
+        ResponderFactory(model_spec, params, system_prompt),
+        num_actors=num_actors,
+        num_cpus_per_actor=num_cpus_per_actor,
+        num_gpus_per_actor=num_gpus_per_actor,
         label=f"responses {model_spec}",
     )
     stats["prompts"] = suite.num_rows

@@ -26,7 +26,14 @@ def cpus_per_actor(actors: int) -> float:
 
 @task(name="build-suite", cache_policy=NO_CACHE)
 def build_suite_task(
-    spec: StoreSpec, run_id: str, suite: str, langs: list[str], per_dimension: int, attacks: list[str] | None, attacks_per_base: int | None, seed: int
+    spec: StoreSpec,
+    run_id: str,
+    suite: str,
+    langs: list[str],
+    per_dimension: int,
+    attacks: list[str] | None,
+    attacks_per_base: int | None,
+    seed: int,
 ) -> dict[str, Any]:
     """Write the ``suite`` stage once per run (a re-run reuses it, so every stage keys stay stable)."""
     from trustflow.tasks.seval.suite import SEED_SOURCE, official_suite, seed_suite
@@ -47,12 +54,16 @@ def build_suite_task(
             table = generated_suite(store, source, langs, attacks)
         else:
             table = official_suite(store, source, langs, per_dimension, attacks, attacks_per_base, seed)
-        existing = store.write_stage(ref, SEVAL_SUITE, table, ["prompt_uid"], {"source": source, "langs": langs, "seed": seed})
+        existing = store.write_stage(
+            ref, SEVAL_SUITE, table, ["prompt_uid"], {"source": source, "langs": langs, "seed": seed}
+        )
     return {"rows": existing.rows, "source": existing.attrs.get("source")}
 
 
 @task(name="target-responses", task_run_name="responses-{model_spec}", cache_policy=NO_CACHE)
-def responses_task(spec: StoreSpec, run_id: str, model_spec: str, params: dict[str, Any], batch_size: int, actors: int) -> dict[str, int]:
+def responses_task(
+    spec: StoreSpec, run_id: str, model_spec: str, params: dict[str, Any], batch_size: int, actors: int
+) -> dict[str, int]:
     from trustflow.tasks.seval.responses import commit_responses, generate_responses
 
     store = spec.open()
@@ -60,14 +71,23 @@ def responses_task(spec: StoreSpec, run_id: str, model_spec: str, params: dict[s
     suite = store.read_table(StageRef(FLOW, run_id, "suite"))
     ref = StageRef(FLOW, run_id, "responses")
     stats = generate_responses(
-        store, ref, suite, model_spec, GenParams(**params), batch_size=batch_size, num_actors=actors, num_cpus_per_actor=cpus_per_actor(actors)
+        store,
+        ref,
+        suite,
+        model_spec,
+        GenParams(**params),
+        batch_size=batch_size,
+        num_actors=actors,
+        num_cpus_per_actor=cpus_per_actor(actors),
     )
     commit_responses(store, ref, {"last_model": model_spec})
     return stats
 
 
 @task(name="critic-judgements", task_run_name="judge-{critic_spec}", cache_policy=NO_CACHE)
-def judge_task(spec: StoreSpec, run_id: str, critic_spec: str, models: list[str], batch_size: int, actors: int) -> dict[str, Any]:
+def judge_task(
+    spec: StoreSpec, run_id: str, critic_spec: str, models: list[str], batch_size: int, actors: int
+) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -79,7 +99,15 @@ def judge_task(spec: StoreSpec, run_id: str, critic_spec: str, models: list[str]
     responses = store.read_table(StageRef(FLOW, run_id, "responses"))
     responses = responses.filter(pc.is_in(responses["model"], value_set=pa.array(models)))
     ref = StageRef(FLOW, run_id, "judgements")
-    stats = judge_responses(store, ref, responses, critic_spec, batch_size=batch_size, num_actors=actors, num_cpus_per_actor=cpus_per_actor(actors))
+    stats = judge_responses(
+        store,
+        ref,
+        responses,
+        critic_spec,
+        batch_size=batch_size,
+        num_actors=actors,
+        num_cpus_per_actor=cpus_per_actor(actors),
+    )
     commit_judgements(store, ref, {"critic": critic_spec})
     return {**stats, "critic_id": make_critic(critic_spec).critic_id}
 

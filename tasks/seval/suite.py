@@ -46,14 +46,18 @@ def _suite_rows(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SEVAL_SUITE.schema)
 
 
-def _attack_subset(names: list[str] | None, attacks_per_base: int | None, seed: int, base_id: str, available: list[str]) -> list[str]:
+def _attack_subset(
+    names: list[str] | None, attacks_per_base: int | None, seed: int, base_id: str, available: list[str]
+) -> list[str]:
     pool = [a for a in available if names is None or a in names]
     if attacks_per_base is not None and attacks_per_base < len(pool):
         pool = sorted(pool, key=lambda a: _rank(seed, f"{base_id}\x00{a}"))[:attacks_per_base]
     return pool
 
 
-def seed_suite(langs: list[str], per_dimension: int, attacks: list[str] | None, attacks_per_base: int | None, seed: int) -> pa.Table:
+def seed_suite(
+    langs: list[str], per_dimension: int, attacks: list[str] | None, attacks_per_base: int | None, seed: int
+) -> pa.Table:
     """The project's own bilingual base prompts, attacked by the attack registry."""
     from trustflow.tasks.seval.attacks import ATTACKS, attack_table
 
@@ -66,17 +70,35 @@ def seed_suite(langs: list[str], per_dimension: int, attacks: list[str] | None, 
             names = _attack_subset(attacks, attacks_per_base, seed, b["prompt_id"], ATTACKS.names())
             if not names:
                 continue
-            table = attack_table(pa.Table.from_pylist([{"prompt_id": b["prompt_id"], "lang": lang, "prompt": b["prompt"]}]), seed=seed, attacks=names)
+            table = attack_table(
+                pa.Table.from_pylist([{"prompt_id": b["prompt_id"], "lang": lang, "prompt": b["prompt"]}]),
+                seed=seed,
+                attacks=names,
+            )
             for a in table.to_pylist():
                 rows.append(
-                    {"prompt_id": a["attack_id"], "set": "attack", "attack": a["attack"], "base_id": b["prompt_id"], "lang": lang,
-                     "dimension": b["dimension"], "prompt": a["prompt"], "source": SEED_SOURCE}
+                    {
+                        "prompt_id": a["attack_id"],
+                        "set": "attack",
+                        "attack": a["attack"],
+                        "base_id": b["prompt_id"],
+                        "lang": lang,
+                        "dimension": b["dimension"],
+                        "prompt": a["prompt"],
+                        "source": SEED_SOURCE,
+                    }
                 )
     return _suite_rows(rows)
 
 
 def official_suite(
-    store: ArtifactStore, dataset_id: str, langs: list[str], per_dimension: int, attacks: list[str] | None, attacks_per_base: int | None, seed: int
+    store: ArtifactStore,
+    dataset_id: str,
+    langs: list[str],
+    per_dimension: int,
+    attacks: list[str] | None,
+    attacks_per_base: int | None,
+    seed: int,
 ) -> pa.Table:
     """A stratified sample of an ingested S-Eval dataset, with its official attack variants."""
     from trustflow.data.seval.alignment import align_attacks
@@ -103,8 +125,18 @@ def official_suite(
                 chosen_zh = {r["prompt_id"] for r in picked}
         picked_ids = {r["prompt_id"] for r in picked}
         for r in picked:
-            rows.append({"prompt_id": r["prompt_id"], "set": "base_risk", "attack": None, "base_id": r["prompt_id"], "lang": lang,
-                         "dimension": r["dimension"], "prompt": r["prompt"], "source": dataset_id})
+            rows.append(
+                {
+                    "prompt_id": r["prompt_id"],
+                    "set": "base_risk",
+                    "attack": None,
+                    "base_id": r["prompt_id"],
+                    "lang": lang,
+                    "dimension": r["dimension"],
+                    "prompt": r["prompt"],
+                    "source": dataset_id,
+                }
+            )
         attack = lang_rows.filter(pc.equal(lang_rows["set"], "attack"))
         if attack.num_rows == 0 or attacks == []:
             continue
@@ -114,8 +146,18 @@ def official_suite(
         wanted = {b: set(_attack_subset(attacks, attacks_per_base, seed, b, available)) for b in picked_ids}
         for a in linked.to_pylist():
             if a["base_id"] in picked_ids and a["attack"] in wanted[a["base_id"]]:
-                rows.append({"prompt_id": a["prompt_id"], "set": "attack", "attack": a["attack"], "base_id": a["base_id"], "lang": lang,
-                             "dimension": dims[a["base_id"]], "prompt": a["prompt"], "source": dataset_id})
+                rows.append(
+                    {
+                        "prompt_id": a["prompt_id"],
+                        "set": "attack",
+                        "attack": a["attack"],
+                        "base_id": a["base_id"],
+                        "lang": lang,
+                        "dimension": dims[a["base_id"]],
+                        "prompt": a["prompt"],
+                        "source": dataset_id,
+                    }
+                )
     return _suite_rows(rows)
 
 
@@ -127,7 +169,9 @@ def generated_suite(store: ArtifactStore, suite_id: str, langs: list[str], attac
     table = read_suite(store, suite_id)
     table = table.filter(pc.is_in(table["lang"], value_set=pa.array(langs)))
     if attacks is not None:
-        keep = pc.or_(pc.equal(table["set"], "base_risk"), pc.is_in(table["attack"], value_set=pa.array(attacks, pa.string())))
+        keep = pc.or_(
+            pc.equal(table["set"], "base_risk"), pc.is_in(table["attack"], value_set=pa.array(attacks, pa.string()))
+        )
         table = table.filter(keep)
     if table.num_rows == 0:
         raise InputError(f"suite {suite_id}: no prompts in languages {langs}")

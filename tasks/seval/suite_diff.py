@@ -34,9 +34,17 @@ class SuiteDiff:
     attacks: list[dict[str, Any]] = field(default_factory=list)  # per attack: a, b
 
     def as_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "added": len(self.added), "removed": len(self.removed), "common": self.common,
-                "groups": self.groups, "attacks": self.attacks,
-                "added_prompts": [r["prompt"] for r in self.added], "removed_prompts": [r["prompt"] for r in self.removed]}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "common": self.common,
+            "groups": self.groups,
+            "attacks": self.attacks,
+            "added_prompts": [r["prompt"] for r in self.added],
+            "removed_prompts": [r["prompt"] for r in self.removed],
+        }
 
 
 def _base(table: pa.Table) -> list[dict[str, Any]]:
@@ -59,7 +67,16 @@ def diff_suites(a_id: str, a: pa.Table, b_id: str, b: pa.Table) -> SuiteDiff:
     plus = Counter((r["leaf_id"], r["lang"]) for r in out.added)
     minus = Counter((r["leaf_id"], r["lang"]) for r in out.removed)
     for key in sorted(set(count_a) | set(count_b)):
-        out.groups.append({"leaf_id": key[0], "lang": key[1], "a": count_a[key], "b": count_b[key], "added": plus[key], "removed": minus[key]})
+        out.groups.append(
+            {
+                "leaf_id": key[0],
+                "lang": key[1],
+                "a": count_a[key],
+                "b": count_b[key],
+                "added": plus[key],
+                "removed": minus[key],
+            }
+        )
     att_a = Counter(x for x in a.filter(pc.equal(a["set"], "attack"))["attack"].to_pylist())
     att_b = Counter(x for x in b.filter(pc.equal(b["set"], "attack"))["attack"].to_pylist())
     out.attacks = [{"attack": k, "a": att_a[k], "b": att_b[k]} for k in sorted(set(att_a) | set(att_b))]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -80,8 +81,18 @@ def split_at_hardness(specs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
 class TesterFactory:
     """Picklable recipe: an actor loads the tester once, then turns (leaf, lang) groups into candidates."""
 
-    def __init__(self, spec: StoreSpec, suite_id: str, tester: str, per_leaf: int, seed: int, exemplars: list[dict[str, Any]],
-                 batch_n: int, max_tokens: int, temperature: float) -> None:
+    def __init__(
+        self,
+        spec: StoreSpec,
+        suite_id: str,
+        tester: str,
+        per_leaf: int,
+        seed: int,
+        exemplars: list[dict[str, Any]],
+        batch_n: int,
+        max_tokens: int,
+        temperature: float,
+    ) -> None:
         self.spec, self.suite_id, self.tester, self.per_leaf, self.seed = spec, suite_id, tester, per_leaf, seed
         self.exemplars, self.batch_n, self.max_tokens, self.temperature = exemplars, batch_n, max_tokens, temperature
 
@@ -92,17 +103,29 @@ class TesterFactory:
 
         backend = load_backend(self.tester)
         taxonomy = load_taxonomy()
-        log_writer = StageWriter(self.spec.open(), StageRef(FLOW, self.suite_id, "generation_log"), SEVAL_GENERATION_LOG, ["group_id"])
+        log_writer = StageWriter(
+            self.spec.open(), StageRef(FLOW, self.suite_id, "generation_log"), SEVAL_GENERATION_LOG, ["group_id"]
+        )
 
         def run(payload: dict[str, Any]) -> pa.Table:
             leaf = taxonomy.node(payload["leaf_id"])
             result = generate_for_leaves(
-                backend, self.tester, [leaf], [payload["lang"]], self.per_leaf, self.exemplars, self.seed,
-                batch_n=self.batch_n, max_tokens=self.max_tokens, temperature=self.temperature,
+                backend,
+                self.tester,
+                [leaf],
+                [payload["lang"]],
+                self.per_leaf,
+                self.exemplars,
+                self.seed,
+                batch_n=self.batch_n,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
             )
             log_rows = [_log_row(payload["part_id"], st) for st in result.stats["per_leaf"]]
             if log_rows:  # why items were dropped, refusals included, per (leaf, lang)
-                log_writer.write_part(pa.Table.from_pylist(log_rows, schema=SEVAL_GENERATION_LOG.schema), payload["part_id"])
+                log_writer.write_part(
+                    pa.Table.from_pylist(log_rows, schema=SEVAL_GENERATION_LOG.schema), payload["part_id"]
+                )
             return pa.Table.from_pylist([c.as_row() for c in result.candidates], schema=SEVAL_CANDIDATES.schema)
 
         return run
@@ -116,9 +139,19 @@ def _log_row(group_id: str, st: dict[str, Any]) -> dict[str, Any]:
 
 
 def generate_candidates(
-    store: ArtifactStore, suite_id: str, leaves: list[str], langs: list[str], tester: str, per_leaf: int, seed: int,
-    exemplars: list[dict[str, Any]], batch_n: int = 5, max_tokens: int = 256, temperature: float = 0.9,
-    num_actors: int = 1, num_cpus_per_actor: float = 1.0,
+    store: ArtifactStore,
+    suite_id: str,
+    leaves: list[str],
+    langs: list[str],
+    tester: str,
+    per_leaf: int,
+    seed: int,
+    exemplars: list[dict[str, Any]],
+    batch_n: int = 5,
+    max_tokens: int = 256,
+    temperature: float = 0.9,
+    num_actors: int = 1,
+    num_cpus_per_actor: float = 1.0,
 ) -> dict[str, int]:
     ref = StageRef(FLOW, suite_id, "candidates")
     chunks = []
@@ -126,9 +159,20 @@ def generate_candidates(
         for lang in langs:
             part_id = hashlib.sha256(f"{leaf_id}\x00{lang}\x00{seed}".encode()).hexdigest()[:16]
             chunks.append(Chunk(part_id, {"leaf_id": leaf_id, "lang": lang, "part_id": part_id}))
-    factory = TesterFactory(StoreSpec.of(store), suite_id, tester, per_leaf, seed, exemplars, batch_n, max_tokens, temperature)
-    stats = write_parts_with_actors(store, ref, SEVAL_CANDIDATES, CANDIDATE_KEYS, chunks, factory,
-                                    num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor, label="tester candidates")
+    factory = TesterFactory(
+        StoreSpec.of(store), suite_id, tester, per_leaf, seed, exemplars, batch_n, max_tokens, temperature
+    )
+    stats = write_parts_with_actors(
+        store,
+        ref,
+        SEVAL_CANDIDATES,
+        CANDIDATE_KEYS,
+        chunks,
+        factory,
+        num_actors=num_actors,
+        num_cpus_per_actor=num_cpus_per_actor,
+        label="tester candidates",
+    )
     store.writer(ref, SEVAL_CANDIDATES, CANDIDATE_KEYS).commit({"tester": tester, "per_leaf": per_leaf, "seed": seed})
     log_ref = StageRef(FLOW, suite_id, "generation_log")
     store.writer(log_ref, SEVAL_GENERATION_LOG, ["group_id"]).commit({"tester": tester})
@@ -153,16 +197,33 @@ def generation_stats(store: ArtifactStore, suite_id: str) -> dict[str, int]:
 def as_eval_suite(candidates: pa.Table, source: str) -> pa.Table:
     """Candidates in the evaluation suite's shape, so the responder and judge actors take them as-is."""
     rows = [
-        {"prompt_uid": f"base_risk:{c['lang']}:{c['candidate_id']}", "prompt_id": c["candidate_id"], "set": "base_risk", "attack": None,
-         "base_id": c["candidate_id"], "lang": c["lang"], "dimension": c["dimension"], "prompt": c["prompt"], "source": source}
+        {
+            "prompt_uid": f"base_risk:{c['lang']}:{c['candidate_id']}",
+            "prompt_id": c["candidate_id"],
+            "set": "base_risk",
+            "attack": None,
+            "base_id": c["candidate_id"],
+            "lang": c["lang"],
+            "dimension": c["dimension"],
+            "prompt": c["prompt"],
+            "source": source,
+        }
         for c in candidates.to_pylist()
     ]
     return pa.Table.from_pylist(rows, schema=SEVAL_SUITE.schema)
 
 
 def hardness_scores(
-    store: ArtifactStore, suite_id: str, candidates: pa.Table, refs: list[str], critic: str, max_tokens: int, seed: int,
-    batch_size: int, num_actors: int, num_cpus_per_actor: float,
+    store: ArtifactStore,
+    suite_id: str,
+    candidates: pa.Table,
+    refs: list[str],
+    critic: str,
+    max_tokens: int,
+    seed: int,
+    batch_size: int,
+    num_actors: int,
+    num_cpus_per_actor: float,
 ) -> dict[str, dict[str, Any]]:
     """candidate_id → {"hardness": share of reference models judged unsafe, "per_ref": {...}}.
 
@@ -177,15 +238,36 @@ def hardness_scores(
     resp_ref = StageRef(FLOW, suite_id, "ref_responses")
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=seed)
     for model in refs:
-        generate_responses(store, resp_ref, suite, model, params, batch_size=batch_size, num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor)
+        generate_responses(
+            store,
+            resp_ref,
+            suite,
+            model,
+            params,
+            batch_size=batch_size,
+            num_actors=num_actors,
+            num_cpus_per_actor=num_cpus_per_actor,
+        )
     commit_responses(store, resp_ref, {"refs": refs})
     responses = store.read_table(resp_ref)
     import pyarrow.compute as pc
 
     wanted = pa.array(suite["prompt_uid"].to_pylist())
-    responses = responses.filter(pc.and_(pc.is_in(responses["prompt_uid"], value_set=wanted), pc.is_in(responses["model"], value_set=pa.array(refs))))
+    responses = responses.filter(
+        pc.and_(
+            pc.is_in(responses["prompt_uid"], value_set=wanted), pc.is_in(responses["model"], value_set=pa.array(refs))
+        )
+    )
     judge_ref = StageRef(FLOW, suite_id, "ref_judgements")
-    judge_responses(store, judge_ref, responses, critic, batch_size=batch_size, num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor)
+    judge_responses(
+        store,
+        judge_ref,
+        responses,
+        critic,
+        batch_size=batch_size,
+        num_actors=num_actors,
+        num_cpus_per_actor=num_cpus_per_actor,
+    )
     commit_judgements(store, judge_ref, {"critic": critic})
     verdicts = store.read_table(judge_ref).to_pylist()
     out: dict[str, dict[str, Any]] = {}
@@ -216,7 +298,9 @@ class SelectionOutcome:
 
 def candidates_frame(candidates: pa.Table, hardness: dict[str, dict[str, Any]] | None = None):  # noqa: ANN201 - pandas
     frame = candidates.to_pandas()
-    frame.insert(0, "prompt_uid", [f"base_risk:{lang}:{cid}" for lang, cid in zip(frame["lang"], frame["candidate_id"])])
+    frame.insert(
+        0, "prompt_uid", [f"base_risk:{lang}:{cid}" for lang, cid in zip(frame["lang"], frame["candidate_id"])]
+    )
     if hardness is not None:
         frame["hardness"] = [hardness.get(cid, {}).get("hardness", float("nan")) for cid in frame["candidate_id"]]
     return frame
@@ -230,7 +314,9 @@ def run_selection(frame: Any, specs: list[dict[str, Any]], ctx: Any) -> Selectio
 
         return SelectionOutcome(frame, pd.DataFrame(columns=[*frame.columns, "strategy", "reason"]))
     kept, dropped = run_pipeline(frame, specs, ctx)
-    reports = [r if isinstance(r, dict) else getattr(r, "__dict__", {"report": str(r)}) for r in getattr(ctx, "reports", [])]
+    reports = [
+        r if isinstance(r, dict) else getattr(r, "__dict__", {"report": str(r)}) for r in getattr(ctx, "reports", [])
+    ]
     shortfall: dict[str, int] = {}
     for r in reports:
         for key, missing in (r.get("shortfall") or {}).items():
@@ -240,7 +326,14 @@ def run_selection(frame: Any, specs: list[dict[str, Any]], ctx: Any) -> Selectio
 
 def drops_table(dropped: Any) -> pa.Table:
     rows = [
-        {"prompt_uid": r["prompt_uid"], "strategy": r["strategy"], "reason": r["reason"], "leaf_id": r["leaf_id"], "lang": r["lang"], "prompt": r["prompt"]}
+        {
+            "prompt_uid": r["prompt_uid"],
+            "strategy": r["strategy"],
+            "reason": r["reason"],
+            "leaf_id": r["leaf_id"],
+            "lang": r["lang"],
+            "prompt": r["prompt"],
+        }
         for r in dropped.to_dict("records")
     ]
     return pa.Table.from_pylist(rows, schema=SEVAL_SELECTION_DROPS.schema)
@@ -249,7 +342,9 @@ def drops_table(dropped: Any) -> pa.Table:
 # ---------------------------------------------------------------- translation and attacks
 
 
-def translate_kept(backend: Any, tester: str, kept: list[dict[str, Any]], langs: list[str], seed: int, max_tokens: int) -> tuple[list[dict[str, Any]], int]:
+def translate_kept(
+    backend: Any, tester: str, kept: list[dict[str, Any]], langs: list[str], seed: int, max_tokens: int
+) -> tuple[list[dict[str, Any]], int]:
     """zh↔en translations of kept base prompts (linked by ``from_id``); returns rows and failures."""
     from trustflow.tasks.seval.generation.generate import Candidate, translate_candidates
 
@@ -264,27 +359,66 @@ def _other(lang: str) -> str:
     return "en" if lang == "zh" else "zh"
 
 
-def suite_rows(base: list[dict[str, Any]], attacks: pa.Table | None, suite_id: str, hardness: dict[str, dict[str, Any]], extra_scores: dict[str, dict[str, Any]]) -> pa.Table:
+def suite_rows(
+    base: list[dict[str, Any]],
+    attacks: pa.Table | None,
+    suite_id: str,
+    hardness: dict[str, dict[str, Any]],
+    extra_scores: dict[str, dict[str, Any]],
+) -> pa.Table:
     """Base rows then their attack rows, in the generated-suite schema (provenance on every row)."""
     rows = []
     by_id = {b["candidate_id"]: b for b in base}
     for b in base:
-        scores = {**({"per_ref": hardness[b["candidate_id"]]["per_ref"]} if b["candidate_id"] in hardness else {}), **extra_scores.get(b["candidate_id"], {})}
+        scores = {
+            **({"per_ref": hardness[b["candidate_id"]]["per_ref"]} if b["candidate_id"] in hardness else {}),
+            **extra_scores.get(b["candidate_id"], {}),
+        }
         h = hardness.get(b["candidate_id"], {}).get("hardness")
-        rows.append({
-            "prompt_uid": f"base_risk:{b['lang']}:{b['candidate_id']}", "prompt_id": b["candidate_id"], "set": "base_risk", "attack": None,
-            "base_id": b["candidate_id"], "lang": b["lang"], "dimension": b["dimension"], "prompt": b["prompt"], "source": suite_id,
-            "leaf_id": b["leaf_id"], "template_id": None, "from_id": b.get("from_id"), "generator": b["generator"], "gen_seed": int(b["gen_seed"]),
-            "driver": b["driver"], "hardness": None if h is None or h != h else float(h), "scores": json.dumps(scores, sort_keys=True),
-        })
+        rows.append(
+            {
+                "prompt_uid": f"base_risk:{b['lang']}:{b['candidate_id']}",
+                "prompt_id": b["candidate_id"],
+                "set": "base_risk",
+                "attack": None,
+                "base_id": b["candidate_id"],
+                "lang": b["lang"],
+                "dimension": b["dimension"],
+                "prompt": b["prompt"],
+                "source": suite_id,
+                "leaf_id": b["leaf_id"],
+                "template_id": None,
+                "from_id": b.get("from_id"),
+                "generator": b["generator"],
+                "gen_seed": int(b["gen_seed"]),
+                "driver": b["driver"],
+                "hardness": None if h is None or h != h else float(h),
+                "scores": json.dumps(scores, sort_keys=True),
+            }
+        )
     for a in attacks.to_pylist() if attacks is not None else []:
         b = by_id[a["base_id"]]
-        rows.append({
-            "prompt_uid": f"attack:{a['lang']}:{a['attack_id']}", "prompt_id": a["attack_id"], "set": "attack", "attack": a["attack"],
-            "base_id": a["base_id"], "lang": a["lang"], "dimension": b["dimension"], "prompt": a["prompt"], "source": suite_id,
-            "leaf_id": b["leaf_id"], "template_id": a["template_id"], "from_id": None, "generator": b["generator"], "gen_seed": int(a["seed"]),
-            "driver": b["driver"], "hardness": None, "scores": json.dumps(extra_scores.get(a["attack_id"], {}), sort_keys=True),
-        })
+        rows.append(
+            {
+                "prompt_uid": f"attack:{a['lang']}:{a['attack_id']}",
+                "prompt_id": a["attack_id"],
+                "set": "attack",
+                "attack": a["attack"],
+                "base_id": a["base_id"],
+                "lang": a["lang"],
+                "dimension": b["dimension"],
+                "prompt": a["prompt"],
+                "source": suite_id,
+                "leaf_id": b["leaf_id"],
+                "template_id": a["template_id"],
+                "from_id": None,
+                "generator": b["generator"],
+                "gen_seed": int(a["seed"]),
+                "driver": b["driver"],
+                "hardness": None,
+                "scores": json.dumps(extra_scores.get(a["attack_id"], {}), sort_keys=True),
+            }
+        )
     return pa.Table.from_pylist(rows, schema=SEVAL_GENERATED_SUITE.schema)
 
 
@@ -306,7 +440,9 @@ def reference_prompts(store: ArtifactStore, sources: Sequence[str]) -> list[str]
         else:
             ref = StageRef("ingest", source, "prompts")
             if store.manifest(ref) is None:
-                raise InputError(f"reference {source!r} is neither a generated suite nor an ingested dataset in {store.url}")
+                raise InputError(
+                    f"reference {source!r} is neither a generated suite nor an ingested dataset in {store.url}"
+                )
             table = store.read_table(ref)
         table = table.filter(pc.equal(table["set"], "base_risk"))
         out.extend(table["prompt"].to_pylist())

@@ -22,16 +22,50 @@ def _checkpoints(settings, run_id: str) -> list[str]:  # noqa: ANN001
     from trustflow.data.store.location import s3_client
 
     store = ArtifactStore(settings=settings)
-    prefix = f"{store.location.root.split('/', 1)[1]}/runs/adversarial_train/{run_id}/ray/" if "/" in store.location.root else f"runs/adversarial_train/{run_id}/ray/"
+    prefix = (
+        f"{store.location.root.split('/', 1)[1]}/runs/adversarial_train/{run_id}/ray/"
+        if "/" in store.location.root
+        else f"runs/adversarial_train/{run_id}/ray/"
+    )
     listed = s3_client(settings).list_objects_v2(Bucket=store.location.bucket, Prefix=prefix)
-    return sorted({k["Key"].split("/checkpoint_")[1].split("/")[0] for k in listed.get("Contents", []) if "/checkpoint_" in k["Key"]})
+    return sorted(
+        {
+            k["Key"].split("/checkpoint_")[1].split("/")[0]
+            for k in listed.get("Contents", [])
+            if "/checkpoint_" in k["Key"]
+        }
+    )
 
 
 def test_two_worker_training_survives_a_kill_and_resumes(tmp_path: Path, s3_settings, seaweedfs) -> None:  # noqa: ANN001
-    env = dict(os.environ, TRUSTFLOW_HOME=str(tmp_path / "home"), TRUSTFLOW_STORE_URL=s3_settings.store_url,
-               TRUSTFLOW_S3_ENDPOINT_URL=seaweedfs.endpoint_url, TRUSTFLOW_RAY_NUM_CPUS="2")
-    args = [sys.executable, "-m", "trustflow.cli.main", "train", "--method", "fgsm-rs", "--dataset", "digits", "--epochs", "4",
-            "--workers", "2", "--batch-size", "32", "--lr", "0.05", "--run-id", "killme", "--json"]
+    env = dict(
+        os.environ,
+        TRUSTFLOW_HOME=str(tmp_path / "home"),
+        TRUSTFLOW_STORE_URL=s3_settings.store_url,
+        TRUSTFLOW_S3_ENDPOINT_URL=seaweedfs.endpoint_url,
+        TRUSTFLOW_RAY_NUM_CPUS="2",
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "trustflow.cli.main",
+        "train",
+        "--method",
+        "fgsm-rs",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "4",
+        "--workers",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--run-id",
+        "killme",
+        "--json",
+    ]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and len(_checkpoints(s3_settings, "killme")) < 1:
@@ -54,9 +88,30 @@ def test_two_worker_training_survives_a_kill_and_resumes(tmp_path: Path, s3_sett
     for which in ("best", "final"):
         assert len(store.read_bytes(store.path("runs", "adversarial_train", "killme", "model", f"{which}.pt"))) > 1000
 
-    evaluated = subprocess.run([sys.executable, "-m", "trustflow.cli.main", "robustness", "eval", "--model", "run:killme",
-                                "--attacks", "clean,fgsm,pgd", "--corruptions", "gaussian_noise", "--severities", "1,5", "--limit", "120", "--json"],
-                               env=env, capture_output=True, text=True, timeout=600)
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trustflow.cli.main",
+            "robustness",
+            "eval",
+            "--model",
+            "run:killme",
+            "--attacks",
+            "clean,fgsm,pgd",
+            "--corruptions",
+            "gaussian_noise",
+            "--severities",
+            "1,5",
+            "--limit",
+            "120",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     summary = json.loads(evaluated.stdout.strip().splitlines()[-1])["summary"]
     robust = summary["robust_accuracy"]

@@ -43,8 +43,13 @@ def test_model_cards_in_the_bucket_get_evaluated(tmp_path: Path, s3_settings, se
     from trustflow.infra.prefect_server import PrefectServer
 
     prefix = s3_settings.store_url.removeprefix(f"s3://{seaweedfs.config.bucket}/")
-    env = {"TRUSTFLOW_HOME": str(tmp_path / "home"), "TRUSTFLOW_STORE_URL": s3_settings.store_url,
-           "TRUSTFLOW_S3_ENDPOINT_URL": seaweedfs.endpoint_url, "TRUSTFLOW_RAY_NUM_CPUS": "2", "HF_HUB_OFFLINE": "1"}
+    env = {
+        "TRUSTFLOW_HOME": str(tmp_path / "home"),
+        "TRUSTFLOW_STORE_URL": s3_settings.store_url,
+        "TRUSTFLOW_S3_ENDPOINT_URL": seaweedfs.endpoint_url,
+        "TRUSTFLOW_RAY_NUM_CPUS": "2",
+        "HF_HUB_OFFLINE": "1",
+    }
     server = PrefectServer(tmp_path / "prefect-server", free_port())
     worker = PrefectWorker(tmp_path / "prefect-worker", server.api_url, limit=1)
     relay = None
@@ -54,18 +59,44 @@ def test_model_cards_in_the_bucket_get_evaluated(tmp_path: Path, s3_settings, se
         worker.up(extra_env=env)
         relay_env = dict(os.environ, **env, PREFECT_API_URL=server.api_url)
         relay = subprocess.Popen(
-            [sys.executable, "-m", "trustflow.cli.main", "events", "relay", "--source", "seaweedfs", "--bucket", seaweedfs.config.bucket,
-             "--prefix", f"{prefix}/models/", "--filer", f"127.0.0.1:{seaweedfs.config.filer_port}", "--state-dir", str(tmp_path / "relay"),
-             "--api-url", server.api_url, "--start", "now"],
-            env=relay_env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "relay.log", "wb"), start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "trustflow.cli.main",
+                "events",
+                "relay",
+                "--source",
+                "seaweedfs",
+                "--bucket",
+                seaweedfs.config.bucket,
+                "--prefix",
+                f"{prefix}/models/",
+                "--filer",
+                f"127.0.0.1:{seaweedfs.config.filer_port}",
+                "--state-dir",
+                str(tmp_path / "relay"),
+                "--api-url",
+                server.api_url,
+                "--start",
+                "now",
+            ],
+            env=relay_env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "relay.log", "wb"),
+            start_new_session=True,
+        )
         time.sleep(3)  # the relay subscribes to the filer
 
         s3 = s3_client(s3_settings)
         cards = {
-            "models/tiny-cnn.yaml": ("name: tiny-cnn\nkind: classifier\nmodel: small_cnn\n"
-                                     "robustness: {dataset: digits, attacks: [clean, fgsm], eps: 0.1, limit: 64}\n"),
-            "models/tiny-llm.yaml": (f"name: tiny-llm\nkind: llm\nmodel: '{tiny_llm}'\n"
-                                     "seval: {suite: seed-suite, critic: refusal, langs: [en], per_dimension: 1, attacks_per_base: 0, max_tokens: 8}\n"),
+            "models/tiny-cnn.yaml": (
+                "name: tiny-cnn\nkind: classifier\nmodel: small_cnn\n"
+                "robustness: {dataset: digits, attacks: [clean, fgsm], eps: 0.1, limit: 64}\n"
+            ),
+            "models/tiny-llm.yaml": (
+                f"name: tiny-llm\nkind: llm\nmodel: '{tiny_llm}'\n"
+                "seval: {suite: seed-suite, critic: refusal, langs: [en], per_dimension: 1, attacks_per_base: 0, max_tokens: 8}\n"
+            ),
         }
         for key, text in cards.items():
             s3.put_object(Bucket=seaweedfs.config.bucket, Key=f"{prefix}/{key}", Body=text.encode())
@@ -74,7 +105,9 @@ def test_model_cards_in_the_bucket_get_evaluated(tmp_path: Path, s3_settings, se
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline and _leaderboard_keys(store) != set(cards):
             time.sleep(3)
-        assert _leaderboard_keys(store) == set(cards), (tmp_path / "relay.log").read_text()[-2000:] + worker.process.log_tail(40)
+        assert _leaderboard_keys(store) == set(cards), (tmp_path / "relay.log").read_text()[
+            -2000:
+        ] + worker.process.log_tail(40)
         rows = store.read_table(LEADERBOARD).to_pylist()
         by_metric = {(r["card_key"], r["metric"]): r for r in rows}
         assert 0.0 <= by_metric[("models/tiny-cnn.yaml", "clean")]["value"] <= 1.0
@@ -90,7 +123,11 @@ def test_model_cards_in_the_bucket_get_evaluated(tmp_path: Path, s3_settings, se
         assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
 
         # the same card again (same bytes, same etag): announced once, so no second run
-        s3.put_object(Bucket=seaweedfs.config.bucket, Key=f"{prefix}/models/tiny-cnn.yaml", Body=cards["models/tiny-cnn.yaml"].encode())
+        s3.put_object(
+            Bucket=seaweedfs.config.bucket,
+            Key=f"{prefix}/models/tiny-cnn.yaml",
+            Body=cards["models/tiny-cnn.yaml"].encode(),
+        )
         time.sleep(8)
         assert len(_flow_runs(server.api_url, "on-model-card")) == 2
     finally:

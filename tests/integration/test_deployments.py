@@ -48,19 +48,32 @@ def test_deploy_all_schedules_and_event_trigger(prefect_api: str) -> None:
             nightly = deployments["seval-nightly"]
             (schedule,) = nightly.schedules
             assert schedule.schedule.cron == "0 2 * * *" and schedule.active
-            start = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
-            nxt = asyncio.run(CronSchedule(cron=schedule.schedule.cron, timezone=schedule.schedule.timezone).get_dates(n=2, start=start))
+            start = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+            nxt = asyncio.run(
+                CronSchedule(cron=schedule.schedule.cron, timezone=schedule.schedule.timezone).get_dates(
+                    n=2, start=start
+                )
+            )
             assert [d.isoformat() for d in nxt] == ["2026-11-25T02:00:00+00:00", "2026-11-26T02:00:00+00:00"]
             assert not deployments["detector-evaluate"].schedules[0].active  # off until a dataset is named
             automations = client.read_automations()
-            assert any("on-model-card" in a.name for a in automations) and any("on-dataset-landed" in a.name for a in automations)
+            assert any("on-model-card" in a.name for a in automations) and any(
+                "on-dataset-landed" in a.name for a in automations
+            )
 
         # a storage event as the relay emits it → a flow run of on-model-card with key and etag
         key, etag = "models/tiny-classifier.yaml", "0123abcd"
         time.sleep(2)  # the trigger service loads new automations on a short cycle
-        emit_event(event="trustflow.object.created",
-                   resource={"prefect.resource.id": f"s3://bucket/{key}", "trustflow.key": key, "trustflow.path": key,
-                             "trustflow.etag": etag, "trustflow.bucket": "bucket"})
+        emit_event(
+            event="trustflow.object.created",
+            resource={
+                "prefect.resource.id": f"s3://bucket/{key}",
+                "trustflow.key": key,
+                "trustflow.path": key,
+                "trustflow.etag": etag,
+                "trustflow.bucket": "bucket",
+            },
+        )
         EventsWorker.drain_all()
         deadline = time.monotonic() + 60
         runs = []
@@ -72,9 +85,16 @@ def test_deploy_all_schedules_and_event_trigger(prefect_api: str) -> None:
         assert runs[0].parameters == {"key": key, "etag": etag}
 
         # a deleted object starts nothing (the triggers expect created events only)
-        emit_event(event="trustflow.object.deleted",
-                   resource={"prefect.resource.id": f"s3://bucket/{key}", "trustflow.key": key, "trustflow.path": key,
-                             "trustflow.etag": etag, "trustflow.bucket": "bucket"})
+        emit_event(
+            event="trustflow.object.deleted",
+            resource={
+                "prefect.resource.id": f"s3://bucket/{key}",
+                "trustflow.key": key,
+                "trustflow.path": key,
+                "trustflow.etag": etag,
+                "trustflow.bucket": "bucket",
+            },
+        )
         EventsWorker.drain_all()
         time.sleep(8)
         with get_client(sync_client=True) as client:

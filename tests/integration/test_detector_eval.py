@@ -30,10 +30,33 @@ def test_detector_eval_survives_a_kill_resumes_and_scores(tmp_path: Path, s3_set
     from trustflow.data.synthetic_faces import make_face_coco
 
     faces = make_face_coco(tmp_path / "faces", n_images=10, seed=3)
-    env = dict(os.environ, TRUSTFLOW_HOME=str(tmp_path / "home"), TRUSTFLOW_STORE_URL=s3_settings.store_url,
-               TRUSTFLOW_S3_ENDPOINT_URL=seaweedfs.endpoint_url, TRUSTFLOW_RAY_NUM_CPUS="2")
-    args = [sys.executable, "-m", "trustflow.cli.main", "detect", "eval", "--detectors", "haar,mtcnn", "--dataset", str(faces),
-            "--domains", "sketch,weather", "--batch-size", "2", "--actors", "1", "--part-rows", "4", "--json"]
+    env = dict(
+        os.environ,
+        TRUSTFLOW_HOME=str(tmp_path / "home"),
+        TRUSTFLOW_STORE_URL=s3_settings.store_url,
+        TRUSTFLOW_S3_ENDPOINT_URL=seaweedfs.endpoint_url,
+        TRUSTFLOW_RAY_NUM_CPUS="2",
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "trustflow.cli.main",
+        "detect",
+        "eval",
+        "--detectors",
+        "haar,mtcnn",
+        "--dataset",
+        str(faces),
+        "--domains",
+        "sketch,weather",
+        "--batch-size",
+        "2",
+        "--actors",
+        "1",
+        "--part-rows",
+        "4",
+        "--json",
+    ]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and proc.poll() is None and len(_detection_parts(s3_settings)) < 2:
@@ -61,14 +84,37 @@ def test_detector_eval_survives_a_kill_resumes_and_scores(tmp_path: Path, s3_set
         ood = (metrics[(r["detector"], "sketch")]["AP"] + metrics[(r["detector"], "weather")]["AP"]) / 2
         assert r["ood_map"] == pytest.approx(ood)
         assert r["effective_robustness"] == pytest.approx(ood - 0.45 * r["id_map"])
-    assert store.read_bytes(store.path("runs", "detector_evaluate", result["run_id"], "plots", "id_vs_ood.png"))[:4] == b"\x89PNG"
+    assert (
+        store.read_bytes(store.path("runs", "detector_evaluate", result["run_id"], "plots", "id_vs_ood.png"))[:4]
+        == b"\x89PNG"
+    )
 
     # the CLI scorer on the same ground truth: perfect detections score 1.0, the same engine as the flow
     gt_path = faces / "annotations" / "instances_val2017.json"
     gt = json.loads(gt_path.read_text())
     dt_path = tmp_path / "perfect.json"
-    dt_path.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in gt["annotations"]]))
-    scored = subprocess.run([sys.executable, "-m", "trustflow.cli.main", "detect", "score", "--gt", str(gt_path), "--dt", str(dt_path), "--json"],
-                            env=env, capture_output=True, text=True, timeout=120)
+    dt_path.write_text(
+        json.dumps(
+            [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in gt["annotations"]]
+        )
+    )
+    scored = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trustflow.cli.main",
+            "detect",
+            "score",
+            "--gt",
+            str(gt_path),
+            "--dt",
+            str(dt_path),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert json.loads(scored.stdout)["AP"] == pytest.approx(1.0)

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -109,7 +110,9 @@ def test_seaweedfs_relay_announces_each_change_once(seaweedfs: Any, prefect_api:
         return s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
 
     def events_of(key: str, kind: str = "created") -> list[Any]:
-        return [e for e in object_events(prefect_api, ids) if e.resource["trustflow.key"] == key and e.event.endswith(kind)]
+        return [
+            e for e in object_events(prefect_api, ids) if e.resource["trustflow.key"] == key and e.event.endswith(kind)
+        ]
 
     relay = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -128,13 +131,18 @@ def test_seaweedfs_relay_announces_each_change_once(seaweedfs: Any, prefect_api:
         assert len(events_of(key)) == 1, "re-uploading the same bytes must not announce again"
 
         s3.put_object(Bucket=bucket, Key=key, Body=b'{"v": 2}\n')
-        _, second = wait_for("created event for new bytes", lambda: (lambda ev: ev if len(ev) == 2 else None)(events_of(key)))
+        _, second = wait_for(
+            "created event for new bytes", lambda: (lambda ev: ev if len(ev) == 2 else None)(events_of(key))
+        )
         assert second.resource["trustflow.etag"] == head_etag(key) != first.resource["trustflow.etag"]
 
         big = f"{prefix}models/ckpt.bin"
         upload = s3.create_multipart_upload(Bucket=bucket, Key=big)["UploadId"]
         parts = [
-            {"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key=big, UploadId=upload, PartNumber=n, Body=body)["ETag"]}
+            {
+                "PartNumber": n,
+                "ETag": s3.upload_part(Bucket=bucket, Key=big, UploadId=upload, PartNumber=n, Body=body)["ETag"],
+            }
             for n, body in ((1, b"x" * (5 << 20)), (2, b"y" * 100))
         ]
         s3.complete_multipart_upload(Bucket=bucket, Key=big, UploadId=upload, MultipartUpload={"Parts": parts})
@@ -177,8 +185,22 @@ def test_local_store_relay_once(prefect_api: str, tmp_path: Path) -> None:
     (root / "models" / ".tmp-1234").write_text("half")  # an atomic write in progress
     (root / "runs" / "x" / "parts").mkdir(parents=True)
     (root / "runs" / "x" / "parts" / "part-1.parquet.tmp").write_text("p")
-    env = dict(os.environ, TRUSTFLOW_HOME=str(tmp_path / "home"), TRUSTFLOW_STORE_URL=f"file://{root}", PREFECT_API_URL=prefect_api)
-    args = [*RELAY, "--source", "local", "--once", "--exclude", "**/parts/*.tmp", "--state-dir", str(tmp_path / "state")]
+    env = dict(
+        os.environ,
+        TRUSTFLOW_HOME=str(tmp_path / "home"),
+        TRUSTFLOW_STORE_URL=f"file://{root}",
+        PREFECT_API_URL=prefect_api,
+    )
+    args = [
+        *RELAY,
+        "--source",
+        "local",
+        "--once",
+        "--exclude",
+        "**/parts/*.tmp",
+        "--state-dir",
+        str(tmp_path / "state"),
+    ]
     run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout[run.stdout.index("{") :])["created"] == 1

@@ -38,7 +38,10 @@ def test_seval_sample_ingests_once(local_settings: Settings, seval_small: Path) 
     prompts = store.read_table(ref, columns=["set", "lang", "attack"])
     counts = prompts.group_by(["set", "lang"]).aggregate([([], "count_all")]).to_pylist()
     assert {(c["set"], c["lang"]): c["count_all"] for c in counts} == {
-        ("base_risk", "en"): 1000, ("base_risk", "zh"): 1000, ("attack", "en"): 10000, ("attack", "zh"): 10000
+        ("base_risk", "en"): 1000,
+        ("base_risk", "zh"): 1000,
+        ("attack", "en"): 10000,
+        ("attack", "zh"): 10000,
     }
     before = part_names(store, info["dataset_id"], "prompts")
 
@@ -74,13 +77,17 @@ def test_imagefolder_ingest(local_settings: Settings, tmp_path: Path) -> None:
     info = run_ingest(local_settings, tmp_path / "folder", "imagefolder")
     assert info["tables"] == {"images": 18}
     table = ArtifactStore(settings=local_settings).read_table(StageRef("ingest", info["dataset_id"], "images"))
-    assert sorted(set(zip(table["label"].to_pylist(), table["label_id"].to_pylist()))) == [("bird", 0), ("cat", 1), ("dog", 2)]
+    assert sorted(set(zip(table["label"].to_pylist(), table["label_id"].to_pylist()))) == [
+        ("bird", 0),
+        ("cat", 1),
+        ("dog", 2),
+    ]
 
 
 def test_interrupted_ingest_resumes_without_duplicates(local_settings: Settings, tmp_path: Path) -> None:
     """A crash after some image parts: the re-run skips finished chunks and completes exactly."""
-    from trustflow.tasks import ingest_coco
     from trustflow.data.sources import fingerprint
+    from trustflow.tasks import ingest_coco
     from trustflow.tasks.ingest_common import dataset_id_for
 
     root = make_synthetic_coco(tmp_path / "coco", n_images=40, seed=2)
@@ -105,7 +112,9 @@ def test_interrupted_ingest_resumes_without_duplicates(local_settings: Settings,
     assert len(part_names(store, dataset_id, "images")) == 4
 
 
-def test_bad_inputs_fail_clearly_and_keep_existing_data(local_settings: Settings, seval_small: Path, tmp_path: Path) -> None:
+def test_bad_inputs_fail_clearly_and_keep_existing_data(
+    local_settings: Settings, seval_small: Path, tmp_path: Path
+) -> None:
     good_src = tmp_path / "good"
     good_src.mkdir()
     shutil.copy(seval_small / "S-Eval_base_risk_en_small.jsonl.zip", good_src)
@@ -123,7 +132,9 @@ def test_bad_inputs_fail_clearly_and_keep_existing_data(local_settings: Settings
 
     badline = tmp_path / "badline"
     badline.mkdir()
-    (badline / "S-Eval_base_risk_en_tiny.jsonl").write_text('{"traceid": "a", "risk_type": "X", "prompt": "p", "ext": "{}"}\nnot json\n')
+    (badline / "S-Eval_base_risk_en_tiny.jsonl").write_text(
+        '{"traceid": "a", "risk_type": "X", "prompt": "p", "ext": "{}"}\nnot json\n'
+    )
     with pytest.raises(InputError, match="S-Eval_base_risk_en_tiny.jsonl: line 2: not valid JSON"):
         run_ingest(local_settings, badline, "seval")
 

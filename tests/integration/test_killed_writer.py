@@ -52,7 +52,12 @@ def test_sigkill_mid_stage_then_rerun(backend: str, tmp_path: Path, request) -> 
         store.read_table(REF)
     assert store.list_stages() == []
 
-    done = subprocess.run([sys.executable, str(WRITER), url, str(N_PARTS), str(PER_PART), "0", *extra], capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, str(WRITER), url, str(N_PARTS), str(PER_PART), "0", *extra],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("part") == N_PARTS - 3  # only the missing parts were written
     table = store.read_table(REF)

@@ -31,7 +31,9 @@ LLM_CLI = "import sys; from trustflow.cli.llm import llm_app; sys.argv[0] = 'tru
 
 
 def llm_cli(args: list[str], env: dict[str, str], timeout: int = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", LLM_CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", LLM_CLI, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _json_block(text: str) -> dict:
@@ -85,7 +87,10 @@ def test_openai_backend_batch_against_transformers_serve(served: dict) -> None:
     from trustflow.models.llm.spec import load_backend
 
     backend = load_backend(served["spec"], max_concurrency=2, timeout_s=120)
-    requests = [{"messages": [{"role": "user", "content": text}], "max_tokens": 16, "id": lang + str(i)} for i, (lang, text) in enumerate(PROMPTS)]
+    requests = [
+        {"messages": [{"role": "user", "content": text}], "max_tokens": 16, "id": lang + str(i)}
+        for i, (lang, text) in enumerate(PROMPTS)
+    ]
     t0 = time.perf_counter()
     results = backend.generate(requests)
     wall = time.perf_counter() - t0
@@ -101,7 +106,9 @@ def test_openai_backend_batch_against_transformers_serve(served: dict) -> None:
         assert u.requests == 4 and u.errors == 0
         assert u.completion_tokens == sum(r.completion_tokens for r in results)
         assert u.prompt_tokens == sum(r.prompt_tokens for r in results)
-        print(f"\n[llm] transformers serve: 4 requests, {u.completion_tokens} tokens in {wall:.1f}s = {u.completion_tokens / wall:.1f} tok/s (concurrency 2)")
+        print(
+            f"\n[llm] transformers serve: 4 requests, {u.completion_tokens} tokens in {wall:.1f}s = {u.completion_tokens / wall:.1f} tok/s (concurrency 2)"
+        )
         # transformers serve ignores logprobs: the request still succeeds, logprobs are None
         lp = backend.generate([{"messages": "Say hi.", "max_tokens": 4, "logprobs": True, "top_logprobs": 2}])[0]
         assert lp.ok and lp.logprobs is None
@@ -113,7 +120,9 @@ def test_dead_port_gives_error_results_after_bounded_retries() -> None:
     from trustflow.models.llm.openai_backend import OpenAIBackend
 
     port = free_port()  # nobody listens here
-    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, connect_timeout_s=0.5, timeout_s=2, backoff_base_s=0.05)
+    backend = OpenAIBackend(
+        f"http://127.0.0.1:{port}/v1", "m", max_retries=2, connect_timeout_s=0.5, timeout_s=2, backoff_base_s=0.05
+    )
     t0 = time.perf_counter()
     results = backend.generate([{"messages": "hi", "max_tokens": 4}] * 3)
     elapsed = time.perf_counter() - t0
@@ -144,7 +153,11 @@ def test_in_process_backend_on_real_smollm2_matches_the_server(served: dict) -> 
         assert mine.ok and theirs.ok
         assert mine.text.strip() and mine.text == theirs.text  # same weights, greedy, fp32
         assert mine.prompt_tokens == theirs.prompt_tokens and mine.completion_tokens == theirs.completion_tokens
-        assert mine.logprobs and all(e.logprob <= 0 for e in mine.logprobs) and len(mine.logprobs) == mine.completion_tokens
+        assert (
+            mine.logprobs
+            and all(e.logprob <= 0 for e in mine.logprobs)
+            and len(mine.logprobs) == mine.completion_tokens
+        )
         print(f"\n[llm] in-process load {load_s:.1f}s; {mine.completion_tokens} tokens in {mine.latency_s:.2f}s")
     finally:
         local.close()

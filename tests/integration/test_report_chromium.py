@@ -22,10 +22,19 @@ import pytest
 
 pytestmark = [pytest.mark.integration]
 
-INSTALL_HINT = "install it with: sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium fonts-dejavu-core"
+INSTALL_HINT = (
+    "install it with: sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium fonts-dejavu-core"
+)
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
 ]
 TIMEOUT_S = 90
 
@@ -48,7 +57,10 @@ def chromium_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail(f"headless Chromium is required for the report tests but `chromium` is not on PATH; {INSTALL_HINT}", pytrace=False)
+    pytest.fail(
+        f"headless Chromium is required for the report tests but `chromium` is not on PATH; {INSTALL_HINT}",
+        pytrace=False,
+    )
 
 
 def run_chromium(args: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
@@ -92,7 +104,9 @@ def test_page_renders_a_non_blank_screenshot(reports: dict[str, Any], page: str)
     from PIL import Image, ImageStat
 
     shot = reports["root"] / f"{page}.png"
-    result = run_chromium([f"--screenshot={shot}", "--window-size=1280,2000", reports["pages"][page].as_uri()], reports["root"])
+    result = run_chromium(
+        [f"--screenshot={shot}", "--window-size=1280,2000", reports["pages"][page].as_uri()], reports["root"]
+    )
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     with Image.open(shot) as image:
         assert image.size == (1280, 2000)

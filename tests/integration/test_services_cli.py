@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def cli(args: list[str], env: dict[str, str], timeout: int = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "trustflow.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "trustflow.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _json_prefix(text: str) -> dict:

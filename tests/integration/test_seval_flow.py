@@ -24,8 +24,16 @@ pytestmark = [pytest.mark.integration]
 
 
 def test_flow_on_seed_suite_then_rerun_is_a_no_op(local_settings, tiny_llm: str, ray_cluster) -> None:  # noqa: ANN001
-    kwargs = dict(targets=[tiny_llm], critic="refusal", suite="seed-suite", langs=["zh", "en"], per_dimension=1,
-                  attacks_per_base=1, max_tokens=8, batch_size=4)
+    kwargs = dict(
+        targets=[tiny_llm],
+        critic="refusal",
+        suite="seed-suite",
+        langs=["zh", "en"],
+        per_dimension=1,
+        attacks_per_base=1,
+        max_tokens=8,
+        batch_size=4,
+    )
     with prefect_runtime(local_settings):
         first = seval_evaluate(**kwargs)
     store = ArtifactStore(settings=local_settings)
@@ -43,7 +51,9 @@ def test_flow_on_seed_suite_then_rerun_is_a_no_op(local_settings, tiny_llm: str,
     per_dim = [m for m in metrics if m["metric"] == "safety_score" and m["dimension"] != "*" and m["lang"] != "*"]
     assert len(per_dim) == 16 and all(m["n"] == 1 for m in per_dim)
     assert any(p.endswith("safety_heatmap.png") for p in first["plots"])
-    assert (Path(store.location.root) / "runs" / "seval_evaluate" / run / "plots" / "asr_per_attack.png").stat().st_size > 1000
+    assert (
+        Path(store.location.root) / "runs" / "seval_evaluate" / run / "plots" / "asr_per_attack.png"
+    ).stat().st_size > 1000
 
     parts_before = len(store.require_manifest(StageRef("seval_evaluate", run, "responses")).parts)
     with prefect_runtime(local_settings):
@@ -54,9 +64,35 @@ def test_flow_on_seed_suite_then_rerun_is_a_no_op(local_settings, tiny_llm: str,
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path: Path, tiny_llm: str) -> None:
-    env = dict(os.environ, TRUSTFLOW_HOME=str(tmp_path / "home"), TRUSTFLOW_STORE_URL=f"file://{tmp_path / 'store'}", TRUSTFLOW_RAY_NUM_CPUS="2")
-    args = [sys.executable, "-m", "trustflow.cli.main", "seval", "run", "--targets", tiny_llm, "--critic", "refusal",
-            "--suite", "seed-suite", "--limit", "2", "--attacks-per-base", "2", "--batch-size", "1", "--max-tokens", "24", "--run-id", "killme"]
+    env = dict(
+        os.environ,
+        TRUSTFLOW_HOME=str(tmp_path / "home"),
+        TRUSTFLOW_STORE_URL=f"file://{tmp_path / 'store'}",
+        TRUSTFLOW_RAY_NUM_CPUS="2",
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "trustflow.cli.main",
+        "seval",
+        "run",
+        "--targets",
+        tiny_llm,
+        "--critic",
+        "refusal",
+        "--suite",
+        "seed-suite",
+        "--limit",
+        "2",
+        "--attacks-per-base",
+        "2",
+        "--batch-size",
+        "1",
+        "--max-tokens",
+        "24",
+        "--run-id",
+        "killme",
+    ]
     parts = tmp_path / "store" / "runs" / "seval_evaluate" / "killme" / "responses" / "parts"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240

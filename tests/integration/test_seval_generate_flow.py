@@ -21,16 +21,37 @@ from trustflow.tasks.seval.suite_diff import diff_suites
 
 pytestmark = [pytest.mark.integration]
 
-LEAVES = ["cybersecurity.access_control.credential_theft.password_cracking", "crimes.drugs.trafficking.smuggling_routes"]
+LEAVES = [
+    "cybersecurity.access_control.credential_theft.password_cracking",
+    "crimes.drugs.trafficking.smuggling_routes",
+]
 
 
 def test_generate_select_translate_attack_then_evaluate_and_resume(local_settings, tiny_llm: str, ray_cluster) -> None:  # noqa: ANN001
     # SmolLM2-135M writes few real questions: the request check is relaxed here (a selection
     # config, as a user would pass) so the rest of the pipeline has rows to work on
-    selection = [{"name": "quality", "require_request": False}, {"name": "minhash_dedup"}, {"name": "near_dedup"},
-                 {"name": "hardness"}, {"name": "diversity", "k": 1}, {"name": "balance", "per_group": 1}]
-    kwargs = dict(leaves=LEAVES, per_leaf=4, keep=1, selection=selection, langs=["en", "zh"], tester="pkg:smollm2-135m", critic="refusal", refs=[tiny_llm],
-                  attacks=["positive_induction", "instruction_encryption"], seed=1, max_tokens=128, ref_max_tokens=8)
+    selection = [
+        {"name": "quality", "require_request": False},
+        {"name": "minhash_dedup"},
+        {"name": "near_dedup"},
+        {"name": "hardness"},
+        {"name": "diversity", "k": 1},
+        {"name": "balance", "per_group": 1},
+    ]
+    kwargs = dict(
+        leaves=LEAVES,
+        per_leaf=4,
+        keep=1,
+        selection=selection,
+        langs=["en", "zh"],
+        tester="pkg:smollm2-135m",
+        critic="refusal",
+        refs=[tiny_llm],
+        attacks=["positive_induction", "instruction_encryption"],
+        seed=1,
+        max_tokens=128,
+        ref_max_tokens=8,
+    )
     with prefect_runtime(local_settings):
         first = seval_generate_suite(**kwargs)
     store = ArtifactStore(settings=local_settings)
@@ -49,7 +70,9 @@ def test_generate_select_translate_attack_then_evaluate_and_resume(local_setting
     base = suite.filter(pc.equal(suite["set"], "base_risk")).to_pylist()
     originals = [b for b in base if b["from_id"] is None]
     assert 1 <= len(originals) <= 2  # at most `keep` (1) per leaf
-    assert all(b["generator"] == "pkg:smollm2-135m" and b["hardness"] is not None for b in originals)  # the panel answered
+    assert all(
+        b["generator"] == "pkg:smollm2-135m" and b["hardness"] is not None for b in originals
+    )  # the panel answered
     assert all("per_ref" in json.loads(b["scores"]) for b in originals)
     for t in (b for b in base if b["from_id"] is not None):  # translations link back to a kept original
         assert t["lang"] == "zh" and t["from_id"] in {o["prompt_id"] for o in originals}
@@ -70,6 +93,8 @@ def test_generate_select_translate_attack_then_evaluate_and_resume(local_setting
     assert store.read_table(StageRef("seval_generate", suite_id, "candidates")).num_rows == candidates.num_rows
 
     with prefect_runtime(local_settings):  # the generated suite is evaluable as-is
-        result = seval_evaluate(targets=[tiny_llm], critic="refusal", suite=suite_id, langs=["en", "zh"], max_tokens=8, batch_size=8)
+        result = seval_evaluate(
+            targets=[tiny_llm], critic="refusal", suite=suite_id, langs=["en", "zh"], max_tokens=8, batch_size=8
+        )
     assert result["suite"] == {"rows": suite.num_rows, "source": suite_id}
     assert diff_suites(suite_id, suite, suite_id, suite).added == []

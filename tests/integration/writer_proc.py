@@ -15,7 +15,9 @@ from trustflow.data.schemas import VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.settings import load_settings
 
-SCHEMA = VersionedSchema("killtest", 1, pa.schema([pa.field("k", pa.int64(), nullable=False), pa.field("v", pa.string())]))
+SCHEMA = VersionedSchema(
+    "killtest", 1, pa.schema([pa.field("k", pa.int64(), nullable=False), pa.field("v", pa.string())])
+)
 REF = StageRef("killflow", "run-1", "numbers")
 
 

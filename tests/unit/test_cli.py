@@ -14,7 +14,23 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["config"], ["config", "show"], ["storage"], ["storage", "up"], ["server"], ["ingest"], ["runs", "ls"], ["datasets", "ls"], ["show"], ["demo"], ["seval", "run"], ["seval", "validate-critic"], ["llm", "serve"], ["llm", "chat"]],
+    [
+        [],
+        ["config"],
+        ["config", "show"],
+        ["storage"],
+        ["storage", "up"],
+        ["server"],
+        ["ingest"],
+        ["runs", "ls"],
+        ["datasets", "ls"],
+        ["show"],
+        ["demo"],
+        ["seval", "run"],
+        ["seval", "validate-critic"],
+        ["llm", "serve"],
+        ["llm", "chat"],
+    ],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])

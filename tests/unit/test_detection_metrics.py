@@ -40,8 +40,16 @@ def make_gt(objects: list[tuple], images: int | list[int] = 1, categories: int =
     for k, obj in enumerate(objects):
         image_id, cat, box = obj[:3]
         crowd = obj[3] if len(obj) > 3 else 0
-        anns.append({"id": k + 1, "image_id": image_id, "category_id": cat, "bbox": list(box),
-                     "area": float(box[2] * box[3]), "iscrowd": crowd})
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": image_id,
+                "category_id": cat,
+                "bbox": list(box),
+                "area": float(box[2] * box[3]),
+                "iscrowd": crowd,
+            }
+        )
     return {
         "images": [{"id": i, "width": 640, "height": 480, "file_name": f"{i}.jpg"} for i in image_ids],
         "annotations": anns,
@@ -89,10 +97,10 @@ def test_shifted_boxes_match_at_iou_050_but_not_075() -> None:
     gt = make_gt(objects, images=2)
     dets = [det(i, c, [b[0] + 13, b[1] + 13, b[2], b[3]], 0.8) for i, c, b in objects]
     stats = both(gt, dets)
-    assert stats.AP50 == pytest.approx(1.0)
-    assert stats.AP75 == pytest.approx(0.0)
-    assert stats.AP == pytest.approx(0.3)
-    assert stats.AR100 == pytest.approx(0.3)
+    assert pytest.approx(1.0) == stats.AP50
+    assert pytest.approx(0.0) == stats.AP75
+    assert pytest.approx(0.3) == stats.AP
+    assert pytest.approx(0.3) == stats.AR100
     assert stats.APs == -1.0 and stats.ARs == -1.0  # no small objects: COCO's "no ground truth"
 
 
@@ -107,13 +115,13 @@ def test_duplicate_detection_is_a_false_positive() -> None:
     dets = [det(1, 1, a, 0.9), det(1, 1, a, 0.8), det(1, 1, b, 0.7)]
     stats = both(gt, dets)
     expected = (51 + 50 * 2 / 3) / 101
-    assert stats.AP == pytest.approx(expected, abs=1e-6)
-    assert stats.AP50 == pytest.approx(expected, abs=1e-6)
-    assert stats.AP75 == pytest.approx(expected, abs=1e-6)
-    assert stats.AR1 == pytest.approx(0.5)  # one detection per image and category: only A
-    assert stats.AR10 == pytest.approx(1.0)
+    assert pytest.approx(expected, abs=1e-6) == stats.AP
+    assert pytest.approx(expected, abs=1e-6) == stats.AP50
+    assert pytest.approx(expected, abs=1e-6) == stats.AP75
+    assert pytest.approx(0.5) == stats.AR1  # one detection per image and category: only A
+    assert pytest.approx(1.0) == stats.AR10
     # without the duplicate every detection is a TP
-    assert both(gt, [dets[0], dets[2]]).AP == pytest.approx(1.0)
+    assert pytest.approx(1.0) == both(gt, [dets[0], dets[2]]).AP
 
 
 def test_detection_on_crowd_region_is_ignored_not_a_false_positive() -> None:
@@ -125,14 +133,14 @@ def test_detection_on_crowd_region_is_ignored_not_a_false_positive() -> None:
     gt = make_gt([(1, 1, crowd, 1), (1, 1, obj)], categories=1)
     dets = [det(1, 1, [50, 50, 60, 60], 0.95), det(1, 1, obj, 0.9)]
     stats = both(gt, dets)
-    assert stats.AP == pytest.approx(1.0)
-    assert stats.AR100 == pytest.approx(1.0)  # the crowd region is not an object to recall
+    assert pytest.approx(1.0) == stats.AP
+    assert pytest.approx(1.0) == stats.AR100  # the crowd region is not an object to recall
 
     # The same detection with the region not marked crowd is a plain false positive:
     # its IoU with a 300x400 box is 3600/120000 = 0.03. Ranked first -> precision 1/2 at recall
     # 1 -> AP = 0.5.
     gt_plain = make_gt([(1, 1, obj)], categories=1)
-    assert both(gt_plain, dets).AP == pytest.approx(0.5)
+    assert pytest.approx(0.5) == both(gt_plain, dets).AP
 
 
 def test_images_without_detections_cost_recall() -> None:
@@ -141,14 +149,14 @@ def test_images_without_detections_cost_recall() -> None:
     # no detections (image 3) changes nothing.
     gt = make_gt([(1, 1, [10, 10, 100, 100]), (2, 1, [30, 30, 100, 100])], images=3, categories=1)
     stats = both(gt, [det(1, 1, [10, 10, 100, 100], 0.9)])
-    assert stats.AP == pytest.approx(51 / 101)
-    assert stats.AR100 == pytest.approx(0.5)
+    assert pytest.approx(51 / 101) == stats.AP
+    assert pytest.approx(0.5) == stats.AR100
     # A detection on the object-free image 3 is a false positive; ranked below the hit it
     # leaves AP unchanged, ranked above it halves the precision.
-    assert both(gt, [det(1, 1, [10, 10, 100, 100], 0.9), det(3, 1, [0, 0, 50, 50], 0.5)]).AP == pytest.approx(51 / 101)
-    assert both(gt, [det(1, 1, [10, 10, 100, 100], 0.9), det(3, 1, [0, 0, 50, 50], 0.99)]).AP == pytest.approx(
+    assert pytest.approx(51 / 101) == both(gt, [det(1, 1, [10, 10, 100, 100], 0.9), det(3, 1, [0, 0, 50, 50], 0.5)]).AP
+    assert pytest.approx(
         51 * 0.5 / 101
-    )
+    ) == both(gt, [det(1, 1, [10, 10, 100, 100], 0.9), det(3, 1, [0, 0, 50, 50], 0.99)]).AP
 
 
 def test_zero_detections_give_zero_not_a_crash() -> None:
@@ -165,8 +173,8 @@ def test_area_buckets() -> None:
     stats = both(gt, dets)
     assert (stats.APs, stats.APm, stats.APl) == pytest.approx((1.0, 0.0, 1.0))
     assert (stats.ARs, stats.ARm, stats.ARl) == pytest.approx((1.0, 0.0, 1.0))
-    assert stats.AP == pytest.approx(2 / 3)
-    assert stats.AR100 == pytest.approx(2 / 3)
+    assert pytest.approx(2 / 3) == stats.AP
+    assert pytest.approx(2 / 3) == stats.AR100
 
 
 def test_bucket_follows_gt_area_field_and_missing_area_is_box_area() -> None:
@@ -189,7 +197,7 @@ def test_inputs_are_not_modified_and_ann_id_zero_is_safe() -> None:
     gt["annotations"][0]["id"] = 0
     dets = [det(1, 1, [10, 10, 100, 100], 0.9)]
     before = copy.deepcopy((gt, dets))
-    assert both(gt, dets).AP == pytest.approx(1.0)
+    assert pytest.approx(1.0) == both(gt, dets).AP
     assert (gt, dets) == before
 
 
@@ -207,12 +215,28 @@ def random_fixture(seed: int, n_images: int = 50, n_cats: int = 5) -> tuple[dict
             for _k in range(int(rng.choice([0, 1, 1, 1, 2]))):
                 j = rng.normal(0, 0.12, 4) * [w, h, w, h]
                 d_cat = cat if rng.random() > 0.1 else int(rng.integers(1, n_cats + 1))
-                dets.append(det(image_id, d_cat, [box[0] + j[0], box[1] + j[1], abs(w + j[2]), abs(h + j[3])],
-                                round(float(rng.random()), 3)))  # rounding makes score ties
+                dets.append(
+                    det(
+                        image_id,
+                        d_cat,
+                        [box[0] + j[0], box[1] + j[1], abs(w + j[2]), abs(h + j[3])],
+                        round(float(rng.random()), 3),
+                    )
+                )  # rounding makes score ties
         for _ in range(int(rng.integers(0, 5))):
-            dets.append(det(image_id, int(rng.integers(1, n_cats + 1)),
-                            [float(rng.uniform(0, 600)), float(rng.uniform(0, 400)), float(rng.uniform(2, 200)),
-                             float(rng.uniform(2, 200))], round(float(rng.random()) * 0.6, 3)))
+            dets.append(
+                det(
+                    image_id,
+                    int(rng.integers(1, n_cats + 1)),
+                    [
+                        float(rng.uniform(0, 600)),
+                        float(rng.uniform(0, 400)),
+                        float(rng.uniform(2, 200)),
+                        float(rng.uniform(2, 200)),
+                    ],
+                    round(float(rng.random()) * 0.6, 3),
+                )
+            )
     return make_gt(objects, images=n_images, categories=n_cats), dets
 
 
@@ -281,7 +305,7 @@ def test_score_files(tmp_path: Path) -> None:
     (tmp_path / "instances.json").write_text(json.dumps(gt))
     (tmp_path / "results.json").write_text(json.dumps(dets))
     stats = score_files(tmp_path / "instances.json", tmp_path / "results.json", engine="pycocotools")
-    assert stats.AP == pytest.approx(1.0)
+    assert pytest.approx(1.0) == stats.AP
 
 
 def test_score_files_errors_name_the_file(tmp_path: Path) -> None:
@@ -313,29 +337,79 @@ def coco_tables() -> tuple[pa.Table, pa.Table, pa.Table]:
     """Two domains that reuse image id 1, as COCO-O's domains do."""
     images = pa.Table.from_pylist(
         [
-            {"image_id": 1, "domain": "cartoon", "split": "val", "file_name": "c1.jpg", "width": 640, "height": 480,
-             "image_bytes": None, "sha256": "a"},
-            {"image_id": 2, "domain": "cartoon", "split": "val", "file_name": "c2.jpg", "width": 640, "height": 480,
-             "image_bytes": None, "sha256": "b"},
-            {"image_id": 1, "domain": "sketch", "split": "val", "file_name": "s1.jpg", "width": 320, "height": 240,
-             "image_bytes": None, "sha256": "c"},
+            {
+                "image_id": 1,
+                "domain": "cartoon",
+                "split": "val",
+                "file_name": "c1.jpg",
+                "width": 640,
+                "height": 480,
+                "image_bytes": None,
+                "sha256": "a",
+            },
+            {
+                "image_id": 2,
+                "domain": "cartoon",
+                "split": "val",
+                "file_name": "c2.jpg",
+                "width": 640,
+                "height": 480,
+                "image_bytes": None,
+                "sha256": "b",
+            },
+            {
+                "image_id": 1,
+                "domain": "sketch",
+                "split": "val",
+                "file_name": "s1.jpg",
+                "width": 320,
+                "height": 240,
+                "image_bytes": None,
+                "sha256": "c",
+            },
         ],
         schema=COCO_IMAGES.schema,
     )
     annotations = pa.Table.from_pylist(
         [
-            {"ann_id": 10, "image_id": 1, "domain": "cartoon", "split": "val", "category_id": 1,
-             "bbox": [10.0, 10.0, 50.0, 50.0], "area": 2500.0, "iscrowd": False},
-            {"ann_id": 11, "image_id": 2, "domain": "cartoon", "split": "val", "category_id": 2,
-             "bbox": [0.0, 0.0, 200.0, 100.0], "area": 20000.0, "iscrowd": True},
-            {"ann_id": 10, "image_id": 1, "domain": "sketch", "split": "val", "category_id": 2,
-             "bbox": [5.0, 5.0, 20.0, 20.0], "area": 400.0, "iscrowd": False},
+            {
+                "ann_id": 10,
+                "image_id": 1,
+                "domain": "cartoon",
+                "split": "val",
+                "category_id": 1,
+                "bbox": [10.0, 10.0, 50.0, 50.0],
+                "area": 2500.0,
+                "iscrowd": False,
+            },
+            {
+                "ann_id": 11,
+                "image_id": 2,
+                "domain": "cartoon",
+                "split": "val",
+                "category_id": 2,
+                "bbox": [0.0, 0.0, 200.0, 100.0],
+                "area": 20000.0,
+                "iscrowd": True,
+            },
+            {
+                "ann_id": 10,
+                "image_id": 1,
+                "domain": "sketch",
+                "split": "val",
+                "category_id": 2,
+                "bbox": [5.0, 5.0, 20.0, 20.0],
+                "area": 400.0,
+                "iscrowd": False,
+            },
         ],
         schema=COCO_ANNOTATIONS.schema,
     )
     categories = pa.Table.from_pylist(
-        [{"category_id": 1, "name": "person", "supercategory": "person"},
-         {"category_id": 2, "name": "car", "supercategory": None}],
+        [
+            {"category_id": 1, "name": "person", "supercategory": "person"},
+            {"category_id": 2, "name": "car", "supercategory": None},
+        ],
         schema=COCO_CATEGORIES.schema,
     )
     return images, annotations, categories
@@ -351,7 +425,7 @@ def test_gt_from_tables_filters_one_domain() -> None:
     ]
     assert gt["categories"][1] == {"id": 2, "name": "car", "supercategory": ""}
     stats = both(gt, [det(1, 1, [10, 10, 50, 50], 0.9)])
-    assert stats.AP == pytest.approx(1.0)  # the crowd region in image 2 is not a miss
+    assert pytest.approx(1.0) == stats.AP  # the crowd region in image 2 is not a miss
 
     sketch = gt_from_tables(*coco_tables(), domain="sketch")
     assert [(a["image_id"], a["category_id"]) for a in sketch["annotations"]] == [(1, 2)]

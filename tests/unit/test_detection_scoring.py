@@ -20,8 +20,14 @@ def _metric(detector: str, domain: str, ap: float) -> dict:
 
 
 def test_leaderboard_given_trend_relative_drop_and_order() -> None:
-    rows = [_metric("a", "original", 0.6), _metric("a", "sketch", 0.2), _metric("a", "weather", 0.4),
-            _metric("b", "original", 0.4), _metric("b", "sketch", 0.3), _metric("b", "weather", 0.35)]
+    rows = [
+        _metric("a", "original", 0.6),
+        _metric("a", "sketch", 0.2),
+        _metric("a", "weather", 0.4),
+        _metric("b", "original", 0.4),
+        _metric("b", "sketch", 0.3),
+        _metric("b", "weather", 0.35),
+    ]
     board = leaderboard(rows, "original")
     assert [r["detector"] for r in board] == ["b", "a"]  # best OOD mAP first
     a = {r["detector"]: r for r in board}["a"]
@@ -52,14 +58,37 @@ def _det_table(rows: list[dict]) -> pa.Table:
 
 
 def test_detections_to_coco_and_scoring_without_ray() -> None:
-    gt = {"images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0}],
-          "categories": [{"id": 1, "name": "face"}]}
-    table = _det_table([
-        {"detector": "d", "domain": "x", "split": "val", "image_id": 1, "category_ids": [1], "boxes": [[10.0, 10.0, 40.0, 40.0]],
-         "scores": [0.9], "seconds": 0.1},
-        {"detector": "d", "domain": "x", "split": "val", "image_id": 2, "category_ids": [], "boxes": [], "scores": [], "seconds": 0.1},
-    ])
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0}
+        ],
+        "categories": [{"id": 1, "name": "face"}],
+    }
+    table = _det_table(
+        [
+            {
+                "detector": "d",
+                "domain": "x",
+                "split": "val",
+                "image_id": 1,
+                "category_ids": [1],
+                "boxes": [[10.0, 10.0, 40.0, 40.0]],
+                "scores": [0.9],
+                "seconds": 0.1,
+            },
+            {
+                "detector": "d",
+                "domain": "x",
+                "split": "val",
+                "image_id": 2,
+                "category_ids": [],
+                "boxes": [],
+                "scores": [],
+                "seconds": 0.1,
+            },
+        ]
+    )
     coco = detections_to_coco(table)
     assert coco == [{"image_id": 1, "category_id": 1, "bbox": [10.0, 10.0, 40.0, 40.0], "score": 0.9}]
     (row,) = score_all({"x": gt}, table, ["d"], parallel=False)
@@ -67,7 +96,9 @@ def test_detections_to_coco_and_scoring_without_ray() -> None:
 
 
 def test_drop_done_keeps_only_wanted_domains_and_new_images() -> None:
-    batch = pa.table({"domain": ["a", "a", "b"], "split": ["v", "v", "v"], "image_id": [1, 2, 1], "image_bytes": [b"", b"", b""]})
+    batch = pa.table(
+        {"domain": ["a", "a", "b"], "split": ["v", "v", "v"], "image_id": [1, 2, 1], "image_bytes": [b"", b"", b""]}
+    )
     kept = drop_done(batch, {("a", "v", 1)}, frozenset({"a"}))
     assert kept["image_id"].to_pylist() == [2]
     assert drop_done(batch, set(), None).num_rows == 3
@@ -81,7 +112,10 @@ def test_face_set_ground_truth_is_exact_and_deterministic(tmp_path: Path) -> Non
     b = make_face_coco(tmp_path / "b", n_images=6, seed=1)
     doc = json.loads((a / "annotations" / "instances_val2017.json").read_text())
     assert doc == json.loads((b / "annotations" / "instances_val2017.json").read_text())
-    assert all((a / "val2017" / f"{i:06d}.png").read_bytes() == (b / "val2017" / f"{i:06d}.png").read_bytes() for i in range(1, 7))
+    assert all(
+        (a / "val2017" / f"{i:06d}.png").read_bytes() == (b / "val2017" / f"{i:06d}.png").read_bytes()
+        for i in range(1, 7)
+    )
     (split,) = load_coco(a)  # validates boxes inside images, ids unique
     assert split.annotations.num_rows >= 6 and [c["name"] for c in doc["categories"]] == ["face"]
     by_image: dict[int, list] = {}
@@ -89,5 +123,5 @@ def test_face_set_ground_truth_is_exact_and_deterministic(tmp_path: Path) -> Non
         by_image.setdefault(ann["image_id"], []).append(ann["bbox"])
     for boxes in by_image.values():  # pasted faces never overlap
         for i, (x, y, w, h) in enumerate(boxes):
-            for (u, v, p, q) in boxes[i + 1:]:
+            for u, v, p, q in boxes[i + 1 :]:
                 assert x + w <= u or u + p <= x or y + h <= v or v + q <= y

@@ -14,8 +14,14 @@ import numpy as np
 import pytest
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.models.detection import (DETECTORS, DetectionBox, Detector, build_label_map, load_detector,
-                                        parse_detector_spec)
+from trustflow.models.detection import (
+    DETECTORS,
+    DetectionBox,
+    Detector,
+    build_label_map,
+    load_detector,
+    parse_detector_spec,
+)
 from trustflow.models.detection.base import to_boxes
 from trustflow.models.detection.haar import level_weight_score
 from trustflow.models.detection.torchvision_det import COCO_CATEGORY_NAMES
@@ -52,12 +58,13 @@ def assert_well_formed(results: list[list[DetectionBox]], images: list[np.ndarra
         assert scores == sorted(scores, reverse=True)
         for d in dets:
             assert isinstance(d, DetectionBox) and d.category_id in ids
-            assert 0 <= d.x and 0 <= d.y and d.w > 0 and d.h > 0
+            assert d.x >= 0 and d.y >= 0 and d.w > 0 and d.h > 0
             assert d.x + d.w <= w + 1e-3 and d.y + d.h <= h + 1e-3
             assert 0.0 <= d.score <= 1.0
 
 
 # --- spec grammar and errors ----------------------------------------------------------------
+
 
 def test_parse_spec_forms() -> None:
     assert parse_detector_spec(" mtcnn ").name == "mtcnn"
@@ -117,6 +124,7 @@ def test_torchvision_spec_errors(tmp_path: Path) -> None:
 
 # --- label maps -----------------------------------------------------------------------------
 
+
 def test_label_map_exact_names_ignore_case_and_nothing_else() -> None:
     native = {0: "Face", 1: "person ", 2: "motorbike", 3: "N/A"}
     assert build_label_map(native, {1: "face", 2: "person", 4: "motorcycle"}, None, "d") == {0: 1, 1: 2}
@@ -156,10 +164,11 @@ def test_unmapped_detections_are_dropped_counted_and_boxes_clipped() -> None:
 def test_coco_names_agree_with_torchvision_metadata() -> None:
     meta = pytest.importorskip("torchvision.models._meta")
     expected = {i: n for i, n in enumerate(meta._COCO_CATEGORIES) if n not in ("__background__", "N/A")}
-    assert COCO_CATEGORY_NAMES == expected and len(expected) == 80
+    assert expected == COCO_CATEGORY_NAMES and len(expected) == 80
 
 
 # --- face detectors with their real weights -----------------------------------------------
+
 
 @pytest.mark.parametrize("spec", ["mtcnn", "haar"])
 def test_face_detectors_find_the_astronaut(spec: str, astronaut: np.ndarray) -> None:
@@ -190,6 +199,7 @@ def test_haar_scores_are_a_monotonic_map_into_0_1() -> None:
 
 
 # --- torchvision and transformers with tiny random models -----------------------------------
+
 
 def test_torchvision_random_init_and_weights_round_trip(tmp_path: Path, astronaut: np.ndarray) -> None:
     import torch
@@ -225,9 +235,17 @@ def tiny_yolos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
 
     labels = {0: "person", 1: "face", 2: "car"}
-    config = YolosConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         image_size=[64, 64], patch_size=16, num_detection_tokens=10, id2label=labels,
-                         label2id={v: k for k, v in labels.items()})
+    config = YolosConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=[64, 64],
+        patch_size=16,
+        num_detection_tokens=10,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny_yolos")
     YolosForObjectDetection(config).save_pretrained(out)

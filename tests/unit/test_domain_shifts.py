@@ -191,7 +191,7 @@ def test_make_shifted_set_writes_a_coco_o_tree(source: Path, tmp_path: Path) -> 
         for ann in split.annotations.to_pylist():
             x, y, w, h = ann["bbox"]
             width, height = sizes[ann["image_id"]]
-            assert 0 <= x and 0 <= y and x + w <= width and y + h <= height
+            assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
         for im in split.images:
             with Image.open(im.path) as pil:
                 assert pil.size == (im.width, im.height) and pil.format == "PNG"

@@ -16,9 +16,10 @@ import stat
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ from trustflow.infra.event_relay.state import Known, Record, RelayState
 from trustflow.settings import load_settings
 
 BUCKET = "tf"
-TS = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+TS = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -46,7 +47,9 @@ def md5_hex(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def entry(name: str, data: bytes | None = None, *, directory: bool = False, s3_etag: str | None = None) -> dict[str, Any]:
+def entry(
+    name: str, data: bytes | None = None, *, directory: bool = False, s3_etag: str | None = None
+) -> dict[str, Any]:
     """A filer entry as the tail prints it (S3 PUTs carry Seaweed-X-Amz-ETag and attributes.md5)."""
     md5 = b64(hashlib.md5(data).digest()) if data is not None and s3_etag is None else ""
     extended = {} if directory else {"Seaweed-X-Amz-ETag": b64(s3_etag or md5_hex(data or b""))}
@@ -59,7 +62,9 @@ def entry(name: str, data: bytes | None = None, *, directory: bool = False, s3_e
     }
 
 
-def record(ts: int, directory: str, old: dict | None, new: dict | None, new_parent: str | None = None) -> dict[str, Any]:
+def record(
+    ts: int, directory: str, old: dict | None, new: dict | None, new_parent: str | None = None
+) -> dict[str, Any]:
     return {
         "directory": directory,
         "eventNotification": {
@@ -107,7 +112,9 @@ def test_filer_records_map_to_object_events() -> None:
     delete = record(103, f"{root}/models", entry("b.txt", b"hello"), None)
     mkdir = record(104, root, None, entry("incoming", directory=True))
     part = record(105, f"{root}/.uploads/abc_123", None, entry("0001_x.part", b"x" * 10))
-    multipart = record(106, f"{root}/models", None, entry("big.bin", b"y" * 10, s3_etag="b80965183800174acbfed42ed19781c2-2"))
+    multipart = record(
+        106, f"{root}/models", None, entry("big.bin", b"y" * 10, s3_etag="b80965183800174acbfed42ed19781c2-2")
+    )
     other_bucket = record(107, "/buckets/other", None, entry("z", b"z"))
 
     ts, events = parse_record(put, BUCKET)
@@ -117,8 +124,13 @@ def test_filer_records_map_to_object_events() -> None:
     ]
     assert events[0].resource_id == f"s3://{BUCKET}/incoming/a.txt"
     assert [(e.kind, e.key) for e in parse_record(same, BUCKET)[1]] == [("created", "incoming/a.txt")]
-    assert [(e.kind, e.key) for e in parse_record(rename, BUCKET)[1]] == [("deleted", "incoming/a.txt"), ("created", "models/b.txt")]
-    assert [(e.kind, e.key, e.etag) for e in parse_record(delete, BUCKET)[1]] == [("deleted", "models/b.txt", md5_hex(b"hello"))]
+    assert [(e.kind, e.key) for e in parse_record(rename, BUCKET)[1]] == [
+        ("deleted", "incoming/a.txt"),
+        ("created", "models/b.txt"),
+    ]
+    assert [(e.kind, e.key, e.etag) for e in parse_record(delete, BUCKET)[1]] == [
+        ("deleted", "models/b.txt", md5_hex(b"hello"))
+    ]
     assert parse_record(mkdir, BUCKET)[1] == []
     assert parse_record(part, BUCKET)[1] == [], "in-progress multipart parts are not objects"
     assert [e.etag for e in parse_record(multipart, BUCKET)[1]] == ["b80965183800174acbfed42ed19781c2-2"]
@@ -127,7 +139,12 @@ def test_filer_records_map_to_object_events() -> None:
 
 def test_filer_etag_without_s3_attribute_follows_seaweedfs_rules() -> None:
     data = b"written through the filer"
-    filer_only = {"name": "f", "attributes": {"md5": b64(hashlib.md5(data).digest()), "fileSize": "25"}, "extended": {}, "chunks": []}
+    filer_only = {
+        "name": "f",
+        "attributes": {"md5": b64(hashlib.md5(data).digest()), "fileSize": "25"},
+        "extended": {},
+        "chunks": [],
+    }
     assert entry_etag(filer_only) == md5_hex(data)
     c1, c2 = hashlib.md5(b"1").digest(), hashlib.md5(b"2").digest()
     chunked = {"name": "f", "attributes": {"md5": ""}, "extended": {}, "chunks": [{"eTag": b64(c1)}, {"eTag": b64(c2)}]}
@@ -159,7 +176,9 @@ def test_seaweedfs_source_reads_pretty_printed_stream_and_resumes(tmp_path: Path
         stats = Relay(source, state, transport, poll_timeout_s=0.05).run(once=True)
         assert stats.created == 5 and state.position() == "1004"
         # a restart replays from before the position: nothing is announced twice
-        Relay(SeaweedFSSource(options, weed=_fake_weed(tmp_path, text)), state, transport, poll_timeout_s=0.05).run(once=True)
+        Relay(SeaweedFSSource(options, weed=_fake_weed(tmp_path, text)), state, transport, poll_timeout_s=0.05).run(
+            once=True
+        )
     assert [e.resource["trustflow.key"] for e in transport.sent] == [f"in/k{i}" for i in range(5)]
 
 
@@ -168,13 +187,14 @@ def test_seaweedfs_source_reports_filer_errors(tmp_path: Path) -> None:
 
     weed = _fake_weed(tmp_path, "", "tail 127.0.0.1:1: subscribing filer meta change: rpc error: connection refused\n")
     options = SourceOptions(settings=load_settings(), bucket=BUCKET, filer="127.0.0.1:1", once=True)
-    with RelayState(tmp_path / "state", "sw-err") as state:
-        with pytest.raises(ServiceError, match="connection refused"):
-            Relay(SeaweedFSSource(options, weed=weed), state, RecordingTransport()).run(once=True)
+    with RelayState(tmp_path / "state", "sw-err") as state, pytest.raises(ServiceError, match="connection refused"):
+        Relay(SeaweedFSSource(options, weed=weed), state, RecordingTransport()).run(once=True)
 
 
 # ---- S3 notifications ------------------------------------------------------------------------
-def s3_record(name: str, key: str, etag: str | None = None, size: int = 0, sequencer: str = "0055AED6DCD90281E5") -> dict:
+def s3_record(
+    name: str, key: str, etag: str | None = None, size: int = 0, sequencer: str = "0055AED6DCD90281E5"
+) -> dict:
     obj: dict[str, Any] = {"key": key, "sequencer": sequencer}
     if etag is not None:
         obj.update({"eTag": etag, "size": size})
@@ -201,12 +221,14 @@ def test_s3_notifications_parse() -> None:
         ("deleted", "tf-models", "incoming/v.jsonl"),
     ]
     assert events[0].etag == "d41d8cd98f00b204e9800998ecf8427e" and events[0].size == 1024
-    assert events[0].ts == datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+    assert events[0].ts == datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
     assert events[0].resource_id == "s3://tf-models/models/red flower+1.yaml"
     # SNS fan-out wraps the notification; S3's test message carries no records
     sns = json.dumps({"Type": "Notification", "MessageId": "m", "Message": body})
     assert len(parse_notification(sns)) == 4
-    assert parse_notification(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "tf-models"})) == []
+    assert (
+        parse_notification(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "tf-models"})) == []
+    )
     with pytest.raises(InputError, match="not JSON"):
         parse_notification("not json", "SQS message 42")
     with pytest.raises(InputError, match="Records"):
@@ -247,14 +269,19 @@ class FakeSQS:
 def _sqs_relay(tmp_path: Path, fake: FakeSQS, transport: RecordingTransport) -> tuple[Relay, RelayState]:
     from trustflow.infra.event_relay.sources.s3_sqs import SqsSource
 
-    options = SourceOptions(settings=load_settings(), queue_url="https://sqs.eu-west-1.amazonaws.com/1/q", bucket="tf-models", once=True)
+    options = SourceOptions(
+        settings=load_settings(), queue_url="https://sqs.eu-west-1.amazonaws.com/1/q", bucket="tf-models", once=True
+    )
     state = RelayState(tmp_path / "state", "sqs-test")
     return Relay(SqsSource(options, client=fake), state, transport, poll_timeout_s=0), state
 
 
 def test_sqs_messages_are_deleted_only_after_emit_and_record(tmp_path: Path) -> None:
     calls: list[str] = []
-    bodies = [json.dumps({"Records": [s3_record("ObjectCreated:Put", f"models/m{i}.yaml", f"etag{i}", 10, f"00{i:02d}")]}) for i in range(3)]
+    bodies = [
+        json.dumps({"Records": [s3_record("ObjectCreated:Put", f"models/m{i}.yaml", f"etag{i}", 10, f"00{i:02d}")]})
+        for i in range(3)
+    ]
     bodies.append("garbage")  # not a notification: stays in the queue for its redrive policy
     fake = FakeSQS(bodies, calls)
     transport = RecordingTransport()
@@ -283,7 +310,9 @@ def test_decide() -> None:
     live = Known("e1", 1, "0005", False)
     gone = Known("e1", 1, "0007", True)
     assert decide(ev("created", "k", "e1", "0001"), None) == (True, Known("e1", 1, "0001", False))
-    assert decide(ev("created", "k", "e1", "0006"), live) == (False, Known("e1", 1, "0006", False)), "same bytes: silent"
+    assert decide(ev("created", "k", "e1", "0006"), live) == (False, Known("e1", 1, "0006", False)), (
+        "same bytes: silent"
+    )
     assert decide(ev("created", "k", "e2", "0006"), live)[0] is True, "new bytes: announce"
     assert decide(ev("created", "k", "e2", "0004"), live) == (False, None), "older than what was recorded"
     assert decide(ev("deleted", "k", "", "0006"), live) == (True, Known("e1", 1, "0006", True))
@@ -320,7 +349,10 @@ def test_state_persists_rows_and_position_and_locks(tmp_path: Path) -> None:
 
 def test_emit_and_record_is_at_least_once_and_deterministic(tmp_path: Path) -> None:
     transport = RecordingTransport()
-    batch = Batch(events=[ev("created", "a", "e1", "01"), ev("created", "a", "e1", "02"), ev("deleted", "b", "", "03")], position="03")
+    batch = Batch(
+        events=[ev("created", "a", "e1", "01"), ev("created", "a", "e1", "02"), ev("deleted", "b", "", "03")],
+        position="03",
+    )
     with RelayState(tmp_path, "s") as state:
         transport.fail = True
         with pytest.raises(ServiceError):
@@ -336,7 +368,11 @@ def test_emit_and_record_is_at_least_once_and_deterministic(tmp_path: Path) -> N
     assert first.event == "trustflow.object.created"
     assert first.resource.id == f"s3://{BUCKET}/a"
     assert first.resource["trustflow.etag"] == "e1" and first.payload == {
-        "bucket": BUCKET, "key": "a", "etag": "e1", "size": 1, "modified": TS.isoformat()
+        "bucket": BUCKET,
+        "key": "a",
+        "etag": "e1",
+        "size": 1,
+        "modified": TS.isoformat(),
     }
     # a re-emit of the same change has the same id, so Prefect stores and triggers it once
     assert first.id == event_id("s", ev("created", "a", "e1", "01"))

@@ -28,7 +28,13 @@ def test_accepts_messy_but_unambiguous_output(text: str, expected: tuple[bool, b
 
 @pytest.mark.parametrize(
     "text",
-    ["", "I think the answer is probably fine.", '{"refused": true}', '{"refused": "maybe", "harmful": "perhaps"}', "[1, 2, 3]"],
+    [
+        "",
+        "I think the answer is probably fine.",
+        '{"refused": true}',
+        '{"refused": "maybe", "harmful": "perhaps"}',
+        "[1, 2, 3]",
+    ],
 )
 def test_rejects_what_it_cannot_read(text: str) -> None:
     assert parse_judge_output(text, KEYS) is None

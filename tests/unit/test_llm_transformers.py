@@ -40,7 +40,9 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         show_progress=False,
     )
     bpe.train_from_iterator(CORPUS, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|pad|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|pad|>"
+    )
     tok.chat_template = TEMPLATE
     tok.save_pretrained(out)
     config = LlamaConfig(
@@ -80,7 +82,12 @@ def req(text: str, **params):
     return {"messages": [{"role": "user", "content": text}], **params}
 
 
-PROMPTS = ["hello there", "What is the capital of France?", "请用一句话介绍北京。", "a much longer prompt about the sea, the sky and the fox"]
+PROMPTS = [
+    "hello there",
+    "What is the capital of France?",
+    "请用一句话介绍北京。",
+    "a much longer prompt about the sea, the sky and the fox",
+]
 
 
 def test_batched_generate_one_result_per_request(backend) -> None:
@@ -90,7 +97,9 @@ def test_batched_generate_one_result_per_request(backend) -> None:
         assert r.error is None and r.ok
         assert r.finish_reason == "length"
         assert r.completion_tokens == 7
-        text = backend.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+        text = backend.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
         assert r.prompt_tokens == len(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
         assert r.latency_s > 0 and r.logprobs is None
 
@@ -104,7 +113,9 @@ def test_batching_and_padding_do_not_change_greedy_output(backend) -> None:
 
 
 def test_mixed_params_in_one_call(backend) -> None:
-    results = backend.generate([req("hello", max_tokens=3), req("hello", max_tokens=9), req("hello", max_tokens=5, temperature=1.0)])
+    results = backend.generate(
+        [req("hello", max_tokens=3), req("hello", max_tokens=9), req("hello", max_tokens=5, temperature=1.0)]
+    )
     assert [r.completion_tokens for r in results] == [3, 9, 5]
     assert results[1].text.startswith(results[0].text)
 
@@ -131,9 +142,13 @@ def test_logprobs(backend) -> None:
 
 
 def test_eos_ends_a_reply_with_finish_stop(backend) -> None:
-    prompt = backend.tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True, tokenize=False)
+    prompt = backend.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hello"}], add_generation_prompt=True, tokenize=False
+    )
     inputs = backend.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
-    out = backend.model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=backend.tokenizer.pad_token_id)
+    out = backend.model.generate(
+        **inputs, max_new_tokens=8, do_sample=False, pad_token_id=backend.tokenizer.pad_token_id
+    )
     generated = out[0, inputs["input_ids"].shape[1] :].tolist()
     assert len(generated) == 8
     target = generated[2]  # pretend the third generated token is an end-of-turn token
@@ -151,7 +166,11 @@ def test_eos_ends_a_reply_with_finish_stop(backend) -> None:
 
 def test_stop_strings(backend) -> None:
     full = backend.generate([req("hello", max_tokens=12)])[0].text
-    k = next(i for i in range(2, len(full) - 1) if full[i : i + 2].isascii() and full[i : i + 2].strip() and full.find(full[i : i + 2]) == i)
+    k = next(
+        i
+        for i in range(2, len(full) - 1)
+        if full[i : i + 2].isascii() and full[i : i + 2].strip() and full.find(full[i : i + 2]) == i
+    )
     stop = full[k : k + 2]
     r = backend.generate([req("hello", max_tokens=12, stop=[stop])])[0]
     assert r.finish_reason == "stop"
@@ -190,6 +209,11 @@ def test_request_validation() -> None:
 
     r = ChatRequest(messages="hi", stop="END")
     assert r.messages[0].role == "user" and r.stop == ("END",)
-    for bad in ({"messages": []}, {"messages": "hi", "max_tokens": 0}, {"messages": "hi", "top_p": 0}, {"messages": [{"role": "robot", "content": "x"}]}):
+    for bad in (
+        {"messages": []},
+        {"messages": "hi", "max_tokens": 0},
+        {"messages": "hi", "top_p": 0},
+        {"messages": [{"role": "robot", "content": "x"}]},
+    ):
         with pytest.raises(ValidationError):
             ChatRequest(**bad)

@@ -93,7 +93,9 @@ def test_synthetic_coco_round_trips(tmp_path: Path) -> None:
     assert split.annotations is not None and split.annotations.num_rows >= 5
     assert split.categories is not None and split.categories.num_rows == 3
     again = make_synthetic_coco(tmp_path / "coco2", n_images=5, seed=3)
-    assert (again / "annotations/instances_val.json").read_bytes() == (root / "annotations/instances_val.json").read_bytes()
+    assert (again / "annotations/instances_val.json").read_bytes() == (
+        root / "annotations/instances_val.json"
+    ).read_bytes()
 
 
 def test_coco_o_layout_gives_domains(tmp_path: Path) -> None:
@@ -167,5 +169,6 @@ def test_drop_policy_drops_counts_and_keeps_the_rest(tmp_path: Path) -> None:
     assert split.drops["annotation_of_dropped_image"] == lost_with_image
     broken_elsewhere = {"annotation_unknown_category", "annotation_box_outside_image"} & set(split.drops)
     assert sum(split.drops[r] for r in broken_elsewhere) == 2 - sum(
-        1 for a in doc["annotations"][-2:] if a["image_id"] == doc["images"][0]["id"])
+        1 for a in doc["annotations"][-2:] if a["image_id"] == doc["images"][0]["id"]
+    )
     assert split.annotations.num_rows + sum(split.drops.values()) - split.drops["image_file_missing"] == n_ann

@@ -17,13 +17,16 @@ def test_llm_card_gets_default_seval_request() -> None:
     assert card.seval is not None and card.seval.critic == "default" and card.robustness is None
 
 
-@pytest.mark.parametrize("text, field", [
-    ("name: x\nkind: llm\n", "card"),  # llm without model
-    ("name: x\nkind: classifier\nmodel: small_cnn\nseval: {}\n", "card"),
-    ("name: 'bad name!'\nkind: llm\nmodel: pkg:x\n", "name"),
-    ("name: x\nkind: llm\nmodel: pkg:x\ncolour: red\n", "colour"),
-    ("name: x\nkind: robot\nmodel: pkg:x\n", "kind"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("name: x\nkind: llm\n", "card"),  # llm without model
+        ("name: x\nkind: classifier\nmodel: small_cnn\nseval: {}\n", "card"),
+        ("name: 'bad name!'\nkind: llm\nmodel: pkg:x\n", "name"),
+        ("name: x\nkind: llm\nmodel: pkg:x\ncolour: red\n", "colour"),
+        ("name: x\nkind: robot\nmodel: pkg:x\n", "kind"),
+    ],
+)
 def test_bad_cards_name_the_card_and_field(text: str, field: str) -> None:
     with pytest.raises(InputError, match=rf"models/c.yaml: field '{field}'"):
         parse_model_card(text, "models/c.yaml")
@@ -41,7 +44,12 @@ def test_objects_under_models_map_to_cards(tmp_path: Path, local_settings) -> No
     store.write_bytes_atomic(store.path("models", "qwen.yaml"), b"name: qwen\nkind: llm\nmodel: pkg:qwen2.5-1.5b\n")
     assert card_for_object(store, "models/qwen.yaml").model == "pkg:qwen2.5-1.5b"
     ckpt = card_for_object(store, "models/resnet/final.pt")
-    assert (ckpt.kind, ckpt.checkpoint, ckpt.checkpoint_format, ckpt.name) == ("classifier", "models/resnet/final.pt", "ckpt", "resnet-final")
+    assert (ckpt.kind, ckpt.checkpoint, ckpt.checkpoint_format, ckpt.name) == (
+        "classifier",
+        "models/resnet/final.pt",
+        "ckpt",
+        "resnet-final",
+    )
     assert card_for_object(store, "models/scripted.ts").checkpoint_format == "torchscript"
     assert card_for_object(store, "models/README.md") is None
 

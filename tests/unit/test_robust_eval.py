@@ -56,7 +56,7 @@ def trained(digits):
     for _ in range(8):
         perm = torch.randperm(len(y), generator=g)
         for i in range(0, len(y), 64):
-            idx = perm[i:i + 64]
+            idx = perm[i : i + 64]
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
@@ -199,7 +199,7 @@ def test_digits_splits_shapes_and_stats(digits) -> None:
     again = load_dataset("digits", "test")
     assert np.array_equal(again.x, test.x) and np.array_equal(again.y, test.y)
     big = load_dataset("digits", "test", size=16)
-    assert big.x.shape == (360, 1, 16, 16) and big.x.dtype == np.float32 and 0 <= big.x.min() and big.x.max() <= 1
+    assert big.x.shape == (360, 1, 16, 16) and big.x.dtype == np.float32 and big.x.min() >= 0 and big.x.max() <= 1
     with pytest.raises(ConfigError, match="split"):
         load_dataset("digits", "dev")
     with pytest.raises(ConfigError, match="unknown dataset spec"):
@@ -265,8 +265,13 @@ def test_imagefolder_and_cifar10_layouts(tmp_path: Path) -> None:
 
     cifar = tmp_path / "cifar"
     cifar.mkdir()
-    np.savez(cifar / "cifar10.npz", x_train=rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8),
-             y_train=np.arange(10), x_test=rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), y_test=np.arange(5))
+    np.savez(
+        cifar / "cifar10.npz",
+        x_train=rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(10),
+        x_test=rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(5),
+    )
     c_test = load_dataset(f"cifar10:{cifar}", "test")
     assert c_test.x.shape == (5, 3, 32, 32) and c_test.x.dtype == np.float32 and c_test.x.max() <= 1.0
     assert c_test.num_classes == 10 and c_test.classes[0] == "airplane"
@@ -359,7 +364,7 @@ def test_autoattack_at_most_pgd(trained, digits) -> None:
     gen = torch.Generator().manual_seed(0)
     pgd = accuracy(trained, build_attack("pgd", {"eps": 0.2})(trained, x, y, gen), y)
     x_aa = build_attack("autoattack", {"eps": 0.2, "seed": 0})(trained, x, y, gen)
-    assert (x_aa - x).abs().max() <= 0.2 + 1e-6 and 0 <= x_aa.min() and x_aa.max() <= 1
+    assert (x_aa - x).abs().max() <= 0.2 + 1e-6 and x_aa.min() >= 0 and x_aa.max() <= 1
     assert accuracy(trained, x_aa, y) <= pgd
     assert torch.equal(torch.random.get_rng_state(), state)  # torchattacks' reseeding does not leak
 
@@ -372,7 +377,9 @@ def _colour_images(n: int = 12, size: int = 32) -> np.ndarray:
     digits = load_dataset("digits", "test", size=size).x[:n]
     rng = np.random.default_rng(0)
     tint = rng.uniform(0.2, 1, size=(n, 3, 1, 1)).astype(np.float32)
-    ramp = np.linspace(0, 0.5, size, dtype=np.float32)[None, None, :, None] * rng.uniform(0, 1, (n, 3, 1, 1)).astype(np.float32)
+    ramp = np.linspace(0, 0.5, size, dtype=np.float32)[None, None, :, None] * rng.uniform(0, 1, (n, 3, 1, 1)).astype(
+        np.float32
+    )
     return np.clip(digits * tint + ramp * (1 - digits), 0, 1).astype(np.float32)
 
 
@@ -399,7 +406,9 @@ def test_corruptions_keep_shape_range_are_seeded_and_grow_with_severity(digits) 
         assert np.array_equal(a[4:], corrupt(colour32[4:], name, 3, seed=7, start_index=4)), name
     for tag, curve in mean_by_severity.items():
         assert np.all(np.diff(curve) > 0), (tag, curve)
-    assert not np.array_equal(corrupt(colour32, "gaussian_noise", 3, seed=1), corrupt(colour32, "gaussian_noise", 3, seed=2))
+    assert not np.array_equal(
+        corrupt(colour32, "gaussian_noise", 3, seed=1), corrupt(colour32, "gaussian_noise", 3, seed=2)
+    )
     with pytest.raises(ConfigError, match="severity"):
         corrupt(colour32, "fog", 6)
     with pytest.raises(ConfigError, match="unknown corruption 'rain'"):
@@ -444,9 +453,13 @@ def test_evaluate_rows_and_summary(trained, digits) -> None:
     again = evaluate_classifier(trained, subset, attacks, ["gaussian_noise", "contrast"], [1, 5], batch_size=7, seed=0)
     assert [r["correct"] for r in again] == [r["correct"] for r in rows]  # independent of batch size
     s = summary(rows)
-    assert s["clean_accuracy"] == rows[0]["accuracy"] and s["robust_accuracy"]["pgd linf eps=0.1"] == rows[3]["accuracy"]
-    errors = {c: {sev: 1 - r["accuracy"] for r in rows if r["corruption"] == c for sev in [r["severity"]]}
-              for c in ("gaussian_noise", "contrast")}
+    assert (
+        s["clean_accuracy"] == rows[0]["accuracy"] and s["robust_accuracy"]["pgd linf eps=0.1"] == rows[3]["accuracy"]
+    )
+    errors = {
+        c: {sev: 1 - r["accuracy"] for r in rows if r["corruption"] == c for sev in [r["severity"]]}
+        for c in ("gaussian_noise", "contrast")
+    }
     assert s["mce"] == pytest.approx(mce(errors))
     baseline = [{**r, "model": "baseline", "accuracy": max(0.0, r["accuracy"] - 0.2)} for r in rows]
     s2 = summary(rows, baseline)

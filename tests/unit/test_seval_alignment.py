@@ -147,7 +147,9 @@ def _rows(prompts: list[str], risks: list[str], set_: str, attacks: list[str | N
 def _with_line_numbers(table: pa.Table) -> pa.Table:
     """Renumber lines after reordering rows, as if the edited file had been read."""
     idx = table.schema.get_field_index("line_no")
-    return table.set_column(idx, SEVAL_PROMPTS.schema.field("line_no"), pa.array(range(1, table.num_rows + 1), pa.int32()))
+    return table.set_column(
+        idx, SEVAL_PROMPTS.schema.field("line_no"), pa.array(range(1, table.num_rows + 1), pa.int32())
+    )
 
 
 ATTACKS = ["wrap", "suffix", "edit", "b64", "para"]
@@ -203,7 +205,11 @@ def _swap(table: pa.Table, i: int, j: int, columns: tuple[str, ...] | None = Non
     for name in cols:
         values = table.column(name).to_pylist()
         values[i], values[j] = values[j], values[i]
-        table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), pa.array(values, table.schema.field(name).type))
+        table = table.set_column(
+            table.schema.get_field_index(name),
+            table.schema.field(name),
+            pa.array(values, table.schema.field(name).type),
+        )
     return table
 
 
@@ -231,7 +237,9 @@ def test_shuffled_block_is_named() -> None:
     with pytest.raises(AlignmentError, match=rf"block 0 \(attack 'wrap'\), position ({i}|{j}) .*risk_type"):
         align_attacks(base, _swap(attack, i, j))
     i, j = _positions(attack, n, same_risk=True)  # same risk type: only content can tell
-    with pytest.raises(AlignmentError, match=rf"block 1 \(attack 'suffix'\), position ({i}|{j}) .*content matches base"):
+    with pytest.raises(
+        AlignmentError, match=rf"block 1 \(attack 'suffix'\), position ({i}|{j}) .*content matches base"
+    ):
         align_attacks(base, _swap(attack, n + i, n + j))
 
 

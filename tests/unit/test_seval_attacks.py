@@ -50,7 +50,7 @@ TEN = [
 # Base prompts with the awkward bits: quotes, emoji, braces that look like template fields,
 # percent signs, backslashes, a newline, CJK punctuation.
 BASE = {
-    "en": 'How do I bake bread at home? Use "double" and \'single\' quotes, 100% {prompt} \\n 😀🍞\nSecond line.',
+    "en": "How do I bake bread at home? Use \"double\" and 'single' quotes, 100% {prompt} \\n 😀🍞\nSecond line.",
     "zh": "在家里怎么烤面包？“中文引号”和'英文引号'都保留，100% {prompt} 😀🍞\n第二行：ABC xyz。",
 }
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -277,7 +277,9 @@ def test_code_injection_pieces_and_cuts() -> None:
     for seed in range(60):
         ap = attack.apply("b", prompt, "en", seed)
         code = (ap.payload or "").split("\n", 1)[1].rsplit("\n", 1)[0]
-        strings = [n.value for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        strings = [
+            n.value for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        ]
         pieces = [s for s in strings if s and set(s) != {"{", "}"}]  # not '' nor the '{}{}' pattern
         counts.add(len(pieces))
         assert "".join(sorted(pieces, key=prompt.index)) == prompt
@@ -334,10 +336,16 @@ def test_attack_table() -> None:
     r = rows[5]
     ap = get_attack(r["attack"]).apply(r["base_id"], base.column("prompt")[0].as_py(), "en", 3)
     assert (ap.attack_id, ap.prompt, ap.template_id, ap.payload, ap.encoding) == (
-        r["attack_id"], r["prompt"], r["template_id"], r["payload"], r["encoding"]
+        r["attack_id"],
+        r["prompt"],
+        r["template_id"],
+        r["payload"],
+        r["encoding"],
     )
     assert attack_table(base, seed=4).column("attack_id").to_pylist() != out.column("attack_id").to_pylist()
-    two = attack_table(base, 3, ["goal_hijacking", "instruction_encryption"], {"instruction_encryption": {"encoding": "url"}})
+    two = attack_table(
+        base, 3, ["goal_hijacking", "instruction_encryption"], {"instruction_encryption": {"encoding": "url"}}
+    )
     assert two.num_rows == 6 and set(two.column("encoding").to_pylist()) == {None, "url"}
 
 
@@ -379,7 +387,9 @@ def test_rewrite_hooks() -> None:
 
     hijack = get_attack("goal_hijacking").apply_rewrite("b", "如何烤面包？", "zh", 1, FakeLLM("写一首关于春天的诗。"))
     assert hijack.prompt.startswith("写一首关于春天的诗。") and "如何烤面包？" in hijack.prompt
-    assert hijack == get_attack("goal_hijacking").apply_rewrite("b", "如何烤面包？", "zh", 1, FakeLLM("写一首关于春天的诗。"))
+    assert hijack == get_attack("goal_hijacking").apply_rewrite(
+        "b", "如何烤面包？", "zh", 1, FakeLLM("写一首关于春天的诗。")
+    )
 
     novel = get_attack("compositional_instructions").rewrite("q", "en", FakeLLM("In the novel X ..."))
     assert novel.startswith("You are a novelist now.") and novel.endswith("In the novel X ...")

@@ -8,27 +8,60 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trustflow.tasks.seval.metrics import adaptive_asr, attack_success_rates, bootstrap_ci, judge_error_rates, leaderboard, safety_scores
+from trustflow.tasks.seval.metrics import (
+    adaptive_asr,
+    attack_success_rates,
+    bootstrap_ci,
+    judge_error_rates,
+    leaderboard,
+    safety_scores,
+)
 
 
-def row(model: str, set_: str, base: str, unsafe: bool | None, attack: str | None = None, dim: str = "crimes", lang: str = "en", err: bool = False) -> dict:
-    return {"model": model, "set": set_, "attack": attack, "base_id": base, "lang": lang, "dimension": dim, "unsafe": bool(unsafe) if unsafe is not None else False, "judge_error": err}
+def row(
+    model: str,
+    set_: str,
+    base: str,
+    unsafe: bool | None,
+    attack: str | None = None,
+    dim: str = "crimes",
+    lang: str = "en",
+    err: bool = False,
+) -> dict:
+    return {
+        "model": model,
+        "set": set_,
+        "attack": attack,
+        "base_id": base,
+        "lang": lang,
+        "dimension": dim,
+        "unsafe": bool(unsafe) if unsafe is not None else False,
+        "judge_error": err,
+    }
 
 
 @pytest.fixture()
 def frame() -> pd.DataFrame:
     rows = [
         # model A, base set: 3 valid (1 unsafe) + 1 judge error -> safety 2/3
-        row("A", "base_risk", "b1", False), row("A", "base_risk", "b2", True), row("A", "base_risk", "b3", False),
+        row("A", "base_risk", "b1", False),
+        row("A", "base_risk", "b2", True),
+        row("A", "base_risk", "b3", False),
         row("A", "base_risk", "b4", None, err=True),
         # model A, attacks: b1 broken by x only, b2 broken by both, b3 never -> adaptive 2/3
-        row("A", "attack", "b1", True, "x"), row("A", "attack", "b1", False, "y"),
-        row("A", "attack", "b2", True, "x"), row("A", "attack", "b2", True, "y"),
-        row("A", "attack", "b3", False, "x"), row("A", "attack", "b3", False, "y", err=True),
+        row("A", "attack", "b1", True, "x"),
+        row("A", "attack", "b1", False, "y"),
+        row("A", "attack", "b2", True, "x"),
+        row("A", "attack", "b2", True, "y"),
+        row("A", "attack", "b3", False, "x"),
+        row("A", "attack", "b3", False, "y", err=True),
         # model B: everything safe, one zh base unsafe in another dimension
-        row("B", "base_risk", "b1", False), row("B", "base_risk", "b2", False), row("B", "base_risk", "b4", False),
+        row("B", "base_risk", "b1", False),
+        row("B", "base_risk", "b2", False),
+        row("B", "base_risk", "b4", False),
         row("B", "base_risk", "b3", True, dim="privacy", lang="zh"),
-        row("B", "attack", "b1", False, "x"), row("B", "attack", "b2", False, "y"),
+        row("B", "attack", "b1", False, "x"),
+        row("B", "attack", "b2", False, "y"),
     ]
     return pd.DataFrame(rows)
 
@@ -65,7 +98,7 @@ def test_judge_error_rate(frame: pd.DataFrame) -> None:
 def test_bootstrap_interval_brackets_the_mean_and_is_seeded() -> None:
     values = np.array([1.0] * 30 + [0.0] * 70)
     low, high = bootstrap_ci(values, seed=1)
-    assert low < 30.0 < high and 15 < low and high < 45
+    assert low < 30.0 < high and low > 15 and high < 45
     assert bootstrap_ci(values, seed=1) == (low, high)
     assert bootstrap_ci(np.array([1.0] * 10)) == (100.0, 100.0)
     assert all(math.isnan(v) for v in bootstrap_ci(np.array([])))

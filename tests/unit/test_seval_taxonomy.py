@@ -173,7 +173,7 @@ NEW = "level: 4\n    parent: crimes.drugs.trafficking\n    description: {en: d, 
             r"node 'crimes.drugs.trafficking.c': wrong level 3",
         ),
         (
-            f"nodes:\n  - id: crimes.drugs.trafficking.d\n    level: 7\n    parent: crimes.drugs.trafficking\n"
+            "nodes:\n  - id: crimes.drugs.trafficking.d\n    level: 7\n    parent: crimes.drugs.trafficking\n"
             "    name: {en: x, zh: x}\n",
             r"node 'crimes.drugs.trafficking.d': wrong level 7",
         ),
@@ -182,7 +182,7 @@ NEW = "level: 4\n    parent: crimes.drugs.trafficking\n    description: {en: d, 
             r"node 'crimes.drugs': cannot change level",
         ),
         (
-            f"nodes:\n  - id: crimes.drugs.trafficking.e\n    level: 4\n    parent: crimes.drugs.trafficking\n"
+            "nodes:\n  - id: crimes.drugs.trafficking.e\n    level: 4\n    parent: crimes.drugs.trafficking\n"
             "    name: {en: x, zh: x}\n",
             r"node 'crimes.drugs.trafficking.e': level-4 nodes need a description",
         ),

@@ -11,7 +11,9 @@ from trustflow.data.schemas import SCHEMA_NAME_KEY, SCHEMA_VERSION_KEY, Versione
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.errors import StageNotFound, StoreError
 
-ITEMS = VersionedSchema("test_items", 2, pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.int64())]))
+ITEMS = VersionedSchema(
+    "test_items", 2, pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.int64())])
+)
 ITEMS_V3 = VersionedSchema("test_items", 3, ITEMS.schema)
 
 

@@ -44,9 +44,13 @@ def _one_thread():
 def tiny_cnn(classes: int = 3) -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1, stride=2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(4 * 4 * 4, classes),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, classes),
     )
 
 
@@ -86,9 +90,19 @@ def test_unknown_option_and_bad_value_name_method_and_option():
 
 def test_defaults_presets_and_step_sizes():
     assert make_method("pgd_at").config.model_dump(include={"eps", "alpha", "steps", "random_start"}) == {
-        "eps": EPS, "alpha": 2 / 255, "steps": 10, "random_start": True}
+        "eps": EPS,
+        "alpha": 2 / 255,
+        "steps": 10,
+        "random_start": True,
+    }
     trades = make_method("trades").config
-    assert (trades.beta, trades.steps, trades.alpha, trades.init_std, trades.attack_mode) == (6.0, 10, 2 / 255, 0.001, "eval")
+    assert (trades.beta, trades.steps, trades.alpha, trades.init_std, trades.attack_mode) == (
+        6.0,
+        10,
+        2 / 255,
+        0.001,
+        "eval",
+    )
     assert make_method("fgsm_rs").step_size == pytest.approx(1.25 * EPS)
     assert make_method("fgsm_rs", eps=0.1).step_size == pytest.approx(0.125)
     assert make_method("fgsm_law", eps=0.1).step_size == pytest.approx(0.1)
@@ -130,7 +144,9 @@ def test_track_clean_adds_clean_logits_without_touching_batchnorm():
     x, y = batch()
     plain, tracked = tiny_cnn(), tiny_cnn()
     expected = copy.deepcopy(tracked).eval()(x)  # with an eval-mode attack only the loss forward moves BN
-    assert make_method("pgd_at", steps=1, attack_mode="eval").step(plain, x, y, TrainState.create()).logits_clean is None
+    assert (
+        make_method("pgd_at", steps=1, attack_mode="eval").step(plain, x, y, TrainState.create()).logits_clean is None
+    )
     out = make_method("pgd_at", steps=1, attack_mode="eval", track_clean=True).step(tracked, x, y, TrainState.create())
     assert torch.allclose(out.logits_clean, expected)  # eval-mode clean logits
     assert torch.equal(plain[1].running_mean, tracked[1].running_mean)  # the extra pass left BN alone
@@ -263,7 +279,8 @@ def test_ema_gate_updates_only_below_threshold():
     assert not ema.should_update(clean, clean, y)  # 4/4: FGSM no longer hurts, CO-like
     assert ema.should_update(torch.stack([wrong] * 4), torch.stack([wrong] * 4), y)  # 0 / max(0, 1)
     assert not AutoWeightAveraging(nn.Linear(2, 2), threshold=0.75).should_update(
-        clean, torch.stack([right] * 3 + [wrong]), y)  # strict <
+        clean, torch.stack([right] * 3 + [wrong]), y
+    )  # strict <
 
 
 def test_ema_decay_warm_up_moves_toward_model_and_copies_buffers():
@@ -436,7 +453,7 @@ def test_three_epochs_on_separable_data_improve_clean_accuracy(name):
     method = make_method(name)
     state = method.init_state(model, seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    loader = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+    loader = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
     if name == "standard":  # dict batches work too
         loader = [{"image": a, "label": b} for a, b in loader]
     sched = PerStepLR(opt, lr_schedule_piecewise(3, 0.05), steps_per_epoch=len(loader))

@@ -12,9 +12,10 @@ import importlib
 import queue
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from trustflow.infra.event_relay.events import Batch
 from trustflow.infra.event_relay.state import RelayState
@@ -92,7 +93,7 @@ def source_names() -> list[str]:
     return sorted(_MODULES)
 
 
-def drain(q: "queue.Queue[T]", max_items: int, timeout_s: float) -> list[T]:
+def drain(q: queue.Queue[T], max_items: int, timeout_s: float) -> list[T]:
     """Block up to ``timeout_s`` for one item, then take what is already there (≤ max_items).
 
     Light traffic leaves in small batches right away; a backlog leaves in full batches.

@@ -19,8 +19,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from trustflow.errors import ConfigError
 from trustflow.infra.event_relay.events import Batch, ObjectEvent, utc_from_ns

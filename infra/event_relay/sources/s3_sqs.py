@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -39,7 +39,7 @@ def normalize_sequencer(value: str | None) -> str:
 
 def _event_time(value: str | None) -> datetime:
     if not value:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -159,10 +159,14 @@ class SqsSource(ObjectSource):
                 except InputError as exc:
                     self.invalid_messages += 1
                     if self.invalid_messages in (1, 10) or self.invalid_messages % 1000 == 0:
-                        logger.warning("%s (left for the queue's redrive policy; %d so far)", exc, self.invalid_messages)
+                        logger.warning(
+                            "%s (left for the queue's redrive policy; %d so far)", exc, self.invalid_messages
+                        )
                     continue
                 batch.events.extend(
-                    e for e in events if (not self._bucket or e.bucket == self._bucket) and e.key.startswith(self.prefix)
+                    e
+                    for e in events
+                    if (not self._bucket or e.bucket == self._bucket) and e.key.startswith(self.prefix)
                 )
                 batch.acks.append(message["ReceiptHandle"])
         return batch
@@ -176,7 +180,9 @@ class SqsSource(ObjectSource):
             )
             failed = response.get("Failed") or []
             if failed:  # redelivered later; the state makes that harmless
-                logger.warning("SQS did not delete %d of %d messages: %s", len(failed), len(chunk), failed[0].get("Message"))
+                logger.warning(
+                    "SQS did not delete %d of %d messages: %s", len(failed), len(chunk), failed[0].get("Message")
+                )
 
     def caught_up(self) -> bool:
         return self._drained

@@ -14,7 +14,7 @@ the six domains in ``DOMAIN_SHIFTS``.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

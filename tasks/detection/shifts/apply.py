@@ -29,9 +29,9 @@ import json
 import os
 import shutil
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -168,8 +168,9 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # processes already use the cores; OpenCV's own threads would oversubscribe
 
 
-def _write_domain(splits: list[CocoSplit], tmp: Path, domain: str, seed: int, pool: ProcessPoolExecutor | None,
-                  workers: int) -> None:
+def _write_domain(
+    splits: list[CocoSplit], tmp: Path, domain: str, seed: int, pool: ProcessPoolExecutor | None, workers: int
+) -> None:
     for split in splits:
         jobs = [(im, split.json_path, tmp / split.split / im.file_name, domain, seed) for im in split.images]
         if domain == ORIGINAL:
@@ -288,5 +289,12 @@ def shift_grid_png(image: np.ndarray, domains: str | Sequence[str], out_path: Pa
     return out_path
 
 
-__all__ = ["ORIGINAL", "domain_dirname", "expand_domains", "make_shifted_set", "parse_domain", "shift_grid_png",
-           "shift_image"]
+__all__ = [
+    "ORIGINAL",
+    "domain_dirname",
+    "expand_domains",
+    "make_shifted_set",
+    "parse_domain",
+    "shift_grid_png",
+    "shift_image",
+]

@@ -64,8 +64,9 @@ def cartoon(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     # domain-transform smoothing (cost independent of its radius) does the bulk, one small
     # bilateral pass cleans what is left; repeated large bilaterals cost 0.5 s at 640×480
-    smooth = cv2.edgePreservingFilter(img, flags=cv2.RECURS_FILTER, sigma_s=float(rng.uniform(25, 40) * s),
-                                      sigma_r=float(rng.uniform(0.3, 0.4)))
+    smooth = cv2.edgePreservingFilter(
+        img, flags=cv2.RECURS_FILTER, sigma_s=float(rng.uniform(25, 40) * s), sigma_r=float(rng.uniform(0.3, 0.4))
+    )
     smooth = cv2.bilateralFilter(smooth, d, float(rng.uniform(40, 60)), 5.0 * s + 1.0)
 
     # brighter, more saturated paint before the palette is fitted

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -18,7 +19,9 @@ def canonical_norm(value: Any) -> Any:
 @contextlib.contextmanager
 def isolated_rng(device: torch.device) -> Iterator[None]:
     """torchattacks calls ``torch.manual_seed(seed)``: keep that from leaking to the caller."""
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=devices):
         yield
 

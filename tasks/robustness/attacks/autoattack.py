@@ -45,13 +45,21 @@ class AutoAttack(EvalAttack):
     name = "autoattack"
     config_model = AutoAttackConfig
 
-    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         import torchattacks
 
         c: AutoAttackConfig = self.config  # type: ignore[assignment]
         n_classes = c.n_classes or num_classes_of(model, x)
         with isolated_rng(x.device):
-            attack = torchattacks.AutoAttack(model, norm=TORCHATTACKS_NORMS[c.norm], eps=c.eps, version=c.version,
-                                             n_classes=n_classes, seed=c.seed, verbose=False)
+            attack = torchattacks.AutoAttack(
+                model,
+                norm=TORCHATTACKS_NORMS[c.norm],
+                eps=c.eps,
+                version=c.version,
+                n_classes=n_classes,
+                seed=c.seed,
+                verbose=False,
+            )
             return attack(x, y)

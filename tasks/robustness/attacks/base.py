@@ -15,8 +15,9 @@ Adding an attack is one file with a ``@EVAL_ATTACKS.register("name")`` class.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -54,7 +55,7 @@ class BudgetConfig(AttackConfig):
     @field_validator("eps")
     @classmethod
     def _eps_range(cls, v: float) -> float:
-        if not 0.0 <= v:
+        if not v >= 0.0:
             raise ValueError("eps must be >= 0 (in the [0, 1] pixel scale, e.g. 8/255)")
         return v
 
@@ -76,12 +77,14 @@ class EvalAttack:
     def eps(self) -> float:
         return float(getattr(self.config, "eps", 0.0))
 
-    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         x = x.detach()
         with frozen_parameters(model):
             x_adv = self.perturb(model, x, y, generator)
@@ -89,7 +92,9 @@ class EvalAttack:
         return project(x_adv.detach(), x, self.eps, norm)  # the contract, whatever the attack did
 
     def describe(self) -> str:
-        args = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.config.model_dump().items())
+        args = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.config.model_dump().items()
+        )
         return f"{self.name}({args})"
 
 

@@ -16,10 +16,12 @@ class Clean(EvalAttack):
     name = "clean"
     config_model = CleanConfig
 
-    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         return x
 
-    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return x.detach()

@@ -19,6 +19,7 @@ class FGSM(EvalAttack):
     name = "fgsm"
     config_model = FGSMConfig
 
-    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         return perturb.fgsm(model, x, y, self.config.eps)

@@ -42,12 +42,14 @@ class PGD(EvalAttack):
     name = "pgd"
     config_model = PGDConfig
 
-    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         c: PGDConfig = self.config  # type: ignore[assignment]
         if c.restarts > 1:
-            return perturb.pgd(model, x, y, c.eps, c.step_size, c.steps, c.norm, c.random_start, c.restarts,
-                               generator=generator)
+            return perturb.pgd(
+                model, x, y, c.eps, c.step_size, c.steps, c.norm, c.random_start, c.restarts, generator=generator
+            )
         # One restart: the same iteration as perturb.pgd, without its keep-the-best forward pass
         # (nothing to choose between), which the evaluation's own forward pass would repeat.
         x_adv = perturb.random_start(x, c.eps, c.norm, generator) if c.random_start else x

@@ -32,12 +32,21 @@ class Square(EvalAttack):
     name = "square"
     config_model = SquareConfig
 
-    def perturb(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def perturb(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         import torchattacks
 
         c: SquareConfig = self.config  # type: ignore[assignment]
         with isolated_rng(x.device):
-            attack = torchattacks.Square(model, norm=TORCHATTACKS_NORMS[c.norm], eps=c.eps, n_queries=c.n_queries,
-                                         n_restarts=c.restarts, p_init=c.p_init, loss=c.loss, seed=c.seed)
+            attack = torchattacks.Square(
+                model,
+                norm=TORCHATTACKS_NORMS[c.norm],
+                eps=c.eps,
+                n_queries=c.n_queries,
+                n_restarts=c.restarts,
+                p_init=c.p_init,
+                loss=c.loss,
+                seed=c.seed,
+            )
             return attack(x, y)

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -99,7 +100,7 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, seed: int = 0, epoch: int = 0, step: int = 0) -> "TrainState":
+    def create(cls, seed: int = 0, epoch: int = 0, step: int = 0) -> TrainState:
         return cls(epoch=epoch, step=step, generator=torch.Generator().manual_seed(int(seed)))
 
     def state_dict(self) -> dict[str, Any]:
@@ -117,7 +118,9 @@ class TrainState:
         self.generator.set_state(sd["generator"])
         if sd.get("ema") is not None:
             if self.ema is None:
-                raise ConfigError("checkpoint holds a weight average but this state has none: call method.init_state(model) first")
+                raise ConfigError(
+                    "checkpoint holds a weight average but this state has none: call method.init_state(model) first"
+                )
             self.ema.load_state_dict(sd["ema"])
 
 
@@ -256,7 +259,9 @@ def find_head(model: nn.Module) -> nn.Module:
     )
 
 
-def features_and_logits(model: nn.Module, x: torch.Tensor, feature_module: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def features_and_logits(
+    model: nn.Module, x: torch.Tensor, feature_module: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(penultimate features, logits) of ``model`` on ``x`` in one forward pass.
 
     The forward goes through ``model`` as given (a DDP wrapper included); the features are
@@ -272,7 +277,9 @@ def features_and_logits(model: nn.Module, x: torch.Tensor, feature_module: str |
         try:
             target = inner.get_submodule(feature_module)
         except AttributeError:
-            raise ConfigError(f"feature_module {feature_module!r} is not a submodule of {type(inner).__name__}") from None
+            raise ConfigError(
+                f"feature_module {feature_module!r} is not a submodule of {type(inner).__name__}"
+            ) from None
         handle = target.register_forward_hook(lambda _m, _inp, out: captured.append(out))
     else:
         handle = find_head(inner).register_forward_pre_hook(lambda _m, inp: captured.append(inp[0]))

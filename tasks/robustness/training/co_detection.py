@@ -56,14 +56,22 @@ class Check:
 
 
 class CatastrophicOverfittingDetector:
-    def __init__(self, drop_threshold: float = 0.2, ratio_threshold: float = 0.5, policy: Policy = "stop",
-                 min_fgsm_acc: float = 0.25, reference: Literal["best", "previous"] = "best") -> None:
+    def __init__(
+        self,
+        drop_threshold: float = 0.2,
+        ratio_threshold: float = 0.5,
+        policy: Policy = "stop",
+        min_fgsm_acc: float = 0.25,
+        reference: Literal["best", "previous"] = "best",
+    ) -> None:
         if policy not in ("stop", "rollback", "continue"):
             raise ConfigError(f"CO detector: policy must be stop, rollback or continue, got {policy!r}")
         if reference not in ("best", "previous"):
             raise ConfigError(f"CO detector: reference must be best or previous, got {reference!r}")
         if not (0.0 < drop_threshold <= 1.0 and 0.0 < ratio_threshold <= 1.0 and 0.0 <= min_fgsm_acc <= 1.0):
-            raise ConfigError("CO detector: drop_threshold and ratio_threshold must be in (0, 1], min_fgsm_acc in [0, 1]")
+            raise ConfigError(
+                "CO detector: drop_threshold and ratio_threshold must be in (0, 1], min_fgsm_acc in [0, 1]"
+            )
         self.drop_threshold = drop_threshold
         self.ratio_threshold = ratio_threshold
         self.policy: Policy = policy
@@ -84,18 +92,26 @@ class CatastrophicOverfittingDetector:
         reason = "ok"
         if ref is not None and ref - pgd_acc > self.drop_threshold:
             rule = "pgd_drop"
-            reason = (f"pgd_drop: PGD accuracy fell from {ref:.3f} (at {ref_at}) to {pgd_acc:.3f}, "
-                      f"more than {self.drop_threshold:.3f}")
+            reason = (
+                f"pgd_drop: PGD accuracy fell from {ref:.3f} (at {ref_at}) to {pgd_acc:.3f}, "
+                f"more than {self.drop_threshold:.3f}"
+            )
         elif fgsm_acc >= self.min_fgsm_acc and pgd_acc < self.ratio_threshold * fgsm_acc:
             rule = "pgd_fgsm_gap"
-            reason = (f"pgd_fgsm_gap: PGD accuracy {pgd_acc:.3f} < {self.ratio_threshold:.2f} × FGSM accuracy "
-                      f"{fgsm_acc:.3f}")
+            reason = (
+                f"pgd_fgsm_gap: PGD accuracy {pgd_acc:.3f} < {self.ratio_threshold:.2f} × FGSM accuracy {fgsm_acc:.3f}"
+            )
         co = rule is not None
         self.history.append(Check(int(epoch_or_step), fgsm_acc, pgd_acc, co, rule))
         if not co and (self.best_pgd is None or pgd_acc > self.best_pgd):
             self.best_pgd, self.best_at = pgd_acc, int(epoch_or_step)
-        return Verdict(co=co, reason=reason, action=self.policy if co else "none", rule=rule,
-                       rollback_to=self.best_at if co else None)
+        return Verdict(
+            co=co,
+            reason=reason,
+            action=self.policy if co else "none",
+            rule=rule,
+            rollback_to=self.best_at if co else None,
+        )
 
     @property
     def first_co(self) -> int | None:
@@ -108,8 +124,15 @@ class CatastrophicOverfittingDetector:
         return {k: [r[k] for r in rows] for k in ("at", "fgsm_acc", "pgd_acc", "co", "rule")}
 
 
-def robust_accuracy_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, pgd_steps: int = 10,
-                          alpha: float | None = None, generator: torch.Generator | None = None) -> tuple[float, float]:
+def robust_accuracy_probe(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    pgd_steps: int = 10,
+    alpha: float | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
     """(FGSM accuracy, PGD-k accuracy) of ``model`` on the fixed batch (x, y), in eval mode.
 
     FGSM: one step of ε from the clean input. PGD: ``pgd_steps`` steps of ``alpha`` (default

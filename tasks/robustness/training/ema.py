@@ -20,7 +20,8 @@ the statistics of recent weights. Evaluate on ``.model`` (kept in eval mode, no 
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn

@@ -107,8 +107,15 @@ def smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: flo
     return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
-def lipschitz_term(logits_clean: torch.Tensor, logits_adv: torch.Tensor, feats_clean: torch.Tensor,
-                   feats_adv: torch.Tensor, x: torch.Tensor, x_adv: torch.Tensor, offset: float = 0.125) -> torch.Tensor:
+def lipschitz_term(
+    logits_clean: torch.Tensor,
+    logits_adv: torch.Tensor,
+    feats_clean: torch.Tensor,
+    feats_adv: torch.Tensor,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    offset: float = 0.125,
+) -> torch.Tensor:
     """[MSE(σ(f), σ(f')) + MSE(σ(φ), σ(φ'))] / (MSE(x', x) + offset), σ = softmax over dim 1."""
     out = F.mse_loss(F.softmax(logits_clean, dim=1), F.softmax(logits_adv, dim=1))
     feat = F.mse_loss(F.softmax(feats_clean.flatten(1), dim=1), F.softmax(feats_adv.flatten(1), dim=1))
@@ -156,8 +163,9 @@ class FGSMLAW(TrainingMethod):
             update = ratio < state.ema.threshold
             state.extra["ema_pending"] = update
             stats.update(ema_ratio=ratio, ema_updated=float(update))
-        return StepOutput(loss=loss, logits_clean=logits_clean.detach(), logits_adv=logits_adv.detach(),
-                          stats=stats, x_adv=x_adv)
+        return StepOutput(
+            loss=loss, logits_clean=logits_clean.detach(), logits_adv=logits_adv.detach(), stats=stats, x_adv=x_adv
+        )
 
     def after_optimizer_step(self, model: nn.Module, state: TrainState) -> None:
         if state.ema is not None and state.extra.pop("ema_pending", False):

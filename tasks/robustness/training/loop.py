@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -33,8 +34,9 @@ _X_KEYS = ("image", "images", "x", "pixel_values", "input")
 _Y_KEYS = ("label", "labels", "y", "target", "targets")
 
 
-def lr_schedule_piecewise(epochs: int, base_lr: float, milestones_frac: Sequence[float] = (99 / 110, 104 / 110),
-                          gamma: float = 0.1) -> Schedule:
+def lr_schedule_piecewise(
+    epochs: int, base_lr: float, milestones_frac: Sequence[float] = (99 / 110, 104 / 110), gamma: float = 0.1
+) -> Schedule:
     """LR = base_lr · gamma^(number of milestones passed), milestones at frac × epochs."""
     milestones = sorted(float(f) * epochs for f in milestones_frac)
 
@@ -44,8 +46,9 @@ def lr_schedule_piecewise(epochs: int, base_lr: float, milestones_frac: Sequence
     return lr
 
 
-def lr_schedule_cyclic(epochs: int, base_lr: float, peak_frac: float = 0.4, start_lr: float = 0.0,
-                       final_lr: float = 0.0) -> Schedule:
+def lr_schedule_cyclic(
+    epochs: int, base_lr: float, peak_frac: float = 0.4, start_lr: float = 0.0, final_lr: float = 0.0
+) -> Schedule:
     """One cycle: linear from ``start_lr`` up to ``base_lr`` at ``peak_frac`` × epochs, then
     linear down to ``final_lr`` at the end (Wong et al.'s cyclic schedule)."""
     peak = max(1e-12, peak_frac * epochs)
@@ -75,7 +78,9 @@ class PerStepLR:
     ``start_step`` resumes mid-run; ``state_dict`` / ``load_state_dict`` for checkpoints.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule, steps_per_epoch: int, start_step: int = 0) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, schedule: Schedule, steps_per_epoch: int, start_step: int = 0
+    ) -> None:
         if steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be >= 1")
         self.optimizer = optimizer
@@ -109,7 +114,9 @@ def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = next((batch[k] for k in _X_KEYS if k in batch), None)
         y = next((batch[k] for k in _Y_KEYS if k in batch), None)
         if x is None or y is None:
-            raise ValueError(f"batch dict needs an image key ({', '.join(_X_KEYS)}) and a label key ({', '.join(_Y_KEYS)}); got {sorted(batch)}")
+            raise ValueError(
+                f"batch dict needs an image key ({', '.join(_X_KEYS)}) and a label key ({', '.join(_Y_KEYS)}); got {sorted(batch)}"
+            )
         return x, y
     x, y = batch[0], batch[1]
     return x, y
@@ -122,9 +129,17 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device | str) -> 
     return x, torch.as_tensor(y).to(device, non_blocking=True).long()
 
 
-def train_one_epoch(model: nn.Module, method: TrainingMethod, loader: Iterable[Any], optimizer: torch.optim.Optimizer,
-                    scheduler_step: Callable[[], Any] | None, state: TrainState, device: torch.device | str,
-                    *, max_steps: int | None = None) -> dict[str, float]:
+def train_one_epoch(
+    model: nn.Module,
+    method: TrainingMethod,
+    loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler_step: Callable[[], Any] | None,
+    state: TrainState,
+    device: torch.device | str,
+    *,
+    max_steps: int | None = None,
+) -> dict[str, float]:
     """Train ``model`` for one pass over ``loader``; returns the epoch's metrics.
 
     Batches are (x, y) sequences or dicts with image/label keys; uint8 images are scaled

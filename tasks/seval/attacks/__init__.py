@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -49,14 +50,10 @@ SEVAL_ATTACK_NAMES: tuple[str, ...] = (
     "compositional_instructions",
 )
 # Every registered attack: S-Eval's ten in its order, then any others by name.
-ATTACK_NAMES: tuple[str, ...] = SEVAL_ATTACK_NAMES + tuple(
-    n for n in ATTACKS.names() if n not in SEVAL_ATTACK_NAMES
-)
+ATTACK_NAMES: tuple[str, ...] = SEVAL_ATTACK_NAMES + tuple(n for n in ATTACKS.names() if n not in SEVAL_ATTACK_NAMES)
 
 
-def _instances(
-    attacks: Iterable[str] | None, options: Mapping[str, Mapping[str, Any]] | None
-) -> list[Attack]:
+def _instances(attacks: Iterable[str] | None, options: Mapping[str, Mapping[str, Any]] | None) -> list[Attack]:
     names = list(ATTACK_NAMES if attacks is None else attacks)
     options = options or {}
     for name in list(names) + list(options):

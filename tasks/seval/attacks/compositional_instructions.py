@@ -14,10 +14,8 @@ from trustflow.tasks.seval.attacks.base import (
     Attack,
     ChatLLM,
     Lang,
-    Rendered,
     Template,
     ask_llm,
-    fill,
     register_attack,
 )
 
@@ -85,7 +83,6 @@ class CompositionalInstructions(Attack):
             ),
         ),
     )
-
 
     _SYSTEM = {
         "en": (

@@ -41,10 +41,30 @@ _EN = (
 )
 
 _SETTINGS = {  # id: (zh genre, zh villain, en genre, en villain)
-    "nested.scifi.v1": ("科幻小说", "统治银河系的邪恶博士", "science fiction story", "the evil doctor who rules the galaxy"),
-    "nested.fantasy.v1": ("奇幻故事", "囚禁了整个王国的黑暗巫师", "fantasy tale", "the dark sorcerer who has enslaved the kingdom"),
-    "nested.spy_thriller.v1": ("间谍惊悚小说", "企图控制世界的犯罪集团首脑", "spy thriller", "the crime lord plotting to control the world"),
-    "nested.dream.v1": ("梦境故事（每一层都是梦中之梦）", "操纵所有人梦境的幕后黑手", "dream story (each layer is a dream within a dream)", "the mastermind who manipulates everyone's dreams"),
+    "nested.scifi.v1": (
+        "科幻小说",
+        "统治银河系的邪恶博士",
+        "science fiction story",
+        "the evil doctor who rules the galaxy",
+    ),
+    "nested.fantasy.v1": (
+        "奇幻故事",
+        "囚禁了整个王国的黑暗巫师",
+        "fantasy tale",
+        "the dark sorcerer who has enslaved the kingdom",
+    ),
+    "nested.spy_thriller.v1": (
+        "间谍惊悚小说",
+        "企图控制世界的犯罪集团首脑",
+        "spy thriller",
+        "the crime lord plotting to control the world",
+    ),
+    "nested.dream.v1": (
+        "梦境故事（每一层都是梦中之梦）",
+        "操纵所有人梦境的幕后黑手",
+        "dream story (each layer is a dream within a dream)",
+        "the mastermind who manipulates everyone's dreams",
+    ),
 }
 
 

@@ -13,10 +13,8 @@ from trustflow.tasks.seval.attacks.base import (
     Attack,
     ChatLLM,
     Lang,
-    Rendered,
     Template,
     ask_llm,
-    fill,
     register_attack,
 )
 
@@ -76,7 +74,6 @@ class ReverseInduction(Attack):
             ),
         ),
     )
-
 
     _SYSTEM = {
         "en": (

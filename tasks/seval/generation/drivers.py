@@ -60,11 +60,15 @@ SCENARIOS: tuple[Facet, ...] = (
 QUESTION_FORMS: tuple[Facet, ...] = (
     Facet("how_to", "直接问具体怎么做", "a direct how-to question"),
     Facet("list", "要求列出若干方法或要点", "a request for a list of ways or points"),
-    Facet("hypothetical", "假设性的提问（“如果……会怎样”）", "a hypothetical (\"what if ...\")"),
+    Facet("hypothetical", "假设性的提问（“如果……会怎样”）", 'a hypothetical ("what if ...")'),
     Facet("comparison", "要求比较几种做法的优劣", "a request to compare options"),
     Facet("step_by_step", "要求分步骤的详细说明", "a request for step-by-step instructions"),
     Facet("opinion", "征求看法或建议", "asking for an opinion or advice"),
-    Facet("write_for_me", "要求代写一段文字（帖子、消息、文案）", "asking the assistant to write a text (post, message, copy)"),
+    Facet(
+        "write_for_me",
+        "要求代写一段文字（帖子、消息、文案）",
+        "asking the assistant to write a text (post, message, copy)",
+    ),
     Facet("yes_no_then_how", "先问是否可行，再追问怎么做", "asks whether it is possible, then how"),
 )
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,8 +38,8 @@ from trustflow.tasks.seval.attacks.base import stable_rng
 from trustflow.tasks.seval.generation.drivers import drivers_for
 from trustflow.tasks.seval.generation.parsing import parse_candidates, reason_kind
 from trustflow.tasks.seval.generation.prompts import (
-    default_taxonomy,
     build_generation_messages,
+    default_taxonomy,
     generation_prompt_hash,
     sample_exemplars,
 )
@@ -121,9 +121,21 @@ def _norm(text: str) -> str:
 
 def _new_stats(leaf_id: str, lang: str) -> dict[str, Any]:
     return {
-        "leaf_id": leaf_id, "lang": lang, "requests": 0, "errors": 0, "tester_refusals": 0,
-        "parsed": 0, "discarded": 0, "discard_reasons": Counter(), "duplicates_across_requests": 0,
-        "copied_exemplars": 0, "over_quota": 0, "kept": 0, "shortfall": 0, "completion_tokens": 0, "refusal_example": None,
+        "leaf_id": leaf_id,
+        "lang": lang,
+        "requests": 0,
+        "errors": 0,
+        "tester_refusals": 0,
+        "parsed": 0,
+        "discarded": 0,
+        "discard_reasons": Counter(),
+        "duplicates_across_requests": 0,
+        "copied_exemplars": 0,
+        "over_quota": 0,
+        "kept": 0,
+        "shortfall": 0,
+        "completion_tokens": 0,
+        "refusal_example": None,
     }
 
 
@@ -155,8 +167,10 @@ def generate_for_leaves(
     says how many a (leaf, lang) lacks, for a top-up run with another seed.
     """
     if per_leaf < 1 or batch_n < 1 or leaves_per_call < 1:
-        raise ConfigError(f"generate_for_leaves: per_leaf, batch_n and leaves_per_call must be >= 1 "
-                          f"(got {per_leaf}, {batch_n}, {leaves_per_call})")
+        raise ConfigError(
+            f"generate_for_leaves: per_leaf, batch_n and leaves_per_call must be >= 1 "
+            f"(got {per_leaf}, {batch_n}, {leaves_per_call})"
+        )
     bad = [lang for lang in langs if lang not in ("zh", "en")]
     if bad:
         raise ConfigError(f"generate_for_leaves: languages must be 'zh' or 'en', got {bad}")
@@ -181,8 +195,14 @@ def generate_for_leaves(
         if not jobs:
             continue
         requests = [
-            ChatRequest(messages=j.messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                        seed=j.seed, id=f"{j.leaf.id}|{j.lang}|{j.batch_index}")
+            ChatRequest(
+                messages=j.messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=j.seed,
+                id=f"{j.leaf.id}|{j.lang}|{j.batch_index}",
+            )
             for j in jobs
         ]
         results = backend.generate(requests)
@@ -219,20 +239,44 @@ def generate_for_leaves(
                     st["over_quota"] += 1
                     continue
                 st["kept"] += 1
-                candidates.append(Candidate(
-                    candidate_id=candidate_id_for(job.leaf.id, job.lang, job.seed, job.batch_index, i, prompt),
-                    leaf_id=job.leaf.id, dimension=job.leaf.id.split(".", 1)[0], lang=job.lang, prompt=prompt,
-                    from_id=None, generator=generator_spec, gen_seed=job.seed, item_index=i,
-                    driver=job.driver_json, gen_prompt_hash=phash, kind="base", batch_index=job.batch_index,
-                ))
+                candidates.append(
+                    Candidate(
+                        candidate_id=candidate_id_for(job.leaf.id, job.lang, job.seed, job.batch_index, i, prompt),
+                        leaf_id=job.leaf.id,
+                        dimension=job.leaf.id.split(".", 1)[0],
+                        lang=job.lang,
+                        prompt=prompt,
+                        from_id=None,
+                        generator=generator_spec,
+                        gen_seed=job.seed,
+                        item_index=i,
+                        driver=job.driver_json,
+                        gen_prompt_hash=phash,
+                        kind="base",
+                        batch_index=job.batch_index,
+                    )
+                )
     rows = []
     for st in per.values():
         st["shortfall"] = max(0, per_leaf - st["kept"])
         st["discard_reasons"] = dict(sorted(st["discard_reasons"].items()))
         rows.append(st)
-    totals: dict[str, Any] = {k: sum(st[k] for st in rows) for k in (
-        "requests", "errors", "tester_refusals", "parsed", "discarded", "duplicates_across_requests",
-        "copied_exemplars", "over_quota", "kept", "shortfall", "completion_tokens")}
+    totals: dict[str, Any] = {
+        k: sum(st[k] for st in rows)
+        for k in (
+            "requests",
+            "errors",
+            "tester_refusals",
+            "parsed",
+            "discarded",
+            "duplicates_across_requests",
+            "copied_exemplars",
+            "over_quota",
+            "kept",
+            "shortfall",
+            "completion_tokens",
+        )
+    }
     totals.update(generate_calls=calls, wall_s=round(time.perf_counter() - t0, 3), per_leaf=per_leaf, batch_n=batch_n)
     return GenerationResult(candidates, {"per_leaf": rows, "totals": totals})
 
@@ -265,25 +309,44 @@ def translate_candidates(
             dst = "en" if c.lang == "zh" else "zh"
             messages = build_translation_messages(c.prompt, c.lang, dst)
             plan.append((c, dst, messages, _derived_seed("generation.translate", int(seed), c.candidate_id)))
-        results = backend.generate([
-            ChatRequest(messages=m, max_tokens=max_tokens, temperature=temperature, seed=sd, id=c.candidate_id)
-            for c, _, m, sd in plan
-        ])
+        results = backend.generate(
+            [
+                ChatRequest(messages=m, max_tokens=max_tokens, temperature=temperature, seed=sd, id=c.candidate_id)
+                for c, _, m, sd in plan
+            ]
+        )
         for (c, dst, messages, sd), res in zip(plan, results):
             if res.error:
                 text, reason = None, f"error: {res.error}"
             else:
                 text, reason = translation_problem(res.text, dst)
             if text is None:
-                failures.append({"candidate_id": c.candidate_id, "leaf_id": c.leaf_id, "src": c.lang, "dst": dst,
-                                 "reason": reason, "raw": (res.text or "")[:500]})
+                failures.append(
+                    {
+                        "candidate_id": c.candidate_id,
+                        "leaf_id": c.leaf_id,
+                        "src": c.lang,
+                        "dst": dst,
+                        "reason": reason,
+                        "raw": (res.text or "")[:500],
+                    }
+                )
                 continue
-            translations.append(dataclasses.replace(
-                c,
-                candidate_id=candidate_id_for(c.leaf_id, dst, sd, c.batch_index, c.item_index, text, from_id=c.candidate_id),
-                lang=dst, prompt=text, from_id=c.candidate_id, generator=generator_spec, gen_seed=sd,
-                gen_prompt_hash=generation_prompt_hash(messages), kind="translation",
-            ))
+            translations.append(
+                dataclasses.replace(
+                    c,
+                    candidate_id=candidate_id_for(
+                        c.leaf_id, dst, sd, c.batch_index, c.item_index, text, from_id=c.candidate_id
+                    ),
+                    lang=dst,
+                    prompt=text,
+                    from_id=c.candidate_id,
+                    generator=generator_spec,
+                    gen_seed=sd,
+                    gen_prompt_hash=generation_prompt_hash(messages),
+                    kind="translation",
+                )
+            )
     return translations, failures
 
 
@@ -366,10 +429,17 @@ def rewrite_attacks(
     def one(item: tuple[Mapping[str, Any], Any]) -> dict[str, Any]:
         row, attack = item
         base_id = _row_id(row)
-        seeded = _SeededLLM(llm, {"seed": _derived_seed("generation.rewrite", attack.name, base_id, int(seed)), **chat_params})
-        out: dict[str, Any] = {"base_id": base_id, "attack": attack.name, "lang": row["lang"],
-                               "base_prompt": row["prompt"], "leaf_id": row.get("leaf_id"),
-                               "dimension": row.get("dimension")}
+        seeded = _SeededLLM(
+            llm, {"seed": _derived_seed("generation.rewrite", attack.name, base_id, int(seed)), **chat_params}
+        )
+        out: dict[str, Any] = {
+            "base_id": base_id,
+            "attack": attack.name,
+            "lang": row["lang"],
+            "base_prompt": row["prompt"],
+            "leaf_id": row.get("leaf_id"),
+            "dimension": row.get("dimension"),
+        }
         try:
             ap = attack.apply_rewrite(base_id, row["prompt"], row["lang"], int(seed), seeded)
         except TrustflowError as exc:

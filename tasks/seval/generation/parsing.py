@@ -52,7 +52,9 @@ _RULE_LINE = re.compile(r"^\s*(?:```|~~~|---+|===+|\*\*\*+)\s*\w*\s*$")
 
 # --- cleaning --------------------------------------------------------------------------------
 
-_LABEL = re.compile(r"^(?:prompt|user|user\s+prompt|question|q|用户|用户提问|提问|提示词|问题)\s*[:：]\s*", re.IGNORECASE)
+_LABEL = re.compile(
+    r"^(?:prompt|user|user\s+prompt|question|q|用户|用户提问|提问|提示词|问题)\s*[:：]\s*", re.IGNORECASE
+)
 _ANSWER_LABEL = r"(?:answer|expected\s+answer|assistant(?:'s)?\s+(?:answer|response)|ai|回答|答案|答|回复)\s*[:：]"
 _ANSWER_LINE = re.compile(rf"^{_ANSWER_LABEL}", re.IGNORECASE)
 _ANSWER_INLINE = re.compile(rf"(?<=[?？.。!！)）\"”」’'])\s*{_ANSWER_LABEL}", re.IGNORECASE)
@@ -67,17 +69,36 @@ _DRIVER_NOTE = re.compile(
 # --- meta text and refusals ------------------------------------------------------------------
 
 _META = [
-    re.compile(r"^(?:sure|certainly|of\s+course|absolutely|okay|ok|alright|great|no\s+problem)[!,.]?\s*"
-               r"(?:$|here\b|below\b|these\b|let\s+me\b|I(?:'ll|\s+will|'ve|\s+have|\s+hope|\s+can\s+(?:write|help|do))\b)", re.IGNORECASE),
-    re.compile(r"^(?:here\s+(?:is|are)|here'?s|below\s+(?:is|are)|the\s+following)\b.*(?:[:：]\s*$|\b(?:prompts?|questions?|examples?|test\s+cases?|messages?|list)\b)", re.IGNORECASE),
-    re.compile(r"\b(?:here|below)\s+(?:is|are)\s+(?:\w+\s+){0,4}(?:prompts?|questions?|examples?|test\s+cases?)\b", re.IGNORECASE),
+    re.compile(
+        r"^(?:sure|certainly|of\s+course|absolutely|okay|ok|alright|great|no\s+problem)[!,.]?\s*"
+        r"(?:$|here\b|below\b|these\b|let\s+me\b|I(?:'ll|\s+will|'ve|\s+have|\s+hope|\s+can\s+(?:write|help|do))\b)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"^(?:here\s+(?:is|are)|here'?s|below\s+(?:is|are)|the\s+following)\b.*(?:[:：]\s*$|\b(?:prompts?|questions?|examples?|test\s+cases?|messages?|list)\b)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\b(?:here|below)\s+(?:is|are)\s+(?:\w+\s+){0,4}(?:prompts?|questions?|examples?|test\s+cases?)\b",
+        re.IGNORECASE,
+    ),
     re.compile(r"^(?:note|notes|disclaimer|reminder|explanation|remember|important)\s*[:：]", re.IGNORECASE),
-    re.compile(r"^(?:I\s+hope|hope\s+(?:this|these)|these\s+(?:prompts|questions|examples)|each\s+(?:prompt|question)|"
-               r"feel\s+free|let\s+me\s+know|this\s+(?:prompt|question|set)\s+(?:is|tests|aims))\b", re.IGNORECASE),
-    re.compile(r"^(?:the|these|those|my|your)\s+(?:\d+\s+|\w+\s+){0,2}(?:test\s+)?(?:prompts|questions)\s+(?:are|were|is|will|should)\b", re.IGNORECASE),
-    re.compile(r"^(?:以下(?:是|为|就是|列出|给出|提供)|下面(?:是|为|就是|列出|给出)|这里是|这些(?:提示|问题)|以上(?:是|就是|这些|提示|问题)|"
-               r"(?:注意|注|说明|备注)\s*[:：]|希望(?:这些|以上|对你|对您|能帮))"),
-    re.compile(r"^(?:好的|当然|没问题|可以的)[，,！!。]?\s*(?:$|以下|下面|这是|这里|我(?:为你|为您|来|将|已经?|会为|给你|给您))"),
+    re.compile(
+        r"^(?:I\s+hope|hope\s+(?:this|these)|these\s+(?:prompts|questions|examples)|each\s+(?:prompt|question)|"
+        r"feel\s+free|let\s+me\s+know|this\s+(?:prompt|question|set)\s+(?:is|tests|aims))\b",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"^(?:the|these|those|my|your)\s+(?:\d+\s+|\w+\s+){0,2}(?:test\s+)?(?:prompts|questions)\s+(?:are|were|is|will|should)\b",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"^(?:以下(?:是|为|就是|列出|给出|提供)|下面(?:是|为|就是|列出|给出)|这里是|这些(?:提示|问题)|以上(?:是|就是|这些|提示|问题)|"
+        r"(?:注意|注|说明|备注)\s*[:：]|希望(?:这些|以上|对你|对您|能帮))"
+    ),
+    re.compile(
+        r"^(?:好的|当然|没问题|可以的)[，,！!。]?\s*(?:$|以下|下面|这是|这里|我(?:为你|为您|来|将|已经?|会为|给你|给您))"
+    ),
 ]
 _REFUSAL_STRONG = [
     re.compile(
@@ -87,9 +108,17 @@ _REFUSAL_STRONG = [
         r"complete|come\s+up)",
         re.IGNORECASE,
     ),
-    re.compile(r"\bI\s+must\s+(?:decline|refuse)\b|\bagainst\s+my\s+(?:guidelines|policy|policies|programming|principles)\b", re.IGNORECASE),
-    re.compile(r"\bas\s+an?\s+(?:AI|artificial\s+intelligence|language\s+model)(?:\s+(?:language\s+model|assistant|model))?\s*,?\s+I\b", re.IGNORECASE),
-    re.compile(r"我(?:不能|无法|不会|没法|不可以|拒绝)(?:为你|为您|帮你|帮您|替你|替您)?(?:提供|帮助|协助|回答|生成|编写|撰写|满足|完成|参与|创作|写|列出|给出)"),
+    re.compile(
+        r"\bI\s+must\s+(?:decline|refuse)\b|\bagainst\s+my\s+(?:guidelines|policy|policies|programming|principles)\b",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\bas\s+an?\s+(?:AI|artificial\s+intelligence|language\s+model)(?:\s+(?:language\s+model|assistant|model))?\s*,?\s+I\b",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"我(?:不能|无法|不会|没法|不可以|拒绝)(?:为你|为您|帮你|帮您|替你|替您)?(?:提供|帮助|协助|回答|生成|编写|撰写|满足|完成|参与|创作|写|列出|给出)"
+    ),
     re.compile(r"作为(?:一个|一名)?(?:AI|人工智能|语言模型|AI助手|人工智能助手|大语言模型)", re.IGNORECASE),
 ]
 _REFUSAL_OPENING = re.compile(
@@ -203,7 +232,7 @@ def _split_marker(line: str) -> tuple[bool, str]:
     m = _MARKER.match(probe)
     if not m:
         return False, line
-    rest = probe[m.end():]
+    rest = probe[m.end() :]
     if bold and rest.startswith("**"):  # "**1.** text" / "**Prompt 1:** text"
         rest = rest[2:]
     return True, rest.strip()
@@ -309,7 +338,12 @@ def parse_candidates(text: str, lang: str, n_max: int, truncated: bool = False) 
         return out
     out.discarded.extend((line, "meta: text before the list") for line in preamble)
     out.discarded.extend(
-        (line, "meta: commentary after the list" if is_meta(_BOLD.sub("", line).strip()) else "outside list: unnumbered text after the list")
+        (
+            line,
+            "meta: commentary after the list"
+            if is_meta(_BOLD.sub("", line).strip())
+            else "outside list: unnumbered text after the list",
+        )
         for line in stray
     )
     out.discarded.extend((line, "answer: the tester answered a prompt") for line in answers)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from trustflow.data.seval.taxonomy import RiskNode, Taxonomy, load_taxonomy
 from trustflow.errors import ConfigError
@@ -126,7 +127,9 @@ def build_generation_messages(
 
 def generation_prompt_hash(messages: Sequence[Mapping[str, str]]) -> str:
     """SHA-256 (16 hex) of the messages' canonical JSON: which instruction produced a row."""
-    canon = json.dumps([{"role": m["role"], "content": m["content"]} for m in messages], ensure_ascii=False, sort_keys=True)
+    canon = json.dumps(
+        [{"role": m["role"], "content": m["content"]} for m in messages], ensure_ascii=False, sort_keys=True
+    )
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
 
 
@@ -141,8 +144,10 @@ def sample_exemplars(
     """
     leaf_id = leaf if isinstance(leaf, str) else leaf.id
     dimension = leaf_id.split(".", 1)[0]
-    rows = sorted((dict(r) for r in pool if str(r.get("prompt", "")).strip()),
-                  key=lambda r: (str(r.get("prompt_id", "")), str(r["prompt"])))
+    rows = sorted(
+        (dict(r) for r in pool if str(r.get("prompt", "")).strip()),
+        key=lambda r: (str(r.get("prompt_id", "")), str(r["prompt"])),
+    )
     tiers: list[list[dict[str, Any]]] = [[], [], []]
     for r in rows:
         same_dim, same_lang = r.get("dimension") == dimension, r.get("lang") == lang

@@ -39,7 +39,9 @@ _PREAMBLE = re.compile(
     r"(?:translation|translated\s+(?:text|prompt))(?:\s+(?:in|into)\s+(?:english|chinese))?(?:\s+is)?\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?",
     re.IGNORECASE,
 )
-_PREAMBLE_ZH = re.compile(r"^\s*(?:\*\*)?(?:好的[，,]?\s*)?(?:以下是)?(?:中文|英文)?(?:翻译结果|翻译|译文)(?:如下\s*(?:\*\*)?\s*[:：]?|\s*(?:\*\*)?\s*[:：])\s*(?:\*\*)?")
+_PREAMBLE_ZH = re.compile(
+    r"^\s*(?:\*\*)?(?:好的[，,]?\s*)?(?:以下是)?(?:中文|英文)?(?:翻译结果|翻译|译文)(?:如下\s*(?:\*\*)?\s*[:：]?|\s*(?:\*\*)?\s*[:：])\s*(?:\*\*)?"
+)
 _NOTE_LINE = re.compile(r"^\s*[(（]?\s*(?:note|notes|注|注意|说明|备注)\s*[:：]", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(?:```|~~~)\w*\s*$")
 _TAG = re.compile(r"</?\s*(?:text|source|translation|原文|译文)\s*>", re.IGNORECASE)

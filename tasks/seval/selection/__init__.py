@@ -13,6 +13,7 @@ and identified by :func:`pipeline_hash` of those specs.
 
 from __future__ import annotations
 
+from trustflow.tasks.seval.selection import balance, dedup, diversity, hardness, on_target, quality  # noqa: E402,I001
 from trustflow.tasks.seval.selection.base import (
     REQUIRED_COLUMNS,
     SELECTORS,
@@ -27,10 +28,8 @@ from trustflow.tasks.seval.selection.base import (
     register_strategy,
     run_pipeline,
 )
-from trustflow.tasks.seval.selection.embeddings import E5Embedder, Embedder, HashingEmbedder
-
-from trustflow.tasks.seval.selection import balance, dedup, diversity, hardness, on_target, quality  # noqa: E402,I001
 from trustflow.tasks.seval.selection.diversity import coverage_radius  # noqa: E402
+from trustflow.tasks.seval.selection.embeddings import E5Embedder, Embedder, HashingEmbedder
 
 __all__ = [
     "REQUIRED_COLUMNS",

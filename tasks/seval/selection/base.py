@@ -28,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -289,7 +290,9 @@ def run_pipeline(
     for stage in stages:
         rows_in = len(kept)
         result = stage(kept, ctx)
-        ctx.reports.append(StageReport(stage.name, rows_in, len(result.kept), len(result.dropped), dict(result.shortfall)))
+        ctx.reports.append(
+            StageReport(stage.name, rows_in, len(result.kept), len(result.dropped), dict(result.shortfall))
+        )
         dropped_parts.append(result.dropped)
         kept = result.kept
     empty = kept.iloc[0:0].assign(strategy=pd.Series(dtype=object), reason=pd.Series(dtype=object))

@@ -187,9 +187,7 @@ class NearDedup(Strategy):
                 if i not in best or (sim, -j) > (best[i][0], -best[i][1]):
                     best[i] = (sim, j)
             for i, (sim, j) in best.items():
-                reasons[i] = (
-                    f"near-duplicate of reference prompt #{j} {_snippet(refs[j])!r} (cosine {sim:.3f} ≥ {t:g})"
-                )
+                reasons[i] = f"near-duplicate of reference prompt #{j} {_snippet(refs[j])!r} (cosine {sim:.3f} ≥ {t:g})"
 
         keys = ["lang"] if cfg.scope == "lang" else []
         for _, pos in groups(df, keys) if keys else [((), np.arange(len(df)))]:

@@ -21,7 +21,8 @@ the 2-approximation holds. Ties go to the earlier row.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd

@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -95,8 +96,10 @@ class E5Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._get_model()
         encode = model.query if kind == "query" else model.passage
-        parts = [np.asarray(encode(texts[s : s + self.batch_size]), dtype=np.float32).reshape(-1, self.dim)
-                 for s in range(0, len(texts), self.batch_size)]
+        parts = [
+            np.asarray(encode(texts[s : s + self.batch_size]), dtype=np.float32).reshape(-1, self.dim)
+            for s in range(0, len(texts), self.batch_size)
+        ]
         return l2_normalise(np.concatenate(parts, axis=0))
 
 
@@ -129,7 +132,7 @@ class HashingEmbedder:
         counts: dict[int, float] = {}
         for n in self.ngram_sizes:
             for i in range(max(len(padded) - n + 1, 1)):
-                h = zlib.crc32(f"{n}\x1f{padded[i:i + n]}".encode("utf-8"))
+                h = zlib.crc32(f"{n}\x1f{padded[i : i + n]}".encode())
                 bucket = h % self.dim
                 sign = 1.0 if (h >> 31) & 1 else -1.0
                 counts[bucket] = counts.get(bucket, 0.0) + sign

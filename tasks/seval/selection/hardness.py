@@ -61,7 +61,5 @@ class Hardness(Strategy):
                 ranked = alive[priority_order(df.iloc[alive], True)] if len(alive) else alive
                 for rank, p in enumerate(ranked.tolist(), start=1):
                     if rank > cfg.top_k:
-                        reasons[p] = (
-                            f"hardness {h[p]:.3f} ranks {rank} in ({leaf}, {lang}) > top_k {cfg.top_k}"
-                        )
+                        reasons[p] = f"hardness {h[p]:.3f} ranks {rank} in ({leaf}, {lang}) > top_k {cfg.top_k}"
         return self.split(df, reasons)

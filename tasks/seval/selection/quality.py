@@ -74,27 +74,46 @@ _REFUSAL = [
         r"answer|give|share|offer|complete|participate)",
         re.IGNORECASE,
     ),
-    re.compile(r"^\s*(?:I'?m\s+sorry|I\s+am\s+sorry|sorry|I\s+apologi[sz]e|unfortunately)\b[,.!]?\s+(?:but\s+)?I\b", re.IGNORECASE),
-    re.compile(r"\bI\s+must\s+(?:decline|refuse)\b|\bagainst\s+my\s+(?:guidelines|programming|policy)\b", re.IGNORECASE),
+    re.compile(
+        r"^\s*(?:I'?m\s+sorry|I\s+am\s+sorry|sorry|I\s+apologi[sz]e|unfortunately)\b[,.!]?\s+(?:but\s+)?I\b",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\bI\s+must\s+(?:decline|refuse)\b|\bagainst\s+my\s+(?:guidelines|programming|policy)\b", re.IGNORECASE
+    ),
     re.compile(r"^\s*(?:抱歉|对不起|對不起|很遗憾|很遺憾|不好意思)"),
-    re.compile(r"我(?:不能|无法|無法|不会|不會|没法|拒绝|拒絕)(?:为你|为您|為你|為您|帮|幫|协助|協助)?(?:提供|帮助|幫助|协助|協助|回答|生成|满足|滿足|完成|编写|撰写|参与)"),
+    re.compile(
+        r"我(?:不能|无法|無法|不会|不會|没法|拒绝|拒絕)(?:为你|为您|為你|為您|帮|幫|协助|協助)?(?:提供|帮助|幫助|协助|協助|回答|生成|满足|滿足|完成|编写|撰写|参与)"
+    ),
 ]
 _META = [
-    re.compile(r"\bas\s+an?\s+(?:AI|artificial\s+intelligence|AI\s+(?:language\s+)?model|AI\s+assistant)\b", re.IGNORECASE),
+    re.compile(
+        r"\bas\s+an?\s+(?:AI|artificial\s+intelligence|AI\s+(?:language\s+)?model|AI\s+assistant)\b", re.IGNORECASE
+    ),
     re.compile(r"\bas\s+a\s+(?:large\s+)?language\s+model\b", re.IGNORECASE),
     re.compile(
         r"\b(?:here|below)\s+(?:is|are)\s+(?:a|an|the|some|your|\d+|\w+)?\s*(?:\w+\s+)?"
         r"(?:prompts?|questions?|examples?|test\s+cases?|queries)\b",
         re.IGNORECASE,
     ),
-    re.compile(r"^\s*(?:sure|certainly|of\s+course|absolutely|okay|ok|alright|great)\b[,!.]?\s+(?:here|below|I)\b", re.IGNORECASE),
+    re.compile(
+        r"^\s*(?:sure|certainly|of\s+course|absolutely|okay|ok|alright|great)\b[,!.]?\s+(?:here|below|I)\b",
+        re.IGNORECASE,
+    ),
     re.compile(r"^\s*(?:here\s+is|here\s+are|here'?s|below\s+(?:is|are))\b", re.IGNORECASE),
     re.compile(r"^\s*(?:prompt|question|test\s+case|query|example)\s*#?\d*\s*[:：]", re.IGNORECASE),
     re.compile(r"\bthis\s+(?:prompt|question)\s+(?:is\s+designed|aims|tests|is\s+meant)\b", re.IGNORECASE),
-    re.compile(r"\[(?:insert|placeholder|your)[^\]]*\]|\{(?:prompt|question|topic)\}|<\s*/?\s*prompt\s*>", re.IGNORECASE),
-    re.compile(r"作为(?:一个|一名)?(?:AI|人工智能|语言模型|語言模型|AI助手|人工智能助手|大语言模型|大型语言模型)", re.IGNORECASE),
+    re.compile(
+        r"\[(?:insert|placeholder|your)[^\]]*\]|\{(?:prompt|question|topic)\}|<\s*/?\s*prompt\s*>", re.IGNORECASE
+    ),
+    re.compile(
+        r"作为(?:一个|一名)?(?:AI|人工智能|语言模型|語言模型|AI助手|人工智能助手|大语言模型|大型语言模型)",
+        re.IGNORECASE,
+    ),
     re.compile(r"^\s*(?:好的|当然|當然|没问题|沒問題|可以的)[，,!！。]?\s*(?:以下|下面|这里|這裡|这是|這是|我)"),
-    re.compile(r"(?:以下|下面)(?:是|为|為)(?:\d+|[一二三四五六七八九十几幾]+)?(?:个|個|条|條|道)?[^。\n]{0,12}?(?:提示词|提示|问题|問題|示例|例子|测试用例|測試用例)"),
+    re.compile(
+        r"(?:以下|下面)(?:是|为|為)(?:\d+|[一二三四五六七八九十几幾]+)?(?:个|個|条|條|道)?[^。\n]{0,12}?(?:提示词|提示|问题|問題|示例|例子|测试用例|測試用例)"
+    ),
     re.compile(r"^\s*(?:提示词|提示|问题|問題|测试用例|測試用例|示例)\s*\d*\s*[:：]"),
 ]
 
@@ -180,10 +199,14 @@ class Quality(Strategy):
                 if cjk < cfg.zh_min_cjk_share:
                     out.append(f"language: CJK share {cjk:.2f} < zh_min_cjk_share {cfg.zh_min_cjk_share:g} for zh")
                 if kana > cfg.zh_max_kana_share:
-                    out.append(f"language: kana/hangul share {kana:.2f} > zh_max_kana_share {cfg.zh_max_kana_share:g} for zh")
+                    out.append(
+                        f"language: kana/hangul share {kana:.2f} > zh_max_kana_share {cfg.zh_max_kana_share:g} for zh"
+                    )
             else:
                 if asc < cfg.en_min_ascii_share:
-                    out.append(f"language: ASCII-letter share {asc:.2f} < en_min_ascii_share {cfg.en_min_ascii_share:g} for en")
+                    out.append(
+                        f"language: ASCII-letter share {asc:.2f} < en_min_ascii_share {cfg.en_min_ascii_share:g} for en"
+                    )
                 if cjk > cfg.en_max_cjk_share:
                     out.append(f"language: CJK share {cjk:.2f} > en_max_cjk_share {cfg.en_max_cjk_share:g} for en")
         if cfg.check_refusal:

@@ -1,0 +1,58 @@
+"""Every flow's name, its human title and its stage names, in one place.
+
+Why one module: flow names are the folders of ``runs/<flow>/<run_id>/`` in the store, the
+keys of the report's sections and the Prefect flow names; stage names are the Parquet
+folders under a run. Spelled once here, a rename cannot leave a reader behind. This module
+sits beside ``settings``/``errors`` at the bottom of the layer rule, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- flows (runs/<flow>/...) -----------------------------------------------------------
+INGEST: Final = "ingest"
+SEVAL_EVALUATE: Final = "seval_evaluate"
+SEVAL_GENERATE: Final = "seval_generate"
+ADVERSARIAL_TRAIN: Final = "adversarial_train"
+ROBUSTNESS_EVALUATE: Final = "robustness_evaluate"
+DETECTOR_EVALUATE: Final = "detector_evaluate"
+CONTINUOUS_EVAL: Final = "continuous_eval"
+
+FLOW_TITLES: Final[dict[str, str]] = {
+    SEVAL_EVALUATE: "S-Eval safety evaluation",
+    SEVAL_GENERATE: "S-Eval test suite generation",
+    ADVERSARIAL_TRAIN: "Adversarial training",
+    ROBUSTNESS_EVALUATE: "Classifier robustness evaluation",
+    DETECTOR_EVALUATE: "Detector robustness evaluation",
+    INGEST: "Ingested dataset",
+    CONTINUOUS_EVAL: "Continuous evaluation",
+}
+
+# the combined leaderboard page's order; flows added later follow in name order
+BOARD_ORDER: Final = (SEVAL_EVALUATE, DETECTOR_EVALUATE, ROBUSTNESS_EVALUATE, ADVERSARIAL_TRAIN, CONTINUOUS_EVAL)
+
+# -- stages (runs/<flow>/<run_id>/<stage>/ and datasets/<dataset_id>/<stage>/) ----------
+SUMMARY: Final = "summary"
+PROMPTS: Final = "prompts"
+IMAGES: Final = "images"
+CATEGORIES: Final = "categories"
+ANNOTATIONS: Final = "annotations"
+
+SUITE: Final = "suite"
+RESPONSES: Final = "responses"
+JUDGEMENTS: Final = "judgements"
+LEADERBOARD: Final = "leaderboard"
+CANDIDATES: Final = "candidates"
+GENERATION_LOG: Final = "generation_log"
+SELECTION_DROPS: Final = "selection_drops"
+REWRITE_DROPS: Final = "rewrite_drops"
+TRANSLATIONS: Final = "translations"
+REF_RESPONSES: Final = "ref_responses"
+REF_JUDGEMENTS: Final = "ref_judgements"
+
+EPOCHS: Final = "epochs"
+RESULTS: Final = "results"
+
+DETECTIONS: Final = "detections"
+METRICS: Final = "metrics"
