@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -64,3 +65,19 @@ def handle_errors(fn: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def flow_session(settings: Settings, progress: bool = True) -> Iterator[None]:
+    """Everything a command needs around a flow call: the Prefect runtime (ephemeral or the
+    configured server), live progress bars on stderr, and Ray shut down afterwards even on
+    failure (so a crashed run leaves no local Ray processes behind)."""
+    from trustflow.cli.progress_bar import rich_progress
+    from trustflow.infra.prefect_runtime import prefect_runtime
+    from trustflow.infra.ray_runtime import shutdown_ray
+
+    try:
+        with prefect_runtime(settings), rich_progress() if progress else contextlib.nullcontext():
+            yield
+    finally:
+        shutdown_ray()
