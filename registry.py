@@ -33,6 +33,7 @@ sorted), so a spec round-trips.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import pkgutil
@@ -208,10 +209,8 @@ class Registry(Generic[T]):
                 raise ConfigError(f"{self.what} {name!r}: options must be a pydantic model, not {model!r}")
             shared = any(e.obj is obj for e in self._entries.values())  # one object, several names
             for attr, value in (() if shared else (("name", name),)) + (("Options", model),):
-                try:
+                with contextlib.suppress(AttributeError, TypeError):  # a frozen instance: the entry knows
                     setattr(obj, attr, value)
-                except (AttributeError, TypeError):  # e.g. a frozen instance: the entry still knows
-                    pass
             self._entries[name] = Entry(name, obj, model, example)
             return obj
 
@@ -272,10 +271,7 @@ class Registry(Generic[T]):
     def spec(self, name: str, options: BaseModel | Mapping[str, Any] | None = None) -> str:
         """The canonical spec of entry ``name`` with ``options`` (defaults left out)."""
         entry = self.entry(name)
-        if isinstance(options, BaseModel):
-            values = options.model_dump(exclude_defaults=True)
-        else:
-            values = dict(options or {})
+        values = options.model_dump(exclude_defaults=True) if isinstance(options, BaseModel) else dict(options or {})
         return format_spec(entry.name, values)
 
     def create(self, spec: str | Spec, **overrides: Any) -> Any:

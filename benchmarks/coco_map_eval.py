@@ -227,7 +227,7 @@ def main() -> None:
         table.add_column(col, justify="left" if col == "implementation" else "right")
     for name in arms:
         s = stats[name]
-        delta = max(abs(a - b) for a, b in zip(s, reference))
+        delta = max(abs(a - b) for a, b in zip(s, reference, strict=True))
         table.add_row(
             name,
             f"{statistics.median(wall[name]):.3f}",
@@ -256,11 +256,11 @@ def main() -> None:
         f"{cpu_med['pycocotools'] / cpu_med['faster_coco_eval']:.1f}"
     )
     console.print(f"ratio pycocotools / faster_coco_eval (median s): {pyco_ratio:.1f}")
-    identical = all(max(abs(a - b) for a, b in zip(stats[n], reference)) <= TOLERANCE for n in arms)
+    identical = all(max(abs(a - b) for a, b in zip(stats[n], reference, strict=True)) <= TOLERANCE for n in arms)
     console.print(f"all 12 numbers identical across the three arms (to {TOLERANCE:g}): {'yes' if identical else 'NO'}")
     if not identical:
         for n in arms:
-            console.print(f"  {n}: " + ", ".join(f"{k}={v:.4f}" for k, v in zip(STAT_NAMES, stats[n])))
+            console.print(f"  {n}: " + ", ".join(f"{k}={v:.4f}" for k, v in zip(STAT_NAMES, stats[n], strict=True)))
     console.print(load.summary())
 
 

@@ -74,7 +74,7 @@ def main() -> None:
         images_ref = StageRef(INGEST_FLOW, "bench", "images")
         keys = store.read_table(images_ref, columns=["domain", "split", "image_id"])
         cats = store.read_table(StageRef(INGEST_FLOW, "bench", "categories"))
-        categories = dict(zip(cats["category_id"].to_pylist(), cats["name"].to_pylist()))
+        categories = dict(zip(cats["category_id"].to_pylist(), cats["name"].to_pylist(), strict=True))
         n = keys.num_rows
 
         # plain loop
@@ -119,7 +119,7 @@ def main() -> None:
         t0 = time.perf_counter()
         parallel = score_all(gt, both, names, parallel=True)
         parallel_s = time.perf_counter() - t0
-        same = all(abs(a["AP"] - b["AP"]) < 1e-12 for a, b in zip(serial, parallel))
+        same = all(abs(a["AP"] - b["AP"]) < 1e-12 for a, b in zip(serial, parallel, strict=True))
         shutdown_ray()
 
     table_out = Table(

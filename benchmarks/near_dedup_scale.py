@@ -200,7 +200,10 @@ def load_seval(data_dir: Path = DATA_DIR) -> SevalSource:
     specs = find_seval_files(data_dir)
     rows = pd.concat([read_seval_file(s).to_pandas() for s in specs], ignore_index=True)
     base = rows[rows["set"] == "base_risk"]
-    bases = {lang: list(dict.fromkeys(zip(g["prompt"], g["risk_type"]))) for lang, g in base.groupby("lang", sort=True)}
+    bases = {
+        lang: list(dict.fromkeys(zip(g["prompt"], g["risk_type"], strict=True)))
+        for lang, g in base.groupby("lang", sort=True)
+    }
     wrappers: dict[tuple[str, str], list[tuple[str, str]]] = {}
     attack = rows[(rows["set"] == "attack") & rows["attack"].isin(REAL_WRAPPED)]
     for (lang, family), g in attack.groupby(["lang", "attack"], sort=True):
@@ -401,7 +404,7 @@ def build_corpus(src: SevalSource, scale: float = 1.0, seed: int = 0) -> Corpus:
         want = round(n_pairs * len(g) / len(df))
         idx = rng.permutation(g.index.to_numpy())
         origs, slots = idx[:want], idx[want : 2 * want]
-        for o, s in zip(origs.tolist(), slots.tolist()):
+        for o, s in zip(origs.tolist(), slots.tolist(), strict=True):
             for c in copied[1:]:
                 cols[c][s] = cols[c][o]
             cols["prompt"][s], edit = light_edit(cols["prompt"][o], lang, rng)
@@ -511,14 +514,20 @@ def run_strategy(name: str, df: pd.DataFrame, ctx, **options) -> tuple[set[str],
     t0 = time.perf_counter()
     result = strategy(df[COLS], ctx)
     dt = time.perf_counter() - t0
-    return set(result.dropped["prompt_uid"]), dict(zip(result.dropped["prompt_uid"], result.dropped["reason"])), dt
+    return (
+        set(result.dropped["prompt_uid"]),
+        dict(zip(result.dropped["prompt_uid"], result.dropped["reason"], strict=True)),
+        dt,
+    )
 
 
 def score(corpus: Corpus, scope: pd.DataFrame, dropped: set[str]) -> dict[str, object]:
     """Recall of planted pairs inside ``scope`` and the false-drop rate of its unplanted rows."""
     uids = set(scope["prompt_uid"])
     pairs = corpus.pairs[corpus.pairs["copy_uid"].isin(uids) & corpus.pairs["orig_uid"].isin(uids)]
-    caught = np.array([c in dropped or o in dropped for c, o in zip(pairs["copy_uid"], pairs["orig_uid"])], bool)
+    caught = np.array(
+        [c in dropped or o in dropped for c, o in zip(pairs["copy_uid"], pairs["orig_uid"], strict=True)], bool
+    )
     planted = set(corpus.pairs["copy_uid"]) | set(corpus.pairs["orig_uid"])
     distinct = scope[~scope["prompt_uid"].isin(planted)]
     fd = distinct["prompt_uid"].isin(dropped).to_numpy()
@@ -561,7 +570,7 @@ def false_drops_sharing_source(corpus: Corpus, dropped: set[str], reasons: dict[
     between two such questions is partly an artefact of the synthesis, not of the method.
     """
     planted = set(corpus.pairs["copy_uid"]) | set(corpus.pairs["orig_uid"])
-    src = dict(zip(corpus.df["prompt_uid"], corpus.df["src"]))
+    src = dict(zip(corpus.df["prompt_uid"], corpus.df["src"], strict=True))
     false = [u for u in dropped if u not in planted]
     sharing = sum(bool(set(src[u].split(",")) & set(src[reasons[u].split()[2]].split(","))) for u in false)
     return len(false), sharing

@@ -94,7 +94,7 @@ def timed(fn: Callable[[], Any]) -> float:
 def calibrate(seconds: float) -> int:
     """Iterations of ``busy_loop`` that take about ``seconds`` on one core (median of 3)."""
     n = 200_000
-    while timed(lambda: busy_loop(n)) < 0.1:
+    while timed(lambda n=n: busy_loop(n)) < 0.1:
         n *= 2
     rate = statistics.median(n / timed(lambda: busy_loop(n)) for _ in range(3))
     return max(1, int(rate * seconds))

@@ -319,7 +319,7 @@ def report(all_results: dict[str, dict[str, Samples]], rows: int, n_parts: int, 
             )
         raw, tf = res["raw"], res["trustflow"]
         wr = med(raw.write_s) / med(tf.write_s)
-        pr = med(raw.write_s) / med([w - c for w, c in zip(tf.write_s, tf.commit_s)])
+        pr = med(raw.write_s) / med([w - c for w, c in zip(tf.write_s, tf.commit_s, strict=True)])
         rr = med(raw.read_s) / med(tf.read_s)
         ok = wr >= GOAL_RATIO and rr >= GOAL_RATIO
         ratios.add_row(target, f"{wr:.2f}", f"{pr:.2f}", f"{rr:.2f}", "meets goal" if ok else "BELOW goal")

@@ -8,7 +8,8 @@ linear 32·8·8→64, linear 64→10; about 1.9 M multiply-adds per image) on th
 batches; then ``--rounds`` rounds time one full epoch of every method, each epoch from a
 fresh copy of the same initial model (on random labels a model trained for several epochs
 drifts to a constant output, and in a trial run its epochs then got faster), the order of
-the methods rotating between rounds; each figure is the median over rounds. Next to wall time, the table shows the CPU time of this process over the epoch
+the methods rotating between rounds; each figure is the median over rounds. Next to wall time,
+the table shows the CPU time of this process over the epoch
 (all its threads): on a shared machine, time slices lost to other processes inflate wall
 time more than CPU time. The steadiest figure under bursty load is the last one: every
 batch is timed (from handing it out to asking for the next), and "p25 × batches" is the
@@ -126,7 +127,7 @@ def main() -> None:
         return model, method, state, opt
 
     arms = {label: (name, options) for label, name, options in ARMS}
-    for label, (name, options) in arms.items():  # warm-up, untimed
+    for name, options in arms.values():  # warm-up, untimed
         model, method, state, opt = fresh(name, options)
         train_one_epoch(model, method, loader, opt, None, state, "cpu", max_steps=2)
 
