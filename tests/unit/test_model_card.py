@@ -9,7 +9,7 @@ import pytest
 from trustflow.data.model_card import parse_model_card
 from trustflow.data.store import ArtifactStore
 from trustflow.errors import InputError
-from trustflow.flows.continuous import card_for_object, relative_key
+from trustflow.tasks.continuous.stages import card_for_object, relative_key
 
 
 def test_llm_card_gets_default_seval_request() -> None:
