@@ -26,6 +26,7 @@ from trustflow.errors import ConfigError
 from trustflow.infra.event_relay.events import Batch, ObjectEvent, utc_from_ns
 from trustflow.infra.event_relay.sources import SOURCES, ObjectSource, SourceOptions, drain
 from trustflow.infra.event_relay.state import Known, RelayState
+from trustflow.settings import Settings
 
 TEMP_PREFIX = ".tmp-"
 
@@ -72,19 +73,25 @@ def walk_sorted(root: Path, rel: str = "") -> Iterator[tuple[str, os.stat_result
                 continue
 
 
+class LocalDirOptions(SourceOptions):
+    """``root``: the directory to follow (default: the ``file://`` store's root)."""
+
+    root: Path | None = None
+
+
 @SOURCES.register("local")
 class LocalDirSource(ObjectSource):
     """Announces files under ``root/prefix``; resource ids are ``file://<root>/<key>``."""
 
-    name = "local"
+    Options = LocalDirOptions
     ordered = False
 
-    def __init__(self, options: SourceOptions) -> None:
+    def __init__(self, options: LocalDirOptions, settings: Settings) -> None:
         root = options.root
         if root is None:
             from trustflow.data.store.location import parse_store_url
 
-            location = parse_store_url(options.settings.effective_store_url)
+            location = parse_store_url(settings.effective_store_url)
             if location.scheme != "file":
                 raise ConfigError("--source local needs --root or a file:// store_url")
             root = Path(location.root)

@@ -38,12 +38,14 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any
 
 from trustflow.errors import ConfigError, ServiceError
 from trustflow.infra.event_relay.events import Batch, ObjectEvent, utc_from_ns
 from trustflow.infra.event_relay.sources import SOURCES, ObjectSource, SourceOptions, drain
 from trustflow.infra.event_relay.state import RelayState, stream_file_stem
+from trustflow.settings import Settings
 
 logger = logging.getLogger("trustflow.event_relay")
 
@@ -137,15 +139,22 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
+class SeaweedFSOptions(SourceOptions):
+    """``filer``: the filer's HOST:PORT (default: the local SeaweedFS's); ``log_dir``: where
+    the ``weed filer.meta.tail`` log goes (default: beside the relay state)."""
+
+    filer: str | None = None
+    log_dir: Path | None = None
+
+
 @SOURCES.register("seaweedfs")
 class SeaweedFSSource(ObjectSource):
     """Follows ``/buckets/<bucket>/<prefix>`` in the filer's metadata log."""
 
-    name = "seaweedfs"
+    Options = SeaweedFSOptions
     ordered = True
 
-    def __init__(self, options: SourceOptions, weed: str | None = None) -> None:
-        settings = options.settings
+    def __init__(self, options: SeaweedFSOptions, settings: Settings, weed: str | None = None) -> None:
         self._bucket = options.bucket or settings.seaweedfs.bucket
         self.prefix = options.prefix
         self.filer = options.filer or f"127.0.0.1:{settings.seaweedfs.filer_port}"
