@@ -81,14 +81,14 @@ def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, options: Co
     write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
     domains = sorted({s.domain for s in splits})
     attrs = {"domains": domains, "splits": sorted({s.split for s in splits}), "on_invalid": on_invalid, "drops": drops}
-    out = {"images": store.writer(images_ref, COCO_IMAGES, IMAGE_KEYS).commit(attrs)}
+    out = {names.IMAGES: store.writer(images_ref, COCO_IMAGES, IMAGE_KEYS).commit(attrs)}
     annotations = pa.concat_tables([s.annotations for s in splits if s.annotations is not None])
-    out["annotations"] = store.write_stage(
+    out[names.ANNOTATIONS] = store.write_stage(
         stage_ref(dataset_id, names.ANNOTATIONS), COCO_ANNOTATIONS, annotations, ANNOTATION_KEYS, attrs
     )
     categories = splits[0].categories
     assert categories is not None
-    out["categories"] = store.write_stage(
+    out[names.CATEGORIES] = store.write_stage(
         stage_ref(dataset_id, names.CATEGORIES), COCO_CATEGORIES, categories, ["category_id"], attrs
     )
     return out

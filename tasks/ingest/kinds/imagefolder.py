@@ -48,4 +48,4 @@ def ingest_imagefolder(store: ArtifactStore, dataset_id: str, source: Path, opti
     manifest = store.writer(ref, IMAGEFOLDER_IMAGES, IMAGE_KEYS).commit(
         {"classes": classes, "splits": sorted({i.split for i in images})}
     )
-    return {"images": manifest}
+    return {names.IMAGES: manifest}

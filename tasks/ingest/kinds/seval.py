@@ -33,4 +33,4 @@ def ingest_seval(store: ArtifactStore, dataset_id: str, source: Path, options: N
     manifest = store.writer(ref, SEVAL_PROMPTS, PROMPT_KEYS).commit(
         {"files": [f.path.name for f in files], "langs": sorted({f.lang for f in files})}
     )
-    return {"prompts": manifest}
+    return {names.PROMPTS: manifest}
