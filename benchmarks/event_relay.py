@@ -193,7 +193,7 @@ def memory_phase(svc: Services, n: int) -> list[dict[str, float]]:
             t_written = time.perf_counter()
             written = step
             t_seen = wait_until(
-                lambda: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= step,
+                lambda step=step: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= step,
                 300,
                 f"{step} events stored",
             )

@@ -53,9 +53,7 @@ def relay(
     filer: str | None = typer.Option(
         None, "--filer", help="seaweedfs: filer HOST:PORT (default 127.0.0.1:<seaweedfs.filer_port>)."
     ),
-    root: Path | None = typer.Option(
-        None, "--root", help="local: the directory (default: the file:// store's root)."
-    ),
+    root: Path | None = typer.Option(None, "--root", help="local: the directory (default: the file:// store's root)."),
     state_dir: Path | None = typer.Option(
         None,
         "--state-dir",

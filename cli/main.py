@@ -100,8 +100,8 @@ def demo(
 ) -> None:
     """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
     settings = bootstrap()
-    from trustflow.cli.seval import print_leaderboard
     from trustflow.cli.demo import run_demo
+    from trustflow.cli.seval import print_leaderboard
 
     result = run_demo(
         settings,

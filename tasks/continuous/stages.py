@@ -37,10 +37,7 @@ def relative_key(store: ArtifactStore, key: str) -> str:
     """An event's object key (bucket key, or path under a local store) relative to the store root."""
     key = key.lstrip("/")
     root = store.location.root.strip("/")
-    if store.location.scheme == "s3":
-        prefix = root.split("/", 1)[1] if "/" in root else ""
-    else:
-        prefix = root
+    prefix = root.partition("/")[2] if store.location.scheme == "s3" else root  # s3: "bucket/prefix"
     if prefix and key.startswith(prefix + "/"):
         return key[len(prefix) + 1 :]
     return key
@@ -128,9 +125,7 @@ def robustness_rows(base: dict[str, Any], result: dict[str, Any]) -> list[dict[s
     return rows
 
 
-def record_card_results(
-    store: ArtifactStore, card: ModelCard, rel: str, rows: list[dict[str, Any]]
-) -> dict[str, Any]:
+def record_card_results(store: ArtifactStore, card: ModelCard, rel: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Append ``rows`` to the model leaderboard, publish it and a summary of the card, and
     return what the flow returns."""
     store.write_stage(

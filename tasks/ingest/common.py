@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from trustflow import names
 from trustflow.data.schemas import DATASET_SUMMARY
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
-from trustflow import names
 from trustflow.registry import Entry, Options, Registry
 
 

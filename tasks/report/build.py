@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 import trustflow
-from trustflow.names import BOARD_ORDER, FLOW_TITLES
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.errors import StageNotFound, StoreError
+from trustflow.names import BOARD_ORDER, FLOW_TITLES
 from trustflow.tasks.report.html import Section, fmt_time, note, page, public_url
 from trustflow.tasks.report.sections import BOARD_SECTIONS, RunView, run_sections, stages_section
 

@@ -77,7 +77,7 @@ def test_imagefolder_ingest(local_settings: Settings, tmp_path: Path) -> None:
     info = run_ingest(local_settings, tmp_path / "folder", "imagefolder")
     assert info["tables"] == {"images": 18}
     table = ArtifactStore(settings=local_settings).read_table(StageRef("ingest", info["dataset_id"], "images"))
-    assert sorted(set(zip(table["label"].to_pylist(), table["label_id"].to_pylist()))) == [
+    assert sorted(set(zip(table["label"].to_pylist(), table["label_id"].to_pylist(), strict=True))) == [
         ("bird", 0),
         ("cat", 1),
         ("dog", 2),

@@ -46,6 +46,10 @@ class ObjectSource(ABC):
     #: whether ``ObjectEvent.seq`` orders changes of a key (else it is only a fingerprint)
     ordered: ClassVar[bool] = True
 
+    @abstractmethod
+    def __init__(self, options: SourceOptions, settings: Settings) -> None:
+        """Built by ``make_source`` from the source's validated ``Options`` and the settings."""
+
     @property
     @abstractmethod
     def stream(self) -> str:
@@ -70,6 +74,7 @@ class ObjectSource(ABC):
 
     def ack(self, acks: list[Any]) -> None:
         """Confirm handles of a batch that was emitted and recorded (default: nothing to do)."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...
@@ -82,6 +87,7 @@ def make_source(name: str, settings: Settings, **options: Any) -> ObjectSource:
     """The source ``name`` built from ``options`` (``None`` values mean "not given") and the
     settings; an option the source does not take is a ``ConfigError`` naming it."""
     entry, validated = SOURCES.resolve(name, **{k: v for k, v in options.items() if v is not None})
+    assert isinstance(validated, SourceOptions)  # every source's Options extends SourceOptions
     return entry.obj(validated, settings)
 
 

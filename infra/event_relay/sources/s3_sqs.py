@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from trustflow.errors import ConfigError, InputError
@@ -73,6 +73,7 @@ def _parse_record(record: Any, where: str) -> ObjectEvent | None:
     if record.get("eventSource", "aws:s3") != "aws:s3":
         return None
     name = str(record.get("eventName", ""))
+    kind: Literal["created", "deleted"]
     if name.startswith("ObjectCreated:"):
         kind = "created"
     elif name.startswith("ObjectRemoved:"):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -133,10 +134,8 @@ def parse_record(record: dict[str, Any], bucket: str) -> tuple[int, list[ObjectE
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: the tail process gets SIGTERM when the relay dies, even by SIGKILL."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class SeaweedFSOptions(SourceOptions):
@@ -211,20 +210,18 @@ class SeaweedFSSource(ObjectSource):
 
     def _spawn(self) -> None:
         since = max(self._last_ns - RESUME_MARGIN_NS, 0) if self._last_ns else 0
-        log = open(self._log_path, "wb")
-        try:
-            self._proc = subprocess.Popen(
-                self.argv(since),
-                stdout=subprocess.PIPE,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-                bufsize=1 << 16,
-            )
-        except OSError as exc:
-            raise ServiceError(f"cannot start weed filer.meta.tail: {exc}") from None
-        finally:
-            log.close()
+        with open(self._log_path, "wb") as log:  # the child keeps its own copy of the fd
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv(since),
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent,
+                    bufsize=1 << 16,
+                )
+            except OSError as exc:
+                raise ServiceError(f"cannot start weed filer.meta.tail: {exc}") from None
         self._eof = False
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), name="meta-tail", daemon=True)
         self._reader.start()

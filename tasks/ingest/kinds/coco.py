@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from trustflow import names
 from trustflow.data.loaders.coco import CocoImage, OnInvalid, load_coco
 from trustflow.data.loaders.images import read_image
-from trustflow import names
 from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES, COCO_IMAGES
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.errors import InputError

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from trustflow import names
 from trustflow.data.loaders.imagefolder import FolderImage, scan_imagefolder
 from trustflow.data.loaders.images import read_image
-from trustflow import names
 from trustflow.data.schemas import IMAGEFOLDER_IMAGES
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.registry import NoOptions

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from trustflow.data.loaders.seval import SevalFile, check_archive, find_seval_files, read_seval_file
 from trustflow import names
+from trustflow.data.loaders.seval import SevalFile, check_archive, find_seval_files, read_seval_file
 from trustflow.data.schemas import SEVAL_PROMPTS
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.registry import NoOptions
