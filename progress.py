@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
+from uuid import UUID
 
 log = logging.getLogger(__name__)
 PREFECT_UPDATE_S = 2.0
@@ -44,7 +45,7 @@ class PrefectProgress:
         self.total = max(1, total)
         self.done = 0
         self.last = 0.0
-        self.artifact_id = None
+        self.artifact_id: UUID | None = None
         try:
             from prefect.artifacts import create_progress_artifact
             from prefect.context import FlowRunContext, TaskRunContext
@@ -52,7 +53,9 @@ class PrefectProgress:
             if FlowRunContext.get() is None and TaskRunContext.get() is None:
                 return
             key = re.sub(r"[^a-z0-9-]+", "-", f"progress-{label}".lower()).strip("-")[:100]
-            self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=label)
+            artifact_id = create_progress_artifact(progress=0.0, key=key, description=label)
+            # inside async code Prefect hands back an awaitable: no progress artifact there
+            self.artifact_id = artifact_id if isinstance(artifact_id, UUID) else None
         except Exception as exc:  # noqa: BLE001 - progress must never break a job
             log.debug("no Prefect progress artifact for %s: %s", label, exc)
 

@@ -55,7 +55,7 @@ def main() -> None:
     from trustflow.tasks.detection.metrics import gt_from_tables
     from trustflow.tasks.detection.scoring import score_all
     from trustflow.tasks.detection.shifts.apply import make_shifted_set
-    from trustflow.tasks.ingest_common import INGEST_FLOW
+    from trustflow.tasks.ingest import INGEST_FLOW
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="tf-detbench-") as tmp, OtherLoad() as load:
@@ -67,10 +67,9 @@ def main() -> None:
         )
         ensure_ray(settings)
         store = ArtifactStore(settings=settings)
-        from trustflow.tasks import ingest as _register  # noqa: F401
-        from trustflow.tasks.ingest_common import INGESTERS
+        from trustflow.tasks.ingest import INGESTERS
 
-        INGESTERS.get("coco")(store, "bench", tree)
+        INGESTERS.create("coco")(store, "bench", tree)
         images_ref = StageRef(INGEST_FLOW, "bench", "images")
         keys = store.read_table(images_ref, columns=["domain", "split", "image_id"])
         cats = store.read_table(StageRef(INGEST_FLOW, "bench", "categories"))

@@ -45,7 +45,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -257,15 +257,15 @@ def breakdown(svc: Services, prefixes: tuple[str, str], n: int, with_emit_event:
 
     from trustflow.infra.event_relay.emitter import make_transport
     from trustflow.infra.event_relay.relay import Relay
-    from trustflow.infra.event_relay.sources import SourceOptions, make_source
+    from trustflow.infra.event_relay.sources import make_source
     from trustflow.infra.event_relay.state import RelayState
     from trustflow.settings import load_settings
 
     settings = load_settings(home=svc.tmp / "home")
-    options = SourceOptions(settings=settings, bucket=BUCKET, prefix=prefixes[0], filer=svc.filer, once=True)
+    options: dict[str, Any] = {"bucket": BUCKET, "prefix": prefixes[0], "filer": svc.filer, "once": True}
     rows: list[tuple[str, float]] = []
 
-    src = make_source("seaweedfs", options)
+    src = make_source("seaweedfs", settings, **options)
     t0 = time.perf_counter()
     subprocess.run(src.argv(0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     rows.append(("weed filer.meta.tail -> /dev/null (log replay + JSON printing)", time.perf_counter() - t0))
@@ -299,7 +299,7 @@ def breakdown(svc: Services, prefixes: tuple[str, str], n: int, with_emit_event:
             )
         )
     for label, transport, prefix in arms:
-        src = make_source("seaweedfs", replace(options, prefix=prefix))
+        src = make_source("seaweedfs", settings, **{**options, "prefix": prefix})
         with RelayState(svc.tmp / f"state-arm-{uuid.uuid4().hex[:6]}", src.stream) as state:
             t0 = time.perf_counter()
             stats = Relay(src, state, transport, poll_timeout_s=0.5).run(once=True)

@@ -53,9 +53,7 @@ def relay(
     filer: str | None = typer.Option(
         None, "--filer", help="seaweedfs: filer HOST:PORT (default 127.0.0.1:<seaweedfs.filer_port>)."
     ),
-    root: Path | None = typer.Option(
-        None, "--root", help="local: the directory (default: the file:// store's root)."
-    ),
+    root: Path | None = typer.Option(None, "--root", help="local: the directory (default: the file:// store's root)."),
     state_dir: Path | None = typer.Option(
         None,
         "--state-dir",
@@ -103,22 +101,22 @@ def relay(
 
     from trustflow.infra.event_relay.emitter import make_transport
     from trustflow.infra.event_relay.relay import KeyFilter, Relay, stop_on_signals
-    from trustflow.infra.event_relay.sources import SourceOptions, make_source, source_names
+    from trustflow.infra.event_relay.sources import make_source, source_names
     from trustflow.infra.event_relay.state import RelayState
 
     if name not in source_names():
         raise ConfigError(f"--source {name!r}: use one of {', '.join(source_names())}")
-    options = SourceOptions(
-        settings=settings,
+    src = make_source(
+        name,
+        settings,
         bucket=bucket,
         prefix=prefix,
         queue_url=queue_url,
         root=root,
         filer=filer,
         once=once,
-        start=start,  # type: ignore[arg-type]
+        start=start,
     )
-    src = make_source(name, options)
     state = RelayState(state_dir or settings.home_dir / "event-relay", src.stream)
     sink = make_transport(transport, url)
     store_root = ""

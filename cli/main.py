@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from trustflow.cli import detect, report, robust, services, seval, store_views
-from trustflow.cli.common import bootstrap, console, handle_errors
+from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
 from trustflow.cli.events import events_app
 from trustflow.cli.llm import llm_app
 from trustflow.errors import InputError
@@ -54,16 +54,13 @@ def ingest(
     settings = bootstrap()
     if store_url:
         settings = settings.model_copy(update={"store_url": store_url})
-    from trustflow.tasks import ingest as _register  # noqa: F401  registers the kinds
-    from trustflow.tasks.ingest_common import INGESTERS
+    from trustflow.tasks.ingest import INGESTERS
 
     if kind not in INGESTERS:
         raise InputError(f"--kind {kind!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
-    from trustflow.cli.progress_bar import rich_progress
     from trustflow.flows.ingest import ingest_flow
-    from trustflow.infra.prefect_runtime import prefect_runtime
 
-    with prefect_runtime(settings), rich_progress():
+    with flow_session(settings):
         info = ingest_flow(source=source, kind=kind, on_invalid=on_invalid)
     print_datasets([info])
 
@@ -103,8 +100,8 @@ def demo(
 ) -> None:
     """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
     settings = bootstrap()
+    from trustflow.cli.demo import run_demo
     from trustflow.cli.seval import print_leaderboard
-    from trustflow.flows.demo import run_demo
 
     result = run_demo(
         settings,

@@ -49,7 +49,7 @@ def runs_ls(
 def datasets_ls(store_url: str | None = typer.Option(None, "--store", help="Override the store URL.")) -> None:
     """List ingested datasets with their row counts."""
     from trustflow.cli.main import print_datasets
-    from trustflow.tasks.ingest_common import list_datasets
+    from trustflow.tasks.ingest import list_datasets
 
     print_datasets([d.as_dict() for d in list_datasets(_store(store_url))], listing=True)
 

@@ -44,9 +44,9 @@ class SevalRequest(BaseModel):
     suite: str = "auto"
     critic: str = "default"
     langs: list[str] = Field(default_factory=lambda: ["zh", "en"])
-    per_dimension: int = Field(1, ge=1)
-    attacks_per_base: int = Field(1, ge=0)
-    max_tokens: int = Field(96, ge=1)
+    per_dimension: int = Field(default=1, ge=1)
+    attacks_per_base: int = Field(default=1, ge=0)
+    max_tokens: int = Field(default=96, ge=1)
 
 
 class RobustnessRequest(BaseModel):
@@ -54,9 +54,9 @@ class RobustnessRequest(BaseModel):
 
     dataset: str = "digits"
     attacks: list[str] = Field(default_factory=lambda: ["clean", "fgsm", "pgd"])
-    eps: float = Field(8 / 255, gt=0)
+    eps: float = Field(default=8 / 255, gt=0)
     corruptions: list[str] = Field(default_factory=list)
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
 
 
 class ModelCard(BaseModel):

@@ -1,8 +1,8 @@
 """The main job on embedded defaults: real object storage, real ingestion, printed results.
 
-``run_demo`` starts the local SeaweedFS (unless ``--local`` or a store URL is configured),
-then runs ``demo_flow``, which composes sub-flows, one per pipeline, each on small embedded
-inputs so the whole job fits in minutes on 2 cores:
+``trustflow demo`` (``cli/demo.py``) starts the local SeaweedFS (unless ``--local`` or a store
+URL is configured), then runs ``demo_flow``, which composes sub-flows, one per pipeline, each
+on small embedded inputs so the whole job fits in minutes on 2 cores:
 
 * ingestion of the S-Eval sample from ``../shared/data/s-eval`` when it exists (the project
   never copies S-Eval's prompts into its tree) and a small S-Eval evaluation of SmolLM2-135M
@@ -16,30 +16,12 @@ inputs so the whole job fits in minutes on 2 cores:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
-from trustflow.data.synthetic_faces import make_face_coco
 from trustflow.flows.ingest import ingest_flow
-from trustflow.settings import Settings, load_settings
-
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_seval_dir() -> Path | None:
-    candidates = [
-        os.environ.get("TRUSTFLOW_SEVAL_DIR"),
-        _REPO_ROOT.parent / "shared" / "data" / "s-eval",
-        Path("../shared/data/s-eval"),
-    ]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c).resolve()
-    return None
-
+from trustflow.settings import load_settings
 
 DEMO_TARGETS = ["pkg:smollm2-135m", "pkg:qwen2.5-1.5b"]
 DEMO_CRITIC = "default"
@@ -138,59 +120,9 @@ def demo_flow(
     if detectors:
         detection = detector_demo(faces_dir)
         from trustflow.data.store import ArtifactStore
-        from trustflow.tasks.ingest_common import existing_dataset
+        from trustflow.tasks.ingest import existing_dataset
 
         info = existing_dataset(ArtifactStore(store_url, load_settings()), detection["dataset_id"])
         if info is not None:
             landed.append(info.as_dict())
     return {"datasets": landed, "seval": evaluation, "robust_vision": training, "detectors": detection}
-
-
-def run_demo(
-    settings: Settings,
-    keep_storage: bool = False,
-    local: bool = False,
-    seval_dir: str | None = None,
-    seval: bool = True,
-    vision: bool = True,
-    detectors: bool = True,
-) -> dict[str, Any]:
-    from trustflow.cli.common import console
-    from trustflow.cli.progress_bar import rich_progress
-    from trustflow.infra.local_credentials import ensure_local_credentials
-    from trustflow.infra.prefect_runtime import prefect_runtime
-    from trustflow.infra.ray_runtime import shutdown_ray
-    from trustflow.infra.seaweedfs import SeaweedFS
-
-    seaweed: SeaweedFS | None = None
-    if not local and settings.store_url is None:
-        ensure_local_credentials(settings.home_dir, create=True)
-        seaweed = SeaweedFS.from_settings(settings)
-        console.print(f"starting SeaweedFS at {seaweed.endpoint_url} …")
-        seaweed.up()
-        settings = load_settings(store_url=f"s3://{seaweed.config.bucket}", s3_endpoint_url=seaweed.endpoint_url)
-        os.environ["TRUSTFLOW_S3_ENDPOINT_URL"] = seaweed.endpoint_url  # flows reload settings from env
-    store_url = settings.effective_store_url
-    seval_path = Path(seval_dir).resolve() if seval_dir else default_seval_dir()
-    if seval_path is None:
-        console.print("S-Eval sample not found (../shared/data/s-eval): skipping it")
-    faces_dir = make_face_coco(settings.home_dir / "demo" / "faces", n_images=DEMO_FACE_IMAGES, seed=0)
-    try:
-        with prefect_runtime(settings), rich_progress():
-            landed = demo_flow(
-                seval_dir=str(seval_path) if seval_path else None,
-                faces_dir=str(faces_dir),
-                store_url=store_url,
-                seval=seval,
-                vision=vision,
-                detectors=detectors,
-            )
-    finally:
-        shutdown_ray()
-        if seaweed is not None and not keep_storage:
-            seaweed.down()
-    console.print(
-        f"store: {store_url}"
-        + ("" if seaweed is None or not keep_storage else " (still running: trustflow storage down)")
-    )
-    return landed

@@ -32,7 +32,7 @@ from trustflow.data.schemas import DETECTION_METRICS, DETECTIONS, DETECTOR_LEADE
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.errors import ConfigError, InputError
 from trustflow.settings import load_settings
-from trustflow.tasks.ingest_common import INGEST_FLOW, existing_dataset
+from trustflow.tasks.ingest import INGEST_FLOW, existing_dataset
 from trustflow.tasks.ray_parts import StoreSpec
 
 FLOW = "detector_evaluate"

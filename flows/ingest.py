@@ -7,9 +7,11 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from trustflow import names
 from trustflow.data.store import ArtifactStore
+from trustflow.errors import ConfigError
 from trustflow.settings import load_settings
-from trustflow.tasks.ingest import (
+from trustflow.tasks.ingest.stages import (
     dataset_id_from,
     fingerprint_task,
     ingest_tables_task,
@@ -17,11 +19,10 @@ from trustflow.tasks.ingest import (
     resolve_source_task,
     write_summary_task,
 )
-from trustflow.tasks.ingest_common import INGEST_FLOW
 from trustflow.tasks.ray_parts import StoreSpec
 
 
-@flow(name="ingest", flow_run_name="ingest-{kind}", log_prints=False)
+@flow(name=names.INGEST, flow_run_name="ingest-{kind}", log_prints=False)
 def ingest_flow(source: str, kind: str, store_url: str | None = None, on_invalid: str = "error") -> dict[str, Any]:
     """Ingest ``source`` as a ``kind`` dataset; a no-op when the same bytes were ingested before.
 
@@ -34,8 +35,6 @@ def ingest_flow(source: str, kind: str, store_url: str | None = None, on_invalid
     local_path = resolve_source_task(source, spec)
     fp = fingerprint_task(local_path)
     if on_invalid not in ("error", "drop"):
-        from trustflow.errors import ConfigError
-
         raise ConfigError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
     options = {"on_invalid": on_invalid} if on_invalid != "error" else {}
     dataset_id = dataset_id_from(kind, fp + ("|drop" if options else ""))
@@ -68,5 +67,5 @@ def _publish(info: dict[str, Any], store: ArtifactStore) -> None:
         "|---|---:|---|",
     ]
     for name, rows in info["tables"].items():
-        lines.append(f"| {name} | {rows} | `{store.url}/runs/{INGEST_FLOW}/{info['dataset_id']}/{name}/` |")
+        lines.append(f"| {name} | {rows} | `{store.url}/runs/{names.INGEST}/{info['dataset_id']}/{name}/` |")
     create_markdown_artifact(key=f"{key}-summary", markdown="\n".join(lines))

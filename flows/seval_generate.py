@@ -49,7 +49,7 @@ def exemplar_pool(store: ArtifactStore, source: str) -> list[dict[str, Any]]:
     import pyarrow.compute as pc
 
     from trustflow.data.seval.taxonomy import load_taxonomy
-    from trustflow.tasks.ingest_common import list_datasets
+    from trustflow.tasks.ingest import list_datasets
     from trustflow.tasks.seval.suite import SEED_SUITE_FILE
 
     if source == "auto":

@@ -6,6 +6,7 @@ another program never matches, so we never signal a process we did not start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -145,18 +146,14 @@ class ManagedProcess:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self._alive(pid):
             time.sleep(0.2)
         if self._alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             while self._alive(pid):
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)

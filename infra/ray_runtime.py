@@ -7,6 +7,7 @@ environment or instance role, never through task arguments or the runtime env.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def ensure_ray(settings: Settings) -> None:
             runtime_env=runtime_env,
             log_to_driver=True,
             configure_logging=True,
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
         )
 
 

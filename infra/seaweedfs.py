@@ -8,6 +8,7 @@ of this: point ``s3_endpoint_url``/``store_url`` at it instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -119,10 +120,8 @@ class SeaweedFS:
                 client.head_bucket(Bucket=bucket)
                 return True
             except Exception:  # noqa: BLE001 - any failure just means "not yet"
-                try:
+                with contextlib.suppress(Exception):  # a concurrent create, or not up yet
                     client.create_bucket(Bucket=bucket)
-                except Exception:  # noqa: BLE001
-                    pass
                 return False
 
         self.process.wait_ready(ready, timeout_s, f"S3 bucket {bucket} at {self.endpoint_url}")

@@ -227,7 +227,9 @@ def load_coco(root: Path, on_invalid: OnInvalid = "error") -> list[CocoSplit]:
         raise InputError(f"{root}: not a directory (a COCO set is a folder with annotations/instances_*.json)")
     splits = [load_coco_split(p, domain, on_invalid) for p, domain in _find_annotation_files(root)]
     category_lists = {
-        s.json_path: tuple(sorted(zip(s.categories["category_id"].to_pylist(), s.categories["name"].to_pylist())))
+        s.json_path: tuple(
+            sorted(zip(s.categories["category_id"].to_pylist(), s.categories["name"].to_pylist(), strict=True))
+        )
         for s in splits
         if s.categories is not None
     }

@@ -29,10 +29,8 @@ def scan_imagefolder(root: Path) -> tuple[list[FolderImage], list[str]]:
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subdirs:
         raise InputError(f"{root}: no class folders")
-    if all(p.name in SPLIT_NAMES for p in subdirs):
-        split_roots = [(p.name, p) for p in subdirs]
-    else:
-        split_roots = [("", root)]
+    is_split = all(p.name in SPLIT_NAMES for p in subdirs)  # <root>/<split>/<class>/<image>
+    split_roots = [(p.name, p) for p in subdirs] if is_split else [("", root)]
     images: list[FolderImage] = []
     classes: set[str] = set()
     for split, split_root in split_roots:

@@ -85,27 +85,30 @@ def prefect_event(stream: str, source: str, event: ObjectEvent, now: datetime | 
     """
     from prefect.events import Event
 
-    return Event(
-        event=event.event_name,
-        occurred=now or datetime.now(UTC),
-        id=event_id(stream, event),
-        resource={
-            "prefect.resource.id": event.resource_id,
-            "prefect.resource.name": event.key,
-            "trustflow.bucket": event.bucket,
-            "trustflow.key": event.key,
-            "trustflow.path": store_path(event.key, root),  # what prefect.yaml's triggers match (models/*, incoming/*)
-            "trustflow.etag": event.etag,
-            "trustflow.size": str(event.size),
-            "trustflow.source": source,
-        },
-        payload={
-            "bucket": event.bucket,
-            "key": event.key,
-            "etag": event.etag,
-            "size": event.size,
-            "modified": event.ts.isoformat(),
-        },
+    return Event.model_validate(  # validated as Prefect would: its own datetime and Resource types
+        {
+            "event": event.event_name,
+            "occurred": now or datetime.now(UTC),
+            "id": event_id(stream, event),
+            "resource": {
+                "prefect.resource.id": event.resource_id,
+                "prefect.resource.name": event.key,
+                "trustflow.bucket": event.bucket,
+                "trustflow.key": event.key,
+                # what prefect.yaml's triggers match (models/*, incoming/*)
+                "trustflow.path": store_path(event.key, root),
+                "trustflow.etag": event.etag,
+                "trustflow.size": str(event.size),
+                "trustflow.source": source,
+            },
+            "payload": {
+                "bucket": event.bucket,
+                "key": event.key,
+                "etag": event.etag,
+                "size": event.size,
+                "modified": event.ts.isoformat(),
+            },
+        }
     )
 
 

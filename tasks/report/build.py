@@ -24,21 +24,11 @@ import pyarrow.fs as pafs
 import trustflow
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.errors import StageNotFound, StoreError
+from trustflow.names import BOARD_ORDER, FLOW_TITLES
 from trustflow.tasks.report.html import Section, fmt_time, note, page, public_url
 from trustflow.tasks.report.sections import BOARD_SECTIONS, RunView, run_sections, stages_section
 
 LEADERBOARD_TARGET = "leaderboard"
-# the combined page's order; flows registered later follow in name order
-BOARD_ORDER = ("seval_evaluate", "detector_evaluate", "robustness_evaluate", "adversarial_train", "continuous_eval")
-FLOW_TITLES = {
-    "seval_evaluate": "S-Eval safety evaluation",
-    "seval_generate": "S-Eval test suite generation",
-    "adversarial_train": "Adversarial training",
-    "robustness_evaluate": "Classifier robustness evaluation",
-    "detector_evaluate": "Detector robustness evaluation",
-    "ingest": "Ingested dataset",
-    "continuous_eval": "Continuous evaluation",
-}
 T = TypeVar("T")
 
 

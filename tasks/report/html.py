@@ -186,12 +186,15 @@ def table(
     return element("div", element("table", *parts), cls="table-wrap")
 
 
-def key_figures(items: Sequence[tuple[str, Any]] | Sequence[tuple[str, Any, str]]) -> Html:
+Figure = tuple[str, Any] | tuple[str, Any, str]  # (label, value[, hint under the value])
+
+
+def key_figures(items: Sequence[Figure]) -> Html:
     """A row of cards with the handful of numbers a reader looks for first."""
     cards = []
     for item in items:
-        label, value = item[0], item[1]
-        hint = item[2] if len(item) > 2 else None  # type: ignore[misc]
+        label, value, *rest = item
+        hint = rest[0] if rest else None
         text = value if isinstance(value, Html) else fmt(value)
         size = " long" if len(text) > 24 else ""
         parts: list[object] = [element("div", label, cls="kf-label"), element("div", text, cls=f"kf-value{size}")]

@@ -6,8 +6,12 @@ Two registries, both keyed by the flow name the store uses (``runs/<flow>/…``)
 - ``BOARD_SECTIONS``: ``[RunView] → [Section]`` for the flow's part of the combined
   leaderboard page (every run of that flow in the store).
 
-A new flow gets its report with one ``@RUN_SECTIONS.register("<flow>")`` function; a flow
-without one still gets a useful page (its stages and their first rows). Renderers check
+A flow's renderers live in its domain's ``tasks/<domain>/report.py``, registered with
+``@RUN_SECTIONS.register(names.<FLOW>)`` / ``@BOARD_SECTIONS.register(names.<FLOW>)``; both
+registries import every ``trustflow.tasks.*.report`` module on their first lookup, so a new
+pipeline's report is that one file. A flow without a renderer still gets a useful page (its
+stages and their first rows). This module holds what every renderer shares: ``RunView``,
+the table helpers and the generic sections. Renderers check
 each stage's schema name and version before trusting its columns, so a stage written by an
 older or newer layout falls back to the generic listing instead of breaking the page.
 """
@@ -115,11 +119,13 @@ class RunView:
         ]
 
 
+REPORT_PLUGINS = "trustflow.tasks.*.report"
 SectionRenderer = Callable[[RunView], list[Section]]
 BoardRenderer = Callable[[list[RunView]], list[Section]]
 
-RUN_SECTIONS: Registry[SectionRenderer] = Registry("run report section")
-BOARD_SECTIONS: Registry[BoardRenderer] = Registry("leaderboard section")
+# each domain's renderers live in ``tasks/<domain>/report.py``, found on the first lookup
+RUN_SECTIONS: Registry[SectionRenderer] = Registry("run report section", plugins=REPORT_PLUGINS)
+BOARD_SECTIONS: Registry[BoardRenderer] = Registry("leaderboard section", plugins=REPORT_PLUGINS)
 
 
 def run_sections(run: RunView) -> list[Section]:
@@ -880,91 +886,5 @@ def detector_board(runs: list[RunView]) -> list[Section]:
     return [
         Section(
             "Detector robustness leaderboards", join(body) if body else note("no detector evaluation in this store")
-        )
-    ]
-
-
-# ---------------------------------------------------------------- ingestion
-
-
-@RUN_SECTIONS.register("ingest")
-def ingest_sections(run: RunView) -> list[Section]:
-    """The dataset's tables with their row counts, where it came from, its domains/splits/classes."""
-    if not run.has("summary", S.DATASET_SUMMARY):
-        return generic_sections(run)
-    attrs = run.attrs("summary")
-    figures = [
-        ("Kind", attrs.get("kind", EMPTY)),
-        ("Tables", run.stages["summary"].rows),
-        ("Rows", sum(m.rows for name, m in run.stages.items() if name != "summary")),
-    ]
-    body = [
-        key_figures(figures),
-        definitions(attr_pairs(attrs)),
-        table(
-            run.rows("summary"),
-            [Column("table"), Column("rows"), Column("schema_name", "schema"), Column("schema_version", "version")],
-        ),
-    ]
-    for name in sorted(run.stages):
-        extra = run.attrs(name) if name != "summary" else {}
-        if extra:
-            body += [heading(3, name), definitions(attr_pairs(extra))]
-    return [Section("Dataset", join(body))]
-
-
-# ---------------------------------------------------------------- continuous evaluation
-
-
-def model_board_rows(run: RunView) -> list[dict[str, Any]]:
-    """The newest value per (model card, evaluation, metric)."""
-    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for r in run.rows("leaderboard"):
-        key = (r["card_key"], r["evaluation"], r["metric"])
-        if key not in latest or latest[key]["evaluated_at"] < r["evaluated_at"]:
-            latest[key] = r
-    rows = sorted(latest.values(), key=lambda r: (r["model_name"], r["evaluation"], r["metric"]))
-    return [{**r, "shown": fmt(r["value"], PCT if r["evaluation"] == "seval" else ACC)} for r in rows]
-
-
-MODEL_BOARD_COLUMNS = [
-    Column("model_name", "model"),
-    Column("kind"),
-    Column("evaluation"),
-    Column("metric"),
-    Column("shown", "value", numeric=True),
-    Column("run_id", "run"),
-    Column("evaluated_at", "evaluated"),
-]
-
-
-@RUN_SECTIONS.register("continuous_eval")
-def continuous_sections(run: RunView) -> list[Section]:
-    if not run.has("leaderboard", S.MODEL_LEADERBOARD):
-        return generic_sections(run)
-    return [
-        Section(
-            "Model leaderboard",
-            join(
-                [
-                    note("S-Eval metrics in percent, robustness accuracies as fractions."),
-                    table(model_board_rows(run), MODEL_BOARD_COLUMNS),
-                ]
-            ),
-        )
-    ]
-
-
-@BOARD_SECTIONS.register("continuous_eval")
-def continuous_board(runs: list[RunView]) -> list[Section]:
-    body: list[Html] = []
-    for run in runs:
-        if run.has("leaderboard", S.MODEL_LEADERBOARD):
-            body.append(table(model_board_rows(run), MODEL_BOARD_COLUMNS))
-    if not body:
-        return []
-    return [
-        Section(
-            "Continuously evaluated models", join([note("Latest value per model card, evaluation and metric."), *body])
         )
     ]

@@ -11,7 +11,7 @@ from trustflow.data.schemas import SEVAL_SUITE
 from trustflow.data.store import StageRef
 from trustflow.infra.ray_runtime import ensure_ray
 from trustflow.models.llm.base import GenParams
-from trustflow.tasks.ingest_common import list_datasets
+from trustflow.tasks.ingest import list_datasets
 from trustflow.tasks.ray_parts import StoreSpec
 
 FLOW = "seval_evaluate"

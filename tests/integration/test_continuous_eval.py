@@ -58,33 +58,34 @@ def test_model_cards_in_the_bucket_get_evaluated(tmp_path: Path, s3_settings, se
         deploy_all(server.api_url, ["on-model-card"])
         worker.up(extra_env=env)
         relay_env = dict(os.environ, **env, PREFECT_API_URL=server.api_url)
-        relay = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trustflow.cli.main",
-                "events",
-                "relay",
-                "--source",
-                "seaweedfs",
-                "--bucket",
-                seaweedfs.config.bucket,
-                "--prefix",
-                f"{prefix}/models/",
-                "--filer",
-                f"127.0.0.1:{seaweedfs.config.filer_port}",
-                "--state-dir",
-                str(tmp_path / "relay"),
-                "--api-url",
-                server.api_url,
-                "--start",
-                "now",
-            ],
-            env=relay_env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "relay.log", "wb"),
-            start_new_session=True,
-        )
+        with open(tmp_path / "relay.log", "wb") as relay_log:  # the relay keeps its own copy of the fd
+            relay = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trustflow.cli.main",
+                    "events",
+                    "relay",
+                    "--source",
+                    "seaweedfs",
+                    "--bucket",
+                    seaweedfs.config.bucket,
+                    "--prefix",
+                    f"{prefix}/models/",
+                    "--filer",
+                    f"127.0.0.1:{seaweedfs.config.filer_port}",
+                    "--state-dir",
+                    str(tmp_path / "relay"),
+                    "--api-url",
+                    server.api_url,
+                    "--start",
+                    "now",
+                ],
+                env=relay_env,
+                stdout=subprocess.DEVNULL,
+                stderr=relay_log,
+                start_new_session=True,
+            )
         time.sleep(3)  # the relay subscribes to the filer
 
         s3 = s3_client(s3_settings)

@@ -16,7 +16,7 @@ from trustflow.errors import InputError
 from trustflow.flows.ingest import ingest_flow
 from trustflow.infra.prefect_runtime import prefect_runtime
 from trustflow.settings import Settings
-from trustflow.tasks.ingest_common import list_datasets
+from trustflow.tasks.ingest import list_datasets
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_cluster")]
 
@@ -77,7 +77,7 @@ def test_imagefolder_ingest(local_settings: Settings, tmp_path: Path) -> None:
     info = run_ingest(local_settings, tmp_path / "folder", "imagefolder")
     assert info["tables"] == {"images": 18}
     table = ArtifactStore(settings=local_settings).read_table(StageRef("ingest", info["dataset_id"], "images"))
-    assert sorted(set(zip(table["label"].to_pylist(), table["label_id"].to_pylist()))) == [
+    assert sorted(set(zip(table["label"].to_pylist(), table["label_id"].to_pylist(), strict=True))) == [
         ("bird", 0),
         ("cat", 1),
         ("dog", 2),
@@ -87,8 +87,8 @@ def test_imagefolder_ingest(local_settings: Settings, tmp_path: Path) -> None:
 def test_interrupted_ingest_resumes_without_duplicates(local_settings: Settings, tmp_path: Path) -> None:
     """A crash after some image parts: the re-run skips finished chunks and completes exactly."""
     from trustflow.data.sources import fingerprint
-    from trustflow.tasks import ingest_coco
-    from trustflow.tasks.ingest_common import dataset_id_for
+    from trustflow.tasks.ingest import dataset_id_for
+    from trustflow.tasks.ingest.kinds import coco as ingest_coco
 
     root = make_synthetic_coco(tmp_path / "coco", n_images=40, seed=2)
     store = ArtifactStore(settings=local_settings)

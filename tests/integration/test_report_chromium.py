@@ -8,6 +8,7 @@ and says how to install it, so CI never silently skips the check.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -76,10 +77,8 @@ def run_chromium(args: list[str], workdir: Path) -> subprocess.CompletedProcess[
         out, err = proc.communicate(timeout=10)
         pytest.fail(f"chromium did not finish in {TIMEOUT_S}s: {' '.join(cmd)}\n{err[-2000:]}")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # leftover helpers of this browser only
-        except ProcessLookupError:
-            pass
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 

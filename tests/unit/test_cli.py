@@ -3,8 +3,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from trustflow.cli.main import app
@@ -35,6 +37,37 @@ runner = CliRunner()
 def test_every_command_has_help(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def command_paths(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and sub-command of the app, found by walking it (a new one is covered).
+
+    Duck-typed: Typer builds on its own copy of click's classes, so ``click.Group`` checks miss."""
+    paths = [path]
+    if hasattr(command, "list_commands"):
+        ctx = command.context_class(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None and not sub.hidden:
+                paths += command_paths(sub, (*path, name))
+    return paths
+
+
+ALL_COMMANDS = command_paths(typer.main.get_command(app))
+
+
+def test_the_walk_finds_the_commands() -> None:
+    assert len(ALL_COMMANDS) > 30, ALL_COMMANDS
+    assert {(), ("ingest",), ("seval", "run"), ("events", "relay")} <= set(ALL_COMMANDS)
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=[" ".join(p) or "trustflow" for p in ALL_COMMANDS])
+def test_help_of_every_command_renders(path: tuple[str, ...]) -> None:
+    """``--help`` exits 0 for every command: a bad help string (e.g. rich markup such as
+    ``[/best|/final]`` in an option's help) fails here, not in a user's terminal."""
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, f"trustflow {' '.join(path)} --help: {result.output}{result.exception!r}"
     assert "Usage" in result.output
 
 

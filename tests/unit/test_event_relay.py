@@ -27,7 +27,7 @@ from trustflow.errors import InputError, ServiceError
 from trustflow.infra.event_relay.emitter import decide, emit_and_record, event_id, prefect_event
 from trustflow.infra.event_relay.events import Batch, ObjectEvent
 from trustflow.infra.event_relay.relay import KeyFilter, Relay
-from trustflow.infra.event_relay.sources import SourceOptions, make_source
+from trustflow.infra.event_relay.sources import make_source
 from trustflow.infra.event_relay.sources.local_dir import walk_sorted
 from trustflow.infra.event_relay.sources.s3_sqs import normalize_sequencer, parse_notification
 from trustflow.infra.event_relay.sources.seaweedfs import entry_etag, parse_record
@@ -169,16 +169,19 @@ def test_seaweedfs_source_reads_pretty_printed_stream_and_resumes(tmp_path: Path
     root = f"/buckets/{BUCKET}"
     recs = [record(1_000 + i, f"{root}/in", None, entry(f"k{i}", b"v%d" % i)) for i in range(5)]
     text = "".join(json.dumps(r, indent=2) + "\n" for r in recs)  # multi-line records, like the tool
-    options = SourceOptions(settings=load_settings(), bucket=BUCKET, filer="127.0.0.1:1", once=True)
+    options = SeaweedFSSource.Options(bucket=BUCKET, filer="127.0.0.1:1", once=True)
     transport = RecordingTransport()
     with RelayState(tmp_path / "state", "sw-test") as state:
-        source = SeaweedFSSource(options, weed=_fake_weed(tmp_path, text))
+        source = SeaweedFSSource(options, load_settings(), weed=_fake_weed(tmp_path, text))
         stats = Relay(source, state, transport, poll_timeout_s=0.05).run(once=True)
         assert stats.created == 5 and state.position() == "1004"
         # a restart replays from before the position: nothing is announced twice
-        Relay(SeaweedFSSource(options, weed=_fake_weed(tmp_path, text)), state, transport, poll_timeout_s=0.05).run(
-            once=True
-        )
+        Relay(
+            SeaweedFSSource(options, load_settings(), weed=_fake_weed(tmp_path, text)),
+            state,
+            transport,
+            poll_timeout_s=0.05,
+        ).run(once=True)
     assert [e.resource["trustflow.key"] for e in transport.sent] == [f"in/k{i}" for i in range(5)]
 
 
@@ -186,9 +189,9 @@ def test_seaweedfs_source_reports_filer_errors(tmp_path: Path) -> None:
     from trustflow.infra.event_relay.sources.seaweedfs import SeaweedFSSource
 
     weed = _fake_weed(tmp_path, "", "tail 127.0.0.1:1: subscribing filer meta change: rpc error: connection refused\n")
-    options = SourceOptions(settings=load_settings(), bucket=BUCKET, filer="127.0.0.1:1", once=True)
+    options = SeaweedFSSource.Options(bucket=BUCKET, filer="127.0.0.1:1", once=True)
     with RelayState(tmp_path / "state", "sw-err") as state, pytest.raises(ServiceError, match="connection refused"):
-        Relay(SeaweedFSSource(options, weed=weed), state, RecordingTransport()).run(once=True)
+        Relay(SeaweedFSSource(options, load_settings(), weed=weed), state, RecordingTransport()).run(once=True)
 
 
 # ---- S3 notifications ------------------------------------------------------------------------
@@ -269,11 +272,9 @@ class FakeSQS:
 def _sqs_relay(tmp_path: Path, fake: FakeSQS, transport: RecordingTransport) -> tuple[Relay, RelayState]:
     from trustflow.infra.event_relay.sources.s3_sqs import SqsSource
 
-    options = SourceOptions(
-        settings=load_settings(), queue_url="https://sqs.eu-west-1.amazonaws.com/1/q", bucket="tf-models", once=True
-    )
+    options = SqsSource.Options(queue_url="https://sqs.eu-west-1.amazonaws.com/1/q", bucket="tf-models", once=True)
     state = RelayState(tmp_path / "state", "sqs-test")
-    return Relay(SqsSource(options, client=fake), state, transport, poll_timeout_s=0), state
+    return Relay(SqsSource(options, load_settings(), client=fake), state, transport, poll_timeout_s=0), state
 
 
 def test_sqs_messages_are_deleted_only_after_emit_and_record(tmp_path: Path) -> None:
@@ -394,7 +395,7 @@ def test_key_filter_globs() -> None:
 
 # ---- local directory ---------------------------------------------------------------------------
 def _local_relay(root: Path, state: RelayState, transport: RecordingTransport, once: bool = True) -> Relay:
-    source = make_source("local", SourceOptions(settings=load_settings(), root=root, once=once))
+    source = make_source("local", load_settings(), root=root, once=once)
     return Relay(source, state, transport, poll_timeout_s=0.1)
 
 

@@ -9,7 +9,7 @@ import pytest
 from trustflow.data.model_card import parse_model_card
 from trustflow.data.store import ArtifactStore
 from trustflow.errors import InputError
-from trustflow.flows.continuous import card_for_object, relative_key
+from trustflow.tasks.continuous.stages import card_for_object, relative_key
 
 
 def test_llm_card_gets_default_seval_request() -> None:
@@ -64,3 +64,41 @@ def test_relative_key_strips_the_store_prefix(local_settings) -> None:  # noqa: 
     assert relative_key(s3, "models/x.yaml") == "models/x.yaml"
     local = ArtifactStore(settings=local_settings)
     assert relative_key(local, f"{local.location.root}/models/x.yaml") == "models/x.yaml"
+    bare = SimpleNamespace(location=parse_store_url("s3://bucket"))
+    assert relative_key(bare, "models/x.yaml") == "models/x.yaml"
+
+
+def test_landed_objects_name_kind_and_source(local_settings) -> None:  # noqa: ANN001
+    from trustflow.errors import ConfigError
+    from trustflow.tasks.continuous.stages import landed_source
+
+    store = ArtifactStore(settings=local_settings)
+    root = Path(store.location.root)
+    assert landed_source(store, "incoming/seval/a.zip") == ("seval", str(root / "incoming/seval/a.zip"))
+    assert landed_source(store, "incoming/coco/set1/_READY") == ("coco", str(root / "incoming/coco/set1"))
+    with pytest.raises(ConfigError, match="incoming/<kind>/"):
+        landed_source(store, "other/x.zip")
+
+
+def test_leaderboard_rows_from_evaluation_results() -> None:
+    from trustflow.data.model_card import ModelCard
+    from trustflow.tasks.continuous.stages import robustness_rows, row_base, seval_rows
+
+    card = ModelCard(name="m", kind="classifier", model="small_cnn")
+    base = row_base("models/m.yaml", "etag1", card)
+    assert base["card_key"] == "models/m.yaml" and base["model_name"] == "m" and base["kind"] == "classifier"
+    summary = {"clean_accuracy": 0.9, "robust_accuracy": {"fgsm": 0.5, "pgd": 0.3}, "mean_corruption_accuracy": None}
+    rows = robustness_rows(base, {"run_id": "r1", "summary": summary})
+    assert [(r["metric"], r["value"], r["run_id"], r["evaluation"]) for r in rows] == [
+        ("clean", 0.9, "r1", "robustness"),
+        ("fgsm", 0.5, "r1", "robustness"),
+        ("pgd", 0.3, "r1", "robustness"),
+    ]
+    board = [{"model": "other", "asr": 1.0}, {"model": "pkg:x", "safety_score": 80.0, "asr": 20.0}]
+    rows = seval_rows(base, "pkg:x", {"run_id": "r2", "leaderboard": board})
+    assert [(r["metric"], r["value"]) for r in rows] == [
+        ("safety_score", 80.0),
+        ("asr", 20.0),
+        ("adaptive_asr", None),
+        ("judge_error_rate", None),
+    ]

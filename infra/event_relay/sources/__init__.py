@@ -1,6 +1,9 @@
 """Where object changes come from: one small interface, one file per store kind.
 
-A source is opened with the relay state (its saved position, and for the local directory
+A source is one module here with one decorator (``@SOURCES.register("<name>")``, its options
+model as the class's ``Options``); the registry imports this package's modules on its first
+lookup. It is built from its validated options and the settings (``make_source``), then
+opened with the relay state (its saved position, and for the local directory
 the known keys it compares a scan against), then polled for ``Batch`` es. ``ack`` confirms
 a batch after it was emitted and recorded; ``caught_up`` says the backlog present at open
 has been delivered (how ``--once`` knows to stop).
@@ -8,46 +11,44 @@ has been delivered (how ``--once`` knows to stop).
 
 from __future__ import annotations
 
-import importlib
 import queue
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from trustflow.infra.event_relay.events import Batch
 from trustflow.infra.event_relay.state import RelayState
-from trustflow.registry import Registry
+from trustflow.registry import Options, Registry
 from trustflow.settings import Settings
 
 StartAt = Literal["beginning", "now"]
-_MODULES = {"seaweedfs": "seaweedfs", "s3": "s3_sqs", "local": "local_dir"}
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class SourceOptions:
-    """Everything the CLI knows that some source needs (each takes what applies to it)."""
+class SourceOptions(Options):
+    """What every source takes; a source's own ``Options`` add what only it needs.
 
-    settings: Settings
+    ``bucket``: the bucket the events are about (default: the store's); ``prefix``: only keys
+    under it; ``once``: stop when caught up; ``start``: where a first run (no saved position)
+    begins: ``beginning`` (announce what exists or was logged) or ``now``."""
+
     bucket: str | None = None
     prefix: str = ""
-    queue_url: str | None = None
-    root: Path | None = None
-    filer: str | None = None
     once: bool = False
     start: StartAt = "beginning"
-    log_dir: Path | None = None
 
 
 class ObjectSource(ABC):
     """A stream of object changes with a resumable position."""
 
     name: ClassVar[str]
+    Options: ClassVar[type[SourceOptions]] = SourceOptions
     #: whether ``ObjectEvent.seq`` orders changes of a key (else it is only a fingerprint)
     ordered: ClassVar[bool] = True
+
+    @abstractmethod
+    def __init__(self, options: SourceOptions, settings: Settings) -> None:
+        """Built by ``make_source`` from the source's validated ``Options`` and the settings."""
 
     @property
     @abstractmethod
@@ -73,24 +74,25 @@ class ObjectSource(ABC):
 
     def ack(self, acks: list[Any]) -> None:
         """Confirm handles of a batch that was emitted and recorded (default: nothing to do)."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...
 
 
-SOURCES: Registry[Callable[[SourceOptions], ObjectSource]] = Registry("event source")
+SOURCES: Registry[type[ObjectSource]] = Registry("event source", plugins=__name__)
 
 
-def make_source(name: str, options: SourceOptions) -> ObjectSource:
-    """Import the named source's module (registering it) and build it from ``options``."""
-    module = _MODULES.get(name)
-    if module is not None:
-        importlib.import_module(f"{__name__}.{module}")
-    return SOURCES.get(name)(options)
+def make_source(name: str, settings: Settings, **options: Any) -> ObjectSource:
+    """The source ``name`` built from ``options`` (``None`` values mean "not given") and the
+    settings; an option the source does not take is a ``ConfigError`` naming it."""
+    entry, validated = SOURCES.resolve(name, **{k: v for k, v in options.items() if v is not None})
+    assert isinstance(validated, SourceOptions)  # every source's Options extends SourceOptions
+    return entry.obj(validated, settings)
 
 
 def source_names() -> list[str]:
-    return sorted(_MODULES)
+    return SOURCES.names()
 
 
 def drain(q: queue.Queue[T], max_items: int, timeout_s: float) -> list[T]:

@@ -14,6 +14,7 @@ Temp files of the artifact store's atomic writes (``.tmp-*``) are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -26,6 +27,7 @@ from trustflow.errors import ConfigError
 from trustflow.infra.event_relay.events import Batch, ObjectEvent, utc_from_ns
 from trustflow.infra.event_relay.sources import SOURCES, ObjectSource, SourceOptions, drain
 from trustflow.infra.event_relay.state import Known, RelayState
+from trustflow.settings import Settings
 
 TEMP_PREFIX = ".tmp-"
 
@@ -61,7 +63,7 @@ def walk_sorted(root: Path, rel: str = "") -> Iterator[tuple[str, os.stat_result
         except OSError:
             continue
         named.append((entry.name + "/" if is_dir else entry.name, entry, is_dir))
-    for sort_name, entry, is_dir in sorted(named, key=lambda t: t[0]):
+    for _sort_name, entry, is_dir in sorted(named, key=lambda t: t[0]):
         key = f"{rel}/{entry.name}" if rel else entry.name
         if is_dir:
             yield from walk_sorted(root, key)
@@ -72,19 +74,25 @@ def walk_sorted(root: Path, rel: str = "") -> Iterator[tuple[str, os.stat_result
                 continue
 
 
+class LocalDirOptions(SourceOptions):
+    """``root``: the directory to follow (default: the ``file://`` store's root)."""
+
+    root: Path | None = None
+
+
 @SOURCES.register("local")
 class LocalDirSource(ObjectSource):
     """Announces files under ``root/prefix``; resource ids are ``file://<root>/<key>``."""
 
-    name = "local"
+    Options = LocalDirOptions
     ordered = False
 
-    def __init__(self, options: SourceOptions) -> None:
+    def __init__(self, options: LocalDirOptions, settings: Settings) -> None:
         root = options.root
         if root is None:
             from trustflow.data.store.location import parse_store_url
 
-            location = parse_store_url(options.settings.effective_store_url)
+            location = parse_store_url(settings.effective_store_url)
             if location.scheme != "file":
                 raise ConfigError("--source local needs --root or a file:// store_url")
             root = Path(location.root)
@@ -125,13 +133,14 @@ class LocalDirSource(ObjectSource):
         known = self._state.iter_keys(self.prefix, live_only=True)
         d, k = next(disk, None), next(known, None)
         while d is not None or k is not None:
-            if k is None or (d is not None and d[0] < k[0]):
+            if d is not None and (k is None or d[0] < k[0]):  # on disk only: new
                 event = self._created(d[0], d[1], None)
                 d = next(disk, None)
-            elif d is None or k[0] < d[0]:
+            elif k is not None and (d is None or k[0] < d[0]):  # announced only: gone
                 event = self._deleted(k[0], k[1])
                 k = next(known, None)
-            else:
+            else:  # both (the loop condition and the branches above leave no other case)
+                assert d is not None and k is not None
                 event = self._created(d[0], d[1], k[1])
                 d, k = next(disk, None), next(known, None)
             if event is not None:
@@ -161,10 +170,8 @@ class LocalDirSource(ObjectSource):
         ):  # fmt: skip
             ready.set()  # the first (possibly empty) yield proves the watch is in place
             for _change, path in changes:
-                try:
+                with contextlib.suppress(queue.Full):  # the next scan (restart) catches what overflowed
                     self._changes.put(path, timeout=1)
-                except queue.Full:  # the next scan (restart) catches what overflowed
-                    pass
 
     def _events_for(self, path: str) -> Iterator[ObjectEvent]:
         assert self._state is not None

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from trustflow.errors import ConfigError, InputError
 from trustflow.infra.event_relay.events import Batch, ObjectEvent
 from trustflow.infra.event_relay.sources import SOURCES, ObjectSource, SourceOptions
 from trustflow.infra.event_relay.state import RelayState
+from trustflow.settings import Settings
 
 logger = logging.getLogger("trustflow.event_relay")
 
@@ -72,6 +73,7 @@ def _parse_record(record: Any, where: str) -> ObjectEvent | None:
     if record.get("eventSource", "aws:s3") != "aws:s3":
         return None
     name = str(record.get("eventName", ""))
+    kind: Literal["created", "deleted"]
     if name.startswith("ObjectCreated:"):
         kind = "created"
     elif name.startswith("ObjectRemoved:"):
@@ -97,21 +99,27 @@ def _parse_record(record: Any, where: str) -> ObjectEvent | None:
     )
 
 
+class SqsOptions(SourceOptions):
+    """``queue_url``: the SQS queue receiving the bucket's notifications (required to build)."""
+
+    queue_url: str | None = None
+
+
 @SOURCES.register("s3")
 class SqsSource(ObjectSource):
     """Receives S3 notifications from ``--queue-url`` with long polling."""
 
-    name = "s3"
+    Options = SqsOptions
     ordered = True
 
-    def __init__(self, options: SourceOptions, client: Any = None) -> None:
+    def __init__(self, options: SqsOptions, settings: Settings, client: Any = None) -> None:
         if not options.queue_url:
             raise ConfigError("--source s3 needs --queue-url (the SQS queue receiving the bucket's notifications)")
         self.queue_url = options.queue_url
         self._bucket = options.bucket or ""
         self.prefix = options.prefix
         self.once = options.once
-        self._settings = options.settings
+        self._settings = settings
         self._client = client
         self._drained = False
         self.invalid_messages = 0

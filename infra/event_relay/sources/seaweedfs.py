@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -38,12 +39,14 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any
 
 from trustflow.errors import ConfigError, ServiceError
 from trustflow.infra.event_relay.events import Batch, ObjectEvent, utc_from_ns
 from trustflow.infra.event_relay.sources import SOURCES, ObjectSource, SourceOptions, drain
 from trustflow.infra.event_relay.state import RelayState, stream_file_stem
+from trustflow.settings import Settings
 
 logger = logging.getLogger("trustflow.event_relay")
 
@@ -131,21 +134,26 @@ def parse_record(record: dict[str, Any], bucket: str) -> tuple[int, list[ObjectE
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: the tail process gets SIGTERM when the relay dies, even by SIGKILL."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+
+
+class SeaweedFSOptions(SourceOptions):
+    """``filer``: the filer's HOST:PORT (default: the local SeaweedFS's); ``log_dir``: where
+    the ``weed filer.meta.tail`` log goes (default: beside the relay state)."""
+
+    filer: str | None = None
+    log_dir: Path | None = None
 
 
 @SOURCES.register("seaweedfs")
 class SeaweedFSSource(ObjectSource):
     """Follows ``/buckets/<bucket>/<prefix>`` in the filer's metadata log."""
 
-    name = "seaweedfs"
+    Options = SeaweedFSOptions
     ordered = True
 
-    def __init__(self, options: SourceOptions, weed: str | None = None) -> None:
-        settings = options.settings
+    def __init__(self, options: SeaweedFSOptions, settings: Settings, weed: str | None = None) -> None:
         self._bucket = options.bucket or settings.seaweedfs.bucket
         self.prefix = options.prefix
         self.filer = options.filer or f"127.0.0.1:{settings.seaweedfs.filer_port}"
@@ -202,20 +210,18 @@ class SeaweedFSSource(ObjectSource):
 
     def _spawn(self) -> None:
         since = max(self._last_ns - RESUME_MARGIN_NS, 0) if self._last_ns else 0
-        log = open(self._log_path, "wb")
-        try:
-            self._proc = subprocess.Popen(
-                self.argv(since),
-                stdout=subprocess.PIPE,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-                bufsize=1 << 16,
-            )
-        except OSError as exc:
-            raise ServiceError(f"cannot start weed filer.meta.tail: {exc}") from None
-        finally:
-            log.close()
+        with open(self._log_path, "wb") as log:  # the child keeps its own copy of the fd
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv(since),
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent,
+                    bufsize=1 << 16,
+                )
+            except OSError as exc:
+                raise ServiceError(f"cannot start weed filer.meta.tail: {exc}") from None
         self._eof = False
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,), name="meta-tail", daemon=True)
         self._reader.start()

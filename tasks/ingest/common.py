@@ -1,5 +1,9 @@
 """What every dataset kind shares: the ingester registry, dataset ids, the summary stage.
 
+A dataset kind is one module in ``tasks/ingest/kinds/`` with one decorator
+(``@INGESTERS.register("<kind>", options=XOptions)``); the registry imports that package
+on first lookup, so nothing else lists the kinds.
+
 An ingest run's id *is* the dataset id (``<kind>-<first 16 hex of the source fingerprint>``),
 so its stages live at ``runs/ingest/<dataset_id>/<table>/``. The ``summary`` stage is
 written last; its manifest marks the dataset complete, which is what makes re-ingesting
@@ -8,27 +12,45 @@ the same bytes a no-op and a half-finished ingest resumable.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 
+from trustflow import names
 from trustflow.data.schemas import DATASET_SUMMARY
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
-from trustflow.registry import Registry
-
-INGEST_FLOW = "ingest"
-SUMMARY_STAGE = "summary"
+from trustflow.registry import Entry, Options, Registry
 
 
 class Ingester(Protocol):
-    """Turns a local source into complete stages; returns {table name: manifest}."""
+    """Turns a local source into complete stages with the kind's validated options;
+    returns {table name: manifest}."""
+
+    def __call__(self, store: ArtifactStore, dataset_id: str, source: Path, options: Any) -> dict[str, Manifest]: ...
+
+
+class ReadyIngester(Protocol):
+    """An ingester with its options bound (what ``INGESTERS.create(spec)`` returns)."""
 
     def __call__(self, store: ArtifactStore, dataset_id: str, source: Path) -> dict[str, Manifest]: ...
 
 
-INGESTERS: Registry[Ingester] = Registry("dataset kind")
+def _bind(entry: Entry[Ingester], options: Options) -> ReadyIngester:
+    return functools.partial(entry.obj, options=options)
+
+
+# compatibility alias: flows/detector_eval.py and benchmarks/detector_inference.py import it
+INGEST_FLOW = names.INGEST
+
+INGESTERS: Registry[Ingester] = Registry("dataset kind", plugins="trustflow.tasks.ingest.kinds", factory=_bind)
+
+
+def stage_ref(dataset_id: str, table: str) -> StageRef:
+    """Where table ``table`` of a dataset lives: ``runs/ingest/<dataset_id>/<table>/``."""
+    return StageRef(names.INGEST, dataset_id, table)
 
 
 @dataclass(frozen=True)
@@ -58,7 +80,7 @@ def dataset_id_for(kind: str, fingerprint: str) -> str:
 
 
 def summary_ref(dataset_id: str) -> StageRef:
-    return StageRef(INGEST_FLOW, dataset_id, SUMMARY_STAGE)
+    return stage_ref(dataset_id, names.SUMMARY)
 
 
 def existing_dataset(store: ArtifactStore, dataset_id: str) -> DatasetInfo | None:
@@ -71,7 +93,7 @@ def existing_dataset(store: ArtifactStore, dataset_id: str) -> DatasetInfo | Non
         kind=str(manifest.attrs.get("kind")),
         source=str(manifest.attrs.get("source")),
         fingerprint=str(manifest.attrs.get("fingerprint")),
-        tables=dict(zip(rows["table"], rows["rows"])),
+        tables=dict(zip(rows["table"], rows["rows"], strict=True)),
         skipped=True,
     )
 
@@ -94,8 +116,8 @@ def write_summary(
 
 def list_datasets(store: ArtifactStore) -> list[DatasetInfo]:
     found = []
-    for ref, _ in store.list_stages(flow=INGEST_FLOW):
-        if ref.stage == SUMMARY_STAGE:
+    for ref, _ in store.list_stages(flow=names.INGEST):
+        if ref.stage == names.SUMMARY:
             info = existing_dataset(store, ref.run_id)
             if info is not None:
                 found.append(info)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from trustflow import names
 from trustflow.data.loaders.coco import CocoImage, OnInvalid, load_coco
 from trustflow.data.loaders.images import read_image
 from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES, COCO_IMAGES
-from trustflow.data.store import ArtifactStore, Manifest, StageRef
+from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.errors import InputError
-from trustflow.tasks.ingest_common import INGEST_FLOW, INGESTERS
+from trustflow.registry import Options
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,16 @@ def _safe_tag(text: str) -> str:
     return cleaned if cleaned == text else f"{cleaned}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
-@INGESTERS.register("coco")
-def ingest_coco(
-    store: ArtifactStore, dataset_id: str, source: Path, on_invalid: OnInvalid = "error"
-) -> dict[str, Manifest]:
+class CocoOptions(Options):
+    """``on_invalid``: ``error`` stops at the first bad entry; ``drop`` drops bad entries,
+    counts them by reason and records the counts in the images manifest."""
+
+    on_invalid: OnInvalid = "error"
+
+
+@INGESTERS.register("coco", options=CocoOptions)
+def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, options: CocoOptions) -> dict[str, Manifest]:
+    on_invalid = options.on_invalid
     splits = load_coco(source, on_invalid)  # validates every annotation file before anything is written
     drops = {f"{s.domain or 'default'}/{s.split}": dict(s.drops) for s in splits if s.drops}
     if drops:
@@ -69,18 +77,18 @@ def ingest_coco(
                     (s.domain, s.split, s.images[start : start + IMAGES_PER_PART]),
                 )
             )
-    images_ref = StageRef(INGEST_FLOW, dataset_id, "images")
+    images_ref = stage_ref(dataset_id, names.IMAGES)
     write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
     domains = sorted({s.domain for s in splits})
     attrs = {"domains": domains, "splits": sorted({s.split for s in splits}), "on_invalid": on_invalid, "drops": drops}
-    out = {"images": store.writer(images_ref, COCO_IMAGES, IMAGE_KEYS).commit(attrs)}
+    out = {names.IMAGES: store.writer(images_ref, COCO_IMAGES, IMAGE_KEYS).commit(attrs)}
     annotations = pa.concat_tables([s.annotations for s in splits if s.annotations is not None])
-    out["annotations"] = store.write_stage(
-        StageRef(INGEST_FLOW, dataset_id, "annotations"), COCO_ANNOTATIONS, annotations, ANNOTATION_KEYS, attrs
+    out[names.ANNOTATIONS] = store.write_stage(
+        stage_ref(dataset_id, names.ANNOTATIONS), COCO_ANNOTATIONS, annotations, ANNOTATION_KEYS, attrs
     )
     categories = splits[0].categories
     assert categories is not None
-    out["categories"] = store.write_stage(
-        StageRef(INGEST_FLOW, dataset_id, "categories"), COCO_CATEGORIES, categories, ["category_id"], attrs
+    out[names.CATEGORIES] = store.write_stage(
+        stage_ref(dataset_id, names.CATEGORIES), COCO_CATEGORIES, categories, ["category_id"], attrs
     )
     return out

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from trustflow import names
 from trustflow.data.loaders.imagefolder import FolderImage, scan_imagefolder
 from trustflow.data.loaders.images import read_image
 from trustflow.data.schemas import IMAGEFOLDER_IMAGES
-from trustflow.data.store import ArtifactStore, Manifest, StageRef
-from trustflow.tasks.ingest_common import INGEST_FLOW, INGESTERS
+from trustflow.data.store import ArtifactStore, Manifest
+from trustflow.registry import NoOptions
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
 IMAGES_PER_PART = 512
@@ -34,16 +36,16 @@ def build_folder_rows(payload: tuple[list[FolderImage], dict[str, int]]) -> pa.T
 
 
 @INGESTERS.register("imagefolder")
-def ingest_imagefolder(store: ArtifactStore, dataset_id: str, source: Path) -> dict[str, Manifest]:
+def ingest_imagefolder(store: ArtifactStore, dataset_id: str, source: Path, options: NoOptions) -> dict[str, Manifest]:
     images, classes = scan_imagefolder(source)
     label_ids = {name: i for i, name in enumerate(classes)}
     chunks = [
         Chunk(f"{start // IMAGES_PER_PART:06d}", (images[start : start + IMAGES_PER_PART], label_ids))
         for start in range(0, len(images), IMAGES_PER_PART)
     ]
-    ref = StageRef(INGEST_FLOW, dataset_id, "images")
+    ref = stage_ref(dataset_id, names.IMAGES)
     write_parts_on_ray(store, ref, IMAGEFOLDER_IMAGES, IMAGE_KEYS, chunks, build_folder_rows)
     manifest = store.writer(ref, IMAGEFOLDER_IMAGES, IMAGE_KEYS).commit(
         {"classes": classes, "splits": sorted({i.split for i in images})}
     )
-    return {"images": manifest}
+    return {names.IMAGES: manifest}

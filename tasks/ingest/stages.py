@@ -15,11 +15,8 @@ from prefect.cache_policies import NO_CACHE
 
 from trustflow.data.sources import fingerprint, resolve_source
 from trustflow.infra.ray_runtime import ensure_ray
-from trustflow.tasks.ingest_common import INGESTERS, dataset_id_for, existing_dataset, write_summary
+from trustflow.tasks.ingest.common import INGESTERS, dataset_id_for, existing_dataset, stage_ref, write_summary
 from trustflow.tasks.ray_parts import StoreSpec
-
-# importing registers the kinds
-from trustflow.tasks import ingest_coco, ingest_imagefolder, ingest_seval  # noqa: F401  isort: skip
 
 
 @task(name="resolve-source", cache_policy=NO_CACHE)
@@ -42,13 +39,12 @@ def lookup_dataset_task(spec: StoreSpec, dataset_id: str) -> dict[str, Any] | No
 def ingest_tables_task(
     spec: StoreSpec, kind: str, dataset_id: str, local_path: str, options: dict[str, Any] | None = None
 ) -> dict[str, int]:
+    """Run the kind's ingester with ``options`` (its options model checks them: a kind that
+    takes none rejects any, naming the kind and the option)."""
+    ingest = INGESTERS.create(kind, **(options or {}))
     store = spec.open()
     ensure_ray(store.settings)
-    if options and kind != "coco":
-        from trustflow.errors import ConfigError
-
-        raise ConfigError(f"options {sorted(options)} apply to COCO sets only, not to kind {kind!r}")
-    manifests = INGESTERS.get(kind)(store, dataset_id, Path(local_path), **(options or {}))
+    manifests = ingest(store, dataset_id, Path(local_path))
     return {name: m.rows for name, m in manifests.items()}
 
 
@@ -56,11 +52,8 @@ def ingest_tables_task(
 def write_summary_task(
     spec: StoreSpec, dataset_id: str, kind: str, source: str, fp: str, tables: list[str]
 ) -> dict[str, Any]:
-    from trustflow.data.store import StageRef
-    from trustflow.tasks.ingest_common import INGEST_FLOW
-
     store = spec.open()
-    manifests = {name: store.require_manifest(StageRef(INGEST_FLOW, dataset_id, name)) for name in tables}
+    manifests = {name: store.require_manifest(stage_ref(dataset_id, name)) for name in tables}
     return write_summary(store, dataset_id, kind, source, fp, manifests).as_dict()
 
 
