@@ -81,7 +81,8 @@ class ArrayDataset:
 
     def subset(self, n_or_indices: int | np.ndarray | list[int]) -> ArrayDataset:
         """The first ``n`` examples, or those at the given indices (a new dataset)."""
-        idx = np.arange(min(int(n_or_indices), len(self))) if np.isscalar(n_or_indices) else np.asarray(n_or_indices)
+        scalar = isinstance(n_or_indices, (int, np.integer))
+        idx = np.arange(min(int(n_or_indices), len(self))) if scalar else np.asarray(n_or_indices)
         return ArrayDataset(
             self.name, self.split, self.x[idx], self.y[idx], self.num_classes, self.mean, self.std, self.classes
         )

@@ -8,7 +8,8 @@ Pure torch/numpy, one process: the Ray tasks and the Prefect flow wrap this func
 
 Attack rows have ``corruption``/``severity`` None; corruption rows have ``attack``,
 ``norm``, ``eps`` None. The clean row is the attack ``clean`` (norm None, eps 0.0).
-``summary(rows)`` condenses them: clean accuracy, robust accuracy per attack, accuracy per
+``summary(rows)`` condenses them (robust accuracy keyed by :func:`attack_key`; reports show
+:func:`attack_label`): clean accuracy, robust accuracy per attack, accuracy per
 corruption, mCE (AlexNet reference) and, given a baseline's rows from the same run, the
 baseline-normalised mCE and relative mCE.
 """
@@ -150,10 +151,34 @@ def evaluate_classifier(
     return rows
 
 
-def _attack_label(row: Mapping[str, Any]) -> str:
+def format_eps(value: float) -> str:
+    """Budgets read as people write them: ``8/255`` rather than ``0.031372…``."""
+    k = float(value) * 255
+    if k > 0 and abs(k - round(k)) < 1e-6:
+        return f"{round(k)}/255"
+    return f"{float(value):.4g}"
+
+
+def attack_key(row: Mapping[str, Any]) -> str:
+    """The key of an attack row in ``summary()["robust_accuracy"]``: ``pgd linf eps=0.03137``.
+
+    Stable on purpose: continuous evaluation stores these keys as metric names."""
     if row["attack"] == "clean":
         return "clean"
     return f"{row['attack']} {row['norm']} eps={row['eps']:.4g}"
+
+
+def attack_label(row: Mapping[str, Any]) -> str:
+    """The same attack for people (reports, tables): ``pgd linf ε=8/255``."""
+    if row["attack"] == "clean":
+        return "clean"
+    parts = [row["attack"], row.get("norm") or "", f"ε={format_eps(row['eps'])}" if row.get("eps") is not None else ""]
+    return " ".join(p for p in parts if p)
+
+
+def attack_order(row: Mapping[str, Any]) -> tuple[bool, str, float]:
+    """Sort key of attack rows: clean first, then by attack name and budget."""
+    return (row["attack"] != "clean", str(row["attack"]), float(row.get("eps") or 0.0))
 
 
 def _corruption_error_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
@@ -185,9 +210,7 @@ def summary(
     model, dataset = _one_group(rows, "rows")
     clean = [r for r in rows if r.get("attack") == "clean"]
     clean_acc = float(clean[0]["accuracy"]) if clean else None
-    robust = {
-        _attack_label(r): float(r["accuracy"]) for r in rows if r.get("attack") not in (None, "clean", "corruption")
-    }
+    robust = {attack_key(r): float(r["accuracy"]) for r in rows if r.get("attack") not in (None, "clean", "corruption")}
     errors = _corruption_error_table(rows)
     corr_acc = {c: 1.0 - float(np.mean(list(per.values()))) for c, per in errors.items()}
     out: dict[str, Any] = {
@@ -228,4 +251,4 @@ def summary(
     return out
 
 
-__all__ = ["ROW_COLUMNS", "evaluate_classifier", "summary"]
+__all__ = ["ROW_COLUMNS", "attack_key", "attack_label", "attack_order", "evaluate_classifier", "format_eps", "summary"]
