@@ -81,8 +81,8 @@ class ArrayDataset:
 
     def subset(self, n_or_indices: int | np.ndarray | list[int]) -> ArrayDataset:
         """The first ``n`` examples, or those at the given indices (a new dataset)."""
-        scalar = isinstance(n_or_indices, (int, np.integer))
-        idx = np.arange(min(int(n_or_indices), len(self))) if scalar else np.asarray(n_or_indices)
+        n = n_or_indices
+        idx = np.arange(min(int(n), len(self))) if isinstance(n, (int, np.integer)) else np.asarray(n)
         return ArrayDataset(
             self.name, self.split, self.x[idx], self.y[idx], self.num_classes, self.mean, self.std, self.classes
         )
