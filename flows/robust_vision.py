@@ -14,6 +14,7 @@ from prefect import flow
 
 from trustflow import names
 from trustflow.data.store import ArtifactStore
+from trustflow.registry import validate_options
 from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
 from trustflow.tasks.robustness import stages
@@ -50,7 +51,9 @@ def adversarial_train(
 
     ``eps`` is the budget of the per-epoch FGSM/PGD probe (and of the method, unless
     ``method_options`` sets its own); default 8/255."""
-    job = TrainJob.model_validate(
+    job = validate_options(
+        "training job",
+        TrainJob,
         {
             "method": method,
             "dataset": dataset,
@@ -67,7 +70,7 @@ def adversarial_train(
             "seed": seed,
             "max_steps_per_epoch": max_steps_per_epoch,
             **({"eps": eps} if eps is not None else {}),
-        }
+        },
     )
     run_id = run_id or f"train-{method}-{stages.run_digest(job.model_dump())}"
     store = _store()
