@@ -186,6 +186,42 @@ def test_torchscript_round_trip(tmp_path: Path, trained, digits) -> None:
         load_classifier(f"torchscript:{tmp_path / 'bad.ts'}")
 
 
+def test_checkpoint_path_shorthand_and_file_scheme_options(tmp_path: Path, trained) -> None:
+    from trustflow.models.vision import classifier_spec
+
+    path = save_checkpoint(tmp_path / "m.pt", trained, "small_cnn?batchnorm=true&width=8")
+    assert torch.load(path, weights_only=True)["arch"] == "small_cnn?width=8"  # canonical, defaults left out
+    assert classifier_spec(str(path)).name == "ckpt" and classifier_spec("models/x.pth").target == "models/x.pth"
+    assert classifier_spec("timm:resnet18").name == "timm" and classifier_spec("run:abc/best").name == "run"
+    with pytest.raises(ConfigError, match="unknown option 'x'"):
+        load_classifier(f"ckpt:{path}?x=1")
+    with pytest.raises(ConfigError, match="checkpoint arch must be an architecture spec"):
+        save_checkpoint(tmp_path / "n.pt", trained, f"ckpt:{path}")
+
+
+def test_run_models_resolve_from_the_store(tmp_path: Path, local_settings, trained, digits) -> None:
+    from trustflow.data.store import ArtifactStore
+    from trustflow.models.vision.resolve import PortableModel, resolve_model, store_run_checkpoint
+
+    store = ArtifactStore(settings=local_settings)
+    store_run_checkpoint(store, "r1", "best", trained, "small_cnn?width=8", {"which": "best"})
+    assert resolve_model(store, "run:r1", tmp_path) == f"ckpt:{tmp_path / 'r1-best.pt'}"
+    assert resolve_model(store, "small_cnn", tmp_path) == "small_cnn"
+    portable = PortableModel.of(store, "run:r1/best")
+    assert portable.label == "run:r1/best" and portable.blob
+    x = torch.from_numpy(digits[1].x[:8])
+    with portable.local_spec() as local:
+        loaded = load_classifier(local, num_classes=10, in_channels=1)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trained(x)) and loaded.meta == {"which": "best"}
+    with pytest.raises(InputError, match="no checkpoint at .*nope/model/best.pt"):
+        resolve_model(store, "run:nope", tmp_path)
+    with pytest.raises(ConfigError, match="run:<id>/final"):
+        resolve_model(store, "run:r1/worst", tmp_path)
+    with pytest.raises(ConfigError, match="needs the store"):
+        load_classifier("run:r1", 10)
+
+
 # --------------------------------------------------------------------------- datasets
 
 
