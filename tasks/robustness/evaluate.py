@@ -46,7 +46,8 @@ AttackSpec = tuple[str, Mapping[str, Any]]
 
 
 def _expand_attacks(attacks: Iterable[AttackSpec | str]) -> list[tuple[str, dict[str, Any]]]:
-    """``("pgd", {"eps": [2/255, 8/255]})`` → one entry per ε; a bare name means no config."""
+    """``("pgd", {"eps": [2/255, 8/255]})`` → one entry per ε; a bare spec (``"pgd?eps=0.1"``)
+    means no further options."""
     out: list[tuple[str, dict[str, Any]]] = []
     for item in attacks:
         name, config = (item, {}) if isinstance(item, str) else (item[0], dict(item[1] or {}))
@@ -77,14 +78,14 @@ def evaluate_classifier(
 ) -> list[dict[str, Any]]:
     """Accuracy of ``model`` on ``dataset`` under each attack and each corruption × severity.
 
-    ``attacks`` are ``(name, config)`` pairs of ``EVAL_ATTACKS`` (an ``eps`` list gives one
+    ``attacks`` are ``(spec, options)`` pairs or bare specs of ``EVAL_ATTACKS`` (an ``eps`` list gives one
     row per ε); ``corruptions`` is a list of ``CORRUPTIONS`` names or ``"all"``. Every attack
     row uses a CPU generator seeded with ``seed``, and corruptions are seeded per image, so
     rows do not depend on order or batch size. The model runs in eval mode (its previous mode
     is restored)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    plan = [(name, build_attack(name, config)) for name, config in _expand_attacks(attacks)]  # validate up front
+    plan = [build_attack(spec, config) for spec, config in _expand_attacks(attacks)]  # validate up front
     names = corruption_names(corruptions) if corruptions else []
     sev = [check_severity(s) for s in severities] if names else []
     if device is not None:
@@ -97,7 +98,7 @@ def evaluate_classifier(
     model.eval()
     rows: list[dict[str, Any]] = []
     try:
-        for name, attack in plan:
+        for attack in plan:
             generator = torch.Generator(device="cpu").manual_seed(int(seed))
             t0 = time.perf_counter()
             correct = 0
@@ -110,9 +111,9 @@ def evaluate_classifier(
             rows.append(
                 {
                     **base,
-                    "attack": name,
+                    "attack": attack.name,
                     "norm": attack.norm,
-                    "eps": attack.eps if name != "clean" else 0.0,
+                    "eps": attack.eps if attack.name != "clean" else 0.0,
                     "corruption": None,
                     "severity": None,
                     "n": n,
