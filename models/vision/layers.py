@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,11 +11,14 @@ from torch import nn
 from trustflow.errors import ConfigError
 
 
-def channel_stats(values: Sequence[float] | None, channels: int, default: float, what: str) -> tuple[float, ...]:
+def channel_stats(
+    values: Sequence[float] | float | None, channels: int, default: float, what: str
+) -> tuple[float, ...]:
     """``values`` as one float per channel: ``None`` → ``default``, one value → repeated."""
     if values is None:
         return (float(default),) * channels
-    vals = tuple(float(v) for v in (values if isinstance(values, (list, tuple)) else [values]))
+    items: list[Any] = list(values) if isinstance(values, (list, tuple)) else [values]
+    vals = tuple(float(v) for v in items)
     if len(vals) == 1:
         vals = vals * channels
     if len(vals) != channels:

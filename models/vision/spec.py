@@ -1,21 +1,25 @@
 """Classifier spec strings → ``nn.Module`` taking images in [0, 1] (NCHW).
 
-One string names a classifier and where its weights come from:
+One string names a classifier and where its weights come from, in the registry's spec
+grammar (``name[:target][?k=v&k=v]``, parsed by ``registry.parse_spec``):
 
     small_cnn                           a registered architecture (``CLASSIFIERS``), fresh weights
-    wide_resnet?depth=16&width=4        ... with builder options, URL-query style: ``?k=v&k=v``;
-                                        values are parsed as int, float, true/false, none, else str
+    wide_resnet?depth=16&width=4        ... with its options (checked by its ``Options`` model)
     mobilenet_v2?pretrained=true        ... the packaged ImageNet weights (offline)
     timm:resnet18                       a timm architecture (never downloads)
     timm:resnet18?weights=/w.safetensors  ... with weights from a local file
     ckpt:/path/model.pt                 a checkpoint written by ``save_checkpoint``
-    /path/model.pt  |  model.pth        the same, recognised by the .pt/.pth/.ckpt suffix
+    /path/model.pt  |  model.pth        the same, recognised by the .pt/.pth/.ckpt suffix or a
+                                        path separator (a shorthand rewritten to ``ckpt:``)
     torchscript:/path/model.ts          a TorchScript classifier (``torch.jit.load``); it must
                                         take [0, 1] inputs, i.e. include its normalisation
 
+``run:<training run>[/best|/final]`` (a checkpoint in the artifact store) is resolved to a
+``ckpt:`` file by ``models.vision.resolve`` before it gets here.
+
 A checkpoint is a plain dict (loaded with ``torch.load(weights_only=True)``, so it can hold
 no code): ``{"arch": spec, "num_classes", "in_channels", "mean", "std", "state_dict",
-"meta"}``. ``arch`` is a registry spec; loading rebuilds it (``pretrained``/``weights``
+"meta"}``. ``arch`` is an architecture spec; loading rebuilds it (``pretrained``/``weights``
 options are ignored then: the state_dict holds every weight, Normalize's mean/std included).
 """
 
@@ -23,79 +27,56 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.models.vision.architectures import Classifier, build_classifier
+from trustflow.models.vision.architectures import CLASSIFIERS, Classifier, build_classifier
 from trustflow.models.vision.layers import Normalize
+from trustflow.registry import Options, Spec, format_spec, parse_spec, validate_options
 
+CHECKPOINT = "ckpt"
+TORCHSCRIPT = "torchscript"
+FILE_SCHEMES = (CHECKPOINT, TORCHSCRIPT)
+RUN = "run"  # resolved by models.vision.resolve (needs the store)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 CHECKPOINT_KEYS = ("arch", "num_classes", "in_channels", "mean", "std", "state_dict", "meta")
 _SCALARS = (str, int, float, bool, type(None))
 
 
-@dataclass(frozen=True)
-class ClassifierSpec:
-    kind: str  # "registry" | "ckpt" | "torchscript"
-    target: str  # architecture name (registry) or file path
-    options: dict[str, Any] = field(default_factory=dict)
-    raw: str = ""
+class FileOptions(Options):
+    """The options of ``ckpt:`` and ``torchscript:``: the file, nothing else."""
+
+    target: str = Field(description="path of the file")
 
 
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "yes"):
-        return True
-    if low in ("false", "no"):
+def _is_path_shorthand(text: str) -> bool:
+    """A bare checkpoint path (``/m/x.pt``, ``runs/x.pth``), not ``name:...`` or ``name?...``."""
+    if "?" in text:
         return False
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    head = text.partition(":")[0]
+    if head in FILE_SCHEMES or head == RUN or head in CLASSIFIERS:
+        return False
+    return text.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in text
 
 
-def parse_spec(spec: str) -> ClassifierSpec:
-    """Split a spec string; raises ``ConfigError`` naming the spec when it is malformed."""
-    raw = spec
-    spec = spec.strip()
-    if not spec:
-        raise ConfigError("empty classifier spec")
-    for prefix, kind in (("torchscript:", "torchscript"), ("ckpt:", "ckpt")):
-        if spec.startswith(prefix):
-            target = spec[len(prefix) :]
-            if not target:
-                raise ConfigError(f"bad classifier spec {raw!r}: no path after {prefix!r}")
-            return ClassifierSpec(kind, target, {}, raw)
-    if (
-        not spec.startswith("timm:")
-        and "?" not in spec
-        and (spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec)
-    ):
-        return ClassifierSpec("ckpt", spec, {}, raw)
-    name, _, query = spec.partition("?")
-    options: dict[str, Any] = {}
-    for part in filter(None, query.split("&")):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"bad classifier spec {raw!r}: option {part!r} is not key=value")
-        options[key.strip()] = _parse_value(value.strip())
-    return ClassifierSpec("registry", name.strip(), options, raw)
+def classifier_spec(spec: str) -> Spec:
+    """Parse a classifier spec (a bare checkpoint path becomes ``ckpt:PATH``); ``ConfigError``
+    naming the spec when it is malformed."""
+    text = spec.strip() if isinstance(spec, str) else spec
+    if isinstance(text, str) and text and _is_path_shorthand(text):
+        return Spec(CHECKPOINT, {"target": text}, spec)
+    return parse_spec(text, "classifier spec")
 
 
-def _build(parsed: ClassifierSpec, num_classes: int, in_channels: int, mean: Any, std: Any) -> Classifier:
-    try:
-        return build_classifier(parsed.target, num_classes, in_channels, mean, std, **parsed.options)
-    except ConfigError as exc:
-        raise ConfigError(f"classifier spec {parsed.raw!r}: {exc}") from None
+def spec_file(parsed: Spec) -> Path:
+    """The file a ``ckpt:``/``torchscript:`` spec names (its only option is the path)."""
+    options = validate_options(f"classifier spec {parsed.name!r}", FileOptions, parsed.options)
+    return Path(options.target).expanduser()
 
 
 def _check_meta(value: Any, where: str = "meta") -> None:
@@ -119,16 +100,17 @@ def _check_meta(value: Any, where: str = "meta") -> None:
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch_spec: str, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (a builder's ``Classifier``) as a weights-only checkpoint; atomic rename."""
-    parsed = parse_spec(arch_spec)
-    if parsed.kind != "registry":
-        raise ConfigError(f"checkpoint arch must be a registry spec like 'small_cnn?width=16', got {arch_spec!r}")
+    parsed = classifier_spec(arch_spec)
+    if parsed.name in FILE_SCHEMES or parsed.name == RUN:
+        raise ConfigError(f"checkpoint arch must be an architecture spec like 'small_cnn?width=16', got {arch_spec!r}")
+    entry, options = CLASSIFIERS.resolve(parsed)
     if not isinstance(model, Classifier) or not isinstance(model[0], Normalize):
         raise ConfigError("save_checkpoint needs a classifier built by trustflow.models.vision (Normalize first)")
     meta = dict(meta or {})
     _check_meta(meta)
     norm: Normalize = model[0]
     payload = {
-        "arch": parsed.raw.strip(),
+        "arch": CLASSIFIERS.spec(entry.name, options),
         "num_classes": int(model.num_classes),
         "in_channels": int(norm.channels),
         "mean": [float(v) for v in norm.mean.flatten().tolist()],
@@ -170,22 +152,24 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def _load_checkpoint(parsed: ClassifierSpec, num_classes: int | None, in_channels: int | None) -> Classifier:
-    path = Path(parsed.target).expanduser()
+def _load_checkpoint(parsed: Spec, num_classes: int | None, in_channels: int | None) -> Classifier:
+    path = spec_file(parsed)
     payload = read_checkpoint(path)
     ckpt_classes, ckpt_channels = int(payload["num_classes"]), int(payload["in_channels"])
     if num_classes is not None and int(num_classes) != ckpt_classes:
         raise ConfigError(f"{path}: checkpoint has {ckpt_classes} classes, the data has {num_classes}")
     if in_channels is not None and int(in_channels) != ckpt_channels:
         raise ConfigError(f"{path}: checkpoint takes {ckpt_channels} input channels, the data has {in_channels}")
-    arch = parse_spec(str(payload["arch"]))
-    if arch.kind != "registry":
-        raise InputError(f"{path}: checkpoint arch {payload['arch']!r} is not a registry spec")
+    arch = parse_spec(str(payload["arch"]), "checkpoint arch")
+    if arch.name in FILE_SCHEMES or arch.name == RUN:
+        raise InputError(f"{path}: checkpoint arch {payload['arch']!r} is not an architecture spec")
+    # the state_dict holds every weight: no pretrained download, no weights file
     options = {k: v for k, v in arch.options.items() if k != "weights"}
     if "pretrained" in options:
-        options["pretrained"] = False
-    arch = ClassifierSpec("registry", arch.target, options, arch.raw)
-    model = _build(arch, ckpt_classes, ckpt_channels, payload["mean"], payload["std"])
+        options["pretrained"] = "false"
+    model = build_classifier(
+        format_spec(arch.name, options), ckpt_classes, ckpt_channels, payload["mean"], payload["std"]
+    )
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
@@ -195,15 +179,16 @@ def _load_checkpoint(parsed: ClassifierSpec, num_classes: int | None, in_channel
     return model
 
 
-def _load_torchscript(parsed: ClassifierSpec, device: torch.device) -> nn.Module:
-    path = Path(parsed.target).expanduser()
+def _load_torchscript(parsed: Spec, device: torch.device) -> nn.Module:
+    path = spec_file(parsed)
     if not path.is_file():
         raise InputError(f"{path}: TorchScript file not found (spec {parsed.raw!r})")
     try:
-        return torch.jit.load(str(path), map_location=device)
+        module: nn.Module = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: not a TorchScript module ({first})") from None
+    return module
 
 
 def load_classifier(
@@ -216,20 +201,23 @@ def load_classifier(
 ) -> nn.Module:
     """Load the classifier a spec names, on ``device``, in eval mode.
 
-    ``num_classes`` is required for a registry spec; for a checkpoint it is checked (a
+    ``num_classes`` is required for an architecture spec; for a checkpoint it is checked (a
     mismatch is a ``ConfigError``) and may be ``None``; a TorchScript module is taken as is.
-    ``mean``/``std`` only apply to fresh registry builds: checkpoints carry their own."""
-    parsed = parse_spec(spec)
+    ``mean``/``std`` only apply to fresh builds: checkpoints carry their own."""
+    parsed = classifier_spec(spec)
     device = torch.device(device)
-    if parsed.kind == "torchscript":
+    model: nn.Module
+    if parsed.name == TORCHSCRIPT:
         model = _load_torchscript(parsed, device)
-    elif parsed.kind == "ckpt":
+    elif parsed.name == CHECKPOINT:
         model = _load_checkpoint(parsed, num_classes, in_channels)
+    elif parsed.name == RUN:
+        raise ConfigError(f"classifier spec {spec!r}: a run: model needs the store (models.vision.resolve)")
     else:
         if num_classes is None:
             raise ConfigError(f"classifier spec {spec!r}: num_classes is needed to build an architecture")
-        model = _build(parsed, int(num_classes), 3 if in_channels is None else int(in_channels), mean, std)
+        model = build_classifier(parsed, int(num_classes), 3 if in_channels is None else int(in_channels), mean, std)
     return model.to(device).eval()
 
 
-__all__ = ["ClassifierSpec", "load_classifier", "parse_spec", "read_checkpoint", "save_checkpoint"]
+__all__ = ["classifier_spec", "load_classifier", "read_checkpoint", "save_checkpoint", "spec_file"]

@@ -246,7 +246,7 @@ def glass_blur(img: np.ndarray, severity: int, rng: np.random.Generator) -> np.n
     ]
     if positions:
         offsets = rng.integers(-delta, delta, size=(len(positions), 2)).tolist()
-        for (y, x), (dx, dy) in zip(positions, offsets):
+        for (y, x), (dx, dy) in zip(positions, offsets, strict=True):
             a, b = y * w + x, (y + dy) * w + (x + dx)
             index[a], index[b] = index[b], index[a]
     out = out.reshape(h * w, -1)[np.asarray(index)].reshape(img.shape)

@@ -24,9 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trustflow import names
 from trustflow.errors import ConfigError
-
-FLOW = "adversarial_train"
 
 
 class TrainJob(BaseModel):
@@ -111,7 +110,7 @@ def train_worker(config: dict[str, Any]) -> None:
         job.arch, num_classes=train.num_classes, in_channels=x_train.shape[1], mean=train.mean, std=train.std
     )
     options = dict(job.method_options)
-    if "eps" not in options and "eps" in TRAINING_METHODS.get(job.method).Config.model_fields:
+    if "eps" not in options and "eps" in TRAINING_METHODS.entry(job.method).options.model_fields:
         options["eps"] = job.eps  # the job's budget is the method's unless method_options overrides it
     method = make_method(job.method, **options)
     state = method.init_state(model, seed=job.seed + 1000 * ray.train.get_context().get_world_rank())
@@ -142,7 +141,7 @@ def train_worker(config: dict[str, Any]) -> None:
         for h in history:  # replay the verdict history so the detector compares with the right past
             detector.check(int(h["epoch"]), h["fgsm_acc"], h["pgd_acc"])
 
-    probe_eps = float(getattr(method.config, "eps", job.eps))
+    probe_eps = float(getattr(method.options, "eps", job.eps))
     while state.epoch < job.epochs:
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(state.epoch)
@@ -230,7 +229,7 @@ def _report_checkpoint(payload: dict[str, Any]) -> Any:
 
 def storage_for(store: Any, run_id: str) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for Ray Train inside the store."""
-    path = store.path("runs", FLOW, run_id)
+    path = store.path("runs", names.ADVERSARIAL_TRAIN, run_id)
     if store.location.scheme == "file":
         return path, None
     return path, store.fs

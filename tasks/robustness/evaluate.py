@@ -8,7 +8,8 @@ Pure torch/numpy, one process: the Ray tasks and the Prefect flow wrap this func
 
 Attack rows have ``corruption``/``severity`` None; corruption rows have ``attack``,
 ``norm``, ``eps`` None. The clean row is the attack ``clean`` (norm None, eps 0.0).
-``summary(rows)`` condenses them: clean accuracy, robust accuracy per attack, accuracy per
+``summary(rows)`` condenses them (robust accuracy keyed by :func:`attack_key`; reports show
+:func:`attack_label`): clean accuracy, robust accuracy per attack, accuracy per
 corruption, mCE (AlexNet reference) and, given a baseline's rows from the same run, the
 baseline-normalised mCE and relative mCE.
 """
@@ -45,7 +46,8 @@ AttackSpec = tuple[str, Mapping[str, Any]]
 
 
 def _expand_attacks(attacks: Iterable[AttackSpec | str]) -> list[tuple[str, dict[str, Any]]]:
-    """``("pgd", {"eps": [2/255, 8/255]})`` → one entry per ε; a bare name means no config."""
+    """``("pgd", {"eps": [2/255, 8/255]})`` → one entry per ε; a bare spec (``"pgd?eps=0.1"``)
+    means no further options."""
     out: list[tuple[str, dict[str, Any]]] = []
     for item in attacks:
         name, config = (item, {}) if isinstance(item, str) else (item[0], dict(item[1] or {}))
@@ -76,14 +78,14 @@ def evaluate_classifier(
 ) -> list[dict[str, Any]]:
     """Accuracy of ``model`` on ``dataset`` under each attack and each corruption × severity.
 
-    ``attacks`` are ``(name, config)`` pairs of ``EVAL_ATTACKS`` (an ``eps`` list gives one
+    ``attacks`` are ``(spec, options)`` pairs or bare specs of ``EVAL_ATTACKS`` (an ``eps`` list gives one
     row per ε); ``corruptions`` is a list of ``CORRUPTIONS`` names or ``"all"``. Every attack
     row uses a CPU generator seeded with ``seed``, and corruptions are seeded per image, so
     rows do not depend on order or batch size. The model runs in eval mode (its previous mode
     is restored)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    plan = [(name, build_attack(name, config)) for name, config in _expand_attacks(attacks)]  # validate up front
+    plan = [build_attack(spec, config) for spec, config in _expand_attacks(attacks)]  # validate up front
     names = corruption_names(corruptions) if corruptions else []
     sev = [check_severity(s) for s in severities] if names else []
     if device is not None:
@@ -96,7 +98,7 @@ def evaluate_classifier(
     model.eval()
     rows: list[dict[str, Any]] = []
     try:
-        for name, attack in plan:
+        for attack in plan:
             generator = torch.Generator(device="cpu").manual_seed(int(seed))
             t0 = time.perf_counter()
             correct = 0
@@ -109,9 +111,9 @@ def evaluate_classifier(
             rows.append(
                 {
                     **base,
-                    "attack": name,
+                    "attack": attack.name,
                     "norm": attack.norm,
-                    "eps": attack.eps if name != "clean" else 0.0,
+                    "eps": attack.eps if attack.name != "clean" else 0.0,
                     "corruption": None,
                     "severity": None,
                     "n": n,
@@ -150,10 +152,34 @@ def evaluate_classifier(
     return rows
 
 
-def _attack_label(row: Mapping[str, Any]) -> str:
+def format_eps(value: float) -> str:
+    """Budgets read as people write them: ``8/255`` rather than ``0.031372…``."""
+    k = float(value) * 255
+    if k > 0 and abs(k - round(k)) < 1e-6:
+        return f"{round(k)}/255"
+    return f"{float(value):.4g}"
+
+
+def attack_key(row: Mapping[str, Any]) -> str:
+    """The key of an attack row in ``summary()["robust_accuracy"]``: ``pgd linf eps=0.03137``.
+
+    Stable on purpose: continuous evaluation stores these keys as metric names."""
     if row["attack"] == "clean":
         return "clean"
     return f"{row['attack']} {row['norm']} eps={row['eps']:.4g}"
+
+
+def attack_label(row: Mapping[str, Any]) -> str:
+    """The same attack for people (reports, tables): ``pgd linf ε=8/255``."""
+    if row["attack"] == "clean":
+        return "clean"
+    parts = [row["attack"], row.get("norm") or "", f"ε={format_eps(row['eps'])}" if row.get("eps") is not None else ""]
+    return " ".join(p for p in parts if p)
+
+
+def attack_order(row: Mapping[str, Any]) -> tuple[bool, str, float]:
+    """Sort key of attack rows: clean first, then by attack name and budget."""
+    return (row["attack"] != "clean", str(row["attack"]), float(row.get("eps") or 0.0))
 
 
 def _corruption_error_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
@@ -185,9 +211,7 @@ def summary(
     model, dataset = _one_group(rows, "rows")
     clean = [r for r in rows if r.get("attack") == "clean"]
     clean_acc = float(clean[0]["accuracy"]) if clean else None
-    robust = {
-        _attack_label(r): float(r["accuracy"]) for r in rows if r.get("attack") not in (None, "clean", "corruption")
-    }
+    robust = {attack_key(r): float(r["accuracy"]) for r in rows if r.get("attack") not in (None, "clean", "corruption")}
     errors = _corruption_error_table(rows)
     corr_acc = {c: 1.0 - float(np.mean(list(per.values()))) for c, per in errors.items()}
     out: dict[str, Any] = {
@@ -228,4 +252,4 @@ def summary(
     return out
 
 
-__all__ = ["ROW_COLUMNS", "evaluate_classifier", "summary"]
+__all__ = ["ROW_COLUMNS", "attack_key", "attack_label", "attack_order", "evaluate_classifier", "format_eps", "summary"]

@@ -17,7 +17,6 @@ Errors are passed as ``{corruption: {severity: error}}`` (or ``{corruption: [e1,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
 
 from trustflow.errors import ConfigError
 
@@ -40,7 +39,7 @@ ALEXNET_ERRORS: dict[str, float] = {
 }
 """AlexNet's ImageNet-C top-1 error per corruption, averaged over severities 1–5."""
 
-SeverityErrors = Union[Mapping[int, float], Sequence[float]]
+SeverityErrors = Mapping[int, float] | Sequence[float]
 ErrorTable = Mapping[str, SeverityErrors]
 
 

@@ -31,10 +31,7 @@ def _flat_norm(t: torch.Tensor) -> torch.Tensor:
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm = "linf") -> torch.Tensor:
     """Back into the ε-ball around ``x`` and into [0, 1]."""
     delta = x_adv - x
-    if norm == "linf":
-        delta = delta.clamp(-eps, eps)
-    else:
-        delta = delta * torch.clamp(eps / _flat_norm(delta), max=1.0)
+    delta = delta.clamp(-eps, eps) if norm == "linf" else delta * torch.clamp(eps / _flat_norm(delta), max=1.0)
     return (x + delta).clamp(0.0, 1.0)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from trustflow import names
 from trustflow.data.store import ArtifactStore, StageRef
 
 pytestmark = [pytest.mark.integration]
@@ -23,9 +24,9 @@ def _checkpoints(settings, run_id: str) -> list[str]:  # noqa: ANN001
 
     store = ArtifactStore(settings=settings)
     prefix = (
-        f"{store.location.root.split('/', 1)[1]}/runs/adversarial_train/{run_id}/ray/"
+        f"{store.location.root.split('/', 1)[1]}/runs/{names.ADVERSARIAL_TRAIN}/{run_id}/ray/"
         if "/" in store.location.root
-        else f"runs/adversarial_train/{run_id}/ray/"
+        else f"runs/{names.ADVERSARIAL_TRAIN}/{run_id}/ray/"
     )
     listed = s3_client(settings).list_objects_v2(Bucket=store.location.bucket, Prefix=prefix)
     return sorted(
@@ -75,18 +76,20 @@ def test_two_worker_training_survives_a_kill_and_resumes(tmp_path: Path, s3_sett
     before = _checkpoints(s3_settings, "killme")
     assert before, "no checkpoint reached the store before the kill"
     store = ArtifactStore(settings=s3_settings)
-    assert store.manifest(StageRef("adversarial_train", "killme", "epochs")) is None  # it really was cut short
+    assert store.manifest(StageRef(names.ADVERSARIAL_TRAIN, "killme", names.EPOCHS)) is None  # it really was cut short
 
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    epochs = store.read_table(StageRef("adversarial_train", "killme", "epochs")).to_pylist()
+    epochs = store.read_table(StageRef(names.ADVERSARIAL_TRAIN, "killme", names.EPOCHS)).to_pylist()
     assert [r["epoch"] for r in epochs] == [0, 1, 2, 3]  # every epoch exactly once: resumed, not restarted
     assert [r["epoch"] for r in result["epochs"]] == [0, 1, 2, 3]
     assert all(0.0 <= r["pgd_acc"] <= r["probe_clean_acc"] + 1e-9 for r in epochs if not r["co"])
     assert epochs[-1]["probe_clean_acc"] > 0.5  # digits are learnable in 4 epochs even adversarially
     for which in ("best", "final"):
-        assert len(store.read_bytes(store.path("runs", "adversarial_train", "killme", "model", f"{which}.pt"))) > 1000
+        assert (
+            len(store.read_bytes(store.path("runs", names.ADVERSARIAL_TRAIN, "killme", "model", f"{which}.pt"))) > 1000
+        )
 
     evaluated = subprocess.run(
         [

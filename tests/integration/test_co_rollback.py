@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from trustflow import names
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.infra.prefect_runtime import prefect_runtime
 
@@ -45,7 +46,7 @@ def test_catastrophic_overfitting_is_flagged_rolled_back_and_announced(
     assert events[0]["payload"] == {"epochs": result["co_epochs"], "policy": "rollback"}
     stored = (
         ArtifactStore(settings=local_settings)
-        .read_table(StageRef("adversarial_train", "co-rollback", "epochs"))
+        .read_table(StageRef(names.ADVERSARIAL_TRAIN, "co-rollback", names.EPOCHS))
         .to_pylist()
     )
     assert [r["epoch"] for r in stored if r["rolled_back"]] == [r["epoch"] for r in flagged]

@@ -89,13 +89,13 @@ def test_unknown_option_and_bad_value_name_method_and_option():
 
 
 def test_defaults_presets_and_step_sizes():
-    assert make_method("pgd_at").config.model_dump(include={"eps", "alpha", "steps", "random_start"}) == {
+    assert make_method("pgd_at").options.model_dump(include={"eps", "alpha", "steps", "random_start"}) == {
         "eps": EPS,
         "alpha": 2 / 255,
         "steps": 10,
         "random_start": True,
     }
-    trades = make_method("trades").config
+    trades = make_method("trades").options
     assert (trades.beta, trades.steps, trades.alpha, trades.init_std, trades.attack_mode) == (
         6.0,
         10,
@@ -106,11 +106,11 @@ def test_defaults_presets_and_step_sizes():
     assert make_method("fgsm_rs").step_size == pytest.approx(1.25 * EPS)
     assert make_method("fgsm_rs", eps=0.1).step_size == pytest.approx(0.125)
     assert make_method("fgsm_law", eps=0.1).step_size == pytest.approx(0.1)
-    c10 = make_method("fgsm_law").config
+    c10 = make_method("fgsm_law").options
     assert (c10.lam, c10.smoothing, c10.threshold, c10.eps) == (12.0, 0.7, 0.82, EPS)
-    c100 = make_method("fgsm_law", preset="cifar100").config
+    c100 = make_method("fgsm_law", preset="cifar100").options
     assert (c100.lam, c100.smoothing, c100.threshold) == (42.0, 0.5, 0.55)
-    assert make_method("fgsm_law", preset="cifar100", lam=5).config.lam == 5.0  # explicit wins
+    assert make_method("fgsm_law", preset="cifar100", lam=5).options.lam == 5.0  # explicit wins
 
 
 # -- the step contract ---------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_ema_decay_warm_up_moves_toward_model_and_copies_buffers():
     ema = AutoWeightAveraging(model, decay_max=0.5)
     assert all(not p.requires_grad for p in ema.model.parameters()) and not ema.model.training
     decays = []
-    for n in range(10):
+    for _ in range(10):
         before = ema.model[0].weight.clone()
         with torch.no_grad():
             model[0].weight.add_(1.0)
@@ -324,7 +324,7 @@ def test_co_flags_pgd_collapse_at_the_right_epoch():
     fgsm = [0.30, 0.38, 0.42, 0.45, 0.47, 0.80, 0.85]
     pgd = [0.22, 0.30, 0.34, 0.37, 0.38, 0.05, 0.02]
     det = CatastrophicOverfittingDetector(drop_threshold=0.2, ratio_threshold=0.5, policy="stop")
-    verdicts = [det.check(e, f, p) for e, (f, p) in enumerate(zip(fgsm, pgd))]
+    verdicts = [det.check(e, f, p) for e, (f, p) in enumerate(zip(fgsm, pgd, strict=True))]
     assert [v.co for v in verdicts] == [False] * 5 + [True, True]
     v = verdicts[5]
     assert v.rule == "pgd_drop" and v.reason.startswith("pgd_drop") and v.action == "stop" and v.rollback_to == 4
@@ -336,7 +336,9 @@ def test_co_flags_pgd_collapse_at_the_right_epoch():
 
 def test_co_flags_pgd_far_below_fgsm_and_follows_the_policy():
     det = CatastrophicOverfittingDetector(policy="rollback")
-    verdicts = [det.check(e, f, p) for e, (f, p) in enumerate(zip([0.4, 0.5, 0.6, 0.7], [0.30, 0.32, 0.31, 0.30]))]
+    verdicts = [
+        det.check(e, f, p) for e, (f, p) in enumerate(zip([0.4, 0.5, 0.6, 0.7], [0.30, 0.32, 0.31, 0.30], strict=True))
+    ]
     assert [v.co for v in verdicts] == [False, False, False, True]
     assert verdicts[3].rule == "pgd_fgsm_gap" and verdicts[3].action == "rollback" and verdicts[3].rollback_to == 1
     assert CatastrophicOverfittingDetector(policy="continue").check(0, 0.8, 0.1).action == "continue"

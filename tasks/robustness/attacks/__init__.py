@@ -1,9 +1,8 @@
-"""Evaluation attacks (``EVAL_ATTACKS``): clean, fgsm, pgd, autoattack, square.
+"""Evaluation attacks (``EVAL_ATTACKS``): one module per attack, found automatically.
 
-Importing this package registers them all; see ``base.py`` for the calling convention.
+See ``base.py`` for the calling convention and how to add one.
 """
 
-from trustflow.tasks.robustness.attacks import autoattack, clean, fgsm, pgd, square  # noqa: F401  (registration)
-from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, AttackConfig, EvalAttack, build_attack
+from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetOptions, EvalAttack, build_attack
 
-__all__ = ["EVAL_ATTACKS", "AttackConfig", "EvalAttack", "build_attack"]
+__all__ = ["EVAL_ATTACKS", "BudgetOptions", "EvalAttack", "build_attack"]

@@ -25,10 +25,10 @@ from trustflow.tasks.robustness.attacks._torchattacks import (
     isolated_rng,
     num_classes_of,
 )
-from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetConfig, EvalAttack
+from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetOptions, EvalAttack
 
 
-class AutoAttackConfig(BudgetConfig):
+class AutoAttackOptions(BudgetOptions):
     norm: Literal["linf", "l2"] = "linf"  # also accepts torchattacks' spelling Linf / L2
     version: Literal["standard", "plus"] = "standard"
     seed: int = 0
@@ -40,17 +40,14 @@ class AutoAttackConfig(BudgetConfig):
         return canonical_norm(v)
 
 
-@EVAL_ATTACKS.register("autoattack")
-class AutoAttack(EvalAttack):
-    name = "autoattack"
-    config_model = AutoAttackConfig
-
+@EVAL_ATTACKS.register("autoattack", options=AutoAttackOptions, example="autoattack?eps=8/255")
+class AutoAttack(EvalAttack[AutoAttackOptions]):
     def perturb(
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         import torchattacks
 
-        c: AutoAttackConfig = self.config  # type: ignore[assignment]
+        c = self.options
         n_classes = c.n_classes or num_classes_of(model, x)
         with isolated_rng(x.device):
             attack = torchattacks.AutoAttack(

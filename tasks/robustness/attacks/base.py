@@ -1,7 +1,7 @@
-"""Evaluation attacks: one registered class per attack, each with a pydantic config.
+"""Evaluation attacks: one registered class per attack, each with its ``Options`` model.
 
-An attack is built from a name and a config dict (``build_attack("pgd", {"eps": 8/255})``)
-and then called as ``attack(model, x, y, generator) -> x_adv``:
+An attack is built from a spec or a name and an options dict (``EVAL_ATTACKS.create("pgd?eps=8/255")``,
+``build_attack("pgd", {"eps": 8/255})``) and then called as ``attack(model, x, y, generator) -> x_adv``:
 
 * ``model`` is in eval mode and takes images in [0, 1] (its first layer normalises);
 * ``x`` is a batch in [0, 1] (NCHW), ``y`` its int64 labels, both on the model's device;
@@ -9,21 +9,29 @@ and then called as ``attack(model, x, y, generator) -> x_adv``:
 * the result is detached, in [0, 1] and inside the ε-ball of ``x`` (checked by ``project``).
 
 ``eps`` (and ``alpha``) may be given as numbers or as fractions such as ``"8/255"``.
-Adding an attack is one file with a ``@EVAL_ATTACKS.register("name")`` class.
+Adding an attack is one module in this package with one decorated class::
+
+    class MyOptions(BudgetOptions):
+        steps: int = Field(10, ge=1)
+
+    @EVAL_ATTACKS.register("mine", options=MyOptions, example="mine?eps=8/255")
+    class Mine(EvalAttack[MyOptions]):
+        def perturb(self, model, x, y, generator): ...
+
+The package's modules are imported on the first lookup (no import list to extend).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import field_validator
 
-from trustflow.errors import ConfigError
-from trustflow.registry import Registry
+from trustflow.registry import Entry, Options, Registry
 from trustflow.tasks.robustness.perturb import Norm, project
 
 
@@ -38,13 +46,9 @@ def parse_budget(value: Any) -> Any:
     return value
 
 
-class AttackConfig(BaseModel):
-    """Base of every attack config: unknown keys are errors."""
+class BudgetOptions(Options):
+    """Options of an attack with a perturbation budget (required: ``eps``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BudgetConfig(AttackConfig):
     eps: float
 
     @field_validator("eps", mode="before")
@@ -60,22 +64,26 @@ class BudgetConfig(AttackConfig):
         return v
 
 
-class EvalAttack:
-    """An evaluation attack. Subclasses set ``config_model`` and implement ``perturb``."""
+O = TypeVar("O", bound=Options)  # noqa: E741  (the attack's options model)
 
-    config_model: ClassVar[type[AttackConfig]] = AttackConfig
-    name: ClassVar[str] = ""
 
-    def __init__(self, config: AttackConfig) -> None:
-        self.config = config
+class EvalAttack(Generic[O]):
+    """An evaluation attack: registered with its ``Options`` model, implements ``perturb``.
+
+    ``self.options`` is the validated options model (built by the registry)."""
+
+    name: ClassVar[str] = ""  # set by the registry decorator
+
+    def __init__(self, options: O) -> None:
+        self.options = options
 
     @property
     def norm(self) -> Norm | None:
-        return getattr(self.config, "norm", None)
+        return getattr(self.options, "norm", None)
 
     @property
     def eps(self) -> float:
-        return float(getattr(self.config, "eps", 0.0))
+        return float(getattr(self.options, "eps", 0.0))
 
     def perturb(
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
@@ -93,7 +101,7 @@ class EvalAttack:
 
     def describe(self) -> str:
         args = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.config.model_dump().items()
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options.model_dump().items()
         )
         return f"{self.name}({args})"
 
@@ -112,15 +120,16 @@ def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-EVAL_ATTACKS: Registry[type[EvalAttack]] = Registry("evaluation attack")
+def _build(entry: Entry[type[EvalAttack[Any]]], options: Any) -> EvalAttack[Any]:
+    return entry.obj(options)
 
 
-def build_attack(name: str, config: dict[str, Any] | None = None) -> EvalAttack:
-    """Validate ``config`` against the attack's pydantic model; errors name attack and field."""
-    cls = EVAL_ATTACKS.get(name)
-    try:
-        parsed = cls.config_model.model_validate(dict(config or {}))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"attack {name!r}: {problems}") from None
-    return cls(parsed)
+EVAL_ATTACKS: Registry[type[EvalAttack[Any]]] = Registry(
+    "evaluation attack", plugins="trustflow.tasks.robustness.attacks", factory=_build
+)
+
+
+def build_attack(spec: str, options: Mapping[str, Any] | None = None) -> EvalAttack[Any]:
+    """The attack a spec (``"pgd?eps=8/255"`` or a bare name) names, with ``options`` on top."""
+    attack: EvalAttack[Any] = EVAL_ATTACKS.create(spec, **dict(options or {}))
+    return attack

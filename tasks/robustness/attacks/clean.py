@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, AttackConfig, EvalAttack
+from trustflow.registry import NoOptions
+from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, EvalAttack
 
 
-class CleanConfig(AttackConfig):
-    pass
-
-
-@EVAL_ATTACKS.register("clean")
-class Clean(EvalAttack):
-    name = "clean"
-    config_model = CleanConfig
-
+@EVAL_ATTACKS.register("clean", options=NoOptions)
+class Clean(EvalAttack[NoOptions]):
     def perturb(
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:

@@ -7,19 +7,16 @@ from typing import Literal
 import torch
 
 from trustflow.tasks.robustness import perturb
-from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetConfig, EvalAttack
+from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetOptions, EvalAttack
 
 
-class FGSMConfig(BudgetConfig):
+class FGSMOptions(BudgetOptions):
     norm: Literal["linf"] = "linf"
 
 
-@EVAL_ATTACKS.register("fgsm")
-class FGSM(EvalAttack):
-    name = "fgsm"
-    config_model = FGSMConfig
-
+@EVAL_ATTACKS.register("fgsm", options=FGSMOptions, example="fgsm?eps=8/255")
+class FGSM(EvalAttack[FGSMOptions]):
     def perturb(
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        return perturb.fgsm(model, x, y, self.config.eps)
+        return perturb.fgsm(model, x, y, self.options.eps)

@@ -12,10 +12,10 @@ import torch
 from pydantic import Field, field_validator
 
 from trustflow.tasks.robustness import perturb
-from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetConfig, EvalAttack, parse_budget
+from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetOptions, EvalAttack, parse_budget
 
 
-class PGDConfig(BudgetConfig):
+class PGDOptions(BudgetOptions):
     alpha: float | None = None  # step size; default 2.5 * eps / steps
     steps: int = Field(10, ge=1)
     norm: Literal["linf", "l2"] = "linf"
@@ -37,15 +37,12 @@ class PGDConfig(BudgetConfig):
         return 2.5 * self.eps / self.steps if self.alpha is None else self.alpha
 
 
-@EVAL_ATTACKS.register("pgd")
-class PGD(EvalAttack):
-    name = "pgd"
-    config_model = PGDConfig
-
+@EVAL_ATTACKS.register("pgd", options=PGDOptions, example="pgd?eps=8/255")
+class PGD(EvalAttack[PGDOptions]):
     def perturb(
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        c: PGDConfig = self.config  # type: ignore[assignment]
+        c = self.options
         if c.restarts > 1:
             return perturb.pgd(
                 model, x, y, c.eps, c.step_size, c.steps, c.norm, c.random_start, c.restarts, generator=generator

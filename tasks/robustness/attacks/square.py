@@ -10,10 +10,10 @@ import torch
 from pydantic import Field, field_validator
 
 from trustflow.tasks.robustness.attacks._torchattacks import TORCHATTACKS_NORMS, canonical_norm, isolated_rng
-from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetConfig, EvalAttack
+from trustflow.tasks.robustness.attacks.base import EVAL_ATTACKS, BudgetOptions, EvalAttack
 
 
-class SquareConfig(BudgetConfig):
+class SquareOptions(BudgetOptions):
     norm: Literal["linf", "l2"] = "linf"
     n_queries: int = Field(5000, ge=1)
     p_init: float = Field(0.8, gt=0, le=1)
@@ -27,17 +27,14 @@ class SquareConfig(BudgetConfig):
         return canonical_norm(v)
 
 
-@EVAL_ATTACKS.register("square")
-class Square(EvalAttack):
-    name = "square"
-    config_model = SquareConfig
-
+@EVAL_ATTACKS.register("square", options=SquareOptions, example="square?eps=8/255")
+class Square(EvalAttack[SquareOptions]):
     def perturb(
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         import torchattacks
 
-        c: SquareConfig = self.config  # type: ignore[assignment]
+        c = self.options
         with isolated_rng(x.device):
             attack = torchattacks.Square(
                 model,

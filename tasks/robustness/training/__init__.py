@@ -1,25 +1,23 @@
 """Adversarial training methods (EasyRobust-style), one module each, registered in
-``TRAINING_METHODS``: standard, pgd_at, trades, fgsm_rs, fgsm_law.
+``TRAINING_METHODS`` and found automatically: standard, pgd_at, trades, fgsm_rs, fgsm_law.
 
-``make_method(name, **options)`` builds one with validated options; ``method.step(model,
+``make_method(spec, **options)`` builds one with validated options; ``method.step(model,
 x, y, state)`` gives the loss of a batch; ``loop.train_one_epoch`` runs an epoch. See
-``base`` for the contract, ``ema`` for FGSM-LAW's auto weight averaging and
-``co_detection`` for catastrophic-overfitting checks.
+``base`` for the contract (and how to add a method), ``ema`` for FGSM-LAW's auto weight
+averaging and ``co_detection`` for catastrophic-overfitting checks.
 """
 
 from __future__ import annotations
 
-from trustflow.tasks.robustness.training import fgsm_law, fgsm_rs, pgd_at, standard, trades  # noqa: F401  (registers)
 from trustflow.tasks.robustness.training.base import (
     TRAINING_METHODS,
     StepOutput,
-    TrainingConfig,
     TrainingMethod,
+    TrainingOptions,
     TrainState,
     features_and_logits,
     find_head,
     make_method,
-    register_method,
     unwrap,
 )
 from trustflow.tasks.robustness.training.co_detection import (
@@ -43,8 +41,8 @@ __all__ = [
     "PerStepLR",
     "StepOutput",
     "TrainState",
-    "TrainingConfig",
     "TrainingMethod",
+    "TrainingOptions",
     "Verdict",
     "features_and_logits",
     "find_head",
@@ -52,7 +50,6 @@ __all__ = [
     "lr_schedule_cyclic",
     "lr_schedule_piecewise",
     "make_method",
-    "register_method",
     "robust_accuracy_probe",
     "train_one_epoch",
     "unwrap",

@@ -21,25 +21,34 @@ gradients with respect to the input, and going through the DDP wrapper would arm
 gradient reducer for a backward that never comes. Forwards whose loss is returned go
 through the model as given (the wrapper), so DDP synchronises their gradients.
 
-Options are a pydantic ``Config`` per method (``extra="forbid"``): ``make_method(name,
-**options)`` turns an unknown option or a bad value into a ``ConfigError`` that names the
-method and the option.
+Options are a pydantic ``Options`` model per method (a subclass of
+:class:`TrainingOptions`), registered with the method; ``TRAINING_METHODS.create(spec)`` or
+``make_method(name, **options)`` turn an unknown option or a bad value into a
+``ConfigError`` that names the method and the option (``registry.validate_options``).
+Adding a method is one module in this package with one decorated class::
+
+    class MyOptions(TrainingOptions):
+        steps: int = Field(10, ge=1)
+
+    @TRAINING_METHODS.register("mine", options=MyOptions)
+    class Mine(TrainingMethod[MyOptions]):
+        def step(self, model, x, y, state): ...
 """
 
 from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from trustflow.errors import ConfigError
-from trustflow.registry import Registry
+from trustflow.registry import Entry, Options, Registry
 
 if TYPE_CHECKING:
     from trustflow.tasks.robustness.training.ema import AutoWeightAveraging
@@ -50,10 +59,8 @@ AttackMode = Literal["train", "eval"]
 # -- options ------------------------------------------------------------------------------
 
 
-class TrainingConfig(BaseModel):
+class TrainingOptions(Options):
     """Options every training method accepts; each method subclasses this for its own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     eps: float = Field(8 / 255, ge=0.0, le=1.0, description="L∞ budget in the [0, 1] pixel scale")
     # Mode of the model while the attack runs. "train" (the default of the single-step and
@@ -127,21 +134,22 @@ class TrainState:
 # -- the method contract ------------------------------------------------------------------
 
 
-class TrainingMethod(ABC):
-    """One adversarial training method. Subclasses set ``Config`` and implement ``step``."""
+O = TypeVar("O", bound=TrainingOptions)  # noqa: E741  (the method's options model)
 
-    name: ClassVar[str] = ""
-    Config: ClassVar[type[TrainingConfig]] = TrainingConfig
 
-    def __init__(self, config: TrainingConfig | Mapping[str, Any] | None = None, **options: Any) -> None:
-        if isinstance(config, TrainingConfig):
-            merged: dict[str, Any] = {**config.model_dump(exclude_unset=True), **options}
-        else:
-            merged = {**(config or {}), **options}
-        self.config = validate_options(self.name or type(self).__name__, self.Config, merged)
+class TrainingMethod(ABC, Generic[O]):
+    """One adversarial training method, registered with its options model; implements ``step``.
+
+    Built by the registry (``TRAINING_METHODS.create(spec)`` / ``make_method``) from validated
+    options, kept as ``self.options``."""
+
+    name: ClassVar[str] = ""  # set by the registry decorator
+
+    def __init__(self, options: O) -> None:
+        self.options = options
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config!r})"
+        return f"{type(self).__name__}({self.options!r})"
 
     def init_state(self, model: nn.Module, seed: int = 0) -> TrainState:
         """A fresh state for training ``model`` (methods with state, such as FGSM-LAW's
@@ -158,45 +166,26 @@ class TrainingMethod(ABC):
     # helpers for subclasses
 
     def _clean_logits_for_stats(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-        if not self.config.track_clean:
+        if not self.options.track_clean:
             return None
         m = unwrap(model)
         with torch.no_grad(), model_mode(m, "eval"):
             return m(x).detach()
 
 
-def validate_options(method: str, config_cls: type[TrainingConfig], options: Mapping[str, Any]) -> TrainingConfig:
-    """``config_cls`` built from ``options``, or a ConfigError naming the method and option."""
-    try:
-        return config_cls.model_validate(dict(options))
-    except ValidationError as e:
-        known = ", ".join(sorted(config_cls.model_fields))
-        problems = []
-        for err in e.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "options"
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown option {where!r} (known: {known})")
-            else:
-                problems.append(f"option {where!r}: {err['msg']}")
-        raise ConfigError(f"training method {method!r}: {'; '.join(problems)}") from None
+def _build(entry: Entry[type[TrainingMethod[Any]]], options: Any) -> TrainingMethod[Any]:
+    return entry.obj(options)
 
 
-TRAINING_METHODS: Registry[type[TrainingMethod]] = Registry("training method")
+TRAINING_METHODS: Registry[type[TrainingMethod[Any]]] = Registry(
+    "training method", plugins="trustflow.tasks.robustness.training", factory=_build
+)
 
 
-def register_method(name: str) -> Callable[[type[TrainingMethod]], type[TrainingMethod]]:
-    """Class decorator: names the method and registers it in ``TRAINING_METHODS``."""
-
-    def decorator(cls: type[TrainingMethod]) -> type[TrainingMethod]:
-        cls.name = name
-        return TRAINING_METHODS.register(name)(cls)
-
-    return decorator
-
-
-def make_method(name: str, **options: Any) -> TrainingMethod:
-    """The method registered as ``name`` with ``options`` validated against its Config."""
-    return TRAINING_METHODS.get(name)(**options)
+def make_method(spec: str, **options: Any) -> TrainingMethod[Any]:
+    """The method a spec (``"pgd_at?steps=7"`` or a bare name) names, ``options`` on top."""
+    method: TrainingMethod[Any] = TRAINING_METHODS.create(spec, **options)
+    return method
 
 
 # -- model helpers ------------------------------------------------------------------------
@@ -204,8 +193,9 @@ def make_method(name: str, **options: Any) -> TrainingMethod:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside DDP / DataParallel wrappers (``.module``), else ``model``."""
-    while isinstance(getattr(model, "module", None), nn.Module):
-        model = model.module
+    inner = getattr(model, "module", None)
+    while isinstance(inner, nn.Module):
+        model, inner = inner, getattr(inner, "module", None)
     return model
 
 

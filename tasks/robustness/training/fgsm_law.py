@@ -52,13 +52,13 @@ from pydantic import Field, model_validator
 
 from trustflow.tasks.robustness.perturb import fgsm
 from trustflow.tasks.robustness.training.base import (
+    TRAINING_METHODS,
     StepOutput,
-    TrainingConfig,
     TrainingMethod,
+    TrainingOptions,
     TrainState,
     features_and_logits,
     model_mode,
-    register_method,
     unwrap,
 )
 from trustflow.tasks.robustness.training.ema import AutoWeightAveraging
@@ -69,7 +69,7 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 
 
-class FGSMLAWConfig(TrainingConfig):
+class FGSMLAWOptions(TrainingOptions):
     preset: Literal["cifar10", "cifar100"] = "cifar10"
     alpha: float | None = Field(None, gt=0.0, le=1.0, description="FGSM step; None: eps")
     lam: float = Field(12.0, ge=0.0, description="λ, weight of the Lipschitz term")
@@ -122,33 +122,30 @@ def lipschitz_term(
     return (out + feat) / (F.mse_loss(x_adv.detach(), x.detach()) + offset)
 
 
-@register_method("fgsm_law")
-class FGSMLAW(TrainingMethod):
-    Config = FGSMLAWConfig
-    config: FGSMLAWConfig
-
+@TRAINING_METHODS.register("fgsm_law", options=FGSMLAWOptions)
+class FGSMLAW(TrainingMethod[FGSMLAWOptions]):
     @property
     def step_size(self) -> float:
-        return self.config.eps if self.config.alpha is None else self.config.alpha
+        return self.options.eps if self.options.alpha is None else self.options.alpha
 
     def init_state(self, model: nn.Module, seed: int = 0) -> TrainState:
         state = TrainState.create(seed)
-        if self.config.ema:
-            state.ema = AutoWeightAveraging(model, decay_max=self.config.decay_max, threshold=self.config.threshold)
+        if self.options.ema:
+            state.ema = AutoWeightAveraging(model, decay_max=self.options.decay_max, threshold=self.options.threshold)
         return state
 
     def random_start(self, x: torch.Tensor, state: TrainState) -> torch.Tensor:
-        return sign_start(x, self.config.eps, state.generator)
+        return sign_start(x, self.options.eps, state.generator)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainState) -> torch.Tensor:
-        c = self.config
+        c = self.options
         m = unwrap(model)
         start = self.random_start(x, state)
         with model_mode(m, c.attack_mode):
             return fgsm(m, x, y, c.eps, alpha=self.step_size, start=start)
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainState) -> StepOutput:
-        c = self.config
+        c = self.options
         x_adv = self.perturb(model, x, y, state)
         feats_clean, logits_clean = features_and_logits(model, x, c.feature_module)
         feats_adv, logits_adv = features_and_logits(model, x_adv, c.feature_module)

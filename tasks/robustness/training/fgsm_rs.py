@@ -16,31 +16,28 @@ from pydantic import Field
 
 from trustflow.tasks.robustness.perturb import fgsm, random_start
 from trustflow.tasks.robustness.training.base import (
+    TRAINING_METHODS,
     StepOutput,
-    TrainingConfig,
     TrainingMethod,
+    TrainingOptions,
     TrainState,
     model_mode,
-    register_method,
     unwrap,
 )
 
 
-class FGSMRSConfig(TrainingConfig):
+class FGSMRSOptions(TrainingOptions):
     alpha: float | None = Field(None, gt=0.0, le=1.0, description="step size; None: 1.25 × eps")
 
 
-@register_method("fgsm_rs")
-class FGSMRS(TrainingMethod):
-    Config = FGSMRSConfig
-    config: FGSMRSConfig
-
+@TRAINING_METHODS.register("fgsm_rs", options=FGSMRSOptions)
+class FGSMRS(TrainingMethod[FGSMRSOptions]):
     @property
     def step_size(self) -> float:
-        return 1.25 * self.config.eps if self.config.alpha is None else self.config.alpha
+        return 1.25 * self.options.eps if self.options.alpha is None else self.options.alpha
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainState) -> torch.Tensor:
-        c = self.config
+        c = self.options
         m = unwrap(model)
         start = random_start(x, c.eps, "linf", state.generator)
         with model_mode(m, c.attack_mode):

@@ -3,7 +3,7 @@
 ``train_one_epoch`` is what a Ray Train worker calls once per epoch: it works the same on
 a plain model and on a DDP-wrapped one (the method unwraps ``.module`` only where it must:
 for attacks and feature hooks). It moves each batch to ``device``, asks the method for the
-loss, does backward, optional gradient clipping (``method.config.max_grad_norm``),
+loss, does backward, optional gradient clipping (``method.options.max_grad_norm``),
 ``optimizer.step()``, ``method.after_optimizer_step`` and ``scheduler_step()``, and
 accumulates metrics on the device (one host sync at the end of the epoch, plus whatever the
 method's float stats cost).
@@ -159,7 +159,7 @@ def train_one_epoch(
     samples = clean_seen = adv_seen = steps = 0
     stat_sums: dict[str, float] = {}
     stat_counts: dict[str, int] = {}
-    max_norm = getattr(method.config, "max_grad_norm", None)
+    max_norm = method.options.max_grad_norm
     params = [p for p in model.parameters() if p.requires_grad]
     t0 = time.perf_counter()
     for batch in loader:

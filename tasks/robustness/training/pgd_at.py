@@ -19,29 +19,26 @@ from pydantic import Field
 
 from trustflow.tasks.robustness.perturb import pgd
 from trustflow.tasks.robustness.training.base import (
+    TRAINING_METHODS,
     StepOutput,
-    TrainingConfig,
     TrainingMethod,
+    TrainingOptions,
     TrainState,
     model_mode,
-    register_method,
     unwrap,
 )
 
 
-class PGDATConfig(TrainingConfig):
+class PGDATOptions(TrainingOptions):
     alpha: float = Field(2 / 255, gt=0.0, le=1.0, description="step size of each PGD step")
     steps: int = Field(10, ge=1, le=1000)
     random_start: bool = True
 
 
-@register_method("pgd_at")
-class PGDAT(TrainingMethod):
-    Config = PGDATConfig
-    config: PGDATConfig
-
+@TRAINING_METHODS.register("pgd_at", options=PGDATOptions)
+class PGDAT(TrainingMethod[PGDATOptions]):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainState) -> torch.Tensor:
-        c = self.config
+        c = self.options
         m = unwrap(model)
         with model_mode(m, c.attack_mode):
             return pgd(m, x, y, c.eps, c.alpha, c.steps, "linf", random_init=c.random_start, generator=state.generator)

@@ -6,11 +6,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trustflow.tasks.robustness.training.base import StepOutput, TrainingMethod, TrainState, register_method
+from trustflow.tasks.robustness.training.base import (
+    TRAINING_METHODS,
+    StepOutput,
+    TrainingMethod,
+    TrainingOptions,
+    TrainState,
+)
 
 
-@register_method("standard")
-class Standard(TrainingMethod):
+@TRAINING_METHODS.register("standard", options=TrainingOptions)
+class Standard(TrainingMethod[TrainingOptions]):
     """Plain CE; ``eps`` and the attack options are accepted and ignored."""
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainState) -> StepOutput:

@@ -20,13 +20,13 @@ from pydantic import Field
 
 from trustflow.tasks.robustness.perturb import gradient_step, project
 from trustflow.tasks.robustness.training.base import (
+    TRAINING_METHODS,
     AttackMode,
     StepOutput,
-    TrainingConfig,
     TrainingMethod,
+    TrainingOptions,
     TrainState,
     model_mode,
-    register_method,
     unwrap,
 )
 
@@ -36,7 +36,7 @@ def _kl_sum(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(logits_adv, dim=1), p_clean, reduction="sum")
 
 
-class TRADESConfig(TrainingConfig):
+class TRADESOptions(TrainingOptions):
     beta: float = Field(6.0, ge=0.0)
     alpha: float = Field(2 / 255, gt=0.0, le=1.0)
     steps: int = Field(10, ge=1, le=1000)
@@ -44,13 +44,10 @@ class TRADESConfig(TrainingConfig):
     attack_mode: AttackMode = "eval"
 
 
-@register_method("trades")
-class TRADES(TrainingMethod):
-    Config = TRADESConfig
-    config: TRADESConfig
-
+@TRAINING_METHODS.register("trades", options=TRADESOptions)
+class TRADES(TrainingMethod[TRADESOptions]):
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: TrainState) -> torch.Tensor:
-        c = self.config
+        c = self.options
         m = unwrap(model)
         with model_mode(m, c.attack_mode):
             with torch.no_grad():
@@ -67,7 +64,7 @@ class TRADES(TrainingMethod):
         logits_adv = model(x_adv)
         natural = F.cross_entropy(logits_clean, y)
         robust = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
-        loss = natural + self.config.beta * robust
+        loss = natural + self.options.beta * robust
         return StepOutput(
             loss=loss,
             logits_clean=logits_clean.detach(),

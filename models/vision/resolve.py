@@ -1,0 +1,107 @@
+"""Classifiers kept in the artifact store: the ``run:`` scheme and moving checkpoints around.
+
+A training run (flow ``adversarial_train``) stores its final and best weights as
+weights-only checkpoints at ``runs/adversarial_train/<run_id>/model/{final,best}.pt``
+(:func:`store_run_checkpoint`). A classifier spec ``run:<run_id>[/best|/final]`` names one
+of them; :func:`resolve_model` turns it into a ``ckpt:`` spec of a local copy, which
+``load_classifier`` reads like any other checkpoint. Other specs pass through unchanged.
+
+Ray workers may run on other nodes than the driver: :class:`PortableModel` carries a
+checkpoint's bytes with its spec and writes them back to a local file in the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from trustflow import names
+from trustflow.data.store import ArtifactStore
+from trustflow.errors import ConfigError, InputError
+from trustflow.models.vision.spec import CHECKPOINT, RUN, classifier_spec, save_checkpoint, spec_file
+from trustflow.registry import Options, validate_options
+
+RUN_MODELS = ("best", "final")
+
+
+class RunOptions(Options):
+    target: str  # <run_id>[/best|/final]
+
+
+def run_checkpoint_path(store: ArtifactStore, run_id: str, which: str) -> str:
+    """Where training run ``run_id`` keeps its ``which`` ("best" or "final") checkpoint."""
+    return store.path("runs", names.ADVERSARIAL_TRAIN, run_id, "model", f"{which}.pt")
+
+
+def store_run_checkpoint(
+    store: ArtifactStore, run_id: str, which: str, model: nn.Module, arch: str, meta: Mapping[str, Any]
+) -> str:
+    """Write ``model`` as the ``which`` checkpoint of training run ``run_id``; returns its path."""
+    target = run_checkpoint_path(store, run_id, which)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(Path(tmp) / f"{which}.pt", model, arch, dict(meta))
+        store.write_bytes_atomic(target, path.read_bytes())
+    return target
+
+
+def resolve_model(store: ArtifactStore, spec: str, workdir: Path) -> str:
+    """``run:<id>[/best|/final]`` → ``ckpt:`` of a copy in ``workdir``; other specs unchanged."""
+    parsed = classifier_spec(spec)
+    if parsed.name != RUN:
+        return spec
+    options = validate_options(f"model {spec!r}", RunOptions, parsed.options)
+    run_id, _, which = options.target.partition("/")
+    which = which or "best"
+    if not run_id or which not in RUN_MODELS:
+        raise ConfigError(f"model {spec!r}: use run:<id>, run:<id>/best or run:<id>/final")
+    try:
+        data = store.read_bytes(run_checkpoint_path(store, run_id, which))
+    except (FileNotFoundError, OSError):
+        raise InputError(
+            f"model {spec!r}: no checkpoint at {store.url}/runs/{names.ADVERSARIAL_TRAIN}/{run_id}/model/{which}.pt"
+        ) from None
+    local = workdir / f"{run_id}-{which}.pt"
+    local.write_bytes(data)
+    return f"{CHECKPOINT}:{local}"
+
+
+@dataclass(frozen=True)
+class PortableModel:
+    """A classifier spec a Ray worker on any node can load: a checkpoint travels as bytes.
+
+    ``label`` is the spec as the user gave it (``run:...``); ``spec`` what to load."""
+
+    label: str
+    spec: str
+    blob: bytes = b""
+
+    @classmethod
+    def of(cls, store: ArtifactStore, spec: str) -> PortableModel:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = resolve_model(store, spec, Path(tmp))
+            parsed = classifier_spec(local)
+            if parsed.name == CHECKPOINT:
+                path = spec_file(parsed)
+                if path.is_file():  # a missing file is reported by the loader, in the worker
+                    return cls(spec, local, path.read_bytes())
+        return cls(spec, local)
+
+    @contextlib.contextmanager
+    def local_spec(self) -> Iterator[str]:
+        """The spec to load here: the checkpoint written to a temporary file, or the spec itself."""
+        if not self.blob:
+            yield self.spec
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.pt"
+            path.write_bytes(self.blob)
+            yield f"{CHECKPOINT}:{path}"
+
+
+__all__ = ["PortableModel", "resolve_model", "run_checkpoint_path", "store_run_checkpoint"]
