@@ -111,9 +111,13 @@ def numbers(count: int, low: float, high: float) -> BeforeValidator:
         try:
             out = tuple(float(v) for v in parts)
         except (TypeError, ValueError):
-            raise PydanticCustomError(OPTION_ERROR, "{value} is not {expected}", {"value": repr(value), "expected": expected}) from None
+            raise PydanticCustomError(
+                OPTION_ERROR, "{value} is not {expected}", {"value": repr(value), "expected": expected}
+            ) from None
         if len(out) != count or not all(low <= v <= high for v in out):
-            raise PydanticCustomError(OPTION_ERROR, "{value} is not {expected}", {"value": repr(value), "expected": expected})
+            raise PydanticCustomError(
+                OPTION_ERROR, "{value} is not {expected}", {"value": repr(value), "expected": expected}
+            )
         return out
 
     return BeforeValidator(parse)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from pydantic import Field
 
 from trustflow.errors import ConfigError
@@ -42,16 +41,21 @@ def level_weight_score(weights: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(weights, dtype=np.float64), -50.0, 50.0)))
 
 
-def resolve_cascade(name: str) -> Path:
-    """A bare file name is looked up in OpenCV's cascade folder first, anything else is a path."""
+def cascade_dir() -> Path:
+    """The folder of the cascades that ship with opencv-python."""
     import cv2
 
+    return Path(cv2.data.haarcascades)  # type: ignore[attr-defined]  # cv2.data ships with opencv-python; its stubs omit it
+
+
+def resolve_cascade(name: str) -> Path:
+    """A bare file name is looked up in OpenCV's cascade folder first, anything else is a path."""
     path = Path(name).expanduser()
-    bundled = Path(cv2.data.haarcascades) / name
+    bundled = cascade_dir() / name
     if os.sep not in name and bundled.is_file():
         path = bundled
     if not path.is_file():
-        known = sorted(p.name for p in Path(cv2.data.haarcascades).glob("*.xml"))
+        known = sorted(p.name for p in cascade_dir().glob("*.xml"))
         raise ConfigError(
             f"detector 'haar': option cascade={name!r} is neither a file nor one of OpenCV's cascades: "
             f"{', '.join(known)}"
@@ -105,7 +109,9 @@ def build_haar(options: HaarOptions, categories: Mapping[int, str]) -> HaarDetec
     path = resolve_cascade(options.cascade)
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
-        raise ConfigError(f"detector 'haar': option cascade={options.cascade!r}: {path} is not a cascade OpenCV can load")
+        raise ConfigError(
+            f"detector 'haar': option cascade={options.cascade!r}: {path} is not a cascade OpenCV can load"
+        )
     return HaarDetector("haar", label_map, cascade, options.scale_factor, options.min_neighbors, options.min_size)
 
 

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from trustflow.errors import ConfigError, InputError
 from pydantic import Field
 
+from trustflow.errors import ConfigError, InputError
 from trustflow.models.detection.base import (
     DETECTORS,
     DetectionBox,
@@ -105,7 +104,7 @@ class HFDetector(MappedDetector):
                 found = self.processor.post_process_object_detection(
                     outputs, threshold=self.score_threshold, target_sizes=[(int(h), int(w)) for h, w in sizes]
                 )
-            for i, (h, w), out in zip(group, sizes, found):
+            for i, (h, w), out in zip(group, sizes, found, strict=True):
                 boxes = self._boxes(
                     out["labels"].cpu().numpy(),
                     out["boxes"].float().cpu().numpy(),

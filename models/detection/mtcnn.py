@@ -57,7 +57,7 @@ class MTCNNDetector(MappedDetector):
         for group in groups_by_size(images, self.batch_size):
             with torch.inference_mode():
                 batch_boxes, batch_probs = self.model.detect(np.stack([images[i] for i in group]))
-            for i, boxes, probs in zip(group, batch_boxes, batch_probs):
+            for i, boxes, probs in zip(group, batch_boxes, batch_probs, strict=True):
                 if boxes is None:
                     continue
                 xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

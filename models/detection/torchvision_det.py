@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -180,7 +179,9 @@ class TorchvisionOptions(TorchDetectorOptions):
     def _known_arch(cls, arch: str | None) -> str | None:
         if arch is not None and arch not in ARCHS:
             raise PydanticCustomError(
-                OPTION_ERROR, "unknown architecture {arch}; known: {known}", {"arch": repr(arch), "known": ", ".join(ARCHS)}
+                OPTION_ERROR,
+                "unknown architecture {arch}; known: {known}",
+                {"arch": repr(arch), "known": ", ".join(ARCHS)},
             )
         return arch
 
@@ -247,7 +248,7 @@ class TorchvisionDetector(MappedDetector):
             tensors = [torch.from_numpy(img).to(self.device).permute(2, 0, 1).float().div_(255.0) for img in chunk]
             with torch.inference_mode():
                 outputs = self.model(tensors)
-            for img, out in zip(chunk, outputs):
+            for img, out in zip(chunk, outputs, strict=True):
                 h, w = img.shape[:2]
                 results.append(
                     self._boxes(

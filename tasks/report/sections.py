@@ -755,135 +755,6 @@ def robustness_board(runs: list[RunView]) -> list[Section]:
     ]
 
 
-# ---------------------------------------------------------------- detector robustness
-
-DETECTOR_STAGES = {"metrics": S.DETECTION_METRICS, "leaderboard": S.DETECTOR_LEADERBOARD, "detections": S.DETECTIONS}
-DETECTOR_PLOTS = {
-    "id_vs_ood.png": "OOD vs ID mAP per detector; the dashed line is the trend OOD = a + b·ID",
-    "per_domain.png": "AP per domain",
-}
-DETECTOR_BOARD_COLUMNS = [
-    Column("detector"),
-    Column("id_map", "ID mAP", ACC),
-    Column("ood_map", "OOD mAP", ACC),
-    Column("ood_domains", "OOD domains"),
-    Column("relative_drop", "relative drop", ".1%"),
-    Column("effective_robustness", "effective robustness", "+.3f"),
-    Column("images_per_s", "images/s", ".1f"),
-]
-
-
-def detector_board_rows(run: RunView) -> list[dict[str, Any]]:
-    return sorted(run.rows("leaderboard"), key=lambda r: -r["ood_map"])
-
-
-@RUN_SECTIONS.register("detector_evaluate")
-def detector_sections(run: RunView) -> list[Section]:
-    """ID/OOD leaderboard with effective robustness, AP per domain, full COCO numbers, inference."""
-    sections: list[Section] = []
-    if run.has("leaderboard", S.DETECTOR_LEADERBOARD):
-        board = detector_board_rows(run)
-        attrs = run.attrs("leaderboard")
-        figures: list[tuple[str, Any] | tuple[str, Any, str]] = [
-            ("Dataset", attrs.get("dataset_id", EMPTY)),
-            ("Detectors", len(board)),
-        ]
-        if board:
-            top = board[0]
-            figures.append(("Best OOD mAP", f"{top['ood_map']:{ACC}}", top["detector"]))
-            figures.append(("Trend", f"{top['trend_a']:.3f} + {top['trend_b']:.3f}·ID", top["trend"]))
-        body = [key_figures(figures), table(board, DETECTOR_BOARD_COLUMNS)]
-        sections.append(Section("Leaderboard", join(body)))
-    if run.has("metrics", S.DETECTION_METRICS):
-        metrics = run.rows("metrics")
-        rows, domains = pivot(metrics, "detector", "domain", "AP")
-        per_domain = table(rows, [Column("detector"), *pivot_columns(domains, ap)])
-        cols = [
-            Column("detector"),
-            Column("domain"),
-            *[Column(k, spec=ap, numeric=True) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")],
-            Column("images"),
-            Column("annotations"),
-            Column("detections"),
-        ]
-        body = [
-            note("AP at IoU 0.50:0.95 per domain (n/a: no ground truth for the bucket)."),
-            per_domain,
-            heading(3, "COCO metrics"),
-            table(metrics, cols),
-        ]
-        sections.append(Section("Per-domain metrics", join(body)))
-    if run.has("detections", S.DETECTIONS):
-        sections.append(Section("Inference", inference_table(run)))
-    return sections + plots_section(run, DETECTOR_PLOTS) + unknown_stages(run, DETECTOR_STAGES)
-
-
-def inference_table(run: RunView) -> Html:
-    """Per detector and domain: images, boxes found, mean score, time per image."""
-    t = run.read("detections", ["detector", "domain", "scores", "seconds"])
-    t = t.append_column("boxes", pc.list_value_length(t["scores"]).cast(pa.int64()))
-    owner = pc.list_parent_indices(t["scores"])
-    flat = pa.table(
-        {
-            "detector": pc.take(t["detector"], owner),
-            "domain": pc.take(t["domain"], owner),
-            "score": pc.list_flatten(t["scores"]),
-        }
-    )
-    mean_score = {
-        (r["detector"], r["domain"]): r["score_mean"]
-        for r in flat.group_by(["detector", "domain"]).aggregate([("score", "mean")]).to_pylist()
-    }
-    grouped = t.group_by(["detector", "domain"]).aggregate(
-        [("boxes", "sum"), ("seconds", "mean"), ("seconds", "count")]
-    )
-    rows = []
-    for r in grouped.to_pylist():
-        boxes = r["boxes_sum"]
-        rows.append(
-            {
-                "detector": r["detector"],
-                "domain": r["domain"],
-                "images": r["seconds_count"],
-                "boxes": boxes,
-                "score": mean_score.get((r["detector"], r["domain"])),
-                "ms": r["seconds_mean"] * 1000,
-            }
-        )
-    rows.sort(key=lambda r: (r["detector"], r["domain"]))
-    return table(
-        rows,
-        [
-            Column("detector"),
-            Column("domain"),
-            Column("images"),
-            Column("boxes", "detections"),
-            Column("score", "mean score", ".3f"),
-            Column("ms", "ms / image", ".1f"),
-        ],
-    )
-
-
-@BOARD_SECTIONS.register("detector_evaluate")
-def detector_board(runs: list[RunView]) -> list[Section]:
-    """Each detector evaluation's leaderboard, newest first (datasets and domains differ per run)."""
-    boards = sorted(
-        (r for r in runs if r.has("leaderboard", S.DETECTOR_LEADERBOARD)),
-        key=lambda r: r.stages["leaderboard"].created_at,
-        reverse=True,
-    )
-    body: list[Html] = []
-    for run in boards:
-        m = run.stages["leaderboard"]
-        title = f"{run.run_id} · dataset {run.attrs('leaderboard').get('dataset_id', EMPTY)} · {fmt(m.created_at)}"
-        body += [heading(3, title), table(detector_board_rows(run), DETECTOR_BOARD_COLUMNS)]
-    return [
-        Section(
-            "Detector robustness leaderboards", join(body) if body else note("no detector evaluation in this store")
-        )
-    ]
-
-
 # ---------------------------------------------------------------- ingestion
 
 
@@ -968,3 +839,7 @@ def continuous_board(runs: list[RunView]) -> list[Section]:
             "Continuously evaluated models", join([note("Latest value per model card, evaluation and metric."), *body])
         )
     ]
+
+
+# the domains' own renderers register themselves on import (until the registries discover them)
+from trustflow.tasks.detection import report as _detection_report  # noqa: E402,F401

@@ -52,7 +52,7 @@ def astronaut() -> np.ndarray:
 
 def assert_well_formed(results: list[list[DetectionBox]], images: list[np.ndarray], ids: set[int]) -> None:
     assert len(results) == len(images)
-    for dets, img in zip(results, images):
+    for dets, img in zip(results, images, strict=True):
         h, w = img.shape[:2]
         scores = [d.score for d in dets]
         assert scores == sorted(scores, reverse=True)
@@ -95,7 +95,9 @@ def test_unknown_option_is_named_with_the_valid_ones() -> None:
         load_detector("haar:frontal", CATEGORIES)
     with pytest.raises(ConfigError, match=r"option 'min_face_size': 'big' is invalid: .*valid integer"):
         load_detector("mtcnn?min_face_size=big", CATEGORIES)
-    with pytest.raises(ConfigError, match=r"thresholds': '0.6,1.5,0.7' is not 3 comma-separated numbers in \[0.0, 1.0\]"):
+    with pytest.raises(
+        ConfigError, match=r"thresholds': '0.6,1.5,0.7' is not 3 comma-separated numbers in \[0.0, 1.0\]"
+    ):
         load_detector("mtcnn?thresholds=0.6,1.5,0.7", CATEGORIES)
     with pytest.raises(ConfigError, match=r"thresholds': '0.6,0.7' is not 3"):
         load_detector("mtcnn?thresholds=0.6,0.7", CATEGORIES)

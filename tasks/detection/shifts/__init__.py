@@ -72,4 +72,5 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     """Float image in [0, 1] -> uint8, rounded and clipped."""
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
+
 __all__ = ["COCO_O_DOMAINS", "DOMAIN_SHIFTS", "ShiftFn", "line_kernel", "odd", "size_scale", "to_uint8"]
