@@ -9,15 +9,20 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from trustflow.cli.common import bootstrap, console, handle_errors
+from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
 
 detect_app = typer.Typer(no_args_is_help=True, help="Object detector robustness (COCO-O style) and COCO scoring.")
 
 
+BOARD_COLUMNS = ("detector", "id_map", "ood_map", "relative_drop", "effective_robustness", "images_per_s")
+
+
 def print_leaderboard(board: list[dict[str, Any]], title: str) -> None:
+    from trustflow.tasks.detection.scoring import BOARD_LABELS
+
     table = Table(title=title)
-    for col in ("detector", "ID mAP", "OOD mAP", "relative drop", "effective robustness", "images/s"):
-        table.add_column(col, justify="left" if col == "detector" else "right")
+    for col in BOARD_COLUMNS:
+        table.add_column(BOARD_LABELS[col], justify="left" if col == "detector" else "right")
     for r in board:
         table.add_row(
             r["detector"],
@@ -74,10 +79,7 @@ def eval_cmd(
 ) -> None:
     """Run detectors over a dataset and its shifted domains; COCO mAP per domain and effective robustness."""
     settings = bootstrap()
-    from trustflow.cli.progress_bar import rich_progress
     from trustflow.flows.detector_eval import detector_evaluate
-    from trustflow.infra.prefect_runtime import prefect_runtime
-    from trustflow.infra.ray_runtime import shutdown_ray
 
     specs = [d.strip() for d in detectors.split(",") if d.strip()]
     domain_arg: list[str] | str = (
@@ -85,27 +87,24 @@ def eval_cmd(
         if domains in ("all",) or domains.startswith("coco-c")
         else [d.strip() for d in domains.split(",") if d.strip()]
     )
-    try:
-        with prefect_runtime(settings), rich_progress():
-            result = detector_evaluate(
-                source=dataset,
-                detectors=specs,
-                domains=domain_arg,
-                id_domain=id_domain,
-                seed=seed,
-                trend=trend,
-                trend_a=trend_a,
-                trend_b=trend_b,
-                inference={
-                    "batch_size": batch_size,
-                    "actors": actors,
-                    "gpus_per_actor": gpus_per_actor,
-                    "part_rows": part_rows,
-                },
-                run_label=Path(dataset).name or dataset,
-            )
-    finally:
-        shutdown_ray()
+    with flow_session(settings):
+        result = detector_evaluate(
+            source=dataset,
+            detectors=specs,
+            domains=domain_arg,
+            id_domain=id_domain,
+            seed=seed,
+            trend=trend,
+            trend_a=trend_a,
+            trend_b=trend_b,
+            inference={
+                "batch_size": batch_size,
+                "actors": actors,
+                "gpus_per_actor": gpus_per_actor,
+                "part_rows": part_rows,
+            },
+            run_label=Path(dataset).name or dataset,
+        )
     if as_json:
         print(
             json.dumps(
@@ -127,11 +126,12 @@ def score_cmd(
 ) -> None:
     """The 12 standard COCO bbox numbers of any results file against any ground truth."""
     from trustflow.errors import ConfigError
-    from trustflow.tasks.detection.metrics import STAT_NAMES, score_files
+    from trustflow.tasks.detection.metrics import STAT_NAMES, Engine, score_files
 
-    if engine not in ("faster", "pycocotools"):
+    engines: dict[str, Engine] = {"faster": "faster", "pycocotools": "pycocotools"}
+    if engine not in engines:
         raise ConfigError(f"--engine must be faster or pycocotools, got {engine!r}")
-    stats = score_files(gt, dt, engine=engine)  # type: ignore[arg-type]
+    stats = score_files(gt, dt, engine=engines[engine])
     values = stats.as_dict()
     if as_json:
         print(json.dumps(values))

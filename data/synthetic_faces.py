@@ -64,12 +64,14 @@ def _crop_background(bg: np.ndarray, size: tuple[int, int], rng: np.random.Gener
     cw, ch = max(8, int(w * scale)), max(8, int(h * scale))
     cw, ch = min(cw, int(ch * width / height)), min(ch, int(cw * height / width))  # keep the output's aspect
     x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    return np.asarray(Image.fromarray(bg[y0 : y0 + ch, x0 : x0 + cw]).resize((width, height), Image.BILINEAR))
+    return np.asarray(
+        Image.fromarray(bg[y0 : y0 + ch, x0 : x0 + cw]).resize((width, height), Image.Resampling.BILINEAR)
+    )
 
 
 def _patch(grey: np.ndarray, side: int, tone: np.ndarray) -> np.ndarray:
     up = np.asarray(
-        Image.fromarray((grey * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC), dtype=np.float64
+        Image.fromarray((grey * 255).astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64
     )
     return np.clip(up[..., None] * tone[None, None, :], 0, 255).astype(np.uint8)
 

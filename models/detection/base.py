@@ -5,14 +5,7 @@ under distribution shift) runs very different detectors — a face cascade, MTCN
 and transformers models — over the same images and scores them with the same COCO AP, so
 every backend answers in the dataset's own category ids and COCO ``xywh`` pixel boxes.
 
-Spec grammar (URL-query style, like the classifier specs in ``models/vision/spec.py``)::
-
-    spec    := backend [ "?" option { "&" option } ]
-    backend := NAME                    a registered detector:       mtcnn, haar
-             | NAME ":" TARGET         the same, with a target:     torchvision:ssd300_vgg16, hf:/models/detr
-    option  := KEY "=" VALUE
-
-Examples::
+A detector is named by the registry's spec grammar (``trustflow.registry``)::
 
     mtcnn
     mtcnn?min_face_size=40&label_map=face:person
@@ -21,28 +14,31 @@ Examples::
     torchvision:ssdlite320_mobilenet_v3_large?num_classes=3&labels=cat,dog&weights=/w/ft.pt
     hf:/models/detr-resnet-50?score_threshold=0.01
 
-``NAME:TARGET`` is shorthand for ``NAME?target=TARGET`` (the target is an architecture for
-``torchvision``, a directory for ``hf``); a backend that takes no target rejects it. The
-backend name is everything before the first ``:`` or ``?``; the query is everything after
-the first ``?``, split on ``&``, each part split on its first ``=`` — so values may hold
-``:``, ``,`` and ``=`` but not ``&``. Values stay strings; each backend converts and checks
-its own options (an empty value means the default), and an unknown option is a
-``ConfigError`` naming it and listing the valid ones. Every backend accepts ``label_map`` (see ``label_map.py``).
+``NAME:TARGET`` is shorthand for ``NAME?target=TARGET`` (an architecture for
+``torchvision``, a directory for ``hf``); a backend that takes no target rejects it. Each
+backend declares its options as a pydantic model (``DetectorOptions`` or
+``TorchDetectorOptions`` subclasses): values arrive as strings and the model converts and
+checks them; an empty value means the default. Every backend accepts ``label_map`` (see
+``label_map.py``).
+
+Adding a backend is one module in this package: an options model, a detector class, and a
+``@DETECTORS.register("name", options=...)`` builder ``(options, categories) -> Detector``.
+Builders load weights, so the registry has no factory: ``load_detector`` builds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BeforeValidator, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.registry import Registry
+from trustflow.registry import TARGET, Options, Registry, parse_spec
 
-TARGET_OPTION = "target"
-COMMON_OPTIONS = ("label_map",)
+OPTION_ERROR = "detector_option"  # the pydantic error type of a value this module checked itself
 
 
 class DetectionBox(NamedTuple):
@@ -68,48 +64,80 @@ class Detector(Protocol):
         ...
 
 
-DetectorFactory = Callable[[dict[str, str], Mapping[int, str]], Detector]
-DETECTORS: Registry[DetectorFactory] = Registry("detector")
+DetectorBuilder = Callable[[Any, Mapping[int, str]], Detector]
+"""``(validated options, dataset categories id → name) -> Detector``; loads the model."""
+
+DETECTORS: Registry[DetectorBuilder] = Registry("detector", plugins="trustflow.models.detection")
 
 
-@dataclass(frozen=True)
-class DetectorSpec:
-    name: str
-    options: dict[str, str] = field(default_factory=dict)
-    raw: str = ""
+class DetectorOptions(Options):
+    """Options every backend takes; a bad value is reported with the value itself."""
+
+    label_map: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, values: Any) -> Any:
+        if isinstance(values, Mapping):
+            return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        return values
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _name_the_value(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] == OPTION_ERROR:
+                raise PydanticCustomError(OPTION_ERROR, first["msg"]) from None
+            raise PydanticCustomError(
+                OPTION_ERROR, "{value} is invalid: {reason}", {"value": repr(value), "reason": first["msg"]}
+            ) from None
 
 
-def parse_detector_spec(spec: str) -> DetectorSpec:
-    """Split a spec string (grammar in the module docstring); ``ConfigError`` when malformed."""
-    raw = spec
-    spec = spec.strip()
-    if not spec:
-        raise ConfigError("empty detector spec")
-    head, _, query = spec.partition("?")
-    name, colon, target = head.partition(":")
-    name = name.strip()
-    if not name:
-        raise ConfigError(f"bad detector spec {raw!r}: no detector name before ':' or '?'")
-    options: dict[str, str] = {}
-    if colon:
-        if not target.strip():
-            raise ConfigError(f"bad detector spec {raw!r}: nothing after '{name}:'")
-        options[TARGET_OPTION] = target.strip()
-    for part in filter(None, query.split("&")):
-        key, eq, value = part.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ConfigError(f"bad detector spec {raw!r}: option {part!r} is not key=value")
-        if key in options:
-            what = f"'{name}:<target>' and option 'target'" if key == TARGET_OPTION else f"option {key!r}"
-            raise ConfigError(f"bad detector spec {raw!r}: {what} given twice")
-        options[key] = value.strip()
-    return DetectorSpec(name, options, raw)
+class TorchDetectorOptions(DetectorOptions):
+    """Options of the backends that run on torch: the device (``cpu``, ``cuda``, ``cuda:N``, ``auto``)."""
+
+    device: str = "cpu"
 
 
-def _register_builtin_backends() -> None:
-    """Import the backend modules so their ``@DETECTORS.register`` lines have run."""
-    import trustflow.models.detection  # noqa: F401  (the package imports every backend)
+def numbers(count: int, low: float, high: float) -> BeforeValidator:
+    """A ``tuple[float, ...]`` option written ``a,b,c``: exactly ``count`` numbers in [low, high]."""
+
+    def parse(value: Any) -> tuple[float, ...]:
+        expected = f"{count} comma-separated numbers in [{low}, {high}]"
+        parts = value.split(",") if isinstance(value, str) else value
+        try:
+            out = tuple(float(v) for v in parts)
+        except (TypeError, ValueError):
+            raise PydanticCustomError(
+                OPTION_ERROR, "{value} is not {expected}", {"value": repr(value), "expected": expected}
+            ) from None
+        if len(out) != count or not all(low <= v <= high for v in out):
+            raise PydanticCustomError(
+                OPTION_ERROR, "{value} is not {expected}", {"value": repr(value), "expected": expected}
+            )
+        return out
+
+    return BeforeValidator(parse)
+
+
+def resolve_device(detector: str, value: str) -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available) → a torch device string."""
+    import torch
+
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"detector {detector!r}: option device={value!r} is not a torch device (cpu, cuda, cuda:N, auto)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"detector {detector!r}: option device={value!r} but CUDA is not available here")
+    return value
 
 
 def load_detector(spec: str, categories: Mapping[int, str]) -> Detector:
@@ -117,115 +145,16 @@ def load_detector(spec: str, categories: Mapping[int, str]) -> Detector:
 
     Fails at load time (``ConfigError``) on an unknown backend or option, or when none of the
     backend's labels maps to a dataset category — rather than producing zero detections."""
-    parsed = parse_detector_spec(spec)
-    _register_builtin_backends()
-    factory = DETECTORS.get(parsed.name)
+    parsed = parse_spec(spec, "detector spec")
+    entry = DETECTORS.entry(parsed.name)
+    if parsed.target is not None and TARGET not in entry.options.model_fields:
+        raise ConfigError(f"detector {parsed.name!r} takes no ':<target>' / 'target' option")
+    entry, options = DETECTORS.resolve(parsed)
     if not categories:
         raise ConfigError(f"detector spec {spec!r}: the dataset has no categories to map detections to")
-    detector = factory(dict(parsed.options), dict(categories))
+    detector = entry.obj(options, dict(categories))
     detector.name = parsed.raw.strip()
     return detector
-
-
-class Options:
-    """A backend's options: unknown keys rejected up front, typed getters that name the key.
-
-    Why declared up front: the error for a typo can then list every valid option, and no
-    option is silently ignored because a getter was never reached."""
-
-    def __init__(self, detector: str, raw: Mapping[str, str], valid: Iterable[str], takes_target: bool = False) -> None:
-        self.detector = detector
-        self.raw = dict(raw)
-        self.valid = tuple(valid) + COMMON_OPTIONS + ((TARGET_OPTION,) if takes_target else ())
-        for key in self.raw:
-            if key in self.valid:
-                continue
-            if key == TARGET_OPTION:
-                raise ConfigError(f"detector {detector!r} takes no ':<target>' / 'target' option")
-            listed = ", ".join(k for k in self.valid if k != TARGET_OPTION)
-            raise ConfigError(f"detector {detector!r}: unknown option {key!r}; valid options: {listed}")
-
-    def _get(self, key: str) -> str | None:
-        if key not in self.valid:
-            raise AssertionError(f"option {key!r} not declared for detector {self.detector!r}")
-        value = self.raw.get(key)
-        return value or None  # an empty value means the default
-
-    def invalid(self, key: str, value: str, expected: str) -> ConfigError:
-        return ConfigError(f"detector {self.detector!r}: option {key}={value!r} is not {expected}")
-
-    def text(self, key: str, default: str | None = None) -> str | None:
-        value = self._get(key)
-        return default if value is None else value
-
-    def integer(self, key: str, default: int, minimum: int | None = None) -> int:
-        value = self._get(key)
-        if value is None:
-            return default
-        try:
-            out = int(value)
-        except ValueError:
-            raise self.invalid(key, value, "an integer") from None
-        if minimum is not None and out < minimum:
-            raise self.invalid(key, value, f"an integer ≥ {minimum}")
-        return out
-
-    def number(self, key: str, default: float, low: float | None = None, high: float | None = None) -> float:
-        value = self._get(key)
-        if value is None:
-            return default
-        try:
-            out = float(value)
-        except ValueError:
-            raise self.invalid(key, value, "a number") from None
-        if not np.isfinite(out) or (low is not None and out < low) or (high is not None and out > high):
-            raise self.invalid(
-                key, value, f"a number in [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-            )
-        return out
-
-    def numbers(
-        self, key: str, default: Sequence[float], count: int, low: float = -np.inf, high: float = np.inf
-    ) -> list[float]:
-        value = self._get(key)
-        if value is None:
-            return list(default)
-        expected = f"{count} comma-separated numbers" + (
-            f" in [{low}, {high}]" if np.isfinite([low, high]).any() else ""
-        )
-        try:
-            out = [float(v) for v in value.split(",")]
-        except ValueError:
-            raise self.invalid(key, value, expected) from None
-        if len(out) != count or not all(low <= v <= high for v in out):
-            raise self.invalid(key, value, expected)
-        return out
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self._get(key)
-        if value is None:
-            return default
-        low = value.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise self.invalid(key, value, "a boolean (1/0, true/false)")
-
-    def device(self, key: str = "device") -> str:
-        """``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (cuda when available)."""
-        value = self._get(key) or "cpu"
-        import torch
-
-        if value == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(value)
-        except (RuntimeError, ValueError):
-            raise self.invalid(key, value, "a torch device (cpu, cuda, cuda:N, auto)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"detector {self.detector!r}: option {key}={value!r} but CUDA is not available here")
-        return value
 
 
 def to_boxes(
@@ -312,18 +241,17 @@ def groups_by_size(images: Sequence[np.ndarray], batch_size: int) -> list[list[i
 
 
 __all__ = [
-    "COMMON_OPTIONS",
     "DETECTORS",
     "DetectionBox",
     "Detector",
-    "DetectorFactory",
-    "DetectorSpec",
+    "DetectorBuilder",
+    "DetectorOptions",
     "MappedDetector",
-    "Options",
-    "TARGET_OPTION",
+    "TorchDetectorOptions",
     "check_images",
     "groups_by_size",
     "load_detector",
-    "parse_detector_spec",
+    "numbers",
+    "resolve_device",
     "to_boxes",
 ]

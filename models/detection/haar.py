@@ -19,13 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from trustflow.errors import ConfigError
-from trustflow.models.detection.base import DETECTORS, DetectionBox, MappedDetector, Options, check_images
+from trustflow.models.detection.base import DETECTORS, DetectionBox, DetectorOptions, MappedDetector, check_images
 from trustflow.models.detection.label_map import build_label_map
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
-OPTIONS = ("cascade", "scale_factor", "min_neighbors", "min_size", "native_label")
+
+
+class HaarOptions(DetectorOptions):
+    cascade: str = DEFAULT_CASCADE
+    scale_factor: float = Field(1.1, ge=1.001, le=3.0)
+    min_neighbors: int = Field(3, ge=0)
+    min_size: int = Field(0, ge=0)
+    native_label: str = "face"
 
 
 def level_weight_score(weights: np.ndarray) -> np.ndarray:
@@ -33,16 +41,21 @@ def level_weight_score(weights: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(weights, dtype=np.float64), -50.0, 50.0)))
 
 
-def resolve_cascade(name: str) -> Path:
-    """A bare file name is looked up in OpenCV's cascade folder first, anything else is a path."""
+def cascade_dir() -> Path:
+    """The folder of the cascades that ship with opencv-python."""
     import cv2
 
+    return Path(cv2.data.haarcascades)  # type: ignore[attr-defined]  # cv2.data ships with opencv-python; its stubs omit it
+
+
+def resolve_cascade(name: str) -> Path:
+    """A bare file name is looked up in OpenCV's cascade folder first, anything else is a path."""
     path = Path(name).expanduser()
-    bundled = Path(cv2.data.haarcascades) / name
+    bundled = cascade_dir() / name
     if os.sep not in name and bundled.is_file():
         path = bundled
     if not path.is_file():
-        known = sorted(p.name for p in Path(cv2.data.haarcascades).glob("*.xml"))
+        known = sorted(p.name for p in cascade_dir().glob("*.xml"))
         raise ConfigError(
             f"detector 'haar': option cascade={name!r} is neither a file nor one of OpenCV's cascades: "
             f"{', '.join(known)}"
@@ -87,23 +100,19 @@ class HaarDetector(MappedDetector):
         return results
 
 
-@DETECTORS.register("haar")
-def build_haar(options: dict[str, str], categories: Mapping[int, str]) -> HaarDetector:
-    opts = Options("haar", options, OPTIONS)
-    cascade_name = opts.text("cascade", DEFAULT_CASCADE) or DEFAULT_CASCADE
-    scale_factor = opts.number("scale_factor", 1.1, low=1.001, high=3.0)
-    min_neighbors = opts.integer("min_neighbors", 3, minimum=0)
-    min_size = opts.integer("min_size", 0, minimum=0)
-    native_label = opts.text("native_label", "face") or "face"
-    label_map = build_label_map({0: native_label}, categories, opts.text("label_map"), "haar")
+@DETECTORS.register("haar", options=HaarOptions)
+def build_haar(options: HaarOptions, categories: Mapping[int, str]) -> HaarDetector:
+    label_map = build_label_map({0: options.native_label}, categories, options.label_map, "haar")
 
     import cv2
 
-    path = resolve_cascade(cascade_name)
+    path = resolve_cascade(options.cascade)
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
-        raise ConfigError(f"detector 'haar': option cascade={cascade_name!r}: {path} is not a cascade OpenCV can load")
-    return HaarDetector("haar", label_map, cascade, scale_factor, min_neighbors, min_size)
+        raise ConfigError(
+            f"detector 'haar': option cascade={options.cascade!r}: {path} is not a cascade OpenCV can load"
+        )
+    return HaarDetector("haar", label_map, cascade, options.scale_factor, options.min_neighbors, options.min_size)
 
 
-__all__ = ["DEFAULT_CASCADE", "HaarDetector", "build_haar", "level_weight_score", "resolve_cascade"]
+__all__ = ["DEFAULT_CASCADE", "HaarDetector", "HaarOptions", "build_haar", "level_weight_score", "resolve_cascade"]

@@ -21,19 +21,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from trustflow.errors import ConfigError, InputError
 from trustflow.models.detection.base import (
     DETECTORS,
     DetectionBox,
     MappedDetector,
-    Options,
+    TorchDetectorOptions,
     check_images,
     groups_by_size,
+    resolve_device,
 )
 from trustflow.models.detection.label_map import build_label_map
 
-OPTIONS = ("score_threshold", "max_detections", "batch_size", "device")
+
+class HFOptions(TorchDetectorOptions):
+    target: str | None = Field(None, description="the save_pretrained directory")
+    score_threshold: float = Field(0.001, ge=0.0, le=1.0)
+    max_detections: int = Field(100, ge=1)
+    batch_size: int = Field(4, ge=1)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -97,7 +104,7 @@ class HFDetector(MappedDetector):
                 found = self.processor.post_process_object_detection(
                     outputs, threshold=self.score_threshold, target_sizes=[(int(h), int(w)) for h, w in sizes]
                 )
-            for i, (h, w), out in zip(group, sizes, found):
+            for i, (h, w), out in zip(group, sizes, found, strict=True):
                 boxes = self._boxes(
                     out["labels"].cpu().numpy(),
                     out["boxes"].float().cpu().numpy(),
@@ -109,24 +116,28 @@ class HFDetector(MappedDetector):
         return results
 
 
-@DETECTORS.register("hf")
-def build_hf(options: dict[str, str], categories: Mapping[int, str]) -> HFDetector:
-    opts = Options("hf", options, OPTIONS, takes_target=True)
-    target = opts.text("target")
+@DETECTORS.register("hf", options=HFOptions)
+def build_hf(options: HFOptions, categories: Mapping[int, str]) -> HFDetector:
+    target = options.target
     if target is None:
         raise ConfigError("detector 'hf' needs a directory: hf:<dir> (what save_pretrained wrote)")
-    score_threshold = opts.number("score_threshold", 0.001, low=0.0, high=1.0)
-    max_detections = opts.integer("max_detections", 100, minimum=1)
-    batch_size = opts.integer("batch_size", 4, minimum=1)
-    device = opts.device()
-    label_map_text = opts.text("label_map")
+    device = resolve_device("hf", options.device)
     path = Path(target).expanduser()
     model, processor = load_hf(path)
     id2label = getattr(model.config, "id2label", None) or {}
     native = {int(k): str(v) for k, v in id2label.items()}
-    label_map = build_label_map(native, categories, label_map_text, f"hf:{target}")
+    label_map = build_label_map(native, categories, options.label_map, f"hf:{target}")
     model.to(device).eval()
-    return HFDetector(f"hf:{target}", label_map, model, processor, device, score_threshold, max_detections, batch_size)
+    return HFDetector(
+        f"hf:{target}",
+        label_map,
+        model,
+        processor,
+        device,
+        options.score_threshold,
+        options.max_detections,
+        options.batch_size,
+    )
 
 
-__all__ = ["HFDetector", "build_hf", "load_hf"]
+__all__ = ["HFDetector", "HFOptions", "build_hf", "load_hf"]

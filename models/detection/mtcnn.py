@@ -12,22 +12,32 @@ MTCNN only batches equal-size images, so a batch is split into same-size groups.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from trustflow.models.detection.base import (
     DETECTORS,
     DetectionBox,
     MappedDetector,
-    Options,
+    TorchDetectorOptions,
     check_images,
     groups_by_size,
+    numbers,
+    resolve_device,
 )
 from trustflow.models.detection.label_map import build_label_map
 
 NATIVE_LABELS = {0: "face"}
-OPTIONS = ("min_face_size", "thresholds", "factor", "score_threshold", "batch_size", "device")
+
+
+class MTCNNOptions(TorchDetectorOptions):
+    min_face_size: int = Field(20, ge=1)
+    thresholds: Annotated[tuple[float, float, float], numbers(3, 0.0, 1.0)] = (0.6, 0.7, 0.7)
+    factor: float = Field(0.709, ge=0.1, le=0.99)
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    batch_size: int = Field(8, ge=1)
 
 
 class MTCNNDetector(MappedDetector):
@@ -47,7 +57,7 @@ class MTCNNDetector(MappedDetector):
         for group in groups_by_size(images, self.batch_size):
             with torch.inference_mode():
                 batch_boxes, batch_probs = self.model.detect(np.stack([images[i] for i in group]))
-            for i, boxes, probs in zip(group, batch_boxes, batch_probs):
+            for i, boxes, probs in zip(group, batch_boxes, batch_probs, strict=True):
                 if boxes is None:
                     continue
                 xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -58,30 +68,24 @@ class MTCNNDetector(MappedDetector):
         return results
 
 
-@DETECTORS.register("mtcnn")
-def build_mtcnn(options: dict[str, str], categories: Mapping[int, str]) -> MTCNNDetector:
-    opts = Options("mtcnn", options, OPTIONS)
-    min_face_size = opts.integer("min_face_size", 20, minimum=1)
-    thresholds = opts.numbers("thresholds", (0.6, 0.7, 0.7), 3, low=0.0, high=1.0)
-    factor = opts.number("factor", 0.709, low=0.1, high=0.99)
-    score_threshold = opts.number("score_threshold", 0.0, low=0.0, high=1.0)
-    batch_size = opts.integer("batch_size", 8, minimum=1)
-    device = opts.device()
-    label_map = build_label_map(NATIVE_LABELS, categories, opts.text("label_map"), "mtcnn")
+@DETECTORS.register("mtcnn", options=MTCNNOptions)
+def build_mtcnn(options: MTCNNOptions, categories: Mapping[int, str]) -> MTCNNDetector:
+    device = resolve_device("mtcnn", options.device)
+    label_map = build_label_map(NATIVE_LABELS, categories, options.label_map, "mtcnn")
 
     from facenet_pytorch import MTCNN
 
     model = MTCNN(
-        min_face_size=min_face_size,
-        thresholds=thresholds,
-        factor=factor,
+        min_face_size=options.min_face_size,
+        thresholds=list(options.thresholds),
+        factor=options.factor,
         keep_all=True,
         select_largest=False,
         post_process=False,
         device=device,
     )
     model.eval()
-    return MTCNNDetector("mtcnn", label_map, model, score_threshold, batch_size)
+    return MTCNNDetector("mtcnn", label_map, model, options.score_threshold, options.batch_size)
 
 
-__all__ = ["MTCNNDetector", "build_mtcnn"]
+__all__ = ["MTCNNDetector", "MTCNNOptions", "build_mtcnn"]

@@ -26,9 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.models.detection.base import DETECTORS, DetectionBox, MappedDetector, Options, check_images
+from trustflow.models.detection.base import (
+    DETECTORS,
+    OPTION_ERROR,
+    DetectionBox,
+    MappedDetector,
+    TorchDetectorOptions,
+    check_images,
+    resolve_device,
+)
 from trustflow.models.detection.label_map import build_label_map
 
 # arch → the family, which decides the names of the score-threshold / max-detections kwargs
@@ -149,19 +159,31 @@ _COCO_NAMES_FROM_1: list[str | None] = [
 COCO_CATEGORY_NAMES: dict[int, str] = {i: n for i, n in enumerate(_COCO_NAMES_FROM_1, start=1) if n is not None}
 COCO_NUM_CLASSES = 91  # torchvision's head size for COCO: background + ids 1…90
 
-OPTIONS = (
-    "weights",
-    "random",
-    "num_classes",
-    "labels",
-    "score_threshold",
-    "max_detections",
-    "min_size",
-    "max_size",
-    "batch_size",
-    "device",
-)
 _RANDOM_SEED = 0
+
+
+class TorchvisionOptions(TorchDetectorOptions):
+    target: str | None = Field(None, description="the architecture, one of ARCHS")
+    weights: str | None = None
+    random: bool = False
+    num_classes: int | None = Field(None, ge=2)
+    labels: str | None = None
+    score_threshold: float = Field(0.001, ge=0.0, le=1.0)
+    max_detections: int = Field(100, ge=1)
+    min_size: int | None = Field(None, ge=1)
+    max_size: int | None = Field(None, ge=1)
+    batch_size: int = Field(4, ge=1)
+
+    @field_validator("target")
+    @classmethod
+    def _known_arch(cls, arch: str | None) -> str | None:
+        if arch is not None and arch not in ARCHS:
+            raise PydanticCustomError(
+                OPTION_ERROR,
+                "unknown architecture {arch}; known: {known}",
+                {"arch": repr(arch), "known": ", ".join(ARCHS)},
+            )
+        return arch
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:
@@ -185,10 +207,10 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return payload
 
 
-def native_labels(opts: Options) -> tuple[int, dict[int, str]]:
+def native_labels(options: TorchvisionOptions) -> tuple[int, dict[int, str]]:
     """(num_classes, label index → name) from ``num_classes`` / ``labels``, COCO by default."""
-    labels_text = opts.text("labels")
-    num_classes = opts.integer("num_classes", 0, minimum=2)
+    labels_text = options.labels
+    num_classes = options.num_classes or 0
     if labels_text is None:
         if num_classes not in (0, COCO_NUM_CLASSES):
             raise ConfigError(
@@ -226,7 +248,7 @@ class TorchvisionDetector(MappedDetector):
             tensors = [torch.from_numpy(img).to(self.device).permute(2, 0, 1).float().div_(255.0) for img in chunk]
             with torch.inference_mode():
                 outputs = self.model(tensors)
-            for img, out in zip(chunk, outputs):
+            for img, out in zip(chunk, outputs, strict=True):
                 h, w = img.shape[:2]
                 results.append(
                     self._boxes(
@@ -251,35 +273,30 @@ def build_model(
     return getattr(detection, arch)(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
 
 
-@DETECTORS.register("torchvision")
-def build_torchvision(options: dict[str, str], categories: Mapping[int, str]) -> TorchvisionDetector:
-    opts = Options("torchvision", options, OPTIONS, takes_target=True)
-    arch = opts.text("target")
+@DETECTORS.register("torchvision", options=TorchvisionOptions)
+def build_torchvision(options: TorchvisionOptions, categories: Mapping[int, str]) -> TorchvisionDetector:
+    arch = options.target
     if arch is None:
         raise ConfigError(
             f"detector 'torchvision' needs an architecture: torchvision:<arch>, one of {', '.join(ARCHS)}"
         )
-    if arch not in ARCHS:
-        raise ConfigError(f"detector 'torchvision': unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     family = ARCHS[arch]
-    weights = opts.text("weights")
-    random_init = opts.flag("random", False)
-    num_classes, native = native_labels(opts)
-    score_threshold = opts.number("score_threshold", 0.001, low=0.0, high=1.0)
-    max_detections = opts.integer("max_detections", 100, minimum=1)
-    resize = {key: opts.integer(key, 0, minimum=1) for key in ("min_size", "max_size") if opts.text(key) is not None}
+    weights = options.weights
+    num_classes, native = native_labels(options)
+    score_threshold = options.score_threshold
+    max_detections = options.max_detections
+    resize = {key: value for key in ("min_size", "max_size") if (value := getattr(options, key)) is not None}
     if resize and family == "ssd":
         raise ConfigError(f"detector 'torchvision': {arch} has a fixed input size; min_size/max_size do not apply")
-    batch_size = opts.integer("batch_size", 4, minimum=1)
-    device = opts.device()
-    if weights is None and not random_init:
+    device = resolve_device("torchvision", options.device)
+    if weights is None and not options.random:
         raise ConfigError(
             f"detector 'torchvision:{arch}' needs weights=PATH (a local state dict); "
             "random=1 gives a randomly initialised model, for mechanics tests only"
         )
-    if weights is not None and random_init:
+    if weights is not None and options.random:
         raise ConfigError(f"detector 'torchvision:{arch}': weights= and random=1 contradict each other")
-    label_map = build_label_map(native, categories, opts.text("label_map"), f"torchvision:{arch}")
+    label_map = build_label_map(native, categories, options.label_map, f"torchvision:{arch}")
 
     import torch
 
@@ -300,7 +317,7 @@ def build_torchvision(options: dict[str, str], categories: Mapping[int, str]) ->
             torch.manual_seed(_RANDOM_SEED)
             model = build_model(arch, num_classes, family, score_threshold, max_detections, resize)
     model.to(device).eval()
-    return TorchvisionDetector(f"torchvision:{arch}", label_map, model, device, batch_size)
+    return TorchvisionDetector(f"torchvision:{arch}", label_map, model, device, options.batch_size)
 
 
 __all__ = [
@@ -308,6 +325,7 @@ __all__ = [
     "COCO_CATEGORY_NAMES",
     "COCO_NUM_CLASSES",
     "TorchvisionDetector",
+    "TorchvisionOptions",
     "build_torchvision",
     "native_labels",
     "read_state_dict",

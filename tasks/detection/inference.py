@@ -19,7 +19,8 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -101,7 +102,10 @@ def drop_done(batch: pa.Table, done: set[tuple[str, str, int]], domains: frozens
     keep = [
         (domains is None or d in domains) and (d, s, i) not in done
         for d, s, i in zip(
-            batch.column("domain").to_pylist(), batch.column("split").to_pylist(), batch.column("image_id").to_pylist()
+            batch.column("domain").to_pylist(),
+            batch.column("split").to_pylist(),
+            batch.column("image_id").to_pylist(),
+            strict=True,
         )
     ]
     return batch.filter(pa.array(keep, pa.bool_()))
@@ -125,7 +129,7 @@ def _done_keys(writer: StageWriter, detector: str) -> set[tuple[str, str, int]]:
     if keys.num_rows == 0:
         return set()
     mine = keys.filter(pc.equal(keys["detector"], detector))
-    return set(zip(mine["domain"].to_pylist(), mine["split"].to_pylist(), mine["image_id"].to_pylist()))
+    return set(zip(mine["domain"].to_pylist(), mine["split"].to_pylist(), mine["image_id"].to_pylist(), strict=True))
 
 
 def run_detector(
@@ -154,7 +158,9 @@ def run_detector(
     keys = image_keys if wanted is None else image_keys.filter(pc.is_in(image_keys["domain"], pa.array(sorted(wanted))))
     total = keys.num_rows
     already = sum(
-        1 for k in zip(keys["domain"].to_pylist(), keys["split"].to_pylist(), keys["image_id"].to_pylist()) if k in done
+        1
+        for k in zip(keys["domain"].to_pylist(), keys["split"].to_pylist(), keys["image_id"].to_pylist(), strict=True)
+        if k in done
     )
     todo = total - already
     if todo == 0:  # a finished detector is not even loaded: a resumed run costs a key scan
@@ -166,7 +172,7 @@ def run_detector(
     manifest = store.require_manifest(images_ref)
     paths = [store.path(images_ref.relpath, PARTS_DIR, p.name) for p in manifest.parts]
     ds = ray.data.read_parquet(paths, filesystem=store.fs, columns=["domain", "split", "image_id", "image_bytes"])
-    ds = ds.map_batches(drop_done, fn_kwargs={"done": done, "domains": wanted}, batch_format="pyarrow", num_cpus=0.25)
+    ds = ds.map_batches(partial(drop_done, done=done, domains=wanted), batch_format="pyarrow", num_cpus=0.25)
     # an ingested part holds up to 256 images and reads as one block, and a block goes to one
     # actor: split into blocks of 4 batches (streaming) so every actor of the pool gets work
     ds = ds.repartition(target_num_rows_per_block=4 * config.batch_size)
@@ -184,7 +190,8 @@ def run_detector(
     run = 0
     t0 = time.perf_counter()
     with track(f"detect {detector}", todo) as advance:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for rows in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            batch = cast(pa.Table, rows)  # batch_format="pyarrow": Ray's annotation is the union of all formats
             if batch.num_rows == 0:
                 continue
             pending.append(batch)
@@ -209,8 +216,9 @@ def detections_to_coco(table: pa.Table) -> list[dict[str, Any]]:
         table["category_ids"].to_pylist(),
         table["boxes"].to_pylist(),
         table["scores"].to_pylist(),
+        strict=True,
     ):
-        for c, b, s in zip(cats, boxes, scores):
+        for c, b, s in zip(cats, boxes, scores, strict=True):
             out.append(
                 {"image_id": int(image_id), "category_id": int(c), "bbox": [float(v) for v in b], "score": float(s)}
             )

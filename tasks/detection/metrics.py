@@ -178,7 +178,7 @@ def _prepare_gt(gt: Any, source: str) -> _Prepared:
     img_ids = _unique_ids(gt["images"], source, "images")
     cat_ids = _unique_ids(gt["categories"], source, "categories")
     images = [{"id": i} for i in img_ids]
-    categories = [{"id": c, "name": str(r.get("name", c))} for c, r in zip(cat_ids, gt["categories"])]
+    categories = [{"id": c, "name": str(r.get("name", c))} for c, r in zip(cat_ids, gt["categories"], strict=True)]
     image_set, cat_set = np.unique(img_ids), np.unique(cat_ids)
 
     anns_in = gt["annotations"]
@@ -201,7 +201,9 @@ def _prepare_gt(gt: Any, source: str) -> _Prepared:
             raise InputError(f"{source}: annotations[{i}] iscrowd {crowd[i]!r} must be 0 or 1")
         annotations = [
             {"id": k + 1, "image_id": i, "category_id": c, "bbox": b, "area": a, "iscrowd": 1 if z else 0}
-            for k, (i, c, b, a, z) in enumerate(zip(a_img.tolist(), a_cat.tolist(), boxes.tolist(), area_out, crowd))
+            for k, (i, c, b, a, z) in enumerate(
+                zip(a_img.tolist(), a_cat.tolist(), boxes.tolist(), area_out, crowd, strict=True)
+            )
         ]
     return _Prepared(images, annotations, categories, image_set, cat_set)
 
@@ -218,7 +220,7 @@ def _check_areas(areas: list[Any], boxes: np.ndarray, source: str) -> list[float
         if np.isfinite(arr).all() and (arr >= 0).all():
             return arr.tolist()
     out: list[float] = []
-    for i, (given, fallback) in enumerate(zip(areas, (boxes[:, 2] * boxes[:, 3]).tolist())):
+    for i, (given, fallback) in enumerate(zip(areas, (boxes[:, 2] * boxes[:, 3]).tolist(), strict=True)):
         if given is None:
             out.append(fallback)
         elif _is_number(given) and math.isfinite(given) and given >= 0:
@@ -262,7 +264,7 @@ def _prepare_detections(detections: Any, source: str, gt: _Prepared, gt_source: 
     return [
         {"id": k + 1, "image_id": i, "category_id": c, "bbox": b, "score": s, "area": a, "iscrowd": 0}
         for k, (i, c, b, s, a) in enumerate(
-            zip(img.tolist(), cat.tolist(), boxes.tolist(), scores.astype(np.float64).tolist(), areas)
+            zip(img.tolist(), cat.tolist(), boxes.tolist(), scores.astype(np.float64).tolist(), areas, strict=True)
         )
     ]
 
@@ -417,16 +419,20 @@ def gt_from_tables(images: pa.Table, annotations: pa.Table, categories: pa.Table
         domains = sorted(set(images["domain"].to_pylist()))
         hint = f"; pass domain= one of {domains}" if len(domains) > 1 else ""
         raise InputError(f"coco_images table: image ids repeat{hint}")
-    img_rows = zip(img_ids, images["width"].to_pylist(), images["height"].to_pylist(), images["file_name"].to_pylist())
+    img_rows = zip(
+        img_ids, images["width"].to_pylist(), images["height"].to_pylist(), images["file_name"].to_pylist(), strict=True
+    )
     ann_cols = [annotations[c].to_pylist() for c in ("ann_id", "image_id", "category_id", "bbox", "area", "iscrowd")]
     cat_cols = [categories[c].to_pylist() for c in _CAT_COLUMNS]
     return {
         "images": [{"id": i, "width": w, "height": h, "file_name": f} for i, w, h, f in img_rows],
         "annotations": [
             {"id": a, "image_id": i, "category_id": c, "bbox": b, "area": ar, "iscrowd": int(bool(z))}
-            for a, i, c, b, ar, z in zip(*ann_cols)
+            for a, i, c, b, ar, z in zip(*ann_cols, strict=True)
         ],
-        "categories": [{"id": c, "name": n, "supercategory": s if s is not None else ""} for c, n, s in zip(*cat_cols)],
+        "categories": [
+            {"id": c, "name": n, "supercategory": s if s is not None else ""} for c, n, s in zip(*cat_cols, strict=True)
+        ],
     }
 
 

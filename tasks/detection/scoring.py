@@ -35,6 +35,17 @@ def score_one(gt: dict[str, Any], detections: list[dict[str, Any]]) -> dict[str,
     return coco_bbox_stats(gt, detections).as_dict()
 
 
+BOARD_LABELS: dict[str, str] = {
+    "detector": "detector",
+    "id_map": "ID mAP",
+    "ood_map": "OOD mAP",
+    "ood_domains": "OOD domains",
+    "relative_drop": "relative drop",
+    "effective_robustness": "effective robustness",
+    "images_per_s": "images/s",
+}
+"""Column titles of the ``detector_leaderboard`` rows, for every table that shows them."""
+
 PARALLEL_MIN_DETECTIONS = 50_000  # below this, Ray task start-up costs more than the evaluations
 
 
@@ -66,7 +77,7 @@ def score_all(
     else:
         stats = [score_one(gt_by_domain[domain], dets) for _, domain, dets in jobs]
     out = []
-    for (detector, domain, dets), s in zip(jobs, stats):
+    for (detector, domain, dets), s in zip(jobs, stats, strict=True):
         gt = gt_by_domain[domain]
         out.append(
             {

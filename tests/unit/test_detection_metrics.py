@@ -65,7 +65,7 @@ def both(gt: dict, dets: list[dict]) -> CocoStats:
     """Stats from the default engine, after checking pycocotools agrees on all 12 numbers."""
     fast = coco_bbox_stats(gt, dets)
     ref = coco_bbox_stats(gt, dets, engine="pycocotools")
-    for name, a, b in zip(STAT_NAMES, fast.as_tuple(), ref.as_tuple()):
+    for name, a, b in zip(STAT_NAMES, fast.as_tuple(), ref.as_tuple(), strict=True):
         assert a == pytest.approx(b, abs=TOL), f"{name}: faster {a} vs pycocotools {b}"
     return fast
 
@@ -154,9 +154,10 @@ def test_images_without_detections_cost_recall() -> None:
     # A detection on the object-free image 3 is a false positive; ranked below the hit it
     # leaves AP unchanged, ranked above it halves the precision.
     assert pytest.approx(51 / 101) == both(gt, [det(1, 1, [10, 10, 100, 100], 0.9), det(3, 1, [0, 0, 50, 50], 0.5)]).AP
-    assert pytest.approx(
-        51 * 0.5 / 101
-    ) == both(gt, [det(1, 1, [10, 10, 100, 100], 0.9), det(3, 1, [0, 0, 50, 50], 0.99)]).AP
+    assert (
+        pytest.approx(51 * 0.5 / 101)
+        == both(gt, [det(1, 1, [10, 10, 100, 100], 0.9), det(3, 1, [0, 0, 50, 50], 0.99)]).AP
+    )
 
 
 def test_zero_detections_give_zero_not_a_crash() -> None:

@@ -20,11 +20,11 @@ from trustflow.models.detection import (
     Detector,
     build_label_map,
     load_detector,
-    parse_detector_spec,
 )
 from trustflow.models.detection.base import to_boxes
 from trustflow.models.detection.haar import level_weight_score
 from trustflow.models.detection.torchvision_det import COCO_CATEGORY_NAMES
+from trustflow.registry import parse_spec as parse_detector_spec
 
 # The astronaut's face in skimage.data.astronaut() (512×512), COCO xywh. Obtained once by
 # reading pixel coordinates off a 2× enlarged crop with a 10/50 px grid drawn on it: cheek to
@@ -52,7 +52,7 @@ def astronaut() -> np.ndarray:
 
 def assert_well_formed(results: list[list[DetectionBox]], images: list[np.ndarray], ids: set[int]) -> None:
     assert len(results) == len(images)
-    for dets, img in zip(results, images):
+    for dets, img in zip(results, images, strict=True):
         h, w = img.shape[:2]
         scores = [d.score for d in dets]
         assert scores == sorted(scores, reverse=True)
@@ -87,17 +87,19 @@ def test_unknown_detector_lists_known_ones() -> None:
 
 
 def test_unknown_option_is_named_with_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown option 'min_face'.*valid options: min_face_size, .*label_map"):
+    with pytest.raises(ConfigError, match=r"unknown option 'min_face'.*known: .*label_map, min_face_size"):
         load_detector("mtcnn?min_face=10", CATEGORIES)
     with pytest.raises(ConfigError, match=r"unknown option 'scale'.*scale_factor"):
         load_detector("haar?scale=1.2", CATEGORIES)
     with pytest.raises(ConfigError, match="takes no ':<target>'"):
         load_detector("haar:frontal", CATEGORIES)
-    with pytest.raises(ConfigError, match=r"min_face_size='big' is not an integer"):
+    with pytest.raises(ConfigError, match=r"option 'min_face_size': 'big' is invalid: .*valid integer"):
         load_detector("mtcnn?min_face_size=big", CATEGORIES)
-    with pytest.raises(ConfigError, match=r"thresholds='0.6,1.5,0.7' is not 3 comma-separated numbers in \[0.0, 1.0\]"):
+    with pytest.raises(
+        ConfigError, match=r"thresholds': '0.6,1.5,0.7' is not 3 comma-separated numbers in \[0.0, 1.0\]"
+    ):
         load_detector("mtcnn?thresholds=0.6,1.5,0.7", CATEGORIES)
-    with pytest.raises(ConfigError, match=r"thresholds='0.6,0.7' is not 3"):
+    with pytest.raises(ConfigError, match=r"thresholds': '0.6,0.7' is not 3"):
         load_detector("mtcnn?thresholds=0.6,0.7", CATEGORIES)
     with pytest.raises(ConfigError, match=r"option cascade='nope.xml'.*haarcascade_frontalface_default.xml"):
         load_detector("haar?cascade=nope.xml", CATEGORIES)

@@ -25,6 +25,7 @@ one level too deep for ``load_coco`` to mistake a half-written domain for a fini
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -254,10 +255,8 @@ def make_shifted_set(
     finally:
         if pool is not None:
             pool.shutdown()
-    try:
+    with contextlib.suppress(OSError):  # not empty: something else lives there; leave it
         partial_root.rmdir()
-    except OSError:
-        pass  # not empty: something else lives there; leave it
     return out_root
 
 
@@ -277,7 +276,7 @@ def shift_grid_png(image: np.ndarray, domains: str | Sequence[str], out_path: Pa
     panel_w = 3.2
     fig = Figure(figsize=(cols * panel_w, rows * (panel_w * h / w + 0.35)), dpi=110)
     FigureCanvasAgg(fig)
-    for i, (name, panel) in enumerate(zip(names, panels)):
+    for i, (name, panel) in enumerate(zip(names, panels, strict=True)):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(panel)
         ax.set_title(name, fontsize=10)

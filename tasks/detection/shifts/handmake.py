@@ -35,7 +35,7 @@ def handmake(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     hsv = cv2.cvtColor(shaped, cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1.15, 1.35) + 10, 0, 255)  # dyed clay/felt colours
     vivid = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
-    flat = quantise(vivid, int(rng.integers(9, 13)), rng).clip(0, 255).astype(np.uint8)
+    flat: np.ndarray = quantise(vivid, int(rng.integers(9, 13)), rng).clip(0, 255).astype(np.uint8)
     flat = cv2.medianBlur(flat, odd(3 * s))  # round the colour patches' outlines
     # a little of each region's own colour returns, so small parts (a face among grey) keep their hue
     colour = 0.7 * flat.astype(np.float32) + 0.3 * cv2.medianBlur(vivid, odd(3 * s)).astype(np.float32)

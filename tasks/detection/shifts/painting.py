@@ -35,8 +35,8 @@ def kuwahara(img: np.ndarray, radius: int) -> np.ndarray:
     var = cv2.blur(grey * grey, (k, k), borderType=cv2.BORDER_REFLECT) - grey_mean * grey_mean
     # the window centred at (y, x) is the corner window of the pixel offset by ±radius/2
     a, b = radius // 2, radius - radius // 2
-    pad = dict(top=a, bottom=b, left=a, right=b, borderType=cv2.BORDER_REPLICATE)
-    mean_p, var_p = cv2.copyMakeBorder(mean, **pad), cv2.copyMakeBorder(var, **pad)
+    mean_p = cv2.copyMakeBorder(mean, a, b, a, b, cv2.BORDER_REPLICATE)
+    var_p = cv2.copyMakeBorder(var, a, b, a, b, cv2.BORDER_REPLICATE)
     offsets = [(0, 0), (0, radius), (radius, 0), (radius, radius)]
     variances = np.stack([var_p[dy : dy + h, dx : dx + w] for dy, dx in offsets])
     best = np.argmin(variances, axis=0)
@@ -63,7 +63,7 @@ def stroke_orientation(grey: np.ndarray, sigma: float) -> np.ndarray:
 def painting(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     s = size_scale(img)
-    x = img.astype(np.float32) / 255.0
+    x: np.ndarray = img.astype(np.float32) / 255.0
 
     # richer colour first, so the paint patches carry it
     hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)

@@ -29,7 +29,7 @@ INKS = np.array([[0.08, 0.08, 0.10], [0.09, 0.11, 0.20], [0.08, 0.14, 0.12]], np
 def skin(h: int, w: int, s: float, rng: np.random.Generator) -> np.ndarray:
     """H×W×3 float32 skin: one tone, blotchy redness, and fine pores."""
     tone = SKIN_TONES[int(rng.integers(len(SKIN_TONES)))]
-    blotch = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(2.0, 18.0 * s))
+    blotch: np.ndarray = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(2.0, 18.0 * s))
     blotch /= max(1e-6, float(blotch.std()))
     pores = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(0.4, 0.7 * s))
     redness = np.array([0.03, -0.012, -0.018], np.float32)

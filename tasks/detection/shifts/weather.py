@@ -65,7 +65,7 @@ def _streaks(h: int, w: int, density: float, length: float, angle: float, rng: n
 def rain(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     s = size_scale(img)
-    x = img.astype(np.float32) / 255.0
+    x: np.ndarray = img.astype(np.float32) / 255.0
     x = cv2.GaussianBlur(x, (0, 0), max(0.4, 0.8 * s))
     x = _desaturate(x, 0.35) * np.array([0.78, 0.82, 0.9], np.float32)  # overcast: darker and bluer
     angle = 90.0 + rng.uniform(-20, 20)
