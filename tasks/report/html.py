@@ -78,16 +78,6 @@ def fmt_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def fmt_eps(value: Any) -> str:
-    """Perturbation budgets read as people write them: ``8/255`` rather than ``0.031372…``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return EMPTY
-    k = float(value) * 255
-    if k > 0 and abs(k - round(k)) < 1e-6:
-        return f"{round(k)}/255"
-    return f"{float(value):.4g}"
-
-
 def fmt_bytes(size: int) -> str:
     step = 1024.0
     value = float(size)
