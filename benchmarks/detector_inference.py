@@ -45,6 +45,7 @@ def main() -> None:
 
     import torch
 
+    from trustflow import names
     from trustflow.data.schemas import DETECTIONS
     from trustflow.data.store import ArtifactStore, StageRef
     from trustflow.data.synthetic_faces import make_face_coco
@@ -55,7 +56,6 @@ def main() -> None:
     from trustflow.tasks.detection.metrics import gt_from_tables
     from trustflow.tasks.detection.scoring import score_all
     from trustflow.tasks.detection.shifts.apply import make_shifted_set
-    from trustflow.tasks.ingest import INGEST_FLOW
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="tf-detbench-") as tmp, OtherLoad() as load:
@@ -70,9 +70,9 @@ def main() -> None:
         from trustflow.tasks.ingest import INGESTERS
 
         INGESTERS.create("coco")(store, "bench", tree)
-        images_ref = StageRef(INGEST_FLOW, "bench", "images")
+        images_ref = StageRef(names.INGEST, "bench", names.IMAGES)
         keys = store.read_table(images_ref, columns=["domain", "split", "image_id"])
-        cats = store.read_table(StageRef(INGEST_FLOW, "bench", "categories"))
+        cats = store.read_table(StageRef(names.INGEST, "bench", names.CATEGORIES))
         categories = dict(zip(cats["category_id"].to_pylist(), cats["name"].to_pylist(), strict=True))
         n = keys.num_rows
 
@@ -90,7 +90,7 @@ def main() -> None:
 
         detections = None
         for actors in (1, 2):
-            out = StageRef("detector_evaluate", f"bench-{actors}", "detections")
+            out = StageRef(names.DETECTOR_EVALUATE, f"bench-{actors}", names.DETECTIONS)
             cfg = InferenceConfig(batch_size=args.batch_size, actors=actors, part_rows=10_000)
             t0 = time.perf_counter()
             stats = run_detector(store, images_ref, out, args.detector, categories, None, cfg, keys)
@@ -105,8 +105,8 @@ def main() -> None:
 
         table = pa.concat_tables([pq.read_table(f.path, filesystem=store.fs) for f in detections.part_files()])
         images = store.read_table(images_ref, columns=["image_id", "domain", "split", "file_name", "width", "height"])
-        annotations = store.read_table(StageRef(INGEST_FLOW, "bench", "annotations"))
-        cat_table = store.read_table(StageRef(INGEST_FLOW, "bench", "categories"))
+        annotations = store.read_table(StageRef(names.INGEST, "bench", names.ANNOTATIONS))
+        cat_table = store.read_table(StageRef(names.INGEST, "bench", names.CATEGORIES))
         gt = {d: gt_from_tables(images, annotations, cat_table, d) for d in sorted(set(images["domain"].to_pylist()))}
         # two "detectors" (the same detections under two names) so the leaderboard has 14 evaluations
         twin = table.set_column(0, table.schema.field("detector"), pa.array([f"{args.detector}-copy"] * table.num_rows))

@@ -38,6 +38,7 @@ import pyarrow as pa  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from trustflow import names  # noqa: E402
 from trustflow.data.schemas import SEVAL_SUITE  # noqa: E402
 from trustflow.data.store import ArtifactStore, StageRef  # noqa: E402
 from trustflow.settings import load_settings  # noqa: E402
@@ -87,7 +88,7 @@ def through_flow(model: str, suite: pa.Table, batch: int, max_tokens: int, run_i
     settings = load_settings(store_url=f"file://{_TMP / 'store'}")
     store = ArtifactStore(settings=settings)
     store.write_stage(
-        StageRef("seval_evaluate", run_id, "suite"), SEVAL_SUITE, suite, ["prompt_uid"], {"source": "bench"}
+        StageRef(names.SEVAL_EVALUATE, run_id, names.SUITE), SEVAL_SUITE, suite, ["prompt_uid"], {"source": "bench"}
     )
     t0 = time.perf_counter()
     with prefect_runtime(settings):
@@ -95,7 +96,7 @@ def through_flow(model: str, suite: pa.Table, batch: int, max_tokens: int, run_i
             targets=[model], critic="refusal", max_tokens=max_tokens, batch_size=batch, actors=1, run_id=run_id
         )
     elapsed = time.perf_counter() - t0
-    responses = store.read_table(StageRef("seval_evaluate", run_id, "responses"))
+    responses = store.read_table(StageRef(names.SEVAL_EVALUATE, run_id, names.RESPONSES))
     return elapsed, int(pa.compute.sum(responses["completion_tokens"]).as_py())
 
 
