@@ -40,7 +40,7 @@ class BalanceOptions(StrategyOptions):
     expected_langs: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"])
 
 
-@SELECTORS.register("balance")
+@SELECTORS.register("balance", example="balance?per_group=10")
 class Balance(Strategy):
     """Keep exactly ``min(per_group, available)`` rows per (leaf_id, lang)."""
 

@@ -111,7 +111,7 @@ class DiversityOptions(StrategyOptions):
     lambda_: float = Field(0.7, ge=0.0, le=1.0)  # mmr only: weight of relevance vs. novelty
 
 
-@SELECTORS.register("diversity")
+@SELECTORS.register("diversity", example="diversity?k=20")
 class Diversity(Strategy):
     """Cap each (leaf_id, lang) group at ``k`` rows, chosen to be spread out (or hard + spread)."""
 
