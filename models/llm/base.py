@@ -204,7 +204,7 @@ class ChatBackend(ABC):
             wall = time.perf_counter() - t0
             msg = f"{type(exc).__name__}: {exc}"
             results = [ChatResult.failed(msg, r, wall, self.name) for r in reqs]
-        for req, res in zip(reqs, results):
+        for req, res in zip(reqs, results, strict=True):
             if res.id is None and req.id is not None:
                 res.id = req.id
         self.usage.add(results, time.perf_counter() - t0)
@@ -218,7 +218,8 @@ class ChatBackend(ABC):
         return result.text
 
     def close(self) -> None:
-        """Release resources (HTTP connections, model memory, actors)."""
+        """Release resources (HTTP connections, model memory, actors); by default there are none."""
+        return None
 
     def __enter__(self) -> ChatBackend:
         return self

@@ -112,11 +112,11 @@ class TransformersBackend(ChatBackend):
             except Exception as exc:  # this micro-batch fails, the others still run
                 wall = time.perf_counter() - t0
                 outs = [ChatResult.failed(f"{type(exc).__name__}: {exc}", requests[i], wall, self.name) for i in batch]
-            for i, out in zip(batch, outs):
+            for i, out in zip(batch, outs, strict=True):
                 results[i] = out
         return [
             r if r is not None else ChatResult.failed("not generated", q, model=self.name)
-            for r, q in zip(results, requests)
+            for r, q in zip(results, requests, strict=True)
         ]
 
     def _plan(self, requests: list[ChatRequest], prompts: dict[int, list[int]]) -> list[list[int]]:
@@ -182,7 +182,7 @@ class TransformersBackend(ChatBackend):
             logprob_steps = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1)  # [batch, steps, vocab]
         wall = time.perf_counter() - t0
         results = []
-        for row, (req, ids) in enumerate(zip(reqs, new)):
+        for row, (req, ids) in enumerate(zip(reqs, new, strict=True)):
             results.append(self._result(req, row, prompts[row], ids, logprob_steps, wall))
         return results
 
@@ -212,7 +212,7 @@ class TransformersBackend(ChatBackend):
                     vals, idx = dist.topk(k)
                     top = [
                         TopLogprob(token=self.tokenizer.decode([j]), logprob=float(v))
-                        for v, j in zip(vals.tolist(), idx.tolist())
+                        for v, j in zip(vals.tolist(), idx.tolist(), strict=True)
                     ]
                 logprobs.append(
                     TokenLogprob(token=self.tokenizer.decode([tok_id]), logprob=float(dist[tok_id]), top=top)
