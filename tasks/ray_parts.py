@@ -56,10 +56,8 @@ def chunked(
     chunks = []
     for index, start in enumerate(range(0, len(items), size)):
         batch = list(items[start : start + size])
-        if key is None:
-            part = f"{index:06d}"
-        else:
-            part = hashlib.sha256("\x00".join(key(item) for item in batch).encode()).hexdigest()[:12]
+        keys = None if key is None else "\x00".join(key(item) for item in batch)
+        part = f"{index:06d}" if keys is None else hashlib.sha256(keys.encode()).hexdigest()[:12]
         chunks.append(Chunk(f"{tag}-{part}", batch if payload is None else payload(batch)))
     return chunks
 

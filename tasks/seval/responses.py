@@ -56,7 +56,7 @@ class ResponderFactory:
                 requests.append(ChatRequest(messages=messages, id=row["prompt_uid"], **self.params.model_dump()))
             results = backend.generate(requests)
             out: dict[str, list] = {name: [] for name in SEVAL_RESPONSES.names}
-            for row, res in zip(rows, results):
+            for row, res in zip(rows, results, strict=True):
                 out["response_id"].append(response_id(self.model_spec, config, row["prompt_uid"]))
                 out["model"].append(self.model_spec)
                 out["gen_config_hash"].append(config)

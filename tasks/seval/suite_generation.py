@@ -299,7 +299,9 @@ class SelectionOutcome:
 def candidates_frame(candidates: pa.Table, hardness: dict[str, dict[str, Any]] | None = None):  # noqa: ANN201 - pandas
     frame = candidates.to_pandas()
     frame.insert(
-        0, "prompt_uid", [f"base_risk:{lang}:{cid}" for lang, cid in zip(frame["lang"], frame["candidate_id"])]
+        0,
+        "prompt_uid",
+        [f"base_risk:{lang}:{cid}" for lang, cid in zip(frame["lang"], frame["candidate_id"], strict=True)],
     )
     if hardness is not None:
         frame["hardness"] = [hardness.get(cid, {}).get("hardness", float("nan")) for cid in frame["candidate_id"]]

@@ -17,7 +17,7 @@ def test_chunked_by_index_and_by_key() -> None:
     assert [c.part_id for c in by_index] == ["t-000000", "t-000001", "t-000002"]
     assert [c.payload for c in by_index] == [("meta", [0, 1, 2]), ("meta", [3, 4, 5]), ("meta", [6])]
     by_key = chunked(items, 3, "t", key=str)
-    digest = hashlib.sha256("0\x001\x002".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(b"0\x001\x002").hexdigest()[:12]
     assert by_key[0].part_id == f"t-{digest}" and by_key[0].payload == [0, 1, 2]
     assert chunked([], 3, "t") == []
 

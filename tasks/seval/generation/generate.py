@@ -208,7 +208,7 @@ def generate_for_leaves(
         results = backend.generate(requests)
         calls += 1
         seen: dict[tuple[str, str], set[str]] = {}
-        for job, res in zip(jobs, results):
+        for job, res in zip(jobs, results, strict=True):
             key = (job.leaf.id, job.lang)
             st = per[key]
             st["requests"] += 1
@@ -315,7 +315,7 @@ def translate_candidates(
                 for c, _, m, sd in plan
             ]
         )
-        for (c, dst, messages, sd), res in zip(plan, results):
+        for (c, dst, messages, sd), res in zip(plan, results, strict=True):
             if res.error:
                 text, reason = None, f"error: {res.error}"
             else:
@@ -457,7 +457,7 @@ def rewrite_attacks(
     if done:
         a = embedder.embed([r["base_prompt"] for r in done])
         b = embedder.embed([r["prompt"] for r in done])
-        for r, cos in zip(done, np.sum(a * b, axis=1)):
+        for r, cos in zip(done, np.sum(a * b, axis=1), strict=True):
             r["intent_cosine"] = round(float(cos), 4)
             if cos < threshold:
                 r["reason"] = f"intent drift: cosine {cos:.2f} < {threshold:.2f}"
