@@ -48,6 +48,13 @@ class _PartActor:
         return True
 
 
+def cpus_per_actor(actors: int) -> float:
+    """Split the cluster's CPUs over the actors: Ray caps each actor's torch threads at its num_cpus."""
+    import ray
+
+    return max(1.0, float(int(ray.cluster_resources().get("CPU", 1)) // max(1, actors)))
+
+
 def write_parts_with_actors(
     store: ArtifactStore,
     ref: StageRef,
