@@ -57,7 +57,8 @@ def seval_generate_suite(
         raise ConfigError(f"langs: {bad or langs} — use zh and/or en")
     leaf_ids = resolve_leaves(leaves)
     specs = selection_specs(selection, keep, bool(refs))
-    params = {
+    avoid = sorted(set(against) | ({parent} if parent else set()))
+    params: dict[str, Any] = {
         "leaves": leaf_ids,
         "per_leaf": per_leaf,
         "keep": keep,
@@ -66,7 +67,7 @@ def seval_generate_suite(
         "critic": critic,
         "refs": refs,
         "selection": pipeline_hash(specs),
-        "against": sorted(set(against) | ({parent} if parent else set())),
+        "against": avoid,
         "parent": parent,
         "exemplars": exemplars,
         "translate": translate,
@@ -85,7 +86,7 @@ def seval_generate_suite(
     generated = candidates_task(
         spec, suite_id, leaf_ids, gen_langs, tester, per_leaf, seed, exemplars, max_tokens, actors
     )
-    selected = select_task(spec, suite_id, specs, params["against"], refs, critic, ref_max_tokens, seed, actors)
+    selected = select_task(spec, suite_id, specs, avoid, refs, critic, ref_max_tokens, seed, actors)
     attrs = {
         "suite_id": suite_id,
         "parent_suite": parent,

@@ -69,7 +69,7 @@ class Critic(ABC):
     threshold: float = 0.5
 
     @classmethod
-    def from_options(cls, options: Options) -> Critic:
+    def from_options(cls, options: BaseModel) -> Critic:
         """The critic its validated options describe: ``target`` is the first argument."""
         values = options.model_dump()
         target = values.pop("target", None)

@@ -166,8 +166,8 @@ class LLMJudgeCritic(Critic):
         from trustflow.models.llm.base import ChatRequest
 
         requests = [
-            ChatRequest(
-                messages=build_messages(item, self.few_shot),
+            ChatRequest.of(
+                build_messages(item, self.few_shot),
                 max_tokens=self.max_tokens,
                 temperature=0.0,
                 logprobs=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -68,6 +68,11 @@ class ChatRequest(GenParams):
         if isinstance(value, str):
             return ({"role": "user", "content": value},)
         return value
+
+    @classmethod
+    def of(cls, messages: str | Sequence[Message | Mapping[str, str]], **params: Any) -> ChatRequest:
+        """A request from message dicts (or one user prompt); ``params`` are the other fields."""
+        return cls.model_validate({"messages": messages, **params})
 
     def params(self) -> GenParams:
         return GenParams(**self.model_dump(include=set(GenParams.model_fields)))
@@ -210,9 +215,9 @@ class ChatBackend(ABC):
         self.usage.add(results, time.perf_counter() - t0)
         return results
 
-    def chat(self, messages: str | Sequence[Message | dict[str, str]], **params: Any) -> str:
+    def chat(self, messages: str | Sequence[Message | Mapping[str, str]], **params: Any) -> str:
         """One conversation (or one user prompt) → the reply text; raises ``LLMError`` on failure."""
-        result = self.generate([ChatRequest(messages=messages, **params)])[0]
+        result = self.generate([ChatRequest.of(messages, **params)])[0]
         if result.error:
             raise LLMError(f"{self.name}: {result.error}")
         return result.text

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trustflow.errors import ConfigError
 from trustflow.models.llm.base import ChatBackend, ChatRequest, ChatResult, LLMError, TokenLogprob, TopLogprob
@@ -65,8 +65,10 @@ class TransformersBackend(ChatBackend):
         t0 = time.perf_counter()
         load_kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), **load_kw)
-            self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), **load_kw)
+            # Any: the transformers stubs type generate()/decode() for every model and tokenizer kind
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(str(path), **load_kw)
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), **load_kw)
+            self.model: Any = cast(Any, model)
         except (OSError, ValueError) as exc:
             raise LLMError(f"cannot load model from {path}{'/' + gguf_file if gguf_file else ''}: {exc}") from exc
         self.model.to(device).eval()
@@ -229,4 +231,4 @@ class TransformersBackend(ChatBackend):
         )
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None

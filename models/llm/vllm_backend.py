@@ -139,7 +139,7 @@ class VLLMBackend(ChatBackend):
         options: dict[str, Any] = {"num_gpus": num_gpus}
         if vllm_python:
             options["runtime_env"] = {"py_executable": vllm_python}
-        actor_cls = ray.remote(_replica_class()).options(**options)
+        actor_cls: Any = ray.remote(_replica_class()).options(**options)
         self.name = model
         self._ray = ray
         self._replicas = [actor_cls.remote(model, dict(engine_kwargs or {})) for _ in range(max(1, replicas))]

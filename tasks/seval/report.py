@@ -233,14 +233,14 @@ def seval_sections(run: RunView) -> list[Section]:
     sections: list[Section] = []
     board = run.rows(names.LEADERBOARD) if run.has(names.LEADERBOARD, S.SEVAL_LEADERBOARD) else []
     suite = run.stages.get(names.SUITE)
-    figures: list[tuple[str, Any] | tuple[str, Any, str]] = [("Models", len(board) if board else EMPTY)]
-    figures.append(("Critic", ", ".join(sorted({r["critic_id"] for r in board})) or EMPTY))
+    figures: list[tuple[str, Any, str]] = [("Models", len(board) if board else EMPTY, "")]
+    figures.append(("Critic", ", ".join(sorted({r["critic_id"] for r in board})) or EMPTY, ""))
     if suite is not None:
         figures.append(("Suite prompts", suite.rows, str(run.attrs(names.SUITE).get("source", ""))))
     ranked = [r for r in board if r["safety_score"] is not None]
     if ranked:
         best = max(ranked, key=lambda r: r["safety_score"])
-        figures.append(("Best safety score", f"{best['safety_score']:{PCT}}%", best["model"]))
+        figures.append(("Best safety score", f"{best['safety_score']:{PCT}}%", str(best["model"])))
     body = [
         key_figures(figures),
         note(CI_NOTE),
@@ -388,7 +388,7 @@ def generate_sections(run: RunView) -> list[Section]:
         groups: dict[tuple[str, str], list[float | None]] = defaultdict(list)
         for s, lang, h in zip(t["set"].to_pylist(), t["lang"].to_pylist(), t["hardness"].to_pylist(), strict=True):
             groups[(s, lang)].append(h)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "set": s,
                 "lang": lang,

@@ -53,7 +53,7 @@ class ResponderFactory:
             for row in rows:
                 messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
                 messages.append({"role": "user", "content": row["prompt"]})
-                requests.append(ChatRequest(messages=messages, id=row["prompt_uid"], **self.params.model_dump()))
+                requests.append(ChatRequest.of(messages, id=row["prompt_uid"], **self.params.model_dump()))
             results = backend.generate(requests)
             out: dict[str, list] = {name: [] for name in SEVAL_RESPONSES.names}
             for row, res in zip(rows, results, strict=True):

@@ -76,6 +76,7 @@ class CodeInjectionOptions(AttackOptions):
 @ATTACKS.register("code_injection")
 class CodeInjection(Attack):
     Options = CodeInjectionOptions
+    options: CodeInjectionOptions
 
     # {code} is the fenced program; the text around it is the instruction.
     TEMPLATES = (

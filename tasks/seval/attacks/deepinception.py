@@ -76,6 +76,7 @@ class DeepInceptionOptions(AttackOptions):
 @ATTACKS.register("deepinception")
 class DeepInception(Attack):
     Options = DeepInceptionOptions
+    options: DeepInceptionOptions
 
     TEMPLATES = tuple(
         Template(tid, zh=fill(_ZH, genre=zg, villain=zv), en=fill(_EN, genre=eg, villain=ev))

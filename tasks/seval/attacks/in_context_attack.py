@@ -148,6 +148,7 @@ class InContextAttackOptions(AttackOptions):
 @ATTACKS.register("in_context_attack")
 class InContextAttack(Attack):
     Options = InContextAttackOptions
+    options: InContextAttackOptions
 
     TEMPLATES = tuple(
         Template(

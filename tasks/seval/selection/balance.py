@@ -34,10 +34,14 @@ from trustflow.tasks.seval.selection.base import (
 )
 
 
+def _both_langs() -> list[Literal["zh", "en"]]:
+    return ["zh", "en"]
+
+
 class BalanceOptions(StrategyOptions):
     per_group: int = Field(ge=1)  # quota per (leaf_id, lang)
     expected_leaves: list[str] | Literal["taxonomy"] | None = None
-    expected_langs: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"])
+    expected_langs: list[Literal["zh", "en"]] = Field(default_factory=_both_langs)
 
 
 @SELECTORS.register("balance", example="balance?per_group=10")

@@ -236,6 +236,7 @@ def _build(spec: Any, i: int) -> Strategy:
     if "name" not in spec or not isinstance(spec["name"], str):
         raise ConfigError(f"selection spec #{i}: missing strategy 'name' (known: {', '.join(SELECTORS.names())})")
     entry, options = SELECTORS.resolve(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    assert isinstance(options, StrategyOptions)
     return entry.obj(options)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,7 @@ def ann_pairs(
     faiss.omp_set_num_threads(1)
     try:
         if index == "hnsw":
-            idx = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+            idx: Any = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
             idx.hnsw.efConstruction = 80
             idx.hnsw.efSearch = max(64, 2 * k)
         else:
@@ -135,7 +135,7 @@ def neighbour_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, cosine) with cosine >= threshold; ``y=None`` means x against itself (symmetrised)."""
     same = y is None
-    target = x if same else y
+    target = x if y is None else y
     if ann:
         r, c = ann_pairs(x, target, threshold, same, k, index, nprobe)
     else:
@@ -173,7 +173,7 @@ class NearDedup(Strategy):
         cfg = self.options
         t = cfg.threshold
         use_h = _use_hardness(cfg.prefer, df, self.name)
-        search = dict(k=cfg.k, index=cfg.ann_index, nprobe=cfg.nprobe)
+        search: dict[str, Any] = dict(k=cfg.k, index=cfg.ann_index, nprobe=cfg.nprobe)
         emb = ctx.embed(df["prompt"].tolist(), kind="query")
         uids = df["prompt_uid"].astype(str).tolist()
         reasons: dict[int, str] = {}

@@ -149,10 +149,18 @@ def _first_match(patterns: list[re.Pattern[str]], text: str) -> str | None:
     return None
 
 
-class QualityOptions(StrategyOptions):
-    min_chars: dict[Lang, int] = Field(default_factory=lambda: {"zh": 5, "en": 15})
+def _min_chars() -> dict[Lang, int]:
+    return {"zh": 5, "en": 15}
+
+
+def _max_chars() -> dict[Lang, int]:
     # Generous maxima: attack prompts (role-play, DeepInception) legitimately run to ~1-2k chars.
-    max_chars: dict[Lang, int] = Field(default_factory=lambda: {"zh": 2000, "en": 5000})
+    return {"zh": 2000, "en": 5000}
+
+
+class QualityOptions(StrategyOptions):
+    min_chars: dict[Lang, int] = Field(default_factory=_min_chars)
+    max_chars: dict[Lang, int] = Field(default_factory=_max_chars)
     check_language: bool = True
     zh_min_cjk_share: float = Field(0.3, ge=0.0, le=1.0)
     zh_max_kana_share: float = Field(0.1, ge=0.0, le=1.0)
