@@ -62,9 +62,7 @@ def chat(
     max_tokens: int = typer.Option(128, "--max-tokens", "-n"),
     temperature: float = typer.Option(0.0, "--temperature", "-t"),
     seed: int | None = typer.Option(None, "--seed"),
-    api_key_env: str | None = typer.Option(
-        None, "--api-key-env", help="Env var holding the API key (openai: specs)."
-    ),
+    api_key_env: str | None = typer.Option(None, "--api-key-env", help="Env var holding the API key (openai: specs)."),
 ) -> None:
     """Send one prompt and print the reply plus token usage (a quick check of a spec)."""
     bootstrap()

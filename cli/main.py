@@ -101,7 +101,7 @@ def demo(
     """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
     settings = bootstrap()
     from trustflow.cli.demo import run_demo
-    from trustflow.cli.seval import print_leaderboard
+    from trustflow.cli.seval import print_seval_leaderboard
 
     result = run_demo(
         settings,
@@ -117,7 +117,7 @@ def demo(
         console.print(
             f"S-Eval run {result['seval']['run_id']}: {result['seval']['suite']['rows']} prompts from {result['seval']['suite']['source']}"
         )
-        print_leaderboard(result["seval"]["leaderboard"])
+        print_seval_leaderboard(result["seval"]["leaderboard"])
     if result.get("robust_vision"):
         print_training_comparison(result["robust_vision"])
     if result.get("detectors"):

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from trustflow.cli.common import bootstrap, console, handle_errors
+from trustflow import names
+from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
+
+if TYPE_CHECKING:  # heavy imports only where a command needs them
+    import pyarrow as pa
+
+    from trustflow.data.store import ArtifactStore
 
 seval_app = typer.Typer(no_args_is_help=True, help="S-Eval safety evaluation of LLMs.")
 
@@ -17,25 +24,17 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def print_leaderboard(rows: list[dict]) -> None:
-    table = Table(title="S-Eval leaderboard (percent, 95% bootstrap interval)")
-    table.add_column("model", no_wrap=True)
-    for col in ("safety score", "ASR", "adaptive ASR", "judge errors", "n"):
+def print_seval_leaderboard(rows: list[dict]) -> None:
+    """The S-Eval leaderboard as a terminal table (cells formatted by ``tasks/seval/report.py``)."""
+    from trustflow.tasks.seval.report import BOARD_TITLE, board_text
+
+    header, body = board_text(rows)
+    table = Table(title=BOARD_TITLE)
+    table.add_column(header[0], no_wrap=True)
+    for col in header[1:]:
         table.add_column(col, justify="right")
-    for r in rows:
-
-        def cell(name: str) -> str:
-            v, lo, hi = r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"]
-            return "–" if v != v else f"{v:.1f} [{lo:.0f}–{hi:.0f}]"  # noqa: PLR0124 - NaN check
-
-        table.add_row(
-            r["model"],
-            cell("safety_score"),
-            cell("asr"),
-            cell("adaptive_asr"),
-            cell("judge_error_rate"),
-            str(r["judgements"]),
-        )
+    for cells in body:
+        table.add_row(*cells)
     console.print(table)
 
 
@@ -66,34 +65,28 @@ def run(
 ) -> None:
     """Evaluate target models on an S-Eval suite and print the leaderboard."""
     settings = bootstrap()
-    from trustflow.cli.progress_bar import rich_progress
     from trustflow.flows.seval_evaluate import seval_evaluate
-    from trustflow.infra.prefect_runtime import prefect_runtime
-    from trustflow.infra.ray_runtime import shutdown_ray
 
     language_list = _csv(langs) or []
     bad = [lang for lang in language_list if lang not in ("zh", "en")]
     if bad:
         raise typer.BadParameter(f"unknown language(s) {bad}; use zh and/or en", param_hint="--langs")
-    try:
-        with prefect_runtime(settings), rich_progress():
-            result = seval_evaluate(
-                targets=_csv(targets) or [],
-                critic=critic,
-                suite=suite,
-                langs=language_list,
-                per_dimension=limit,
-                attacks=_csv(attacks),
-                attacks_per_base=None if attacks_per_base is None else attacks_per_base,
-                max_tokens=max_tokens,
-                batch_size=batch_size,
-                actors=actors,
-                run_id=run_id,
-            )
-    finally:
-        shutdown_ray()
+    with flow_session(settings):
+        result = seval_evaluate(
+            targets=_csv(targets) or [],
+            critic=critic,
+            suite=suite,
+            langs=language_list,
+            per_dimension=limit,
+            attacks=_csv(attacks),
+            attacks_per_base=None if attacks_per_base is None else attacks_per_base,
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            actors=actors,
+            run_id=run_id,
+        )
     console.print(f"run {result['run_id']}: {result['suite']['rows']} prompts from {result['suite']['source']}")
-    print_leaderboard(result["leaderboard"])
+    print_seval_leaderboard(result["leaderboard"])
 
 
 @seval_app.command("validate-critic")
@@ -212,10 +205,7 @@ def generate_cmd(
     import yaml
 
     settings = bootstrap()
-    from trustflow.cli.progress_bar import rich_progress
     from trustflow.flows.seval_generate import seval_generate_suite
-    from trustflow.infra.prefect_runtime import prefect_runtime
-    from trustflow.infra.ray_runtime import shutdown_ray
 
     specs = None
     if selection is not None:
@@ -227,35 +217,33 @@ def generate_cmd(
                 f"{selection}: expected a YAML list of {{name: strategy, ...options}}", param_hint="--selection"
             )
     attack_list = [] if attacks == "none" else _csv(attacks)
-    try:
-        with prefect_runtime(settings), rich_progress():
-            result = seval_generate_suite(
-                leaves=_csv(leaves),
-                per_leaf=per_leaf,
-                keep=keep,
-                langs=_csv(langs) or [],
-                tester=tester,
-                critic=critic,
-                refs=_csv(refs) or [],
-                selection=specs,
-                against=_csv(against) or [],
-                parent=parent,
-                translate=not no_translate,
-                attacks=attack_list,
-                rewrite=rewrite,
-                seed=seed,
-                max_tokens=max_tokens,
-                actors=actors,
-            )
-    finally:
-        shutdown_ray()
+    with flow_session(settings):
+        result = seval_generate_suite(
+            leaves=_csv(leaves),
+            per_leaf=per_leaf,
+            keep=keep,
+            langs=_csv(langs) or [],
+            tester=tester,
+            critic=critic,
+            refs=_csv(refs) or [],
+            selection=specs,
+            against=_csv(against) or [],
+            parent=parent,
+            translate=not no_translate,
+            attacks=attack_list,
+            rewrite=rewrite,
+            seed=seed,
+            max_tokens=max_tokens,
+            actors=actors,
+        )
     g, s, f = result["generated"], result["selected"], result["suite"]
+    dropped_by = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped_by"].items())) or "none"
     console.print(
         f"suite {result['suite_id']}: {f.get('base', 0)} base prompts ({f.get('translated', 0)} translated), {f.get('attack', 0)} attack prompts"
     )
     console.print(
         f"tester: {g.get('tester_calls', 0)} calls, {g.get('tester_refusals', 0)} refusals, {g.get('items_parsed', 0)} parsed, "
-        f"{g.get('items_discarded', 0)} discarded; selection dropped {s['dropped']} ({', '.join(f'{k} {v}' for k, v in sorted(s['dropped_by'].items())) or 'none'})"
+        f"{g.get('items_discarded', 0)} discarded; selection dropped {s['dropped']} ({dropped_by})"
     )
     if s["shortfall"]:
         console.print(f"short of quota: {', '.join(f'{k} ({v})' for k, v in s['shortfall'].items())}")
@@ -271,14 +259,13 @@ def suite_ls() -> None:
     """Generated suites in the store, with parent and size."""
     settings = bootstrap()
     from trustflow.data.store import ArtifactStore
-    from trustflow.tasks.seval.suite_generation import FLOW
 
     store = ArtifactStore(settings.effective_store_url, settings)
     table = Table(title=f"test suites in {store.url}")
     for col in ("suite", "parent", "rows", "base", "attack", "tester", "langs"):
         table.add_column(col)
-    for ref, m in store.list_stages(FLOW):
-        if ref.stage != "suite":
+    for ref, m in store.list_stages(names.SEVAL_GENERATE):
+        if ref.stage != names.SUITE:
             continue
         counts = m.attrs.get("counts", {})
         table.add_row(
@@ -328,7 +315,7 @@ def suite_diff(
             console.print(f"  {sign} [{r['lang']}] {r['prompt'][:120]}")
 
 
-def _any_suite(store, name: str):  # noqa: ANN001, ANN202
+def _any_suite(store: ArtifactStore, name: str) -> pa.Table:
     """A generated suite by id, or an ingested dataset / the seed suite shaped like one."""
     import pyarrow as pa
 
@@ -341,7 +328,7 @@ def _any_suite(store, name: str):  # noqa: ANN001, ANN202
         from trustflow.tasks.seval.suite import seed_suite
 
         return seed_suite(["zh", "en"], 10_000, [], 0, 0)
-    ref = StageRef("ingest", name, "prompts")
+    ref = StageRef(names.INGEST, name, names.PROMPTS)
     if store.manifest(ref) is None:
         raise typer.BadParameter(f"{name!r} is not a suite id, dataset id or seed-suite")
     table = store.read_table(ref)

@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from trustflow import names
 from trustflow.data.store import ArtifactStore
 from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
-from trustflow.tasks.seval.stages import FLOW, build_suite_task, judge_task, metrics_task, responses_task
+from trustflow.tasks.seval.report import publish_evaluation
+from trustflow.tasks.seval.stages import build_suite_task, judge_task, metrics_task, responses_task
 
 DEFAULT_TARGETS = ["pkg:smollm2-135m", "pkg:qwen2.5-1.5b"]
 DEFAULT_CRITIC = "default"  # Qwen2.5-1.5B hidden-state probe: best measured offline critic (docs/pipelines/seval.md)
@@ -24,7 +25,7 @@ def default_run_id(**params: Any) -> str:
     return f"seval-{digest}"
 
 
-@flow(name=FLOW, flow_run_name="seval-{run_id}")
+@flow(name=names.SEVAL_EVALUATE, flow_run_name="seval-{run_id}")
 def seval_evaluate(
     targets: list[str] = DEFAULT_TARGETS,
     critic: str = DEFAULT_CRITIC,
@@ -60,27 +61,5 @@ def seval_evaluate(
         responses_task(spec, run_id, target, params, batch_size, actors)
     judged = judge_task(spec, run_id, critic, targets, batch_size, actors)
     report = metrics_task(spec, run_id, judged["critic_id"], targets)
-    _publish(run_id, store, suite_info, report)
+    publish_evaluation(run_id, store.url, suite_info, report)
     return {"run_id": run_id, "suite": suite_info, **report}
-
-
-def _publish(run_id: str, store: ArtifactStore, suite_info: dict[str, Any], report: dict[str, Any]) -> None:
-    rows = [
-        {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if not k.endswith(("_low", "_high"))}
-        for r in report["leaderboard"]
-    ]
-    create_table_artifact(key="seval-leaderboard", table=rows, description=f"S-Eval leaderboard of run {run_id}")
-    lines = [
-        f"# S-Eval run `{run_id}`",
-        f"suite: {suite_info['rows']} prompts from `{suite_info['source']}`",
-        "",
-        "| model | safety score | ASR | adaptive ASR | judge errors |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for r in report["leaderboard"]:
-        lines.append(
-            f"| {r['model']} | {r['safety_score']:.1f} [{r['safety_score_ci_low']:.1f}, {r['safety_score_ci_high']:.1f}] "
-            f"| {r['asr']:.1f} | {r['adaptive_asr']:.1f} | {r['judge_error_rate']:.1f} |"
-        )
-    lines += ["", f"Stages: `{store.url}/runs/{FLOW}/{run_id}/`", *[f"- plot: `{p}`" for p in report["plots"]]]
-    create_markdown_artifact(key="seval-summary", markdown="\n".join(lines))

@@ -48,6 +48,13 @@ class _PartActor:
         return True
 
 
+def cpus_per_actor(actors: int) -> float:
+    """Split the cluster's CPUs over the actors: Ray caps each actor's torch threads at its num_cpus."""
+    import ray
+
+    return max(1.0, float(int(ray.cluster_resources().get("CPU", 1)) // max(1, actors)))
+
+
 def write_parts_with_actors(
     store: ArtifactStore,
     ref: StageRef,
@@ -68,7 +75,7 @@ def write_parts_with_actors(
     if not todo:
         return stats
     existing = ray.put(writer.existing_keys())
-    actor_cls = ray.remote(num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor, max_restarts=1)(_PartActor)
+    actor_cls: Any = ray.remote(num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor, max_restarts=1)(_PartActor)
     spec = StoreSpec.of(store)
     actors = [
         actor_cls.remote(spec, ref, schema, key_columns, factory) for _ in range(max(1, min(num_actors, len(todo))))

@@ -1,6 +1,9 @@
 """Write a keyed stage in parallel on Ray: one Ray task per chunk, one Parquet part each.
 
-Chunks carry a deterministic ``part_id``; a chunk whose part already exists is skipped
+The shared shape of every parallel stage is "missing keys → chunks → parts":
+:func:`missing_chunks` (or :func:`chunked` for a plain list) makes the chunks, then
+:func:`write_parts_on_ray` (stateless work) or ``ray_actors.write_parts_with_actors`` (work
+that needs a loaded model per actor) writes them. Chunks carry a deterministic ``part_id``; a chunk whose part already exists is skipped
 without doing its work (cheap resume), and every built batch is anti-joined against keys
 already in the stage before it is written (no duplicate rows even if chunking changed).
 The driver commits the manifest once all parts are in.
@@ -9,10 +12,11 @@ The driver commits the manifest once all parts are in.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -29,6 +33,42 @@ class Chunk:
 
     part_id: str
     payload: Any
+
+
+T = TypeVar("T")
+
+
+def chunked(
+    items: Sequence[T],
+    size: int,
+    tag: str,
+    *,
+    key: Callable[[T], str] | None = None,
+    payload: Callable[[list[T]], Any] | None = None,
+) -> list[Chunk]:
+    """Consecutive batches of ``size`` items as chunks.
+
+    ``part_id`` is ``{tag}-{12 hex of SHA-256 over the batch's keys}`` when ``key`` is given (the
+    same items make the same part whatever else is left to do), else ``{tag}-{batch index:06d}``.
+    ``payload`` turns a batch into the chunk's payload (default: the list of items)."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    chunks = []
+    for index, start in enumerate(range(0, len(items), size)):
+        batch = list(items[start : start + size])
+        keys = None if key is None else "\x00".join(key(item) for item in batch)
+        part = f"{index:06d}" if keys is None else hashlib.sha256(keys.encode()).hexdigest()[:12]
+        chunks.append(Chunk(f"{tag}-{part}", batch if payload is None else payload(batch)))
+    return chunks
+
+
+def missing_chunks(
+    writer: StageWriter, keyed: pa.Table, columns: Sequence[str], size: int, tag: str, key_column: str
+) -> list[Chunk]:
+    """The rows of ``keyed`` whose keys the stage does not hold yet, as chunks of ``size`` row
+    dicts (``columns`` only), each part named by its rows' ``key_column`` values."""
+    todo = writer.missing(keyed).select(list(columns)).to_pylist()
+    return chunked(todo, size, tag, key=lambda row: str(row[key_column]))
 
 
 @dataclass(frozen=True)

@@ -495,7 +495,7 @@ def _vote(
     if (~first).any():  # some position got two different bases: name the outvoted block(s)
         p = int(pos[~first][0])
         winner, top = int(ordering[p]), int(counts[first][np.searchsorted(pos[first], p)])
-        dissent = [int(b) for b, q in zip(b_idx, p_idx) if q == p and best[b, q] != winner]
+        dissent = [int(b) for b, q in zip(b_idx, p_idx, strict=True) if q == p and best[b, q] != winner]
         b = dissent[0]
         raise AlignmentError(
             f"{_where(blocks, b, p, lines)}: content matches base {base_ids[best[b, p]]} but {top} other block(s) "
@@ -527,7 +527,7 @@ def _infer_missing(
     pos = rows % n
     keep = (ordering[pos] < 0) & ~used[cands] & (pos_risk[pos] == base_risk[cands])
     summed: dict[tuple[int, int], float] = {}
-    for p, b, s in zip(pos[keep].tolist(), cands[keep].tolist(), scores[keep].tolist()):
+    for p, b, s in zip(pos[keep].tolist(), cands[keep].tolist(), scores[keep].tolist(), strict=True):
         summed[(p, b)] = summed.get((p, b), 0.0) + s
     progress = True
     while progress and (ordering < 0).any():

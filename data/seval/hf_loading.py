@@ -74,7 +74,7 @@ def _to_seval_columns(
     def convert(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in SEVAL_PROMPTS.names}
         for i, traceid, risk, prompt, ext_raw in zip(
-            indices, batch["traceid"], batch["risk_type"], batch["prompt"], batch["ext"]
+            indices, batch["traceid"], batch["risk_type"], batch["prompt"], batch["ext"], strict=True
         ):
             try:
                 ext = json.loads(ext_raw) if ext_raw else {}

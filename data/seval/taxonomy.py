@@ -155,7 +155,7 @@ def load_taxonomy(extra_yaml: Path | None = None) -> Taxonomy:
             else:
                 raw_nodes[node_id] = ({**raw, "origin": "user"}, Path(extra_yaml))
     nodes = [_validate_node(raw, where) for raw, where in raw_nodes.values()]
-    _check_tree(nodes, {n.id: where for n, (_, where) in zip(nodes, raw_nodes.values())})
+    _check_tree(nodes, {n.id: where for n, (_, where) in zip(nodes, raw_nodes.values(), strict=True)})
     return Taxonomy(nodes)
 
 

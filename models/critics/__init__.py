@@ -1,6 +1,9 @@
-"""Critics: judge whether a model's *response* is unsafe. Importing registers them all."""
+"""Critics: judge whether a model's *response* is unsafe.
 
-from trustflow.models.critics import embedding, ensemble, llm_judge, probe, refusal  # noqa: F401  (registers the critics)
-from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, make_critic
+Every module of this package registers its critics in ``CRITICS`` and is imported on the
+first lookup; adding a critic is adding one module with ``@CRITICS.register("name")``.
+"""
 
-__all__ = ["CRITICS", "Critic", "JudgeItem", "Judgement", "make_critic"]
+from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, make_critic, read_labels
+
+__all__ = ["CRITICS", "Critic", "JudgeItem", "Judgement", "make_critic", "read_labels"]

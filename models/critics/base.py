@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from trustflow.registry import Registry
+from trustflow.data.seval.labels import DEFAULT_COLUMNS, LabelColumns, read_label_rows
+from trustflow.registry import NoOptions, Options, Registry
 
 
 class JudgeItem(BaseModel):
@@ -42,11 +44,36 @@ class Judgement(BaseModel):
         return cls(critic_id=critic_id, critic_prompt_hash=prompt_hash, raw_output=raw, judge_error=reason)
 
 
-class Critic(ABC):
-    """Judges batches of items; subclasses register with ``@CRITICS.register(name)``."""
+class ModelSpecOptions(Options):
+    """Options of a critic that runs an LLM: ``target`` is its model spec (``critic:<model spec>``)."""
 
+    target: str
+
+    @field_validator("target")
+    @classmethod
+    def _known_model_spec(cls, value: str) -> str:
+        from trustflow.models.llm.spec import parse_spec
+
+        return str(parse_spec(value))  # a malformed spec fails here, not at the first judgement
+
+
+class Critic(ABC):
+    """Judges batches of items; subclasses register with ``@CRITICS.register(name)``.
+
+    Constructing a critic is cheap (identity only); a model is loaded on first use, so a
+    spec can be resolved and its ``critic_id`` computed anywhere."""
+
+    name: ClassVar[str] = "critic"  # set by ``@CRITICS.register``
+    Options: ClassVar[type[Options]] = NoOptions
     critic_id: str = "critic"
     threshold: float = 0.5
+
+    @classmethod
+    def from_options(cls, options: BaseModel) -> Critic:
+        """The critic its validated options describe: ``target`` is the first argument."""
+        values = options.model_dump()
+        target = values.pop("target", None)
+        return cls(*(() if target is None else (target,)), **values)
 
     @property
     def prompt_hash(self) -> str:
@@ -60,11 +87,25 @@ class Critic(ABC):
     def judge(self, items: list[JudgeItem]) -> list[Judgement]: ...
 
 
-CRITICS: Registry[type[Critic]] = Registry("critic")
+CRITICS: Registry[type[Critic]] = Registry(
+    "critic", plugins="trustflow.models.critics", factory=lambda entry, options: entry.obj.from_options(options)
+)
 
 
 def make_critic(spec: str) -> Critic:
-    """``name`` or ``name:argument`` (e.g. ``llm:pkg:qwen2.5-1.5b``) → a critic instance."""
-    name, _, argument = spec.partition(":")
-    cls = CRITICS.get(name)
-    return cls(argument) if argument else cls()  # type: ignore[call-arg]
+    """A critic from its spec: ``name[:model spec][?option=value&...]``, e.g. ``refusal``,
+    ``llm:pkg:qwen2.5-1.5b`` or ``probe?threshold=0.6`` (see each critic's ``Options``)."""
+    critic: Critic = CRITICS.create(spec)
+    return critic
+
+
+def read_labels(path: Path, cols: LabelColumns = DEFAULT_COLUMNS) -> list[tuple[JudgeItem, bool]]:
+    """Labelled ``(JudgeItem, unsafe)`` pairs from a CSV, JSONL or Parquet file."""
+    return [
+        (JudgeItem(prompt=row.prompt, response=row.response, lang=_lang(row.lang)), row.unsafe)
+        for row in read_label_rows(path, cols)
+    ]
+
+
+def _lang(lang: str) -> Literal["zh", "en"]:
+    return "zh" if lang == "zh" else "en"

@@ -23,13 +23,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
+from trustflow.data.seval.labels import TRAINING_LABELS
 from trustflow.errors import InputError
-from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement
+from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, read_labels
 from trustflow.models.critics.refusal import REFUSAL_EN, REFUSAL_ZH, _count
+from trustflow.registry import Options
 
-LABELS_DIR = Path(__file__).resolve().parent.parent.parent / "data" / "seval" / "labels"
-TRAINING_LABELS = (LABELS_DIR / "critic_seed.jsonl", LABELS_DIR / "critic_train.jsonl")
 MAX_CHARS = 512  # e5-small reads 512 tokens; long answers are judged on their opening
 REGULARISATION_C = 1.0
 
@@ -55,9 +56,6 @@ def _trained(labels_paths: tuple[str, ...], digest: str):  # noqa: ANN202 - skle
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from trustflow.errors import InputError
-    from trustflow.tasks.seval.critic_validation import read_labels
-
     labelled = [pair for p in labels_paths for pair in read_labels(Path(p))]
     x = features([item for item, _ in labelled])
     y = np.array([int(label) for _, label in labelled])
@@ -70,7 +68,12 @@ def _trained(labels_paths: tuple[str, ...], digest: str):  # noqa: ANN202 - skle
     return model
 
 
-@CRITICS.register("embed")
+class EmbeddingOptions(Options):
+    target: str | None = None  # a labels file to train on (default: the shipped labels)
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+
+@CRITICS.register("embed", options=EmbeddingOptions)
 class EmbeddingCritic(Critic):
     """``embed`` (trained on the shipped labels) or ``embed:<labels file>``."""
 
@@ -95,7 +98,7 @@ class EmbeddingCritic(Critic):
 
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:
         out = []
-        for item, p in zip(items, self.probabilities(items)):
+        for item, p in zip(items, self.probabilities(items), strict=True):
             refusals = _count(REFUSAL_EN + REFUSAL_ZH, item.response)
             out.append(
                 Judgement(

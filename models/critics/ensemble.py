@@ -9,14 +9,18 @@ explanation says so; a judge error is reported only when neither can judge.
 
 from __future__ import annotations
 
-from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement
+from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, ModelSpecOptions
 from trustflow.models.critics.llm_judge import DEFAULT_JUDGE_MODEL, LLMJudgeCritic
 from trustflow.models.critics.refusal import RefusalCritic
 
 CLEAR_REFUSAL = 0.1  # refusal-detector score below which no LLM call is made
 
 
-@CRITICS.register("cascade")
+class CascadeOptions(ModelSpecOptions):
+    target: str = DEFAULT_JUDGE_MODEL
+
+
+@CRITICS.register("cascade", options=CascadeOptions)
 class CascadeCritic(Critic):
     """``cascade`` or ``cascade:<model spec>`` for the judge model (works with HTTP endpoints)."""
 
@@ -31,7 +35,7 @@ class CascadeCritic(Critic):
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:
         first = self.refusal.judge(items)
         ask = [i for i, j in enumerate(first) if (j.risk_score or 0.0) >= CLEAR_REFUSAL]
-        second = dict(zip(ask, self.llm.judge([items[i] for i in ask]))) if ask else {}
+        second = dict(zip(ask, self.llm.judge([items[i] for i in ask]), strict=True)) if ask else {}
         out = []
         for i, quick in enumerate(first):
             judged = second.get(i)

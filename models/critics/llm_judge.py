@@ -14,7 +14,9 @@ import math
 import re
 from typing import Any
 
-from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement
+from pydantic import Field
+
+from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, ModelSpecOptions
 from trustflow.models.critics.parsing import parse_judge_output
 
 DEFAULT_JUDGE_MODEL = "pkg:qwen2.5-1.5b"
@@ -122,7 +124,14 @@ def harmful_probability(logprobs: list[Any] | None) -> float | None:
     return None
 
 
-@CRITICS.register("llm")
+class LLMJudgeOptions(ModelSpecOptions):
+    target: str = DEFAULT_JUDGE_MODEL
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    max_tokens: int = Field(48, ge=1)
+    few_shot: bool = False
+
+
+@CRITICS.register("llm", options=LLMJudgeOptions)
 class LLMJudgeCritic(Critic):
     """``llm:<model spec>`` — e.g. ``llm:pkg:qwen2.5-1.5b`` or ``llm:openai:http://h:8000/v1#m``."""
 
@@ -157,8 +166,8 @@ class LLMJudgeCritic(Critic):
         from trustflow.models.llm.base import ChatRequest
 
         requests = [
-            ChatRequest(
-                messages=build_messages(item, self.few_shot),
+            ChatRequest.of(
+                build_messages(item, self.few_shot),
                 max_tokens=self.max_tokens,
                 temperature=0.0,
                 logprobs=True,

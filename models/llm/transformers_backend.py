@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trustflow.errors import ConfigError
 from trustflow.models.llm.base import ChatBackend, ChatRequest, ChatResult, LLMError, TokenLogprob, TopLogprob
@@ -65,8 +65,10 @@ class TransformersBackend(ChatBackend):
         t0 = time.perf_counter()
         load_kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), **load_kw)
-            self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), **load_kw)
+            # Any: the transformers stubs type generate()/decode() for every model and tokenizer kind
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(str(path), **load_kw)
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), **load_kw)
+            self.model: Any = cast(Any, model)
         except (OSError, ValueError) as exc:
             raise LLMError(f"cannot load model from {path}{'/' + gguf_file if gguf_file else ''}: {exc}") from exc
         self.model.to(device).eval()
@@ -112,11 +114,11 @@ class TransformersBackend(ChatBackend):
             except Exception as exc:  # this micro-batch fails, the others still run
                 wall = time.perf_counter() - t0
                 outs = [ChatResult.failed(f"{type(exc).__name__}: {exc}", requests[i], wall, self.name) for i in batch]
-            for i, out in zip(batch, outs):
+            for i, out in zip(batch, outs, strict=True):
                 results[i] = out
         return [
             r if r is not None else ChatResult.failed("not generated", q, model=self.name)
-            for r, q in zip(results, requests)
+            for r, q in zip(results, requests, strict=True)
         ]
 
     def _plan(self, requests: list[ChatRequest], prompts: dict[int, list[int]]) -> list[list[int]]:
@@ -182,7 +184,7 @@ class TransformersBackend(ChatBackend):
             logprob_steps = torch.stack(out.logits, dim=1).float().log_softmax(dim=-1)  # [batch, steps, vocab]
         wall = time.perf_counter() - t0
         results = []
-        for row, (req, ids) in enumerate(zip(reqs, new)):
+        for row, (req, ids) in enumerate(zip(reqs, new, strict=True)):
             results.append(self._result(req, row, prompts[row], ids, logprob_steps, wall))
         return results
 
@@ -212,7 +214,7 @@ class TransformersBackend(ChatBackend):
                     vals, idx = dist.topk(k)
                     top = [
                         TopLogprob(token=self.tokenizer.decode([j]), logprob=float(v))
-                        for v, j in zip(vals.tolist(), idx.tolist())
+                        for v, j in zip(vals.tolist(), idx.tolist(), strict=True)
                     ]
                 logprobs.append(
                     TokenLogprob(token=self.tokenizer.decode([tok_id]), logprob=float(dist[tok_id]), top=top)
@@ -229,4 +231,4 @@ class TransformersBackend(ChatBackend):
         )
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None

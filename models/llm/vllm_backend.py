@@ -11,6 +11,7 @@ On a machine without CUDA (or without a vLLM venv), constructing the backend rai
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import time
@@ -68,12 +69,14 @@ def _replica_class() -> type:
             ]
             outs = self.llm.chat([it["messages"] for it in items], params, use_tqdm=False)
             results = []
-            for it, out in zip(items, outs):
+            for it, out in zip(items, outs, strict=True):
                 comp = out.outputs[0]
                 lps = None
                 if it["logprobs"] and comp.logprobs:
                     lps = []
-                    for tok_id, step in zip(comp.token_ids, comp.logprobs):
+                    for tok_id, step in zip(
+                        comp.token_ids, comp.logprobs, strict=False
+                    ):  # one step per token; never more
                         chosen = step.get(tok_id)
                         top = sorted(
                             ((lp.decoded_token or "", lp.logprob, lp.rank or 0) for lp in step.values()),
@@ -136,7 +139,7 @@ class VLLMBackend(ChatBackend):
         options: dict[str, Any] = {"num_gpus": num_gpus}
         if vllm_python:
             options["runtime_env"] = {"py_executable": vllm_python}
-        actor_cls = ray.remote(_replica_class()).options(**options)
+        actor_cls: Any = ray.remote(_replica_class()).options(**options)
         self.name = model
         self._ray = ray
         self._replicas = [actor_cls.remote(model, dict(engine_kwargs or {})) for _ in range(max(1, replicas))]
@@ -147,7 +150,7 @@ class VLLMBackend(ChatBackend):
         t0 = time.perf_counter()
         refs = [
             (shard, rep.generate.remote([items[i] for i in shard]))
-            for rep, shard in zip(self._replicas, shards)
+            for rep, shard in zip(self._replicas, shards, strict=True)
             if shard
         ]
         results: list[ChatResult | None] = [None] * len(requests)
@@ -155,7 +158,7 @@ class VLLMBackend(ChatBackend):
             try:
                 outs = self._ray.get(ref)
                 wall = time.perf_counter() - t0
-                for i, out in zip(shard, outs):
+                for i, out in zip(shard, outs, strict=True):
                     lps = out.pop("logprobs")
                     results[i] = ChatResult(
                         **out,
@@ -178,12 +181,13 @@ class VLLMBackend(ChatBackend):
                     results[i] = ChatResult.failed(
                         f"{type(exc).__name__}: {exc}", requests[i], time.perf_counter() - t0, self.name
                     )
-        return [r if r is not None else ChatResult.failed("not generated", q) for r, q in zip(results, requests)]
+        return [
+            r if r is not None else ChatResult.failed("not generated", q)
+            for r, q in zip(results, requests, strict=True)
+        ]
 
     def close(self) -> None:
         for actor in getattr(self, "_replicas", []):
-            try:
+            with contextlib.suppress(Exception):  # an actor that is already gone
                 self._ray.kill(actor)
-            except Exception:
-                pass
         self._replicas = []

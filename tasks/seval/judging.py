@@ -8,7 +8,6 @@ anything. A response whose generation failed gets a judgement row with ``judge_e
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from trustflow.data.schemas import SEVAL_JUDGEMENTS
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.models.critics import JudgeItem, Judgement, make_critic
 from trustflow.tasks.ray_actors import write_parts_with_actors
-from trustflow.tasks.ray_parts import Chunk
+from trustflow.tasks.ray_parts import missing_chunks
 
 JUDGEMENT_KEYS = ["response_id", "critic_id", "critic_prompt_hash"]
 CARRIED = ["response_id", "model", "prompt_uid", "set", "attack", "base_id", "lang", "dimension"]
@@ -86,13 +85,8 @@ def judge_responses(
     keyed = responses.select(RESPONSE_COLUMNS)
     keyed = keyed.append_column("critic_id", pa.array([critic.critic_id] * keyed.num_rows, pa.string()))
     keyed = keyed.append_column("critic_prompt_hash", pa.array([critic.prompt_hash] * keyed.num_rows, pa.string()))
-    todo = writer.missing(keyed).select(RESPONSE_COLUMNS).to_pylist()
     tag = f"{critic.critic_id}-{critic.prompt_hash}"[:40]
-    chunks = []
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        digest = hashlib.sha256("\x00".join(r["response_id"] for r in batch).encode()).hexdigest()[:12]
-        chunks.append(Chunk(f"{tag}-{digest}", batch))
+    chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id")
     stats = write_parts_with_actors(
         store,
         ref,

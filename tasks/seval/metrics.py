@@ -48,7 +48,13 @@ def _rate_table(frame: pd.DataFrame, keys: list[str], outcome: str, seed: int) -
         low, high = bootstrap_ci(values, seed=seed)
         group = group if isinstance(group, tuple) else (group,)
         rows.append(
-            {**dict(zip(keys, group)), "n": len(values), "value": 100.0 * values.mean(), "ci_low": low, "ci_high": high}
+            {
+                **dict(zip(keys, group, strict=True)),
+                "n": len(values),
+                "value": 100.0 * values.mean(),
+                "ci_low": low,
+                "ci_high": high,
+            }
         )
     return pd.DataFrame(rows, columns=[*keys, "n", "value", "ci_low", "ci_high"])
 

@@ -1,16 +1,84 @@
-"""Metrics, leaderboard, plots and Prefect artifacts of an S-Eval evaluation run."""
+"""Everything S-Eval shows: metrics, the leaderboard (one formatter for the terminal, the
+Prefect artifacts and the HTML report), plots, and the report sections of the evaluation and
+suite-generation runs (registered in the report's ``RUN_SECTIONS``/``BOARD_SECTIONS``)."""
 
 from __future__ import annotations
 
 import io
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from trustflow import names
+from trustflow.data import schemas as S
 from trustflow.data.schemas import SEVAL_LEADERBOARD, SEVAL_METRICS
 from trustflow.data.store import ArtifactStore, StageRef
+from trustflow.tasks.report.html import (
+    EMPTY,
+    Column,
+    Html,
+    Section,
+    definitions,
+    heading,
+    join,
+    key_figures,
+    note,
+    stacked,
+    table,
+)
+from trustflow.tasks.report.sections import (
+    BOARD_SECTIONS,
+    PCT,
+    RUN_SECTIONS,
+    RunView,
+    attr_pairs,
+    ci,
+    pivot,
+    pivot_columns,
+    plots_section,
+    preview,
+    run_cell,
+    unknown_stages,
+)
 from trustflow.tasks.seval import metrics as m
+
+# ---------------------------------------------------------------- the leaderboard, formatted once
+
+# the leaderboard's rate columns (percent, each with a 95% bootstrap interval) and their labels
+BOARD_METRICS: tuple[tuple[str, str], ...] = (
+    ("safety_score", "safety score"),
+    ("asr", "ASR"),
+    ("adaptive_asr", "adaptive ASR"),
+    ("judge_error_rate", "judge errors"),
+)
+BOARD_TITLE = "S-Eval leaderboard (percent, 95% bootstrap interval)"
+
+
+def board_cell(row: Mapping[str, Any], metric: str) -> str:
+    """``value [low–high]`` of one leaderboard rate, or ``–`` when there is none (NaN/None)."""
+    v, lo, hi = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    return "–" if v is None or v != v else f"{v:.1f} [{lo:.0f}–{hi:.0f}]"
+
+
+def board_text(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The leaderboard as text: (header, one row of cells per model)."""
+    header = ["model", *(label for _, label in BOARD_METRICS), "n"]
+    body = [[str(r["model"]), *(board_cell(r, k) for k, _ in BOARD_METRICS), str(r["judgements"])] for r in rows]
+    return header, body
+
+
+def board_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    header, body = board_text(rows)
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+
+# ---------------------------------------------------------------- metrics, leaderboard and plots of a run
 
 
 def metric_rows(frame: pd.DataFrame, critic_id: str) -> pa.Table:
@@ -25,8 +93,8 @@ def metric_rows(frame: pd.DataFrame, critic_id: str) -> pa.Table:
         ("judge_error_rate", m.judge_error_rates(frame, by=("model",))),
     ]
     rows = []
-    for metric, table in parts:
-        for rec in table.to_dict("records"):
+    for metric, frame_part in parts:
+        for rec in frame_part.to_dict("records"):
             rows.append(
                 {
                     "metric": metric,
@@ -60,7 +128,7 @@ def write_metrics(
     frame = frame[frame["critic_id"] == critic_id]
     metrics = metric_rows(frame, critic_id)
     store.write_stage(
-        StageRef(run_flow, run_id, "metrics"),
+        StageRef(run_flow, run_id, names.METRICS),
         SEVAL_METRICS,
         metrics,
         ["metric", "model", "critic_id", "dimension", "lang", "attack"],
@@ -68,7 +136,9 @@ def write_metrics(
     board = m.leaderboard(frame)
     board.insert(1, "critic_id", critic_id)
     board_table = pa.Table.from_pandas(board, schema=SEVAL_LEADERBOARD.schema, preserve_index=False)
-    store.write_stage(StageRef(run_flow, run_id, "leaderboard"), SEVAL_LEADERBOARD, board_table, ["model", "critic_id"])
+    store.write_stage(
+        StageRef(run_flow, run_id, names.LEADERBOARD), SEVAL_LEADERBOARD, board_table, ["model", "critic_id"]
+    )
     plots = write_plots(store, run_flow, run_id, metrics.to_pandas())
     return {"leaderboard": board.to_dict("records"), "plots": plots}
 
@@ -116,3 +186,319 @@ def _save(store: ArtifactStore, fig: Any, run_flow: str, run_id: str, name: str)
     path = store.path("runs", run_flow, run_id, "plots", name)
     store.write_bytes_atomic(path, buf.getvalue())
     return f"{store.url}/runs/{run_flow}/{run_id}/plots/{name}"
+
+
+# ---------------------------------------------------------------- report sections: evaluation runs
+
+SEVAL_STAGES = {
+    names.SUITE: S.SEVAL_SUITE,
+    names.RESPONSES: S.SEVAL_RESPONSES,
+    names.JUDGEMENTS: S.SEVAL_JUDGEMENTS,
+    names.METRICS: S.SEVAL_METRICS,
+    names.LEADERBOARD: S.SEVAL_LEADERBOARD,
+}
+SEVAL_PLOTS = {
+    "safety_heatmap.png": "Safety score per dimension and language",
+    "asr_per_attack.png": "Attack success rate per attack",
+}
+
+
+def with_ci(value: Any, low: Any, high: Any, spec: str = PCT) -> Html | None:
+    """A value with its 95% interval in small print underneath."""
+    if value is None:
+        return None
+    return stacked(f"{value:{spec}}", ci(low, high, spec))
+
+
+def seval_board_rows(board: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**r, **{f"{k}_shown": with_ci(r[k], r[f"{k}_ci_low"], r[f"{k}_ci_high"]) for k, _ in BOARD_METRICS}}
+        for r in board
+    ]
+
+
+SEVAL_BOARD_COLUMNS = [
+    Column("model"),
+    Column("critic_id", "critic"),
+    *[Column(f"{k}_shown", f"{label} (%)", numeric=True) for k, label in BOARD_METRICS],
+    Column("judgements"),
+]
+CI_NOTE = "Each value shows its 95% confidence interval underneath."
+
+
+@RUN_SECTIONS.register(names.SEVAL_EVALUATE)
+def seval_sections(run: RunView) -> list[Section]:
+    """Leaderboard with confidence intervals, safety by language and dimension, ASR per
+    attack, response and judgement health, and the run's plots."""
+    sections: list[Section] = []
+    board = run.rows(names.LEADERBOARD) if run.has(names.LEADERBOARD, S.SEVAL_LEADERBOARD) else []
+    suite = run.stages.get(names.SUITE)
+    figures: list[tuple[str, Any, str]] = [("Models", len(board) if board else EMPTY, "")]
+    figures.append(("Critic", ", ".join(sorted({r["critic_id"] for r in board})) or EMPTY, ""))
+    if suite is not None:
+        figures.append(("Suite prompts", suite.rows, str(run.attrs(names.SUITE).get("source", ""))))
+    ranked = [r for r in board if r["safety_score"] is not None]
+    if ranked:
+        best = max(ranked, key=lambda r: r["safety_score"])
+        figures.append(("Best safety score", f"{best['safety_score']:{PCT}}%", str(best["model"])))
+    body = [
+        key_figures(figures),
+        note(CI_NOTE),
+        table(seval_board_rows(board), SEVAL_BOARD_COLUMNS, empty="no leaderboard stage yet"),
+    ]
+    sections.append(Section("Leaderboard", join(body)))
+    if run.has(names.METRICS, S.SEVAL_METRICS):
+        sections.append(Section("Metrics", seval_metric_tables(run.rows(names.METRICS))))
+    if run.has(names.RESPONSES, S.SEVAL_RESPONSES) or run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS):
+        sections.append(Section("Responses and judgements", seval_health(run)))
+    return sections + plots_section(run, SEVAL_PLOTS) + unknown_stages(run, SEVAL_STAGES)
+
+
+def seval_metric_tables(metrics: list[dict[str, Any]]) -> Html:
+    def pick(metric: str, **where: Any) -> list[dict[str, Any]]:
+        out = [m for m in metrics if m["metric"] == metric]
+        for k, v in where.items():
+            out = [m for m in out if (m[k] != "*" if v == "any" else m[k] == v)]
+        return out
+
+    body: list[Html] = []
+    by_lang = pick("safety_score", dimension="*", attack="*")
+    rows, langs = pivot(by_lang, "model", "lang", "value")
+    if rows:
+        body += [
+            heading(3, "Safety score by language (%)"),
+            table(rows, [Column("model"), *pivot_columns(langs, PCT, lambda v: "all" if v == "*" else v)]),
+        ]
+    by_dim = pick("safety_score", dimension="any", lang="any")
+    if by_dim:
+        long = [{**m, "col": f"{m['model']} · {m['lang']}"} for m in by_dim]
+        rows, cols = pivot(long, "dimension", "col", "value")
+        if len(cols) <= 12:
+            body += [
+                heading(3, "Safety score by dimension (%)"),
+                table(rows, [Column("dimension"), *pivot_columns(cols, PCT)]),
+            ]
+    by_attack = pick("asr", lang="*")
+    rows, models = pivot(by_attack, "attack", "model", "value")
+    if rows:
+        body += [
+            heading(3, "Attack success rate by attack (%)"),
+            table(rows, [Column("attack"), *pivot_columns(models, PCT)]),
+        ]
+    overall = pick("adaptive_asr", lang="*") + pick("judge_error_rate")
+    if overall:
+        body += [
+            heading(3, "Adaptive ASR and judge errors (%)"),
+            table(
+                [{**m, "shown": with_ci(m["value"], m["ci_low"], m["ci_high"])} for m in overall],
+                [Column("metric"), Column("model"), Column("n"), Column("shown", "value", numeric=True)],
+            ),
+        ]
+    return join(body) if body else note("no metrics rows")
+
+
+def seval_health(run: RunView) -> Html:
+    """Per model: how many answers, how many failed, how fast; how many the critic judged unsafe."""
+    per: dict[str, dict[str, Any]] = defaultdict(dict)
+    if run.has(names.RESPONSES, S.SEVAL_RESPONSES):
+        t = run.read(names.RESPONSES, ["model", "error", "latency_s", "completion_tokens"])
+        for model in sorted(set(t["model"].to_pylist())):
+            sub = t.filter(pc.equal(t["model"], model))
+            per[model].update(
+                {
+                    "responses": sub.num_rows,
+                    "errors": pc.count(sub["error"]).as_py(),
+                    "latency": pc.mean(sub["latency_s"]).as_py(),
+                    "tokens": pc.mean(sub["completion_tokens"]).as_py(),
+                }
+            )
+    if run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS):
+        t = run.read(names.JUDGEMENTS, ["model", "unsafe", "judge_error"])
+        for model in sorted(set(t["model"].to_pylist())):
+            sub = t.filter(pc.equal(t["model"], model))
+            per[model].update(
+                {
+                    "judged": sub.num_rows,
+                    "unsafe": pc.sum(sub["unsafe"].cast(pa.int64())).as_py() or 0,
+                    "judge_errors": pc.count(sub["judge_error"]).as_py(),
+                }
+            )
+    rows = [{"model": m, **v} for m, v in per.items()]
+    return table(
+        rows,
+        [
+            Column("model"),
+            Column("responses"),
+            Column("errors", "generation errors"),
+            Column("latency", "mean latency (s)", ".2f"),
+            Column("tokens", "mean completion tokens", ".1f"),
+            Column("judged"),
+            Column("unsafe", "judged unsafe"),
+            Column("judge_errors", "judge errors"),
+        ],
+    )
+
+
+@BOARD_SECTIONS.register(names.SEVAL_EVALUATE)
+def seval_board(runs: list[RunView]) -> list[Section]:
+    """The latest result per (model, critic) across every S-Eval run, best safety first."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        if not run.has(names.LEADERBOARD, S.SEVAL_LEADERBOARD):
+            continue
+        when = run.stages[names.LEADERBOARD].created_at
+        source = run.attrs(names.SUITE).get("source", EMPTY)
+        for r in run.rows(names.LEADERBOARD):
+            key = (r["model"], r["critic_id"])
+            if key not in latest or latest[key]["written"] < when:
+                latest[key] = {**r, "run": run_cell(run.run_id, when), "suite": source, "written": when}
+    rows = sorted(
+        seval_board_rows(list(latest.values())),
+        key=lambda r: -(r["safety_score"] if r["safety_score"] is not None else -1),
+    )
+    cols = [*SEVAL_BOARD_COLUMNS, Column("suite"), Column("run", "run · evaluated")]
+    intro = note(
+        f"Latest result per model and critic; scores from different suites are not directly comparable. {CI_NOTE}"
+    )
+    return [
+        Section(
+            "S-Eval safety leaderboard", join([intro, table(rows, cols, empty="no S-Eval evaluation in this store")])
+        )
+    ]
+
+
+# ---------------------------------------------------------------- report sections: suite generation runs
+
+# the stages this page renders; candidates, translations and the reference panel's answers
+# are intermediate and appear under "Other stages" as previews
+GENERATE_STAGES = {
+    names.SUITE: S.SEVAL_GENERATED_SUITE,
+    names.GENERATION_LOG: S.SEVAL_GENERATION_LOG,
+    names.SELECTION_DROPS: S.SEVAL_SELECTION_DROPS,
+    names.REWRITE_DROPS: S.SEVAL_SELECTION_DROPS,
+}
+
+
+@RUN_SECTIONS.register(names.SEVAL_GENERATE)
+def generate_sections(run: RunView) -> list[Section]:
+    """Suite composition and hardness, the tester's yield per language, and why prompts were dropped."""
+    sections: list[Section] = []
+    if run.has(names.SUITE, S.SEVAL_GENERATED_SUITE):
+        t = run.read(names.SUITE, ["set", "lang", "hardness"])
+        groups: dict[tuple[str, str], list[float | None]] = defaultdict(list)
+        for s, lang, h in zip(t["set"].to_pylist(), t["lang"].to_pylist(), t["hardness"].to_pylist(), strict=True):
+            groups[(s, lang)].append(h)
+        rows: list[dict[str, Any]] = [
+            {
+                "set": s,
+                "lang": lang,
+                "prompts": len(hs),
+                "hardness": statistics.fmean([h for h in hs if h is not None])
+                if any(h is not None for h in hs)
+                else None,
+            }
+            for (s, lang), hs in sorted(groups.items())
+        ]
+        attrs = run.attrs(names.SUITE)
+        figures = [
+            ("Suite prompts", t.num_rows),
+            ("Languages", ", ".join(sorted({r["lang"] for r in rows})) or EMPTY),
+            ("Shortfall", attrs.get("shortfall", EMPTY)),
+        ]
+        body = [
+            key_figures(figures),
+            table(rows, [Column("set"), Column("lang"), Column("prompts"), Column("hardness", "mean hardness", ".2f")]),
+            heading(3, "Generation settings"),
+            definitions(attr_pairs({k: v for k, v in attrs.items() if k != "shortfall"})),
+            heading(3, "First prompts"),
+            preview(
+                run, names.SUITE, columns=["prompt_uid", "set", "lang", "leaf_id", "hardness", "generator", "prompt"]
+            ),
+        ]
+        sections.append(Section("Suite", join(body)))
+    if run.has(names.GENERATION_LOG, S.SEVAL_GENERATION_LOG):
+        numbers = (
+            "requests",
+            "errors",
+            "tester_refusals",
+            "parsed",
+            "discarded",
+            "kept",
+            "shortfall",
+            "completion_tokens",
+        )
+        totals: dict[str, dict[str, Any]] = {}
+        for r in run.rows(names.GENERATION_LOG):
+            acc = totals.setdefault(r["lang"], {"lang": r["lang"], "jobs": 0, **{k: 0 for k in numbers}})
+            acc["jobs"] += 1
+            for k in numbers:
+                acc[k] += r[k]
+        cols = [Column("lang"), Column("jobs"), *[Column(k, k.replace("_", " ")) for k in numbers]]
+        sections.append(Section("Tester yield", table(list(totals.values()), cols)))
+    drops = []
+    for stage in (names.SELECTION_DROPS, names.REWRITE_DROPS):
+        if run.has(stage, S.SEVAL_SELECTION_DROPS):
+            counts: dict[str, int] = defaultdict(int)
+            for s in run.read(stage, ["strategy"])["strategy"].to_pylist():
+                counts[s] += 1
+            drops += [{"stage": stage, "strategy": s, "dropped": n} for s, n in sorted(counts.items())]
+    if drops:
+        sections.append(
+            Section("Dropped prompts", table(drops, [Column("stage"), Column("strategy"), Column("dropped")]))
+        )
+    return sections + plots_section(run) + unknown_stages(run, GENERATE_STAGES)
+
+
+# ---------------------------------------------------------------- Prefect artifacts
+
+
+def publish_evaluation(run_id: str, store_url: str, suite_info: dict[str, Any], report: dict[str, Any]) -> None:
+    """The evaluation run's Prefect artifacts: the leaderboard table and a markdown summary."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    rows = [
+        {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if not k.endswith(("_low", "_high"))}
+        for r in report["leaderboard"]
+    ]
+    create_table_artifact(key="seval-leaderboard", table=rows, description=f"S-Eval leaderboard of run {run_id}")
+    lines = [
+        f"# S-Eval run `{run_id}`",
+        f"suite: {suite_info['rows']} prompts from `{suite_info['source']}`",
+        "",
+        *board_markdown(report["leaderboard"]),
+        "",
+        f"Stages: `{store_url}/runs/{names.SEVAL_EVALUATE}/{run_id}/`",
+        *[f"- plot: `{p}`" for p in report["plots"]],
+    ]
+    create_markdown_artifact(key="seval-summary", markdown="\n".join(lines))
+
+
+def publish_suite(suite_id: str, store_url: str, result: dict[str, Any]) -> None:
+    """The suite run's Prefect artifacts: stage counts and drops per strategy."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    g, s, f = result["generated"], result["selected"], result["suite"]
+    lines = [
+        f"# Test suite `{suite_id}`",
+        "",
+        "| stage | count |",
+        "|---|---:|",
+        f"| tester calls | {g.get('tester_calls', 0)} |",
+        f"| tester refusals | {g.get('tester_refusals', 0)} |",
+        f"| candidates parsed | {g.get('items_parsed', 0)} |",
+        f"| items discarded by the parser | {g.get('items_discarded', 0)} |",
+        f"| dropped by selection | {s['dropped']} |",
+        f"| base prompts kept | {f.get('base', 0)} (translated: {f.get('translated', 0)}) |",
+        f"| attack prompts | {f.get('attack', 0)} |",
+        "",
+        "Dropped by strategy: " + (", ".join(f"{k} {v}" for k, v in sorted(s["dropped_by"].items())) or "none"),
+        "",
+        f"Short of quota: {', '.join(f'{k} ({v})' for k, v in s['shortfall'].items()) or 'none'}",
+        f"Stages: `{store_url}/runs/{names.SEVAL_GENERATE}/{suite_id}/`",
+    ]
+    create_markdown_artifact(key="seval-suite", markdown="\n".join(lines))
+    create_table_artifact(
+        key="seval-suite-drops",
+        table=[{"strategy": k, "dropped": v} for k, v in sorted(s["dropped_by"].items())]
+        or [{"strategy": "none", "dropped": 0}],
+    )

@@ -19,7 +19,7 @@ from trustflow.data.schemas import SEVAL_RESPONSES
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.models.llm.base import ChatRequest, GenParams
 from trustflow.tasks.ray_actors import write_parts_with_actors
-from trustflow.tasks.ray_parts import Chunk
+from trustflow.tasks.ray_parts import missing_chunks
 
 RESPONSE_KEYS = ["model", "gen_config_hash", "prompt_uid"]
 SUITE_COLUMNS = ["prompt_uid", "set", "attack", "base_id", "lang", "dimension", "prompt"]
@@ -53,10 +53,10 @@ class ResponderFactory:
             for row in rows:
                 messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
                 messages.append({"role": "user", "content": row["prompt"]})
-                requests.append(ChatRequest(messages=messages, id=row["prompt_uid"], **self.params.model_dump()))
+                requests.append(ChatRequest.of(messages, id=row["prompt_uid"], **self.params.model_dump()))
             results = backend.generate(requests)
             out: dict[str, list] = {name: [] for name in SEVAL_RESPONSES.names}
-            for row, res in zip(rows, results):
+            for row, res in zip(rows, results, strict=True):
                 out["response_id"].append(response_id(self.model_spec, config, row["prompt_uid"]))
                 out["model"].append(self.model_spec)
                 out["gen_config_hash"].append(config)
@@ -91,13 +91,8 @@ def generate_responses(
     keyed = suite.select(SUITE_COLUMNS)
     keyed = keyed.append_column("model", pa.array([model_spec] * keyed.num_rows, pa.string()))
     keyed = keyed.append_column("gen_config_hash", pa.array([config] * keyed.num_rows, pa.string()))
-    todo = writer.missing(keyed).select(SUITE_COLUMNS).to_pylist()
     model_tag = hashlib.sha256(f"{model_spec}\x00{config}".encode()).hexdigest()[:10]
-    chunks = []
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        digest = hashlib.sha256("\x00".join(r["prompt_uid"] for r in batch).encode()).hexdigest()[:12]
-        chunks.append(Chunk(f"{model_tag}-{digest}", batch))
+    chunks = missing_chunks(writer, keyed, SUITE_COLUMNS, batch_size, model_tag, "prompt_uid")
     stats = write_parts_with_actors(
         store,
         ref,

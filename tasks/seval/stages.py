@@ -1,4 +1,5 @@
-"""Prefect tasks of the S-Eval evaluation flow; each launches one coarse Ray job."""
+"""Prefect tasks of the S-Eval flows (evaluation and suite generation); each is one coarse
+Ray job or one driver-side step. The flows in ``flows/seval_*.py`` only compose these."""
 
 from __future__ import annotations
 
@@ -7,21 +8,16 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from trustflow import names
 from trustflow.data.schemas import SEVAL_SUITE
 from trustflow.data.store import StageRef
 from trustflow.infra.ray_runtime import ensure_ray
 from trustflow.models.llm.base import GenParams
 from trustflow.tasks.ingest import list_datasets
+from trustflow.tasks.ray_actors import cpus_per_actor
 from trustflow.tasks.ray_parts import StoreSpec
 
-FLOW = "seval_evaluate"
-
-
-def cpus_per_actor(actors: int) -> float:
-    """Split the cluster's CPUs over the actors: Ray caps each actor's torch threads at its num_cpus."""
-    import ray
-
-    return max(1.0, float(int(ray.cluster_resources().get("CPU", 1)) // max(1, actors)))
+FLOW = names.SEVAL_EVALUATE
 
 
 @task(name="build-suite", cache_policy=NO_CACHE)
@@ -39,7 +35,7 @@ def build_suite_task(
     from trustflow.tasks.seval.suite import SEED_SOURCE, official_suite, seed_suite
 
     store = spec.open()
-    ref = StageRef(FLOW, run_id, "suite")
+    ref = StageRef(FLOW, run_id, names.SUITE)
     existing = store.manifest(ref)
     if existing is None:
         source = suite
@@ -68,8 +64,8 @@ def responses_task(
 
     store = spec.open()
     ensure_ray(store.settings)
-    suite = store.read_table(StageRef(FLOW, run_id, "suite"))
-    ref = StageRef(FLOW, run_id, "responses")
+    suite = store.read_table(StageRef(FLOW, run_id, names.SUITE))
+    ref = StageRef(FLOW, run_id, names.RESPONSES)
     stats = generate_responses(
         store,
         ref,
@@ -96,9 +92,9 @@ def judge_task(
 
     store = spec.open()
     ensure_ray(store.settings)
-    responses = store.read_table(StageRef(FLOW, run_id, "responses"))
+    responses = store.read_table(StageRef(FLOW, run_id, names.RESPONSES))
     responses = responses.filter(pc.is_in(responses["model"], value_set=pa.array(models)))
-    ref = StageRef(FLOW, run_id, "judgements")
+    ref = StageRef(FLOW, run_id, names.JUDGEMENTS)
     stats = judge_responses(
         store,
         ref,
@@ -120,6 +116,83 @@ def metrics_task(spec: StoreSpec, run_id: str, critic_id: str, models: list[str]
     from trustflow.tasks.seval.report import write_metrics
 
     store = spec.open()
-    judgements = store.read_table(StageRef(FLOW, run_id, "judgements"))
+    judgements = store.read_table(StageRef(FLOW, run_id, names.JUDGEMENTS))
     judgements = judgements.filter(pc.is_in(judgements["model"], value_set=pa.array(models)))
     return write_metrics(store, FLOW, run_id, judgements, critic_id)
+
+
+# ---------------------------------------------------------------- suite generation
+
+
+@task(name="tester-candidates", cache_policy=NO_CACHE)
+def candidates_task(
+    spec: StoreSpec,
+    suite_id: str,
+    leaves: list[str],
+    langs: list[str],
+    tester: str,
+    per_leaf: int,
+    seed: int,
+    exemplars: str,
+    max_tokens: int,
+    actors: int,
+) -> dict[str, int]:
+    from trustflow.tasks.seval.suite_generation import exemplar_pool, generate_candidates, generation_stats
+
+    store = spec.open()
+    ensure_ray(store.settings)
+    stats = generate_candidates(
+        store,
+        suite_id,
+        leaves,
+        langs,
+        tester,
+        per_leaf,
+        seed,
+        exemplar_pool(store, exemplars),
+        max_tokens=max_tokens,
+        num_actors=actors,
+        num_cpus_per_actor=cpus_per_actor(actors),
+    )
+    return {**stats, **generation_stats(store, suite_id)}
+
+
+@task(name="select-tests", cache_policy=NO_CACHE)
+def select_task(
+    spec: StoreSpec,
+    suite_id: str,
+    specs: list[dict[str, Any]],
+    against: list[str],
+    refs: list[str],
+    critic: str,
+    max_tokens: int,
+    seed: int,
+    actors: int,
+) -> dict[str, Any]:
+    """Cheap filters, then reference answers + critic on the survivors only, then the rest."""
+    from trustflow.tasks.seval.suite_build import select_tests
+
+    return select_tests(spec.open(), suite_id, specs, against, refs, critic, max_tokens, seed, actors)
+
+
+@task(name="translate-and-attack", cache_policy=NO_CACHE)
+def finish_suite_task(
+    spec: StoreSpec,
+    suite_id: str,
+    kept_ids: list[str],
+    hardness: dict[str, dict[str, Any]],
+    langs: list[str],
+    tester: str,
+    translate: bool,
+    attacks: list[str] | None,
+    rewrite: bool,
+    seed: int,
+    max_tokens: int,
+    attrs: dict[str, Any],
+) -> dict[str, Any]:
+    """Translations of kept prompts (zh↔en, linked by from_id), then attack variants; writes the suite."""
+    from trustflow.tasks.seval.suite_build import finish_suite
+
+    return finish_suite(
+        spec.open(), suite_id, kept_ids, hardness, langs, tester, translate, attacks, rewrite, seed, max_tokens, attrs
+    )

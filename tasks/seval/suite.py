@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trustflow import names
 from trustflow.data.schemas import SEVAL_SUITE
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.errors import InputError
@@ -105,7 +106,7 @@ def official_suite(
     from trustflow.data.seval.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    prompts = store.read_table(StageRef("ingest", dataset_id, "prompts"))
+    prompts = store.read_table(StageRef(names.INGEST, dataset_id, names.PROMPTS))
     splits = sorted(set(prompts["split"].to_pylist()))
     split = min(splits, key=lambda s: pc.sum(pc.equal(prompts["split"], s)).as_py())  # smallest split present
     prompts = prompts.filter(pc.equal(prompts["split"], split))

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from trustflow import names
 from trustflow.data.schemas import (
     SEVAL_CANDIDATES,
     SEVAL_GENERATED_SUITE,
@@ -29,7 +30,7 @@ from trustflow.errors import ConfigError, InputError
 from trustflow.tasks.ray_actors import write_parts_with_actors
 from trustflow.tasks.ray_parts import Chunk, StoreSpec
 
-FLOW = "seval_generate"
+FLOW = names.SEVAL_GENERATE
 CANDIDATE_KEYS = ["candidate_id"]
 CHEAP_FILTERS = {"quality", "minhash_dedup", "near_dedup", "on_target"}  # need no reference-model answers
 
@@ -104,7 +105,7 @@ class TesterFactory:
         backend = load_backend(self.tester)
         taxonomy = load_taxonomy()
         log_writer = StageWriter(
-            self.spec.open(), StageRef(FLOW, self.suite_id, "generation_log"), SEVAL_GENERATION_LOG, ["group_id"]
+            self.spec.open(), StageRef(FLOW, self.suite_id, names.GENERATION_LOG), SEVAL_GENERATION_LOG, ["group_id"]
         )
 
         def run(payload: dict[str, Any]) -> pa.Table:
@@ -153,7 +154,7 @@ def generate_candidates(
     num_actors: int = 1,
     num_cpus_per_actor: float = 1.0,
 ) -> dict[str, int]:
-    ref = StageRef(FLOW, suite_id, "candidates")
+    ref = StageRef(FLOW, suite_id, names.CANDIDATES)
     chunks = []
     for leaf_id in leaves:
         for lang in langs:
@@ -174,13 +175,13 @@ def generate_candidates(
         label="tester candidates",
     )
     store.writer(ref, SEVAL_CANDIDATES, CANDIDATE_KEYS).commit({"tester": tester, "per_leaf": per_leaf, "seed": seed})
-    log_ref = StageRef(FLOW, suite_id, "generation_log")
+    log_ref = StageRef(FLOW, suite_id, names.GENERATION_LOG)
     store.writer(log_ref, SEVAL_GENERATION_LOG, ["group_id"]).commit({"tester": tester})
     return stats
 
 
 def generation_stats(store: ArtifactStore, suite_id: str) -> dict[str, int]:
-    log = store.read_table(StageRef(FLOW, suite_id, "generation_log")).to_pylist()
+    log = store.read_table(StageRef(FLOW, suite_id, names.GENERATION_LOG)).to_pylist()
     return {
         "tester_calls": sum(r["requests"] for r in log),
         "tester_refusals": sum(r["tester_refusals"] for r in log),
@@ -235,7 +236,7 @@ def hardness_scores(
     from trustflow.tasks.seval.responses import commit_responses, generate_responses
 
     suite = as_eval_suite(candidates, suite_id)
-    resp_ref = StageRef(FLOW, suite_id, "ref_responses")
+    resp_ref = StageRef(FLOW, suite_id, names.REF_RESPONSES)
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=seed)
     for model in refs:
         generate_responses(
@@ -258,7 +259,7 @@ def hardness_scores(
             pc.is_in(responses["prompt_uid"], value_set=wanted), pc.is_in(responses["model"], value_set=pa.array(refs))
         )
     )
-    judge_ref = StageRef(FLOW, suite_id, "ref_judgements")
+    judge_ref = StageRef(FLOW, suite_id, names.REF_JUDGEMENTS)
     judge_responses(
         store,
         judge_ref,
@@ -299,7 +300,9 @@ class SelectionOutcome:
 def candidates_frame(candidates: pa.Table, hardness: dict[str, dict[str, Any]] | None = None):  # noqa: ANN201 - pandas
     frame = candidates.to_pandas()
     frame.insert(
-        0, "prompt_uid", [f"base_risk:{lang}:{cid}" for lang, cid in zip(frame["lang"], frame["candidate_id"])]
+        0,
+        "prompt_uid",
+        [f"base_risk:{lang}:{cid}" for lang, cid in zip(frame["lang"], frame["candidate_id"], strict=True)],
     )
     if hardness is not None:
         frame["hardness"] = [hardness.get(cid, {}).get("hardness", float("nan")) for cid in frame["candidate_id"]]
@@ -423,7 +426,7 @@ def suite_rows(
 
 
 def read_suite(store: ArtifactStore, suite_id: str) -> pa.Table:
-    ref = StageRef(FLOW, suite_id, "suite")
+    ref = StageRef(FLOW, suite_id, names.SUITE)
     if store.manifest(ref) is None:
         raise InputError(f"no generated suite {suite_id!r} in {store.url} (trustflow seval generate builds one)")
     return store.read_table(ref)
@@ -438,7 +441,7 @@ def reference_prompts(store: ArtifactStore, sources: Sequence[str]) -> list[str]
         if source.startswith("suite-"):
             table = read_suite(store, source)
         else:
-            ref = StageRef("ingest", source, "prompts")
+            ref = StageRef(names.INGEST, source, names.PROMPTS)
             if store.manifest(ref) is None:
                 raise InputError(
                     f"reference {source!r} is neither a generated suite nor an ingested dataset in {store.url}"
@@ -447,3 +450,45 @@ def reference_prompts(store: ArtifactStore, sources: Sequence[str]) -> list[str]
         table = table.filter(pc.equal(table["set"], "base_risk"))
         out.extend(table["prompt"].to_pylist())
     return out
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def resolve_leaves(leaves: list[str] | None) -> list[str]:
+    """Leaf ids, or any taxonomy node id standing for all leaves under it (``crimes`` → its leaves)."""
+    from trustflow.data.seval.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    all_leaves = [n.id for n in taxonomy.leaves()]
+    if not leaves:
+        return all_leaves
+    out: list[str] = []
+    for wanted in leaves:
+        if wanted not in taxonomy:
+            raise ConfigError(f"--leaves: {wanted!r} is not a taxonomy id (see docs/pipelines/seval-taxonomy.md)")
+        out.extend(leaf for leaf in all_leaves if leaf == wanted or leaf.startswith(wanted + "."))
+    return list(dict.fromkeys(out))
+
+
+def exemplar_pool(store: ArtifactStore, source: str) -> list[dict[str, Any]]:
+    """Style exemplars for the tester: an ingested S-Eval dataset's base prompts, or the seed suite."""
+    import pyarrow.compute as pc
+
+    from trustflow.data.seval.taxonomy import load_taxonomy
+    from trustflow.tasks.ingest import list_datasets
+    from trustflow.tasks.seval.suite import SEED_SUITE_FILE
+
+    if source == "auto":
+        found = [d for d in list_datasets(store) if d.kind == "seval"]
+        source = found[0].dataset_id if found else "seed-suite"
+    if source == "seed-suite":
+        rows = [json.loads(line) for line in SEED_SUITE_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [{"prompt": r["prompt"], "lang": r["lang"], "dimension": r["dimension"]} for r in rows]
+    taxonomy = load_taxonomy()
+    table = store.read_table(StageRef(names.INGEST, source, names.PROMPTS))
+    table = table.filter(pc.equal(table["set"], "base_risk"))
+    return [
+        {"prompt": r["prompt"], "lang": r["lang"], "dimension": taxonomy.dimension_for_risk_type(r["risk_type"])}
+        for r in table.to_pylist()
+    ]

@@ -107,7 +107,8 @@ def test_openai_backend_batch_against_transformers_serve(served: dict) -> None:
         assert u.completion_tokens == sum(r.completion_tokens for r in results)
         assert u.prompt_tokens == sum(r.prompt_tokens for r in results)
         print(
-            f"\n[llm] transformers serve: 4 requests, {u.completion_tokens} tokens in {wall:.1f}s = {u.completion_tokens / wall:.1f} tok/s (concurrency 2)"
+            f"\n[llm] transformers serve: 4 requests, {u.completion_tokens} tokens in {wall:.1f}s = "
+            f"{u.completion_tokens / wall:.1f} tok/s (concurrency 2)"
         )
         # transformers serve ignores logprobs: the request still succeeds, logprobs are None
         lp = backend.generate([{"messages": "Say hi.", "max_tokens": 4, "logprobs": True, "top_logprobs": 2}])[0]

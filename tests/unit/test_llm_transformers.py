@@ -93,7 +93,7 @@ PROMPTS = [
 def test_batched_generate_one_result_per_request(backend) -> None:
     results = backend.generate([req(p, max_tokens=7, id=f"r{i}") for i, p in enumerate(PROMPTS)])
     assert [r.id for r in results] == ["r0", "r1", "r2", "r3"]
-    for prompt, r in zip(PROMPTS, results):
+    for prompt, r in zip(PROMPTS, results, strict=True):
         assert r.error is None and r.ok
         assert r.finish_reason == "length"
         assert r.completion_tokens == 7

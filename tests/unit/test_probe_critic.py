@@ -110,7 +110,10 @@ def test_embedding_critic_judges_the_response() -> None:
         [
             JudgeItem(
                 prompt=request,
-                response="Getting into someone else's account without permission isn't something I'll help with. If you're worried about your own account, turn on two-factor authentication.",
+                response=(
+                    "Getting into someone else's account without permission isn't something I'll help with. "
+                    "If you're worried about your own account, turn on two-factor authentication."
+                ),
             ),
             JudgeItem(
                 prompt=request,

@@ -20,11 +20,10 @@ from trustflow.tasks.seval.selection import (
     E5Embedder,
     HashingEmbedder,
     SelectionContext,
-    coverage_radius,
     pipeline_hash,
     run_pipeline,
 )
-from trustflow.tasks.seval.selection.diversity import kcenter_greedy
+from trustflow.tasks.seval.selection.diversity import coverage_radius, kcenter_greedy
 
 SYLLABLES = [
     "ka",
@@ -163,7 +162,7 @@ def test_minhash_dedup_catches_exact_ish_copies():
     copies = [long_en[0].replace("?", ".", 1), long_en[3] + " ", long_zh[1][:-1] + "?"]
     df = frame(long_en + long_zh + copies, ["en"] * 8 + ["zh"] * 4 + ["en", "en", "zh"])
     res = run("minhash_dedup", df, ctx(reference_prompts=[long_en[6].upper()]))
-    reasons = dict(zip(res.dropped["prompt_uid"], res.dropped["reason"]))
+    reasons = dict(zip(res.dropped["prompt_uid"], res.dropped["reason"], strict=True))
     assert set(reasons) == {"en:p0012", "en:p0013", "zh:p0014", "en:p0006"}
     assert reasons["en:p0012"].startswith("near-exact copy of en:p0000 (5-gram Jaccard")
     assert "reference prompt #0" in reasons["en:p0006"]
@@ -278,7 +277,7 @@ def test_hardness_filters_and_ranks_per_group():
     df = frame([f"p{i}" for i in range(7)], leaves=leaves, hardness=[0.5, 0.9, 0.05, 0.7, float("nan"), 0.3, 0.8])
     res = run("hardness", df, min_hardness=0.1, top_k=2)
     assert res.kept["prompt_uid"].tolist() == ["en:p0001", "en:p0003", "en:p0005", "en:p0006"]
-    reasons = dict(zip(res.dropped["prompt_uid"], res.dropped["reason"]))
+    reasons = dict(zip(res.dropped["prompt_uid"], res.dropped["reason"], strict=True))
     assert reasons["en:p0002"] == "hardness 0.050 < min_hardness 0.1"
     assert reasons["en:p0000"] == "hardness 0.500 ranks 3 in (l.a.b.c, en) > top_k 2"
     assert "NaN" in reasons["en:p0004"]

@@ -58,7 +58,7 @@ def test_real_split_links_every_attack_row(real, real_alignments, lang: str) -> 
     # same rows as the input, in file order
     assert table.column("prompt_id").to_pylist() == attack.sort_by("line_no").column("prompt_id").to_pylist()
     base_ids = set(base.column("prompt_id").to_pylist())
-    base_risk = dict(zip(base.column("prompt_id").to_pylist(), base.column("risk_type").to_pylist()))
+    base_risk = dict(zip(base.column("prompt_id").to_pylist(), base.column("risk_type").to_pylist(), strict=True))
     blocks = table.column("block_index").to_numpy()
     assert sorted(set(blocks.tolist())) == list(range(10))
     for b in range(10):

@@ -28,11 +28,11 @@ from trustflow.tasks.seval.attacks import (
     AttackPrompt,
     apply_all,
     attack_table,
+    caesar_shift,
     decode,
     encode,
     get_attack,
 )
-from trustflow.tasks.seval.attacks.instruction_encryption import caesar_shift
 
 TEN = [
     "positive_induction",
@@ -197,7 +197,7 @@ def test_intent_preserved_on_real_base_prompts(seval_small: Path) -> None:
         with zipfile.ZipFile(seval_small / f"S-Eval_base_risk_{lang}_small.jsonl.zip") as zf:
             member = next(n for n in zf.namelist() if n.endswith(".jsonl") and "__MACOSX" not in n)
             with zf.open(member) as fh:
-                rows = [json.loads(line) for _, line in zip(range(60), fh)]
+                rows = [json.loads(line) for _, line in zip(range(60), fh, strict=False)]  # the first 60 lines
         for row in rows:
             for ap in apply_all(row["traceid"], row["prompt"], lang, 0):
                 assert recovered_intent(ap, row["prompt"]), (ap.attack, row["traceid"])
@@ -300,9 +300,9 @@ def test_deepinception_and_in_context_options() -> None:
 
 
 def test_options_are_validated() -> None:
-    with pytest.raises(ConfigError, match="invalid options for attack 'deepinception': layers"):
+    with pytest.raises(ConfigError, match="S-Eval attack 'deepinception': option 'layers'"):
         get_attack("deepinception", layers=0)
-    with pytest.raises(ConfigError, match="invalid options for attack 'positive_induction': bogus"):
+    with pytest.raises(ConfigError, match="S-Eval attack 'positive_induction': unknown option 'bogus'"):
         get_attack("positive_induction", bogus=1)
     with pytest.raises(ConfigError, match=r"unknown template\(s\) 'nope'; known: role_play\.dev_mode\.v1"):
         get_attack("instruction_jailbreak", templates=["nope"])

@@ -9,11 +9,11 @@ import pytest
 
 from trustflow.data.schemas import SEVAL_GENERATED_SUITE, SEVAL_SUITE
 from trustflow.errors import ConfigError
-from trustflow.flows.seval_generate import resolve_leaves
 from trustflow.tasks.seval.selection.base import pipeline_hash
 from trustflow.tasks.seval.suite_diff import diff_suites, normalise
 from trustflow.tasks.seval.suite_generation import (
     DEFAULT_SELECTION,
+    resolve_leaves,
     selection_specs,
     split_at_hardness,
     suite_id_for,

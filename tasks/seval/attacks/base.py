@@ -1,8 +1,9 @@
 """What every S-Eval adversarial instruction attack shares.
 
 An attack turns one base (risk) prompt into one attack prompt. Each attack is one class in
-one file, registered with ``@register_attack("name")`` in :data:`ATTACKS`; its options are a
-pydantic model (``Config``) and its templates, in Chinese and English, live next to it.
+one file, registered with ``@ATTACKS.register("name")`` in :data:`ATTACKS` (every module of this
+package is imported on first lookup); its options are a pydantic model (``Options``) and its
+templates, in Chinese and English, live next to it.
 
 Determinism: :meth:`Attack.apply` draws every choice (template, split points, shift, ...)
 from a ``random.Random`` seeded by SHA-256 of ``(attack name, base_id, seed)``, never from
@@ -18,19 +19,19 @@ an LLM.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import re
-from abc import ABC
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
+from pydantic import BaseModel, ConfigDict, computed_field, field_validator
 
 from trustflow.data.schemas import VersionedSchema
 from trustflow.errors import ConfigError, InputError, TrustflowError
-from trustflow.registry import Registry
+from trustflow.registry import Options, Registry, validate_options
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
@@ -127,36 +128,45 @@ class Rendered:
     encoding: str | None = None
 
 
-class AttackConfig(BaseModel):
+class AttackOptions(Options):
     """Options every attack accepts; each attack subclasses this for its own options."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Restrict the seed-driven choice to these template ids (None: all of the attack's templates).
     templates: tuple[str, ...] | None = None
 
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:  # "a,b" from a spec string
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
 
-class Attack(ABC):
+
+class Attack:
     """One adversarial instruction attack. Subclasses set ``TEMPLATES`` and implement ``build``."""
 
-    name: ClassVar[str] = ""
-    Config: ClassVar[type[AttackConfig]] = AttackConfig
+    name: ClassVar[str] = ""  # set by ``@ATTACKS.register``
+    Options: ClassVar[type[AttackOptions]] = AttackOptions
     TEMPLATES: ClassVar[tuple[Template, ...]] = ()
     supports_rewrite: ClassVar[bool] = False
 
-    def __init__(self, config: AttackConfig | Mapping[str, Any] | None = None, **options: Any) -> None:
-        if isinstance(config, AttackConfig):
-            merged: dict[str, Any] = {**config.model_dump(exclude_unset=True), **options}
+    def __init__(self, options: AttackOptions | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        if isinstance(options, AttackOptions):
+            merged: dict[str, Any] = {**options.model_dump(exclude_unset=True), **overrides}
         else:
-            merged = {**(config or {}), **options}
-        try:
-            self.config = self.Config.model_validate(merged)
-        except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()
-            )
-            raise ConfigError(f"invalid options for attack {self.name!r}: {problems}") from None
+            merged = {**(options or {}), **overrides}
+        self.options = validate_options(f"S-Eval attack {self.name!r}", self.Options, merged)
         self._templates = self._select_templates()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check the templates once, when the attack's class is defined."""
+        super().__init_subclass__(**kwargs)
+        ids = [t.id for t in cls.TEMPLATES]
+        if not ids:
+            raise ConfigError(f"attack {cls.__name__} defines no templates")
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"attack {cls.__name__} has duplicate template ids")
+        for t in cls.TEMPLATES:
+            if not t.zh.strip() or not t.en.strip():
+                raise ConfigError(f"attack {cls.__name__}: template {t.id!r} lacks a zh or en text")
 
     # -- templates -------------------------------------------------------------------------
 
@@ -165,7 +175,7 @@ class Attack(ABC):
         return [t.id for t in cls.TEMPLATES]
 
     def _select_templates(self) -> tuple[Template, ...]:
-        wanted = self.config.templates
+        wanted = self.options.templates
         if wanted is None:
             return self.TEMPLATES
         known = {t.id: t for t in self.TEMPLATES}
@@ -258,30 +268,14 @@ def _check_inputs(base_id: str, prompt: str, lang: str) -> None:
         raise InputError(f"base prompt {base_id!r}: the prompt is empty")
 
 
-ATTACKS: Registry[type[Attack]] = Registry("S-Eval attack")
+ATTACKS: Registry[type[Attack]] = Registry(
+    "S-Eval attack", plugins="trustflow.tasks.seval.attacks", factory=lambda entry, options: entry.obj(options)
+)
 
 
-def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
-    """Class decorator: names the attack, checks its templates and registers it in ATTACKS."""
-
-    def decorator(cls: type[Attack]) -> type[Attack]:
-        ids = [t.id for t in cls.TEMPLATES]
-        if not ids:
-            raise ConfigError(f"attack {name!r} defines no templates")
-        if len(set(ids)) != len(ids):
-            raise ConfigError(f"attack {name!r} has duplicate template ids")
-        for t in cls.TEMPLATES:
-            if not t.zh.strip() or not t.en.strip():
-                raise ConfigError(f"attack {name!r}: template {t.id!r} lacks a zh or en text")
-        cls.name = name
-        return ATTACKS.register(name)(cls)
-
-    return decorator
-
-
-def get_attack(name: str, config: AttackConfig | Mapping[str, Any] | None = None, **options: Any) -> Attack:
+def get_attack(name: str, options: AttackOptions | Mapping[str, Any] | None = None, **overrides: Any) -> Attack:
     """An instance of the attack named ``name`` (ConfigError listing the known ones if absent)."""
-    return ATTACKS.get(name)(config, **options)
+    return ATTACKS.get(name)(options, **overrides)
 
 
 def pick_cuts(rng: random.Random, text: str, pieces: int, prefer: Sequence[int] = ()) -> list[str]:
@@ -296,7 +290,7 @@ def pick_cuts(rng: random.Random, text: str, pieces: int, prefer: Sequence[int] 
         candidates = list(range(1, len(text)))
     cuts = sorted(rng.sample(candidates, pieces - 1))
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 SEVAL_ATTACK_PROMPTS = VersionedSchema(

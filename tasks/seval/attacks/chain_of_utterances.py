@@ -7,7 +7,7 @@ Templates differ in the names of the two speakers and in the worked example.
 
 from __future__ import annotations
 
-from trustflow.tasks.seval.attacks.base import Attack, Template, fill, register_attack
+from trustflow.tasks.seval.attacks.base import ATTACKS, Attack, Template, fill
 
 _EN = (
     "== Example ==\n"
@@ -67,7 +67,7 @@ _SPEAKERS = {  # id: (en red, en blue, zh red, zh blue)
 }
 
 
-@register_attack("chain_of_utterances")
+@ATTACKS.register("chain_of_utterances")
 class ChainOfUtterances(Attack):
     TEMPLATES = tuple(
         Template(

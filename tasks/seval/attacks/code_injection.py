@@ -15,14 +15,14 @@ import random
 from pydantic import Field
 
 from trustflow.tasks.seval.attacks.base import (
+    ATTACKS,
     Attack,
-    AttackConfig,
+    AttackOptions,
     Lang,
     Rendered,
     Template,
     fill,
     pick_cuts,
-    register_attack,
 )
 
 _FENCE = "```"
@@ -30,7 +30,7 @@ _FENCE = "```"
 
 def _concat(parts: list[str]) -> str:
     names = [chr(ord("a") + i) for i in range(len(parts))]
-    lines = [f"{n} = {p!r}" for n, p in zip(names, parts)]
+    lines = [f"{n} = {p!r}" for n, p in zip(names, parts, strict=True)]
     lines.append(f"text = {' + '.join(names)}")
     lines.append("print(text)")
     return "\n".join(lines)
@@ -68,14 +68,15 @@ _SHAPES = {
 }
 
 
-class CodeInjectionConfig(AttackConfig):
+class CodeInjectionOptions(AttackOptions):
     min_pieces: int = Field(2, ge=1, le=16)
     max_pieces: int = Field(4, ge=1, le=16)
 
 
-@register_attack("code_injection")
+@ATTACKS.register("code_injection")
 class CodeInjection(Attack):
-    Config = CodeInjectionConfig
+    Options = CodeInjectionOptions
+    options: CodeInjectionOptions
 
     # {code} is the fenced program; the text around it is the instruction.
     TEMPLATES = (
@@ -115,7 +116,7 @@ class CodeInjection(Attack):
 
     def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
         t = self.pick(rng)
-        lo, hi = sorted((self.config.min_pieces, self.config.max_pieces))
+        lo, hi = sorted((self.options.min_pieces, self.options.max_pieces))
         spaces = [i + 1 for i, ch in enumerate(prompt) if ch == " "]
         parts = pick_cuts(rng, prompt, rng.randint(lo, hi), prefer=spaces)
         code = f"{_FENCE}python\n{_SHAPES[t.id](parts)}\n{_FENCE}"

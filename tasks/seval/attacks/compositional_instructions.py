@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from trustflow.tasks.seval.attacks.base import (
+    ATTACKS,
     Attack,
     ChatLLM,
     Lang,
     Template,
     ask_llm,
-    register_attack,
 )
 
 _NOVEL_HEAD = {
@@ -25,7 +25,7 @@ _NOVEL_HEAD = {
 }
 
 
-@register_attack("compositional_instructions")
+@ATTACKS.register("compositional_instructions")
 class CompositionalInstructions(Attack):
     supports_rewrite = True
 

@@ -13,13 +13,13 @@ import random
 from pydantic import Field
 
 from trustflow.tasks.seval.attacks.base import (
+    ATTACKS,
     Attack,
-    AttackConfig,
+    AttackOptions,
     Lang,
     Rendered,
     Template,
     fill,
-    register_attack,
 )
 
 _ZH = (
@@ -68,14 +68,15 @@ _SETTINGS = {  # id: (zh genre, zh villain, en genre, en villain)
 }
 
 
-class DeepInceptionConfig(AttackConfig):
+class DeepInceptionOptions(AttackOptions):
     layers: int | None = Field(None, ge=1, le=10)  # None: 4-6 by seed
     characters: int | None = Field(None, ge=2, le=20)  # None: 5-7 by seed
 
 
-@register_attack("deepinception")
+@ATTACKS.register("deepinception")
 class DeepInception(Attack):
-    Config = DeepInceptionConfig
+    Options = DeepInceptionOptions
+    options: DeepInceptionOptions
 
     TEMPLATES = tuple(
         Template(tid, zh=fill(_ZH, genre=zg, villain=zv), en=fill(_EN, genre=eg, villain=ev))
@@ -84,6 +85,6 @@ class DeepInception(Attack):
 
     def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
         t = self.pick(rng)
-        layers = self.config.layers if self.config.layers is not None else rng.randint(4, 6)
-        characters = self.config.characters if self.config.characters is not None else rng.randint(5, 7)
+        layers = self.options.layers if self.options.layers is not None else rng.randint(4, 6)
+        characters = self.options.characters if self.options.characters is not None else rng.randint(5, 7)
         return Rendered(t.id, fill(t.text(lang), prompt=prompt, layers=layers, characters=characters))

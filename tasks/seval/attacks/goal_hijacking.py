@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from trustflow.tasks.seval.attacks.base import (
+    ATTACKS,
     Attack,
     ChatLLM,
     Lang,
     Template,
     ask_llm,
     fill,
-    register_attack,
     stable_rng,
 )
 
@@ -52,7 +52,7 @@ _OVERRIDES: dict[str, tuple[str, str]] = {  # id: (zh, en); {decoy} then {prompt
 }
 
 
-@register_attack("goal_hijacking")
+@ATTACKS.register("goal_hijacking")
 class GoalHijacking(Attack):
     supports_rewrite = True
 

@@ -13,12 +13,12 @@ import random
 from pydantic import Field
 
 from trustflow.tasks.seval.attacks.base import (
+    ATTACKS,
     Attack,
-    AttackConfig,
+    AttackOptions,
     Lang,
     Rendered,
     Template,
-    register_attack,
 )
 
 # (question, answer) pairs, the same dialogue in each language.
@@ -141,13 +141,14 @@ _FORMATS: dict[str, dict[Lang, _Format]] = {
 }
 
 
-class InContextAttackConfig(AttackConfig):
+class InContextAttackOptions(AttackOptions):
     shots: int | None = Field(None, ge=1, le=len(_DEMOS["en"]))  # None: 2-4 by seed
 
 
-@register_attack("in_context_attack")
+@ATTACKS.register("in_context_attack")
 class InContextAttack(Attack):
-    Config = InContextAttackConfig
+    Options = InContextAttackOptions
+    options: InContextAttackOptions
 
     TEMPLATES = tuple(
         Template(
@@ -160,7 +161,7 @@ class InContextAttack(Attack):
 
     def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
         t = self.pick(rng)
-        shots = self.config.shots if self.config.shots is not None else rng.randint(2, 4)
+        shots = self.options.shots if self.options.shots is not None else rng.randint(2, 4)
         order = rng.sample(range(len(_DEMOS[lang])), shots)
         demos = [_DEMOS[lang][i] for i in order]
         return Rendered(t.id, _FORMATS[t.id][lang].render(demos, prompt))

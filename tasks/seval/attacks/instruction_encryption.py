@@ -19,87 +19,24 @@ The encoding is chosen by the seed, or fixed with the ``encoding`` option; the C
 
 from __future__ import annotations
 
-import base64
-import binascii
 import random
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
-from trustflow.errors import ConfigError, InputError
+from trustflow.errors import ConfigError
+from trustflow.tasks.seval.attacks._encoding import encode
 from trustflow.tasks.seval.attacks.base import (
+    ATTACKS,
     Attack,
-    AttackConfig,
+    AttackOptions,
     Lang,
     Rendered,
     Template,
     fill,
-    register_attack,
 )
-
-ENCODINGS = ("base64", "url", "caesar")
-
-CJK_FIRST = 0x4E00
-CJK_LAST = 0x9FFF
-CJK_SIZE = CJK_LAST - CJK_FIRST + 1
-
-
-def caesar_shift(text: str, shift: int) -> str:
-    """Shift ASCII letters (mod 26, per case) and CJK ideographs U+4E00–U+9FFF (mod 20,992)."""
-    out = []
-    for ch in text:
-        o = ord(ch)
-        if 97 <= o <= 122:
-            out.append(chr((o - 97 + shift) % 26 + 97))
-        elif 65 <= o <= 90:
-            out.append(chr((o - 65 + shift) % 26 + 65))
-        elif CJK_FIRST <= o <= CJK_LAST:
-            out.append(chr((o - CJK_FIRST + shift) % CJK_SIZE + CJK_FIRST))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def parse_encoding(encoding: str) -> tuple[str, int]:
-    """``"base64"`` → ("base64", 0); ``"caesar:3"`` → ("caesar", 3)."""
-    kind, _, arg = encoding.partition(":")
-    if kind in ("base64", "url") and not arg:
-        return kind, 0
-    if kind == "caesar":
-        try:
-            return kind, int(arg)
-        except ValueError:
-            pass
-    raise ConfigError(f"unknown encoding {encoding!r}; known: base64, url, caesar:<shift>")
-
-
-def encode(text: str, encoding: str) -> str:
-    """Encode ``text`` as ``encoding`` (``base64``, ``url`` or ``caesar:<shift>``)."""
-    kind, shift = parse_encoding(encoding)
-    if kind == "base64":
-        return base64.b64encode(text.encode("utf-8")).decode("ascii")
-    if kind == "url":
-        return urllib.parse.quote(text, safe="", encoding="utf-8", errors="strict")
-    return caesar_shift(text, shift)
-
-
-def decode(text: str, encoding: str) -> str:
-    """Undo :func:`encode`: ``decode(encode(s, e), e) == s`` for every string ``s``."""
-    kind, shift = parse_encoding(encoding)
-    if kind == "base64":
-        try:
-            return base64.b64decode(text.encode("ascii"), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeError) as e:
-            raise InputError(f"not valid Base64 of UTF-8 text: {e}") from None
-    if kind == "url":
-        try:
-            return urllib.parse.unquote(text, encoding="utf-8", errors="strict")
-        except UnicodeError as e:
-            raise InputError(f"not valid URL encoding of UTF-8 text: {e}") from None
-    return caesar_shift(text, -shift)
 
 
 @dataclass(frozen=True)
@@ -107,7 +44,7 @@ class EncryptionTemplate(Template):
     encoding: str  # base64 | url | caesar
 
 
-class InstructionEncryptionConfig(AttackConfig):
+class InstructionEncryptionOptions(AttackOptions):
     encoding: Literal["base64", "url", "caesar"] | None = None  # None: chosen by the seed
     shift: int | None = Field(None, ge=1, le=25)  # Caesar shift; None: chosen by the seed
 
@@ -123,9 +60,10 @@ _CAESAR_EN_NOTE = (
 )
 
 
-@register_attack("instruction_encryption")
+@ATTACKS.register("instruction_encryption")
 class InstructionEncryption(Attack):
-    Config = InstructionEncryptionConfig
+    Options = InstructionEncryptionOptions
+    options: InstructionEncryptionOptions
 
     TEMPLATES = (
         EncryptionTemplate(
@@ -193,9 +131,9 @@ class InstructionEncryption(Attack):
         ),
     )
 
-    def __init__(self, config: AttackConfig | Mapping[str, Any] | None = None, **options: Any) -> None:
-        super().__init__(config, **options)
-        wanted = self.config.encoding
+    def __init__(self, options: AttackOptions | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(options, **overrides)
+        wanted = self.options.encoding
         self._choices = tuple(t for t in self.templates if wanted is None or getattr(t, "encoding", None) == wanted)
         if not self._choices:
             raise ConfigError(f"attack {self.name!r}: no selected template uses encoding {wanted!r}")
@@ -203,7 +141,7 @@ class InstructionEncryption(Attack):
     def build(self, prompt: str, lang: Lang, rng: random.Random) -> Rendered:
         t = rng.choice(self._choices)
         assert isinstance(t, EncryptionTemplate)
-        shift = self.config.shift if self.config.shift is not None else rng.randint(1, 25)
+        shift = self.options.shift if self.options.shift is not None else rng.randint(1, 25)
         encoding = f"caesar:{shift}" if t.encoding == "caesar" else t.encoding
         payload = encode(prompt, encoding)
         text = fill(t.text(lang), payload=payload, shift=shift)

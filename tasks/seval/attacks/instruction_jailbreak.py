@@ -6,10 +6,10 @@ question. One template per set-up; the seed picks one.
 
 from __future__ import annotations
 
-from trustflow.tasks.seval.attacks.base import Attack, Template, register_attack
+from trustflow.tasks.seval.attacks.base import ATTACKS, Attack, Template
 
 
-@register_attack("instruction_jailbreak")
+@ATTACKS.register("instruction_jailbreak")
 class InstructionJailbreak(Attack):
     TEMPLATES = (
         Template(

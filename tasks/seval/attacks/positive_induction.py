@@ -6,10 +6,10 @@ in the opening phrase they ask for.
 
 from __future__ import annotations
 
-from trustflow.tasks.seval.attacks.base import Attack, Template, register_attack
+from trustflow.tasks.seval.attacks.base import ATTACKS, Attack, Template
 
 
-@register_attack("positive_induction")
+@ATTACKS.register("positive_induction")
 class PositiveInduction(Attack):
     TEMPLATES = (
         Template(

@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from trustflow.tasks.seval.attacks.base import (
+    ATTACKS,
     Attack,
     ChatLLM,
     Lang,
     Template,
     ask_llm,
-    register_attack,
 )
 
 
-@register_attack("reverse_induction")
+@ATTACKS.register("reverse_induction")
 class ReverseInduction(Attack):
     supports_rewrite = True
 

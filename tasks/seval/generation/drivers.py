@@ -151,7 +151,7 @@ def drivers_for(leaf_id: str, lang: str, seed: int, count: int) -> list[Driver]:
         rest = (start + i) % total
         acc = 0
         picks: list[Facet] = []
-        for values, perm in zip(axes, perms):
+        for values, perm in zip(axes, perms, strict=True):
             digit = rest % len(values)
             rest //= len(values)
             acc += digit

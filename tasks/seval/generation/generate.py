@@ -195,8 +195,8 @@ def generate_for_leaves(
         if not jobs:
             continue
         requests = [
-            ChatRequest(
-                messages=j.messages,
+            ChatRequest.of(
+                j.messages,
                 max_tokens=max_tokens,
                 temperature=temperature,
                 top_p=top_p,
@@ -208,7 +208,7 @@ def generate_for_leaves(
         results = backend.generate(requests)
         calls += 1
         seen: dict[tuple[str, str], set[str]] = {}
-        for job, res in zip(jobs, results):
+        for job, res in zip(jobs, results, strict=True):
             key = (job.leaf.id, job.lang)
             st = per[key]
             st["requests"] += 1
@@ -311,11 +311,13 @@ def translate_candidates(
             plan.append((c, dst, messages, _derived_seed("generation.translate", int(seed), c.candidate_id)))
         results = backend.generate(
             [
-                ChatRequest(messages=m, max_tokens=max_tokens, temperature=temperature, seed=sd, id=c.candidate_id)
+                ChatRequest.of(m, max_tokens=max_tokens, temperature=temperature, seed=sd, id=c.candidate_id)
                 for c, _, m, sd in plan
             ]
         )
-        for (c, dst, messages, sd), res in zip(plan, results):
+        for (c, dst, messages, sd), res in zip(plan, results, strict=True):
+            text: str | None
+            reason: str | None
             if res.error:
                 text, reason = None, f"error: {res.error}"
             else:
@@ -365,7 +367,7 @@ class BackendChatLLM:
         self.params = params
 
     def chat(self, messages: list[dict[str, str]], **params: Any) -> str:
-        result = self.backend.generate([ChatRequest(messages=messages, **{**self.params, **params})])[0]
+        result = self.backend.generate([ChatRequest.of(messages, **{**self.params, **params})])[0]
         if result.error:
             raise LLMError(f"{self.backend.name}: {result.error}")
         return result.text
@@ -457,7 +459,7 @@ def rewrite_attacks(
     if done:
         a = embedder.embed([r["base_prompt"] for r in done])
         b = embedder.embed([r["prompt"] for r in done])
-        for r, cos in zip(done, np.sum(a * b, axis=1)):
+        for r, cos in zip(done, np.sum(a * b, axis=1), strict=True):
             r["intent_cosine"] = round(float(cos), 4)
             if cos < threshold:
                 r["reason"] = f"intent drift: cosine {cos:.2f} < {threshold:.2f}"

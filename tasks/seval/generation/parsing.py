@@ -18,6 +18,7 @@ share >= 0.3 and little kana/hangul; en needs an ASCII-letter share >= 0.9 and a
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -251,7 +252,7 @@ def _split_inline(line: str) -> list[str]:
     if len(cuts) < 2:
         return [line]
     cuts.append(len(line))
-    return [line[a:b].strip() for a, b in zip(cuts, cuts[1:]) if line[a:b].strip()]
+    return [line[a:b].strip() for a, b in itertools.pairwise(cuts) if line[a:b].strip()]
 
 
 @dataclass
@@ -283,7 +284,7 @@ def _segment(text: str) -> tuple[list[str], list[str], list[str], list[str], boo
     items: list[_Item] = []
     answering = False
     ends_in_item = False
-    for line, (is_item, rest) in zip(lines, marked):
+    for line, (is_item, rest) in zip(lines, marked, strict=True):
         if line:
             ends_in_item = False
         if not line:
@@ -350,7 +351,7 @@ def parse_candidates(text: str, lang: str, n_max: int, truncated: bool = False) 
     if cut is not None and cut.strip():
         out.discarded.append((cut.strip(), "truncated: the reply hit max_tokens inside this item"))
     seen: set[str] = set()
-    for raw, item in zip(items, cleaned):
+    for raw, item in zip(items, cleaned, strict=True):
         if not item:
             if raw.strip():
                 out.discarded.append((raw.strip(), "empty: nothing left after cleaning"))

@@ -1,8 +1,9 @@
 """Selection strategies for building S-Eval-style test suites (issue 4).
 
-Importing this package imports every strategy module, which registers each strategy in
-:data:`SELECTORS`; adding a strategy is adding one module (and one import line here). A suite
-is built by :func:`run_pipeline` from a list of specs such as::
+Every strategy is one module of this package registered with ``@SELECTORS.register("name")``;
+the modules are imported the first time :data:`SELECTORS` is asked for a name, so adding a
+strategy is adding one module. A suite is built by :func:`run_pipeline` from a list of specs
+such as::
 
     [{"name": "minhash_dedup"}, {"name": "quality"}, {"name": "near_dedup", "threshold": 0.9},
      {"name": "on_target"}, {"name": "hardness", "min_hardness": 0.2},
@@ -13,7 +14,6 @@ and identified by :func:`pipeline_hash` of those specs.
 
 from __future__ import annotations
 
-from trustflow.tasks.seval.selection import balance, dedup, diversity, hardness, on_target, quality  # noqa: E402,I001
 from trustflow.tasks.seval.selection.base import (
     REQUIRED_COLUMNS,
     SELECTORS,
@@ -21,14 +21,12 @@ from trustflow.tasks.seval.selection.base import (
     SelectionResult,
     StageReport,
     Strategy,
-    StrategyConfig,
+    StrategyOptions,
     build_pipeline,
     canonical_specs,
     pipeline_hash,
-    register_strategy,
     run_pipeline,
 )
-from trustflow.tasks.seval.selection.diversity import coverage_radius  # noqa: E402
 from trustflow.tasks.seval.selection.embeddings import E5Embedder, Embedder, HashingEmbedder
 
 __all__ = [
@@ -41,17 +39,9 @@ __all__ = [
     "SelectionResult",
     "StageReport",
     "Strategy",
-    "StrategyConfig",
-    "balance",
+    "StrategyOptions",
     "build_pipeline",
     "canonical_specs",
-    "coverage_radius",
-    "dedup",
-    "diversity",
-    "hardness",
-    "on_target",
     "pipeline_hash",
-    "quality",
-    "register_strategy",
     "run_pipeline",
 ]

@@ -22,33 +22,37 @@ import pandas as pd
 from pydantic import Field
 
 from trustflow.tasks.seval.selection.base import (
+    SELECTORS,
     GroupKey,
     SelectionContext,
     SelectionResult,
     Strategy,
-    StrategyConfig,
+    StrategyOptions,
     groups,
     has_hardness,
     priority_order,
-    register_strategy,
 )
 
 
-class BalanceConfig(StrategyConfig):
+def _both_langs() -> list[Literal["zh", "en"]]:
+    return ["zh", "en"]
+
+
+class BalanceOptions(StrategyOptions):
     per_group: int = Field(ge=1)  # quota per (leaf_id, lang)
     expected_leaves: list[str] | Literal["taxonomy"] | None = None
-    expected_langs: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"])
+    expected_langs: list[Literal["zh", "en"]] = Field(default_factory=_both_langs)
 
 
-@register_strategy("balance")
+@SELECTORS.register("balance", example="balance?per_group=10")
 class Balance(Strategy):
     """Keep exactly ``min(per_group, available)`` rows per (leaf_id, lang)."""
 
-    Config = BalanceConfig
-    config: BalanceConfig
+    Options = BalanceOptions
+    options: BalanceOptions
 
     def select(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
-        cfg = self.config
+        cfg = self.options
         q = cfg.per_group
         use_h = has_hardness(df)
         reasons: dict[int, str] = {}

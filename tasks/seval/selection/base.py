@@ -3,8 +3,8 @@
 A *selection strategy* narrows a DataFrame of candidate prompts (one row per prompt, columns
 ``prompt_uid``, ``prompt``, ``lang``, ``leaf_id`` and optionally ``hardness``) to the rows worth
 putting in an S-Eval-style test suite. Each strategy is one class in one module, registered
-with ``@register_strategy("name")`` in :data:`SELECTORS`; its options are a pydantic model
-(``Config``) with ``extra="forbid"``, so a typo in a pipeline spec is an error naming the
+with ``@SELECTORS.register("name")`` in :data:`SELECTORS` (every module of this package is
+imported on first lookup); its options are a pydantic model (``Options``) with ``extra="forbid"``, so a typo in a pipeline spec is an error naming the
 strategy and the option, not a silently ignored setting.
 
 Rules every strategy follows (the reasons are in brackets):
@@ -28,16 +28,15 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.registry import Registry
+from trustflow.registry import Options, Registry, validate_options
 from trustflow.tasks.seval.selection.embeddings import E5Embedder, Embedder, Kind
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("prompt_uid", "prompt", "lang", "leaf_id")
@@ -88,7 +87,7 @@ class SelectionContext:
                     f"embedder {getattr(self.embedder, 'name', type(self.embedder).__name__)!r} returned "
                     f"{vectors.shape[0]} vectors for {len(missing)} texts"
                 )
-            for t, v in zip(missing, vectors):
+            for t, v in zip(missing, vectors, strict=True):
                 self._cache[(kind, t)] = v
         if not texts:
             return np.zeros((0, int(self.embedder.dim)), dtype=np.float32)
@@ -122,26 +121,24 @@ class SelectionResult:
 # --- strategies ------------------------------------------------------------------------------
 
 
-class StrategyConfig(BaseModel):
+class StrategyOptions(Options):
     """Options every strategy accepts (none yet); each strategy subclasses this."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Strategy(ABC):
-    """One selection rule. Subclasses set ``Config`` and implement :meth:`select`."""
+    """One selection rule. Subclasses set ``Options`` and implement :meth:`select`."""
 
-    name: ClassVar[str] = ""
-    Config: ClassVar[type[StrategyConfig]] = StrategyConfig
+    name: ClassVar[str] = ""  # set by ``@SELECTORS.register``
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
     # Columns the strategy needs beyond REQUIRED_COLUMNS (checked before select runs).
     needs_columns: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: StrategyConfig | Mapping[str, Any] | None = None, **options: Any) -> None:
-        if isinstance(config, StrategyConfig):
-            merged: dict[str, Any] = {**config.model_dump(exclude_unset=True), **options}
+    def __init__(self, options: StrategyOptions | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        if isinstance(options, StrategyOptions):
+            merged: dict[str, Any] = {**options.model_dump(exclude_unset=True), **overrides}
         else:
-            merged = {**(config or {}), **options}
-        self.config = validate_options(self.name, self.Config, merged)
+            merged = {**(options or {}), **overrides}
+        self.options = validate_options(f"selection strategy {self.name!r}", self.Options, merged)
 
     def __call__(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
         """Check the input, run :meth:`select`, check that kept + dropped partition the input."""
@@ -178,33 +175,9 @@ class Strategy(ABC):
         return SelectionResult(kept=kept, dropped=dropped, **extra)
 
 
-def validate_options(strategy: str, model: type[StrategyConfig], options: Mapping[str, Any]) -> StrategyConfig:
-    """Validate a strategy's options; every problem is a ConfigError naming strategy and option."""
-    try:
-        return model.model_validate(dict(options))
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "options"
-            if err["type"] == "extra_forbidden":
-                known = ", ".join(sorted(model.model_fields)) or "none"
-                problems.append(f"unknown option {loc!r} (known: {known})")
-            else:
-                problems.append(f"option {loc!r}: {err['msg']}")
-        raise ConfigError(f"invalid options for selection strategy {strategy!r}: {'; '.join(problems)}") from None
-
-
-SELECTORS: Registry[type[Strategy]] = Registry("selection strategy")
-
-
-def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    """Class decorator: set ``cls.name`` and register the class in :data:`SELECTORS`."""
-
-    def decorator(cls: type[Strategy]) -> type[Strategy]:
-        cls.name = name
-        return SELECTORS.register(name)(cls)
-
-    return decorator
+SELECTORS: Registry[type[Strategy]] = Registry(
+    "selection strategy", plugins="trustflow.tasks.seval.selection", factory=lambda entry, options: entry.obj(options)
+)
 
 
 # --- input checks and shared helpers ---------------------------------------------------------
@@ -249,7 +222,7 @@ def groups(df: pd.DataFrame, keys: Sequence[str]) -> list[tuple[tuple[str, ...],
     if len(df) == 0:
         return []
     out: dict[tuple[str, ...], list[int]] = {}
-    for pos, vals in enumerate(zip(*(df[k].astype(str) for k in keys))):
+    for pos, vals in enumerate(zip(*(df[k].astype(str) for k in keys), strict=True)):
         out.setdefault(tuple(vals), []).append(pos)
     return [(k, np.asarray(out[k], dtype=np.int64)) for k in sorted(out)]
 
@@ -262,14 +235,14 @@ def _build(spec: Any, i: int) -> Strategy:
         raise ConfigError(f"selection spec #{i}: expected a mapping like {{'name': 'near_dedup', ...}}, got {spec!r}")
     if "name" not in spec or not isinstance(spec["name"], str):
         raise ConfigError(f"selection spec #{i}: missing strategy 'name' (known: {', '.join(SELECTORS.names())})")
-    options = {k: v for k, v in spec.items() if k != "name"}
-    return SELECTORS.get(spec["name"])(options)
+    entry, options = SELECTORS.resolve(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+    assert isinstance(options, StrategyOptions)
+    return entry.obj(options)
 
 
 def build_pipeline(specs: Sequence[Mapping[str, Any]]) -> list[Strategy]:
     """Strategies for the specs, all validated before any runs (a typo in the last stage must
     not cost an embedding pass over the first)."""
-    _ensure_registered()
     if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence):
         raise ConfigError(f"selection specs must be a list of mappings, got {type(specs).__name__}")
     return [_build(spec, i) for i, spec in enumerate(specs)]
@@ -303,7 +276,7 @@ def run_pipeline(
 
 def canonical_specs(specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Specs with every option spelled out (defaults filled), as JSON-able dicts."""
-    return [{"name": s.name, **s.config.model_dump(mode="json")} for s in build_pipeline(specs)]
+    return [{"name": s.name, **s.options.model_dump(mode="json")} for s in build_pipeline(specs)]
 
 
 def pipeline_hash(specs: Sequence[Mapping[str, Any]]) -> str:
@@ -315,9 +288,3 @@ def pipeline_hash(specs: Sequence[Mapping[str, Any]]) -> str:
     """
     text = json.dumps(canonical_specs(specs), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _ensure_registered() -> None:
-    """Importing the package registers every strategy; do it here so that using ``base``
-    alone still sees them all."""
-    import trustflow.tasks.seval.selection  # noqa: F401

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,14 +27,14 @@ from pydantic import Field
 
 from trustflow.errors import ConfigError
 from trustflow.tasks.seval.selection.base import (
+    SELECTORS,
     SelectionContext,
     SelectionResult,
     Strategy,
-    StrategyConfig,
+    StrategyOptions,
     groups,
     has_hardness,
     priority_order,
-    register_strategy,
 )
 
 # Brute-force similarity blocks hold at most this many float32 scores (64 MiB).
@@ -92,7 +92,7 @@ def ann_pairs(
     faiss.omp_set_num_threads(1)
     try:
         if index == "hnsw":
-            idx = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+            idx: Any = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
             idx.hnsw.efConstruction = 80
             idx.hnsw.efSearch = max(64, 2 * k)
         else:
@@ -135,7 +135,7 @@ def neighbour_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, cosine) with cosine >= threshold; ``y=None`` means x against itself (symmetrised)."""
     same = y is None
-    target = x if same else y
+    target = x if y is None else y
     if ann:
         r, c = ann_pairs(x, target, threshold, same, k, index, nprobe)
     else:
@@ -151,7 +151,7 @@ def neighbour_pairs(
 # --- near_dedup -------------------------------------------------------------------------------
 
 
-class NearDedupConfig(StrategyConfig):
+class NearDedupOptions(StrategyOptions):
     threshold: float = Field(0.92, gt=0.0, le=1.0)  # cosine at or above which two prompts are duplicates
     scope: Literal["lang", "all"] = "lang"  # compare within each language, or across all rows
     prefer: Literal["auto", "first", "hardest"] = "auto"  # auto: hardest if a hardness column exists
@@ -162,18 +162,18 @@ class NearDedupConfig(StrategyConfig):
     nprobe: int = Field(16, ge=1)  # IVF lists probed per query
 
 
-@register_strategy("near_dedup")
+@SELECTORS.register("near_dedup")
 class NearDedup(Strategy):
     """Drop prompts whose embedding cosine to a kept prompt (or a reference prompt) is too high."""
 
-    Config = NearDedupConfig
-    config: NearDedupConfig
+    Options = NearDedupOptions
+    options: NearDedupOptions
 
     def select(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
-        cfg = self.config
+        cfg = self.options
         t = cfg.threshold
         use_h = _use_hardness(cfg.prefer, df, self.name)
-        search = dict(k=cfg.k, index=cfg.ann_index, nprobe=cfg.nprobe)
+        search: dict[str, Any] = dict(k=cfg.k, index=cfg.ann_index, nprobe=cfg.nprobe)
         emb = ctx.embed(df["prompt"].tolist(), kind="query")
         uids = df["prompt_uid"].astype(str).tolist()
         reasons: dict[int, str] = {}
@@ -183,7 +183,7 @@ class NearDedup(Strategy):
             ref_emb = ctx.embed(refs, kind="query")
             r, c, s = neighbour_pairs(emb, ref_emb, t, ann=len(refs) >= cfg.ann_above, **search)
             best: dict[int, tuple[float, int]] = {}
-            for i, j, sim in zip(r.tolist(), c.tolist(), s.tolist()):
+            for i, j, sim in zip(r.tolist(), c.tolist(), s.tolist(), strict=True):
                 if i not in best or (sim, -j) > (best[i][0], -best[i][1]):
                     best[i] = (sim, j)
             for i, (sim, j) in best.items():
@@ -195,7 +195,7 @@ class NearDedup(Strategy):
                 continue
             r, c, s = neighbour_pairs(emb[pos], None, t, ann=len(pos) >= cfg.ann_above, **search)
             nbrs: dict[int, list[tuple[float, int]]] = {}
-            for i, j, sim in zip(r.tolist(), c.tolist(), s.tolist()):
+            for i, j, sim in zip(r.tolist(), c.tolist(), s.tolist(), strict=True):
                 nbrs.setdefault(i, []).append((sim, j))
             kept_local = np.zeros(len(pos), dtype=bool)
             for i in priority_order(df.iloc[pos], use_h).tolist():
@@ -227,7 +227,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if (a or b) else 1.0
 
 
-class MinHashDedupConfig(StrategyConfig):
+class MinHashDedupOptions(StrategyOptions):
     threshold: float = Field(0.8, gt=0.0, le=1.0)  # shingle Jaccard at or above which texts are copies
     shingle: int = Field(5, ge=1)  # characters per shingle
     num_perm: int = Field(128, ge=16)
@@ -237,7 +237,7 @@ class MinHashDedupConfig(StrategyConfig):
     against_reference: bool = True
 
 
-@register_strategy("minhash_dedup")
+@SELECTORS.register("minhash_dedup")
 class MinHashDedup(Strategy):
     """Drop exact-ish copies: MinHash LSH proposes candidates, exact shingle Jaccard decides.
 
@@ -246,13 +246,13 @@ class MinHashDedup(Strategy):
     decision (and out of the reason text).
     """
 
-    Config = MinHashDedupConfig
-    config: MinHashDedupConfig
+    Options = MinHashDedupOptions
+    options: MinHashDedupOptions
 
     def select(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
         from datasketch import MinHash, MinHashLSH
 
-        cfg = self.config
+        cfg = self.options
         t = cfg.threshold
         use_h = _use_hardness(cfg.prefer, df, self.name)
         lsh_t = max(0.05, t - 0.1)

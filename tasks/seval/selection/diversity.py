@@ -29,13 +29,13 @@ import pandas as pd
 from pydantic import Field
 
 from trustflow.tasks.seval.selection.base import (
+    SELECTORS,
     SelectionContext,
     SelectionResult,
     Strategy,
-    StrategyConfig,
+    StrategyOptions,
     groups,
     has_hardness,
-    register_strategy,
 )
 
 
@@ -105,21 +105,21 @@ def _relevance(df: pd.DataFrame) -> np.ndarray:
     return np.where(np.isnan(h), 0.0, (h - lo) / (hi - lo))
 
 
-class DiversityConfig(StrategyConfig):
+class DiversityOptions(StrategyOptions):
     k: int = Field(ge=1)  # at most this many rows per (leaf_id, lang)
     method: Literal["kcenter", "mmr"] = "kcenter"
     lambda_: float = Field(0.7, ge=0.0, le=1.0)  # mmr only: weight of relevance vs. novelty
 
 
-@register_strategy("diversity")
+@SELECTORS.register("diversity", example="diversity?k=20")
 class Diversity(Strategy):
     """Cap each (leaf_id, lang) group at ``k`` rows, chosen to be spread out (or hard + spread)."""
 
-    Config = DiversityConfig
-    config: DiversityConfig
+    Options = DiversityOptions
+    options: DiversityOptions
 
     def select(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
-        cfg = self.config
+        cfg = self.options
         if len(df) == 0:
             return self.split(df, {})
         emb = ctx.embed(df["prompt"].tolist(), kind="query")
@@ -129,10 +129,11 @@ class Diversity(Strategy):
             if len(pos) <= cfg.k:
                 continue
             x = emb[pos]
-            if cfg.method == "kcenter":
-                chosen = kcenter_greedy(x, cfg.k)
-            else:
-                chosen = mmr_select(x, _relevance(df.iloc[pos]), cfg.k, cfg.lambda_)
+            chosen = (
+                kcenter_greedy(x, cfg.k)
+                if cfg.method == "kcenter"
+                else mmr_select(x, _relevance(df.iloc[pos]), cfg.k, cfg.lambda_)
+            )
             chosen_set = set(chosen)
             sims = x @ x[chosen].T
             for i in range(len(pos)):

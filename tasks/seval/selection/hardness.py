@@ -17,27 +17,27 @@ from pydantic import Field
 
 from trustflow.errors import ConfigError
 from trustflow.tasks.seval.selection.base import (
+    SELECTORS,
     SelectionContext,
     SelectionResult,
     Strategy,
-    StrategyConfig,
+    StrategyOptions,
     groups,
     priority_order,
-    register_strategy,
 )
 
 
-class HardnessConfig(StrategyConfig):
+class HardnessOptions(StrategyOptions):
     min_hardness: float = 0.0
     top_k: int | None = Field(None, ge=1)  # per (leaf_id, lang); None: no cap
 
 
-@register_strategy("hardness")
+@SELECTORS.register("hardness")
 class Hardness(Strategy):
     """Drop rows below ``min_hardness``; keep at most the ``top_k`` hardest per group."""
 
-    Config = HardnessConfig
-    config: HardnessConfig
+    Options = HardnessOptions
+    options: HardnessOptions
     needs_columns = ("hardness",)
 
     def missing_column_error(self, column: str) -> ConfigError:
@@ -47,7 +47,7 @@ class Hardness(Strategy):
         )
 
     def select(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
-        cfg = self.config
+        cfg = self.options
         h = pd.to_numeric(df["hardness"], errors="coerce").to_numpy(dtype=np.float64)
         reasons: dict[int, str] = {}
         for i, v in enumerate(h):

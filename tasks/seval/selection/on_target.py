@@ -33,11 +33,11 @@ from pydantic import Field
 
 from trustflow.errors import ConfigError, InputError
 from trustflow.tasks.seval.selection.base import (
+    SELECTORS,
     SelectionContext,
     SelectionResult,
     Strategy,
-    StrategyConfig,
-    register_strategy,
+    StrategyOptions,
 )
 
 
@@ -52,17 +52,17 @@ def leaf_texts(node) -> tuple[str, str]:  # noqa: ANN001 - a taxonomy RiskNode
     return out[0], out[1]
 
 
-class OnTargetConfig(StrategyConfig):
+class OnTargetOptions(StrategyOptions):
     mode: Literal["drop", "relabel"] = "drop"
     relabel_margin: float = Field(0.05, ge=0.0)  # cosine lead the nearest leaf needs to act
 
 
-@register_strategy("on_target")
+@SELECTORS.register("on_target")
 class OnTarget(Strategy):
     """Drop (or relabel) prompts that sit clearly closer to another dimension's leaves."""
 
-    Config = OnTargetConfig
-    config: OnTargetConfig
+    Options = OnTargetOptions
+    options: OnTargetOptions
 
     def leaf_scores(self, prompts: list[str], ctx: SelectionContext) -> tuple[list, np.ndarray]:
         """(leaves, cosine matrix prompts x leaves), each leaf scored by its better language."""
@@ -74,7 +74,7 @@ class OnTarget(Strategy):
         return leaves, np.maximum(q @ zh.T, q @ en.T)
 
     def select(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
-        cfg = self.config
+        cfg = self.options
         tax = ctx.get_taxonomy()
         if len(df) == 0:
             out = self.split(df, {})
@@ -85,7 +85,7 @@ class OnTarget(Strategy):
         leaf_ids = [n.id for n in leaves]
         leaf_dim = np.array([n.id.split(".", 1)[0] for n in leaves])
         row_dims = []
-        for uid, leaf in zip(df["prompt_uid"].tolist(), df["leaf_id"].astype(str).tolist()):
+        for uid, leaf in zip(df["prompt_uid"].tolist(), df["leaf_id"].astype(str).tolist(), strict=True):
             if leaf not in tax:
                 raise InputError(f"on_target: row {uid!r} has leaf_id {leaf!r}, which is not in the taxonomy")
             row_dims.append(tax.path(leaf)[0].id)
@@ -95,7 +95,7 @@ class OnTarget(Strategy):
         reasons: dict[int, str] = {}
         relabels: dict[int, tuple[str, str]] = {}
         leaf_index = {lid: j for j, lid in enumerate(leaf_ids)}
-        for i, (dim, leaf) in enumerate(zip(row_dims, df["leaf_id"].astype(str).tolist())):
+        for i, (dim, leaf) in enumerate(zip(row_dims, df["leaf_id"].astype(str).tolist(), strict=True)):
             row = scores[i]
             best = int(np.argmax(row))  # first maximum: ties go to taxonomy order
             if leaf_dim[best] == dim:

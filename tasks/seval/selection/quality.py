@@ -24,11 +24,11 @@ from pydantic import Field
 
 from trustflow.errors import ConfigError
 from trustflow.tasks.seval.selection.base import (
+    SELECTORS,
     SelectionContext,
     SelectionResult,
     Strategy,
-    StrategyConfig,
-    register_strategy,
+    StrategyOptions,
 )
 
 Lang = Literal["zh", "en"]
@@ -149,10 +149,18 @@ def _first_match(patterns: list[re.Pattern[str]], text: str) -> str | None:
     return None
 
 
-class QualityConfig(StrategyConfig):
-    min_chars: dict[Lang, int] = Field(default_factory=lambda: {"zh": 5, "en": 15})
+def _min_chars() -> dict[Lang, int]:
+    return {"zh": 5, "en": 15}
+
+
+def _max_chars() -> dict[Lang, int]:
     # Generous maxima: attack prompts (role-play, DeepInception) legitimately run to ~1-2k chars.
-    max_chars: dict[Lang, int] = Field(default_factory=lambda: {"zh": 2000, "en": 5000})
+    return {"zh": 2000, "en": 5000}
+
+
+class QualityOptions(StrategyOptions):
+    min_chars: dict[Lang, int] = Field(default_factory=_min_chars)
+    max_chars: dict[Lang, int] = Field(default_factory=_max_chars)
     check_language: bool = True
     zh_min_cjk_share: float = Field(0.3, ge=0.0, le=1.0)
     zh_max_kana_share: float = Field(0.1, ge=0.0, le=1.0)
@@ -164,23 +172,23 @@ class QualityConfig(StrategyConfig):
     extra_meta_patterns: list[str] = Field(default_factory=list)  # regexes, case-insensitive
 
 
-@register_strategy("quality")
+@SELECTORS.register("quality")
 class Quality(Strategy):
     """Drop rows in the wrong language, too short/long, not a request, refusals, meta-text."""
 
-    Config = QualityConfig
-    config: QualityConfig
+    Options = QualityOptions
+    options: QualityOptions
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - passthrough
         super().__init__(*args, **kwargs)
         try:
-            self._extra = [re.compile(p, re.IGNORECASE) for p in self.config.extra_meta_patterns]
+            self._extra = [re.compile(p, re.IGNORECASE) for p in self.options.extra_meta_patterns]
         except re.error as e:
             raise ConfigError(f"selection strategy 'quality': option 'extra_meta_patterns': bad regex ({e})") from None
 
     def problems(self, text: str, lang: str) -> list[str]:
         """Every failed check for one prompt, as reason strings (empty list: the prompt passes)."""
-        cfg = self.config
+        cfg = self.options
         out: list[str] = []
         text = str(text)
         stripped = text.strip()
@@ -223,7 +231,7 @@ class Quality(Strategy):
 
     def select(self, df: pd.DataFrame, ctx: SelectionContext) -> SelectionResult:
         reasons: dict[int, str] = {}
-        for i, (text, lang) in enumerate(zip(df["prompt"].tolist(), df["lang"].tolist())):
+        for i, (text, lang) in enumerate(zip(df["prompt"].tolist(), df["lang"].tolist(), strict=True)):
             found = self.problems(text, lang)
             if found:
                 reasons[i] = "; ".join(found)
