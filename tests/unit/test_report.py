@@ -306,9 +306,9 @@ def _seval(store: ArtifactStore, expected: dict[str, Any]) -> None:
         ["response_id", "critic_id", "critic_prompt_hash"],
     )
     metrics = []
-    for model, score in zip(models, (87.53, 64.2)):
+    for model, score in zip(models, (87.53, 64.2), strict=True):
 
-        def m(metric: str, value: float, **by: str) -> dict[str, Any]:
+        def m(metric: str, value: float, model: str = model, **by: str) -> dict[str, Any]:
             return {
                 "metric": metric,
                 "model": model,
@@ -358,7 +358,7 @@ def _seval(store: ArtifactStore, expected: dict[str, Any]) -> None:
             "judge_error_rate_ci_high": 25.0,
             "judgements": 8,
         }
-        for model, score in zip(models, (87.53, 64.2))
+        for model, score in zip(models, (87.53, 64.2), strict=True)
     ]
     _write(store, flow, SEVAL_RUN, "leaderboard", S.SEVAL_LEADERBOARD, board, ["model", "critic_id"])
     _plot(store, flow, SEVAL_RUN, "safety_heatmap.png", png("safety", [87.5, 64.2]))
