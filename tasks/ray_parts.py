@@ -164,3 +164,28 @@ def write_parts_on_ray(
             ray.cancel(p)
         reraise_task_error(exc)
     return stats
+
+
+def ray_map(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], label: str, num_cpus: float = 1.0) -> list[Any]:
+    """``fn(*args)`` for each ``args`` in ``calls`` as Ray tasks; results in the order of ``calls``.
+
+    Progress advances as tasks finish (``progress.track``); a worker's ``TrustflowError``
+    surfaces as itself and the other tasks are cancelled."""
+    import ray
+
+    remote = ray.remote(num_cpus=num_cpus)(fn)
+    pending = [remote.remote(*args) for args in calls]
+    index = {ref: i for i, ref in enumerate(pending)}
+    results: list[Any] = [None] * len(pending)
+    try:
+        with track(label, len(pending)) as advance:
+            waiting = list(pending)
+            while waiting:
+                ready, waiting = ray.wait(waiting, num_returns=1)
+                results[index[ready[0]]] = ray.get(ready[0])
+                advance(1)
+    except ray.exceptions.RayTaskError as exc:
+        for ref in pending:
+            ray.cancel(ref)
+        reraise_task_error(exc)
+    return results

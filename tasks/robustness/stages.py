@@ -8,14 +8,14 @@ Prefect event (``trustflow.training.catastrophic-overfitting``).
 
 ``evaluate_task`` (stage ``results`` of ``runs/robustness_evaluate/<run_id>/``, schema
 ``robustness_results``): one Ray task per attack and per corruption over the same model and
-data, fanned out with :func:`ray_map`. A finished stage is read back instead of recomputed.
+data, fanned out with :func:`trustflow.tasks.ray_parts.ray_map`. A finished stage is read back instead of recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from prefect import task
@@ -25,8 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from trustflow import names
 from trustflow.data.store import StageRef
 from trustflow.models.vision.resolve import PortableModel
-from trustflow.progress import track
-from trustflow.tasks.ray_parts import StoreSpec, reraise_task_error
+from trustflow.tasks.ray_parts import StoreSpec, ray_map
 from trustflow.tasks.robustness import plots
 from trustflow.tasks.robustness.distributed import TrainJob
 
@@ -39,31 +38,6 @@ AttackPlan = list[tuple[str, dict[str, Any]]]
 def run_digest(payload: Any) -> str:
     """A short, stable hash of a run's parameters (the default run id's suffix)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def ray_map(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], label: str, num_cpus: float = 1.0) -> list[Any]:
-    """``fn(*args)`` for each ``args`` in ``calls`` as Ray tasks; results in the order of ``calls``.
-
-    Progress advances as tasks finish (``progress.track``); a worker's ``TrustflowError``
-    surfaces as itself and the other tasks are cancelled."""
-    import ray
-
-    remote = ray.remote(num_cpus=num_cpus)(fn)
-    pending = [remote.remote(*args) for args in calls]
-    index = {ref: i for i, ref in enumerate(pending)}
-    results: list[Any] = [None] * len(pending)
-    try:
-        with track(label, len(pending)) as advance:
-            waiting = list(pending)
-            while waiting:
-                ready, waiting = ray.wait(waiting, num_returns=1)
-                results[index[ready[0]]] = ray.get(ready[0])
-                advance(1)
-    except ray.exceptions.RayTaskError as exc:
-        for ref in pending:
-            ray.cancel(ref)
-        reraise_task_error(exc)
-    return results
 
 
 # ---------------------------------------------------------------- training
