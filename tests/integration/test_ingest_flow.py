@@ -200,3 +200,5 @@ def test_coco_file_names_cannot_leave_the_dataset(local_settings: Settings, tmp_
     assert outside.read_bytes() not in images["image_bytes"].to_pylist()
     again = run_ingest(local_settings, coco, "coco", on_invalid="drop")  # the no-op re-run reports them too
     assert again["skipped"] and again["drops"] == info["drops"]
+    with pytest.raises(InputError, match="outside the dataset folder"):  # strict: not the lenient dataset
+        run_ingest(local_settings, coco, "coco")

@@ -260,3 +260,12 @@ def test_the_hostile_fixture_really_runs_its_payload_when_unpickled(tmp_path: Pa
     with contextlib.suppress(Exception):
         torch.load(evil, weights_only=False)  # the unsafe load this project never does
     assert marker.exists()
+
+
+def test_the_drop_policy_changes_the_dataset_id() -> None:
+    """A strict ingest must never find (and return as "unchanged") a lenient one of the same bytes."""
+    from trustflow.tasks.ingest.stages import dataset_id_from
+
+    fp = "ab" * 32
+    assert dataset_id_from("coco", fp) == f"coco-{fp[:16]}"  # ids of strict ingests are unchanged
+    assert dataset_id_from("coco", fp + "|drop") != dataset_id_from("coco", fp)
