@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from trustflow.cli import detect, report, robust, services, seval, store_views
-from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
+from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.events import events_app
 from trustflow.cli.llm import llm_app
-from trustflow.errors import InputError
+from trustflow.data.loaders.coco import OnInvalid
+from trustflow.errors import ConfigError, InputError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
@@ -46,7 +47,7 @@ def ingest(
     source: str = typer.Argument(..., help="A local path, s3://bucket/key or http(s):// URL."),
     kind: str = typer.Option(..., "--kind", "-k", help="Dataset kind: seval | coco | imagefolder."),
     store_url: str | None = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
-    on_invalid: str = typer.Option(
+    on_invalid: OnInvalid = typer.Option(  # a Literal: a bad value fails before anything starts
         "error", "--on-invalid", help="COCO sets: error (stop at the first bad entry) | drop (drop and count)."
     ),
 ) -> None:
@@ -58,11 +59,32 @@ def ingest(
 
     if kind not in INGESTERS:
         raise InputError(f"--kind {kind!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
+    if on_invalid != "error" and "on_invalid" not in INGESTERS.entry(kind).options.model_fields:
+        raise ConfigError(f"--on-invalid {on_invalid} applies to kinds with per-entry checks (coco), not to {kind!r}")
     from trustflow.flows.ingest import ingest_flow
 
     with flow_session(settings):
         info = ingest_flow(source=source, kind=kind, on_invalid=on_invalid)
     print_datasets([info])
+    print_drops(info)
+
+
+def print_drops(info: dict) -> None:
+    """Under ``--on-invalid drop``: how many entries were dropped and why, on stderr (never
+    a silent drop; the same counts are in the flow result and the dataset's manifests)."""
+    drops = info.get("drops") or {}
+    if not drops:
+        return
+    details = "; ".join(
+        f"{where}: " + ", ".join(f"{reason}={n}" for reason, n in sorted(by_reason.items()))
+        for where, by_reason in sorted(drops.items())
+    )
+    err_console.print(
+        f"[yellow]dropped {info.get('dropped', 0)} invalid entries[/] (--on-invalid drop) from {info['dataset_id']}: "
+        f"{details}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def print_datasets(infos: list[dict], listing: bool = False) -> None:

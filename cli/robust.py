@@ -112,6 +112,9 @@ def eval_cmd(
 ) -> None:
     """Accuracy under attacks and common corruptions (mCE); results Parquet in the store."""
     settings = bootstrap()
+    from trustflow.models.vision.resolve import check_local_model
+
+    check_local_model(model)  # a missing or unsafe model file fails here, before Prefect and Ray start
     from trustflow.flows.robust_vision import robustness_evaluate
 
     pgd_options = {

@@ -8,9 +8,10 @@ Two layouts are recognised:
   ``<domain>/annotations/instances_val2017.json``); the folder name becomes ``domain``.
 
 Annotations are validated before any image is read. With ``on_invalid="error"`` (the
-default) missing fields, unknown image or category ids, duplicate ids, boxes outside the
-image and missing image files raise an ``InputError`` naming the JSON file and the offending
-entry. With ``on_invalid="drop"`` the offending entry is dropped instead — an image whose
+default) missing fields, unknown image or category ids, duplicate ids, boxes with a negative
+size or outside the image, image paths that leave the source folder (absolute, ``..`` or
+symlinks out) and missing image files raise an ``InputError`` naming the JSON file and the
+offending entry. With ``on_invalid="drop"`` the offending entry is dropped instead — an image whose
 file is missing takes its annotations with it — and every drop is counted by reason in
 ``CocoSplit.drops`` (the ingest summary reports them): never a silent drop. Problems that
 make the whole file meaningless (not JSON, no ``images`` list, duplicate category ids,
@@ -28,10 +29,11 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES
-from trustflow.errors import InputError
+from trustflow.errors import ConfigError, InputError
 
 BOX_TOLERANCE_PX = 1.0  # COCO's own annotations overshoot image borders by rounding
 OnInvalid = Literal["error", "drop"]
+ON_INVALID: tuple[OnInvalid, ...] = ("error", "drop")
 
 
 @dataclass
@@ -79,10 +81,14 @@ def _require(entry: Any, where: str, fields: dict[str, type | tuple[type, ...]])
 
 def _find_annotation_files(root: Path) -> list[tuple[Path, str]]:
     """(instances json, domain) pairs for a plain set or a COCO-O layout."""
-    direct = sorted((root / "annotations").glob("instances_*.json"))
+
+    def visible(p: Path) -> bool:  # hidden files are not part of the dataset id (sources.fingerprint)
+        return not any(part.startswith(".") for part in p.relative_to(root).parts)
+
+    direct = sorted(p for p in (root / "annotations").glob("instances_*.json") if visible(p))
     if direct:
         return [(p, "") for p in direct]
-    nested = sorted(root.glob("*/annotations/instances_*.json"))
+    nested = sorted(p for p in root.glob("*/annotations/instances_*.json") if visible(p))
     if nested:
         return [(p, p.parent.parent.name) for p in nested]
     raise InputError(f"{root}: no annotations/instances_*.json (plain COCO) or */annotations/instances_*.json (COCO-O)")
@@ -95,8 +101,54 @@ def _image_dir(set_root: Path, split: str) -> Path:
     raise InputError(f"{set_root}: no image folder for split {split!r} (tried {split}/, images/{split}/, images/)")
 
 
-def load_coco_split(json_path: Path, domain: str, on_invalid: OnInvalid = "error") -> CocoSplit:
-    """Parse and validate one instances JSON; images are located but not read."""
+def _confined_image_path(
+    where: str,
+    img: dict[str, Any],
+    image_dir: Path,
+    source_root: Path,
+    out: CocoSplit,
+    on_invalid: OnInvalid,
+) -> Path:
+    """``image_dir / file_name`` resolved, refused unless it stays inside the source folder.
+
+    ``file_name`` comes from the annotation file, which may be hostile: an absolute path or
+    ``../`` (directly or through a symlink) would make the ingest read and store any file the
+    user can read. The path is resolved (symlinks included) and must lie under the resolved
+    source folder, and not in a hidden file or folder there: the dataset id is a fingerprint
+    of the source folder's non-hidden files, so only those may be ingested."""
+    file_name = img["file_name"]
+    path = image_dir / file_name
+    root = source_root.resolve()
+    rel: Path | None
+    try:
+        rel = path.resolve().relative_to(root)
+    except (ValueError, OSError, RuntimeError):  # outside the root, or a symlink loop
+        rel = None
+    if rel is None:
+        _problem(
+            out,
+            on_invalid,
+            f"{where}: image id {img['id']}: file_name {file_name!r} resolves outside the dataset folder {source_root} "
+            "(absolute paths, '..' and symlinks out of the folder are refused)",
+            "image_path_outside_dataset",
+        )
+    elif any(part.startswith(".") for part in rel.parts):
+        _problem(
+            out,
+            on_invalid,
+            f"{where}: image id {img['id']}: file_name {file_name!r} is a hidden file or in a hidden folder, "
+            "which the dataset id does not cover",
+            "image_path_hidden",
+        )
+    assert rel is not None  # _problem raised otherwise
+    return root / rel  # resolved: what was checked is what the worker reads
+
+
+def load_coco_split(
+    json_path: Path, domain: str, on_invalid: OnInvalid = "error", source_root: Path | None = None
+) -> CocoSplit:
+    """Parse and validate one instances JSON; images are located but not read. Image paths
+    must stay inside ``source_root`` (default: the set's folder, the JSON's grandparent)."""
     split = json_path.stem.removeprefix("instances_")
     try:
         doc = json.loads(json_path.read_bytes())
@@ -135,10 +187,13 @@ def load_coco_split(json_path: Path, domain: str, on_invalid: OnInvalid = "error
                 _problem(out, on_invalid, str(exc), "image_malformed")
             if img["id"] in sizes:
                 _problem(out, on_invalid, f"{where}: duplicate image id {img['id']}", "image_duplicate_id")
-            path = image_dir / img["file_name"]
-            if not path.is_file():
-                dropped_images.add(img["id"])
-                _problem(out, on_invalid, f"{where}: image file {path} not found", "image_file_missing")
+            try:
+                path = _confined_image_path(where, img, image_dir, source_root or set_root, out, on_invalid)
+                if not path.is_file():
+                    _problem(out, on_invalid, f"{where}: image file {path} not found", "image_file_missing")
+            except _Skip:
+                dropped_images.add(img["id"])  # its annotations go with it
+                raise
         except _Skip:
             continue
         sizes[img["id"]] = (img["width"], img["height"])
@@ -196,7 +251,14 @@ def _check_annotation(
     x, y, w, h = (float(v) for v in bbox)
     width, height = sizes[ann["image_id"]]
     t = BOX_TOLERANCE_PX
-    if w < 0 or h < 0 or x < -t or y < -t or x + w > width + t or y + h > height + t:
+    if w < 0 or h < 0:
+        _problem(
+            out,
+            on_invalid,
+            f"{where}: bbox {bbox} has a negative width or height (COCO boxes are [x, y, width, height], both >= 0)",
+            "annotation_negative_box_size",
+        )
+    if x < -t or y < -t or x + w > width + t or y + h > height + t:
         _problem(
             out,
             on_invalid,
@@ -221,11 +283,11 @@ def _check_annotation(
 
 def load_coco(root: Path, on_invalid: OnInvalid = "error") -> list[CocoSplit]:
     """Every annotated split under ``root`` (a plain COCO set or a COCO-O domain tree)."""
-    if on_invalid not in ("error", "drop"):
-        raise InputError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
+    if on_invalid not in ON_INVALID:
+        raise ConfigError(f"--on-invalid must be one of {', '.join(ON_INVALID)}, got {on_invalid!r}")
     if not root.is_dir():
         raise InputError(f"{root}: not a directory (a COCO set is a folder with annotations/instances_*.json)")
-    splits = [load_coco_split(p, domain, on_invalid) for p, domain in _find_annotation_files(root)]
+    splits = [load_coco_split(p, domain, on_invalid, root) for p, domain in _find_annotation_files(root)]
     category_lists = {
         s.json_path: tuple(
             sorted(zip(s.categories["category_id"].to_pylist(), s.categories["name"].to_pylist(), strict=True))

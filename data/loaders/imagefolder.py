@@ -22,6 +22,20 @@ class FolderImage:
     label: str
 
 
+def _confined(path: Path, real_root: Path) -> Path:
+    """``path`` resolved; an ``InputError`` when a symlink takes it outside the folder (the
+    ingest would read a file the dataset does not hold) or into a hidden file or folder
+    there (which the dataset id, a fingerprint of the non-hidden files, does not cover)."""
+    real = path.resolve()
+    try:
+        rel = real.relative_to(real_root)
+    except ValueError:
+        raise InputError(f"{path}: links to {real}, outside the image folder {real_root}") from None
+    if any(part.startswith(".") for part in rel.parts):
+        raise InputError(f"{path}: links to the hidden path {real}, which the dataset id does not cover")
+    return real
+
+
 def scan_imagefolder(root: Path) -> tuple[list[FolderImage], list[str]]:
     """All images and the sorted class list; split folders are detected by name."""
     if not root.is_dir():
@@ -31,6 +45,7 @@ def scan_imagefolder(root: Path) -> tuple[list[FolderImage], list[str]]:
         raise InputError(f"{root}: no class folders")
     is_split = all(p.name in SPLIT_NAMES for p in subdirs)  # <root>/<split>/<class>/<image>
     split_roots = [(p.name, p) for p in subdirs] if is_split else [("", root)]
+    real_root = root.resolve()
     images: list[FolderImage] = []
     classes: set[str] = set()
     for split, split_root in split_roots:
@@ -39,7 +54,9 @@ def scan_imagefolder(root: Path) -> tuple[list[FolderImage], list[str]]:
             for f in sorted(class_dir.rglob("*")):
                 hidden = any(part.startswith(".") for part in f.relative_to(class_dir).parts)
                 if f.is_file() and not hidden and f.suffix.lower() in IMAGE_SUFFIXES:
-                    images.append(FolderImage(f, f.relative_to(root).as_posix(), split, class_dir.name))
+                    images.append(
+                        FolderImage(_confined(f, real_root), f.relative_to(root).as_posix(), split, class_dir.name)
+                    )
     if not images:
         raise InputError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under class folders")
     return images, sorted(classes)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from trustflow.errors import InputError
+
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def _head(data: bytes) -> str:
+    """What the file starts with, for the error: empty, or its first bytes."""
+    return "the file is empty" if not data else f"it starts with {data[:8]!r}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,10 @@ def read_image(path: Path) -> ImageBlob:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc})") from None
+    except UnidentifiedImageError:
+        # PIL's own text names the in-memory buffer (<_io.BytesIO object at 0x…>), not the file
+        raise InputError(f"{path}: not a readable image (not a format PIL recognises: {_head(data)})") from None
+    except (OSError, SyntaxError) as exc:
+        detail = _BUFFER_REPR.sub("the file", str(exc)) or type(exc).__name__
+        raise InputError(f"{path}: not a readable image ({detail})") from None
     return ImageBlob(data=data, width=width, height=height, sha256=hashlib.sha256(data).hexdigest())

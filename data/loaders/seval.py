@@ -1,7 +1,8 @@
 """S-Eval JSONL(.zip) files, read as published (any split, zh/en, base_risk/attack).
 
 Each line has ``traceid``, ``risk_type``, ``prompt`` and ``ext`` (a JSON-encoded string).
-Every malformed input raises ``InputError`` naming the file, the member and the line.
+Every malformed input raises ``InputError`` naming the file, the member and the line; so
+does a file without a single record (an empty or blank file, or an empty zip member).
 """
 
 from __future__ import annotations
@@ -127,11 +128,16 @@ def read_seval_file(spec: SevalFile) -> pa.Table:
         cols["ext"].append(record["ext"])
         cols["source_file"].append(spec.path.name)
         cols["line_no"].append(line_no)
+    if not cols["prompt_id"]:
+        raise InputError(f"{where}: no S-Eval records (the file is empty); an empty file is not ingested")
     return pa.table(cols, schema=SEVAL_PROMPTS.schema)
 
 
 def check_archive(path: Path) -> None:
-    """Fail fast on a corrupt archive, before any work is scheduled or anything written."""
+    """Fail fast on an empty file or a corrupt archive, before any work is scheduled or
+    anything written (a truncated download must not become a complete, empty dataset)."""
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); an empty file is not ingested")
     if path.suffix != ".zip":
         return
     try:

@@ -6,8 +6,11 @@
                         pixel values / 16); a stratified 80/20 train/test split, seed 0;
                         ``size`` upsamples bilinearly (e.g. 32 for CIFAR-sized models)
     npz:PATH            a numpy archive (read with allow_pickle=False) with ``x`` (float32,
-                        NCHW, values in [0, 1], 1 or 3 channels) and ``y`` (integers, 0..K-1);
-                        split=test reads ``x_test``/``y_test`` (required for it). Optional
+                        NCHW, values in [0, 1], 1 or 3 channels) and ``y`` (integers, 0..K-1)
+                        and/or ``x_test``/``y_test``. With both pairs split=test reads the
+                        test pair; a file with one pair is evaluation data: split=test reads
+                        ``x_test``/``y_test`` or else ``x``/``y`` (``held_out`` False: not a
+                        training run's probe set); split=train needs ``x``/``y``. Optional
                         ``classes`` (strings). ``size`` resizes bilinearly.
     imagefolder:DIR     ``DIR/<class>/*.png`` (split 80/20 as for digits) or
                         ``DIR/train/<class>/*`` with ``DIR/val|valid|validation|test/<class>/*``;
@@ -22,12 +25,13 @@
                         + ``DIR/test/<class>``. The error for a pickle-batch directory shows a
                         one-off conversion to run where that data is trusted.
 
-``mean``/``std`` (per channel) always come from the train split, whichever split is loaded,
-so a model's ``Normalize`` can be set from either.
+``mean``/``std`` (per channel) come from the train split, whichever split is loaded, so a
+model's ``Normalize`` can be set from either (an evaluation-only npz: from its one pair).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import zipfile
@@ -60,6 +64,9 @@ class ArrayDataset:
     mean: tuple[float, ...]  # per channel, from the train split
     std: tuple[float, ...]
     classes: tuple[str, ...] = field(default=())
+    # False when the "test" split is an evaluation-only file's only data (npz with just x, y):
+    # fine to evaluate on, not a held-out set for a training run's probe
+    held_out: bool = True
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4 or self.x.dtype != np.float32:
@@ -85,7 +92,15 @@ class ArrayDataset:
         n = n_or_indices
         idx = np.arange(min(int(n), len(self))) if isinstance(n, (int, np.integer)) else np.asarray(n)
         return ArrayDataset(
-            self.name, self.split, self.x[idx], self.y[idx], self.num_classes, self.mean, self.std, self.classes
+            self.name,
+            self.split,
+            self.x[idx],
+            self.y[idx],
+            self.num_classes,
+            self.mean,
+            self.std,
+            self.classes,
+            self.held_out,
         )
 
     def tensors(self, device: Any = "cpu"):
@@ -226,69 +241,128 @@ def _check_labels(y: np.ndarray, n: int, path: Path, key: str) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
-def _load_npz_arrays(
-    path: Path, split: Split, keys: dict[str, tuple[str, str]], uint8_nhwc: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[str, ...]]:
-    """(x of the split, y of the split, x_train, num_classes, classes), all validated."""
+@dataclass(frozen=True)
+class NpzLayout:
+    """The array names of one npz flavour: the train pair, the test pair, and whether a file
+    holding only the train pair is evaluation data (plain ``npz:``: ``x``/``y`` are then the
+    set to evaluate on) or needs its test pair (``cifar10:``: ``x_train`` is never test data)."""
+
+    train: tuple[str, str]
+    test: tuple[str, str]
+    unsplit_is_eval: bool
+
+    def accepted(self) -> str:
+        """The one sentence every npz error ends with, so the messages agree."""
+        (xk, yk), (tk, tyk) = self.train, self.test
+        if self.unsplit_is_eval:
+            return (
+                f"accepted arrays: {xk!r} + {yk!r} (training data, or the evaluation set when there is no "
+                f"test pair) and/or {tk!r} + {tyk!r} (the test split), optional 'classes'"
+            )
+        return (
+            f"accepted arrays: {xk!r} + {yk!r} (train split) and/or {tk!r} + {tyk!r} (test split), optional 'classes'"
+        )
+
+
+NPZ_LAYOUT = NpzLayout(("x", "y"), ("x_test", "y_test"), unsplit_is_eval=True)
+CIFAR10_NPZ_LAYOUT = NpzLayout(("x_train", "y_train"), ("x_test", "y_test"), unsplit_is_eval=False)
+
+
+@dataclass(frozen=True)
+class NpzSplit:
+    """One split read from an npz file, validated."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_stats: np.ndarray  # the images mean/std come from: the train split, else the evaluation set
+    num_classes: int
+    classes: tuple[str, ...]
+    held_out: bool  # False: the test split is the file's unsplit x/y (an evaluation-only file)
+
+
+def _npz_pair(npz: Any, path: Path, keys: tuple[str, str], layout: NpzLayout) -> bool:
+    """Whether the file has the image/label pair ``keys``; half a pair is an error."""
+    xk, yk = keys
+    files = set(npz.files)
+    present = f"arrays present: {', '.join(npz.files) or 'none'}; {layout.accepted()}"
+    if xk in files and yk not in files:
+        raise InputError(f"{path}: array {yk!r} missing: the images in {xk!r} need their labels ({present})")
+    if yk in files and xk not in files:
+        raise InputError(f"{path}: array {xk!r} missing: the labels in {yk!r} need their images ({present})")
+    return xk in files
+
+
+def _load_npz_arrays(path: Path, split: Split, layout: NpzLayout, uint8_nhwc: bool = False) -> NpzSplit:
+    """The requested split of an npz file, validated.
+
+    A file may hold the train pair, the test pair or both. With both, each split reads its
+    own pair and mean/std come from the train pair. A file with only the test pair is
+    evaluation-only (split ``test``; statistics from the test images). A file with only the
+    train pair serves split ``train`` and, where ``layout.unsplit_is_eval``, also split
+    ``test`` (then ``held_out`` is False: the caller must not mistake it for held-out data
+    of a training run)."""
     npz = _open_npz(path)
     with npz:
-        xk, yk = keys["train"]
-        x_train = _check_images(_read_array(npz, path, xk), path, xk, uint8_nhwc)
-        y_train = _check_labels(_read_array(npz, path, yk), x_train.shape[0], path, yk)
-        labels = [y_train]
-        x_test = y_test = None
-        tk, tyk = keys["test"]
-        if split == "test" or tk in npz.files:
-            if tk not in npz.files:
-                raise InputError(
-                    f"{path}: split 'test' needs arrays {tk!r} and {tyk!r} (arrays present: {', '.join(npz.files)})"
-                )
-            x_test = _check_images(_read_array(npz, path, tk), path, tk, uint8_nhwc)
-            y_test = _check_labels(_read_array(npz, path, tyk), x_test.shape[0], path, tyk)
-            if x_test.shape[1:] != x_train.shape[1:]:
-                raise InputError(
-                    f"{path}: array {tk!r} has images of shape {x_test.shape[1:]}, {xk!r} {x_train.shape[1:]}"
-                )
-            labels.append(y_test)
+        present = f"arrays present: {', '.join(npz.files) or 'none'}; {layout.accepted()}"
+        has_train = _npz_pair(npz, path, layout.train, layout)
+        has_test = _npz_pair(npz, path, layout.test, layout)
+        (xk, yk), (tk, tyk) = layout.train, layout.test
+        if not has_train and not has_test:
+            raise InputError(f"{path}: no image arrays ({present})")
+        if split == "train" and not has_train:
+            raise InputError(
+                f"{path}: split 'train' needs arrays {xk!r} and {yk!r}; this file holds only the test split, "
+                f"which serves evaluation ({present})"
+            )
+        if split == "test" and not has_test and not layout.unsplit_is_eval:
+            raise InputError(f"{path}: split 'test' needs arrays {tk!r} and {tyk!r} ({present})")
+        pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, (ik, lk), has in (("train", layout.train, has_train), ("test", layout.test, has_test)):
+            if has:
+                images = _check_images(_read_array(npz, path, ik), path, ik, uint8_nhwc)
+                pairs[name] = (images, _check_labels(_read_array(npz, path, lk), images.shape[0], path, lk))
+        if has_train and has_test and pairs["test"][0].shape[1:] != pairs["train"][0].shape[1:]:
+            raise InputError(
+                f"{path}: array {tk!r} has images of shape {pairs['test'][0].shape[1:]}, "
+                f"{xk!r} {pairs['train'][0].shape[1:]}"
+            )
         classes: tuple[str, ...] = ()
         if "classes" in npz.files:
             c = _read_array(npz, path, "classes")
             if c.dtype.kind not in "US" or c.ndim != 1:
                 raise InputError(f"{path}: array 'classes' must be a 1-D string array, got {c.dtype} {c.shape}")
             classes = tuple(str(v) for v in c.tolist())
-    num_classes = int(max(int(v.max()) for v in labels if v.size)) + 1
+    num_classes = int(max(int(y.max()) for _, y in pairs.values() if y.size)) + 1
     if classes:
         if len(classes) < num_classes:
             raise InputError(
                 f"{path}: array 'classes' names {len(classes)} classes but labels go up to {num_classes - 1}"
             )
         num_classes = len(classes)
-    if split == "train":
-        return x_train, y_train, x_train, num_classes, classes
-    assert x_test is not None and y_test is not None
-    return x_test, y_test, x_train, num_classes, classes
+    held_out = split == "train" or has_test
+    x, y = pairs[split] if split in pairs else pairs["train"]
+    x_stats = pairs["train"][0] if has_train else pairs["test"][0]
+    return NpzSplit(x, y, x_stats, num_classes, classes, held_out)
 
 
-def _from_arrays(
-    name: str,
-    split: Split,
-    x: np.ndarray,
-    y: np.ndarray,
-    x_train: np.ndarray,
-    num_classes: int,
-    classes: tuple[str, ...],
-    size: int | None,
-) -> ArrayDataset:
-    mean, std = channel_mean_std(resize_images(x_train, size))
-    x = resize_images(x, size)
+def _from_arrays(name: str, split: Split, data: NpzSplit, size: int | None) -> ArrayDataset:
+    mean, std = channel_mean_std(resize_images(data.x_stats, size))
+    x = resize_images(data.x, size)
     return ArrayDataset(
-        name, split, np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y), num_classes, mean, std, classes
+        name,
+        split,
+        np.ascontiguousarray(x, dtype=np.float32),
+        np.ascontiguousarray(data.y),
+        data.num_classes,
+        mean,
+        std,
+        data.classes,
+        held_out=data.held_out,
     )
 
 
 def _load_npz(path: Path, split: Split, size: int | None) -> ArrayDataset:
-    x, y, x_train, k, classes = _load_npz_arrays(path, split, {"train": ("x", "y"), "test": ("x_test", "y_test")})
-    return _from_arrays(f"npz:{path.name}", split, x, y, x_train, k, classes, size)
+    return _from_arrays(f"npz:{path.name}", split, _load_npz_arrays(path, split, NPZ_LAYOUT), size)
 
 
 # --------------------------------------------------------------------------- image folders
@@ -385,14 +459,11 @@ CIFAR10_CONVERSION = (
 def _load_cifar10(target: Path, split: Split, size: int | None) -> ArrayDataset:
     npz_path = target if target.suffix == ".npz" else target / "cifar10.npz"
     if npz_path.is_file():
-        x, y, x_train, k, classes = _load_npz_arrays(
-            npz_path, split, {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}, uint8_nhwc=True
-        )
-        if k > 10:
-            raise InputError(f"{npz_path}: labels go up to {k - 1}; CIFAR-10 has 10 classes")
-        return _from_arrays(
-            "cifar10" if size is None else f"cifar10@{size}", split, x, y, x_train, 10, classes or CIFAR10_CLASSES, size
-        )
+        data = _load_npz_arrays(npz_path, split, CIFAR10_NPZ_LAYOUT, uint8_nhwc=True)
+        if data.num_classes > 10:
+            raise InputError(f"{npz_path}: labels go up to {data.num_classes - 1}; CIFAR-10 has 10 classes")
+        data = dataclasses.replace(data, num_classes=10, classes=data.classes or CIFAR10_CLASSES)
+        return _from_arrays("cifar10" if size is None else f"cifar10@{size}", split, data, size)
     if not target.is_dir():
         raise InputError(f"{target}: neither a directory nor a cifar10.npz file")
     for base in (target, target / "cifar-10-batches-py"):

@@ -40,6 +40,7 @@ from trustflow.models.detection.base import (
     resolve_device,
 )
 from trustflow.models.detection.label_map import build_label_map
+from trustflow.models.weights_only import load_weights_only
 
 # arch → the family, which decides the names of the score-threshold / max-detections kwargs
 ARCHS: dict[str, str] = {
@@ -192,11 +193,9 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 
     if not path.is_file():
         raise InputError(f"{path}: weights file not found (option weights=)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling refusals, truncated or non-torch files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a loadable weights-only file ({first})") from None
+    payload = load_weights_only(
+        path, accepted="a state dict of tensors (name → tensor, or one under 'model'/'state_dict')"
+    )
     if isinstance(payload, dict) and not all(isinstance(v, torch.Tensor) for v in payload.values()):
         for key in ("model", "state_dict"):
             if isinstance(payload.get(key), dict):

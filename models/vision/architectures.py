@@ -47,6 +47,7 @@ from torch import nn
 
 from trustflow.errors import ConfigError, InputError
 from trustflow.models.vision.layers import Normalize, channel_stats
+from trustflow.models.weights_only import load_weights_only
 from trustflow.registry import Options, Registry, Spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -347,6 +348,9 @@ def mobilenet_v2(
 # --------------------------------------------------------------------------- timm
 
 
+WEIGHTS_FORMATS = "a .safetensors file, or a torch state_dict of tensors (torch.load with weights_only=True)"
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
@@ -357,7 +361,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_weights_only(path, accepted=WEIGHTS_FORMATS)
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
         raise InputError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
     for key in ("state_dict", "model", "model_state_dict"):

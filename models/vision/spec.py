@@ -37,6 +37,7 @@ from torch import nn
 from trustflow.errors import ConfigError, InputError
 from trustflow.models.vision.architectures import CLASSIFIERS, Classifier, build_classifier
 from trustflow.models.vision.layers import Normalize
+from trustflow.models.weights_only import load_weights_only
 from trustflow.registry import Options, Spec, format_spec, parse_spec, validate_options
 
 CHECKPOINT = "ckpt"
@@ -129,26 +130,32 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch_spec: str, meta: di
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict, validated; ``InputError`` naming the file otherwise."""
+CHECKPOINT_FORMATS = (
+    "a checkpoint written by trustflow (a dict of tensors and plain values: ckpt:PATH or run:<id>), "
+    "or a TorchScript classifier (torchscript:PATH)"
+)
+
+
+def read_checkpoint(path: str | Path, label: str | None = None) -> dict[str, Any]:
+    """The checkpoint dict, validated; ``InputError`` naming the file otherwise.
+
+    ``label`` is how the user knows the file (their path, or the store location of a
+    ``run:`` checkpoint) when ``path`` is a local copy: errors name it, not the copy."""
     path = Path(path).expanduser()
+    shown = label or str(path)
     if not path.is_file():
-        raise InputError(f"{path}: checkpoint file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling refusals, truncated files, non-torch files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a loadable weights-only checkpoint ({first})") from None
+        raise InputError(f"{shown}: checkpoint file not found")
+    payload = load_weights_only(path, shown, CHECKPOINT_FORMATS)
     if not isinstance(payload, dict):
         raise InputError(
-            f"{path}: checkpoint holds a {type(payload).__name__}, expected a dict with keys "
+            f"{shown}: checkpoint holds a {type(payload).__name__}, expected a dict with keys "
             f"{', '.join(CHECKPOINT_KEYS)}"
         )
     missing = [k for k in CHECKPOINT_KEYS if k not in payload]
     if missing:
-        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)} (was it written by save_checkpoint?)")
+        raise InputError(f"{shown}: checkpoint lacks {', '.join(missing)} (was it written by save_checkpoint?)")
     if not isinstance(payload["state_dict"], dict):
-        raise InputError(f"{path}: checkpoint state_dict is not a dict")
+        raise InputError(f"{shown}: checkpoint state_dict is not a dict")
     return payload
 
 
@@ -220,4 +227,11 @@ def load_classifier(
     return model.to(device).eval()
 
 
-__all__ = ["classifier_spec", "load_classifier", "read_checkpoint", "save_checkpoint", "spec_file"]
+__all__ = [
+    "CHECKPOINT_FORMATS",
+    "classifier_spec",
+    "load_classifier",
+    "read_checkpoint",
+    "save_checkpoint",
+    "spec_file",
+]

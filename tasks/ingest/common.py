@@ -13,7 +13,7 @@ the same bytes a no-op and a half-finished ingest resumable.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ import pyarrow as pa
 from trustflow import names
 from trustflow.data.schemas import DATASET_SUMMARY
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
+from trustflow.errors import InputError
 from trustflow.registry import Entry, Options, Registry
 
 
@@ -55,7 +56,7 @@ def stage_ref(dataset_id: str, table: str) -> StageRef:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What landed: the id, kind, source and row count per table."""
+    """What landed: the id, kind, source, row count per table and what was dropped."""
 
     dataset_id: str
     kind: str
@@ -63,6 +64,13 @@ class DatasetInfo:
     fingerprint: str
     tables: dict[str, int]
     skipped: bool
+    # entries dropped under on_invalid="drop": {"<domain>/<split>": {reason: count}}
+    drops: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def dropped(self) -> int:
+        """How many entries were dropped in all."""
+        return sum(sum(by_reason.values()) for by_reason in self.drops.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +80,19 @@ class DatasetInfo:
             "fingerprint": self.fingerprint,
             "tables": self.tables,
             "skipped": self.skipped,
+            "dropped": self.dropped,
+            "drops": self.drops,
         }
+
+
+def require_rows(stats: dict[str, int], source: Path, what: str) -> None:
+    """Refuse to commit a stage that would hold no rows: an ingest that finds nothing is an
+    error naming the source, and neither the stage nor the dataset is marked complete.
+
+    ``stats`` is what ``write_parts_on_ray`` returns; a chunk skipped because its part is on
+    storage already (a resumed run) holds rows, since empty parts are never written."""
+    if stats["rows_written"] + stats["rows_skipped"] == 0 and stats["chunks_skipped"] == 0:
+        raise InputError(f"{source}: no {what} found; an empty dataset is not ingested")
 
 
 def dataset_id_for(kind: str, fingerprint: str) -> str:
@@ -95,6 +115,7 @@ def existing_dataset(store: ArtifactStore, dataset_id: str) -> DatasetInfo | Non
         fingerprint=str(manifest.attrs.get("fingerprint")),
         tables=dict(zip(rows["table"], rows["rows"], strict=True)),
         skipped=True,
+        drops=dict(manifest.attrs.get("drops") or {}),
     )
 
 
@@ -109,9 +130,12 @@ def write_summary(
             "schema_version": [m.schema_version for m in manifests.values()],
         }
     )
-    attrs = {"kind": kind, "source": source, "fingerprint": fp}
+    # a kind that drops entries records the same counts on each of its tables: take them once
+    drops = next((dict(m.attrs["drops"]) for m in manifests.values() if m.attrs.get("drops")), {})
+    attrs = {"kind": kind, "source": source, "fingerprint": fp, **({"drops": drops} if drops else {})}
     store.write_stage(summary_ref(dataset_id), DATASET_SUMMARY, table, ["table"], attrs)
-    return DatasetInfo(dataset_id, kind, source, fp, {k: m.rows for k, m in manifests.items()}, skipped=False)
+    tables = {k: m.rows for k, m in manifests.items()}
+    return DatasetInfo(dataset_id, kind, source, fp, tables, skipped=False, drops=drops)
 
 
 def list_datasets(store: ArtifactStore) -> list[DatasetInfo]:

@@ -7,6 +7,8 @@ Prefect's input-hash cache (which would report success for data that was since d
 
 from __future__ import annotations
 
+import hashlib
+import string
 from pathlib import Path
 from typing import Any
 
@@ -58,5 +60,10 @@ def write_summary_task(
 
 
 def dataset_id_from(kind: str, fp: str) -> str:
+    """The dataset id for a fingerprint, plus whatever the flow appended that changes what is
+    stored (``"<sha256>|drop"`` for ``on_invalid=drop``). The id keeps only 16 hex digits, so a
+    suffix is hashed in: appended as is it was cut off, and a strict ingest of a bad source
+    found the earlier lenient one and returned it as "unchanged"."""
     INGESTERS.get(kind)  # unknown kinds fail here with the list of known ones
-    return dataset_id_for(kind, fp)
+    plain = all(c in string.hexdigits for c in fp)
+    return dataset_id_for(kind, fp if plain else hashlib.sha256(fp.encode()).hexdigest())

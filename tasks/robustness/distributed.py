@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustflow import names
-from trustflow.errors import ConfigError
+from trustflow.errors import ConfigError, InputError
 
 
 class TrainJob(BaseModel):
@@ -100,6 +100,11 @@ def train_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(job.seed)
     train = load_dataset(job.dataset, "train", job.image_size)
     test = load_dataset(job.dataset, "test", job.image_size)
+    if not test.held_out:  # an npz with only x, y: evaluation data, not a held-out probe set
+        raise InputError(
+            f"dataset {job.dataset!r}: training needs a held-out test split for its probe: arrays 'x_test' + "
+            "'y_test' beside 'x' + 'y' (a file with only 'x' + 'y' is evaluation data)"
+        )
     x_train, y_train = train.tensors()
     x_test, y_test = test.tensors()
     g = torch.Generator().manual_seed(job.seed)

@@ -21,9 +21,9 @@ from trustflow.tasks.ingest import list_datasets
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_cluster")]
 
 
-def run_ingest(settings: Settings, source: Path | str, kind: str) -> dict:
+def run_ingest(settings: Settings, source: Path | str, kind: str, on_invalid: str = "error") -> dict:
     with prefect_runtime(settings):
-        return ingest_flow(source=str(source), kind=kind, store_url=settings.effective_store_url)
+        return ingest_flow(source=str(source), kind=kind, store_url=settings.effective_store_url, on_invalid=on_invalid)
 
 
 def part_names(store: ArtifactStore, dataset_id: str, stage: str) -> list[str]:
@@ -147,3 +147,58 @@ def test_bad_inputs_fail_clearly_and_keep_existing_data(
 
     assert store.read_table(ref).equals(before)
     assert [d.dataset_id for d in list_datasets(store)] == [good["dataset_id"]]
+
+
+def test_an_ingest_that_finds_no_rows_is_an_error_and_marks_nothing_complete(
+    local_settings: Settings, tmp_path: Path
+) -> None:
+    """Issue 12: a 0-byte S-Eval file used to ingest as a complete dataset with 0 prompts."""
+    store = ArtifactStore(settings=local_settings)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "S-Eval_base_risk_en_x.jsonl").write_bytes(b"")
+    with pytest.raises(InputError, match=r"S-Eval_base_risk_en_x\.jsonl: the file is empty"):
+        run_ingest(local_settings, empty, "seval")
+
+    blank = tmp_path / "blank"  # not 0 bytes: found by the reader, in a Ray worker
+    blank.mkdir()
+    (blank / "S-Eval_base_risk_en_x.jsonl").write_text("\n\n")
+    with pytest.raises(InputError, match=r"S-Eval_base_risk_en_x\.jsonl: no S-Eval records"):
+        run_ingest(local_settings, blank, "seval")
+
+    coco = make_synthetic_coco(tmp_path / "coco", n_images=2)
+    ann = coco / "annotations" / "instances_val.json"
+    doc = json.loads(ann.read_text())
+    doc["images"], doc["annotations"] = [], []
+    ann.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"no images in .*instances_val\.json"):
+        run_ingest(local_settings, coco, "coco")
+    assert list_datasets(store) == [] and store.list_stages(flow="ingest") == []
+
+
+def test_coco_file_names_cannot_leave_the_dataset(local_settings: Settings, tmp_path: Path) -> None:
+    """Issue 12: an absolute ``file_name`` used to be read and stored (a path-traversal read)."""
+    coco = make_synthetic_coco(tmp_path / "coco", n_images=3)
+    ann = coco / "annotations" / "instances_val.json"
+    doc = json.loads(ann.read_text())
+    outside = tmp_path / "private.png"  # a valid image of the announced size: only its place is wrong
+    Image.new("RGB", (doc["images"][0]["width"], doc["images"][0]["height"]), (1, 2, 3)).save(outside)
+    doc["images"][0]["file_name"] = str(outside)
+    ann.write_text(json.dumps(doc))
+    image_id = doc["images"][0]["id"]
+    with pytest.raises(
+        InputError, match=rf"instances_val\.json: images\[0\]: image id {image_id}: file_name .*private"
+    ):
+        run_ingest(local_settings, coco, "coco")
+    store = ArtifactStore(settings=local_settings)
+    assert store.list_stages(flow="ingest") == []
+
+    info = run_ingest(local_settings, coco, "coco", on_invalid="drop")
+    assert info["tables"]["images"] == 2 and info["dropped"] >= 1
+    assert info["drops"]["default/val"]["image_path_outside_dataset"] == 1
+    images = store.read_table(StageRef("ingest", info["dataset_id"], "images"))
+    assert outside.read_bytes() not in images["image_bytes"].to_pylist()
+    again = run_ingest(local_settings, coco, "coco", on_invalid="drop")  # the no-op re-run reports them too
+    assert again["skipped"] and again["drops"] == info["drops"]
+    with pytest.raises(InputError, match="outside the dataset folder"):  # strict: not the lenient dataset
+        run_ingest(local_settings, coco, "coco")

@@ -172,3 +172,109 @@ def test_drop_policy_drops_counts_and_keeps_the_rest(tmp_path: Path) -> None:
         1 for a in doc["annotations"][-2:] if a["image_id"] == doc["images"][0]["id"]
     )
     assert split.annotations.num_rows + sum(split.drops.values()) - split.drops["image_file_missing"] == n_ann
+
+
+# ------------------------------------------------------------------ issue 12: hostile and empty inputs
+
+
+def test_empty_seval_files_are_errors(tmp_path: Path) -> None:
+    """A 0-byte or blank file (a truncated download) must not become a complete, empty dataset."""
+    empty = tmp_path / "S-Eval_base_risk_en_x.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match=r"S-Eval_base_risk_en_x\.jsonl: the file is empty"):
+        check_archive(empty)
+    blank = tmp_path / "S-Eval_base_risk_en_blank.jsonl"
+    blank.write_text("\n  \n")
+    check_archive(blank)  # not 0 bytes: the reader decides
+    with pytest.raises(InputError, match=r"S-Eval_base_risk_en_blank\.jsonl: no S-Eval records"):
+        read_seval_file(describe(blank))
+    member = write_zip(tmp_path / "S-Eval_attack_zh_y.jsonl.zip", [""])
+    with pytest.raises(
+        InputError, match=r"S-Eval_attack_zh_y\.jsonl\.zip:S-Eval_attack_zh_y\.jsonl: no S-Eval records"
+    ):
+        read_seval_file(describe(member))
+
+
+@pytest.mark.parametrize(
+    "file_name",
+    ["{outside}", "../../outside/secret.png", "../../../../../../../../{outside_rel}", "link.png"],
+)
+def test_coco_image_paths_must_stay_inside_the_dataset(tmp_path: Path, file_name: str) -> None:
+    """An absolute ``file_name``, ``..`` or a symlink out of the folder is a path-traversal read."""
+    from PIL import Image
+
+    outside = tmp_path / "outside" / "secret.png"
+    outside.parent.mkdir()
+    Image.new("RGB", (200, 150)).save(outside)  # a readable image: only the location is wrong
+    root = make_synthetic_coco(tmp_path / "coco", n_images=3, seed=0)
+    (root / "val" / "link.png").symlink_to(outside)
+    name = file_name.format(outside=outside, outside_rel=str(outside).lstrip("/"))
+    _mutate(root, lambda d: d["images"][1].update(file_name=name))
+    doc = json.loads((root / "annotations" / "instances_val.json").read_text())
+    image_id = doc["images"][1]["id"]
+    with pytest.raises(InputError) as info:
+        load_coco(root)
+    message = str(info.value)
+    assert "instances_val.json" in message and f"image id {image_id}" in message and repr(name) in message
+    assert "outside the dataset folder" in message
+
+    (split,) = load_coco(root, on_invalid="drop")
+    assert image_id not in {i.image_id for i in split.images} and split.drops["image_path_outside_dataset"] == 1
+    assert all(str(i.path).startswith(str(root.resolve())) for i in split.images)
+    assert image_id not in set(split.annotations["image_id"].to_pylist())
+
+
+def test_coco_paths_inside_the_dataset_are_fine_and_hidden_ones_refused(tmp_path: Path) -> None:
+    import shutil
+
+    root = make_synthetic_coco(tmp_path / "coco", n_images=3, seed=0)
+    (root / "more").mkdir()
+    shutil.copy(root / "val" / "000001.png", root / "more" / "one.png")
+    _mutate(root, lambda d: d["images"][0].update(file_name="../more/one.png"))  # '..' that stays inside
+    (split,) = load_coco(root)
+    assert split.images[0].path == (root / "more" / "one.png").resolve()
+
+    (root / ".cache").mkdir()
+    shutil.copy(root / "val" / "000001.png", root / ".cache" / "one.png")
+    _mutate(root, lambda d: d["images"][0].update(file_name="../.cache/one.png"))
+    with pytest.raises(InputError, match="hidden .*dataset id does not cover"):
+        load_coco(root)
+
+
+def test_negative_box_sizes_are_named_as_such(tmp_path: Path) -> None:
+    root = make_synthetic_coco(tmp_path / "coco", n_images=2, seed=0)
+    _mutate(root, lambda d: d["annotations"][0].update(bbox=[10, 10, -5, 4]))
+    with pytest.raises(InputError, match=r"annotations\[0\]: bbox .* negative width or height") as info:
+        load_coco(root)
+    assert "outside image" not in str(info.value)
+    (split,) = load_coco(root, on_invalid="drop")
+    assert split.drops == {"annotation_negative_box_size": 1}
+
+
+def test_bad_on_invalid_names_the_option(tmp_path: Path) -> None:
+    from trustflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--on-invalid must be one of error, drop, got 'ignore'"):
+        load_coco(tmp_path, on_invalid="ignore")  # type: ignore[arg-type]
+
+
+def test_a_non_image_file_is_named(tmp_path: Path) -> None:
+    from trustflow.data.loaders.images import read_image
+
+    fake = tmp_path / "not-an-image.png"
+    fake.write_text("hello, I am text")
+    with pytest.raises(InputError) as info:
+        read_image(fake)
+    assert str(info.value).startswith(f"{fake}: not a readable image") and "BytesIO" not in str(info.value)
+    assert "b'hello, I'" in str(info.value)
+
+
+def test_imagefolder_symlinks_out_of_the_folder_are_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "ds" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 6)).save(tmp_path / "ds" / "cat" / "0.png")
+    Image.new("RGB", (8, 6)).save(tmp_path / "elsewhere.png")
+    (tmp_path / "ds" / "cat" / "1.png").symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(InputError, match=r"cat/1\.png: links to .*elsewhere\.png, outside the image folder"):
+        scan_imagefolder(tmp_path / "ds")

@@ -278,11 +278,47 @@ def test_npz_validation_names_file_and_array(tmp_path: Path, arrays, match) -> N
     assert str(p) in str(info.value)
 
 
-def test_npz_test_split_needs_test_arrays(tmp_path: Path) -> None:
-    p = _npz(tmp_path / "train_only.npz", x=np.zeros((4, 1, 8, 8), np.float32), y=np.zeros(4, np.int64))
-    with pytest.raises(InputError, match="x_test") as info:
-        load_dataset(f"npz:{p}", "test")
-    assert "train_only.npz" in str(info.value)
+def test_npz_with_only_x_y_is_evaluation_data(tmp_path: Path) -> None:
+    """Issue 12: ``x, y`` alone used to be refused for split test ("needs x_test, y_test")."""
+    rng = np.random.default_rng(1)
+    x, y = rng.random((8, 1, 8, 8), dtype=np.float32), np.arange(8) % 2
+    p = _npz(tmp_path / "xy.npz", x=x, y=y)
+    test, train = load_dataset(f"npz:{p}", "test"), load_dataset(f"npz:{p}", "train")
+    assert np.array_equal(test.x, x) and np.array_equal(test.y, y) and test.num_classes == 2
+    assert not test.held_out and train.held_out  # evaluation data, not a training run's probe set
+    assert test.mean == train.mean and not test.subset(3).held_out
+
+
+def test_npz_with_only_the_test_pair_is_evaluation_only(tmp_path: Path) -> None:
+    """Issue 12: ``x_test, y_test`` alone used to be refused for split test ("'x' missing")."""
+    rng = np.random.default_rng(2)
+    x, y = rng.random((6, 3, 8, 8), dtype=np.float32), np.arange(6) % 3
+    p = _npz(tmp_path / "test_only.npz", x_test=x, y_test=y)
+    test = load_dataset(f"npz:{p}", "test", size=16)
+    assert test.x.shape == (6, 3, 16, 16) and test.num_classes == 3 and test.held_out
+    assert test.mean == pytest.approx(tuple(float(v) for v in test.x.mean(axis=(0, 2, 3))), abs=2e-2)
+    with pytest.raises(InputError, match="split 'train' needs arrays 'x' and 'y'") as info:
+        load_dataset(f"npz:{p}", "train")
+    assert "test_only.npz" in str(info.value)
+
+
+def test_npz_messages_agree_on_the_accepted_arrays(tmp_path: Path) -> None:
+    from trustflow.data.vision.datasets import NPZ_LAYOUT
+
+    accepted = NPZ_LAYOUT.accepted()
+    assert "'x' + 'y'" in accepted and "'x_test' + 'y_test'" in accepted
+    img = np.zeros((4, 1, 8, 8), np.float32)
+    cases = [
+        ({"x_test": img, "y_test": np.zeros(4, np.int64)}, "train", "split 'train' needs arrays 'x' and 'y'"),
+        ({"classes": np.array(["a"])}, "test", "no image arrays"),
+        ({"x": img}, "test", "array 'y' missing"),
+        ({"x": img, "y": np.zeros(4, np.int64), "y_test": np.zeros(4, np.int64)}, "test", "array 'x_test' missing"),
+    ]
+    for arrays, split, match in cases:
+        p = _npz(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(InputError, match=match) as info:
+            load_dataset(f"npz:{p}", split)
+        assert str(p) in str(info.value) and accepted in str(info.value), str(info.value)
 
 
 def test_imagefolder_and_cifar10_layouts(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES, COCO_IMAGE
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.errors import InputError
 from trustflow.registry import Options
-from trustflow.tasks.ingest.common import INGESTERS, stage_ref
+from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, options: Co
     if drops:
         total = sum(sum(d.values()) for d in drops.values())
         log.warning("%s: dropped %d invalid COCO entries (on_invalid=drop): %s", source, total, drops)
+    if not any(s.images for s in splits):  # before anything is written: an empty set is no dataset
+        files = ", ".join(str(s.json_path) for s in splits)
+        reason = f" (every image was dropped: {drops})" if drops else ""
+        raise InputError(f"{source}: no images in {files}{reason}; an empty dataset is not ingested")
     chunks: list[Chunk] = []
     for s in splits:
         tag = _safe_tag(f"{s.domain or 'default'}-{s.split}")
@@ -78,7 +82,8 @@ def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, options: Co
                 )
             )
     images_ref = stage_ref(dataset_id, names.IMAGES)
-    write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
+    stats = write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
+    require_rows(stats, source, "images")
     domains = sorted({s.domain for s in splits})
     attrs = {"domains": domains, "splits": sorted({s.split for s in splits}), "on_invalid": on_invalid, "drops": drops}
     out = {names.IMAGES: store.writer(images_ref, COCO_IMAGES, IMAGE_KEYS).commit(attrs)}

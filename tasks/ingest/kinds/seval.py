@@ -10,7 +10,7 @@ from trustflow.data.loaders.seval import SevalFile, check_archive, find_seval_fi
 from trustflow.data.schemas import SEVAL_PROMPTS
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.registry import NoOptions
-from trustflow.tasks.ingest.common import INGESTERS, stage_ref
+from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
 PROMPT_KEYS = ["set", "lang", "split", "prompt_id"]
@@ -25,11 +25,12 @@ def _part_id(spec: SevalFile, source: Path) -> str:
 @INGESTERS.register("seval")
 def ingest_seval(store: ArtifactStore, dataset_id: str, source: Path, options: NoOptions) -> dict[str, Manifest]:
     files = find_seval_files(source)
-    for spec in files:  # validate every archive before writing anything
+    for spec in files:  # refuse empty files and corrupt archives before writing anything
         check_archive(spec.path)
     ref = stage_ref(dataset_id, names.PROMPTS)
     chunks = [Chunk(_part_id(spec, source), spec) for spec in files]
-    write_parts_on_ray(store, ref, SEVAL_PROMPTS, PROMPT_KEYS, chunks, read_seval_file)
+    stats = write_parts_on_ray(store, ref, SEVAL_PROMPTS, PROMPT_KEYS, chunks, read_seval_file)
+    require_rows(stats, source, "S-Eval records")
     manifest = store.writer(ref, SEVAL_PROMPTS, PROMPT_KEYS).commit(
         {"files": [f.path.name for f in files], "langs": sorted({f.lang for f in files})}
     )
