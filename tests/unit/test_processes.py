@@ -37,3 +37,14 @@ def test_free_port_pairs() -> None:
     port = free_port_with_grpc()
     assert 20000 <= port <= 55535
     assert not port_open(port) and not port_open(port + 10000)
+
+
+def test_ray_token_is_private_and_never_replaced(tmp_path: Path) -> None:
+    from trustflow.infra.local_credentials import ensure_ray_token
+
+    path = ensure_ray_token(tmp_path / "home")
+    token = path.read_text()
+    assert len(token) == 64 and path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert ensure_ray_token(tmp_path / "home") == path and path.read_text() == token, "running clusters read it"
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file left behind"
