@@ -7,8 +7,9 @@ relay (``trustflow events relay``, which runs ``weed filer.meta.tail``) and ``tr
 serve`` (the tiny random LLM). Then every TCP socket in LISTEN state owned by those processes
 or any of their descendants must be bound to a loopback address (127.0.0.0/8, ::1, or
 ::ffff:127.x on a dual-stack socket). Loopback alone still admits every local user, so the
-local Ray's GCS must also refuse calls without its token. Only what this module started is
-stopped.
+local Ray's GCS must also refuse calls without its token, and SeaweedFS must serve the bucket
+only through S3 with credentials (not through the filer's or master's HTTP APIs). Only what
+this module started is stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -311,3 +315,43 @@ def test_local_ray_refuses_calls_without_its_token(services: Services) -> None:
         assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
         reply = stub.GetClusterId(request, timeout=10, metadata=[("authorization", f"Bearer {token}")])
         assert reply.cluster_id
+
+
+def http(request: urllib.request.Request) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_seaweedfs_serves_the_bucket_only_through_authenticated_s3(seaweedfs: Any) -> None:
+    from trustflow.data.store.location import s3_client
+    from trustflow.settings import load_settings
+
+    s3 = s3_client(load_settings(s3_endpoint_url=seaweedfs.endpoint_url))
+    bucket, c = seaweedfs.config.bucket, seaweedfs.config
+    prefix = f"exposure-{uuid.uuid4().hex[:8]}"
+    secret = b"only for credentialed clients " + uuid.uuid4().hex.encode()
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/secret.txt", Body=secret)
+    filer, master = f"http://127.0.0.1:{c.filer_port}", f"http://127.0.0.1:{c.master_port}"
+    probes = {
+        "filer GET": urllib.request.Request(f"{filer}/buckets/{bucket}/{prefix}/secret.txt"),
+        "filer listing": urllib.request.Request(
+            f"{filer}/buckets/{bucket}/{prefix}/", headers={"Accept": "application/json"}
+        ),
+        "filer PUT": urllib.request.Request(f"{filer}/buckets/{bucket}/{prefix}/planted.txt", data=b"x", method="PUT"),
+        "master file-id assignment": urllib.request.Request(f"{master}/dir/assign"),
+        "anonymous S3 GET": urllib.request.Request(f"{seaweedfs.endpoint_url}/{bucket}/{prefix}/secret.txt"),
+    }
+    answered = {}
+    for name, request in probes.items():
+        status, body = http(request)
+        if status < 400 or secret in body:
+            answered[name] = f"{status} {body[:100]!r}"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    if keys != [f"{prefix}/secret.txt"]:
+        answered["bucket after the probes"] = f"written without credentials: {keys}"
+    assert not answered, "SeaweedFS answered without credentials:\n" + "\n".join(
+        f"  {k}: {v}" for k, v in answered.items()
+    )
