@@ -178,10 +178,12 @@ def local_ray(home: Path) -> Iterator[RayDriver]:
     )
     try:
         assert driver.stdout is not None
-        line = driver.stdout.readline()
-        if not line.startswith("READY "):
+        seen = []
+        while (line := driver.stdout.readline()) and not line.startswith("READY "):
+            seen.append(line)  # anything a library printed first
+        if not line:
             driver.kill()
-            raise AssertionError(f"local Ray did not start: {line}{driver.communicate(timeout=30)[1][-3000:]}")
+            raise AssertionError(f"local Ray did not start: {''.join(seen)}{driver.communicate(timeout=30)[1][-3000:]}")
         _, gcs_address, token_path = line.split()
         yield RayDriver(driver.pid, gcs_address, None if token_path == "-" else Path(token_path))
     finally:
