@@ -17,7 +17,9 @@ Exposure (checked against SeaweedFS 4.48; docs/operations.md has the user-facing
   ``weed filer.meta.tail`` does too.
 * What stays open to other *local* users: the unauthenticated gRPC ports (a ``weed`` client
   can read and write the filer through them) and the volume server's HTTP reads by file id.
-  Closing those needs SeaweedFS's mTLS/JWT ``security.toml``; we do not manage one. The data
+  Closing those needs SeaweedFS's gRPC mutual TLS (``security.toml`` or ``WEED_GRPC_*``
+  variables; with 4.48 a client without a certificate is then refused) and volume JWTs;
+  not set up here, since every ``weed`` client we run (the relay) would need the certificates. The data
   directory itself is private (0700, see ``ManagedProcess``), so the files are not readable.
 * ``-master.telemetry=false``: no statistics are sent to seaweedfs.com.
 * Logging stays at weed's default, where the log has no credentials. With ``-v=0`` or more
