@@ -2,6 +2,11 @@
 
 The pid file records the pid *and* the process start time; a recycled pid belonging to
 another program never matches, so we never signal a process we did not start.
+
+A service's state directory (SeaweedFS keeps its data there too) is made private (0700) and
+its log file 0600 when it starts: logs can name identities (SeaweedFS logs the S3 access key
+id at ``-v>=0``) and the data is the bucket's content, neither of which other local users
+should read.
 """
 
 from __future__ import annotations
@@ -106,7 +111,10 @@ class ManagedProcess:
         if self.running_pid() is not None:
             raise ServiceError(f"{self.name} already running (pid file {self.pid_file})")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
+        os.chmod(self.state_dir, 0o700)
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # an older log may predate this
+        with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(
                 list(argv),
                 stdout=log,

@@ -4,6 +4,28 @@
 configured credentials and the bucket exists; ``down`` stops only the process recorded in
 our pid file. Any other S3-compatible endpoint (AWS, MinIO, a remote SeaweedFS) needs none
 of this: point ``s3_endpoint_url``/``store_url`` at it instead.
+
+Exposure (checked against SeaweedFS 4.48; docs/operations.md has the user-facing summary):
+
+* Every listener binds 127.0.0.1 (``-ip``/``-ip.bind``): S3, master, volume, filer, their
+  gRPC ports (+10000) and the admin server ``weed mini`` always runs (its HTTP port
+  defaults to 23646, gRPC +10000; with ``-admin.ui=false`` its HTTP answers only
+  ``/health``). WebDAV, the Iceberg and Lance catalogs are off.
+* Only S3 checks credentials. ``-disableHttp`` turns the filer's and master's HTTP APIs off
+  (404): by default the filer serves, lists *and accepts writes to* every bucket with no
+  credentials. Nothing here uses them: S3 talks to the filer over gRPC and the event relay's
+  ``weed filer.meta.tail`` does too.
+* What stays open to other *local* users: the unauthenticated gRPC ports (a ``weed`` client
+  can read and write the filer through them) and the volume server's HTTP reads by file id.
+  Closing those needs SeaweedFS's gRPC mutual TLS (``security.toml`` or ``WEED_GRPC_*``
+  variables; with 4.48 a client without a certificate is then refused) and volume JWTs;
+  not set up here, since every ``weed`` client we run (the relay) would need the certificates. The data
+  directory itself is private (0700, see ``ManagedProcess``), so the files are not readable.
+* ``-master.telemetry=false``: no statistics are sent to seaweedfs.com.
+* Logging stays at weed's default, where the log has no credentials. With ``-v=0`` or more
+  weed logs the admin identity's *access key id* (``Added admin identity from AWS environment
+  variables: ... accessKey=...``), never the secret; readiness is checked through S3, not the
+  log, so the level does not matter to us.
 """
 
 from __future__ import annotations
@@ -68,6 +90,8 @@ class SeaweedFS:
             f"-filer.port.grpc={c.filer_port + 10000}",
             f"-volume.port={c.volume_port}",
             f"-volume.port.grpc={c.volume_port + 10000}",
+            "-disableHttp",  # filer/master HTTP APIs: no credentials checked; S3 needs neither
+            "-master.telemetry=false",
             "-webdav=false",
             "-admin.ui=false",
             "-s3.port.iceberg=0",

@@ -37,3 +37,27 @@ def test_free_port_pairs() -> None:
     port = free_port_with_grpc()
     assert 20000 <= port <= 55535
     assert not port_open(port) and not port_open(port + 10000)
+
+
+def test_ray_token_is_private_and_never_replaced(tmp_path: Path) -> None:
+    from trustflow.infra.local_credentials import ensure_ray_token
+
+    path = ensure_ray_token(tmp_path / "home")
+    token = path.read_text()
+    assert len(token) == 64 and path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert ensure_ray_token(tmp_path / "home") == path and path.read_text() == token, "running clusters read it"
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file left behind"
+
+
+def test_service_state_dir_and_log_are_private(tmp_path: Path) -> None:
+    state = tmp_path / "svc"
+    state.mkdir(mode=0o755)
+    (state / "svc.log").write_text("from an older run\n")
+    (state / "svc.log").chmod(0o644)
+    proc = ManagedProcess("svc", state)
+    proc.start(["true"])
+    proc.stop(timeout_s=5)
+    assert state.stat().st_mode & 0o777 == 0o700, "logs and data of our services are ours alone"
+    assert proc.log_file.stat().st_mode & 0o777 == 0o600
+    assert proc.log_file.read_text().startswith("from an older run"), "the log is appended to, not replaced"
