@@ -83,18 +83,18 @@ def unknown_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "")
     Why not leave it to pydantic: its error loses the file's name, and a YAML file is where a
     typo (``seaweedfs: {s3_prot: 1}``) is made; the user needs both the file and the key."""
     fields: dict[str, FieldInfo] = {}
-    for name, field in model.model_fields.items():
-        for accepted in _accepted_names(name, field):
-            fields[accepted] = field
+    for field_name, info in model.model_fields.items():
+        for accepted in _accepted_names(field_name, info):
+            fields[accepted] = info
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        field = fields.get(str(key))
-        if field is None:
+        found_field = fields.get(str(key))
+        if found_field is None:
             return dotted
-        sub, mapping = _model_of(field.annotation)
+        sub, mapping = _model_of(found_field.annotation)
         if sub is None or not isinstance(value, dict):
             continue
-        items = value.items() if mapping else [(None, value)]
+        items: list[tuple[str, Any]] = list(value.items()) if mapping else [("", value)]
         for name, item in items:
             if isinstance(item, dict):
                 found = unknown_keys(sub, item, f"{dotted}.{name}." if mapping else f"{dotted}.")
