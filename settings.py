@@ -9,11 +9,13 @@ Precedence (highest first): explicit arguments, ``TRUSTFLOW_*`` environment vari
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from trustflow.errors import ConfigError
@@ -25,6 +27,8 @@ DEFAULT_BUCKET = "trustflow"
 class LLMEndpoint(BaseModel):
     """An OpenAI-compatible chat endpoint (``vllm serve``, ``transformers serve``, a provider)."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt nested key is an error, not a no-op
+
     base_url: str
     model: str
     api_key: SecretStr | None = None
@@ -32,6 +36,8 @@ class LLMEndpoint(BaseModel):
 
 class SeaweedFSConfig(BaseModel):
     """Ports and bucket of the locally managed SeaweedFS (``trustflow storage up``)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt nested key is an error, not a no-op
 
     s3_port: int = 8333
     master_port: int = 9333
@@ -43,8 +49,58 @@ class SeaweedFSConfig(BaseModel):
 class PrefectServerConfig(BaseModel):
     """Where ``trustflow server up`` binds the Prefect server (loopback only)."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt nested key is an error, not a no-op
+
     port: int = 4200
     work_pool: str = "trustflow-process"
+
+
+def _accepted_names(name: str, field: FieldInfo) -> set[str]:
+    names = {name}
+    if field.alias:
+        names.add(field.alias)
+    if isinstance(field.validation_alias, str):
+        names.add(field.validation_alias)
+    elif isinstance(field.validation_alias, AliasChoices):
+        names.update(c for c in field.validation_alias.choices if isinstance(c, str))
+    return names
+
+
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """``(model, is_mapping)`` when a field holds a model or a ``dict[str, model]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if typing.get_origin(annotation) is dict:
+        args = typing.get_args(annotation)
+        if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+            return args[1], True
+    return None, False
+
+
+def unknown_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> str | None:
+    """The dotted name of the first key in ``data`` that ``model`` does not define, at any depth.
+
+    Why not leave it to pydantic: its error loses the file's name, and a YAML file is where a
+    typo (``seaweedfs: {s3_prot: 1}``) is made; the user needs both the file and the key."""
+    fields: dict[str, FieldInfo] = {}
+    for field_name, info in model.model_fields.items():
+        for accepted in _accepted_names(field_name, info):
+            fields[accepted] = info
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        found_field = fields.get(str(key))
+        if found_field is None:
+            return dotted
+        sub, mapping = _model_of(found_field.annotation)
+        if sub is None or not isinstance(value, dict):
+            continue
+        items: list[tuple[str, Any]] = list(value.items()) if mapping else [("", value)]
+        for name, item in items:
+            if isinstance(item, dict):
+                found = unknown_keys(sub, item, f"{dotted}.{name}." if mapping else f"{dotted}.")
+                if found:
+                    return found
+    return None
 
 
 class YamlFileSource(PydanticBaseSettingsSource):
@@ -77,6 +133,9 @@ class YamlFileSource(PydanticBaseSettingsSource):
             return {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping of settings")
+        unknown = unknown_keys(self.settings_cls, data)
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting {unknown!r} (see docs/operations.md for the settings)")
         return data
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
+import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -51,12 +54,87 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+_JSON_OUT: list[TextIO] = []  # where emit_json writes while stdout is reserved
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+@contextlib.contextmanager
+def stdout_reserved_for_json() -> Iterator[None]:
+    """While a ``--json`` command runs, stdout carries the JSON document and nothing else.
+
+    Libraries log to stdout behind our back: DeepSpeed's logger (imported by transformers)
+    has a ``StreamHandler(sys.stdout)`` and prints "Setting accelerator to CPU" on import, Ray
+    forwards worker output, C libraries print. So file descriptor 1 is pointed at stderr for
+    the whole command (whatever holds ``sys.stdout`` or fd 1, imported before or after, now
+    writes to stderr) and :func:`emit_json` writes to a duplicate of the real stdout. Where
+    stdout is not a file (a test runner's buffer) the same is done at the Python level:
+    ``sys.stdout`` and logging handlers bound to it are redirected to stderr.
+    """
+    sys.stdout.flush()
+    out_fd, err_fd = _fileno(sys.stdout), _fileno(sys.stderr)
+    if out_fd is None or err_fd is None:
+        real = sys.stdout
+        moved = [
+            h
+            for h in _all_handlers()
+            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (real, sys.__stdout__)
+        ]
+        for h in moved:
+            h.setStream(sys.stderr)
+        _JSON_OUT.append(real)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        finally:
+            _JSON_OUT.pop()
+            for h in moved:
+                h.setStream(real)
+        return
+    saved = os.dup(out_fd)
+    real_out = os.fdopen(saved, "w", encoding="utf-8")
+    os.dup2(err_fd, out_fd)
+    _JSON_OUT.append(real_out)
+    try:
+        yield
+    finally:
+        _JSON_OUT.pop()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        real_out.flush()
+        os.dup2(saved, out_fd)
+        real_out.close()
+
+
+def _all_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    return [h for lg in loggers for h in lg.handlers]
+
+
+def emit_json(data: Any, **dumps_options: Any) -> None:
+    """Print the one JSON document of a ``--json`` command on the real stdout."""
+    out = _JSON_OUT[-1] if _JSON_OUT else sys.stdout
+    out.write(json.dumps(data, **dumps_options) + "\n")
+    out.flush()
+
+
 def handle_errors(fn: F) -> F:
-    """Turn expected failures into one clear line and a non-zero exit."""
+    """Turn expected failures into one clear line and a non-zero exit; a command called with
+    ``as_json=True`` (its ``--json`` option) runs with stdout reserved for its JSON."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if kwargs.get("as_json"):
+                with stdout_reserved_for_json():
+                    return fn(*args, **kwargs)
             return fn(*args, **kwargs)
         except TrustflowError as exc:
             fail(str(exc))

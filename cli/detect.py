@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
+from trustflow.cli.common import bootstrap, console, emit_json, flow_session, handle_errors
 
 detect_app = typer.Typer(no_args_is_help=True, help="Object detector robustness (COCO-O style) and COCO scoring.")
 
@@ -106,11 +105,7 @@ def eval_cmd(
             run_label=Path(dataset).name or dataset,
         )
     if as_json:
-        print(
-            json.dumps(
-                {k: result[k] for k in ("run_id", "dataset_id", "leaderboard", "metrics", "inference")}, default=str
-            )
-        )
+        emit_json({k: result[k] for k in ("run_id", "dataset_id", "leaderboard", "metrics", "inference")}, default=str)
         return
     print_domain_table(result["metrics"], id_domain)
     print_leaderboard(result["leaderboard"], f"detector robustness {result['run_id']} on {result['dataset_id']}")
@@ -134,7 +129,7 @@ def score_cmd(
     stats = score_files(gt, dt, engine=engines[engine])
     values = stats.as_dict()
     if as_json:
-        print(json.dumps(values))
+        emit_json(values)
         return
     labels = {
         "AP": "AP @[IoU=0.50:0.95 | area=all | maxDets=100]",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 
 import typer
 from rich.table import Table
 
-from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
+from trustflow.cli.common import bootstrap, console, emit_json, flow_session, handle_errors
 
 robustness_app = typer.Typer(no_args_is_help=True, help="Robustness evaluation of image classifiers.")
 
@@ -69,7 +68,7 @@ def train_cmd(
             run_id=run_id,
         )
     if as_json:
-        print(json.dumps(result, default=str))
+        emit_json(result, default=str)
         return
     table = Table(title=f"training {result['run_id']} ({method} on {dataset})")
     for col in ("epoch", "loss", "clean", "FGSM", "PGD-10", "CO"):
@@ -150,9 +149,7 @@ def eval_cmd(
             seed=seed,
         )
     if as_json:
-        print(
-            json.dumps({"run_id": result["run_id"], "rows": result["rows"], "summary": result["summary"]}, default=str)
-        )
+        emit_json({"run_id": result["run_id"], "rows": result["rows"], "summary": result["summary"]}, default=str)
         return
     s = result["summary"]
     table = Table(title=f"{model} on {dataset} (run {result['run_id']})")

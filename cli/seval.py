@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from trustflow import names
-from trustflow.cli.common import bootstrap, console, flow_session, handle_errors
+from trustflow.cli.common import bootstrap, console, emit_json, flow_session, handle_errors
 
 if TYPE_CHECKING:  # heavy imports only where a command needs them
     import pyarrow as pa
@@ -114,7 +113,7 @@ def validate_critic_cmd(
         labelled = labelled[:limit]
     scores = validate_critic(make_critic(critic), labelled)
     if as_json:
-        print(json.dumps({"critic": critic, **scores.as_dict()}))
+        emit_json({"critic": critic, **scores.as_dict()})
         return
     table = Table(title=f"critic {critic} on {labels.name} ({scores.n} pairs)")
     for col in ("balanced accuracy", "precision", "recall", "judge-error rate"):
@@ -296,7 +295,7 @@ def suite_diff(
     store = ArtifactStore(settings.effective_store_url, settings)
     result = diff_suites(a, _any_suite(store, a), b, _any_suite(store, b))
     if as_json:
-        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        emit_json(result.as_dict(), ensure_ascii=False)
         return
     console.print(
         f"{a} → {b}: +{len(result.added)} added, −{len(result.removed)} removed, {result.common} unchanged base prompts"

@@ -26,15 +26,34 @@ robustness:                     # kind classifier
   limit: 256
 ```
 Loaded with ``yaml.safe_load``; unknown fields are errors naming the card and the field.
+
+A card is untrusted input: whoever can write to the bucket can drop one, and the
+storage-event trigger acts on it unattended. So what a card may name is an allow-list
+(:func:`check_card_allowed`, docs/operations.md "Model cards are untrusted"), checked before
+anything is loaded, read or contacted:
+
+- ``checkpoint``: a key inside the store (``confine_key``: no ``..``, absolute key, symlink out);
+- classifier ``model``: ``run:<training run>[/best|/final]`` or a registered architecture
+  (``small_cnn``, ``wide_resnet?depth=16``, ``timm:resnet18``) with no file option (``weights=``);
+  never ``ckpt:``/``torchscript:`` or a file path;
+- LLM ``model`` (and a critic's model): ``pkg:<packaged model>`` or ``endpoint:<name>`` with
+  ``name`` a key of the operator's ``llm_endpoints`` setting; never ``openai:URL``, ``hf:``/``vllm:``
+  paths or hub ids;
+- ``seval.suite``: ``auto``, ``seed-suite`` or a suite/dataset id in the store (a plain name);
+- ``robustness.dataset``: ``digits`` (every other dataset kind reads a local path);
+  attacks and corruptions: plain registry names.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trustflow.data.store.location import confine_key
 from trustflow.errors import InputError
 
 
@@ -91,8 +110,130 @@ class ModelCard(BaseModel):
         return self
 
 
-def parse_model_card(text: str | bytes, where: str) -> ModelCard:
-    """Validate a card; errors name ``where`` (the object key) and the offending field."""
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")  # a store name / registry name
+_SPEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_OPTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_.+-]*$")
+CARD_LLM_SCHEMES = ("pkg", "endpoint")
+CLASSIFIER_FILE_SCHEMES = ("ckpt", "torchscript")
+CLASSIFIER_FILE_OPTIONS = ("weights",)  # options whose value is a local file
+RUN_MODELS = ("best", "final")
+CHECKPOINT_FILE_SUFFIXES = (".pt", ".pth", ".ckpt", ".ts", ".torchscript")  # a bare name here is a file path
+
+
+class CardNotAllowed(ValueError):
+    """A card names something outside the allow-list; ``field`` is the dotted card field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _split_spec(spec: str) -> tuple[str, str | None, list[str]]:
+    """``name[:target][?k=v&k=v]`` → (name, target, options), without interpreting them."""
+    head, _, query = spec.partition("?")
+    name, sep, target = head.partition(":")
+    return name, (target if sep else None), [o for o in query.split("&")] if query else []
+
+
+def check_llm_spec(field: str, spec: str, endpoints: Iterable[str]) -> None:
+    """An LLM a card may name: ``pkg:NAME`` or ``endpoint:NAME`` with NAME a configured endpoint."""
+    allowed = sorted(endpoints)
+    scheme, _, target = spec.strip().partition(":")
+    if scheme not in CARD_LLM_SCHEMES or not _SPEC_NAME.match(target):
+        raise CardNotAllowed(
+            field,
+            f"{spec!r} is not allowed in a model card: use pkg:<packaged model> or endpoint:<name> with a name "
+            f"from the llm_endpoints setting ({', '.join(allowed) or 'none configured'}); URLs and local paths "
+            "are refused because anyone who can write to the bucket can write a card",
+        )
+    if scheme == "endpoint" and target not in allowed:
+        raise CardNotAllowed(
+            field,
+            f"endpoint {target!r} is not in the llm_endpoints setting ({', '.join(allowed) or 'none configured'})",
+        )
+
+
+def check_classifier_spec(field: str, spec: str) -> None:
+    """A classifier a card may name: ``run:<id>[/best|/final]`` or an architecture without file options."""
+    text = spec.strip()
+    name, target, options = _split_spec(text)
+    if name == "run" and target is not None and not options:
+        run_id, _, which = target.partition("/")
+        if _PLAIN_NAME.match(run_id) and which in ("", *RUN_MODELS):
+            return
+        raise CardNotAllowed(field, f"{spec!r}: use run:<training run id>[/best|/final]")
+    if name in CLASSIFIER_FILE_SCHEMES or name.lower().endswith(CHECKPOINT_FILE_SUFFIXES):
+        raise CardNotAllowed(
+            field, f"{spec!r}: a card cannot load a file; put the checkpoint in the store and name it in 'checkpoint'"
+        )
+    bad_target = target is not None and not _SPEC_NAME.match(target)
+    bad_option = next(
+        (o for o in options if not _OPTION.match(o) or o.partition("=")[0] in CLASSIFIER_FILE_OPTIONS), None
+    )
+    if not _SPEC_NAME.match(name) or bad_target or bad_option is not None:
+        what = f"option {bad_option!r}" if bad_option is not None else "a file path"
+        raise CardNotAllowed(
+            field,
+            f"{spec!r}: {what} is not allowed in a model card; use a registered architecture "
+            "(e.g. small_cnn, wide_resnet?depth=16), run:<training run> or a 'checkpoint' key in the store",
+        )
+
+
+def check_critic_spec(field: str, spec: str, endpoints: Iterable[str]) -> None:
+    """A critic a card may name: a registered critic, its model (if any) an allowed LLM."""
+    name, target, options = _split_spec(spec.strip())
+    if not _SPEC_NAME.match(name):
+        raise CardNotAllowed(field, f"{spec!r} is not a critic name")
+    bad = next((o for o in options if not _OPTION.match(o)), None)
+    if bad is not None:
+        raise CardNotAllowed(field, f"{spec!r}: option {bad!r} is not allowed in a model card")
+    if target is not None:
+        check_llm_spec(field, target, endpoints)
+
+
+def check_card_allowed(card: ModelCard, endpoints: Iterable[str]) -> None:
+    """Raise ``CardNotAllowed`` naming the field unless everything ``card`` names is on the allow-list."""
+    endpoints = list(endpoints)
+    if card.checkpoint is not None:
+        try:
+            confine_key(card.checkpoint)
+        except InputError as exc:
+            raise CardNotAllowed("checkpoint", str(exc)) from None
+    if card.model is not None:
+        if card.kind == "llm":
+            check_llm_spec("model", card.model, endpoints)
+        else:
+            check_classifier_spec("model", card.model)
+    if card.seval is not None:
+        if not _PLAIN_NAME.match(card.seval.suite):
+            raise CardNotAllowed(
+                "seval.suite", f"{card.seval.suite!r}: use auto, seed-suite or a suite id in the store"
+            )
+        check_critic_spec("seval.critic", card.seval.critic, endpoints)
+    if card.robustness is not None:
+        req = card.robustness
+        if req.dataset != "digits":
+            raise CardNotAllowed(
+                "robustness.dataset",
+                f"{req.dataset!r}: a model card can only use digits (other datasets read local paths)",
+            )
+        for group, values in (("attacks", req.attacks), ("corruptions", req.corruptions)):
+            bad = next((v for v in values if not _SPEC_NAME.match(v)), None)
+            if bad is not None:
+                raise CardNotAllowed(f"robustness.{group}", f"{bad!r} is not a plain {group[:-1]} name")
+
+
+def configured_endpoints() -> list[str]:
+    """Names of the ``llm_endpoints`` setting: the only remote LLMs a card may reach."""
+    from trustflow.settings import load_settings
+
+    return sorted(load_settings().llm_endpoints)
+
+
+def parse_model_card(text: str | bytes, where: str, endpoints: Iterable[str] | None = None) -> ModelCard:
+    """Validate a card and check it against the allow-list; errors name ``where`` (the object
+    key) and the offending field. ``endpoints``: the allowed ``endpoint:`` names (default: the
+    configured ``llm_endpoints``)."""
     try:
         doc: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -100,8 +241,13 @@ def parse_model_card(text: str | bytes, where: str) -> ModelCard:
     if not isinstance(doc, dict):
         raise InputError(f"{where}: a model card is a YAML mapping (name, kind, model | checkpoint, …)")
     try:
-        return ModelCard.model_validate(doc)
+        card = ModelCard.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "card"
         raise InputError(f"{where}: field {field!r}: {first['msg']}") from None
+    try:
+        check_card_allowed(card, configured_endpoints() if endpoints is None else endpoints)
+    except CardNotAllowed as exc:
+        raise InputError(f"{where}: field {exc.field!r}: {exc}") from None
+    return card

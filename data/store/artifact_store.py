@@ -15,6 +15,7 @@ and ``commit`` refuses to publish duplicate keys.
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -29,9 +30,9 @@ import pyarrow.parquet as pq
 
 import trustflow
 from trustflow.data.schemas import SCHEMA_NAME_KEY, SCHEMA_VERSION_KEY, VersionedSchema
-from trustflow.data.store.location import StoreLocation, make_filesystem, parse_store_url
+from trustflow.data.store.location import StoreLocation, confine_key, make_filesystem, parse_store_url
 from trustflow.data.store.manifest import MANIFEST_NAME, Manifest, PartInfo
-from trustflow.errors import StageNotFound, StoreError
+from trustflow.errors import InputError, StageNotFound, StoreError
 from trustflow.settings import Settings, load_settings
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
@@ -79,7 +80,36 @@ class ArtifactStore:
 
     # ---- paths -------------------------------------------------------------------------
     def path(self, *relparts: str) -> str:
-        return "/".join([self.location.root, *[p.strip("/") for p in relparts if p]])
+        """The storage path of a key given as parts (``path("runs", flow, run_id)``).
+
+        Every key is confined to the store (``confine_key``: no ``..``, absolute keys, empty
+        segments, backslashes; on a local store no symlink out of the root either):
+        ``InputError`` naming the key otherwise. Empty parts are skipped; no parts is the root.
+        """
+        key = "/".join(p for p in relparts if p)
+        if not key:
+            return self.location.root
+        return self.confined(f"{self.location.root.rstrip('/')}/{confine_key(key)}", key)
+
+    def confined(self, path: str, key: str | None = None) -> str:
+        """``path`` if it lies inside the store; ``InputError`` naming ``key`` (or the path) otherwise.
+
+        Checked again by every read and write, so a path built by hand (or joined from an
+        untrusted key outside ``path``) cannot address anything outside the store either.
+        """
+        root = self.location.root.rstrip("/")
+        shown = key if key is not None else path
+        if path == root:
+            return path
+        if not path.startswith(root + "/"):
+            raise InputError(f"store key {shown!r}: outside the store {self.url}")
+        confine_key(path[len(root) + 1 :])
+        if self.location.scheme == "file":
+            real_root = os.path.realpath(root)
+            real = os.path.realpath(path)  # follows every symlink on the way, existing or not
+            if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+                raise InputError(f"store key {shown!r}: resolves through a symlink to {real}, outside the store")
+        return path
 
     def stage_uri(self, ref: StageRef) -> str:
         return f"{self.url}/{ref.relpath}"
@@ -99,6 +129,7 @@ class ArtifactStore:
         S3: encoded into memory first and uploaded whole — closing a pyarrow S3 stream
         completes the upload even after ``produce`` failed, which would publish a torn file.
         """
+        self.confined(path)
         parent = path.rsplit("/", 1)[0]
         if self.location.scheme == "file":
             self.fs.create_dir(parent, recursive=True)
@@ -119,7 +150,7 @@ class ArtifactStore:
                 out.write(payload)
 
     def read_bytes(self, path: str) -> bytes:
-        with self.fs.open_input_stream(path) as src:
+        with self.fs.open_input_stream(self.confined(path)) as src:
             return src.read()
 
     # ---- manifests ---------------------------------------------------------------------

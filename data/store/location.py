@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from trustflow.errors import StoreError
+from trustflow.errors import InputError, StoreError
 from trustflow.settings import Settings
 
 
@@ -24,6 +24,29 @@ class StoreLocation:
     scheme: str
     root: str
     bucket: str | None = None
+
+
+def confine_key(key: str) -> str:
+    """``key`` as a relative path that cannot leave the store root; ``InputError`` naming it if not.
+
+    A key comes from untrusted places (a model card, an event's object key), and
+    ``ArtifactStore.path`` joins it under the root: ``..``, an absolute key, an empty segment
+    (``a//b``), ``.``, a backslash or a control character could address something outside the
+    store (``file://``) or another prefix of the bucket (``s3://``, where the server may
+    normalise ``..``). One trailing ``/`` (a folder) is tolerated and dropped.
+    """
+    if not isinstance(key, str) or not key:
+        raise InputError(f"store key {key!r}: empty")
+    if key.startswith("/"):
+        raise InputError(f"store key {key!r}: absolute keys are not allowed (keys are relative to the store root)")
+    if "\\" in key or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InputError(f"store key {key!r}: backslashes and control characters are not allowed")
+    body = key[:-1] if key.endswith("/") else key
+    for segment in body.split("/"):
+        if segment in ("", ".", ".."):
+            what = "an empty segment" if not segment else f"a {segment!r} segment"
+            raise InputError(f"store key {key!r}: {what} is not allowed (keys must stay inside the store)")
+    return body
 
 
 def parse_store_url(url: str) -> StoreLocation:

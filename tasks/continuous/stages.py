@@ -64,11 +64,32 @@ def classifier_spec(store: ArtifactStore, card: ModelCard, workdir: Path) -> str
     assert card.checkpoint is not None
     try:
         data = store.read_bytes(store.path(card.checkpoint))
+    except InputError as exc:  # a key outside the store (``..``, absolute, symlink out)
+        raise InputError(f"model card {card.name}: field 'checkpoint': {exc}") from None
     except (FileNotFoundError, OSError):
         raise InputError(f"model card {card.name}: checkpoint {card.checkpoint} not found in {store.url}") from None
     local = workdir / Path(card.checkpoint).name
     local.write_bytes(data)
     return f"{card.checkpoint_format}:{local}"
+
+
+def check_classifier_registered(card: ModelCard, rel: str) -> None:
+    """A classifier card's ``model`` must be ``run:`` or a registered architecture: the card
+    allow-list (``data.model_card``) refuses file specs by their shape; this second check
+    asks the registry, so a name the classifier grammar would read as a file never loads."""
+    if card.kind != "classifier" or card.model is None:
+        return
+    from trustflow.models.vision.architectures import CLASSIFIERS
+    from trustflow.models.vision.spec import RUN
+    from trustflow.models.vision.spec import classifier_spec as parse_classifier
+
+    try:
+        name = parse_classifier(card.model).name
+    except ConfigError as exc:
+        raise InputError(f"{rel}: field 'model': {exc}") from None
+    if name != RUN and name not in CLASSIFIERS.names():
+        known = ", ".join(sorted(CLASSIFIERS.names()))
+        raise InputError(f"{rel}: field 'model': {card.model!r} is not run:<training run> or an architecture ({known})")
 
 
 def card_for_object(store: ArtifactStore, rel: str) -> ModelCard | None:
@@ -81,7 +102,9 @@ def card_for_object(store: ArtifactStore, rel: str) -> ModelCard | None:
             text = store.read_bytes(store.path(rel))
         except (FileNotFoundError, OSError):
             raise InputError(f"model card {rel} not found in {store.url} (deleted before the run started?)") from None
-        return parse_model_card(text, rel)
+        card = parse_model_card(text, rel)
+        check_classifier_registered(card, rel)
+        return card
     if suffix in CHECKPOINT_SUFFIXES:
         name = "-".join(Path(rel).with_suffix("").parts[1:])[:80] or Path(rel).stem
         return ModelCard(name=name, kind="classifier", checkpoint=rel, checkpoint_format=CHECKPOINT_SUFFIXES[suffix])  # type: ignore[arg-type]

@@ -81,3 +81,25 @@ def test_unreadable_part_is_named_at_commit(s3_settings) -> None:  # noqa: ANN00
     store.write_bytes_atomic(store.path(ref.relpath, "parts", "part-bad.parquet"), b"not parquet at all")
     with pytest.raises(StoreError, match="part part-bad.parquet is unreadable"):
         store.writer(ref, DATASET_SUMMARY, ["table"]).commit()
+
+
+@pytest.mark.parametrize(
+    "key", ["../neighbour/secret.txt", "a/../../neighbour/secret.txt", "/neighbour/secret.txt", "a//b"]
+)
+def test_keys_cannot_leave_the_store_prefix(s3_settings, seaweedfs, key: str) -> None:  # noqa: ANN001
+    """Another prefix of the same bucket (another team's store) is out of reach of any key."""
+    from trustflow.data.store.location import s3_client
+    from trustflow.errors import InputError
+
+    bucket = seaweedfs.config.bucket
+    neighbour = f"{s3_settings.store_url.removeprefix(f's3://{bucket}/')}-neighbour"
+    s3 = s3_client(s3_settings)
+    s3.put_object(Bucket=bucket, Key=f"{neighbour}/secret.txt", Body=b"canary")
+    store = ArtifactStore(f"s3://{bucket}/{neighbour.removesuffix('-neighbour')}", s3_settings)
+    hostile = key.replace("neighbour", neighbour.rsplit("/", 1)[-1])
+    with pytest.raises(InputError, match="store key") as err:
+        store.read_bytes(store.path(hostile))
+    assert repr(hostile) in str(err.value)
+    with pytest.raises(InputError, match="store key"):
+        store.write_bytes_atomic(store.path(hostile), b"overwritten")
+    assert s3.get_object(Bucket=bucket, Key=f"{neighbour}/secret.txt")["Body"].read() == b"canary"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,81 @@ def test_leaderboard_rows_from_evaluation_results() -> None:
         ("adaptive_asr", None),
         ("judge_error_rate", None),
     ]
+
+
+ENDPOINTS = ["judge"]
+
+
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("kind: classifier\ncheckpoint: ../../../../etc/passwd\n", "checkpoint"),
+        ("kind: classifier\ncheckpoint: /etc/passwd\n", "checkpoint"),
+        ("kind: classifier\ncheckpoint: models//x.pt\n", "checkpoint"),
+        ("kind: classifier\nmodel: ckpt:/etc/passwd\n", "model"),
+        ("kind: classifier\nmodel: torchscript:/tmp/evil.ts\n", "model"),
+        ("kind: classifier\nmodel: /tmp/evil.pt\n", "model"),
+        ("kind: classifier\nmodel: evil.pt\n", "model"),
+        ("kind: classifier\nmodel: timm:resnet18?weights=/etc/passwd\n", "model"),
+        ("kind: classifier\nmodel: timm:resnet18?weights=w.safetensors\n", "model"),
+        ("kind: classifier\nmodel: run:../../x/final\n", "model"),
+        ("kind: llm\nmodel: openai:http://169.254.169.254/latest/meta-data#m\n", "model"),
+        ("kind: llm\nmodel: hf:/etc\n", "model"),
+        ("kind: llm\nmodel: vllm:/models/qwen\n", "model"),
+        ("kind: llm\nmodel: endpoint:not-configured\n", "model"),
+        ("kind: llm\nmodel: pkg:../../x\n", "model"),
+        ("kind: llm\nmodel: pkg:smollm2-135m\nseval: {critic: 'llm:openai:http://10.0.0.1/v1'}\n", "seval.critic"),
+        ("kind: llm\nmodel: pkg:smollm2-135m\nseval: {critic: 'embed:/etc/passwd'}\n", "seval.critic"),
+        ("kind: llm\nmodel: pkg:smollm2-135m\nseval: {suite: /etc/suite}\n", "seval.suite"),
+        ("kind: classifier\nmodel: small_cnn\nrobustness: {dataset: 'npz:/etc/passwd'}\n", "robustness.dataset"),
+        ("kind: classifier\nmodel: small_cnn\nrobustness: {attacks: ['../pgd']}\n", "robustness.attacks"),
+    ],
+)
+def test_hostile_cards_are_refused_naming_card_and_field(text: str, field: str) -> None:
+    """The card allow-list: nothing outside the store, no URL or endpoint the operator did not configure."""
+    with pytest.raises(InputError, match=rf"^models/evil.yaml: field '{re.escape(field)}': "):
+        parse_model_card(f"name: evil\n{text}", "models/evil.yaml", ENDPOINTS)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kind: classifier\ncheckpoint: models/resnet/final.pt\n",
+        "kind: classifier\nmodel: small_cnn\n",
+        "kind: classifier\nmodel: wide_resnet?depth=16&width=4\n",
+        "kind: classifier\nmodel: timm:resnet18\n",
+        "kind: classifier\nmodel: run:train-abc/best\n",
+        "kind: llm\nmodel: pkg:qwen2.5-1.5b\n",
+        "kind: llm\nmodel: endpoint:judge\nseval: {critic: 'llm:endpoint:judge?threshold=0.6', suite: suite-2024.1}\n",
+    ],
+)
+def test_allowed_cards_pass(text: str) -> None:
+    parse_model_card(f"name: ok\n{text}", "models/ok.yaml", ENDPOINTS)
+
+
+def test_configured_llm_endpoints_are_the_allow_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "tf.yaml"
+    cfg.write_text("llm_endpoints:\n  judge: {base_url: 'http://127.0.0.1:8000/v1', model: m}\n")
+    monkeypatch.setenv("TRUSTFLOW_CONFIG", str(cfg))
+    assert parse_model_card("name: j\nkind: llm\nmodel: endpoint:judge\n", "models/j.yaml").model == "endpoint:judge"
+    with pytest.raises(InputError, match=r"models/k.yaml: field 'model': endpoint 'other' is not in the llm_endpoints"):
+        parse_model_card("name: k\nkind: llm\nmodel: endpoint:other\n", "models/k.yaml")
+
+
+def test_classifier_model_must_be_registered(tmp_path: Path, local_settings) -> None:  # noqa: ANN001
+    store = ArtifactStore(settings=local_settings)
+    store.write_bytes_atomic(store.path("models", "x.yaml"), b"name: x\nkind: classifier\nmodel: no_such_net\n")
+    with pytest.raises(InputError, match=r"models/x.yaml: field 'model': 'no_such_net' is not run:"):
+        card_for_object(store, "models/x.yaml")
+
+
+def test_event_keys_and_checkpoints_outside_the_store_are_refused(tmp_path: Path, local_settings) -> None:  # noqa: ANN001
+    from trustflow.data.model_card import ModelCard
+    from trustflow.tasks.continuous.stages import classifier_spec
+
+    store = ArtifactStore(settings=local_settings)
+    with pytest.raises(InputError, match="store key"):
+        card_for_object(store, "models/../../../etc/hostile.yaml")
+    card = ModelCard(name="x", kind="classifier", checkpoint="../../etc/passwd")
+    with pytest.raises(InputError, match="model card x: field 'checkpoint': store key"):
+        classifier_spec(store, card, tmp_path)

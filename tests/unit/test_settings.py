@@ -82,3 +82,40 @@ def test_unknown_setting_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("TRUSTFLOW_CONFIG", str(cfg))
     with pytest.raises(ConfigError, match="stor_url"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "dotted"),
+    [
+        ("seaweedfs: {s3_prot: 1}\n", "seaweedfs.s3_prot"),
+        ("prefect_server: {prot: 4201}\n", "prefect_server.prot"),
+        (
+            "llm_endpoints:\n  judge: {base_url: 'http://127.0.0.1:8000/v1', model: m, api_kee: x}\n",
+            "llm_endpoints.judge.api_kee",
+        ),
+        ("stor_url: s3://typo\n", "stor_url"),
+    ],
+)
+def test_unknown_keys_are_rejected_at_every_level_naming_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yaml_text: str, dotted: str
+) -> None:
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text(yaml_text)
+    monkeypatch.setenv("TRUSTFLOW_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "typo.yaml" in str(err.value) and repr(dotted) in str(err.value), str(err.value)
+
+
+def test_known_nested_keys_and_aliases_still_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text("seaweedfs: {s3_port: 18334, bucket: b}\nAWS_REGION: eu-west-1\n")
+    monkeypatch.setenv("TRUSTFLOW_CONFIG", str(cfg))
+    s = load_settings()
+    assert s.seaweedfs.s3_port == 18334 and s.s3_region == "eu-west-1"
+
+
+def test_unknown_nested_key_from_the_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRUSTFLOW_SEAWEEDFS", '{"s3_prot": 1}')
+    with pytest.raises(ConfigError, match=r"seaweedfs\.s3_prot"):
+        load_settings()

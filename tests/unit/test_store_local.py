@@ -9,7 +9,7 @@ import pytest
 
 from trustflow.data.schemas import SCHEMA_NAME_KEY, SCHEMA_VERSION_KEY, VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef
-from trustflow.errors import StageNotFound, StoreError
+from trustflow.errors import InputError, StageNotFound, StoreError
 
 ITEMS = VersionedSchema(
     "test_items", 2, pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.int64())])
@@ -136,3 +136,73 @@ def test_unsafe_names_are_rejected(bad: str) -> None:
 def test_bad_store_urls(url: str) -> None:
     with pytest.raises(StoreError, match="store URL"):
         ArtifactStore(url)
+
+
+HOSTILE_KEYS = [
+    "../../x",
+    "../outside.txt",
+    "a/../../x",
+    "/etc/passwd",
+    "a//b",
+    "./a",
+    "a/./b",
+    "a\\..\\..\\x",
+    "a\x00b",
+]
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+def test_keys_outside_the_store_are_refused_for_reads_and_writes(tmp_path: Path, key: str) -> None:
+    """``path`` confines every key: a hostile one is an InputError naming it, never a file
+    outside the root read or written (the canary beside the store stays unread and intact)."""
+    canary = tmp_path / "outside.txt"
+    canary.write_text("canary")
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    with pytest.raises(InputError, match="store key") as err:
+        store.read_bytes(store.path(key))
+    assert repr(key) in str(err.value)
+    with pytest.raises(InputError, match="store key"):
+        store.write_bytes_atomic(store.path(key), b"overwritten")
+    assert canary.read_text() == "canary"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.txt", "store"]
+
+
+def test_hand_built_paths_outside_the_root_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside.txt").write_text("canary")
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    for path in (str(tmp_path / "outside.txt"), f"{store.location.root}/../outside.txt"):
+        with pytest.raises(InputError, match="store key"):
+            store.read_bytes(path)
+        with pytest.raises(InputError, match="store key"):
+            store.write_bytes_atomic(path, b"x")
+    assert (tmp_path / "outside.txt").read_text() == "canary"
+
+
+def test_symlinks_out_of_the_root_are_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("canary")
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    root = Path(store.location.root)
+    (root / "models").mkdir()
+    (root / "models" / "link.pt").symlink_to(outside / "secret.txt")
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InputError, match="'models/link.pt'.*symlink"):
+        store.read_bytes(store.path("models/link.pt"))
+    with pytest.raises(InputError, match="symlink"):
+        store.read_bytes(store.path("escape", "secret.txt"))
+    with pytest.raises(InputError, match="symlink"):
+        store.write_bytes_atomic(store.path("escape", "new.txt"), b"x")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    # a symlink that stays inside the store is fine
+    (root / "models" / "real.pt").write_bytes(b"weights")
+    (root / "models" / "alias.pt").symlink_to(root / "models" / "real.pt")
+    assert store.read_bytes(store.path("models/alias.pt")) == b"weights"
+
+
+def test_ordinary_keys_still_work(tmp_path: Path) -> None:
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    store.write_bytes_atomic(store.path("models", "a-b_c.d/x.yaml"), b"ok")
+    assert store.read_bytes(store.path("models/a-b_c.d/x.yaml")) == b"ok"
+    assert store.path("models/") == store.path("models")
+    assert store.path() == store.location.root
