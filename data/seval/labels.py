@@ -68,6 +68,7 @@ class LabelColumns:
     lang: str = "lang"
     category: str = "category"
     agreement: str = "annotator_agreement"
+    source: str = "source"  # per-row source, when the file has the column
 
 
 DEFAULT_COLUMNS = LabelColumns()
@@ -202,7 +203,8 @@ def read_label_records(
 ) -> list[LabelRecord]:
     """Label records from one file. With ``cols=None`` PyRIT's layouts are recognised by
     their columns (harm / refusal-scorer sets); anything else uses the default columns.
-    ``source`` defaults to ``pyrit-harm:<category>``, ``pyrit-refusal`` or the file stem.
+    ``source`` defaults to ``pyrit-harm:<category>``, ``pyrit-refusal``, the row's ``source``
+    column or the file stem.
     Duplicate (source, prompt, response) rows keep the first occurrence."""
     table = read_table_file(path)
     default = cols is None or (cols == DEFAULT_COLUMNS and DEFAULT_COLUMNS.prompt not in table.column_names)
@@ -217,8 +219,8 @@ def read_label_records(
     def column(name: str) -> list[Any]:
         return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
 
-    prompts, responses, langs, cats, agrees = (
-        column(c) for c in (cols.prompt, cols.response, cols.lang, cols.category, cols.agreement)
+    prompts, responses, langs, cats, agrees, row_sources = (
+        column(c) for c in (cols.prompt, cols.response, cols.lang, cols.category, cols.agreement, cols.source)
     )
     votes = [column(r) for r in raters]
     out: list[LabelRecord] = []
@@ -235,7 +237,8 @@ def read_label_records(
         else:
             score = round(sum(scores) / len(scores), 6) if scores else None
             unsafe = None if score is None else score >= threshold
-            src = source or (f"pyrit-harm:{category or path.stem}" if kind == "harm" else path.stem)
+            stem = str(row_sources[i] or "") or path.stem
+            src = source or (f"pyrit-harm:{category or path.stem}" if kind == "harm" else stem)
         agreement: float | None = None
         if len(scores) > 1 and unsafe is not None:
             agreement = round(sum((s >= threshold) == unsafe for s in scores) / len(scores), 6)

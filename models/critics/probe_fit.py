@@ -11,8 +11,9 @@ feature cache.
 - **Threshold.** The cut that maximises balanced accuracy on *out-of-fold* predictions of
   the training sources (ties: nearest 0.5). Choosing it on the training fit would be
   optimistic; choosing it on the test source would be tuning on the test.
-- **Config selection** (layers × pooling) by inner leave-one-source-out cross-validation on
-  the training sources: mean AUC of the held-out inner source, threshold-free.
+- **Config selection** (layers × pooling) by inner cross-validation over whole training
+  sources (3 folds of sources, so each config is scored on sources it never saw): mean AUC
+  per source, threshold-free.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import numpy as np
 from trustflow.errors import InputError
 
 REGULARISATION_C = 0.01
+MAX_DIM: int | None = None  # fit on the top principal components only (see fit_linear); None: exact
+INNER_FOLDS = 3  # inner cross-validation folds over the training sources
 Config = tuple[tuple[int, ...], str]  # (layers concatenated, pooling)
 FeatureGetter = Callable[[Config], np.ndarray]
 
@@ -65,17 +68,35 @@ def source_weights(sources: Sequence[str], y: np.ndarray, written_weight: float 
 
 
 def fit_linear(
-    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, c: float = REGULARISATION_C
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    c: float = REGULARISATION_C,
+    max_dim: int | None = MAX_DIM,
 ) -> LinearHead:
-    """The standardised L2 logistic regression (``class_weight`` balanced when no weights)."""
+    """The standardised L2 logistic regression (``class_weight`` balanced when no weights).
+
+    With ``max_dim`` set and more feature dimensions than that, the regression runs on the
+    top ``max_dim`` principal components of the *training* rows, folded back into one
+    weight per feature (still a plain linear head). Off by default: on few labelled rows a
+    discriminative direction of low variance can fall outside the top components."""
     from sklearn.linear_model import LogisticRegression
 
     if len(set(y.tolist())) < 2:
         raise InputError("probe training labels need both safe and unsafe rows")
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mean) / scale
+    basis = None
+    if max_dim is not None and z.shape[1] > max_dim:
+        _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+        basis = vt[:max_dim].T  # d × k
+        z = z @ basis
     clf = LogisticRegression(C=c, max_iter=2000, class_weight=None if weights is not None else "balanced")
-    clf.fit((x - mean) / scale, y, sample_weight=weights)
-    return LinearHead(mean, scale, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), meta={"C": c})
+    clf.fit(z, y, sample_weight=weights)
+    coef = clf.coef_[0].astype(np.float64)
+    if basis is not None:
+        coef = basis @ coef
+    return LinearHead(mean, scale, coef, float(clf.intercept_[0]), meta={"C": c, "max_dim": max_dim})
 
 
 def best_threshold(p: np.ndarray, y: np.ndarray) -> float:
@@ -129,9 +150,11 @@ def train_probe(
     configs: Sequence[Config],
     written_weight: float | None = 0.5,
     select_groups: Sequence[str] | None = None,
+    inner_folds: int = INNER_FOLDS,
 ) -> TrainedProbe:
-    """Choose a config by inner leave-one-source-out AUC (over ``select_groups`` sources, default
-    every human source), pick the threshold on out-of-fold predictions, fit on everything.
+    """Choose a config by inner cross-validation over whole sources (``inner_folds`` folds of
+    the ``select_groups`` sources, default every human one): mean AUC per held-out source;
+    pick the threshold on the out-of-fold predictions; fit on everything.
 
     ``written_weight=None`` trains without source weighting (class-balanced only)."""
     src = np.asarray(sources)
@@ -139,18 +162,21 @@ def train_probe(
     def weights(mask: np.ndarray) -> np.ndarray | None:
         return None if written_weight is None else source_weights(src[mask], y[mask], written_weight)
 
-    human = [s for s in np.unique(src) if not str(s).startswith("written:")]
+    human = [str(s) for s in np.unique(src) if not str(s).startswith("written:")]
     groups_for_cv = list(select_groups) if select_groups is not None else human
-    # inner folds: each human source held out in turn; written rows always stay in training
-    cv_groups = np.where(np.isin(src, groups_for_cv), src, "__always_train__")
+    # inner folds: whole human sources held out together (source i → fold i mod k), so a
+    # config is judged on sources it was not fitted on; written rows always stay in training
+    fold_of = {s: f"fold{i % inner_folds}" for i, s in enumerate(sorted(groups_for_cv))}
+    cv_groups = np.array([fold_of.get(str(s), "__always_train__") for s in src])
+    folds = sorted(set(fold_of.values()))
     scores: dict[str, float] = {}
     oof_by: dict[Config, np.ndarray] = {}
     for config in configs:
         x = features(config)
-        if len(groups_for_cv) >= 2:
+        if len(folds) >= 2:
             p = _oof_excluding(x, y, cv_groups, weights)
             held = cv_groups != "__always_train__"
-            per = [auc(p[cv_groups == g], y[cv_groups == g]) for g in groups_for_cv]
+            per = [auc(p[src == g], y[src == g]) for g in groups_for_cv]
             per = [a for a in per if not np.isnan(a)]
             scores[config_name(config)] = float(np.mean(per)) if per else float("nan")
             oof_by[config] = np.where(held, p, np.nan)

@@ -92,7 +92,12 @@ def evaluate_all(records: Sequence[LabelRecord], cache: FeatureCache, speed: dic
         p_ship = head.probability(feats[(head.layer, "mean")])
         rows.append(_fixed_row(f"probe shipped head (L{head.layer}/mean, written)", p_ship, y, src, harm, 0.5, probe_s))
     # 3. retrained probes, leave-one-source-out
-    all_configs: list[Config] = [((layer,), p) for layer in cache.layers for p in cache.poolings]
+    # the grid the inner CV chooses from: every layer with mean pooling, last/max on two
+    # middle layers, and one two-layer concatenation (10 configs; the CPU budget's size)
+    all_configs: list[Config] = [((layer,), "mean") for layer in cache.layers]
+    all_configs += [((layer,), p) for layer in (14, 18) for p in ("last", "max") if layer in cache.layers]
+    if {10, 18} <= set(cache.layers):
+        all_configs.append(((10, 18), "mean"))
     fixed: list[Config] = [((14,), "mean")]
     variants: list[tuple[str, list[Config], bool, float | None]] = [
         ("probe L14/mean, written only (thr. on train)", fixed, True, None),
@@ -168,7 +173,7 @@ def print_tables(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=260)  # one row per variant, one column per source: wide by nature
     harm = result["harm_sources"]
     short = [s.removeprefix("pyrit-harm:")[:10] for s in harm]
     table = Table(title=f"critic quality: LOSO balanced accuracy on PyRIT harm sources ({result['n_pairs']} pairs)")

@@ -184,3 +184,29 @@ def test_validate_critic_json_is_clean_and_per_source(tmp_path: Path) -> None:
         app, ["seval", "validate-critic", "--labels", str(labels), "--critic", "refusal", "--cross-source"]
     )
     assert bad.exit_code != 0 and "trainable critic" in bad.output
+
+
+def test_cross_source_cli_prints_the_matrix_from_cached_features(tiny_llm: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "prompt": f"q{i}",
+            "response": ("Sure, do it like this " if i % 2 else "I won't. ") * int(rng.integers(1, 3)),
+            "unsafe": i % 2,
+            "source": f"s{i % 3}",
+        }
+        for i in range(24)
+    ]
+    labels = tmp_path / "l.jsonl"
+    labels.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    args = ["seval", "validate-critic", "--labels", str(labels), "--critic", f"probe:{tiny_llm}", "--cross-source"]
+    args += ["--layers", "1,2", "--poolings", "mean,last", "--human-only", "--json", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)["cross_source"]
+    assert set(doc["held_out"]) == {"s0", "s1", "s2"}
+    for row in doc["held_out"].values():
+        assert row["config"] in {"L1/mean", "L1/last", "L2/mean", "L2/last"} and 0 <= row["threshold"] <= 1
+        assert row["n"] == 8
+    again = CliRunner().invoke(app, args)  # second run: every feature comes from the store's cache
+    assert json.loads(again.stdout)["cross_source"]["held_out"] == doc["held_out"]
