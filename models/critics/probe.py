@@ -114,7 +114,7 @@ def _safe(spec: str) -> str:
 
 
 def hidden_features(
-    backend: Any, items: Sequence[JudgeItem], layer: int | None = None, batch_size: int = 8
+    backend: Any, items: Sequence[JudgeItem], layer: int | None = None, batch_size: int | None = None
 ) -> tuple[np.ndarray, int]:
     """Mean hidden state of ``layer`` over the response tokens of each (request, response) chat.
 
@@ -124,7 +124,9 @@ def hidden_features(
     return extract_features(backend, items, [layer], ["mean"], batch_size)[(layer, "mean")], layer
 
 
-def head_features(backend: Any, items: Sequence[JudgeItem], head: ProbeHead, batch_size: int = 8) -> np.ndarray:
+def head_features(
+    backend: Any, items: Sequence[JudgeItem], head: ProbeHead, batch_size: int | None = None
+) -> np.ndarray:
     """The features ``head`` reads: its layers' pooled states, concatenated in layer order."""
     feats = extract_features(backend, items, head.layers, [head.pooling], batch_size)
     return np.concatenate([feats[(layer, head.pooling)] for layer in head.layers], axis=1)

@@ -82,7 +82,9 @@ class FeatureCache:
                 found.setdefault(h, {})[(int(layer), str(pooling))] = flat[row]
         return found
 
-    def features(self, items: Sequence[JudgeItem], backend: Callable[[], Any], batch_size: int = 8) -> FeatureSet:
+    def features(
+        self, items: Sequence[JudgeItem], backend: Callable[[], Any], batch_size: int | None = None
+    ) -> FeatureSet:
         """``{(layer, pooling): array (len(items), hidden)}``; only pairs missing from the
         cache are extracted (``backend()`` is called only then)."""
         hashes = [pair_hash(item) for item in items]

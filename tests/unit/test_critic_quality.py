@@ -56,8 +56,10 @@ def _reference(backend, item: JudgeItem, layer: int) -> tuple[np.ndarray, np.nda
 
 
 def test_batched_truncated_features_equal_one_chat_full_forwards(deep_backend) -> None:
-    feats = extract_features(deep_backend, ITEMS, [1, 2], ["mean", "last", "max"], batch_size=3)
-    for layer in (1, 2):  # only 3 of 4 layers run and no LM head, yet the states are the same
+    shallow = extract_features(deep_backend, ITEMS, [1], ["mean"], batch_size=2)  # a cut run first ...
+    feats = extract_features(deep_backend, ITEMS, [1, 2, 4], ["mean", "last", "max"], batch_size=3)  # ... then deeper
+    np.testing.assert_allclose(shallow[(1, "mean")], feats[(1, "mean")], atol=1e-5)
+    for layer in (1, 2, 4):  # no LM head, fewer layers run, yet the states are the full forward's (4: normed)
         for i, item in enumerate(ITEMS):
             mean, last, mx = _reference(deep_backend, item, layer)
             np.testing.assert_allclose(feats[(layer, "mean")][i], mean, atol=1e-5)
