@@ -5,17 +5,20 @@ lands at chance on our labels; but its hidden states *do* encode whether the ass
 declines or goes along with a harmful request. One forward pass over (request, response)
 in the chat format, the mean of the middle layer's states over the response tokens, and a
 logistic regression trained on a few hundred labelled pairs gives a critic that judges the
-response, in zh and en, at ~1 s per pair on 2 CPU cores (no generation at all).
+response, in zh and en, at ~0.5 s per pair on 2 CPU cores (no generation at all).
 
 Measured on ``data/seval/labels/critic_holdout.jsonl`` (80 pairs, never trained on):
 balanced accuracy 0.875 (en 0.90, zh 0.85), AUC 0.96, with the head trained on
 ``critic_seed.jsonl`` + ``critic_train.jsonl`` (208 pairs). The layer is the middle one
 (``n_layers // 2``, the usual best layer for linear probes); see docs/pipelines/seval.md.
 
-The forward is batched (``features.py``: right-padded chats, several per forward; the
-features equal one-chat-per-forward ones) and a head may read several layers (their
+The forward (``features.py``) runs only the layers a head reads, without the LM head
+(1.9 pairs/s instead of 0.95 for layer 14), batches right-padded chats on a GPU (one per
+forward on CPU, where that measured fastest), and a head may read several layers (their
 features concatenated) with a ``mean``, ``last`` or ``max`` pooling; the shipped head reads
-layer 14 with ``mean``. Heads are small ``.npz`` files (no pickle) holding the scaler, the weights and what they
+layer 14 with ``mean``. On human labels from sources it never saw (PyRIT harm sets, see
+docs/pipelines/seval.md) the shipped head scores 0.65 balanced accuracy: its figures above
+are for LLM-written pairs. Heads are small ``.npz`` files (no pickle) holding the scaler, the weights and what they
 were trained on. The head for the packaged Qwen ships in ``models/critics/heads``; for any
 other in-process model (``probe:hf:/dir``) a head is trained from the labels on first use
 and cached under the model cache.
