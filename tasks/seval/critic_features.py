@@ -5,8 +5,10 @@ stage — and, inside the stage, by (``pair_hash``, ``layer``, ``pooling``), ``p
 being the hash of the judged (truncated) text. Each forward batch is written as one part
 as soon as it is computed, so a killed extraction resumes after its last finished batch
 (parts on storage count even before the manifest is written); the manifest is written when
-a request completes. A different truncation or pooling code bumps ``FEATURES_VERSION`` and
-lands in a new run, never mixing with old vectors.
+a request completes. A request reads its own run and any committed run of the same model
+whose layers and poolings include its own (so layer 14 alone reuses a 7..21 extraction).
+A different truncation or pooling code bumps ``FEATURES_VERSION`` and lands in a new run,
+never mixing with old vectors.
 """
 
 from __future__ import annotations
@@ -59,10 +61,29 @@ class FeatureCache:
         self.extract_seconds = 0.0
         self.extracted = 0
 
+    def _superset_parts(self) -> list[str]:
+        """Committed parts of other runs of this model whose layers and poolings include ours:
+        a request for layer 14 reuses a run that extracted layers 7..21."""
+        paths: list[str] = []
+        for ref, manifest in self.store.list_stages(flow=names.CRITIC_FEATURES):
+            a = manifest.attrs
+            if (
+                ref == self.ref
+                or a.get("model") != self.model_spec
+                or a.get("version") != FEATURES_VERSION
+                or not set(self.layers) <= set(a.get("layers", []))
+                or not set(self.poolings) <= set(a.get("poolings", []))
+            ):
+                continue
+            paths += [self.store.path(ref.relpath, "parts", part.name) for part in manifest.parts]
+        return paths
+
     def _stored(self, wanted: set[str]) -> dict[str, dict[tuple[int, str], np.ndarray]]:
         found: dict[str, dict[tuple[int, str], np.ndarray]] = {}
-        for info in self.writer.part_files():  # committed or not: a killed run's parts count
-            table = pq.read_table(info.path, filesystem=self.store.fs)
+        own = [info.path for info in self.writer.part_files()]  # committed or not: a killed run's parts count
+        combos = {(layer, p) for layer in self.layers for p in self.poolings}
+        for path in own + self._superset_parts():
+            table = pq.read_table(path, filesystem=self.store.fs)
             hashes = table["pair_hash"].to_pylist()
             keep = [i for i, h in enumerate(hashes) if h in wanted]
             if not keep:
@@ -79,7 +100,8 @@ class FeatureCache:
                     strict=True,
                 )
             ):
-                found.setdefault(h, {})[(int(layer), str(pooling))] = flat[row]
+                if (int(layer), str(pooling)) in combos:  # a superset run holds more than we want
+                    found.setdefault(h, {})[(int(layer), str(pooling))] = flat[row]
         return found
 
     def features(
@@ -124,5 +146,6 @@ class FeatureCache:
             extract_features(model, [todo[h] for h in order], self.layers, self.poolings, batch_size, on_batch=write)
             self.extract_seconds += time.perf_counter() - t0
             self.extracted += len(order)
-            self.writer.commit({"model": self.model_spec, "layers": self.layers, "poolings": self.poolings})
+            attrs = {"model": self.model_spec, "layers": self.layers, "poolings": self.poolings}
+            self.writer.commit({**attrs, "version": FEATURES_VERSION})
         return {c: np.stack([stored[h][c] for h in hashes]) if hashes else np.zeros((0, 0)) for c in combos}

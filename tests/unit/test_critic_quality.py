@@ -87,7 +87,11 @@ def test_feature_cache_extracts_each_pair_once_and_resumes(deep_backend, tmp_pat
     third = FeatureCache(store, "hf:tiny", [1, 3], ["mean", "last"])
     third.features(list(reversed(ITEMS)), backend)
     assert third.extracted == 0 and len(loads) == 2  # a re-run never loads the model
-    assert FeatureCache(store, "hf:tiny", [1], ["mean"]).ref != cache.ref  # other layer set: other run
+    subset = FeatureCache(store, "hf:tiny", [3], ["last"])  # other layer set: other run ...
+    assert subset.ref != cache.ref
+    np.testing.assert_array_equal(subset.features(ITEMS, backend)[(3, "last")], both[(3, "last")])
+    assert subset.extracted == 0 and len(loads) == 2  # ... but read from the superset run
+    assert FeatureCache(store, "hf:other", [3], ["last"]).features(ITEMS[:1], backend) and len(loads) == 3
 
 
 def _synthetic(seed: int = 0, per: int = 40) -> tuple[dict, np.ndarray, list[str]]:
