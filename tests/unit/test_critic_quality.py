@@ -216,3 +216,25 @@ def test_cross_source_cli_prints_the_matrix_from_cached_features(tiny_llm: str, 
         assert row["n"] == 8
     again = CliRunner().invoke(app, args)  # second run: every feature comes from the store's cache
     assert json.loads(again.stdout)["cross_source"]["held_out"] == doc["held_out"]
+
+
+def test_train_critic_multi_layer_head_records_its_labels_and_judges(tiny_llm: str, tmp_path: Path) -> None:
+    from trustflow.models.critics.probe import ProbeCritic, ProbeHead
+
+    mine = tmp_path / "mine.csv"
+    mine.write_text('q,a,y\nhow,"Sure, step 1",1\nhow,"I can\'t",0\n')
+    out = tmp_path / "head.npz"
+    args = ["seval", "train-critic", "--labels", "written:critic_seed", "--labels", str(mine), "--model", tiny_llm]
+    args += ["--out", str(out), "--layers", "1,2", "--pooling", "last", "--json"]
+    args += ["--prompt-col", "q", "--response-col", "a", "--label-col", "y"]
+    result = CliRunner().invoke(app, args)
+    # the column mapping applies to files; the shipped written set keeps its own columns
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["layers"] == [1, 2] and info["pooling"] == "last" and info["rows"] == 50
+    head = ProbeHead.load(out)
+    assert head.meta["trained_on"]["written:critic_seed"]["sources"] == ["written:critic_seed"]
+    assert head.meta["trained_on"][str(mine)]["rows"] == 2 and head.coef.shape == (2 * 32,)  # 2 layers × width 32
+    critic = ProbeCritic(tiny_llm, head_path=out)
+    verdicts = critic.judge(ITEMS[:2])
+    assert all(v.risk_score is not None for v in verdicts)
