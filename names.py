@@ -18,6 +18,7 @@ ADVERSARIAL_TRAIN: Final = "adversarial_train"
 ROBUSTNESS_EVALUATE: Final = "robustness_evaluate"
 DETECTOR_EVALUATE: Final = "detector_evaluate"
 CONTINUOUS_EVAL: Final = "continuous_eval"
+CRITIC_FEATURES: Final = "critic_features"  # cache of probe features, one run per (model, layers, poolings)
 
 FLOW_TITLES: Final[dict[str, str]] = {
     SEVAL_EVALUATE: "S-Eval safety evaluation",
@@ -27,6 +28,7 @@ FLOW_TITLES: Final[dict[str, str]] = {
     DETECTOR_EVALUATE: "Detector robustness evaluation",
     INGEST: "Ingested dataset",
     CONTINUOUS_EVAL: "Continuous evaluation",
+    CRITIC_FEATURES: "Critic feature cache",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order
@@ -56,3 +58,6 @@ RESULTS: Final = "results"
 
 DETECTIONS: Final = "detections"
 METRICS: Final = "metrics"
+
+LABELS: Final = "labels"
+FEATURES: Final = "features"

@@ -91,69 +91,76 @@ def run(
 @seval_app.command("validate-critic")
 @handle_errors
 def validate_critic_cmd(
-    labels: Path = typer.Option(..., "--labels", help="CSV, JSONL or Parquet with prompt/response/label columns."),
+    labels: str = typer.Option(
+        ...,
+        "--labels",
+        help="CSV/JSONL/Parquet file, pyrit:harm | pyrit:refusal (human labels), written[:<set>] or an ingested labels-… id.",
+    ),
     critic: str = typer.Option(
         "default", "--critic", help="Critic spec to validate (default: the project's best offline critic)."
     ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N rows."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N labelled rows."),
     prompt_col: str = typer.Option("prompt", "--prompt-col"),
     response_col: str = typer.Option("response", "--response-col"),
     label_col: str = typer.Option(
-        "unsafe", "--label-col", help="Label column; a value > 0 (or true/unsafe) means unsafe."
+        "unsafe", "--label-col", help="Label column(s), comma = annotators; a score >= 0.5 (or true/unsafe) is unsafe."
     ),
+    cross_source: bool = typer.Option(
+        False, "--cross-source", help="Probe critics: train on all sources but one, test on it (the matrix)."
+    ),
+    layers: str = typer.Option("14", "--layers", help="--cross-source: candidate layers (chosen by inner CV)."),
+    poolings: str = typer.Option("mean", "--poolings", help="--cross-source: candidate poolings: mean,last,max."),
+    with_written: bool = typer.Option(
+        True, "--with-written/--human-only", help="--cross-source: add the LLM-written training sets (weight 0.5)."
+    ),
+    bootstrap_n: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap replicates for the 95% intervals."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for validation.json and reliability.png."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Balanced accuracy, precision and recall (unsafe class) of a critic on labelled pairs."""
-    bootstrap()
-    from trustflow.models.critics import make_critic
-    from trustflow.tasks.seval.critic_validation import LabelColumns, read_labels, validate_critic
+    """Balanced accuracy, precision/recall of unsafe, AUC, calibration (ECE, reliability plot) with
+    bootstrap 95% intervals, per source and per language; --cross-source for the honest matrix."""
+    settings = bootstrap()
+    from trustflow.cli.seval_critic import run_validate
+    from trustflow.data.seval.labels import LabelColumns
 
-    labelled = read_labels(labels, LabelColumns(prompt=prompt_col, response=response_col, label=label_col))
-    if limit:
-        labelled = labelled[:limit]
-    scores = validate_critic(make_critic(critic), labelled)
-    if as_json:
-        emit_json({"critic": critic, **scores.as_dict()})
-        return
-    table = Table(title=f"critic {critic} on {labels.name} ({scores.n} pairs)")
-    for col in ("balanced accuracy", "precision", "recall", "judge-error rate"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{scores.balanced_accuracy:.3f}",
-        f"{scores.precision:.3f}",
-        f"{scores.recall:.3f}",
-        f"{scores.judge_error_rate:.3f}",
+    cols = LabelColumns(prompt=prompt_col, response=response_col, label=label_col)
+    run_validate(
+        settings, labels, critic, cols, limit, out, as_json, cross_source, layers, poolings, with_written, bootstrap_n
     )
-    console.print(table)
 
 
 @seval_app.command("train-critic")
 @handle_errors
 def train_critic_cmd(
-    labels: list[Path] = typer.Option(
-        ..., "--labels", help="Labelled pairs (CSV, JSONL or Parquet); repeat for several files."
+    labels: list[str] = typer.Option(
+        ..., "--labels", help="Labelled pairs (file, pyrit:harm, written, labels-… id); repeat for several."
     ),
     model: str = typer.Option(
         "pkg:qwen2.5-1.5b", "--model", help="In-process model spec whose hidden states the probe reads."
     ),
     out: Path = typer.Option(..., "--out", help="Where to write the probe head (.npz)."),
     layer: int | None = typer.Option(None, "--layer", min=1, help="Hidden layer (default: the middle one)."),
+    layers: str | None = typer.Option(None, "--layers", help="Several layers, comma-separated (concatenated)."),
+    pooling: str = typer.Option("mean", "--pooling", help="mean | last | max over the response tokens."),
     prompt_col: str = typer.Option("prompt", "--prompt-col"),
     response_col: str = typer.Option("response", "--response-col"),
     label_col: str = typer.Option("unsafe", "--label-col"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Train a probe critic head on labelled pairs; use it with --critic probe:<model> after
-    copying it to the model cache, or validate it with validate-critic --head."""
-    bootstrap()
-    from trustflow.models.critics.probe import labels_digest, train_head
-    from trustflow.models.llm.spec import load_backend
-    from trustflow.tasks.seval.critic_validation import LabelColumns, read_labels
+    """Train a probe critic head on labelled pairs (the head records which labels trained it); use
+    it with --critic probe:<model> after copying it to the model cache."""
+    settings = bootstrap()
+    from trustflow.cli.seval_critic import run_train
+    from trustflow.data.seval.labels import LabelColumns
 
     cols = LabelColumns(prompt=prompt_col, response=response_col, label=label_col)
-    labelled = [pair for path in labels for pair in read_labels(path, cols)]
-    head = train_head(load_backend(model), labelled, model, labels_digest(labels), layer)
-    head.save(out if out.suffix == ".npz" else out.with_suffix(".npz"))
-    console.print(f"probe head for {model} (layer {head.layer}, {len(labelled)} pairs) → {out}")
+    info = run_train(labels, model, out, layers or (str(layer) if layer else None), pooling, cols, settings)
+    if as_json:
+        emit_json(info)
+        return
+    console.print(
+        f"probe head for {model} (layers {info['layers']}, {info['pooling']}, {info['rows']} pairs) → {info['head']}"
+    )
 
 
 @seval_app.command("generate")

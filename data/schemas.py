@@ -449,3 +449,41 @@ MODEL_LEADERBOARD = VersionedSchema(
         ]
     ),
 )
+
+# ---------------------------------------------------------------- critic labels and features (issue 13)
+
+LABELS = VersionedSchema(
+    "labels",
+    1,
+    pa.schema(
+        [
+            pa.field("label_id", pa.string(), nullable=False),  # sha256(source, prompt, response)[:20]
+            pa.field("prompt", pa.string(), nullable=False),
+            pa.field("response", pa.string(), nullable=False),
+            pa.field("unsafe", pa.bool_()),  # null: harm unknown (a refusal-scorer non-refusal)
+            pa.field("score", pa.float64()),  # graded harm in [0, 1] (mean of annotators); null for boolean labels
+            pa.field("language", pa.string(), nullable=False),  # zh | en
+            pa.field("category", pa.string(), nullable=False),  # harm category / dimension; "" when unknown
+            pa.field(
+                "source", pa.string(), nullable=False
+            ),  # pyrit-harm:<category> | pyrit-refusal | written:<set> | ...
+            pa.field("annotator_agreement", pa.float64()),  # share of annotators agreeing with the label; null if one
+            pa.field("label_origin", pa.string(), nullable=False),  # human | llm-written
+            pa.field("source_file", pa.string(), nullable=False),
+            pa.field("row_no", pa.int32(), nullable=False),  # 1-based data row in the file
+        ]
+    ),
+)
+
+CRITIC_FEATURES = VersionedSchema(
+    "critic_features",
+    1,
+    pa.schema(
+        [
+            pa.field("pair_hash", pa.string(), nullable=False),  # models/critics/features.pair_hash
+            pa.field("layer", pa.int32(), nullable=False),
+            pa.field("pooling", pa.string(), nullable=False),  # mean | last | max
+            pa.field("vector", pa.list_(pa.float32()), nullable=False),
+        ]
+    ),
+)

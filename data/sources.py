@@ -23,6 +23,10 @@ _CHUNK = 1 << 20
 def resolve_source(source: str, settings: Settings) -> Path:
     """A local path holding ``source``; remote sources are downloaded into ``<home>/cache``."""
     parsed = urlparse(source)
+    if parsed.scheme == "pyrit":  # PyRIT's human-labelled scorer-eval sets, inside the installed package
+        from trustflow.data.seval.labels import pyrit_folder
+
+        return pyrit_folder(parsed.path)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else source).expanduser()
         if not path.exists():
@@ -33,7 +37,9 @@ def resolve_source(source: str, settings: Settings) -> Path:
         return _download_http(source, cache)
     if parsed.scheme == "s3":
         return _download_s3(parsed.netloc, parsed.path.lstrip("/"), cache, settings)
-    raise InputError(f"source {source}: unsupported scheme {parsed.scheme!r} (use a path, s3:// or http(s)://)")
+    raise InputError(
+        f"source {source}: unsupported scheme {parsed.scheme!r} (use a path, s3://, http(s):// or pyrit:harm|refusal)"
+    )
 
 
 def _download_http(url: str, cache: Path) -> Path:

@@ -74,7 +74,7 @@ def test_help_of_every_command_renders(path: tuple[str, ...]) -> None:
 def test_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(tmp_path), "--kind", "parquet-soup"])
     assert result.exit_code != 0
-    assert "--kind 'parquet-soup' is not a dataset kind; use one of: coco, imagefolder, seval" in result.output
+    assert "--kind 'parquet-soup' is not a dataset kind; use one of: coco, imagefolder, labels, seval" in result.output
 
 
 def test_missing_source_is_one_line(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_labels_in_csv_parquet_with_mapped_columns(tmp_path: Path) -> None:
     }
     pq.write_table(pa.table(rows), tmp_path / "l.parquet")
     (tmp_path / "l.csv").write_text(
-        'objective,assistant_response,human_score\na,I cannot help.,0\nb,"Sure, here is how.",2\n'
+        'objective,assistant_response,human_score\na,I cannot help.,0\nb,"Sure, here is how.",1\n'
     )
     cols = LabelColumns(prompt="objective", response="assistant_response", label="human_score")
     for name in ("l.parquet", "l.csv"):
