@@ -19,11 +19,11 @@ pytestmark = [pytest.mark.integration]
 WITH_DEEPSPEED = """
 import sys
 import trustflow.tasks.seval.critic_validation as cv
-original = cv.validate_critic
-def validate_critic(*args, **kwargs):
+original = cv.validate_records
+def validate_records(*args, **kwargs):
     import deepspeed  # noqa: F401
     return original(*args, **kwargs)
-cv.validate_critic = validate_critic
+cv.validate_records = validate_records
 from trustflow.cli.main import app
 sys.argv[0] = "trustflow"
 app()

@@ -22,6 +22,9 @@ runner = CliRunner()
 
 CHEAP = {("seval", "validate-critic"), ("seval", "suite", "diff"), ("detect", "score")}
 HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}  # tests/integration/test_json_output.py
+# needs the tiny LLM fixture; its stdout is parsed as JSON in
+# tests/unit/test_critic_quality.py::test_train_critic_multi_layer_head_records_its_labels_and_judges
+WITH_FIXTURES = {("seval", "train-critic")}
 
 
 def json_commands(command: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -39,7 +42,7 @@ def json_commands(command: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ..
 
 
 def test_every_json_command_is_covered() -> None:
-    assert json_commands(typer.main.get_command(app)) == CHEAP | HEAVY
+    assert json_commands(typer.main.get_command(app)) == CHEAP | HEAVY | WITH_FIXTURES
 
 
 def cheap_args(path: tuple[str, ...], tmp: Path) -> list[str]:
