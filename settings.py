@@ -46,6 +46,22 @@ class SeaweedFSConfig(BaseModel):
     bucket: str = DEFAULT_BUCKET
 
 
+class StoreConfig(BaseModel):
+    """How the artifact store rides out outages of an S3 endpoint (``store.*``)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt nested key is an error, not a no-op
+
+    retry_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description=(
+            "How long one S3 operation (part/manifest write, read, listing, start-up check) keeps "
+            "retrying connection failures, timeouts and 5xx before the run fails; 0: fail at once."
+        ),
+    )
+
+
 class PrefectServerConfig(BaseModel):
     """Where ``trustflow server up`` binds the Prefect server (loopback only)."""
 
@@ -184,6 +200,7 @@ class Settings(BaseSettings):
     )
     llm_endpoints: dict[str, LLMEndpoint] = Field(default_factory=dict)
     seaweedfs: SeaweedFSConfig = Field(default_factory=SeaweedFSConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     prefect_server: PrefectServerConfig = Field(default_factory=PrefectServerConfig)
 
     @field_validator("store_url")

@@ -9,13 +9,16 @@ import json
 import logging
 import os
 import sys
+import time
+import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import typer
 from rich.console import Console
 
-from trustflow.errors import TrustflowError
+from trustflow.errors import StoreError, StoreUnavailable, TrustflowError
 from trustflow.settings import Settings, load_settings
 
 console = Console()
@@ -125,6 +128,26 @@ def emit_json(data: Any, **dumps_options: Any) -> None:
     out.flush()
 
 
+RUN_LOG = "logs/trustflow.log"
+
+
+def log_failure(exc: BaseException) -> Path | None:
+    """Append ``exc``'s full traceback (causes included) to ``<home>/logs/trustflow.log``.
+
+    A store failure raised deep inside Ray or Prefect carries a long chained traceback; the
+    terminal gets one line, this file keeps the rest. None if the log cannot be written.
+    """
+    try:
+        path = load_settings().home_dir / RUN_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(sys.argv[1:3])}: {type(exc).__name__}\n")
+            log.write("".join(traceback.format_exception(exc)))
+        return path
+    except Exception:  # noqa: BLE001 - never let logging hide the error itself
+        return None
+
+
 def handle_errors(fn: F) -> F:
     """Turn expected failures into one clear line and a non-zero exit; a command called with
     ``as_json=True`` (its ``--json`` option) runs with stdout reserved for its JSON."""
@@ -137,6 +160,9 @@ def handle_errors(fn: F) -> F:
                     return fn(*args, **kwargs)
             return fn(*args, **kwargs)
         except TrustflowError as exc:
+            logged = log_failure(exc) if isinstance(exc, StoreError) else None
+            if isinstance(exc, StoreUnavailable) and logged is not None:
+                fail(f"{exc} (details: {logged})")
             fail(str(exc))
         except KeyboardInterrupt:
             err_console.print("interrupted")

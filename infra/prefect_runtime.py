@@ -1,10 +1,14 @@
-"""Prefect: ephemeral by default, a server when configured; results persisted to the store.
+"""Prefect: ephemeral by default, a server when configured; results persisted locally.
 
-Prefect requires result storage blocks to be saved server-side, so instead of per-flow
-blocks we point Prefect's *default* result storage at the artifact store for the duration
-of a run: a directory inside a ``file://`` store, or a saved ``RemoteFileSystem`` block on
-the store's S3 bucket (its settings hold the endpoint only; s3fs takes keys from the
-environment). Results use the JSON serializer: no pickles.
+Prefect's *default* result storage is pointed, for the duration of a run, at a local
+directory: inside the store for a ``file://`` store, ``<home>/prefect-results`` for an S3
+store. Results use the JSON serializer: no pickles.
+
+Why not the S3 store itself (as before): when the store goes away, Prefect then retried
+persisting the failed task's and flow's results into it for ~45 s before the flow could
+report the failure, and a short store restart failed a run that the store layer had ridden
+out. Nothing reads these results back (idempotence comes from manifests and keys, tasks use
+``NO_CACHE``), so they are kept where they can always be written.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from trustflow.data.store.location import parse_store_url
 from trustflow.settings import Settings
 
 RESULTS_DIR = "prefect-results"
-RESULTS_BLOCK = "trustflow-results"
 
 
 def prefect_env(settings: Settings) -> dict[str, str]:
@@ -31,24 +34,16 @@ def prefect_env(settings: Settings) -> dict[str, str]:
     }
     if settings.prefect_api_url:
         env["PREFECT_API_URL"] = settings.prefect_api_url
-    location = parse_store_url(settings.effective_store_url)
-    if location.scheme == "file":
-        env["PREFECT_LOCAL_STORAGE_PATH"] = f"{location.root}/{RESULTS_DIR}"
-    else:
-        env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = f"remote-file-system/{RESULTS_BLOCK}"
+    env["PREFECT_LOCAL_STORAGE_PATH"] = results_dir(settings)
     return env
 
 
-def _save_results_block(settings: Settings) -> None:
-    from prefect.filesystems import RemoteFileSystem
-
-    client_kwargs: dict[str, str] = {"region_name": settings.s3_region}
-    if settings.s3_endpoint_url:
-        client_kwargs["endpoint_url"] = settings.s3_endpoint_url
-    RemoteFileSystem(
-        basepath=f"{settings.effective_store_url}/{RESULTS_DIR}",
-        settings={"client_kwargs": client_kwargs},
-    ).save(RESULTS_BLOCK, overwrite=True)
+def results_dir(settings: Settings) -> str:
+    """Where Prefect task/flow results go: a local directory, never an S3 bucket (see above)."""
+    location = parse_store_url(settings.effective_store_url)
+    if location.scheme == "file":
+        return f"{location.root}/{RESULTS_DIR}"
+    return str(settings.home_dir / RESULTS_DIR)
 
 
 def trustflow_env(settings: Settings) -> dict[str, str]:
@@ -56,12 +51,13 @@ def trustflow_env(settings: Settings) -> dict[str, str]:
 
     Flows load their settings from the environment (that is how deployments configure them),
     so an in-process run exports the caller's settings for its duration. Credentials given
-    only as ``TRUSTFLOW_S3_*`` are mirrored to ``AWS_*`` for s3fs (Prefect results).
+    only as ``TRUSTFLOW_S3_*`` are mirrored to ``AWS_*`` for libraries that read only those.
     """
     env = {
         "TRUSTFLOW_HOME": str(settings.home_dir),
         "TRUSTFLOW_STORE_URL": settings.effective_store_url,
         "TRUSTFLOW_S3_REGION": settings.s3_region,
+        "TRUSTFLOW_STORE__RETRY_SECONDS": str(settings.store.retry_seconds),
     }
     if settings.s3_endpoint_url:
         env["TRUSTFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
@@ -98,6 +94,4 @@ def prefect_runtime(settings: Settings) -> Iterator[None]:
         # steps add ~1 s to every flow run (benchmarks/README.md), so it is switched off.
         updates[prefect_settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
     with _patched_environ(trustflow_env(settings)), prefect_settings.temporary_settings(updates=updates):
-        if parse_store_url(settings.effective_store_url).scheme == "s3":
-            _save_results_block(settings)
         yield

@@ -35,6 +35,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,10 +112,18 @@ class SeaweedFS:
         }
 
     def up(self, timeout_s: float = 60.0) -> dict[str, object]:
-        """Start (or reuse) the server and wait until the bucket answers with our credentials."""
+        """Start (or reuse) the server and wait until the bucket answers with our credentials.
+
+        A recorded server that is still alive is reused once it answers; if it exits instead
+        (it was shutting down: SIGTERM closes S3 at once, the process needs a few seconds
+        more), ``up`` waits for it to be gone and its ports free, then starts a new one on the
+        same directory (starting while the old one holds the filer's lock would fail).
+        """
+        deadline = time.monotonic() + timeout_s
         if self.process.running_pid() is not None:
-            self._wait_bucket(timeout_s)
-            return self.status()
+            if self._wait_existing(deadline):
+                return self.status()
+            self._wait_ports_free(deadline)
         if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
             raise ServiceError("SeaweedFS needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
         busy = [p for p in self._ports() if port_open(p)]
@@ -124,15 +133,33 @@ class SeaweedFS:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)  # credentials become SeaweedFS's admin identity
         self.process.start(self.argv(), env=env, info={"endpoint": self.endpoint_url})
-        self._wait_bucket(timeout_s)
+        self._wait_bucket(max(1.0, deadline - time.monotonic()))
         return self.status()
+
+    def _wait_existing(self, deadline: float) -> bool:
+        """True once the running server answers; False as soon as it exits (it was stopping)."""
+        ready = self._bucket_ready()
+        while time.monotonic() < deadline:
+            if self.process.running_pid() is None:
+                self.process.pid_file.unlink(missing_ok=True)
+                return False
+            if ready():
+                return True
+            time.sleep(0.25)
+        raise ServiceError(f"seaweedfs (pid file {self.process.pid_file}) is running but does not answer S3")
+
+    def _wait_ports_free(self, deadline: float) -> None:
+        """After our previous server exited, give the kernel a moment to release its ports."""
+        while time.monotonic() < deadline and any(port_open(p) for p in self._ports()):
+            time.sleep(0.2)
 
     def _ports(self) -> list[int]:
         c = self.config
         ports = [c.s3_port, c.master_port, c.filer_port, c.volume_port]
         return ports + [p + 10000 for p in ports]
 
-    def _wait_bucket(self, timeout_s: float) -> None:
+    def _bucket_ready(self) -> Callable[[], bool]:
+        """A check that the bucket answers with our credentials (creating it if missing)."""
         from trustflow.data.store.location import s3_client
 
         settings = Settings(s3_endpoint_url=self.endpoint_url)
@@ -148,7 +175,11 @@ class SeaweedFS:
                     client.create_bucket(Bucket=bucket)
                 return False
 
-        self.process.wait_ready(ready, timeout_s, f"S3 bucket {bucket} at {self.endpoint_url}")
+        return ready
+
+    def _wait_bucket(self, timeout_s: float) -> None:
+        what = f"S3 bucket {self.config.bucket} at {self.endpoint_url}"
+        self.process.wait_ready(self._bucket_ready(), timeout_s, what)
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop our server and wait for it to exit (its filer keeps a lock until then)."""

@@ -34,8 +34,18 @@ class _PartActor:
         key_columns: list[str],
         factory: Callable[[], RowBuilder],
     ) -> None:
-        self.writer = StageWriter(spec.open(), ref, schema, key_columns)
+        # The store is opened on first use, not here: a store failure inside ``__init__`` would
+        # reach the driver only as the text of an ActorDiedError, while one raised by ``run``
+        # arrives as the exception itself (StoreUnavailable: one line, see reraise_task_error).
+        self.spec, self.ref, self.schema, self.key_columns = spec, ref, schema, key_columns
+        self._writer: StageWriter | None = None
         self.build = factory()
+
+    @property
+    def writer(self) -> StageWriter:
+        if self._writer is None:
+            self._writer = StageWriter(self.spec.open(), self.ref, self.schema, self.key_columns)
+        return self._writer
 
     def run(self, chunk: Chunk, existing: pa.Table) -> tuple[int, int]:
         table = self.build(chunk.payload)
@@ -89,7 +99,7 @@ def write_parts_with_actors(
                 stats["rows_skipped"] += skipped
                 advance(1)
     except ray.exceptions.RayTaskError as exc:
-        reraise_task_error(exc)
+        reraise_task_error(exc, ref)
     except ray.exceptions.RayActorError as exc:
         raise TrustflowError(
             f"{ref}: a worker actor died ({exc}); re-run to resume from the parts already written"

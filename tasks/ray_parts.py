@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from trustflow.data.schemas import VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef, StageWriter
-from trustflow.errors import TrustflowError
+from trustflow.data.store.retry import is_transient, short_cause
+from trustflow.errors import StoreUnavailable, TrustflowError
 from trustflow.progress import track
 from trustflow.settings import Settings, load_settings
 
@@ -73,24 +74,32 @@ def missing_chunks(
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """Non-secret description of a store, enough for a Ray worker to reopen it."""
+    """Non-secret description of a store, enough for a Ray worker to reopen it.
+
+    ``retry_seconds`` travels too, so workers ride out store outages exactly as long as the
+    driver does (``store.retry_seconds``), whatever their own environment says.
+    """
 
     url: str
     s3_endpoint_url: str | None
     s3_region: str
+    retry_seconds: float = 30.0
 
     @classmethod
     def of(cls, store: ArtifactStore) -> StoreSpec:
-        return cls(store.url, store.settings.s3_endpoint_url, store.settings.s3_region)
+        s = store.settings
+        return cls(store.url, s.s3_endpoint_url, s.s3_region, s.store.retry_seconds)
 
     def open(self) -> ArtifactStore:
-        return _open_store(json.dumps([self.url, self.s3_endpoint_url, self.s3_region]))
+        return _open_store(json.dumps([self.url, self.s3_endpoint_url, self.s3_region, self.retry_seconds]))
 
 
 @functools.lru_cache(maxsize=4)
 def _open_store(key: str) -> ArtifactStore:
-    url, endpoint, region = json.loads(key)
-    settings: Settings = load_settings(s3_endpoint_url=endpoint, s3_region=region)
+    url, endpoint, region, retry_seconds = json.loads(key)
+    settings: Settings = load_settings(
+        s3_endpoint_url=endpoint, s3_region=region, store={"retry_seconds": retry_seconds}
+    )
     return ArtifactStore(url, settings)
 
 
@@ -123,11 +132,22 @@ def plan_chunks(
     return writer, todo, stats
 
 
-def reraise_task_error(exc: Exception) -> None:
-    """Surface a worker's ``TrustflowError`` as itself (one clear line), else re-raise."""
+def reraise_task_error(exc: Exception, stage: object = None) -> None:
+    """Surface a worker's ``TrustflowError`` as itself (one clear line), else re-raise.
+
+    A store failure the store layer did not wrap (an ``OSError`` from pyarrow's S3 client
+    that looks like an outage) becomes ``StoreUnavailable`` too, so no store failure inside
+    Ray ends as a Ray traceback; the worker's traceback stays chained for the run log.
+    """
     cause = getattr(exc, "cause", None)
     if isinstance(cause, TrustflowError):
         raise cause from None
+    if isinstance(cause, OSError) and is_transient(cause):
+        raise StoreUnavailable(
+            f"store unavailable during a Ray task{f' of stage {stage}' if stage else ''}: {short_cause(cause)}",
+            stage=str(stage) if stage else None,
+            operation="Ray task",
+        ) from exc
     raise exc
 
 
@@ -162,7 +182,7 @@ def write_parts_on_ray(
     except ray.exceptions.RayTaskError as exc:
         for p in pending:
             ray.cancel(p)
-        reraise_task_error(exc)
+        reraise_task_error(exc, ref)
     return stats
 
 

@@ -10,17 +10,23 @@ and renamed; on S3 an object appears only when its upload completes. A stage is 
 ``StageWriter.missing`` anti-joins a batch against keys already in the stage's parts (whether
 or not a manifest lists them yet), so a re-run after a crash writes only what is missing
 and ``commit`` refuses to publish duplicate keys.
+
+Every S3 operation goes through :meth:`ArtifactStore.io`, which retries transient failures
+(a store restarting, 5xx) for ``store.retry_seconds`` and then raises one
+``StoreUnavailable`` naming the endpoint, the stage and the operation (``retry.py``).
+Retried writes are safe: they go to the same deterministic key, whole or not at all.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,14 +36,23 @@ import pyarrow.parquet as pq
 
 import trustflow
 from trustflow.data.schemas import SCHEMA_NAME_KEY, SCHEMA_VERSION_KEY, VersionedSchema
-from trustflow.data.store.location import StoreLocation, confine_key, make_filesystem, parse_store_url
+from trustflow.data.store.location import (
+    StoreLocation,
+    confine_key,
+    endpoint_name,
+    make_filesystem,
+    parse_store_url,
+    retry_policy,
+)
 from trustflow.data.store.manifest import MANIFEST_NAME, Manifest, PartInfo
+from trustflow.data.store.retry import call_with_retry
 from trustflow.errors import InputError, StageNotFound, StoreError
 from trustflow.settings import Settings, load_settings
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
 PARTS_DIR = "parts"
 RUNS_DIR = "runs"
+T = TypeVar("T")
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -74,9 +89,32 @@ class ArtifactStore:
         self.settings = settings or load_settings()
         self.url = url or self.settings.effective_store_url
         self.location: StoreLocation = parse_store_url(self.url)
+        self.retry = retry_policy(self.settings)
         self.fs: pafs.FileSystem = make_filesystem(self.location, self.settings)
         if self.location.scheme == "file":
             self.fs.create_dir(self.location.root, recursive=True)
+
+    # ---- retried I/O ---------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        """How errors name this store: the S3 endpoint and the store URL."""
+        return f"{endpoint_name(self.settings)} ({self.url})"
+
+    def stage_of(self, path: str) -> str | None:
+        """``flow/run_id/stage`` when ``path`` lies inside a stage (for error messages)."""
+        rel = path[len(self.location.root.rstrip("/")) + 1 :].split("/")
+        return "/".join(rel[1:4]) if len(rel) >= 4 and rel[0] == RUNS_DIR else None
+
+    def io(self, operation: str, fn: Callable[[], T], path: str | None = None, stage: object = None) -> T:
+        """``fn()``; on S3 retried through outages (``retry.call_with_retry``), else called once.
+
+        ``operation`` and the stage (given, or found from ``path``) name the failure if the
+        store stays away longer than ``store.retry_seconds``.
+        """
+        if self.location.scheme != "s3":
+            return fn()
+        where = str(stage) if stage is not None else (self.stage_of(path) if path else None)
+        return call_with_retry(fn, operation=operation, endpoint=self.endpoint, stage=where, policy=self.retry)
 
     # ---- paths -------------------------------------------------------------------------
     def path(self, *relparts: str) -> str:
@@ -116,7 +154,8 @@ class ArtifactStore:
 
     # ---- low-level atomic file I/O ----------------------------------------------------
     def _exists(self, path: str) -> bool:
-        return self.fs.get_file_info(path).type == pafs.FileType.File
+        info = self.io(f"lookup of {path.rsplit('/', 1)[-1]}", lambda: self.fs.get_file_info(path), path)
+        return info.type == pafs.FileType.File
 
     def write_bytes_atomic(self, path: str, data: bytes) -> None:
         """Whole-file write that is never observed half done."""
@@ -128,6 +167,8 @@ class ArtifactStore:
         Local: streamed to a hidden temp name, then renamed (a failure deletes the temp).
         S3: encoded into memory first and uploaded whole — closing a pyarrow S3 stream
         completes the upload even after ``produce`` failed, which would publish a torn file.
+        The upload is retried through outages (``io``); a retry re-sends the same bytes to the
+        same key, so the object is published once, whole.
         """
         self.confined(path)
         parent = path.rsplit("/", 1)[0]
@@ -146,12 +187,21 @@ class ArtifactStore:
             sink = pa.BufferOutputStream()
             produce(sink)
             payload = sink.getvalue()
-            with self.fs.open_output_stream(path) as out:
-                out.write(payload)
+
+            def upload() -> None:
+                with self.fs.open_output_stream(path) as out:
+                    out.write(payload)
+
+            self.io(f"write of {path.rsplit('/', 1)[-1]}", upload, path)
 
     def read_bytes(self, path: str) -> bytes:
-        with self.fs.open_input_stream(self.confined(path)) as src:
-            return src.read()
+        self.confined(path)
+
+        def read() -> bytes:
+            with self.fs.open_input_stream(path) as src:
+                return src.read()
+
+        return self.io(f"read of {path.rsplit('/', 1)[-1]}", read, path)
 
     # ---- manifests ---------------------------------------------------------------------
     def manifest(self, ref: StageRef) -> Manifest | None:
@@ -199,15 +249,20 @@ class ArtifactStore:
         paths = [self.path(ref.relpath, PARTS_DIR, p.name) for p in manifest.parts]
         if not paths:
             return _empty_dataset(manifest, ref)
-        return pads.dataset(paths, filesystem=self.fs, format="parquet")
+        return self.io(
+            "open of the parts", lambda: pads.dataset(paths, filesystem=self.fs, format="parquet"), stage=ref
+        )
 
     def read_table(self, ref: StageRef, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
-        return self.dataset(ref).to_table(columns=columns, filter=filter)
+        dataset = self.dataset(ref)
+        return self.io("read of the parts", lambda: dataset.to_table(columns=columns, filter=filter), stage=ref)
 
     # ---- listing -----------------------------------------------------------------------
     def _list_dirs(self, path: str) -> list[str]:
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            infos = self.io(
+                "listing", lambda: self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)), path
+            )
         except FileNotFoundError:
             return []
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
@@ -248,6 +303,32 @@ def _empty_dataset(manifest: Manifest, ref: StageRef) -> pads.Dataset:
     return pads.dataset(schema.empty_table())
 
 
+TEST_GATE_ENV = "TRUSTFLOW_TEST_PART_GATE"
+TEST_GATE_STAGE_ENV = "TRUSTFLOW_TEST_PART_GATE_STAGE"
+
+
+def _test_gate(ref: StageRef, name: str) -> None:
+    """Fault-injection hook for the integration tests; a no-op unless ``TRUSTFLOW_TEST_PART_GATE``.
+
+    With ``TRUSTFLOW_TEST_PART_GATE=DIR`` (and optionally ``TRUSTFLOW_TEST_PART_GATE_STAGE``
+    = a stage name), each part write first creates ``DIR/waiting-<part>`` and then waits
+    until ``DIR/open`` exists, so a test can kill or restart the store exactly while parts
+    are being written (deterministic, unlike sleeps). Inherited by local Ray workers.
+    """
+    gate = os.environ.get(TEST_GATE_ENV)
+    only = os.environ.get(TEST_GATE_STAGE_ENV)
+    if not gate or (only and only != ref.stage):
+        return
+    import pathlib
+    import time
+
+    folder = pathlib.Path(gate)
+    (folder / f"waiting-{name}").touch()
+    deadline = time.monotonic() + 300
+    while not (folder / "open").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class StageWriter:
     """Writes one keyed stage in parts and publishes it with a manifest.
 
@@ -269,7 +350,11 @@ class StageWriter:
 
     # parts present on storage, committed or not (a killed writer's finished parts count)
     def part_files(self) -> list[pafs.FileInfo]:
-        infos = self.store.fs.get_file_info(pafs.FileSelector(self._parts_dir, allow_not_found=True))
+        infos = self.store.io(
+            "listing of parts/",
+            lambda: self.store.fs.get_file_info(pafs.FileSelector(self._parts_dir, allow_not_found=True)),
+            stage=self.ref,
+        )
         return sorted(
             (
                 i
@@ -282,7 +367,12 @@ class StageWriter:
     def existing_keys(self) -> pa.Table:
         """Key columns of every row already written to this stage."""
         tables = [
-            pq.read_table(info.path, columns=self.key_columns, filesystem=self.store.fs) for info in self.part_files()
+            self.store.io(
+                f"key read of {info.base_name}",
+                functools.partial(pq.read_table, info.path, columns=self.key_columns, filesystem=self.store.fs),
+                stage=self.ref,
+            )
+            for info in self.part_files()
         ]
         key_schema = pa.schema([self.schema.schema.field(c) for c in self.key_columns])
         if not tables:
@@ -318,9 +408,11 @@ class StageWriter:
         name = f"part-{part_id or uuid.uuid4().hex}.parquet"
         _check_name("part name", name)
         path = f"{self._parts_dir}/{name}"
+        _test_gate(self.ref, name)
         # streamed straight to storage: no in-memory copy of the encoded file
         self.store.write_atomic(path, lambda out: pq.write_table(data, out, compression="zstd"))
-        return PartInfo(name=name, rows=data.num_rows, bytes=self.store.fs.get_file_info(path).size or 0)
+        info = self.store.io(f"size check of {name}", lambda: self.store.fs.get_file_info(path), stage=self.ref)
+        return PartInfo(name=name, rows=data.num_rows, bytes=info.size or 0)
 
     def commit(self, attrs: dict[str, Any] | None = None) -> Manifest:
         """Publish every part on storage under a new manifest, after checking keys are unique."""
@@ -329,7 +421,13 @@ class StageWriter:
         key_tables: list[pa.Table] = []
         for info in infos:
             try:
-                pf = pq.ParquetFile(info.path, filesystem=self.store.fs)
+                pf = self.store.io(
+                    f"commit read of {info.base_name}",
+                    functools.partial(pq.ParquetFile, info.path, filesystem=self.store.fs),
+                    stage=self.ref,
+                )
+            except StoreError:
+                raise
             except (pa.ArrowInvalid, OSError) as exc:
                 raise StoreError(
                     f"stage {self.ref}: part {info.base_name} is unreadable ({exc}); delete it and re-run to rewrite it"
@@ -345,7 +443,13 @@ class StageWriter:
                     f"expected {self.schema.name} v{self.schema.version}"
                 )
             parts.append(PartInfo(name=info.base_name, rows=pf.metadata.num_rows, bytes=info.size or 0))
-            key_tables.append(pf.read(columns=self.key_columns))
+            key_tables.append(
+                self.store.io(
+                    f"commit key read of {info.base_name}",
+                    functools.partial(pf.read, columns=self.key_columns),
+                    stage=self.ref,
+                )
+            )
         if key_tables:
             keys = pa.concat_tables(key_tables)
             distinct = keys.group_by(self.key_columns).aggregate([]).num_rows

@@ -2,7 +2,8 @@
 
 pyarrow's S3 client retries for a long time and reports failures as bare ``OSError``; a
 ``head_bucket`` through boto3 with short timeouts answers "is it reachable, are the keys
-right, does the bucket exist" in about a second, so every S3 store is probed once first.
+right, does the bucket exist" in about a second, so every S3 store is probed once first
+(an endpoint that does not answer is retried for ``store.retry_seconds``, see ``retry.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from trustflow.errors import InputError, StoreError
+from trustflow.data.store.retry import RetryPolicy, call_with_retry
+from trustflow.errors import InputError, StoreError, StoreUnavailable
 from trustflow.settings import Settings
 
 
@@ -87,17 +89,43 @@ def s3_client(settings: Settings, timeout_s: float = 5.0):  # noqa: ANN201 - bot
     )
 
 
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The store's retry policy from ``store.retry_seconds``."""
+    return RetryPolicy(budget_s=settings.store.retry_seconds)
+
+
+def endpoint_name(settings: Settings) -> str:
+    return settings.s3_endpoint_url or "AWS S3"
+
+
 def probe_bucket(settings: Settings, bucket: str) -> None:
-    """Fail with one clear line unless ``bucket`` is reachable with the configured credentials."""
+    """Fail with one clear line unless ``bucket`` is reachable with the configured credentials.
+
+    An endpoint that refuses connections or answers 5xx is retried for ``store.retry_seconds``
+    (a store restarting must not kill the run that opens it); wrong keys or a missing bucket
+    are answers and fail at once.
+    """
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-    endpoint = settings.s3_endpoint_url or "AWS S3"
+    endpoint = endpoint_name(settings)
+    client = s3_client(settings, timeout_s=3.0)
     try:
-        s3_client(settings, timeout_s=3.0).head_bucket(Bucket=bucket)
-    except EndpointConnectionError:
-        raise StoreError(
-            f"cannot reach S3 endpoint {endpoint} (s3_endpoint_url); is the store running? (trustflow storage up)"
-        ) from None
+        call_with_retry(
+            lambda: client.head_bucket(Bucket=bucket),
+            operation=f"start-up check (head_bucket {bucket})",
+            endpoint=endpoint,
+            policy=retry_policy(settings),
+        )
+    except StoreUnavailable as exc:
+        if isinstance(exc.__cause__, EndpointConnectionError):
+            raise StoreUnavailable(
+                f"cannot reach S3 endpoint {endpoint} (s3_endpoint_url); is the store running? (trustflow storage up; "
+                f"retried for {settings.store.retry_seconds:.0f} s, store.retry_seconds)",
+                endpoint,
+                None,
+                exc.operation,
+            ) from exc.__cause__
+        raise
     except NoCredentialsError:
         raise StoreError(f"no S3 credentials for {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
     except ClientError as exc:

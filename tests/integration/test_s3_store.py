@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 import pytest
 
@@ -36,9 +38,12 @@ def test_write_read_list_through_s3(s3_settings) -> None:  # noqa: ANN001
 
 def test_unreachable_endpoint_is_one_clear_error(s3_settings) -> None:  # noqa: ANN001
     dead = f"http://127.0.0.1:{free_port()}"
-    settings = load_settings(store_url=s3_settings.store_url, s3_endpoint_url=dead)
+    # store.retry_seconds bounds how long a dead endpoint is retried (default 30 s)
+    settings = load_settings(store_url=s3_settings.store_url, s3_endpoint_url=dead, store={"retry_seconds": 1})
+    started = time.monotonic()
     with pytest.raises(StoreError, match=f"cannot reach S3 endpoint {dead}"):
         ArtifactStore(settings=settings)
+    assert time.monotonic() - started < 10
 
 
 def test_wrong_credentials_are_named_and_data_survives(s3_settings) -> None:  # noqa: ANN001
