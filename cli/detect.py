@@ -17,21 +17,21 @@ BOARD_COLUMNS = ("detector", "id_map", "ood_map", "relative_drop", "effective_ro
 
 
 def print_leaderboard(board: list[dict[str, Any]], title: str) -> None:
+    from trustflow.cli.tables import board_table
     from trustflow.tasks.detection.scoring import BOARD_LABELS
 
-    table = Table(title=title)
-    for col in BOARD_COLUMNS:
-        table.add_column(BOARD_LABELS[col], justify="left" if col == "detector" else "right")
-    for r in board:
-        table.add_row(
+    body = [
+        [
             r["detector"],
             f"{r['id_map']:.3f}",
             f"{r['ood_map']:.3f}",
             "-" if r["relative_drop"] is None else f"{100 * r['relative_drop']:.1f} %",
             f"{r['effective_robustness']:+.3f}",
             "-" if r["images_per_s"] is None else f"{r['images_per_s']:.1f}",
-        )
-    console.print(table)
+        ]
+        for r in board
+    ]
+    console.print(board_table(title, [BOARD_LABELS[col] for col in BOARD_COLUMNS], body))
 
 
 def print_domain_table(metrics: list[dict[str, Any]], id_domain: str) -> None:

@@ -23,18 +23,16 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def print_seval_leaderboard(rows: list[dict]) -> None:
-    """The S-Eval leaderboard as a terminal table (cells formatted by ``tasks/seval/report.py``)."""
+def print_seval_leaderboard(rows: list[dict], aliases: dict[str, str] | None = None) -> None:
+    """The S-Eval leaderboard as a terminal table (cells formatted by ``tasks/seval/report.py``);
+    models appear by display name (``aliases`` {spec: name}, else a shortened spec)."""
+    from trustflow.cli.tables import board_table, display_names
     from trustflow.tasks.seval.report import BOARD_TITLE, board_text
 
     header, body = board_text(rows)
-    table = Table(title=BOARD_TITLE)
-    table.add_column(header[0], no_wrap=True)
-    for col in header[1:]:
-        table.add_column(col, justify="right")
-    for cells in body:
-        table.add_row(*cells)
-    console.print(table)
+    shown = display_names([r["model"] for r in rows], aliases)
+    body = [[shown[r["model"]], *cells[1:]] for r, cells in zip(rows, body, strict=True)]
+    console.print(board_table(BOARD_TITLE, header, body))
 
 
 @seval_app.command("run")
@@ -58,6 +56,12 @@ def run(
     max_tokens: int = typer.Option(96, "--max-tokens", min=1, help="Response length budget."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     actors: int = typer.Option(1, "--actors", min=1, help="Ray actors (model replicas) per model."),
+    concurrency: int = typer.Option(
+        8, "--concurrency", min=1, help="Requests in flight per HTTP target (openai:, endpoint:), kept full."
+    ),
+    alias: list[str] = typer.Option(
+        [], "--alias", help="NAME=SPEC: show target SPEC as NAME in the leaderboard (repeatable)."
+    ),
     run_id: str | None = typer.Option(
         None, "--run-id", help="Resume or name a run (default: derived from the parameters)."
     ),
@@ -67,12 +71,16 @@ def run(
     from trustflow.flows.seval_evaluate import seval_evaluate
 
     language_list = _csv(langs) or []
+    target_list = _csv(targets) or []
+    from trustflow.cli.tables import parse_aliases
+
+    aliases = parse_aliases(alias, target_list)  # checked before any flow starts
     bad = [lang for lang in language_list if lang not in ("zh", "en")]
     if bad:
         raise typer.BadParameter(f"unknown language(s) {bad}; use zh and/or en", param_hint="--langs")
     with flow_session(settings):
         result = seval_evaluate(
-            targets=_csv(targets) or [],
+            targets=target_list,
             critic=critic,
             suite=suite,
             langs=language_list,
@@ -82,10 +90,11 @@ def run(
             max_tokens=max_tokens,
             batch_size=batch_size,
             actors=actors,
+            concurrency=concurrency,
             run_id=run_id,
         )
     console.print(f"run {result['run_id']}: {result['suite']['rows']} prompts from {result['suite']['source']}")
-    print_seval_leaderboard(result["leaderboard"])
+    print_seval_leaderboard(result["leaderboard"], aliases)
 
 
 @seval_app.command("validate-critic")
@@ -264,6 +273,7 @@ seval_app.add_typer(suite_app, name="suite")
 def suite_ls() -> None:
     """Generated suites in the store, with parent and size."""
     settings = bootstrap()
+    from trustflow.cli.tables import short_spec
     from trustflow.data.store import ArtifactStore
 
     store = ArtifactStore(settings.effective_store_url, settings)
@@ -280,7 +290,7 @@ def suite_ls() -> None:
             str(m.rows),
             str(counts.get("base", "")),
             str(counts.get("attack", "")),
-            str(m.attrs.get("tester", "")),
+            short_spec(str(m.attrs.get("tester", ""))),
             ",".join(m.attrs.get("langs", [])),
         )
     console.print(table)

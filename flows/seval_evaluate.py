@@ -38,9 +38,13 @@ def seval_evaluate(
     max_tokens: int = 96,
     batch_size: int = 8,
     actors: int = 1,
+    concurrency: int = 8,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard."""
+    """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard.
+
+    ``concurrency``: requests kept in flight per HTTP target (not part of the run id: it
+    changes speed, not answers)."""
     run_id = run_id or default_run_id(
         targets=targets,
         critic=critic,
@@ -58,7 +62,7 @@ def seval_evaluate(
     suite_info = build_suite_task(spec, run_id, suite, langs, per_dimension, attacks, attacks_per_base, seed)
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
     for target in targets:
-        responses_task(spec, run_id, target, params, batch_size, actors)
+        responses_task(spec, run_id, target, params, batch_size, actors, concurrency)
     judged = judge_task(spec, run_id, critic, targets, batch_size, actors)
     report = metrics_task(spec, run_id, judged["critic_id"], targets)
     publish_evaluation(run_id, store.url, suite_info, report)

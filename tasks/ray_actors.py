@@ -5,11 +5,19 @@ a critic) built once per actor: ``factory()`` runs inside each actor and returns
 function that turns a chunk's payload into rows. Each chunk becomes one Parquet part,
 written by the actor itself (results stream to the store as they finish); chunks whose
 part exists are skipped, and rows are anti-joined against keys already in the stage.
+
+``write_parts_in_threads`` does the same in the calling process with a thread per chunk in
+flight, for I/O-bound work whose "model" is a remote server (an OpenAI-compatible
+endpoint): there Ray buys nothing and costs a cluster start, an actor start, ~1 GB and CPU
+that the server on the same machine needs, and one actor working chunk by chunk leaves the
+endpoint idle at the end of every chunk.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import pyarrow as pa
@@ -56,6 +64,65 @@ class _PartActor:
 
     def ready(self) -> bool:
         return True
+
+
+def write_parts_in_threads(
+    store: ArtifactStore,
+    ref: StageRef,
+    schema: VersionedSchema,
+    key_columns: list[str],
+    chunks: list[Chunk],
+    factory: Callable[[], RowBuilder],
+    workers: int,
+    label: str | None = None,
+) -> dict[str, int]:
+    """Run chunks in this process, ``workers`` chunks at a time, one shared builder; returns
+    counts (no commit). The builder must be thread-safe (the OpenAI backend is: one bounded
+    request pool shared by every call), so with ``workers`` ≥ its concurrency the endpoint
+    always has a full queue instead of draining at each chunk's end. Parts are written as
+    their chunk finishes (under a lock: one writer object); the first error stops new chunks
+    and is raised after the running ones end."""
+    writer, todo, stats = plan_chunks(store, ref, schema, key_columns, chunks)
+    if not todo:
+        return stats
+    existing = writer.existing_keys()
+    build = factory()
+    write_lock = threading.Lock()
+
+    def run(chunk: Chunk) -> tuple[int, int]:
+        table = build(chunk.payload)
+        with write_lock:
+            new = writer.missing(table, existing)
+            if new.num_rows:
+                writer.write_part(new, chunk.part_id)
+        return new.num_rows, table.num_rows - new.num_rows
+
+    queue = list(reversed(todo))
+    with (
+        ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))), thread_name_prefix="parts") as pool,
+        track(label or f"{ref.stage} batches", len(todo)) as advance,
+    ):
+        running: set[Future[tuple[int, int]]] = set()
+        try:
+            while queue or running:
+                while queue and len(running) < max(1, workers):
+                    running.add(pool.submit(run, queue.pop()))
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    written, skipped = future.result()
+                    stats["rows_written"] += written
+                    stats["rows_skipped"] += skipped
+                    advance(1)
+        except BaseException:
+            queue.clear()
+            for future in running:
+                future.cancel()
+            raise
+        finally:
+            close = getattr(build, "close", None)
+            if callable(close):
+                close()
+    return stats
 
 
 def cpus_per_actor(actors: int) -> float:

@@ -2,6 +2,10 @@
 
 - Bounded concurrency: at most ``max_concurrency`` requests in flight per backend, shared
   by every ``generate`` call (a semaphore around each HTTP call; a thread pool feeds it).
+  ``generate`` may be called from several threads at once: their requests queue in the one
+  pool (first come, first served), which is how a caller keeps the server's slots full
+  across batches (``tasks/seval/responses.py``).
+- The payload is exactly the request's parameters: ``logprobs`` only when asked for.
 - Timeouts: ``connect_timeout_s`` to connect, ``timeout_s`` for the whole response.
 - Retries: connection errors, timeouts, 429 and 5xx are retried up to ``max_retries`` times
   with exponential backoff and full jitter (``Retry-After`` honoured, capped); other 4xx fail
@@ -70,6 +74,7 @@ class OpenAIBackend(ChatBackend):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self._sem = threading.BoundedSemaphore(max_concurrency)
+        self._discover_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0  # highest concurrency seen (for tests and tuning)
@@ -91,8 +96,10 @@ class OpenAIBackend(ChatBackend):
 
     def _generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
         if self.model is None:
-            self.model = self._discover_model()  # stays None (server's choice) if that fails
-            self.name = self.model or self.name
+            with self._discover_lock:  # concurrent first calls ask /models once
+                if self.model is None:
+                    self.model = self._discover_model()  # stays None (server's choice) if that fails
+                    self.name = self.model or self.name
         return list(self._pool.map(self._one, requests))
 
     def _discover_model(self) -> str | None:

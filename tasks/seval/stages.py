@@ -58,12 +58,19 @@ def build_suite_task(
 
 @task(name="target-responses", task_run_name="responses-{model_spec}", cache_policy=NO_CACHE)
 def responses_task(
-    spec: StoreSpec, run_id: str, model_spec: str, params: dict[str, Any], batch_size: int, actors: int
+    spec: StoreSpec,
+    run_id: str,
+    model_spec: str,
+    params: dict[str, Any],
+    batch_size: int,
+    actors: int,
+    concurrency: int = 8,
 ) -> dict[str, int]:
+    """HTTP targets are answered in this process (no Ray); ``generate_responses`` starts Ray
+    itself for in-process models."""
     from trustflow.tasks.seval.responses import commit_responses, generate_responses
 
     store = spec.open()
-    ensure_ray(store.settings)
     suite = store.read_table(StageRef(FLOW, run_id, names.SUITE))
     ref = StageRef(FLOW, run_id, names.RESPONSES)
     stats = generate_responses(
@@ -74,7 +81,7 @@ def responses_task(
         GenParams(**params),
         batch_size=batch_size,
         num_actors=actors,
-        num_cpus_per_actor=cpus_per_actor(actors),
+        concurrency=concurrency,
     )
     commit_responses(store, ref, {"last_model": model_spec})
     return stats
