@@ -61,6 +61,14 @@ def run(
     run_id: str | None = typer.Option(
         None, "--run-id", help="Resume or name a run (default: derived from the parameters)."
     ),
+    rationale_model: str = typer.Option(
+        "pkg:qwen2.5-1.5b",
+        "--rationale-model",
+        help="Model spec writing a 1-2 sentence rationale for unsafe verdicts ('none': no rationales).",
+    ),
+    max_rationales: int = typer.Option(
+        200, "--max-rationales", min=0, help="At most this many rationales per run, riskiest verdicts first."
+    ),
 ) -> None:
     """Evaluate target models on an S-Eval suite and print the leaderboard."""
     settings = bootstrap()
@@ -83,6 +91,8 @@ def run(
             batch_size=batch_size,
             actors=actors,
             run_id=run_id,
+            rationale_model=None if rationale_model.lower() in ("", "none") else rationale_model,
+            max_rationales=max_rationales,
         )
     console.print(f"run {result['run_id']}: {result['suite']['rows']} prompts from {result['suite']['source']}")
     print_seval_leaderboard(result["leaderboard"])

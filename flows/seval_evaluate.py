@@ -12,6 +12,7 @@ from trustflow import names
 from trustflow.data.store import ArtifactStore
 from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
+from trustflow.tasks.seval.rationale import DEFAULT_MAX_RATIONALES, DEFAULT_RATIONALE_MODEL
 from trustflow.tasks.seval.report import publish_evaluation
 from trustflow.tasks.seval.stages import build_suite_task, judge_task, metrics_task, responses_task
 
@@ -39,8 +40,12 @@ def seval_evaluate(
     batch_size: int = 8,
     actors: int = 1,
     run_id: str | None = None,
+    rationale_model: str | None = DEFAULT_RATIONALE_MODEL,
+    max_rationales: int = DEFAULT_MAX_RATIONALES,
 ) -> dict[str, Any]:
-    """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard."""
+    """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard.
+
+    The rationale options are not part of the run id: adding rationales later resumes the run."""
     run_id = run_id or default_run_id(
         targets=targets,
         critic=critic,
@@ -59,7 +64,7 @@ def seval_evaluate(
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
     for target in targets:
         responses_task(spec, run_id, target, params, batch_size, actors)
-    judged = judge_task(spec, run_id, critic, targets, batch_size, actors)
+    judged = judge_task(spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales)
     report = metrics_task(spec, run_id, judged["critic_id"], targets)
     publish_evaluation(run_id, store.url, suite_info, report)
     return {"run_id": run_id, "suite": suite_info, **report}
