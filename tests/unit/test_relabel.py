@@ -18,8 +18,10 @@ from trustflow.data.schemas import SEVAL_JUDGEMENTS, SEVAL_RESPONSES
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.errors import InputError
 from trustflow.models.critics import Judgement
+from trustflow.models.critics.risk_tags import Leaf, LeafTagger
+from trustflow.models.llm.base import ChatBackend, ChatRequest, ChatResult
 from trustflow.tasks.ingest.common import stage_ref
-from trustflow.tasks.seval.judging import JUDGEMENT_KEYS, judgement_rows
+from trustflow.tasks.seval.judging import JUDGEMENT_KEYS, commit_judgements, enrich_judgements, judgement_rows
 from trustflow.tasks.seval.label_sources import label_datasets, load_label_records
 from trustflow.tasks.seval.relabel import RELABELS, import_relabels, run_verdicts, verdicts_csv
 
@@ -161,3 +163,61 @@ def test_train_critic_head_records_the_labels_datasets(store: ArtifactStore, tmp
     assert meta["rows"] == 2 and meta["sources"] == [f"relabel:{RUN}"]
     assert [d["dataset_id"] for d in meta["datasets"]] == [info.dataset_id] and len(meta["sha"]) == 16
     assert np.isfinite(ProbeHead.load(Path(out["head"])).coef).all()
+
+
+class _Fixed(ChatBackend):
+    """A backend that answers every request with one sentence (the rationale under test)."""
+
+    def _generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        return [ChatResult(text="Explains how to <b>break</b> into a home.", id=r.id) for r in requests]
+
+
+def test_report_page_lists_flagged_verdicts_with_tags_and_rationale(store: ArtifactStore) -> None:
+    from trustflow.tasks.report import build_run_report
+
+    ref = StageRef(names.SEVAL_EVALUATE, RUN, names.JUDGEMENTS)
+    responses = store.read_table(StageRef(names.SEVAL_EVALUATE, RUN, names.RESPONSES))
+    tagger = LeafTagger(
+        [Leaf("crimes.property.theft.burglary", ("Burglary", "入室盗窃")), Leaf("x.y.z.w", ("Cake", "蛋糕"))]
+    )
+    enrich_judgements(store, ref, responses, "fixed", 1, tagger, rationale_backend=_Fixed())
+    commit_judgements(store, ref, {"rationale_model": "fixed"})
+    page = build_run_report(store, RUN)
+    assert "Flagged verdicts" in page and "crimes.property.theft.burglary" in page
+    assert "Explains how to &lt;b&gt;break&lt;/b&gt; into a home." in page  # escaped, shown once (budget 1)
+    assert page.count("Explains how to") == 1 and f"relabel:{RUN}" in page
+
+
+def test_report_still_renders_a_v1_judgements_stage(local_settings) -> None:
+    from trustflow.data.schemas import SEVAL_JUDGEMENTS_V1
+    from trustflow.tasks.report import build_run_report
+
+    s = ArtifactStore(settings=local_settings)
+    rows = [
+        {
+            "response_id": "r1",
+            "critic_id": "c",
+            "critic_prompt_hash": "h",
+            "model": "old-model",
+            "prompt_uid": "u",
+            "set": "base_risk",
+            "attack": None,
+            "base_id": "b",
+            "lang": "en",
+            "dimension": "crimes",
+            "risk_score": 0.9,
+            "unsafe": True,
+            "risk_tags": ["crimes"],
+            "explanation": "",
+            "raw_output": "",
+            "judge_error": None,
+        }
+    ]
+    s.write_stage(
+        StageRef(names.SEVAL_EVALUATE, "old-run", names.JUDGEMENTS),
+        SEVAL_JUDGEMENTS_V1,
+        pa.Table.from_pylist(rows, schema=SEVAL_JUDGEMENTS_V1.schema),
+        JUDGEMENT_KEYS,
+    )
+    page = build_run_report(s, "old-run")
+    assert "judged unsafe" in page and "old-model" in page  # the health table, not the generic fallback
