@@ -12,7 +12,7 @@ from trustflow import names
 from trustflow.data.store import ArtifactStore
 from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
-from trustflow.tasks.seval.rationale import DEFAULT_MAX_RATIONALES, DEFAULT_RATIONALE_MODEL
+from trustflow.tasks.seval.rationale import DEFAULT_MAX_RATIONALES
 from trustflow.tasks.seval.report import publish_evaluation
 from trustflow.tasks.seval.stages import build_suite_task, judge_task, metrics_task, responses_task
 
@@ -40,12 +40,16 @@ def seval_evaluate(
     batch_size: int = 8,
     actors: int = 1,
     run_id: str | None = None,
-    rationale_model: str | None = DEFAULT_RATIONALE_MODEL,
+    rationale_model: str | None = None,
     max_rationales: int = DEFAULT_MAX_RATIONALES,
 ) -> dict[str, Any]:
     """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard.
 
-    The rationale options are not part of the run id: adding rationales later resumes the run."""
+    Risk tags are always written for unsafe verdicts (cheap). Rationales need an LLM, so the
+    flow writes none unless ``rationale_model`` is given (``trustflow seval run`` passes
+    ``pkg:qwen2.5-1.5b`` by default); callers such as the demo and continuous evaluation keep
+    their cost. The rationale options are not part of the run id: adding rationales later
+    resumes the run and explains what is unexplained."""
     run_id = run_id or default_run_id(
         targets=targets,
         critic=critic,
