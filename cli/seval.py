@@ -65,6 +65,15 @@ def run(
     run_id: str | None = typer.Option(
         None, "--run-id", help="Resume or name a run (default: derived from the parameters)."
     ),
+    rationale_model: str = typer.Option(
+        "none",
+        "--rationale-model",
+        help="Model spec writing a 1-2 sentence rationale for unsafe verdicts, e.g. pkg:qwen2.5-1.5b "
+        "(default none: an LLM pass costs minutes on CPU; a later run with a model adds them).",
+    ),
+    max_rationales: int = typer.Option(
+        200, "--max-rationales", min=0, help="At most this many rationales per run, riskiest verdicts first."
+    ),
 ) -> None:
     """Evaluate target models on an S-Eval suite and print the leaderboard."""
     settings = bootstrap()
@@ -92,6 +101,8 @@ def run(
             actors=actors,
             concurrency=concurrency,
             run_id=run_id,
+            rationale_model=None if rationale_model.lower() in ("", "none") else rationale_model,
+            max_rationales=max_rationales,
         )
     console.print(f"run {result['run_id']}: {result['suite']['rows']} prompts from {result['suite']['source']}")
     print_seval_leaderboard(result["leaderboard"], aliases)
@@ -169,6 +180,88 @@ def train_critic_cmd(
         return
     console.print(
         f"probe head for {model} (layers {info['layers']}, {info['pooling']}, {info['rows']} pairs) → {info['head']}"
+    )
+
+
+@seval_app.command("verdicts")
+@handle_errors
+def verdicts_cmd(
+    run_id: str = typer.Argument(..., help="An S-Eval run id (seval-…)."),
+    all_verdicts: bool = typer.Option(False, "--all", help="Every verdict, not only the unsafe ones."),
+    csv_out: Path | None = typer.Option(
+        None, "--csv", help="Write the verdicts as a relabel CSV (fill corrected_unsafe, then `seval relabel`)."
+    ),
+    show: int = typer.Option(20, "--show", min=0, help="Verdicts to list in the terminal (riskiest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (every listed verdict)."),
+) -> None:
+    """Triage a run's flagged verdicts: risk score, taxonomy tags and rationale, riskiest first."""
+    settings = bootstrap()
+    from trustflow.data.store import ArtifactStore
+    from trustflow.tasks.seval.relabel import EXPORT_COLUMNS, run_verdicts, verdicts_csv
+
+    store = ArtifactStore(settings.effective_store_url, settings)
+    rows = run_verdicts(store, run_id, flagged_only=not all_verdicts)
+    if csv_out is not None:
+        csv_out.write_text(verdicts_csv(rows), encoding="utf-8")
+    if as_json:
+        emit_json(
+            {
+                "run_id": run_id,
+                "csv": str(csv_out) if csv_out else None,
+                "verdicts": [{k: r[k] for k in EXPORT_COLUMNS} for r in rows],
+            },
+            ensure_ascii=False,
+        )
+        return
+    table = Table(title=f"{'verdicts' if all_verdicts else 'unsafe verdicts'} of {run_id} ({len(rows)})")
+    for col in ("judgement", "model", "lang", "risk", "tags", "rationale", "prompt"):
+        table.add_column(col, overflow="fold")
+    for r in rows[:show]:
+        table.add_row(
+            r["judgement_id"],
+            r["model"],
+            r["lang"],
+            "–" if r["risk_score"] is None else f"{r['risk_score']:.2f}",
+            r["risk_tags"].replace(";", "\n"),
+            r["rationale"] or "–",
+            r["prompt"][:120],
+        )
+    console.print(table)
+    if csv_out is not None:
+        console.print(
+            f"relabel CSV: {csv_out} (fill corrected_unsafe, then `trustflow seval relabel {csv_out} --annotator NAME`)"
+        )
+
+
+@seval_app.command("relabel")
+@handle_errors
+def relabel_cmd(
+    csv_file: Path = typer.Argument(..., help="CSV of verdicts with a corrected label (from `seval verdicts --csv`)."),
+    annotator: str | None = typer.Option(None, "--annotator", help="Who relabelled (else the CSV's annotator column)."),
+    run: str | None = typer.Option(
+        None, "--run", help="The run the verdicts came from (else the CSV's run_id column)."
+    ),
+    label_col: str = typer.Option(
+        "corrected_unsafe",
+        "--label-col",
+        help="Column with the person's label: unsafe/safe, 1/0, true/false; empty = not reviewed.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Store relabelled verdicts as a labels dataset (source relabel:<run>) for train-critic / validate-critic."""
+    settings = bootstrap()
+    from trustflow.data.store import ArtifactStore
+    from trustflow.tasks.seval.relabel import import_relabels
+
+    store = ArtifactStore(settings.effective_store_url, settings)
+    info = import_relabels(store, csv_file, annotator=annotator, run_id=run, label_col=label_col)
+    if as_json:
+        emit_json(info.as_dict())
+        return
+    state = "already stored" if info.skipped else "stored"
+    console.print(
+        f"{info.tables.get('labels', 0)} relabelled verdicts {state} as {info.dataset_id} ({info.source}); "
+        f"train with --labels {info.dataset_id} or --labels {info.source}"
     )
 
 

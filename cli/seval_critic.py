@@ -109,7 +109,10 @@ def run_validate(
             src: (s["p"][s["source"] == src], s["y"][s["source"] == src]) for src in sorted(set(s["source"].tolist()))
         }
         result["plot"] = str(reliability_plot(groups, out / "reliability.png", f"{critic_spec} on {labels}"))
-    result = _clean({"critic": critic_spec, "labels": labels, **result})
+    from trustflow.tasks.seval.label_sources import label_datasets, records_sha
+
+    provenance = {"labels_sha": records_sha(records), "label_datasets": label_datasets(labels, store)}
+    result = _clean({"critic": critic_spec, "labels": labels, **provenance, **result})
     result["result"] = str(out / "validation.json")
     (out / "validation.json").write_text(json.dumps(result, indent=1))
     if as_json:
@@ -206,7 +209,7 @@ def run_train(
     from trustflow.data.store import ArtifactStore
     from trustflow.models.critics.probe import labels_digest, train_head
     from trustflow.models.llm.spec import load_backend
-    from trustflow.tasks.seval.label_sources import judge_item, load_label_records
+    from trustflow.tasks.seval.label_sources import judge_item, label_datasets, load_label_records, records_sha
 
     store = ArtifactStore(settings.effective_store_url, settings)
     by_spec = {spec: [r for r in load_label_records(spec, cols, store) if r.unsafe is not None] for spec in labels}
@@ -223,7 +226,13 @@ def run_train(
         pooling=pooling,  # type: ignore[arg-type]
     )
     head.meta["trained_on"] = {
-        spec: {"rows": len(rs), "sources": sorted({r.source for r in rs})} for spec, rs in by_spec.items()
+        spec: {
+            "rows": len(rs),
+            "sources": sorted({r.source for r in rs}),
+            "sha": records_sha(rs),  # label ids and labels of exactly these rows
+            "datasets": label_datasets(spec, store),  # store datasets read (id, fingerprint, source)
+        }
+        for spec, rs in by_spec.items()
     }
     head.meta["label_ids_sha"] = digest
     path = head.save(out if out.suffix == ".npz" else out.with_suffix(".npz"))

@@ -174,9 +174,14 @@ SEVAL_RESPONSES = VersionedSchema(
     ),
 )
 
+# v2 (issue 13): ``risk_tags`` of an unsafe verdict are taxonomy *leaf* ids chosen by
+# models/critics/risk_tags.py (v1 held the prompt's level-1 dimension), and the columns after
+# ``judge_error`` are new and nullable. A v1 stage still reads: ``upgrade_judgements`` adds the
+# new columns as nulls (readers), and a resumed v1 run rewrites its parts as v2 before it
+# commits (tasks/seval/judging.py ``upgrade_parts``).
 SEVAL_JUDGEMENTS = VersionedSchema(
     "seval_judgements",
-    1,
+    2,
     pa.schema(
         [
             pa.field("response_id", pa.string(), nullable=False),
@@ -195,6 +200,50 @@ SEVAL_JUDGEMENTS = VersionedSchema(
             pa.field("explanation", pa.string(), nullable=False),
             pa.field("raw_output", pa.string(), nullable=False),
             pa.field("judge_error", pa.string()),  # why the critic could not judge
+            pa.field("risk_tag_scores", pa.list_(pa.float32())),  # cosine of each risk tag; null: not tagged
+            pa.field(
+                "tagger", pa.string()
+            ),  # identity of the tagger (model, taxonomy hash, k, margin); null: not tagged
+            pa.field("rationale", pa.string()),  # 1-2 sentence LLM rationale of an unsafe verdict; null: none
+            pa.field("rationale_model", pa.string()),  # model spec that wrote (or failed to write) it
+            pa.field("rationale_error", pa.string()),  # why no rationale (LLM error, empty answer); never fails a run
+        ]
+    ),
+)
+
+
+# the v1 layout, kept so old stages can be recognised and upgraded (and tests can write one)
+SEVAL_JUDGEMENTS_V1 = VersionedSchema(
+    "seval_judgements", 1, pa.schema(list(SEVAL_JUDGEMENTS.schema)[: SEVAL_JUDGEMENTS.names.index("judge_error") + 1])
+)
+
+
+def upgrade_judgements(table: pa.Table) -> pa.Table:
+    """A judgements table of any version as the current one: columns a v1 stage lacks are
+    added as nulls (every column added since v1 is nullable), in schema order."""
+    for field in SEVAL_JUDGEMENTS.schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(SEVAL_JUDGEMENTS.names).cast(SEVAL_JUDGEMENTS.schema)
+
+
+SEVAL_RELABELS = VersionedSchema(
+    "seval_relabels",
+    1,
+    pa.schema(
+        [
+            pa.field("label_id", pa.string(), nullable=False),  # the row of the ``labels`` stage it became
+            pa.field("run_id", pa.string(), nullable=False),  # the S-Eval run whose verdict was reviewed
+            pa.field("judgement_id", pa.string(), nullable=False),  # tasks/seval/judging.judgement_id
+            pa.field("response_id", pa.string()),
+            pa.field("critic_id", pa.string()),
+            pa.field("model", pa.string()),  # the target model that answered
+            pa.field("critic_unsafe", pa.bool_()),  # the critic's verdict; null: unknown or judge error
+            pa.field("critic_risk_score", pa.float32()),
+            pa.field("unsafe", pa.bool_(), nullable=False),  # the person's label
+            pa.field("annotator", pa.string(), nullable=False),
+            pa.field("note", pa.string()),  # the annotator's comment, if any
+            pa.field("row_no", pa.int32(), nullable=False),  # 1-based data row in the CSV
         ]
     ),
 )

@@ -12,6 +12,7 @@ from trustflow import names
 from trustflow.data.store import ArtifactStore
 from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
+from trustflow.tasks.seval.rationale import DEFAULT_MAX_RATIONALES
 from trustflow.tasks.seval.report import publish_evaluation
 from trustflow.tasks.seval.stages import build_suite_task, judge_task, metrics_task, responses_task
 
@@ -40,11 +41,19 @@ def seval_evaluate(
     actors: int = 1,
     concurrency: int = 8,
     run_id: str | None = None,
+    rationale_model: str | None = None,
+    max_rationales: int = DEFAULT_MAX_RATIONALES,
 ) -> dict[str, Any]:
     """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard.
 
     ``concurrency``: requests kept in flight per HTTP target (not part of the run id: it
-    changes speed, not answers)."""
+    changes speed, not answers).
+
+    Risk tags are always written for unsafe verdicts (cheap). Rationales need an LLM, so the
+    flow writes none unless ``rationale_model`` is given (``trustflow seval run
+    --rationale-model pkg:qwen2.5-1.5b``); by default the demo, benchmarks and continuous
+    evaluation keep their cost. The rationale options are not part of the run id: adding rationales later
+    resumes the run and explains what is unexplained."""
     run_id = run_id or default_run_id(
         targets=targets,
         critic=critic,
@@ -63,7 +72,7 @@ def seval_evaluate(
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
     for target in targets:
         responses_task(spec, run_id, target, params, batch_size, actors, concurrency)
-    judged = judge_task(spec, run_id, critic, targets, batch_size, actors)
+    judged = judge_task(spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales)
     report = metrics_task(spec, run_id, judged["critic_id"], targets)
     publish_evaluation(run_id, store.url, suite_info, report)
     return {"run_id": run_id, "suite": suite_info, **report}

@@ -4,17 +4,31 @@ Critics are cheap to construct (identity only) and load their model on first use
 driver can compute keys — (response_id, critic_id, critic_prompt_hash) — without loading
 anything. A response whose generation failed gets a judgement row with ``judge_error``
 ``generation_error: ...``: excluded from every rate, visible in the report.
+
+After the critic, :func:`enrich_judgements` completes the unsafe verdicts on the driver,
+before the stage is committed: risk tags from the taxonomy for every unsafe verdict
+(``models/critics/risk_tags.py``: nearest leaves, whatever the critic) and an LLM rationale
+for the riskiest ones, at most ``max_rationales`` per stage (``tasks/seval/rationale.py``).
+It rewrites only the parts whose rows changed, each atomically under its own name, so it is
+resumable like the rest: a re-run tags what is untagged and explains what is unexplained.
+
+Schema v2: a stage written by v1 (no tag scores, no rationale columns) still reads through
+:func:`read_judgements`, and a resumed v1 run has its parts rewritten as v2 first
+(:func:`upgrade_parts`), because a stage's parts must share one schema version to commit.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from trustflow.data.schemas import SEVAL_JUDGEMENTS
-from trustflow.data.store import ArtifactStore, Manifest, StageRef
+from trustflow.data.schemas import SCHEMA_VERSION_KEY, SEVAL_JUDGEMENTS, upgrade_judgements
+from trustflow.data.store import ArtifactStore, Manifest, StageRef, StageWriter
 from trustflow.models.critics import JudgeItem, Judgement, make_critic
 from trustflow.tasks.ray_actors import write_parts_with_actors
 from trustflow.tasks.ray_parts import missing_chunks
@@ -22,6 +36,12 @@ from trustflow.tasks.ray_parts import missing_chunks
 JUDGEMENT_KEYS = ["response_id", "critic_id", "critic_prompt_hash"]
 CARRIED = ["response_id", "model", "prompt_uid", "set", "attack", "base_id", "lang", "dimension"]
 RESPONSE_COLUMNS = [*CARRIED, "prompt", "response", "error"]
+log = logging.getLogger(__name__)
+
+
+def judgement_id(response_id: str, critic_id: str, critic_prompt_hash: str) -> str:
+    """One short id for a judgement's three-column key (what reports and relabel CSVs show)."""
+    return hashlib.sha256(f"{response_id}\x00{critic_id}\x00{critic_prompt_hash}".encode()).hexdigest()[:16]
 
 
 def judgement_rows(rows: list[dict[str, Any]], judgements: list[Judgement]) -> pa.Table:
@@ -37,6 +57,8 @@ def judgement_rows(rows: list[dict[str, Any]], judgements: list[Judgement]) -> p
         out["explanation"].append(j.explanation)
         out["raw_output"].append(j.raw_output)
         out["judge_error"].append(j.judge_error)
+        for col in ("risk_tag_scores", "tagger", "rationale", "rationale_model", "rationale_error"):
+            out[col].append(None)  # filled for unsafe verdicts by enrich_judgements
     return pa.table(out, schema=SEVAL_JUDGEMENTS.schema)
 
 
@@ -82,6 +104,7 @@ def judge_responses(
     """Judge every response not yet judged by this critic (no commit)."""
     critic = make_critic(critic_spec)
     writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
+    upgrade_parts(writer)
     keyed = responses.select(RESPONSE_COLUMNS)
     keyed = keyed.append_column("critic_id", pa.array([critic.critic_id] * keyed.num_rows, pa.string()))
     keyed = keyed.append_column("critic_prompt_hash", pa.array([critic.prompt_hash] * keyed.num_rows, pa.string()))
@@ -103,4 +126,112 @@ def judge_responses(
 
 
 def commit_judgements(store: ArtifactStore, ref: StageRef, attrs: dict[str, Any]) -> Manifest:
-    return store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS).commit(attrs)
+    writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
+    upgrade_parts(writer)
+    return writer.commit(attrs)
+
+
+def read_judgements(store: ArtifactStore, ref: StageRef, columns: list[str] | None = None) -> pa.Table:
+    """A committed judgements stage of any schema version, as the current layout."""
+    table = upgrade_judgements(store.read_table(ref))
+    return table.select(columns) if columns is not None else table
+
+
+def _part_id(name: str) -> str:
+    return name.removeprefix("part-").removesuffix(".parquet")
+
+
+def _read_parts(writer: StageWriter) -> list[tuple[str, pa.Table, bytes]]:
+    """(part id, table, schema version) of every part on storage, committed or not."""
+    out = []
+    for info in writer.part_files():
+        table = pq.read_table(info.path, filesystem=writer.store.fs)
+        version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"")
+        out.append((_part_id(info.base_name), table, version))
+    return out
+
+
+def upgrade_parts(writer: StageWriter) -> int:
+    """Rewrite parts of an older judgements layout as the current one (new columns null),
+    each atomically under its own name; returns how many were rewritten."""
+    current = str(SEVAL_JUDGEMENTS.version).encode()
+    rewritten = 0
+    for part_id, table, version in _read_parts(writer):
+        if version != current:
+            writer.write_part(upgrade_judgements(table.replace_schema_metadata(None)), part_id)
+            rewritten += 1
+    if rewritten:
+        log.info(
+            "stage %s: %d judgement part(s) upgraded to schema v%d", writer.ref, rewritten, SEVAL_JUDGEMENTS.version
+        )
+    return rewritten
+
+
+def enrich_judgements(
+    store: ArtifactStore,
+    ref: StageRef,
+    responses: pa.Table,
+    rationale_model: str | None = None,
+    max_rationales: int = 200,
+    tagger: Any = None,
+    rationale_backend: Any = None,
+) -> dict[str, int]:
+    """Risk tags for every unsafe verdict not yet tagged by ``tagger``, then rationales for
+    the riskiest unexplained ones while fewer than ``max_rationales`` rows hold one (no commit).
+
+    ``responses`` supplies the text (the judgements stage holds ids only); verdicts whose
+    response is not in it are left as they are. ``rationale_model=None`` writes no rationale."""
+    from trustflow.models.critics import JudgeItem
+    from trustflow.models.critics.risk_tags import default_tagger
+    from trustflow.tasks.seval.rationale import RationaleInput, write_rationales
+
+    writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
+    upgrade_parts(writer)
+    tagger = tagger or default_tagger()
+    texts = {
+        rid: (p, r, lang)
+        for rid, p, r, lang in zip(
+            responses["response_id"].to_pylist(),
+            responses["prompt"].to_pylist(),
+            responses["response"].to_pylist(),
+            responses["lang"].to_pylist(),
+            strict=True,
+        )
+    }
+    parts = [(pid, table.to_pylist()) for pid, table, _ in _read_parts(writer)]
+    rows = [(i, j, row) for i, (_, part_rows) in enumerate(parts) for j, row in enumerate(part_rows)]
+    flagged = [(i, j, row) for i, j, row in rows if row["unsafe"] and row["response_id"] in texts]
+    changed: set[int] = set()
+
+    def item(row: dict[str, Any]) -> JudgeItem:
+        prompt, response, lang = texts[row["response_id"]]
+        return JudgeItem(prompt=prompt, response=response, lang="zh" if lang == "zh" else "en")
+
+    to_tag = [(i, j, row) for i, j, row in flagged if row["tagger"] != tagger.tagger_id]
+    for (i, _, row), tags in zip(to_tag, tagger.tag([item(row) for _, _, row in to_tag]), strict=True):
+        row.update(risk_tags=tags.tags, risk_tag_scores=tags.scores, tagger=tagger.tagger_id)
+        changed.add(i)
+
+    stats = {"unsafe": len(flagged), "tagged": len(to_tag), "rationales": 0, "rationale_errors": 0}
+    have = sum(1 for _, _, row in rows if row["rationale"] is not None)
+    budget = max(0, max_rationales - have)
+    todo = sorted(
+        (x for x in flagged if x[2]["rationale"] is None),
+        key=lambda x: (-(x[2]["risk_score"] or 0.0), x[2]["response_id"]),
+    )
+    stats["without_rationale"] = max(0, len(todo) - budget) if rationale_model else len(todo)
+    todo = todo[:budget] if rationale_model else []
+    inputs = [
+        RationaleInput(*texts[row["response_id"]][:2], lang=row["lang"], tags=tuple(row["risk_tags"] or ()))
+        for _, _, row in todo
+    ]
+    for (i, _, row), result in zip(
+        todo, write_rationales(inputs, rationale_model or "", backend=rationale_backend), strict=True
+    ):
+        row.update(rationale=result.text, rationale_error=result.error, rationale_model=rationale_model)
+        stats["rationales" if result.text else "rationale_errors"] += 1
+        changed.add(i)
+    for i in sorted(changed):
+        part_id, part_rows = parts[i]
+        writer.write_part(pa.Table.from_pylist(part_rows, schema=SEVAL_JUDGEMENTS.schema), part_id)
+    return stats

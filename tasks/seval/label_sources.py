@@ -6,6 +6,8 @@
   the installed ``pyrit`` package (``data/seval/labels.pyrit_scorer_evals_dir``);
 - ``written`` or ``written:<stem>``: the project's LLM-written sets in ``data/seval/labels/``;
 - ``labels-<hex>``: a ``labels`` dataset already ingested into the store;
+- ``relabel:<run>`` (or ``relabel`` for every run): the verdicts people corrected with
+  ``trustflow seval relabel`` (tasks/seval/relabel.py), newest dataset winning per pair;
 - a CSV, JSONL or Parquet file (with a column mapping).
 
 :func:`sample_records` draws the deterministic, label-balanced subsample the benchmark
@@ -54,9 +56,61 @@ def load_label_records(
     if spec.startswith("labels-") and not Path(spec).exists():
         if store is None:
             raise InputError(f"{spec}: an ingested labels dataset needs the store")
-        table = store.read_table(StageRef(names.INGEST, spec, names.LABELS)).to_pydict()
-        return [LabelRecord(**{f: table[f][i] for f in RECORD_FIELDS}) for i in range(len(table["label_id"]))]
+        return _stored_records(store, spec)
+    if spec == "relabel" or spec.startswith("relabel:"):
+        if store is None:
+            raise InputError(f"{spec}: relabelled verdicts live in the store")
+        newest: dict[str, LabelRecord] = {}
+        for dataset_id in _relabel_ids(store, spec):
+            newest.update({r.label_id: r for r in _stored_records(store, dataset_id)})
+        if not newest:
+            raise InputError(f"{spec}: no relabelled verdicts in {store.url} (see `trustflow seval relabel --help`)")
+        return list(newest.values())
     return read_label_records(Path(spec), cols)
+
+
+def _stored_records(store: ArtifactStore, dataset_id: str) -> list[LabelRecord]:
+    table = store.read_table(StageRef(names.INGEST, dataset_id, names.LABELS)).to_pydict()
+    return [LabelRecord(**{f: table[f][i] for f in RECORD_FIELDS}) for i in range(len(table["label_id"]))]
+
+
+def _relabel_ids(store: ArtifactStore, spec: str) -> list[str]:
+    from trustflow.tasks.seval.relabel import relabel_datasets
+
+    run_id = spec.removeprefix("relabel").removeprefix(":") or None
+    return [d.dataset_id for d in relabel_datasets(store, run_id)]
+
+
+def label_datasets(spec: str, store: ArtifactStore | None) -> list[dict[str, str]]:
+    """The store datasets a spec reads (id, content fingerprint, source), for provenance:
+    a head or a validation result records them, so the exact labels can be found again."""
+    from trustflow.tasks.ingest.common import existing_dataset
+
+    if store is None or Path(spec).exists():
+        return []
+    if spec.startswith("labels-"):
+        ids = [spec]
+    elif spec == "relabel" or spec.startswith("relabel:"):
+        ids = _relabel_ids(store, spec)
+    else:
+        return []
+    out = []
+    for dataset_id in ids:
+        info = existing_dataset(store, dataset_id)
+        out.append(
+            {
+                "dataset_id": dataset_id,
+                "fingerprint": info.fingerprint if info else "",
+                "source": info.source if info else "",
+            }
+        )
+    return out
+
+
+def records_sha(records: Sequence[LabelRecord]) -> str:
+    """A hash of exactly what trains: each row's label id and label, in id order."""
+    body = "\n".join(sorted(f"{r.label_id}:{int(bool(r.unsafe))}" for r in records if r.unsafe is not None))
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 def judge_item(record: LabelRecord) -> JudgeItem:

@@ -24,6 +24,7 @@ from trustflow.tasks.report.html import (
     Html,
     Section,
     definitions,
+    esc,
     heading,
     join,
     key_figures,
@@ -197,6 +198,8 @@ SEVAL_STAGES = {
     names.METRICS: S.SEVAL_METRICS,
     names.LEADERBOARD: S.SEVAL_LEADERBOARD,
 }
+JUDGEMENT_VERSIONS = (S.SEVAL_JUDGEMENTS, S.SEVAL_JUDGEMENTS_V1)  # v1 stages still render (no tags/rationales)
+FLAGGED_SHOWN = 50  # flagged verdicts listed on the page (riskiest first)
 SEVAL_PLOTS = {
     "safety_heatmap.png": "Safety score per dimension and language",
     "asr_per_attack.png": "Attack success rate per attack",
@@ -249,9 +252,74 @@ def seval_sections(run: RunView) -> list[Section]:
     sections.append(Section("Leaderboard", join(body)))
     if run.has(names.METRICS, S.SEVAL_METRICS):
         sections.append(Section("Metrics", seval_metric_tables(run.rows(names.METRICS))))
-    if run.has(names.RESPONSES, S.SEVAL_RESPONSES) or run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS):
+    if run.has(names.RESPONSES, S.SEVAL_RESPONSES) or _has_judgements(run):
         sections.append(Section("Responses and judgements", seval_health(run)))
-    return sections + plots_section(run, SEVAL_PLOTS) + unknown_stages(run, SEVAL_STAGES)
+    if _has_judgements(run) and run.has(names.RESPONSES, S.SEVAL_RESPONSES):
+        sections.append(Section("Flagged verdicts", flagged_verdicts(run)))
+    stages = dict(SEVAL_STAGES)
+    if run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS_V1):
+        stages[names.JUDGEMENTS] = S.SEVAL_JUDGEMENTS_V1
+    return sections + plots_section(run, SEVAL_PLOTS) + unknown_stages(run, stages)
+
+
+def _has_judgements(run: RunView) -> bool:
+    return any(run.has(names.JUDGEMENTS, v) for v in JUDGEMENT_VERSIONS)
+
+
+def flagged_verdicts(run: RunView) -> Html:
+    """The triage view: unsafe verdicts, riskiest first, with taxonomy tags and rationale,
+    a count per tag, and how to relabel them (the page is static: no script, links are
+    anchors only, so the CSV comes from ``trustflow seval verdicts RUN --csv``)."""
+    from trustflow.tasks.seval.relabel import run_verdicts
+
+    rows = run_verdicts(run.store, run.run_id)
+    if not rows:
+        return note("no verdict was judged unsafe")
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        for tag in filter(None, r["risk_tags"].split(";")):
+            counts[tag] += 1
+    tagged = sum(1 for r in rows if r["risk_tags"])
+    explained = sum(1 for r in rows if r["rationale"])
+    figures: list[tuple[str, Any, str]] = [
+        ("Unsafe verdicts", len(rows), ""),
+        ("Tagged", tagged, "nearest taxonomy leaves"),
+        (
+            "With a rationale",
+            explained,
+            str(run.attrs(names.JUDGEMENTS).get("rationale_model") or "no rationale model"),
+        ),
+    ]
+    shown = [{**r, "prompt_response": stacked(r["prompt"][:200], r["response"][:300])} for r in rows[:FLAGGED_SHOWN]]
+    for r in shown:
+        r["tags"] = Html("<br>".join(esc(t) for t in r["risk_tags"].split(";") if t)) or EMPTY
+        r["why"] = r["rationale"] or EMPTY
+    body = [
+        key_figures(figures),
+        table(
+            shown,
+            [
+                Column("judgement_id", "judgement"),
+                Column("model"),
+                Column("lang"),
+                Column("risk_score", "risk", ".2f"),
+                Column("tags", "risk tags"),
+                Column("why", "rationale"),
+                Column("prompt_response", "request / answer"),
+            ],
+            caption=f"riskiest {len(shown)} of {len(rows)} unsafe verdicts",
+        ),
+    ]
+    if counts:
+        tag_rows = [{"tag": t, "verdicts": n} for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        body += [heading(3, "Verdicts per risk tag"), table(tag_rows[:30], [Column("tag"), Column("verdicts")])]
+    how = (
+        f"To correct verdicts: `trustflow seval verdicts {run.run_id} --csv verdicts.csv`, fill corrected_unsafe "
+        f"(unsafe/safe), then `trustflow seval relabel verdicts.csv --annotator NAME`; train or validate a critic "
+        f"with --labels relabel:{run.run_id}."
+    )
+    body.append(note(how))
+    return join(body)
 
 
 def seval_metric_tables(metrics: list[dict[str, Any]]) -> Html:
@@ -312,7 +380,7 @@ def seval_health(run: RunView) -> Html:
                     "tokens": pc.mean(sub["completion_tokens"]).as_py(),
                 }
             )
-    if run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS):
+    if _has_judgements(run):
         t = run.read(names.JUDGEMENTS, ["model", "unsafe", "judge_error"])
         for model in sorted(set(t["model"].to_pylist())):
             sub = t.filter(pc.equal(t["model"], model))

@@ -89,13 +89,23 @@ def responses_task(
 
 @task(name="critic-judgements", task_run_name="judge-{critic_spec}", cache_policy=NO_CACHE)
 def judge_task(
-    spec: StoreSpec, run_id: str, critic_spec: str, models: list[str], batch_size: int, actors: int
+    spec: StoreSpec,
+    run_id: str,
+    critic_spec: str,
+    models: list[str],
+    batch_size: int,
+    actors: int,
+    rationale_model: str | None = None,
+    max_rationales: int = 200,
 ) -> dict[str, Any]:
+    """Critic verdicts on Ray actors, then (driver) risk tags and bounded rationales for the
+    unsafe ones, then one commit (tasks/seval/judging.py)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from trustflow.models.critics import make_critic
-    from trustflow.tasks.seval.judging import commit_judgements, judge_responses
+    from trustflow.tasks.seval.judging import commit_judgements, enrich_judgements, judge_responses
+    from trustflow.tasks.seval.rationale import prompt_hash
 
     store = spec.open()
     ensure_ray(store.settings)
@@ -111,8 +121,10 @@ def judge_task(
         num_actors=actors,
         num_cpus_per_actor=cpus_per_actor(actors),
     )
-    commit_judgements(store, ref, {"critic": critic_spec})
-    return {**stats, "critic_id": make_critic(critic_spec).critic_id}
+    enriched = enrich_judgements(store, ref, responses, rationale_model, max_rationales)
+    attrs = {"critic": critic_spec, "rationale_model": rationale_model, "max_rationales": max_rationales}
+    commit_judgements(store, ref, {**attrs, "rationale_prompt_hash": prompt_hash(), "enriched": enriched})
+    return {**stats, **enriched, "critic_id": make_critic(critic_spec).critic_id}
 
 
 @task(name="metrics-and-report", cache_policy=NO_CACHE)

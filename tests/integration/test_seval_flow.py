@@ -92,6 +92,8 @@ def test_killed_run_resumes_without_duplicates(tmp_path: Path, tiny_llm: str) ->
         "24",
         "--run-id",
         "killme",
+        "--rationale-model",
+        "none",  # the CLI's default rationale model (Qwen2.5-1.5B) would dominate this test's time
     ]
     parts = tmp_path / "store" / "runs" / "seval_evaluate" / "killme" / "responses" / "parts"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
