@@ -179,6 +179,7 @@ def insert_fingerprint(model: nn.Module, options: FingerprintOptions | dict[str,
     if opts.anti_overwrite > 0:
         head_name = _head_name(model)
         head = model.get_submodule(head_name)
+        assert isinstance(head, nn.Linear)  # _head_name only returns linears
         if not isinstance(head, PseudoClassHead):
             new = PseudoClassHead(head.in_features, head.out_features + 1, bias=head.bias is not None)
             with torch.no_grad():

@@ -65,7 +65,9 @@ class _Tracer(fx.Tracer):
 
 
 def _out_channels(m: nn.Module) -> int:
-    return m.layer.out_channels if isinstance(m, Fingerprinted) else int(m.out_channels)
+    conv = m.layer if isinstance(m, Fingerprinted) else m
+    assert isinstance(conv, nn.Conv2d)
+    return int(conv.out_channels)
 
 
 def find_links(model: nn.Module) -> list[Link]:
@@ -141,17 +143,18 @@ def find_links(model: nn.Module) -> list[Link]:
 # -- applying the maps ---------------------------------------------------------------------------
 
 
-def _producer_params(m: nn.Module) -> tuple[list[nn.Parameter | None], list[nn.Parameter]]:
+def _producer_params(m: nn.Module) -> tuple[list[torch.Tensor | None], list[torch.Tensor]]:
     """(tensors indexed by output channel on dim 0, fingerprint tensors to permute alongside)."""
     if isinstance(m, Fingerprinted):
         fp = m.fingerprint
-        outs: list[nn.Parameter | None] = [m.layer.weight, m.layer.bias]
+        outs: list[torch.Tensor | None] = [m.layer.weight, m.layer.bias]
         if fp.project is None:
             outs += [fp.weight, fp.bias]
         else:
             outs += [fp.project.weight]
         return outs, []
-    return [m.weight, m.bias], []  # type: ignore[list-item]
+    assert isinstance(m, nn.Conv2d)
+    return [m.weight, m.bias], []
 
 
 def _consumer_weights(m: nn.Module) -> list[torch.Tensor]:
@@ -214,12 +217,13 @@ def scale_link(model: nn.Module, link: Link, a: float) -> None:
             t.mul_(a)
     if link.bn is not None:
         bn = model.get_submodule(link.bn)
+        assert isinstance(bn, nn.BatchNorm2d)
         if bn.running_mean is None or bn.running_var is None:
             raise ConfigError(f"BatchNorm {link.bn!r} keeps no running statistics: cannot rescale exactly")
         bn.running_mean.mul_(a)
         bn.running_var.mul_(a * a)
         bn.eps = bn.eps * a * a
-        if bn.weight is not None:
+        if bn.weight is not None and bn.bias is not None:
             bn.weight.mul_(a)
             bn.bias.mul_(a)
         else:

@@ -177,7 +177,7 @@ def scores(source: Loaded, suspect: Loaded) -> dict[str, float]:
 def score_suspect(suspect_path: str, source_paths: Sequence[str], probe: np.ndarray) -> list[dict[str, Any]]:
     """One Ray task of the tracing fan-out: every score of one suspect against every source."""
     torch.set_num_threads(1)
-    x = torch.from_numpy(probe)
+    x = torch.from_numpy(np.array(probe, dtype=np.float32))  # a Ray argument is read-only
     sources = [prepare(Path(p).stem, load_model(p), x) for p in source_paths]
     model = load_model(suspect_path)
     rows = []

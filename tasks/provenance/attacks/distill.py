@@ -30,7 +30,7 @@ def reinitialise(model: nn.Module, seed: int) -> None:
         reset = getattr(m, "reset_parameters", None)
         if callable(reset):
             reset()
-        if hasattr(m, "reset_running_stats"):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
     fp_weights = [m for n, m in model.named_modules() if type(m).__name__ == "FingerprintConv"]
     for fp in fp_weights:

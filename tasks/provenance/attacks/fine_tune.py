@@ -25,9 +25,10 @@ def fine_tune(model: nn.Module, options: TrainAttackOptions, context: AttackCont
     if data.num_classes != _head_classes(model):
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         head = model.get_submodule(linears[-1])
+        assert isinstance(head, nn.Linear)
         parent, _, child = linears[-1].rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, nn.Linear(head.in_features, data.num_classes))
-        model.num_classes = data.num_classes
+        setattr(model, "num_classes", data.num_classes)  # noqa: B010 - a Classifier attribute
     train_classifier(
         model,
         data,
