@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo lint test test-unit bench lock clean
+.PHONY: install browser datasets demo lint test test-unit bench lock clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
+# offline image data for the provenance pipeline (Fashion-MNIST idx files); Debian package, needs root
+datasets:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null; }
+
 # ruff (format + lint) and mypy over the package; mypy sees the repository root as the
 # package `trustflow` through a symlink, since the root *is* the package (see pyproject.toml)
 lint: install
@@ -33,7 +38,7 @@ lint: install
 	mkdir -p $(VENV)/typecheck && ln -sfn ../.. $(VENV)/typecheck/trustflow
 	cd $(VENV)/typecheck && ../bin/mypy -p trustflow --config-file ../../pyproject.toml
 
-test: install browser lint
+test: install browser datasets lint
 	$(BIN)/python -m pytest -q
 
 test-unit: install

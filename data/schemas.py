@@ -536,3 +536,24 @@ CRITIC_FEATURES = VersionedSchema(
         ]
     ),
 )
+
+# ---------------------------------------------------------------- model provenance (issue 15)
+
+FINGERPRINT = VersionedSchema(
+    "fingerprint",
+    1,
+    pa.schema(
+        [
+            pa.field("model", pa.string(), nullable=False),  # the checkpoint's name in its run
+            pa.field("layer", pa.string(), nullable=False),  # the fingerprinted conv (module name)
+            pa.field("filter", pa.int32(), nullable=False),  # d of the D fingerprint filters
+            pa.field("channel", pa.int32(), nullable=False),  # c: F^(uv)_{W_d} is a C-vector
+            pa.field("u", pa.int32(), nullable=False),  # frequency on the layer's input grid
+            pa.field("v", pa.int32(), nullable=False),
+            pa.field("grid_m", pa.int32(), nullable=False),  # M×N: the grid the transform used
+            pa.field("grid_n", pa.int32(), nullable=False),
+            pa.field("real", pa.float64(), nullable=False),
+            pa.field("imag", pa.float64(), nullable=False),
+        ]
+    ),
+)

@@ -16,6 +16,9 @@
                         ``DIR/train/<class>/*`` with ``DIR/val|valid|validation|test/<class>/*``;
                         every image resized to ``size`` × ``size`` (default 32); grey when all
                         images are grey, else RGB
+    fashion-mnist[:DIR] Fashion-MNIST (60k/10k 28×28 grey, 10 classes) from the four idx
+                        ``*.gz`` files of Debian's ``dataset-fashion-mnist`` (default DIR
+                        /usr/share/datasets/fashion-mnist; ``make datasets`` installs it)
     cifar10:DIR         CIFAR-10 **without unpickling**: the official python batches
                         (data_batch_1 ...) are pickles, which can run code on load, so they are
                         refused. Accepted instead: ``DIR/cifar10.npz`` (or DIR being that
@@ -444,6 +447,60 @@ def _load_imagefolder(root: Path, split: Split, size: int | None, name: str) -> 
     return ArrayDataset(name, split, x, y, len(classes), mean, std, classes)
 
 
+# --------------------------------------------------------------------------- Fashion-MNIST
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)  # fmt: skip
+_FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An idx file (gzip): big-endian magic 0x0000080<ndim>, dims as uint32, then uint8 data."""
+    import gzip
+
+    if not path.is_file():
+        raise InputError(
+            f"{path}: file not found (Fashion-MNIST: apt-get install dataset-fashion-mnist, or make datasets)"
+        )
+    try:
+        with gzip.open(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable gzip idx file ({exc})") from None
+    header = 4 + 4 * ndim
+    if len(raw) < header or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] != ndim:
+        raise InputError(f"{path}: not an idx file of {ndim} dimensions (bad magic {raw[:4]!r})")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) - header != int(np.prod(dims)):
+        raise InputError(f"{path}: idx header says {dims}, the file holds {len(raw) - header} bytes of data")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+@functools.lru_cache(maxsize=2)
+def _fashion_arrays(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = (Path(root) / f for f in _FASHION_FILES[split])
+    x = _read_idx(images, 3)
+    y = _read_idx(labels, 1).astype(np.int64)
+    if x.shape[0] != y.shape[0]:
+        raise InputError(f"{root}: {x.shape[0]} images but {y.shape[0]} labels in the {split} split")
+    return (x[:, None].astype(np.float32) / np.float32(255.0)), y
+
+
+def _load_fashion_mnist(root: Path, split: Split, size: int | None) -> ArrayDataset:
+    x_train, _ = _fashion_arrays(str(root), "train")
+    mean, std = channel_mean_std(resize_images(x_train, size))
+    x, y = _fashion_arrays(str(root), split)
+    name = "fashion-mnist" if size is None else f"fashion-mnist@{size}"
+    return ArrayDataset(
+        name, split, np.ascontiguousarray(resize_images(x, size)), y.copy(), 10, mean, std, FASHION_MNIST_CLASSES
+    )
+
+
 # --------------------------------------------------------------------------- CIFAR-10
 
 _CIFAR_PICKLES = ("data_batch_1", "test_batch", "batches.meta")
@@ -483,7 +540,7 @@ def _load_cifar10(target: Path, split: Split, size: int | None) -> ArrayDataset:
 # --------------------------------------------------------------------------- entry point
 
 
-DATASET_KINDS = ("digits", "npz", "imagefolder", "cifar10")
+DATASET_KINDS = ("digits", "fashion-mnist", "npz", "imagefolder", "cifar10")
 
 
 class DatasetOptions(Options):
@@ -498,12 +555,16 @@ def load_dataset(spec: str, split: str = "test", size: int | None = None) -> Arr
         raise ConfigError(f"size must be >= 1, got {size}")
     parsed = parse_spec(spec, "dataset spec")
     if parsed.name not in DATASET_KINDS:
-        raise ConfigError(f"unknown dataset spec {spec!r}; expected digits, npz:PATH, imagefolder:DIR or cifar10:DIR")
+        raise ConfigError(
+            f"unknown dataset spec {spec!r}; expected digits, fashion-mnist[:DIR], npz:PATH, imagefolder:DIR or cifar10:DIR"
+        )
     target = validate_options(f"dataset {parsed.name!r}", DatasetOptions, parsed.options).target
     if parsed.name == "digits":
         if target is not None:
             raise ConfigError(f"dataset spec {spec!r}: digits takes no path")
         return _load_digits(split_, size)
+    if parsed.name == "fashion-mnist":
+        return _load_fashion_mnist(FASHION_MNIST_DIR if target is None else Path(target).expanduser(), split_, size)
     if target is None:
         raise ConfigError(f"dataset spec {spec!r}: {parsed.name} needs a path ({parsed.name}:PATH)")
     path = Path(target).expanduser()

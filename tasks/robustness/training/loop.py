@@ -29,6 +29,10 @@ from trustflow.errors import ConfigError
 from trustflow.tasks.robustness.training.base import TrainingMethod, TrainState, accuracy_counts
 
 Schedule = Callable[[float], float]
+# An extra objective added to every method's loss (e.g. the fingerprint's anti-overwriting
+# term, tasks/provenance/train.py): ``(model, x, y, state) -> (loss, stats)``. It composes
+# with any method instead of forking one.
+ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, TrainState], tuple[torch.Tensor, dict[str, float]]]
 
 _X_KEYS = ("image", "images", "x", "pixel_values", "input")
 _Y_KEYS = ("label", "labels", "y", "target", "targets")
@@ -139,6 +143,7 @@ def train_one_epoch(
     device: torch.device | str,
     *,
     max_steps: int | None = None,
+    extra_loss: ExtraLoss | None = None,
 ) -> dict[str, float]:
     """Train ``model`` for one pass over ``loader``; returns the epoch's metrics.
 
@@ -146,6 +151,8 @@ def train_one_epoch(
     to [0, 1]. ``scheduler_step`` (e.g. ``PerStepLR.step`` or a torch scheduler's
     ``step``) runs after every optimizer step. ``state.step`` counts batches,
     ``state.epoch`` is incremented at the end. ``max_steps`` caps the batches (smoke runs).
+    ``extra_loss`` (an :data:`ExtraLoss`) is added to the method's loss of every batch, on
+    the clean batch; its stats join the method's (``stat_<name>``).
 
     Returns loss (mean per sample), clean_acc (NaN when the method computes no clean
     logits: PGD-AT and FGSM-RS without ``track_clean``), adv_acc (NaN for standard
@@ -167,8 +174,13 @@ def train_one_epoch(
             break
         x, y = _to_device(*_unpack(batch), device)
         out = method.step(model, x, y, state)
+        loss = out.loss
+        if extra_loss is not None:
+            added, added_stats = extra_loss(model, x, y, state)
+            loss = loss + added
+            out.stats = {**out.stats, **added_stats}
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         if max_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, max_norm)
         optimizer.step()
@@ -176,7 +188,7 @@ def train_one_epoch(
         if scheduler_step is not None:
             scheduler_step()
         n = y.shape[0]
-        loss_sum += out.loss.detach() * n
+        loss_sum += loss.detach() * n
         if out.logits_clean is not None:
             clean_correct += accuracy_counts(out.logits_clean, y)
             clean_seen += n
