@@ -24,7 +24,9 @@ CHEAP = {("seval", "validate-critic"), ("seval", "suite", "diff"), ("detect", "s
 HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}  # tests/integration/test_json_output.py
 # needs the tiny LLM fixture; its stdout is parsed as JSON in
 # tests/unit/test_critic_quality.py::test_train_critic_multi_layer_head_records_its_labels_and_judges
-WITH_FIXTURES = {("seval", "train-critic")}
+# and tests/unit/test_relabel.py::test_cli_relabel_prints_one_error_line_without_annotator,
+# ::test_cli_verdicts_json_is_one_document_riskiest_first (they need a run in the store)
+WITH_FIXTURES = {("seval", "train-critic"), ("seval", "relabel"), ("seval", "verdicts")}
 
 
 def json_commands(command: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

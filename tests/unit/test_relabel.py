@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,19 @@ def test_cli_relabel_prints_one_error_line_without_annotator(store: ArtifactStor
     assert result.exit_code == 1 and "error:" in result.output and "Traceback" not in result.output
     ok = CliRunner().invoke(app, ["seval", "relabel", str(path), "--annotator", "carol", "--json"])
     assert ok.exit_code == 0, ok.output
-    assert '"source": "relabel:seval-test"' in ok.output
+    assert json.loads(ok.stdout)["source"] == "relabel:seval-test"  # stdout is exactly one JSON document
+
+
+def test_cli_verdicts_json_is_one_document_riskiest_first(store: ArtifactStore, monkeypatch) -> None:
+    from trustflow.cli.main import app
+
+    monkeypatch.setenv("TRUSTFLOW_STORE_URL", store.url)
+    result = CliRunner().invoke(app, ["seval", "verdicts", RUN, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    text = json.dumps(doc, ensure_ascii=False)
+    assert text.index(TEXT["r1"][0]) < text.index(TEXT["r4"][0]) < text.index(TEXT["r2"][0])
+    assert TEXT["r3"][0] not in text  # safe verdicts are not listed without --all
 
 
 def test_train_critic_head_records_the_labels_datasets(store: ArtifactStore, tmp_path: Path, tiny_llm: str) -> None:
