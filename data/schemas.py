@@ -557,3 +557,45 @@ FINGERPRINT = VersionedSchema(
         ]
     ),
 )
+
+# Attribute robustness, ImageNet-E style (issue 16). The contract between the editors
+# (tasks/attributes/editors) and the evaluation (tasks/attributes/evaluate): objects with
+# exact masks go in, one row per (object, attribute, level) comes out; both keyed so a
+# rerun resumes without duplicates.
+
+MASKED_OBJECTS = VersionedSchema(
+    "masked_objects",
+    1,
+    pa.schema(
+        [
+            pa.field("object_id", pa.string(), nullable=False),  # unique in the dataset (key)
+            pa.field("label", pa.string(), nullable=False),  # the dataset's class name
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("image_png", pa.binary(), nullable=False),  # H×W×3 RGB, PNG
+            pa.field("mask_png", pa.binary(), nullable=False),  # H×W, 255 on the object, PNG
+            pa.field("mask_source", pa.string(), nullable=False),  # coco-polygon|coco-rle|mask-file|grabcut|synthetic
+            pa.field("box", pa.list_(pa.float64()), nullable=True),  # x, y, w, h the mask came from (grabcut)
+            pa.field("source", pa.string(), nullable=False),  # file or dataset it came from
+        ]
+    ),
+)
+
+ATTRIBUTE_EDITS = VersionedSchema(
+    "attribute_edits",
+    1,
+    pa.schema(
+        [
+            pa.field("edit_id", pa.string(), nullable=False),  # object_id|attribute|level|seed (key)
+            pa.field("object_id", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("attribute", pa.string(), nullable=False),  # original|background|size|position|direction
+            pa.field("level", pa.string(), nullable=False),  # the level asked for, e.g. "0.2", "45", "texture"
+            pa.field("value", pa.float64(), nullable=False),  # the attribute value the edit realises
+            pa.field("editor", pa.string(), nullable=False),  # canonical editor spec
+            pa.field("seed", pa.int64(), nullable=False),
+            pa.field("image_png", pa.binary(), nullable=False),
+            pa.field("mask_png", pa.binary(), nullable=False),  # the object's exact mask after the edit
+        ]
+    ),
+)
