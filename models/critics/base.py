@@ -67,6 +67,10 @@ class Critic(ABC):
     Options: ClassVar[type[Options]] = NoOptions
     critic_id: str = "critic"
     threshold: float = 0.5
+    in_process: ClassVar[bool] = False
+    """True for critics that judge in microseconds with no model (rules, regexes): the
+    judging stage then runs them in the flow's process instead of starting Ray and an actor,
+    which costs more (seconds) than judging a whole run."""
 
     @classmethod
     def from_options(cls, options: BaseModel) -> Critic:

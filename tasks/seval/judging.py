@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from trustflow.data.schemas import SCHEMA_VERSION_KEY, SEVAL_JUDGEMENTS, upgrade_judgements
 from trustflow.data.store import ArtifactStore, Manifest, StageRef, StageWriter
 from trustflow.models.critics import JudgeItem, Judgement, make_critic
-from trustflow.tasks.ray_actors import write_parts_with_actors
+from trustflow.tasks.ray_actors import write_parts_in_threads, write_parts_with_actors
 from trustflow.tasks.ray_parts import missing_chunks
 
 JUDGEMENT_KEYS = ["response_id", "critic_id", "critic_prompt_hash"]
@@ -101,7 +101,9 @@ def judge_responses(
     num_actors: int = 1,
     num_cpus_per_actor: float = 1.0,
 ) -> dict[str, int]:
-    """Judge every response not yet judged by this critic (no commit)."""
+    """Judge every response not yet judged by this critic (no commit): on Ray actors, or in
+    this process for an ``in_process`` critic (no Ray start; the caller then needs no
+    cluster either, see ``needs_ray``)."""
     critic = make_critic(critic_spec)
     writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
     upgrade_parts(writer)
@@ -110,19 +112,30 @@ def judge_responses(
     keyed = keyed.append_column("critic_prompt_hash", pa.array([critic.prompt_hash] * keyed.num_rows, pa.string()))
     tag = f"{critic.critic_id}-{critic.prompt_hash}"[:40]
     chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id")
-    stats = write_parts_with_actors(
-        store,
-        ref,
-        SEVAL_JUDGEMENTS,
-        JUDGEMENT_KEYS,
-        chunks,
-        JudgeFactory(critic_spec),
-        num_actors=num_actors,
-        num_cpus_per_actor=num_cpus_per_actor,
-        label=f"judging ({critic.critic_id})",
-    )
+    label = f"judging ({critic.critic_id})"
+    if critic.in_process:  # same parts, same keys: a run may switch paths between resumes
+        stats = write_parts_in_threads(
+            store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, JudgeFactory(critic_spec), workers=1, label=label
+        )
+    else:
+        stats = write_parts_with_actors(
+            store,
+            ref,
+            SEVAL_JUDGEMENTS,
+            JUDGEMENT_KEYS,
+            chunks,
+            JudgeFactory(critic_spec),
+            num_actors=num_actors,
+            num_cpus_per_actor=num_cpus_per_actor,
+            label=label,
+        )
     stats["responses"] = responses.num_rows
     return stats
+
+
+def needs_ray(critic_spec: str) -> bool:
+    """Whether judging with this critic uses Ray actors (so the caller must start Ray)."""
+    return not make_critic(critic_spec).in_process
 
 
 def commit_judgements(store: ArtifactStore, ref: StageRef, attrs: dict[str, Any]) -> Manifest:

@@ -104,11 +104,12 @@ def judge_task(
     import pyarrow.compute as pc
 
     from trustflow.models.critics import make_critic
-    from trustflow.tasks.seval.judging import commit_judgements, enrich_judgements, judge_responses
+    from trustflow.tasks.seval.judging import commit_judgements, enrich_judgements, judge_responses, needs_ray
     from trustflow.tasks.seval.rationale import prompt_hash
 
     store = spec.open()
-    ensure_ray(store.settings)
+    if needs_ray(critic_spec):
+        ensure_ray(store.settings)
     responses = store.read_table(StageRef(FLOW, run_id, names.RESPONSES))
     responses = responses.filter(pc.is_in(responses["model"], value_set=pa.array(models)))
     ref = StageRef(FLOW, run_id, names.JUDGEMENTS)
