@@ -6,7 +6,7 @@ under an edit is the edit's doing, not a bad mask's. Each image is ``size``×``s
 one object of class ``disc``, ``square``, ``triangle``, ``star`` or ``cross``:
 
 * shape drawn as an aliased polygon, so the mask *is* the set of object pixels;
-* random size (10–35 % of the frame), position, rotation and a colour from a random hue
+* random size (8–40 % of the frame), position, rotation and a colour from a random hue
   with a stripe or speckle texture (so colour does not give the class away and the object
   has inner detail);
 * background: a crop of a scikit-image photograph or texture (brick, grass, gravel, coffee,
