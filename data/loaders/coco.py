@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES
@@ -56,6 +57,9 @@ class CocoSplit:
     annotations: pa.Table | None = None
     categories: pa.Table | None = None
     drops: Counter[str] = field(default_factory=Counter)  # reason -> entries dropped (on_invalid="drop")
+    # ann_id -> the annotation's raw ``segmentation`` (polygons or RLE), when it has one;
+    # decoded and checked only by the readers that need masks (segmentation_mask)
+    segmentations: dict[int, Any] = field(default_factory=dict)
 
 
 class _Skip(Exception):
@@ -207,6 +211,8 @@ def load_coco_split(
             row = _check_annotation(ann, where, out, on_invalid, ann_ids, sizes, dropped_images, cat_ids)
         except _Skip:
             continue
+        if ann.get("segmentation"):
+            out.segmentations[row["id"]] = ann["segmentation"]
         cols["ann_id"].append(row["id"])
         cols["image_id"].append(row["image_id"])
         cols["domain"].append(domain)
@@ -279,6 +285,54 @@ def _check_annotation(
         "area": float(area),
         "iscrowd": bool(iscrowd),
     }
+
+
+def segmentation_mask(segmentation: Any, height: int, width: int, where: str) -> tuple[np.ndarray, str]:
+    """A COCO ``segmentation`` as an H×W bool mask and its kind (``coco-polygon``/``coco-rle``).
+
+    Polygons are lists of flat ``[x1, y1, x2, y2, ...]`` lists (≥ 3 points each, several
+    parts are unioned); RLE is ``{"size": [h, w], "counts": ...}`` with ``counts`` a list
+    (uncompressed) or a string (compressed). Decoding is pycocotools', the reference. A
+    malformed value, or an RLE whose size is not the image's, is an ``InputError`` naming
+    ``where`` (the JSON file and annotation index)."""
+    from pycocotools import mask as mask_utils
+
+    num = (int, float)
+    if isinstance(segmentation, list):
+        if not segmentation or not all(isinstance(p, list) for p in segmentation):
+            raise InputError(f"{where}: segmentation must be a list of polygons [[x1, y1, x2, y2, ...], ...] or RLE")
+        for poly in segmentation:
+            if len(poly) < 6 or len(poly) % 2 or not all(isinstance(v, num) and not isinstance(v, bool) for v in poly):
+                raise InputError(
+                    f"{where}: segmentation polygon needs an even count (>= 6) of numbers, got {poly!r:.80}"
+                )
+        rles = mask_utils.frPyObjects([[float(v) for v in p] for p in segmentation], height, width)
+        mask = mask_utils.decode(mask_utils.merge(rles))
+        kind = "coco-polygon"
+    elif isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+            raise InputError(f"{where}: RLE segmentation needs 'size': [height, width]")
+        if list(size) != [height, width]:
+            raise InputError(f"{where}: RLE size {size} is not the image's [height, width] = [{height}, {width}]")
+        if isinstance(counts, list):
+            if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != height * width:
+                raise InputError(f"{where}: RLE counts must be non-negative integers summing to height*width")
+            rle = mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
+        elif isinstance(counts, str):
+            rle = {"size": size, "counts": counts.encode()}
+        else:
+            raise InputError(f"{where}: RLE segmentation needs 'counts' (a list or a compressed string)")
+        try:
+            mask = mask_utils.decode(rle)
+        except Exception as exc:  # pycocotools raises bare errors on corrupt strings
+            raise InputError(f"{where}: RLE counts do not decode ({type(exc).__name__})") from None
+        kind = "coco-rle"
+    else:
+        raise InputError(f"{where}: segmentation must be polygons (a list) or RLE (an object)")
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    return mask.astype(bool), kind
 
 
 def load_coco(root: Path, on_invalid: OnInvalid = "error") -> list[CocoSplit]:

@@ -1,0 +1,79 @@
+"""Generate the synthetic masked-object set (data/synthetic_objects.py) as ``masked_objects``.
+
+The source is a JSON file of generator settings (or a folder holding
+``synthetic_objects.json``): ``{"seed": 0, "per_class": 40, "size": 64}``, each key
+optional. The settings file is the dataset's bytes, so its fingerprint names the dataset:
+the same settings are the same dataset id, other settings another one. Objects are made in
+Ray chunks; object ``i`` depends only on (seed, i), so a resumed ingest makes the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trustflow.data.masked_objects import MaskedRecord, masked_table
+from trustflow.data.schemas import MASKED_OBJECTS
+from trustflow.data.store import ArtifactStore, Manifest
+from trustflow.data.synthetic_objects import CLASSES, synthetic_object
+from trustflow.errors import InputError
+from trustflow.registry import NoOptions
+from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
+from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
+
+SETTINGS_FILE = "synthetic_objects.json"
+OBJECTS_PER_PART = 256
+OBJECT_KEYS = ["object_id"]
+
+
+class SyntheticSettings(BaseModel):
+    """What the settings file may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    per_class: int = Field(40, ge=1, le=100_000)
+    size: int = Field(64, ge=24, le=1024)
+
+
+def read_settings(source: Path) -> SyntheticSettings:
+    path = source / SETTINGS_FILE if source.is_dir() else source
+    if not path.is_file():
+        raise InputError(f"{source}: no {SETTINGS_FILE} (generator settings: seed, per_class, size)")
+    try:
+        return SyntheticSettings.model_validate(json.loads(path.read_bytes() or b"{}"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise InputError(f"{path}: field {field!r}: {err['msg']}") from None
+
+
+def build_synthetic_rows(payload: tuple[int, int, int, int]) -> pa.Table:
+    """Objects ``start .. stop-1`` (runs in a Ray worker)."""
+    seed, size, start, stop = payload
+    records = []
+    for i in range(start, stop):
+        label, image, mask = synthetic_object(i, seed, size)
+        records.append(MaskedRecord(f"synthetic-{seed}-{i:06d}", label, image, mask, "synthetic", f"seed={seed}"))
+    return masked_table(records)
+
+
+@INGESTERS.register("synthetic-objects")
+def ingest_synthetic_objects(
+    store: ArtifactStore, dataset_id: str, source: Path, options: NoOptions
+) -> dict[str, Manifest]:
+    s = read_settings(source)
+    total = s.per_class * len(CLASSES)
+    chunks = [
+        Chunk(f"{start // OBJECTS_PER_PART:06d}", (s.seed, s.size, start, min(total, start + OBJECTS_PER_PART)))
+        for start in range(0, total, OBJECTS_PER_PART)
+    ]
+    ref = stage_ref(dataset_id, MASKED_OBJECTS.name)
+    stats = write_parts_on_ray(store, ref, MASKED_OBJECTS, OBJECT_KEYS, chunks, build_synthetic_rows)
+    require_rows(stats, source, "synthetic objects")
+    manifest = store.writer(ref, MASKED_OBJECTS, OBJECT_KEYS).commit({**s.model_dump(), "labels": list(CLASSES)})
+    return {MASKED_OBJECTS.name: manifest}
