@@ -54,7 +54,9 @@ def load_by_position(net: nn.Module, state: dict[str, torch.Tensor], source: str
     own = net.state_dict()
     for name, value in zip(target, tensors, strict=True):
         if tuple(own[name].shape) != tuple(value.shape):
-            raise InputError(f"{source}: tensor for {name} has shape {tuple(value.shape)}, expected {tuple(own[name].shape)}")
+            raise InputError(
+                f"{source}: tensor for {name} has shape {tuple(value.shape)}, expected {tuple(own[name].shape)}"
+            )
     net.load_state_dict(dict(zip(target, tensors, strict=True)), strict=False)
 
 
@@ -62,7 +64,9 @@ class EfficientNetLite0Options(Options):
     pretrained: bool = False
 
 
-@CLASSIFIERS.register("efficientnet_lite0", options=EfficientNetLite0Options, example="efficientnet_lite0?pretrained=true")
+@CLASSIFIERS.register(
+    "efficientnet_lite0", options=EfficientNetLite0Options, example="efficientnet_lite0?pretrained=true"
+)
 def efficientnet_lite0(
     num_classes: int, in_channels: int = 3, mean: Any = None, std: Any = None, *, pretrained: bool = False
 ) -> Classifier:
@@ -74,12 +78,14 @@ def efficientnet_lite0(
 
     if pretrained and in_channels != 3:
         raise ConfigError("efficientnet_lite0: the packaged ImageNet weights take 3 input channels")
-    net = timm.create_model(TIMM_NAME, pretrained=False, num_classes=1000 if pretrained else num_classes, in_chans=in_channels)
+    net = timm.create_model(
+        TIMM_NAME, pretrained=False, num_classes=1000 if pretrained else num_classes, in_chans=in_channels
+    )
     if pretrained:
         path = packaged_efficientnet_lite0_weights()
         load_by_position(net, torch.load(path, map_location="cpu", weights_only=True), str(path))
         if num_classes != 1000:
-            net.reset_classifier(num_classes)
+            net.reset_classifier(num_classes)  # type: ignore[operator]
     return _wrap(
         net,
         num_classes,
