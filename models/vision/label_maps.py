@@ -12,7 +12,9 @@ of the five best is.
 How a label is mapped (first rule that applies):
 
 1. an explicit entry of the user's map (``{"motorcycle": ["moped", "motor scooter"]}``),
-   names or indices of the classifier's classes;
+   names or indices of the classifier's classes — one map serves every classifier of an
+   evaluation, so the entries that are not this classifier's classes are passed over, and
+   the label falls through to the next rules;
 2. for ImageNet-1k classifiers, a built-in group (:data:`IMAGENET_GROUPS`): a dataset label
    that names the group ("cat", "motorcycle") or any member ("tabby", "moped") maps to the
    whole group;
@@ -89,8 +91,9 @@ class LabelMap:
         unmapped: list[str] = []
         for label in sorted(set(labels)):
             key = _fold(label)
-            if key in explicit:
-                hits[label] = frozenset(_class_index(v, names, index, label) for v in explicit[key])
+            found = [i for v in explicit.get(key, ()) if (i := _class_index(v, names, index)) is not None]
+            if found:
+                hits[label] = frozenset(found)
             elif key in groups:
                 hits[label] = frozenset(index[_fold(m)] for m in groups[key] if _fold(m) in index)
             elif key in index:
@@ -99,8 +102,10 @@ class LabelMap:
                 unmapped.append(label)
         if unmapped and not skip_unmapped:
             kind = "ImageNet-1k" if imagenet else f"{len(names)}-class"
+            named = [f"{u!r} (the map's {', '.join(map(repr, explicit[_fold(u)]))} are not among its classes)"
+                     if _fold(u) in explicit else repr(u) for u in unmapped]  # fmt: skip
             raise ConfigError(
-                f"dataset labels {', '.join(repr(u) for u in unmapped)} match no class of the {kind} classifier; "
+                f"dataset labels {', '.join(named)} match no class of the {kind} classifier; "
                 "give a label map (label=class|class, or a JSON file {label: [class, ...]}) or skip them"
             )
         return cls(names, hits, tuple(unmapped))
@@ -110,16 +115,14 @@ class LabelMap:
         return sorted(self.classes[i] for i in self.hits.get(label, ()))
 
 
-def _class_index(value: str | int, names: tuple[str, ...], index: dict[str, int], label: str) -> int:
+def _class_index(value: str | int, names: tuple[str, ...], index: dict[str, int]) -> int | None:
+    """The classifier index a map entry names (a class name, or an index in range), or None:
+    one map serves several classifiers, so an entry for another classifier's classes is
+    passed over here, and a label left without any class is reported by ``build``."""
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         i = int(value)
-        if not 0 <= i < len(names):
-            raise ConfigError(f"label map for {label!r}: class index {i} outside 0..{len(names) - 1}")
-        return i
-    key = _fold(str(value))
-    if key not in index:
-        raise ConfigError(f"label map for {label!r}: {value!r} is not a class of the classifier")
-    return index[key]
+        return i if 0 <= i < len(names) else None
+    return index.get(_fold(str(value)))
 
 
 def parse_label_map(items: Iterable[str]) -> dict[str, list[str]]:

@@ -81,8 +81,9 @@ def architecture_classes(spec: str, n_labels: int) -> int:
 
 def _model_outputs(portable: PortableModel, n_labels: int) -> int:
     parsed = classifier_spec(portable.spec)
-    if parsed.name == CHECKPOINT:
-        return int(read_checkpoint(spec_file(parsed), label=portable.source)["num_classes"])
+    if parsed.name == CHECKPOINT:  # the bytes travel in ``portable``: read them back from a local copy
+        with portable.local_spec() as local:
+            return int(read_checkpoint(spec_file(classifier_spec(local)), label=portable.source)["num_classes"])
     if parsed.name in FILE_SCHEMES:  # TorchScript: ask the module
         import torch
 

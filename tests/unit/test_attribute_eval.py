@@ -39,8 +39,11 @@ def test_an_explicit_map_wins_and_bad_entries_are_named() -> None:
     lm = LabelMap.build(["astronaut", "cat"], imagenet_classes(), explicit, imagenet=True)
     assert lm.describe("astronaut") == ["crash helmet", "space shuttle"]
     assert lm.describe("cat") == ["tabby"]  # index 281, and the explicit entry replaces the group
-    with pytest.raises(ConfigError, match="'spaceship' is not a class"):
+    with pytest.raises(ConfigError, match="'spaceship'.* not among its classes"):
         LabelMap.build(["astronaut"], imagenet_classes(), {"astronaut": ["spaceship"]}, imagenet=True)
+    # one map for several classifiers: entries naming another classifier's classes are passed over
+    lm = LabelMap.build(["disc"], ["disc", "square"], {"disc": ["ping-pong ball"]})
+    assert lm.hits == {"disc": frozenset({0})}
     with pytest.raises(ConfigError, match="label=class"):
         parse_label_map(["astronaut"])
 
@@ -141,6 +144,21 @@ def test_predictions_resume_without_duplicates(tmp_path: Path, local_settings, s
     assert store.read_table(preds).num_rows == 18
     # a different shard size finds nothing to do either (keys, not chunk names, decide)
     assert run_predictions(store, edits, preds, [plan], shard_size=7, parallel=False)["rows_written"] == 0
+
+
+def test_a_training_run_checkpoint_is_planned_from_the_store(local_settings, small_cnn_ckpt: str) -> None:  # noqa: ANN001
+    """``run:<id>/best`` is read from the store (its bytes travel with the plan); before the
+    fix its class count was read from a temporary copy already deleted."""
+    from trustflow.models.vision import load_classifier
+    from trustflow.models.vision.resolve import store_run_checkpoint
+    from trustflow.tasks.attributes.evaluate import _cached_model, plan_model
+
+    store = ArtifactStore(settings=local_settings)
+    model = load_classifier(small_cnn_ckpt)
+    store_run_checkpoint(store, "train-x", "best", model, "small_cnn?width=4", {"run_id": "train-x"})
+    plan = plan_model(store, "run:train-x/best", CLASSES, image_size=32)
+    assert plan.num_classes == 3 and plan.portable.blob and plan.image_size == 32
+    assert _cached_model(plan).num_classes == 3
 
 
 def test_a_model_with_the_wrong_class_count_is_refused(local_settings, small_cnn_ckpt: str) -> None:  # noqa: ANN001
