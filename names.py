@@ -18,6 +18,7 @@ ADVERSARIAL_TRAIN: Final = "adversarial_train"
 ROBUSTNESS_EVALUATE: Final = "robustness_evaluate"
 DETECTOR_EVALUATE: Final = "detector_evaluate"
 CONTINUOUS_EVAL: Final = "continuous_eval"
+ATTRIBUTE_ROBUSTNESS: Final = "attribute_robustness"
 CRITIC_FEATURES: Final = "critic_features"  # cache of probe features, one run per (model, layers, poolings)
 
 FLOW_TITLES: Final[dict[str, str]] = {
@@ -29,6 +30,7 @@ FLOW_TITLES: Final[dict[str, str]] = {
     INGEST: "Ingested dataset",
     CONTINUOUS_EVAL: "Continuous evaluation",
     CRITIC_FEATURES: "Critic feature cache",
+    ATTRIBUTE_ROBUSTNESS: "Attribute robustness (ImageNet-E style edits)",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order
@@ -61,3 +63,6 @@ METRICS: Final = "metrics"
 
 LABELS: Final = "labels"
 FEATURES: Final = "features"
+
+EDITS: Final = "edits"  # attribute_edits rows (tasks/attributes/make.py)
+PREDICTIONS: Final = "predictions"

@@ -163,3 +163,13 @@ def eval_cmd(
     console.print(table)
     if s.get("mce") is not None:
         console.print(f"mCE (AlexNet-normalised; meaningful for ImageNet-C): {s['mce']:.3f}")
+
+
+def _register_edits() -> None:
+    """``trustflow robustness edits ...`` (cli/attributes.py)."""
+    from trustflow.cli.attributes import edits_app
+
+    robustness_app.add_typer(edits_app, name="edits")
+
+
+_register_edits()

@@ -599,3 +599,51 @@ ATTRIBUTE_EDITS = VersionedSchema(
         ]
     ),
 )
+
+# one classifier's answer on one edited image (key ``pred_key`` = ``model|edit_id``)
+ATTRIBUTE_PREDICTIONS = VersionedSchema(
+    "attribute_predictions",
+    1,
+    pa.schema(
+        [
+            pa.field("pred_key", pa.string(), nullable=False),  # model|edit_id (key)
+            pa.field("model", pa.string(), nullable=False),  # classifier spec as given
+            pa.field("edit_id", pa.string(), nullable=False),
+            pa.field("object_id", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("attribute", pa.string(), nullable=False),
+            pa.field("level", pa.string(), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),  # the edit's realised attribute value
+            pa.field("top5", pa.list_(pa.string()), nullable=False),  # the classifier's best classes, best first (≤ 5)
+            pa.field("top5_prob", pa.list_(pa.float32()), nullable=False),  # their softmax probabilities
+            pa.field("hit1", pa.bool_(), nullable=False),  # arg-max is one of the label's classes
+            pa.field("hit5", pa.bool_()),  # any of the five best is; null when the classifier has < 5 classes
+            pa.field("image_size", pa.int32(), nullable=False),  # side the image was resized to
+        ]
+    ),
+)
+
+# accuracy and drop vs the original per (model, attribute, level); level "all" pools an attribute's levels
+ATTRIBUTE_LEADERBOARD = VersionedSchema(
+    "attribute_leaderboard",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # model|attribute|level (key)
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("attribute", pa.string(), nullable=False),  # original|background|size|position|direction|...
+            pa.field("level", pa.string(), nullable=False),  # as in attribute_edits, or "all"
+            pa.field("value_mean", pa.float64()),  # mean realised attribute value
+            pa.field("objects", pa.int64(), nullable=False),  # objects with this edit and an original (paired)
+            pa.field("images", pa.int64(), nullable=False),
+            pa.field("top1", pa.float64(), nullable=False),
+            pa.field("top5", pa.float64()),  # null when the classifier has < 5 classes
+            pa.field("top1_original", pa.float64(), nullable=False),  # on the same objects' originals
+            pa.field("drop_top1", pa.float64(), nullable=False),  # top1_original - top1
+            pa.field("drop_low", pa.float64(), nullable=False),  # 95 % paired bootstrap interval of drop_top1
+            pa.field("drop_high", pa.float64(), nullable=False),
+            pa.field("drop_top5", pa.float64()),
+            pa.field("skipped", pa.int64(), nullable=False),  # images whose label the classifier cannot name
+        ]
+    ),
+)

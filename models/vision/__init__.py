@@ -5,6 +5,7 @@
 syntax and ``resolve.py`` for ``run:`` models kept in the artifact store.
 """
 
+from trustflow.models.vision import efficientnet_lite as _efficientnet_lite  # noqa: F401  (registers efficientnet_lite0)
 from trustflow.models.vision.architectures import CLASSIFIERS, Classifier, build_classifier
 from trustflow.models.vision.layers import Normalize
 from trustflow.models.vision.spec import classifier_spec, load_classifier, read_checkpoint, save_checkpoint

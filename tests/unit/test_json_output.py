@@ -22,6 +22,9 @@ runner = CliRunner()
 
 CHEAP = {("seval", "validate-critic"), ("seval", "suite", "diff"), ("detect", "score")}
 HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}  # tests/integration/test_json_output.py
+# its stdout is parsed as one JSON document in
+# tests/integration/test_attribute_robustness.py::test_cli_eval_through_ray_resumes_and_reports
+HEAVY |= {("robustness", "edits", "eval")}
 # needs the tiny LLM fixture; its stdout is parsed as JSON in
 # tests/unit/test_critic_quality.py::test_train_critic_multi_layer_head_records_its_labels_and_judges
 # and tests/unit/test_relabel.py::test_cli_relabel_prints_one_error_line_without_annotator,
