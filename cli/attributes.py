@@ -1,13 +1,12 @@
 """``trustflow robustness edits make|eval|preview``: ImageNet-E style attribute robustness.
 
 ``eval`` runs the ``attribute_robustness`` flow on an edits stage; ``make`` and ``preview``
-call the editing code (``tasks/attributes/make.py``, ``preview.py``) by name, so the
-evaluation commands work on any ``attribute_edits`` stage even where that code is absent.
+edit a stored ``masked_objects`` dataset (``tasks/attributes/dataset_edits.py``); ``eval``
+also takes any existing ``attribute_edits`` stage (``--edits``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,20 +17,6 @@ from rich.table import Table
 from trustflow.cli.common import bootstrap, console, emit_json, flow_session, handle_errors
 
 edits_app = typer.Typer(no_args_is_help=True, help="Attribute edits (background, size, position, direction).")
-
-
-def _editing_module(name: str) -> Any:
-    from trustflow.errors import ConfigError
-
-    module = f"trustflow.tasks.attributes.{name}"
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        raise ConfigError(
-            f"this installation lacks trustflow.tasks.attributes.{name} (the attribute editors)"
-        ) from None
 
 
 def label_map_option(items: list[str] | None, path: Path | None) -> dict[str, list[str]]:
@@ -144,20 +129,18 @@ def print_drops(board: list[dict[str, Any]], title: str) -> None:
 @edits_app.command("make")
 @handle_errors
 def make_cmd(
-    objects: str = typer.Option(..., "--objects", help="A masked_objects dataset id."),
+    objects: str = typer.Option(..., "--objects", help="A masked_objects dataset id (see `trustflow datasets`)."),
     editors: list[str] = typer.Option([], "--editor", help="Editor spec (repeat); default: every editor."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Edit every object with every editor level; prints the edits stage to evaluate."""
-    settings = bootstrap()
-    make = _editing_module("make")
-    if not editors:
-        from trustflow.tasks.attributes.editors import EDITORS
+    from trustflow.data.store import ArtifactStore
+    from trustflow.tasks.attributes.dataset_edits import edit_dataset
 
-        editors = sorted(EDITORS.names())
+    settings = bootstrap()
     with flow_session(settings):
-        result = make.make_edits(objects, list(editors), seed)
-    console.print(f"edits: {result}")
+        ref = edit_dataset(ArtifactStore(settings=settings), objects, list(editors), seed)
+    console.print(f"edits: {ref}  (evaluate: trustflow robustness edits eval --edits {ref})")
 
 
 @edits_app.command("preview")
@@ -165,11 +148,14 @@ def make_cmd(
 def preview_cmd(
     objects: str = typer.Option(..., "--objects", help="A masked_objects dataset id."),
     out: Path = typer.Option(Path("preview.png"), "--out", help="PNG to write."),
-    object_id: str | None = typer.Option(None, "--object", help="Which object (default: the first)."),
+    object_id: str | None = typer.Option(None, "--object", help="Which object (default: the first by id)."),
+    editors: list[str] = typer.Option([], "--editor", help="Editor spec (repeat); default: every editor."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """A grid PNG of one object across every editor and level."""
-    bootstrap()
-    preview = _editing_module("preview")
-    out.write_bytes(preview.preview(objects, object_id=object_id, seed=seed))
+    from trustflow.data.store import ArtifactStore
+    from trustflow.tasks.attributes.dataset_edits import preview_dataset
+
+    settings = bootstrap()
+    out.write_bytes(preview_dataset(ArtifactStore(settings=settings), objects, object_id, list(editors), seed))
     console.print(f"wrote {out}")

@@ -98,27 +98,25 @@ def attribute_robustness(
     return {"run_id": run_id, "edits": edits, "trained": trained, "prediction": predicted, "leaderboard": board}
 
 
-def demo_attribute_robustness(
-    objects: str = "skimage", editors: list[str] | None = None, bootstrap: int = 1000
-) -> dict[str, Any]:
-    """The demo step: the embedded default — the bundled scikit-image photos with GrabCut
-    masks, every editor — under MobileNetV2 and EfficientNet-Lite0 with their real ImageNet
-    weights. Unmapped labels (a photo with no ImageNet class) are skipped and counted.
+def demo_attribute_robustness(editors: list[str] | None = None, bootstrap: int = 1000) -> dict[str, Any]:
+    """The demo step: the embedded default — the bundled scikit-image photos (box → GrabCut
+    mask, ingested as a ``grabcut`` dataset; a no-op the second time), every editor, under
+    MobileNetV2 and EfficientNet-Lite0 with their real ImageNet weights."""
+    from trustflow.data.embedded_objects import write_embedded_objects
+    from trustflow.flows.ingest import ingest_flow
 
-    ``objects`` is the masked_objects dataset of the embedded photos (the ingest kind the
-    edits code provides); ``editors`` default to every registered one."""
-    if editors is None:
-        from trustflow.tasks.attributes.editors import EDITORS
-
-        editors = sorted(EDITORS.names())
-    return attribute_robustness(
+    settings = load_settings()
+    source = write_embedded_objects(settings.home_dir / "embedded-objects")
+    dataset = ingest_flow(source=str(source), kind="grabcut", store_url=settings.effective_store_url)
+    result = attribute_robustness(
         models=list(DEMO_MODELS),
-        objects=objects,
+        objects=str(dataset["dataset_id"]),
         editors=editors,
         skip_unmapped=True,
         bootstrap=bootstrap,
         run_label="demo",
     )
+    return {**result, "objects": dataset["dataset_id"]}
 
 
 __all__ = ["DEMO_MODELS", "attribute_robustness", "demo_attribute_robustness"]

@@ -1,7 +1,7 @@
 """Prefect tasks of the ``attribute_robustness`` flow; each does one step through the store.
 
-1. ``make_edits_task``: the edits of a ``masked_objects`` dataset (``tasks/attributes/make.py``,
-   imported by name so this module works without it) → an ``attribute_edits`` stage.
+1. ``make_edits_task``: the edits of a ``masked_objects`` dataset (``dataset_edits.py``) →
+   an ``attribute_edits`` stage.
 2. ``train_dataset_task``: a training set for the project's own classifiers — a dataset
    spec as ``trustflow train`` takes it, or ``stage:<flow>/<run>/<stage>`` (any stage with
    ``label`` and ``image_png``, e.g. ``masked_objects``) written out as an image folder.
@@ -57,24 +57,11 @@ def predictions_ref(edits: StageRef, image_sizes: dict[str, int | None], label_m
 
 @task(name="make-attribute-edits", cache_policy=NO_CACHE)
 def make_edits_task(spec: StoreSpec, objects: str, editors: list[str], seed: int) -> str:
-    """Edit the ``objects`` dataset with ``editors``; returns the edits stage as ``flow/run/stage``.
+    """Edit the ``objects`` dataset with ``editors`` (resumable; an existing stage is reused);
+    returns the edits stage as ``flow/run/stage``."""
+    from trustflow.tasks.attributes.dataset_edits import edit_dataset
 
-    The editing code lives in ``tasks/attributes/make.py`` (built beside this module); it is
-    imported here by name so that evaluation works on any edits stage without it."""
-    import importlib
-
-    try:
-        make = importlib.import_module("trustflow.tasks.attributes.make")
-    except ModuleNotFoundError as exc:
-        if exc.name != "trustflow.tasks.attributes.make":
-            raise
-        raise ConfigError(
-            "making edits needs trustflow.tasks.attributes.make, which this installation lacks; "
-            "evaluate an existing attribute_edits stage with --edits instead"
-        ) from None
-    result = make.make_edits(objects, editors, seed)
-    ref = result.get("edits", result.get("stage")) if isinstance(result, dict) else result
-    return str(ref)
+    return str(edit_dataset(spec.open(), objects, editors, seed))
 
 
 def export_imagefolder(store: ArtifactStore, ref: StageRef, root: Path, attribute: str = "original") -> Path:
