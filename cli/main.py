@@ -45,7 +45,12 @@ def config_show() -> None:
 @handle_errors
 def ingest(
     source: str = typer.Argument(..., help="A local path, s3://bucket/key or http(s):// URL."),
-    kind: str = typer.Option(..., "--kind", "-k", help="Dataset kind: seval | coco | imagefolder | labels."),
+    kind: str = typer.Option(
+        ...,
+        "--kind",
+        "-k",
+        help="Dataset kind: seval | coco | imagefolder | labels | coco-masks | maskfolder | grabcut | synthetic-objects.",
+    ),
     store_url: str | None = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
     on_invalid: OnInvalid = typer.Option(  # a Literal: a bad value fails before anything starts
         "error", "--on-invalid", help="COCO sets: error (stop at the first bad entry) | drop (drop and count)."

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from trustflow.tasks.ingest.common import INGESTERS
+
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +76,9 @@ def test_help_of_every_command_renders(path: tuple[str, ...]) -> None:
 def test_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(tmp_path), "--kind", "parquet-soup"])
     assert result.exit_code != 0
-    assert "--kind 'parquet-soup' is not a dataset kind; use one of: coco, imagefolder, labels, seval" in result.output
+    listed = result.output.split("use one of: ", 1)[1].strip().split(", ")
+    assert "--kind 'parquet-soup' is not a dataset kind" in result.output
+    assert listed == sorted(INGESTERS.names()) and {"coco", "imagefolder", "labels", "seval", "grabcut"} <= set(listed)
 
 
 def test_missing_source_is_one_line(tmp_path: Path) -> None:
