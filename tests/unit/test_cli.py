@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from trustflow.tasks.ingest.common import INGESTERS
-
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from trustflow.cli.main import app
+from trustflow.tasks.ingest.common import INGESTERS
 
 runner = CliRunner()
 
