@@ -27,6 +27,21 @@ Choices where the paper is silent or unclear (also in docs/pipelines/provenance.
   (the same pattern for every filter and channel), rescaled to ``‖ε‖₂ = 0.5·‖W‖₂``. BatchNorm
   running statistics are frozen during that noised forward so the noise does not leak into
   the clean model's statistics. The head is the classifier's last ``nn.Linear``.
+
+Options beyond the paper (defaults are the paper's; benchmarks/fingerprint.py measures each):
+
+* ``virtual_grid`` (M′): read the filters' response on an M′×M′ grid instead of the input's
+  (:func:`~trustflow.models.fingerprint.transform.band_conv`); the grid buffer records M′
+  and the fingerprint is read there. With ``radius=0`` and K dividing M′, S′ does not move
+  at all under any SGD step, momentum and weight decay included (the module sees only each
+  channel's tap sum, so every gradient is a constant over the taps; weight decay only
+  scales). 28×28 maps are not divisible by K = 3: use M′ = 30.
+* ``normalize``: divide Λ(x) by its per-sample RMS, so scaling the feeding layer by a
+  (combined attack) no longer scales the module's input, and the attack need not (must
+  not) divide the module's filters by a: without it, the later fine-tune moves them a²
+  times faster relative to their size.
+* ``frequencies``: ``paper`` (S′) or ``cross`` (U × V only, see
+  :func:`~trustflow.models.fingerprint.transform.invariant_frequencies`).
 """
 
 from __future__ import annotations
@@ -40,11 +55,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.models.fingerprint.transform import invariant_components, low_pass
+from trustflow.models.fingerprint.transform import SELECTIONS, band_conv, invariant_components, low_pass
 from trustflow.registry import Options, validate_options
 
 FINGERPRINT_META = "fingerprint"  # key of the options in a checkpoint's meta
@@ -60,6 +75,23 @@ class FingerprintOptions(Options):
     anti_overwrite: float = Field(5e-4, ge=0.0, description="λ of the pseudo-class term; 0: no pseudo-class")
     noise_scale: float = Field(0.5, gt=0.0, description="‖ε‖₂ / ‖W‖₂ of the overwrite noise")
     seed: int = 0  # the module's initial weights
+    virtual_grid: int | None = Field(
+        None, ge=2, description="M′: read the filters' response on an M′×M′ grid (default: the input's M×N)"
+    )
+    normalize: bool = Field(False, description="divide the low-pass input by its per-sample RMS")
+    frequencies: str = Field("paper", description="fingerprint frequencies: 'paper' (S′) or 'cross' (U×V)")
+
+    @field_validator("frequencies")
+    @classmethod
+    def _known_selection(cls, value: str) -> str:
+        if value not in SELECTIONS:
+            raise ValueError(f"must be one of {', '.join(SELECTIONS)}")
+        return value
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample RMS over (C, M, N); the tiny floor only guards an all-zero input."""
+    return x.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-20).sqrt()
 
 
 class FingerprintConv(nn.Module):
@@ -68,12 +100,24 @@ class FingerprintConv(nn.Module):
     grid: torch.Tensor
 
     def __init__(
-        self, in_channels: int, filters: int, out_channels: int, kernel: int, radius: int, stride: int, seed: int
+        self,
+        in_channels: int,
+        filters: int,
+        out_channels: int,
+        kernel: int,
+        radius: int,
+        stride: int,
+        seed: int,
+        virtual_grid: int | None = None,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if kernel % 2 == 0:
             raise ConfigError(f"fingerprint kernel must be odd (a 'same' conv), got {kernel}")
+        if virtual_grid is not None and virtual_grid < kernel:
+            raise ConfigError(f"virtual grid {virtual_grid} is smaller than the kernel {kernel}")
         self.radius, self.stride, self.kernel = int(radius), int(stride), int(kernel)
+        self.virtual_grid, self.normalize = virtual_grid, bool(normalize)
         g = torch.Generator().manual_seed(int(seed))
         fan_in = in_channels * kernel * kernel
         self.weight = nn.Parameter(torch.randn(filters, in_channels, kernel, kernel, generator=g) / math.sqrt(fan_in))
@@ -93,10 +137,19 @@ class FingerprintConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hw = (int(x.shape[-2]), int(x.shape[-1]))
         if int(self.grid[0]) == 0:
-            self.grid.copy_(torch.tensor(hw))
+            self.grid.copy_(torch.tensor(hw if self.virtual_grid is None else (self.virtual_grid,) * 2))
         w = self.weight if self.noise is None else self.weight + self.noise
         p = self.kernel // 2
-        y = F.conv2d(F.pad(low_pass(x, self.radius), (p, p, p, p), mode="circular"), w, self.bias, self.stride)
+        if self.virtual_grid is None:
+            lp = low_pass(x, self.radius)
+            if self.normalize:
+                lp = lp / _rms(lp)
+            y = F.conv2d(F.pad(lp, (p, p, p, p), mode="circular"), w, self.bias, self.stride)
+        else:
+            if self.normalize:  # Λ is linear, so dividing x by Λ(x)'s RMS normalises Λ(x)
+                x = x / _rms(low_pass(x, self.radius))
+            y = band_conv(x, w, self.radius, (self.virtual_grid, self.virtual_grid), p)
+            y = (y + self.bias[None, :, None, None])[..., :: self.stride, :: self.stride]
         return y if self.project is None else self.project(y)
 
 
@@ -172,7 +225,15 @@ def insert_fingerprint(model: nn.Module, options: FingerprintOptions | dict[str,
         raise ConfigError(f"fingerprint layer {name!r} has unequal strides {layer.stride}")
     filters = opts.filters or layer.out_channels
     module = FingerprintConv(
-        layer.in_channels, filters, layer.out_channels, opts.kernel, opts.radius, stride, opts.seed
+        layer.in_channels,
+        filters,
+        layer.out_channels,
+        opts.kernel,
+        opts.radius,
+        stride,
+        opts.seed,
+        opts.virtual_grid,
+        opts.normalize,
     )
     module.to(layer.weight.device)
     _set_module(model, name, Fingerprinted(layer, module, name))
@@ -273,6 +334,7 @@ class Fingerprint:
     freqs: np.ndarray  # (P, 2) int64
     values: np.ndarray  # (D, C, P) complex128
     source: str  # "module": the fingerprint module's filters | "layer": a plain conv read at that layer
+    selection: str = "paper"  # which frequencies (transform.invariant_frequencies)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -280,12 +342,21 @@ class Fingerprint:
         return int(d), int(c), int(p)
 
 
-def extract_fingerprint(model: nn.Module, layer: str | None = None, grid: tuple[int, int] | None = None) -> Fingerprint:
+def extract_fingerprint(
+    model: nn.Module,
+    layer: str | None = None,
+    grid: tuple[int, int] | None = None,
+    selection: str | None = None,
+) -> Fingerprint:
     """The fingerprint of ``model``: its module's filters at S′ (grid from the module's buffer).
 
     A model without a module (an independent model, a distilled student built without one)
     is read at ``layer`` (a plain ``nn.Conv2d``) on ``grid``, so it can still be compared; a
-    model with neither raises ``InputError``."""
+    model with neither raises ``InputError``. ``selection`` overrides the frequencies (default:
+    the model's ``frequencies`` option, else the paper's S′)."""
+    opts: FingerprintOptions | None = getattr(model, "fingerprint_options", None)
+    if selection is None:
+        selection = opts.frequencies if opts is not None else "paper"
     layers = fingerprint_layers(model)
     if layers:
         name, fl = next(iter(layers.items()))
@@ -294,8 +365,8 @@ def extract_fingerprint(model: nn.Module, layer: str | None = None, grid: tuple[
             if grid is None:
                 raise InputError(f"fingerprint module at {name!r} has not seen an input yet: its grid M×N is unknown")
             m_grid = grid
-        freqs, comps = invariant_components(fl.fingerprint.weight, m_grid)
-        return Fingerprint(name, m_grid, freqs.numpy(), comps.numpy(), "module")
+        freqs, comps = invariant_components(fl.fingerprint.weight, m_grid, selection)
+        return Fingerprint(name, m_grid, freqs.numpy(), comps.numpy(), "module", selection)
     if layer is None or grid is None:
         raise InputError("the model has no fingerprint module (pass layer and grid to read a plain conv)")
     try:
@@ -307,8 +378,8 @@ def extract_fingerprint(model: nn.Module, layer: str | None = None, grid: tuple[
         conv = conv.fingerprint
     if not isinstance(conv, nn.Conv2d):
         raise InputError(f"layer {name!r} is a {type(conv).__name__}, not a conv layer")
-    freqs, comps = invariant_components(conv.weight, grid)
-    return Fingerprint(name, grid, freqs.numpy(), comps.numpy(), "layer")
+    freqs, comps = invariant_components(conv.weight, grid, selection)
+    return Fingerprint(name, grid, freqs.numpy(), comps.numpy(), "layer", selection)
 
 
 def fingerprint_rows(model_name: str, fp: Fingerprint) -> dict[str, np.ndarray | list[Any]]:

@@ -69,12 +69,29 @@ def invariant_axis(kernel: int, size: int) -> list[int]:
     return sorted({int(math.floor(i * size / kernel + 0.5)) % size for i in range(1, kernel)})
 
 
-def invariant_frequencies(kernel: int | tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-    """The set S′ as an int64 tensor of (u, v) rows, sorted by u then v (see module doc)."""
+SELECTIONS = ("paper", "cross")
+
+
+def invariant_frequencies(
+    kernel: int | tuple[int, int], grid: tuple[int, int], selection: str = "paper"
+) -> torch.Tensor:
+    """The fingerprint's frequencies as an int64 tensor of (u, v) rows, sorted by u then v.
+
+    ``selection="paper"``: S′, every (u, v) with u ∈ U *or* v ∈ V (see module doc).
+    ``selection="cross"``: only U × V (u ∈ U *and* v ∈ V). Why: the drift of a component
+    under a gradient step driven by the input frequency (k, l) is ∝ |G_M(u−k)|·|G_N(v−l)|
+    with ``G_M(u) = Σ_{t<K} e^{i2πut/M}``; on S′ only one factor is small (the other reaches
+    K where v = l, i.e. next to the DC and ±1 frequencies the low-pass keeps), on U × V both
+    are. It keeps far fewer components ((K−1)² pairs: 4 for K = 3), each much more stable."""
     m, n = _grid(grid)
+    if selection not in SELECTIONS:
+        raise ConfigError(f"unknown frequency selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     us, vs = set(invariant_axis(kh, m)), set(invariant_axis(kw, n))
-    pairs = [(u, v) for u in range(m) for v in range(n) if u in us or v in vs]
+    if selection == "cross":
+        pairs = [(u, v) for u in sorted(us) for v in sorted(vs)]
+    else:
+        pairs = [(u, v) for u in range(m) for v in range(n) if u in us or v in vs]
     return torch.tensor(pairs, dtype=torch.int64).reshape(-1, 2)
 
 
@@ -83,9 +100,12 @@ def exactly_invariant(kernel: int, size: int) -> bool:
     return size % kernel == 0
 
 
-def invariant_components(weight: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(frequencies (P, 2), components (D, C, P) complex128) of ``weight`` at S′."""
-    freqs = invariant_frequencies((int(weight.shape[2]), int(weight.shape[3])), grid)
+def invariant_components(
+    weight: torch.Tensor, grid: tuple[int, int], selection: str = "paper"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frequencies (P, 2), components (D, C, P) complex128) of ``weight`` at S′ (or at the
+    ``selection`` of :func:`invariant_frequencies`)."""
+    freqs = invariant_frequencies((int(weight.shape[2]), int(weight.shape[3])), grid, selection)
     q = filter_spectrum(weight, grid)
     return freqs, q[:, :, freqs[:, 0], freqs[:, 1]]
 
@@ -112,6 +132,40 @@ def low_pass(x: torch.Tensor, radius: int = 1) -> torch.Tensor:
     return torch.fft.ifft2(spec * mask).real.to(x.dtype)
 
 
+def _signed_band(size: int, radius: int) -> torch.Tensor:
+    if 2 * radius + 1 > size:
+        raise ConfigError(f"low-pass radius {radius} does not fit a map of size {size}")
+    return torch.arange(-radius, radius + 1)
+
+
+def band_conv(x: torch.Tensor, weight: torch.Tensor, radius: int, grid: tuple[int, int], padding: int) -> torch.Tensor:
+    """``W ⊛ Λ(x)`` (circular "same" conv, stride 1, no bias) with the filters' response read
+    on a *virtual* M′×N′ grid: output spectrum ``Q_{M′N′}(k, l)·e^{-i2π(kp/M′+lp/N′)}·X̂(k, l)``
+    at the signed frequencies |k|, |l| ≤ r the low-pass keeps, zero elsewhere.
+
+    Why: Λ(x) is band-limited, so the conv only ever sees W's response at those few
+    frequencies, and which grid they sit on is a free choice. With M′ = M it equals the
+    plain circular conv of Λ(x) (tested); a larger M′ puts the ±1 frequencies closer to DC
+    (less leak into S′), and a K-divisible M′ makes S′ exactly invariant when r = 0. The
+    fingerprint must then be read on the same M′×N′ grid."""
+    mv, nv = _grid(grid)
+    m, n = int(x.shape[-2]), int(x.shape[-1])
+    ku, kv = _signed_band(m, radius), _signed_band(n, radius)
+    cdtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+    k_h, k_w = int(weight.shape[2]), int(weight.shape[3])
+    t = torch.arange(k_h, dtype=x.dtype, device=x.device) - padding
+    s = torch.arange(k_w, dtype=x.dtype, device=x.device) - padding
+    eu = torch.exp(2j * math.pi * ku.to(x.device, x.dtype)[:, None] * t[None, :] / mv).to(cdtype)  # Ku, K_h
+    ev = torch.exp(2j * math.pi * kv.to(x.device, x.dtype)[:, None] * s[None, :] / nv).to(cdtype)  # Kv, K_w
+    h = torch.einsum("dcts,ut,vs->dcuv", weight.to(cdtype), eu, ev)  # response at the band
+    iu, iv = (ku % m).to(x.device), (kv % n).to(x.device)
+    xf = torch.fft.fft2(x)[:, :, iu][:, :, :, iv]  # B, C, Ku, Kv
+    yb = torch.einsum("dcuv,bcuv->bduv", h, xf.to(cdtype))
+    spec = torch.zeros((x.shape[0], weight.shape[0], m, n), dtype=cdtype, device=x.device)
+    spec[:, :, iu[:, None], iv[None, :]] = yb
+    return torch.fft.ifft2(spec).real.to(x.dtype)
+
+
 def conv_output_spectrum(
     weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0
 ) -> torch.Tensor:
@@ -134,6 +188,8 @@ def conv_output_spectrum(
 
 
 __all__ = [
+    "SELECTIONS",
+    "band_conv",
     "conv_output_spectrum",
     "exactly_invariant",
     "filter_spectrum",

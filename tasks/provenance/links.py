@@ -17,7 +17,8 @@ user, so it is not a link: that is what keeps the maps exact.
   producer's weights ×a; with a BatchNorm, its running mean ×a, variance ×a², eps ×a² (so its
   output is unchanged in eval mode) and then its affine weight and bias ×a; without one,
   the producer's bias ×a; the consumers' weights ×1/a. A fingerprint module in the producer
-  is scaled with it (aW → aF); one in a consumer by 1/a.
+  is scaled with it (aW → aF); one in a consumer by 1/a, unless it normalises its input
+  (``normalize``: it does not see the scale, so it is left alone).
 """
 
 from __future__ import annotations
@@ -229,7 +230,14 @@ def scale_link(model: nn.Module, link: Link, a: float) -> None:
         else:
             raise ConfigError(f"BatchNorm {link.bn!r} has no affine parameters: cannot rescale exactly")
     for name in link.consumers:
-        for w in _consumer_weights(model.get_submodule(name)):
+        consumer = model.get_submodule(name)
+        for w in _consumer_weights(consumer):
+            if (
+                isinstance(consumer, Fingerprinted)
+                and consumer.fingerprint.normalize
+                and w is consumer.fingerprint.weight
+            ):
+                continue  # a normalised module does not see the scale of its input
             w.div_(a)
 
 

@@ -156,7 +156,12 @@ def prepare(name: str, model: nn.Module, probe: torch.Tensor, reference: Fingerp
     and its probe features."""
     fp: Fingerprint | None
     try:
-        fp = extract_fingerprint(model, reference.layer if reference else None, reference.grid if reference else None)
+        fp = extract_fingerprint(
+            model,
+            reference.layer if reference else None,
+            reference.grid if reference else None,
+            reference.selection if reference else None,
+        )
     except InputError:
         fp = None
     return Loaded(name, model, fp, penultimate(model, probe))
