@@ -59,5 +59,7 @@ RESULTS: Final = "results"
 DETECTIONS: Final = "detections"
 METRICS: Final = "metrics"
 
+FINGERPRINT: Final = "fingerprint"
+
 LABELS: Final = "labels"
 FEATURES: Final = "features"
