@@ -18,7 +18,10 @@ ADVERSARIAL_TRAIN: Final = "adversarial_train"
 ROBUSTNESS_EVALUATE: Final = "robustness_evaluate"
 DETECTOR_EVALUATE: Final = "detector_evaluate"
 CONTINUOUS_EVAL: Final = "continuous_eval"
-CRITIC_FEATURES: Final = "critic_features"  # cache of probe features, one run per (model, layers, poolings)
+CRITIC_FEATURES: Final = "critic_features"
+FINGERPRINT_EMBED: Final = "fingerprint_embed"
+FINGERPRINT_ATTACK: Final = "fingerprint_attack"
+FINGERPRINT_TRACE: Final = "fingerprint_trace"  # cache of probe features, one run per (model, layers, poolings)
 
 FLOW_TITLES: Final[dict[str, str]] = {
     SEVAL_EVALUATE: "S-Eval safety evaluation",
@@ -29,6 +32,9 @@ FLOW_TITLES: Final[dict[str, str]] = {
     INGEST: "Ingested dataset",
     CONTINUOUS_EVAL: "Continuous evaluation",
     CRITIC_FEATURES: "Critic feature cache",
+    FINGERPRINT_EMBED: "Fingerprint embedding",
+    FINGERPRINT_ATTACK: "Ownership attacks",
+    FINGERPRINT_TRACE: "Provenance tracing",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order
@@ -60,6 +66,9 @@ DETECTIONS: Final = "detections"
 METRICS: Final = "metrics"
 
 FINGERPRINT: Final = "fingerprint"
+DESCENDANTS: Final = "descendants"
+SCORES: Final = "scores"
+VERDICTS: Final = "verdicts"
 
 LABELS: Final = "labels"
 FEATURES: Final = "features"
