@@ -17,7 +17,7 @@ from trustflow.errors import InputError
 
 fingerprint_app = typer.Typer(no_args_is_help=True, help="Model provenance: frequency-domain fingerprints.")
 
-REF_HELP = "ckpt:PATH | run:<id>[/best|/final] | embed:<run>/<name> | attack:<run>/<name>"
+REF_HELP = "ckpt:PATH | run:<id>(/best|/final) | embed:<run>/<name> | attack:<run>/<name>"
 
 
 def split_list(value: str | None, option: str) -> list[str]:

@@ -105,7 +105,7 @@ def portable(store: ArtifactStore, ref: str) -> Blob:
             ) from None
     if scheme not in ("ckpt", "run"):
         raise InputError(
-            f"model {ref!r}: use ckpt:PATH, run:<id>[/best|/final], embed:<run>/<name> or attack:<run>/<name>"
+            f"model {ref!r}: use ckpt:PATH, run:<id>(/best|/final), embed:<run>/<name> or attack:<run>/<name>"
         )
     model = PortableModel.of(store, ref)
     return Blob(ref, model.blob)

@@ -89,3 +89,63 @@ def test_ray_train_with_fingerprint_stores_the_checkpoints_fingerprint(tmp_path:
     order = np.lexsort((fp.freqs[:, 1], fp.freqs[:, 0]))  # rows are sorted by (u, v) within a (filter, channel)
     np.testing.assert_array_equal(values, fp.values[:, :, order])
     assert {r["model"] for r in stored} == {"final", "best"}
+
+
+def _parts(store: ArtifactStore, flow: str, run_id: str) -> dict[str, int]:
+    """Rows per stage of a run, counted over every part file on storage (committed or not)."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    out = {}
+    for ref, _ in store.list_stages(flow, run_id):
+        files = store.fs.get_file_info(pafs.FileSelector(store.path(ref.relpath, "parts")))
+        out[ref.stage] = sum(pq.read_metadata(f.path, filesystem=store.fs).num_rows for f in files)
+    return out
+
+
+def test_embed_attack_trace_recovers_the_source_and_a_rerun_adds_nothing(
+    tmp_path: Path, s3_settings, seaweedfs
+) -> None:  # noqa: ANN001
+    """Two fingerprinted sources and an independent model (Fashion-MNIST), the combined attack
+    (permute + scale + fine-tune on digits) on each source, traced through SeaweedFS: every
+    descendant goes to its own source, the independent model to none; the same trace again
+    writes no row."""
+    env = _env(tmp_path, s3_settings, seaweedfs)
+    embedded = _cli(
+        env, "fingerprint", "embed", "--seeds", "0,1,2", "--epochs", "1", "--limit", "1200", "--run-id", "emb"
+    )
+    assert embedded["sources"] == ["embed:emb/s0", "embed:emb/s1", "embed:emb/s2"]
+    args = (
+        "fingerprint",
+        "trace",
+        "--sources",
+        "embed:emb/s0,embed:emb/s1",
+        "--independents",
+        "embed:emb/s2",
+        "--attack",
+        "combined?lr=0.01&limit=400",
+        "--probe-size",
+        "64",
+        "--run-id",
+        "tr",
+    )
+    traced = _cli(env, *args)
+    ours = {v["suspect"]: v for v in traced["verdicts"] if v["method"] == "ours"}
+    descendants = {d["ref"]: d["source"] for d in traced["descendants"]}
+    assert sorted(descendants.values()) == ["embed:emb/s0", "embed:emb/s1"]
+    for ref, source in descendants.items():
+        assert ours[ref]["traced_to"] == source, ours[ref]
+    assert ours["embed:emb/s2"]["traced_to"] is None
+    assert traced["summary"]["ours"]["accuracy"] == 1.0
+    store = ArtifactStore(settings=s3_settings)
+    before = {**_parts(store, names.FINGERPRINT_TRACE, "tr"), **_parts(store, names.FINGERPRINT_ATTACK, "tr")}
+    assert before == {names.SCORES: 3 * 2 * 3, names.VERDICTS: 3 * 3, names.DESCENDANTS: 2}
+    again = _cli(env, *args)
+    after = {**_parts(store, names.FINGERPRINT_TRACE, "tr"), **_parts(store, names.FINGERPRINT_ATTACK, "tr")}
+    assert after == before
+    assert {(r["suspect"], r["source"], r["method"]) for r in again["scores"]} == {
+        (r["suspect"], r["source"], r["method"]) for r in traced["scores"]
+    }
+    assert (
+        store.read_bytes(store.path("runs", names.FINGERPRINT_TRACE, "tr", "plots", "rho_vs_lr.png"))[:4] == b"\x89PNG"
+    )
