@@ -166,3 +166,40 @@ def test_extract_and_verify_json(no_services: None, tmp_path: Path) -> None:
         runner.invoke(app, ["fingerprint", "verify", f"ckpt:{a}", f"ckpt:{b}", "--probe", "digits", "--json"]).stdout
     )
     assert other["ours"] < 0.1 and set(other) == {"source", "suspect", "ours", "weight_cosine", "cka"}
+
+
+def test_trace_report_page_shows_rho_table_accuracy_auc_and_plot(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from trustflow import names
+    from trustflow.data import schemas as S
+    from trustflow.data.store import StageRef
+    from trustflow.settings import load_settings
+    from trustflow.tasks.provenance.plots import RHO_VS_LR, rho_vs_lr
+    from trustflow.tasks.report import build_run_report
+
+    store = ArtifactStore(f"file://{tmp_path / 'store'}", load_settings(home=tmp_path / "home"))
+    scores = _scores({"d0": {"A": 0.97, "B": 0.01}, "ind": {"A": 0.02, "B": 0.03}})
+    scores += _scores({"d0": {"A": 0.4, "B": 0.3}, "ind": {"A": 0.35, "B": 0.1}}, "weight_cosine")
+    rows, summary = stages.verdict_rows(scores, {"d0": "A", "ind": None}, {"d0": "combined", "ind": "independent"})
+    ref = StageRef(names.FINGERPRINT_TRACE, "tr", names.SCORES)
+    store.write_stage(
+        ref,
+        S.FINGERPRINT_SCORES,
+        pa.Table.from_pylist(scores, schema=S.FINGERPRINT_SCORES.schema),
+        ["suspect", "source", "method"],
+    )
+    vref = StageRef(names.FINGERPRINT_TRACE, "tr", names.VERDICTS)
+    store.write_stage(
+        vref,
+        S.FINGERPRINT_VERDICTS,
+        pa.Table.from_pylist(rows, schema=S.FINGERPRINT_VERDICTS.schema),
+        ["suspect", "method"],
+        {"summary": summary},
+    )
+    store.write_bytes_atomic(
+        store.path("runs", names.FINGERPRINT_TRACE, "tr", "plots", RHO_VS_LR), rho_vs_lr({"combined": [(0.01, 0.97)]})
+    )
+    page = build_run_report(store, "tr")
+    assert "Fingerprint score ρ" in page and "0.970" in page and "Tracing per method" in page
+    assert "weight_cosine" in page and "independent" in page and "data:image/png;base64" in page
