@@ -203,3 +203,28 @@ def test_trace_report_page_shows_rho_table_accuracy_auc_and_plot(tmp_path: Path)
     page = build_run_report(store, "tr")
     assert "Fingerprint score ρ" in page and "0.970" in page and "Tracing per method" in page
     assert "weight_cosine" in page and "independent" in page and "data:image/png;base64" in page
+
+
+# ------------------------------------------------------------------ demo registry
+
+
+def test_demo_pipelines_default_set_order_and_unknown_names() -> None:
+    from trustflow.flows.demos.base import DEFAULT_PIPELINES, DEMO_PIPELINES, select_pipelines
+
+    assert set(DEMO_PIPELINES.names()) >= {"seval", "robust-vision", "detector", "provenance"}
+    assert select_pipelines(None) == list(DEFAULT_PIPELINES) == ["seval", "robust-vision", "detector"]
+    assert select_pipelines(["provenance", "seval", "seval"]) == ["seval", "provenance"]
+    with pytest.raises(InputError, match="--pipelines bogus: known pipelines are .*provenance"):
+        select_pipelines(["provenance", "bogus"])
+
+
+def test_demo_with_an_unknown_pipeline_fails_before_storage_starts(
+    no_services: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trustflow.cli.demo as cli_demo
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("the demo started")
+
+    monkeypatch.setattr(cli_demo, "run_demo", refuse)
+    _one_error_line(runner.invoke(app, ["demo", "--pipelines", "provenance,bogus"]), "--pipelines bogus")
