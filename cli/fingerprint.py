@@ -262,26 +262,36 @@ def trace_cmd(
     print_trace(result)
 
 
+def display_name(ref: str) -> str:
+    """How tables show a reference: an ``embed:``/``attack:`` model by its name in its run
+    (the run is in the table's title), anything else as given."""
+    scheme, _, rest = ref.partition(":")
+    return rest.rpartition("/")[2] if scheme in ("embed", "attack") else ref
+
+
 def print_trace(result: dict[str, Any]) -> None:
     """The ρ table (suspects × sources), the verdicts of our method and each method's summary."""
     from trustflow.tasks.provenance.stages import rho_table
 
     sources = result["sources"]
     verdicts = {v["suspect"]: v for v in result["verdicts"] if v["method"] == "ours"}
+    attacks = {d["ref"]: d["attack"] for d in result.get("descendants", [])}
     table = Table(title=f"fingerprint score ρ (trace {result['run_id']})")
     table.add_column("suspect", overflow="fold")
+    table.add_column("attack", overflow="fold")
     for s in sources:
-        table.add_column(s, justify="right", overflow="fold")
+        table.add_column(f"ρ vs {display_name(s)}", justify="right", overflow="fold")
     table.add_column("traced to", overflow="fold")
     table.add_column("true source", overflow="fold")
     for row in rho_table(result["scores"]):
         v = verdicts.get(row["suspect"], {})
-        truth = v.get("true_source") if v.get("known") else "?"
+        truth = (display_name(v["true_source"]) if v.get("true_source") else "none") if v.get("known") else "?"
         table.add_row(
-            row["suspect"],
+            display_name(row["suspect"]),
+            attacks.get(row["suspect"], "–"),
             *[f"{row.get(s, float('nan')):.2f}" for s in sources],
-            v.get("traced_to") or "none",
-            truth or "none",
+            display_name(v["traced_to"]) if v.get("traced_to") else "none",
+            truth,
         )
     console.print(table)
     summary = Table(title="tracing per method (threshold calibrated on the suspects of known truth)")

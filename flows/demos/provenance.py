@@ -12,15 +12,10 @@ from prefect import flow
 
 from trustflow.flows.demos.base import DEMO_PIPELINES, DemoContext
 
-DEMO_EMBED: dict[str, Any] = {"dataset": "fashion-mnist", "epochs": 1, "limit": 3000, "layer": "net.3"}
+DEMO_EMBED: dict[str, Any] = {"dataset": "fashion-mnist", "epochs": 1, "limit": 2000, "layer": "net.3"}
 DEMO_SOURCE_SEEDS = (0, 1)
 DEMO_INDEPENDENT_SEED = 2  # trained the same way, never a source: it must trace to none
-DEMO_ATTACKS = [
-    "fine_tune?lr=0.01&limit=600",
-    "fine_tune?lr=0.1&limit=600",
-    "combined?lr=0.01&limit=600",
-    "combined?lr=0.1&limit=600",
-]
+DEMO_ATTACKS = ["fine_tune?lr=0.1&limit=500", "combined?lr=0.01&limit=500", "combined?lr=0.1&limit=500"]
 
 
 @flow(name="demo-provenance", flow_run_name="demo-provenance")

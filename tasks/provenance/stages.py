@@ -112,9 +112,16 @@ def portable(store: ArtifactStore, ref: str) -> Blob:
 
 
 def short_name(ref: str) -> str:
-    """A file- and key-safe short name of a reference (descendant names start with it)."""
-    _, _, rest = ref.partition(":")
-    tail = Path(rest).stem if ref.startswith("ckpt:") else rest.replace("/", ".")
+    """A file- and key-safe short name of a reference (descendant names start with it):
+    a checkpoint's file stem, an ``embed:``/``attack:`` model's name in its run, a training
+    run's ``<id>.<which>``."""
+    scheme, _, rest = ref.partition(":")
+    if scheme == "ckpt":
+        tail = Path(rest).stem
+    elif scheme in (EMBED, ATTACK):
+        tail = rest.rpartition("/")[2]  # the name inside its run
+    else:
+        tail = rest.replace("/", ".")
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:60] or "model"
 
 

@@ -63,7 +63,7 @@ def test_verdicts_without_known_truth_use_the_default_threshold() -> None:
 def test_descendant_names_are_keyed_by_source_attack_and_seed() -> None:
     a = stages.descendant_name("embed:r/s0", "combined?lr=0.1", 0)
     assert a == stages.descendant_name("embed:r/s0", "combined?lr=0.1", 0)
-    assert a.startswith("r.s0.combined.")
+    assert a.startswith("s0.combined.")
     others = {
         stages.descendant_name("embed:r/s0", "combined?lr=0.1", 1),
         stages.descendant_name("embed:r/s0", "combined?lr=0.01", 0),
