@@ -244,6 +244,28 @@ def registered_fingerprints(store: ArtifactStore) -> dict[str, tuple[str, Any]]:
     return out
 
 
+def closest_registered(store: ArtifactStore, model: Any) -> dict[str, Any] | None:
+    """ρ of ``model`` against every registered fingerprint; the best match as
+    ``{"source", "embed_run", "rho", "derived"}`` (``derived``: ρ above the default threshold
+    0.5), or None when nothing is registered. A model without a module is read at each
+    fingerprint's layer and grid (its plain conv), as the trace flow does."""
+    from trustflow.models.fingerprint.module import extract_fingerprint
+    from trustflow.tasks.provenance.verify import fingerprint_score
+
+    best: dict[str, Any] | None = None
+    for source, (run_id, fp) in sorted(registered_fingerprints(store).items()):
+        try:
+            mine = extract_fingerprint(model, fp.layer, fp.grid)
+        except InputError:
+            continue  # no such conv in this model: nothing to compare
+        rho = fingerprint_score(fp, mine).rho
+        if best is None or rho > best["rho"]:
+            best = {"source": source, "embed_run": run_id, "rho": float(rho)}
+    if best is not None:
+        best["derived"] = best["rho"] > DEFAULT_THRESHOLDS["ours"]
+    return best
+
+
 # ---------------------------------------------------------------- attacks
 
 

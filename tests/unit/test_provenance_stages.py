@@ -228,3 +228,43 @@ def test_demo_with_an_unknown_pipeline_fails_before_storage_starts(
 
     monkeypatch.setattr(cli_demo, "run_demo", refuse)
     _one_error_line(runner.invoke(app, ["demo", "--pipelines", "provenance,bogus"]), "--pipelines bogus")
+
+
+# ------------------------------------------------------------------ continuous evaluation hook
+
+
+def test_a_registered_fingerprint_puts_derived_from_on_the_model_leaderboard(tmp_path: Path) -> None:
+    """A fingerprint registered by an embed run; a new classifier card whose checkpoint is a
+    permuted copy of that source gets "derived from <source>, ρ = 1.00"; an unrelated one
+    gets "no registered source"."""
+    from trustflow import names
+    from trustflow.data.store import StageRef
+    from trustflow.models.fingerprint.checkpoint import load_model, save_model
+    from trustflow.settings import load_settings
+    from trustflow.tasks.continuous.report import provenance_cell
+    from trustflow.tasks.continuous.stages import provenance_rows
+    from trustflow.tasks.provenance.attacks.base import AttackContext, make_attack
+
+    store = ArtifactStore(f"file://{tmp_path / 'store'}", load_settings(home=tmp_path / "home"))
+    source = load_model(fingerprinted_checkpoint(tmp_path / "src.pt", 0))
+    stages.write_fingerprint_stage(
+        store, StageRef(names.FINGERPRINT_EMBED, "emb", names.FINGERPRINT), [("embed:emb/s0", source)]
+    )
+    derived = make_attack("permute", seed=3).apply(source, AttackContext(image_size=8))
+    save_model(tmp_path / "derived.pt", derived, "small_cnn")
+    other = fingerprinted_checkpoint(tmp_path / "other.pt", 5)
+    base = {"card_key": "models/x.yaml", "etag": "", "model_name": "x", "kind": "classifier", "evaluated_at": "t"}
+
+    (row,) = provenance_rows(store, base, f"ckpt:{tmp_path / 'derived.pt'}")
+    assert (row["evaluation"], row["metric"], row["value"], row["run_id"]) == (
+        "provenance",
+        "rho vs embed:emb/s0",
+        1.0,
+        "emb",
+    )
+    assert provenance_cell(row) == "derived from embed:emb/s0, ρ = 1.00"
+    (row,) = provenance_rows(store, base, f"ckpt:{other}")
+    assert row["value"] < 0.1 and provenance_cell(row).startswith("no registered source")
+    assert provenance_rows(store, base, "small_cnn") == []  # an untrained architecture: nothing to check
+    empty = ArtifactStore(f"file://{tmp_path / 'empty'}", load_settings(home=tmp_path / "home"))
+    assert provenance_rows(empty, base, f"ckpt:{other}") == []  # nothing registered
