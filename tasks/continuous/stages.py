@@ -162,14 +162,17 @@ def provenance_rows(store: ArtifactStore, base: dict[str, Any], spec: str) -> li
     from trustflow.models.vision.resolve import resolve_model
     from trustflow.models.vision.spec import CHECKPOINT, spec_file
     from trustflow.models.vision.spec import classifier_spec as parse_classifier
-    from trustflow.tasks.provenance.stages import closest_registered
+    from trustflow.tasks.provenance.stages import closest_registered, registered_fingerprints
 
+    registered = registered_fingerprints(store)
+    if not registered:  # the usual case: no provenance pipeline in use, nothing to load
+        return []
     with tempfile.TemporaryDirectory(prefix="tf-prov-") as tmp:
         parsed = parse_classifier(resolve_model(store, spec, Path(tmp)))  # run:<id> → a local ckpt:
         if parsed.name != CHECKPOINT:  # TorchScript or an untrained architecture: skipped
             return []
         model = load_model(spec_file(parsed))
-    match = closest_registered(store, model)
+    match = closest_registered(store, model, registered)
     if match is None:
         return []
     return [

@@ -244,7 +244,9 @@ def registered_fingerprints(store: ArtifactStore) -> dict[str, tuple[str, Any]]:
     return out
 
 
-def closest_registered(store: ArtifactStore, model: Any) -> dict[str, Any] | None:
+def closest_registered(
+    store: ArtifactStore, model: Any, registered: Mapping[str, tuple[str, Any]] | None = None
+) -> dict[str, Any] | None:
     """ρ of ``model`` against every registered fingerprint; the best match as
     ``{"source", "embed_run", "rho", "derived"}`` (``derived``: ρ above the default threshold
     0.5), or None when nothing is registered. A model without a module is read at each
@@ -253,7 +255,8 @@ def closest_registered(store: ArtifactStore, model: Any) -> dict[str, Any] | Non
     from trustflow.tasks.provenance.verify import fingerprint_score
 
     best: dict[str, Any] | None = None
-    for source, (run_id, fp) in sorted(registered_fingerprints(store).items()):
+    registry = registered_fingerprints(store) if registered is None else registered
+    for source, (run_id, fp) in sorted(registry.items()):
         try:
             mine = extract_fingerprint(model, fp.layer, fp.grid)
         except InputError:
