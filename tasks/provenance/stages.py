@@ -368,6 +368,10 @@ def probe_batch(dataset: str, image_size: int | None, size: int, seed: int = 0) 
     return np.ascontiguousarray(data.x[np.sort(idx)])
 
 
+_SOURCE_CACHE: dict[tuple[str, str, str], Any] = {}  # per process (a Ray worker is reused across tasks)
+_SOURCE_CACHE_SIZE = 32
+
+
 def score_one(suspect: Blob, sources: Sequence[Blob], probe: Any) -> list[dict[str, Any]]:
     """Every score of one suspect against every source: (suspect, source, method, score) rows."""
     import numpy as np
@@ -386,11 +390,22 @@ def score_one(suspect: Blob, sources: Sequence[Blob], probe: Any) -> list[dict[s
         fake = ArrayDataset("probe", "test", x, np.zeros(len(x), np.int64), 1, (0.0,), (1.0,))
         return torch.from_numpy(match_channels(fake, channels))
 
+    probe_key = hashlib.sha1(np.ascontiguousarray(probe).tobytes()).hexdigest()
+
+    def prepared_source(blob: Blob) -> Any:
+        # one worker scores many suspects against the same sources: load and prepare each once
+        key = (blob.ref, hashlib.sha1(blob.data).hexdigest(), probe_key)
+        if key not in _SOURCE_CACHE:
+            if len(_SOURCE_CACHE) >= _SOURCE_CACHE_SIZE:
+                _SOURCE_CACHE.pop(next(iter(_SOURCE_CACHE)))
+            m = blob.load()
+            _SOURCE_CACHE[key] = prepare(blob.ref, m, probe_for(m))
+        return _SOURCE_CACHE[key]
+
     model = suspect.load()
     rows = []
     for src_blob in sources:
-        src_model = src_blob.load()
-        src = prepare(src_blob.ref, src_model, probe_for(src_model))
+        src = prepared_source(src_blob)
         sus = prepare(suspect.ref, model, probe_for(model), src.fingerprint)
         for method, value in scores(src, sus).items():
             rows.append(

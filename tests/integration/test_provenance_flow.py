@@ -106,15 +106,21 @@ def _parts(store: ArtifactStore, flow: str, run_id: str) -> dict[str, int]:
 def test_embed_attack_trace_recovers_the_source_and_a_rerun_adds_nothing(
     tmp_path: Path, s3_settings, seaweedfs
 ) -> None:  # noqa: ANN001
-    """Two fingerprinted sources and an independent model (Fashion-MNIST), the combined attack
-    (permute + scale + fine-tune on digits) on each source, traced through SeaweedFS: every
-    descendant goes to its own source, the independent model to none; the same trace again
-    writes no row."""
+    """Two fingerprinted sources and an independent model (Fashion-MNIST); ``fingerprint attack``
+    makes a combined-attack descendant (permute + scale + fine-tune on digits) of one source,
+    given to ``trace`` as a suspect of unknown truth; the trace also attacks each source for
+    its calibration pool. Through SeaweedFS: every descendant goes to its own source, the
+    independent model to none; the same trace again writes no row."""
     env = _env(tmp_path, s3_settings, seaweedfs)
     embedded = _cli(
         env, "fingerprint", "embed", "--seeds", "0,1,2", "--epochs", "1", "--limit", "1200", "--run-id", "emb"
     )
     assert embedded["sources"] == ["embed:emb/s0", "embed:emb/s1", "embed:emb/s2"]
+    attacked = _cli(
+        env, "fingerprint", "attack", "embed:emb/s1", "--attack", "combined?lr=0.01&limit=400", "--run-id", "att"
+    )
+    (leak,) = attacked["descendants"]
+    assert leak["ref"].startswith("attack:att/s1.combined.") and leak["source"] == "embed:emb/s1"
     args = (
         "fingerprint",
         "trace",
@@ -122,6 +128,8 @@ def test_embed_attack_trace_recovers_the_source_and_a_rerun_adds_nothing(
         "embed:emb/s0,embed:emb/s1",
         "--independents",
         "embed:emb/s2",
+        "--suspects",
+        leak["ref"],
         "--attack",
         "combined?lr=0.01&limit=400",
         "--probe-size",
@@ -136,10 +144,11 @@ def test_embed_attack_trace_recovers_the_source_and_a_rerun_adds_nothing(
     for ref, source in descendants.items():
         assert ours[ref]["traced_to"] == source, ours[ref]
     assert ours["embed:emb/s2"]["traced_to"] is None
+    assert ours[leak["ref"]]["traced_to"] == "embed:emb/s1" and ours[leak["ref"]]["known"] is False
     assert traced["summary"]["ours"]["accuracy"] == 1.0
     store = ArtifactStore(settings=s3_settings)
     before = {**_parts(store, names.FINGERPRINT_TRACE, "tr"), **_parts(store, names.FINGERPRINT_ATTACK, "tr")}
-    assert before == {names.SCORES: 3 * 2 * 3, names.VERDICTS: 3 * 3, names.DESCENDANTS: 2}
+    assert before == {names.SCORES: 4 * 2 * 3, names.VERDICTS: 4 * 3, names.DESCENDANTS: 2}
     again = _cli(env, *args)
     after = {**_parts(store, names.FINGERPRINT_TRACE, "tr"), **_parts(store, names.FINGERPRINT_ATTACK, "tr")}
     assert after == before
