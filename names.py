@@ -20,6 +20,9 @@ DETECTOR_EVALUATE: Final = "detector_evaluate"
 CONTINUOUS_EVAL: Final = "continuous_eval"
 ATTRIBUTE_ROBUSTNESS: Final = "attribute_robustness"
 CRITIC_FEATURES: Final = "critic_features"  # cache of probe features, one run per (model, layers, poolings)
+FINGERPRINT_EMBED: Final = "fingerprint_embed"
+FINGERPRINT_ATTACK: Final = "fingerprint_attack"
+FINGERPRINT_TRACE: Final = "fingerprint_trace"
 
 FLOW_TITLES: Final[dict[str, str]] = {
     SEVAL_EVALUATE: "S-Eval safety evaluation",
@@ -31,6 +34,9 @@ FLOW_TITLES: Final[dict[str, str]] = {
     CONTINUOUS_EVAL: "Continuous evaluation",
     CRITIC_FEATURES: "Critic feature cache",
     ATTRIBUTE_ROBUSTNESS: "Attribute robustness (ImageNet-E style edits)",
+    FINGERPRINT_EMBED: "Fingerprint embedding",
+    FINGERPRINT_ATTACK: "Ownership attacks",
+    FINGERPRINT_TRACE: "Provenance tracing",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order
@@ -60,6 +66,11 @@ RESULTS: Final = "results"
 
 DETECTIONS: Final = "detections"
 METRICS: Final = "metrics"
+
+FINGERPRINT: Final = "fingerprint"
+DESCENDANTS: Final = "descendants"
+SCORES: Final = "scores"
+VERDICTS: Final = "verdicts"
 
 LABELS: Final = "labels"
 FEATURES: Final = "features"

@@ -32,14 +32,17 @@ def run_demo(
     keep_storage: bool = False,
     local: bool = False,
     seval_dir: str | None = None,
-    seval: bool = True,
-    vision: bool = True,
-    detectors: bool = True,
+    pipelines: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Start storage (unless ``local`` or a store URL is configured), run the demo flow, stop
-    storage again (unless ``keep_storage``); returns what the flow returned."""
+    """Start storage (unless ``local`` or a store URL is configured), run the demo flow on
+    ``pipelines`` (default: the registry's default set), stop storage again (unless
+    ``keep_storage``); returns what the flow returned."""
     from trustflow.data.synthetic_faces import make_face_coco
-    from trustflow.flows.demo import DEMO_FACE_IMAGES, demo_flow
+    from trustflow.flows.demo import demo_flow
+    from trustflow.flows.demos.base import select_pipelines
+    from trustflow.flows.demos.detector import DEMO_FACE_IMAGES
+
+    chosen = select_pipelines(pipelines)  # an unknown name fails before storage starts
     from trustflow.infra.local_credentials import ensure_local_credentials
     from trustflow.infra.seaweedfs import SeaweedFS
 
@@ -52,19 +55,21 @@ def run_demo(
         settings = load_settings(store_url=f"s3://{seaweed.config.bucket}", s3_endpoint_url=seaweed.endpoint_url)
         os.environ["TRUSTFLOW_S3_ENDPOINT_URL"] = seaweed.endpoint_url  # flows reload settings from env
     store_url = settings.effective_store_url
-    seval_path = Path(seval_dir).resolve() if seval_dir else default_seval_dir()
-    if seval_path is None:
-        console.print("S-Eval sample not found (../shared/data/s-eval): skipping it")
-    faces_dir = make_face_coco(settings.home_dir / "demo" / "faces", n_images=DEMO_FACE_IMAGES, seed=0)
+    seval_path = None
+    if "seval" in chosen:
+        seval_path = Path(seval_dir).resolve() if seval_dir else default_seval_dir()
+        if seval_path is None:
+            console.print("S-Eval sample not found (../shared/data/s-eval): skipping it")
+    faces_dir = None
+    if "detector" in chosen:
+        faces_dir = make_face_coco(settings.home_dir / "demo" / "faces", n_images=DEMO_FACE_IMAGES, seed=0)
     try:
         with flow_session(settings):
             landed = demo_flow(
                 seval_dir=str(seval_path) if seval_path else None,
-                faces_dir=str(faces_dir),
+                faces_dir=str(faces_dir) if faces_dir else None,
                 store_url=store_url,
-                seval=seval,
-                vision=vision,
-                detectors=detectors,
+                pipelines=chosen,
             )
     finally:
         if seaweed is not None and not keep_storage:

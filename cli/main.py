@@ -11,6 +11,7 @@ from rich.table import Table
 from trustflow.cli import detect, report, robust, services, seval, store_views
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.events import events_app
+from trustflow.cli.fingerprint import fingerprint_app
 from trustflow.cli.llm import llm_app
 from trustflow.data.loaders.coco import OnInvalid
 from trustflow.errors import ConfigError, InputError
@@ -26,6 +27,7 @@ app.add_typer(seval.seval_app, name="seval")
 app.add_typer(robust.robustness_app, name="robustness")
 app.add_typer(detect.detect_app, name="detect")
 app.add_typer(events_app, name="events")
+app.add_typer(fingerprint_app, name="fingerprint")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
@@ -117,6 +119,12 @@ def demo(
     seval_dir: str | None = typer.Option(
         None, "--seval-dir", help="S-Eval files to ingest (default: ../shared/data/s-eval)."
     ),
+    pipelines: str | None = typer.Option(
+        None,
+        "--pipelines",
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance "
+        "(default: seval,robust-vision,detector).",
+    ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
     vision: bool = typer.Option(
         True, "--vision/--no-vision", help="Also train standard vs FGSM-LAW on digits and attack both."
@@ -125,22 +133,22 @@ def demo(
         True, "--detectors/--no-detectors", help="Also evaluate MTCNN and Haar on a face set and 6 shifted domains."
     ),
 ) -> None:
-    """The main job on embedded defaults: start storage, ingest S-Eval and a generated COCO set, evaluate an LLM."""
+    """The main job on embedded defaults: start storage, then run the demo pipelines on small inputs."""
     settings = bootstrap()
     from trustflow.cli.demo import run_demo
-    from trustflow.cli.seval import print_seval_leaderboard
+    from trustflow.flows.demos.base import DEFAULT_PIPELINES, select_pipelines
 
-    result = run_demo(
-        settings,
-        keep_storage=keep_storage,
-        local=local,
-        seval_dir=seval_dir,
-        seval=seval,
-        vision=vision,
-        detectors=detectors,
-    )
-    print_datasets(result["datasets"])
-    if result["seval"]:
+    chosen = select_pipelines(None if pipelines is None else pipelines.split(","))
+    dropped = {"seval": seval, "robust-vision": vision, "detector": detectors}
+    chosen = [p for p in chosen if dropped.get(p, True)]
+    if not chosen:
+        raise InputError(f"no demo pipeline left to run (default set: {','.join(DEFAULT_PIPELINES)})")
+    result = run_demo(settings, keep_storage=keep_storage, local=local, seval_dir=seval_dir, pipelines=chosen)
+    if result["datasets"]:
+        print_datasets(result["datasets"])
+    if result.get("seval"):
+        from trustflow.cli.seval import print_seval_leaderboard
+
         console.print(
             f"S-Eval run {result['seval']['run_id']}: {result['seval']['suite']['rows']} prompts from {result['seval']['suite']['source']}"
         )
@@ -154,6 +162,10 @@ def demo(
         print_leaderboard(
             result["detectors"]["leaderboard"], "Detector robustness on generated faces (COCO-O style domains)"
         )
+    if result.get("provenance"):
+        from trustflow.cli.fingerprint import print_trace
+
+        print_trace(result["provenance"])
 
 
 def print_training_comparison(rows: list[dict]) -> None:

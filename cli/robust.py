@@ -20,6 +20,24 @@ def parse_eps(value: str) -> float:
         raise typer.BadParameter(f"{value!r} is not a number or fraction like 8/255", param_hint="--eps") from None
 
 
+def fingerprint_options(layer: str | None, filters: int | None, weight: float | None) -> dict[str, object] | None:
+    """The job's ``fingerprint`` options from ``--fingerprint*``; the sub-options need a layer."""
+    if layer is None:
+        if filters is not None or weight is not None:
+            raise typer.BadParameter(
+                "needs --fingerprint LAYER", param_hint="--fingerprint-filters/--fingerprint-lambda"
+            )
+        return None
+    if not layer.strip():
+        raise typer.BadParameter("name a conv layer, e.g. net.3", param_hint="--fingerprint")
+    out: dict[str, object] = {"layer": layer.strip()}
+    if filters is not None:
+        out["filters"] = filters
+    if weight is not None:
+        out["anti_overwrite"] = weight
+    return out
+
+
 def train_cmd(
     method: str = typer.Option(
         "fgsm_law", "--method", help="standard | pgd_at | trades | fgsm_rs | fgsm_law (dashes allowed)."
@@ -43,10 +61,20 @@ def train_cmd(
     run_id: str | None = typer.Option(
         None, "--run-id", help="Name or resume a run (default: derived from the parameters)."
     ),
+    fingerprint: str | None = typer.Option(
+        None, "--fingerprint", help="Embed a provenance fingerprint module at this conv layer (e.g. net.3)."
+    ),
+    fingerprint_filters: int | None = typer.Option(
+        None, "--fingerprint-filters", min=1, help="D, the module's filters (default: the layer's channels)."
+    ),
+    fingerprint_lambda: float | None = typer.Option(
+        None, "--fingerprint-lambda", min=0.0, help="λ of the anti-overwriting term (default 5e-4; 0: none)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Adversarially train a classifier on Ray Train; checkpoints and metrics land in the store."""
     settings = bootstrap()
+    fp_options = fingerprint_options(fingerprint, fingerprint_filters, fingerprint_lambda)
     from trustflow.flows.robust_vision import adversarial_train
 
     options = {"eps": parse_eps(eps)} if eps else {}
@@ -66,6 +94,7 @@ def train_cmd(
             strategy=strategy,
             seed=seed,
             run_id=run_id,
+            fingerprint=fp_options,
         )
     if as_json:
         emit_json(result, default=str)

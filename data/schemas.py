@@ -558,6 +558,55 @@ FINGERPRINT = VersionedSchema(
     ),
 )
 
+# The provenance flows (issue 15, phase 2): descendants made by ownership attacks, the
+# scores of every suspect against every source per method, and the tracing verdicts.
+
+FINGERPRINT_DESCENDANTS = VersionedSchema(
+    "fingerprint_descendants",
+    1,
+    pa.schema(
+        [
+            pa.field("suspect", pa.string(), nullable=False),  # name of the descendant (key)
+            pa.field("source", pa.string(), nullable=False),  # the attacked model's reference
+            pa.field("attack", pa.string(), nullable=False),  # OWNERSHIP_ATTACKS spec (seed excluded)
+            pa.field("seed", pa.int32(), nullable=False),
+            pa.field("checkpoint", pa.string(), nullable=False),  # store key of its weights-only checkpoint
+            pa.field("seconds", pa.float64(), nullable=False),
+        ]
+    ),
+)
+
+FINGERPRINT_SCORES = VersionedSchema(
+    "fingerprint_scores",
+    1,
+    pa.schema(
+        [
+            pa.field("suspect", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),  # ours | weight_cosine | cka
+            pa.field("score", pa.float64(), nullable=False),
+        ]
+    ),
+)
+
+FINGERPRINT_VERDICTS = VersionedSchema(
+    "fingerprint_verdicts",
+    1,
+    pa.schema(
+        [
+            pa.field("suspect", pa.string(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("traced_to", pa.string()),  # null: derived from none of the sources
+            pa.field("score", pa.float64(), nullable=False),  # the best source's score
+            pa.field("threshold", pa.float64(), nullable=False),
+            pa.field("true_source", pa.string()),  # null: independent, or unknown (see known)
+            pa.field("known", pa.bool_(), nullable=False),  # the truth is known (calibration pool)
+            pa.field("correct", pa.bool_()),  # null when the truth is unknown
+            pa.field("group", pa.string(), nullable=False),  # attack name, "independent" or "given"
+        ]
+    ),
+)
+
 # Attribute robustness, ImageNet-E style (issue 16). The contract between the editors
 # (tasks/attributes/editors) and the evaluation (tasks/attributes/evaluate): objects with
 # exact masks go in, one row per (object, attribute, level) comes out; both keyed so a

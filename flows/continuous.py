@@ -6,6 +6,8 @@ on their inputs, so an event delivered twice costs nothing: ingestion is keyed b
 content fingerprint, evaluations by a digest of their parameters (re-running resumes), and
 the model leaderboard is keyed by (card, card etag, evaluation, metric). The work lives in
 ``tasks/continuous/stages.py``; these flows only compose it with the pipelines' flows.
+A classifier card is also checked against every registered provenance fingerprint: its row
+``provenance`` / ``rho vs <source>`` puts "derived from X, ρ = …" on the model leaderboard.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from trustflow.tasks.continuous.stages import (
     classifier_spec,
     landed_source,
     open_store,
+    provenance_rows,
     publish_not_a_card,
     record_card_results,
     relative_key,
@@ -71,13 +74,15 @@ def evaluate_model_card(key: str, etag: str = "") -> dict[str, Any]:
         req_r = card.robustness
         assert req_r is not None
         with tempfile.TemporaryDirectory(prefix="tf-card-") as tmp:
+            spec = classifier_spec(store, card, Path(tmp))
             result = robustness_evaluate(
-                model=classifier_spec(store, card, Path(tmp)),
+                model=spec,
                 dataset=req_r.dataset,
                 attacks=req_r.attacks,
                 eps=req_r.eps,
                 corruptions=req_r.corruptions,
                 limit=req_r.limit,
             )
-        rows = robustness_rows(base, result)
+            # a registered fingerprint (any fingerprint_embed run) is checked against every new classifier
+            rows = robustness_rows(base, result) + provenance_rows(store, base, spec)
     return record_card_results(store, card, rel, rows)

@@ -46,11 +46,14 @@ def adversarial_train(
     run_id: str | None = None,
     max_steps_per_epoch: int | None = None,
     eps: float | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``dataset`` with ``method`` on Ray Train; re-running the same job resumes.
 
     ``eps`` is the budget of the per-epoch FGSM/PGD probe (and of the method, unless
-    ``method_options`` sets its own); default 8/255."""
+    ``method_options`` sets its own); default 8/255. ``fingerprint`` (FingerprintOptions:
+    ``layer``, ``filters``, ``anti_overwrite`` …) embeds the provenance fingerprint module while
+    training (docs/pipelines/provenance.md)."""
     job = validate_options(
         "training job",
         TrainJob,
@@ -70,6 +73,7 @@ def adversarial_train(
             "seed": seed,
             "max_steps_per_epoch": max_steps_per_epoch,
             **({"eps": eps} if eps is not None else {}),
+            **({"fingerprint": fingerprint} if fingerprint else {}),
         },
     )
     run_id = run_id or f"train-{method}-{stages.run_digest(job.model_dump())}"

@@ -18,7 +18,24 @@ def model_board_rows(run: RunView) -> list[dict[str, Any]]:
         if key not in latest or latest[key]["evaluated_at"] < r["evaluated_at"]:
             latest[key] = r
     rows = sorted(latest.values(), key=lambda r: (r["model_name"], r["evaluation"], r["metric"]))
-    return [{**r, "shown": fmt(r["value"], PCT if r["evaluation"] == "seval" else ACC)} for r in rows]
+    provenance = {r["card_key"]: provenance_cell(r) for r in rows if r["evaluation"] == "provenance"}
+    return [
+        {
+            **r,
+            "shown": fmt(r["value"], PCT if r["evaluation"] == "seval" else ACC),
+            "provenance": provenance.get(r["card_key"], ""),
+        }
+        for r in rows
+    ]
+
+
+def provenance_cell(row: dict[str, Any]) -> str:
+    """ "derived from X, ρ = …" (ρ above 0.5, the tracing default) or "no registered source"."""
+    source = str(row["metric"]).removeprefix("rho vs ")
+    rho = row["value"]
+    if rho is not None and rho > 0.5:
+        return f"derived from {source}, ρ = {rho:.2f}"
+    return f"no registered source (closest {source}, ρ = {rho:.2f})"
 
 
 MODEL_BOARD_COLUMNS = [
@@ -28,6 +45,7 @@ MODEL_BOARD_COLUMNS = [
     Column("metric"),
     Column("shown", "value", numeric=True),
     Column("run_id", "run"),
+    Column("provenance"),
     Column("evaluated_at", "evaluated"),
 ]
 

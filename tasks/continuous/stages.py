@@ -148,6 +148,44 @@ def robustness_rows(base: dict[str, Any], result: dict[str, Any]) -> list[dict[s
     return rows
 
 
+PROVENANCE = "provenance"
+
+
+def provenance_rows(store: ArtifactStore, base: dict[str, Any], spec: str) -> list[dict[str, Any]]:
+    """The card's row of the provenance check: ρ against the closest registered fingerprint
+    (stage ``fingerprint`` of any ``fingerprint_embed`` run), metric ``rho vs <source>``,
+    ``run_id`` the embed run. No row when nothing is registered or the spec is an untrained
+    architecture (nothing to be derived from)."""
+    import tempfile
+
+    from trustflow.models.fingerprint.checkpoint import load_model
+    from trustflow.models.vision.resolve import resolve_model
+    from trustflow.models.vision.spec import CHECKPOINT, spec_file
+    from trustflow.models.vision.spec import classifier_spec as parse_classifier
+    from trustflow.tasks.provenance.stages import closest_registered, registered_fingerprints
+
+    registered = registered_fingerprints(store)
+    if not registered:  # the usual case: no provenance pipeline in use, nothing to load
+        return []
+    with tempfile.TemporaryDirectory(prefix="tf-prov-") as tmp:
+        parsed = parse_classifier(resolve_model(store, spec, Path(tmp)))  # run:<id> → a local ckpt:
+        if parsed.name != CHECKPOINT:  # TorchScript or an untrained architecture: skipped
+            return []
+        model = load_model(spec_file(parsed))
+    match = closest_registered(store, model, registered)
+    if match is None:
+        return []
+    return [
+        {
+            **base,
+            "evaluation": PROVENANCE,
+            "metric": f"rho vs {match['source']}",
+            "value": match["rho"],
+            "run_id": match["embed_run"],
+        }
+    ]
+
+
 def record_card_results(store: ArtifactStore, card: ModelCard, rel: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Append ``rows`` to the model leaderboard, publish it and a summary of the card, and
     return what the flow returns."""

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trustflow import names
 from trustflow.errors import ConfigError, InputError
+from trustflow.models.fingerprint.module import FingerprintOptions
 
 
 class TrainJob(BaseModel):
@@ -55,6 +56,9 @@ class TrainJob(BaseModel):
     co_ratio: float = 0.5
     seed: int = 0
     max_steps_per_epoch: int | None = None  # smoke runs
+    # provenance (issue 15): insert the fingerprint module at this layer and add the
+    # anti-overwriting term to every step of whichever method trains the model
+    fingerprint: FingerprintOptions | None = None
 
 
 def check_strategy(job: TrainJob) -> None:
@@ -114,6 +118,14 @@ def train_worker(config: dict[str, Any]) -> None:
     model = load_classifier(
         job.arch, num_classes=train.num_classes, in_channels=x_train.shape[1], mean=train.mean, std=train.std
     )
+    extra_loss = None
+    if job.fingerprint is not None:
+        from trustflow.models.fingerprint.module import insert_fingerprint
+        from trustflow.tasks.provenance.train import FingerprintObjective
+
+        insert_fingerprint(model, job.fingerprint)
+        # every rank draws the same noise frequencies: the term is part of the objective, not of the data
+        extra_loss = FingerprintObjective.for_model(model, job.seed)
     options = dict(job.method_options)
     if "eps" not in options and "eps" in TRAINING_METHODS.entry(job.method).options.model_fields:
         options["eps"] = job.eps  # the job's budget is the method's unless method_options overrides it
@@ -159,6 +171,7 @@ def train_worker(config: dict[str, Any]) -> None:
             state,
             "cpu" if not job.use_gpu else ray.train.torch.get_device(),
             max_steps=job.max_steps_per_epoch,
+            extra_loss=extra_loss,
         )
         epoch = int(metrics["epoch"])
         # CO is a property of the model being trained: probe it; FGSM-LAW's weight average is

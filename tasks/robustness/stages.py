@@ -2,7 +2,9 @@
 
 ``train_task`` (stage ``epochs`` of ``runs/adversarial_train/<run_id>/``): fits or resumes
 one job on Ray Train, writes the per-epoch table (schema ``train_epochs``), the final and
-the best model as weights-only checkpoints (``model/final.pt``, ``model/best.pt``), a PNG of
+the best model as weights-only checkpoints (``model/final.pt``, ``model/best.pt``; with the
+job's ``fingerprint`` option they carry the module's options in their meta, and the stage
+``fingerprint`` beside them holds both models' fingerprints, schema ``fingerprint``), a PNG of
 clean / FGSM / PGD accuracy per epoch, and turns a catastrophic-overfitting flag into a
 Prefect event (``trustflow.training.catastrophic-overfitting``).
 
@@ -57,6 +59,8 @@ def train_task(spec: StoreSpec, run_id: str, job: dict[str, Any]) -> dict[str, A
     store = spec.open()
     ensure_ray(store.settings)
     train_job = TrainJob(**job)
+    if train_job.fingerprint is not None:
+        _check_fingerprint_layer(train_job)
     saved = run_training(store, run_id, train_job)
     rows = history_rows(saved, run_id, train_job)
     ref = StageRef(names.ADVERSARIAL_TRAIN, run_id, names.EPOCHS)
@@ -66,13 +70,25 @@ def train_task(spec: StoreSpec, run_id: str, job: dict[str, Any]) -> dict[str, A
         )
     data = load_dataset(train_job.dataset, "train", train_job.image_size)
     best = (saved["best"] or {}).get("weights") or saved["model"]
+    fingerprinted = []
     for which, weights in (("final", saved["model"]), ("best", best)):
         model = load_classifier(
             train_job.arch, num_classes=data.num_classes, in_channels=data.x.shape[1], mean=data.mean, std=data.std
         )
+        meta: dict[str, Any] = {"run_id": run_id, "method": train_job.method, "which": which}
+        if train_job.fingerprint is not None:
+            from trustflow.models.fingerprint.module import FINGERPRINT_META, FingerprintOptions, insert_fingerprint
+
+            insert_fingerprint(model, train_job.fingerprint)
+            inserted: FingerprintOptions = model.fingerprint_options  # type: ignore[assignment]
+            meta[FINGERPRINT_META] = inserted.model_dump()  # what fingerprint/checkpoint.load_model re-inserts
+            fingerprinted.append((which, model))
         model.load_state_dict(weights)
-        meta = {"run_id": run_id, "method": train_job.method, "which": which}
         store_run_checkpoint(store, run_id, which, model, train_job.arch, meta)
+    if fingerprinted:
+        from trustflow.tasks.provenance.stages import write_fingerprint_stage
+
+        write_fingerprint_stage(store, StageRef(names.ADVERSARIAL_TRAIN, run_id, names.FINGERPRINT), fingerprinted)
     plot = plots.accuracy_per_epoch(rows, train_job.method)
     store.write_bytes_atomic(
         store.path("runs", names.ADVERSARIAL_TRAIN, run_id, "plots", plots.ACCURACY_PER_EPOCH), plot
@@ -92,6 +108,20 @@ def train_task(spec: StoreSpec, run_id: str, job: dict[str, Any]) -> dict[str, A
         "co_epochs": co_epochs,
         "best_epoch": int((saved["best"] or {}).get("epoch", -1)),
     }
+
+
+def _check_fingerprint_layer(job: TrainJob) -> None:
+    """Insert the module into a fresh model here, in the driver: a wrong layer name is one
+    ``ConfigError`` before Ray Train starts, not a failure inside every worker."""
+    from trustflow.data.vision.datasets import load_dataset
+    from trustflow.models.fingerprint.module import insert_fingerprint
+    from trustflow.models.vision.spec import load_classifier
+
+    assert job.fingerprint is not None
+    data = load_dataset(job.dataset, "test", job.image_size)
+    model = load_classifier(job.arch, num_classes=data.num_classes, in_channels=data.x.shape[1])
+    insert_fingerprint(model, job.fingerprint)
+    model(data.tensors()[0][:2])  # a layer that changes the spatial size fails on the first forward
 
 
 def publish_training(result: Mapping[str, Any], job: TrainJob, store_url: str) -> None:

@@ -20,11 +20,19 @@ from trustflow.cli.main import app
 
 runner = CliRunner()
 
-CHEAP = {("seval", "validate-critic"), ("seval", "suite", "diff"), ("detect", "score")}
+CHEAP = {
+    ("seval", "validate-critic"),
+    ("seval", "suite", "diff"),
+    ("detect", "score"),
+    ("fingerprint", "extract"),
+    ("fingerprint", "verify"),
+}
 HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}  # tests/integration/test_json_output.py
 # its stdout is parsed as one JSON document in
 # tests/integration/test_attribute_robustness.py::test_cli_eval_through_ray_resumes_and_reports
 HEAVY |= {("robustness", "edits", "eval")}
+# flows on Ray whose --json stdout is parsed as one document in tests/integration/test_provenance_flow.py
+HEAVY |= {("fingerprint", "embed"), ("fingerprint", "attack"), ("fingerprint", "trace")}
 # needs the tiny LLM fixture; its stdout is parsed as JSON in
 # tests/unit/test_critic_quality.py::test_train_critic_multi_layer_head_records_its_labels_and_judges
 # and tests/unit/test_relabel.py::test_cli_relabel_prints_one_error_line_without_annotator,
@@ -72,6 +80,18 @@ def cheap_args(path: tuple[str, ...], tmp: Path) -> list[str]:
             json.dumps([{"image_id": 1, "category_id": 1, "bbox": [8, 8, 20, 20], "score": 0.9}])
         )
         return ["--gt", str(tmp / "gt.json"), "--dt", str(tmp / "dt.json")]
+    if path[0] == "fingerprint":  # a fingerprinted small_cnn on 8×8 grey images
+        import torch
+
+        from trustflow.models.fingerprint.checkpoint import save_model
+        from trustflow.models.fingerprint.module import insert_fingerprint
+        from trustflow.models.vision.spec import load_classifier
+
+        model = load_classifier("small_cnn", num_classes=10, in_channels=1)
+        insert_fingerprint(model, {"layer": "net.3"})
+        model(torch.zeros(1, 1, 8, 8))
+        ckpt = f"ckpt:{save_model(tmp / 'fp.pt', model, 'small_cnn')}"
+        return [ckpt] if path[1] == "extract" else [ckpt, ckpt, "--probe", "digits", "--probe-size", "16"]
     raise AssertionError(f"no cheap input for {path}")
 
 

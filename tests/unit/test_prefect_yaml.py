@@ -23,3 +23,17 @@ def test_every_deployment_entrypoint_is_a_flow() -> None:
         params = set(flow.parameters.properties)
         assert set(dep.get("parameters", {})) <= params, f"{dep['name']}: unknown parameters"
         assert dep["work_pool"]["name"] == "trustflow-process"
+
+
+def test_fingerprint_trace_is_deployed_inactive_until_sources_are_named() -> None:
+    from trustflow import names
+
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    dep = {d["name"]: d for d in doc["deployments"]}["fingerprint-trace"]
+    path, name = dep["entrypoint"].split(":")
+    spec = importlib.util.spec_from_file_location("entry_fp_trace", ROOT / path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert getattr(module, name).name == names.FINGERPRINT_TRACE
+    assert dep["schedules"][0]["active"] is False

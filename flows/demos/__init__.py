@@ -1,0 +1,1 @@
+"""The demo's pipelines, one module each, registered in ``base.DEMO_PIPELINES``."""
