@@ -1,10 +1,12 @@
 """Attribute robustness evaluation throughput: Ray (2 workers) vs a plain loop (issue 16).
 
-Data: a masked shape set (the tests' generator, ``tests/attribute_fixtures.py``: coloured
-shapes on noise, ``--size``² pixels) with its originals and one edit (a left-right flip)
-per object — the evaluation cost does not depend on which editor made an image. Model:
-``--model`` (default MobileNetV2 with its packaged ImageNet weights, every image resized to
-224²); labels are mapped to three ImageNet classes so every image is evaluated.
+Data: the project's synthetic masked set (``data/synthetic_objects.py``: five shape
+classes with exact masks on photo, gradient or flat backgrounds, ``--size``² pixels), each
+object as its original and one real edit (``direction`` by 90°, made in-process by
+``tasks/attributes/make.edit_rows``) — the evaluation cost does not depend on which editor
+made an image. Model: ``--model`` (default MobileNetV2 with its packaged ImageNet weights,
+every image resized to 224²); each shape label is mapped to one ImageNet class so every image
+is evaluated (the mapping is arbitrary: this measures throughput, not accuracy).
 
 * **loop**: ``run_predictions(parallel=False)`` — this process predicts the shards one
   after another (one torch thread, as each Ray worker uses).
@@ -37,27 +39,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_monitor import OtherLoad  # noqa: E402
 
 console = Console(width=130)
-LABEL_MAP = {"disc": ["ping-pong ball"], "square": ["envelope"], "triangle": ["9"]}
+LABEL_MAP = {
+    "disc": ["ping-pong ball"],
+    "square": ["envelope"],
+    "triangle": ["9"],
+    "star": ["starfish"],
+    "cross": ["Band Aid"],
+}
+EDITORS = ("original", "direction?angles=90")
 
 
 def bench_evaluation(objects: int = 60, size: int = 96, shard_size: int = 16, model: str | None = None) -> dict:
     """Time the loop and the Ray arm on the same edits; returns their figures."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from trustflow.data.schemas import ATTRIBUTE_EDITS
     from trustflow.data.store import ArtifactStore, StageRef
+    from trustflow.data.synthetic_objects import CLASSES
     from trustflow.infra.ray_runtime import ensure_ray, shutdown_ray
     from trustflow.settings import load_settings
     from trustflow.tasks.attributes.evaluate import plan_model, run_predictions
-    from trustflow.tests.attribute_fixtures import CLASSES, edit_rows, write_edits
-    from trustflow.tests.attribute_fixtures import objects as make_objects
+    from trustflow.tasks.attributes.make import EDIT_KEYS, edit_rows
+    from trustflow.tasks.ingest.kinds.synthetic_objects import build_synthetic_rows
 
     spec = model or "mobilenet_v2?pretrained=true"
-    per_class = max(1, objects // len(CLASSES))
+    count = max(len(CLASSES), objects // len(CLASSES) * len(CLASSES))
     with tempfile.TemporaryDirectory(prefix="tf-attrbench-") as tmp, OtherLoad() as load:
         settings = load_settings(store_url=f"file://{tmp}/store", home=Path(tmp) / "home", ray_num_cpus=2)
         store = ArtifactStore(settings=settings)
-        edits = write_edits(
-            store, StageRef("attribute_robustness", "bench", "edits"), edit_rows(make_objects(per_class, size))
-        )
+        edits = StageRef("attribute_robustness", "bench", "edits")
+        masked = build_synthetic_rows((0, size, 0, count)).to_pylist()
+        store.write_stage(edits, ATTRIBUTE_EDITS, edit_rows(masked, EDITORS, seed=0), EDIT_KEYS)
         plan = plan_model(store, spec, CLASSES, LABEL_MAP)
         arms = {}
         for name, parallel in (("loop", False), ("Ray, 2 workers", True), ("Ray, 2 warm workers", True)):

@@ -44,6 +44,8 @@ def attribute_robustness(
     train_epochs: int = 5,
     train_image_size: int | None = None,
     train_workers: int = 2,
+    train_options: dict[str, Any] | None = None,
+    train_method_options: dict[str, dict[str, Any]] | None = None,
     label_map: dict[str, list[str]] | None = None,
     skip_unmapped: bool = False,
     image_size: int | None = None,
@@ -56,7 +58,10 @@ def attribute_robustness(
     leaderboard rows, the predictions stage and the run id.
 
     ``image_size`` resizes the edits for non-ImageNet models (ImageNet ones always see 224²);
-    trained models see ``train_image_size`` (default 32, what they were trained at)."""
+    trained models see ``train_image_size`` (default 32, what they were trained at).
+    ``train_options`` are further ``adversarial_train`` arguments for every method (e.g.
+    ``batch_size``, ``lr``, ``max_steps_per_epoch``); ``train_method_options`` sets one
+    method's options by its name, e.g. ``{"pgd_at": {"steps": 3}}`` (a budget-bound run)."""
     if (edits is None) == (objects is None):
         raise ConfigError("give either edits (an attribute_edits stage) or objects (a masked_objects dataset to edit)")
     if train_methods and not train_dataset:
@@ -82,6 +87,8 @@ def attribute_robustness(
                 workers=train_workers,
                 image_size=size,
                 seed=seed,
+                method_options=(train_method_options or {}).get(method),
+                **(train_options or {}),
             )
             model = f"run:{result['run_id']}/best"
             trained.append({"method": method, "model": model, "run_id": result["run_id"]})
