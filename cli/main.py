@@ -122,7 +122,7 @@ def demo(
     pipelines: str | None = typer.Option(
         None,
         "--pipelines",
-        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance "
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes "
         "(default: seval,robust-vision,detector).",
     ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
@@ -166,6 +166,12 @@ def demo(
         from trustflow.cli.fingerprint import print_trace
 
         print_trace(result["provenance"])
+    if result.get("attributes"):
+        from trustflow.cli.attributes import print_drops
+
+        print_drops(
+            result["attributes"]["leaderboard"], "Attribute robustness of ImageNet classifiers (embedded photos)"
+        )
 
 
 def print_training_comparison(rows: list[dict]) -> None:
