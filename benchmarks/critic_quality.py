@@ -45,12 +45,20 @@ def sample(per_source: int) -> list[LabelRecord]:
     return sample_records(pyrit_label_records("harm"), per_source) + written_label_records()
 
 
-def extract(records: list[LabelRecord], model: str, store: ArtifactStore, batch_size: int | None) -> dict[str, float]:
-    """Fill the feature cache for ``records``; times one-pair-per-forward vs batched on 16 pairs."""
+def extract(
+    records: list[LabelRecord],
+    model: str,
+    store: ArtifactStore,
+    batch_size: int | None,
+    layers: tuple[int, ...] = LAYERS,
+    time_it: bool = True,
+) -> dict[str, float]:
+    """Fill the feature cache for ``records``; with ``time_it``, first times
+    one-pair-per-forward vs batched on 16 pairs (minutes on a busy machine)."""
     from trustflow.models.critics.features import extract_features
     from trustflow.models.llm.spec import load_backend
 
-    cache = FeatureCache(store, model, LAYERS, POOLINGS)  # type: ignore[arg-type]
+    cache = FeatureCache(store, model, layers, POOLINGS)  # type: ignore[arg-type]
     backend_box: list[object] = []
 
     def backend() -> object:
@@ -63,13 +71,19 @@ def extract(records: list[LabelRecord], model: str, store: ArtifactStore, batch_
     items = [judge_item(r) for r in records]
     speed: dict[str, float] = {}
     probe = [items[i] for i in range(0, len(items), max(1, len(items) // 16))][:16]  # every source
-    extract_features(backend(), probe[:2], [14], ["mean"], 1)  # warm-up: the first forward is slow
+    if time_it:
+        extract_features(backend(), probe[:2], [14], ["mean"], 1)  # warm-up: the first forward is slow
     for name, kwargs in (
         ("one_per_forward_full_model", {"batch_size": 1, "truncate": False}),
         ("one_per_forward_to_layer_14", {"batch_size": 1}),
         ("batch_4_to_layer_14", {"batch_size": 4}),
-        ("one_per_forward_to_layer_21_all_poolings", {"batch_size": 1, "layers": LAYERS, "poolings": POOLINGS}),
+        (
+            f"one_per_forward_to_layer_{max(layers)}_all_poolings",
+            {"batch_size": 1, "layers": layers, "poolings": POOLINGS},
+        ),
     ):
+        if not time_it:
+            break
         kw: dict[str, Any] = {"layers": [14], "poolings": ["mean"], **kwargs}
         t0 = time.perf_counter()
         extract_features(backend(), probe, kw.pop("layers"), kw.pop("poolings"), **kw)
@@ -100,6 +114,12 @@ def main() -> int:
     ap.add_argument("--per-source", type=int, default=36)
     ap.add_argument("--phase", choices=("all", "extract", "evaluate"), default="all")
     ap.add_argument("--model", default="pkg:qwen2.5-1.5b")
+    ap.add_argument(
+        "--layers",
+        default=",".join(map(str, LAYERS)),
+        help="Layers to extract (comma list; a subset of a cached run reuses it). 7,10,14 stops the forward at 14.",
+    )
+    ap.add_argument("--no-timing", action="store_true", help="Skip the speed probe of the extract phase.")
     ap.add_argument("--batch-size", type=int, default=None, help="Default: 1 on CPU, 8 on a GPU.")
     ap.add_argument("--store", default=None, help="Store URL for the feature cache (default: the configured store).")
     ap.add_argument("--out", type=Path, default=Path("out/critic_quality"))
@@ -108,6 +128,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     settings = load_settings()
     store = ArtifactStore(args.store or settings.effective_store_url, settings)
+    layers = tuple(sorted({int(v) for v in args.layers.split(",") if v.strip()}))
     records = sample(args.per_source)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sample_ids.json").write_text(
@@ -115,14 +136,14 @@ def main() -> int:
     )
     speed_path = args.out / "speed.json"
     if args.phase in ("all", "extract"):
-        speed = extract(records, args.model, store, args.batch_size)
+        speed = extract(records, args.model, store, args.batch_size, layers, not args.no_timing)
         if speed:
             speed_path.write_text(json.dumps(speed, indent=1))
     if args.phase in ("all", "evaluate"):
         from trustflow.tasks.seval.critic_benchmark import evaluate_all, print_tables
 
         speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
-        cache = FeatureCache(store, args.model, LAYERS, POOLINGS)  # type: ignore[arg-type]
+        cache = FeatureCache(store, args.model, layers, POOLINGS)  # type: ignore[arg-type]
         result = evaluate_all(records, cache, speed)
         (args.out / "result.json").write_text(json.dumps(result, indent=1))
         if args.json:
