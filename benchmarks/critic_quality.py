@@ -40,9 +40,9 @@ POOLINGS = ("mean", "last", "max")
 log = logging.getLogger("critic_quality")
 
 
-def sample(per_source: int) -> list[LabelRecord]:
+def sample(per_source: int, written: bool = True) -> list[LabelRecord]:
     # the refusal-scorer set (refusals only: specificity) is left for a later round: CPU budget
-    return sample_records(pyrit_label_records("harm"), per_source) + written_label_records()
+    return sample_records(pyrit_label_records("harm"), per_source) + (written_label_records() if written else [])
 
 
 def extract(
@@ -109,6 +109,24 @@ def extract(
     return speed
 
 
+def _judge(store: ArtifactStore, model: str, speed: dict[str, float], speed_path: Path) -> Any:
+    """P(harmful) from the LLM judge (one forward each, cached in the store); records its speed."""
+    from trustflow.models.llm.spec import load_backend
+    from trustflow.tasks.seval.critic_features import judge_score_cache
+
+    cache = judge_score_cache(store, model)
+
+    def judge(items: list[Any]) -> list[float]:
+        out = cache.features(items, lambda: load_backend(model))[(0, cache.poolings[0])][:, 0]
+        if cache.extracted:
+            speed["pairs_per_s_judge"] = cache.extracted / cache.extract_seconds
+            speed_path.write_text(json.dumps(speed, indent=1))
+            log.info("LLM judge: %d answers in %.0f s", cache.extracted, cache.extract_seconds)
+        return [float(v) for v in out]
+
+    return judge
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--per-source", type=int, default=36)
@@ -118,6 +136,18 @@ def main() -> int:
         "--layers",
         default=",".join(map(str, LAYERS)),
         help="Layers to extract (comma list; a subset of a cached run reuses it). 7,10,14 stops the forward at 14.",
+    )
+    ap.add_argument(
+        "--no-written",
+        action="store_true",
+        help="Human PyRIT pairs only (no LLM-written sets: a third less to extract).",
+    )
+    ap.add_argument("--judge-model", default="pkg:qwen2.5-1.5b", help="Second-stage LLM judge ('none': no such row).")
+    ap.add_argument(
+        "--second-stage-budget",
+        type=float,
+        default=0.25,
+        help="Most of the training rows the uncertainty band may hold (chooses delta per fold); 0: no second stage.",
     )
     ap.add_argument("--no-timing", action="store_true", help="Skip the speed probe of the extract phase.")
     ap.add_argument("--batch-size", type=int, default=None, help="Default: 1 on CPU, 8 on a GPU.")
@@ -129,7 +159,7 @@ def main() -> int:
     settings = load_settings()
     store = ArtifactStore(args.store or settings.effective_store_url, settings)
     layers = tuple(sorted({int(v) for v in args.layers.split(",") if v.strip()}))
-    records = sample(args.per_source)
+    records = sample(args.per_source, not args.no_written)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sample_ids.json").write_text(
         json.dumps({"per_source": args.per_source, "label_ids": [r.label_id for r in records]}, indent=0)
@@ -144,7 +174,10 @@ def main() -> int:
 
         speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
         cache = FeatureCache(store, args.model, layers, POOLINGS)  # type: ignore[arg-type]
-        result = evaluate_all(records, cache, speed)
+        judge = None
+        if args.judge_model != "none" and args.second_stage_budget > 0:
+            judge = _judge(store, args.judge_model, speed, speed_path)
+        result = evaluate_all(records, cache, speed, judge, args.second_stage_budget)
         (args.out / "result.json").write_text(json.dumps(result, indent=1))
         if args.json:
             print(json.dumps(result))
