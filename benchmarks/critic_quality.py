@@ -117,6 +117,8 @@ def _judge(store: ArtifactStore, model: str, speed: dict[str, float], speed_path
     cache = judge_score_cache(store, model)
 
     def judge(items: list[Any]) -> list[float]:
+        if not items:
+            return []
         out = cache.features(items, lambda: load_backend(model))[(0, cache.poolings[0])][:, 0]
         if cache.extracted:
             speed["pairs_per_s_judge"] = cache.extracted / cache.extract_seconds
