@@ -12,7 +12,13 @@ re-run extracts nothing, a killed one resumes. Pairs are a deterministic, label-
 sample of up to ``--per-source`` per source (ids written to ``--out``/sample_ids.json).
 
 usage: nice -n 10 benchmarks/critic_quality.py [--per-source 36] [--phase all|extract|evaluate]
-       [--model pkg:qwen2.5-1.5b] [--out DIR] [--json]
+       [--model pkg:qwen2.5-1.5b] [--layers 7,10,14,18,21] [--no-written] [--no-timing]
+       [--second-stage-budget 0.25] [--judge-model pkg:qwen2.5-1.5b|none] [--store URL] [--out DIR] [--json]
+
+Rows added in the second round: concatenated layers, per-(source, class) weights, C by
+inner CV, an MLP head, the refusal detector stacked or as a rule, and an LLM judge on the
+scores within delta of the threshold (delta: the widest band holding at most the budget of
+the training rows; the judge's answers cached in the store like the features).
 """
 
 from __future__ import annotations
