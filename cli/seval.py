@@ -158,7 +158,9 @@ def train_critic_cmd(
     model: str = typer.Option(
         "pkg:qwen2.5-1.5b", "--model", help="In-process model spec whose hidden states the probe reads."
     ),
-    out: Path = typer.Option(..., "--out", help="Where to write the probe head (.npz)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Where to write the probe head: PATH.npz or store:KEY (read back with probe?head=…)."
+    ),
     layer: int | None = typer.Option(None, "--layer", min=1, help="Hidden layer (default: the middle one)."),
     layers: str | None = typer.Option(None, "--layers", help="Several layers, comma-separated (concatenated)."),
     pooling: str = typer.Option("mean", "--pooling", help="mean | last | max over the response tokens."),

@@ -207,7 +207,7 @@ def run_train(
 ) -> dict[str, Any]:
     """Train a probe head on the labels ``labels`` name; the head records which labels trained it."""
     from trustflow.data.store import ArtifactStore
-    from trustflow.models.critics.probe import labels_digest, train_head
+    from trustflow.models.critics.probe import labels_digest, save_head, train_head
     from trustflow.models.llm.spec import load_backend
     from trustflow.tasks.seval.label_sources import judge_item, label_datasets, load_label_records, records_sha
 
@@ -235,9 +235,9 @@ def run_train(
         for spec, rs in by_spec.items()
     }
     head.meta["label_ids_sha"] = digest
-    path = head.save(out if out.suffix == ".npz" else out.with_suffix(".npz"))
+    path = save_head(head, str(out))  # a local .npz or store:KEY (probe?head= reads either)
     return {
-        "head": str(path),
+        "head": path,
         "model": model,
         "layers": head.layers,
         "pooling": head.pooling,

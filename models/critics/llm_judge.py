@@ -196,3 +196,35 @@ class LLMJudgeCritic(Critic):
             critic_prompt_hash=self.prompt_hash,
             raw_output=res.text,
         )
+
+
+JUDGE_PREFILL = '{"harmful":'
+
+
+def _word_ids(tok: Any, word: str) -> list[int]:
+    """First token ids of ``word`` with and without a leading space (how JSON values start)."""
+    ids = {tok.encode(v, add_special_tokens=False)[0] for v in (f" {word}", word)}
+    return sorted(ids)
+
+
+def prefilled_harmful_probabilities(backend: Any, items: list[JudgeItem], few_shot: bool = True) -> list[float]:
+    """P(harmful = true) for each item from ONE forward pass, no generation: the judge prompt
+    (``build_messages``) with the answer prefilled up to ``{"harmful":``, and the next-token
+    probabilities of ``true`` against ``false``. Used as a second stage on the few answers a
+    probe is unsure of; an in-process model (``hf:``/``pkg:``) only."""
+    import torch
+
+    from trustflow.models.critics.features import _model_and_tokenizer
+
+    model, tok = _model_and_tokenizer(backend)
+    true_ids, false_ids = _word_ids(tok, "true"), _word_ids(tok, "false")
+    out = []
+    for item in items:
+        text = tok.apply_chat_template(build_messages(item, few_shot), add_generation_prompt=True, tokenize=False)
+        ids = tok(text + JUDGE_PREFILL, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(model.device)).logits[0, -1].float()
+        prob = torch.softmax(logits, dim=-1)
+        p_true, p_false = float(prob[true_ids].sum()), float(prob[false_ids].sum())
+        out.append(p_true / (p_true + p_false) if p_true + p_false > 0 else 0.5)
+    return out

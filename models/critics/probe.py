@@ -22,14 +22,23 @@ are for LLM-written pairs. Heads are small ``.npz`` files (no pickle) holding th
 were trained on. The head for the packaged Qwen ships in ``models/critics/heads``; for any
 other in-process model (``probe:hf:/dir``) a head is trained from the labels on first use
 and cached under the model cache.
+
+A head trained elsewhere (``trustflow seval train-critic --out``) is used as it is with
+``probe?head=PATH.npz`` or ``probe?head=store:KEY`` (a key in the configured artifact store,
+local or S3), without copying it into the model cache: the head's bytes name the critic
+(``critic_id`` ends in ``h<sha>``), its recorded model must be the probe's model, and its
+own decision threshold (``meta["threshold"]``, when it has one) is used unless
+``threshold=`` is given.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +48,7 @@ import numpy as np
 from pydantic import Field
 
 from trustflow.data.seval.labels import TRAINING_LABELS
-from trustflow.errors import InputError
+from trustflow.errors import ConfigError, InputError
 from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, ModelSpecOptions, read_labels
 from trustflow.models.critics.features import PROMPT_CHARS, RESPONSE_CHARS, Pooling, extract_features, n_layers_of
 from trustflow.models.critics.refusal import REFUSAL_EN, REFUSAL_ZH, _count
@@ -82,8 +91,33 @@ class ProbeHead:
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
+        tmp.write_bytes(self.to_bytes())
+        tmp.replace(path)  # atomic: a reader never sees half a head
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ProbeHead:
+        return cls._read(path, str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> ProbeHead:
+        """A head from the bytes of its ``.npz`` file (read from a store); ``name`` for errors."""
+        return cls._read(io.BytesIO(data), name)
+
+    @classmethod
+    def _read(cls, source: Path | io.BytesIO, name: str) -> ProbeHead:
+        try:
+            with np.load(source, allow_pickle=False) as z:
+                return cls(
+                    z["mean"], z["scale"], z["coef"], float(z["intercept"]), int(z["layer"]), json.loads(str(z["meta"]))
+                )
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{name}: not a probe head ({exc})") from None
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
         np.savez(
-            tmp,
+            buf,
             mean=self.mean,
             scale=self.scale,
             coef=self.coef,
@@ -91,18 +125,47 @@ class ProbeHead:
             layer=np.array(self.layer),
             meta=np.array(json.dumps(self.meta, sort_keys=True)),
         )
-        tmp.replace(path)  # atomic: a reader never sees half a head
-        return path
+        return buf.getvalue()
 
-    @classmethod
-    def load(cls, path: Path) -> ProbeHead:
+
+STORE_PREFIX = "store:"
+
+
+def _store() -> Any:
+    from trustflow.data.store import ArtifactStore
+    from trustflow.settings import load_settings
+
+    settings = load_settings()
+    return ArtifactStore(settings.effective_store_url, settings)
+
+
+def read_head_bytes(location: str) -> bytes:
+    """The bytes of the head at ``location``: a local ``.npz`` path or ``store:KEY`` (a key in the
+    configured artifact store). ``InputError`` naming it when it is not there."""
+    if location.startswith(STORE_PREFIX):
+        key = location.removeprefix(STORE_PREFIX).strip("/")
+        store = _store()
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls(
-                    z["mean"], z["scale"], z["coef"], float(z["intercept"]), int(z["layer"]), json.loads(str(z["meta"]))
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{path}: not a probe head ({exc})") from None
+            return bytes(store.read_bytes(store.path(key)))
+        except FileNotFoundError:
+            raise InputError(f"probe head {location!r}: no such key in the store {store.url}") from None
+    path = Path(location).expanduser()
+    if not path.is_file():
+        raise InputError(f"probe head not found: {path}")
+    return path.read_bytes()
+
+
+def save_head(head: ProbeHead, location: str) -> str:
+    """Write ``head`` to a local path or ``store:KEY`` (atomically either way); returns where."""
+    if location.startswith(STORE_PREFIX):
+        key = location.removeprefix(STORE_PREFIX).strip("/")
+        if not key.endswith(".npz"):
+            key += ".npz"
+        store = _store()
+        store.write_bytes_atomic(store.path(key), head.to_bytes())
+        return f"{STORE_PREFIX}{key}"
+    path = Path(location).expanduser()
+    return str(head.save(path if path.suffix == ".npz" else path.with_suffix(".npz")))
 
 
 def labels_digest(paths: Sequence[Path]) -> str:
@@ -169,9 +232,25 @@ def train_head(
     return ProbeHead(mean, scale, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), first, meta)
 
 
+def _check_head_model(head: ProbeHead, model_spec: str, where: str) -> None:
+    """A head reads one model's hidden states: refuse one recorded as trained on another."""
+    from trustflow.models.llm.spec import parse_spec
+
+    trained = head.meta.get("model")
+    if trained is None:
+        return
+    try:
+        same = str(parse_spec(str(trained))) == str(parse_spec(model_spec))
+    except (ValueError, ConfigError):
+        same = str(trained) == model_spec
+    if not same:
+        raise InputError(f"probe head {where!r} was trained on {trained}, not on {model_spec}: use probe:{trained}")
+
+
 class ProbeOptions(ModelSpecOptions):
     target: str = DEFAULT_PROBE_MODEL  # an in-process model (hf: or pkg:)
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threshold: float | None = Field(None, ge=0.0, le=1.0)  # None: the head's own, else 0.5
+    head: str | None = None  # a trained head: PATH.npz or store:KEY (module docstring)
 
 
 @CRITICS.register("default", options=ProbeOptions)  # the project's best offline critic (figures above)
@@ -182,22 +261,34 @@ class ProbeCritic(Critic):
     def __init__(
         self,
         model_spec: str = DEFAULT_PROBE_MODEL,
-        threshold: float = 0.5,
+        threshold: float | None = None,
         labels: Sequence[Path] = TRAINING_LABELS,
         head_path: Path | None = None,
         backend: Any = None,
+        head: str | None = None,
     ) -> None:
         self.model_spec = model_spec
-        self.threshold = threshold
-        self.labels = tuple(Path(p) for p in labels)
-        missing = [str(p) for p in self.labels if not p.is_file()]
-        if missing:
-            raise InputError(f"probe critic training labels not found: {', '.join(missing)}")
-        self.digest = labels_digest(self.labels)
         self.head_path = head_path
-        self.critic_id = f"{PROBE_VERSION}-{_safe(model_spec)}-{self.digest}"[:80]
         self._backend = backend
         self._head: ProbeHead | None = None
+        self.head_location = head
+        if head is not None:
+            # a given head: its bytes are its identity; the training labels play no part
+            data = read_head_bytes(head)
+            self._head = ProbeHead.from_bytes(data, head)
+            _check_head_model(self._head, model_spec, head)
+            self.labels: tuple[Path, ...] = ()
+            self.digest = "h" + hashlib.sha256(data).hexdigest()[:12]
+            own = self._head.meta.get("threshold")
+            self.threshold = float(threshold if threshold is not None else own if own is not None else 0.5)
+        else:
+            self.labels = tuple(Path(p) for p in labels)
+            missing = [str(p) for p in self.labels if not p.is_file()]
+            if missing:
+                raise InputError(f"probe critic training labels not found: {', '.join(missing)}")
+            self.digest = labels_digest(self.labels)
+            self.threshold = 0.5 if threshold is None else float(threshold)
+        self.critic_id = f"{PROBE_VERSION}-{_safe(model_spec)}-{self.digest}"[:80]
 
     def instructions(self) -> str:
         return f"{PROBE_VERSION}|{self.model_spec}|{self.digest}|C={REGULARISATION_C}|{PROMPT_CHARS}/{RESPONSE_CHARS}|t={self.threshold}"
@@ -238,7 +329,14 @@ class ProbeCritic(Critic):
         if not items:
             return np.zeros(0)
         head = self.head
-        return head.probability(head_features(self.backend, items, head))
+        x = head_features(self.backend, items, head)
+        if x.shape[1] != head.mean.shape[0]:
+            where = self.head_location or "the probe head"
+            raise InputError(
+                f"{where} reads {head.mean.shape[0]} features but {self.model_spec} gives {x.shape[1]} "
+                f"(layers {head.layers}): a head for another model"
+            )
+        return head.probability(x)
 
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:
         out = []

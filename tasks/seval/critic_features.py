@@ -9,6 +9,10 @@ a request completes. A request reads its own run and any committed run of the sa
 whose layers and poolings include its own (so layer 14 alone reuses a 7..21 extraction).
 A different truncation or pooling code bumps ``FEATURES_VERSION`` and lands in a new run,
 never mixing with old vectors.
+
+The same cache holds a second-stage LLM judge's answers (:func:`judge_score_cache`): one
+float per pair (P(harmful)) as a 1-wide vector under layer 0 and a "pooling" naming the
+judge prompt's hash, so re-running a benchmark asks the LLM nothing it has answered.
 """
 
 from __future__ import annotations
@@ -50,8 +54,14 @@ class FeatureCache:
     """Features of (request, response) pairs for one model, layer set and poolings."""
 
     def __init__(
-        self, store: ArtifactStore, model_spec: str, layers: Sequence[int], poolings: Sequence[Pooling]
+        self,
+        store: ArtifactStore,
+        model_spec: str,
+        layers: Sequence[int],
+        poolings: Sequence[Pooling],
+        extractor: Callable[..., dict[tuple[int, str], np.ndarray]] = extract_features,
     ) -> None:
+        self.extractor = extractor
         self.store = store
         self.model_spec = model_spec
         self.layers = sorted(set(layers))
@@ -143,9 +153,39 @@ class FeatureCache:
                 )
 
             t0 = time.perf_counter()
-            extract_features(model, [todo[h] for h in order], self.layers, self.poolings, batch_size, on_batch=write)
+            self.extractor(model, [todo[h] for h in order], self.layers, self.poolings, batch_size, on_batch=write)
             self.extract_seconds += time.perf_counter() - t0
             self.extracted += len(order)
             attrs = {"model": self.model_spec, "layers": self.layers, "poolings": self.poolings}
             self.writer.commit({**attrs, "version": FEATURES_VERSION})
         return {c: np.stack([stored[h][c] for h in hashes]) if hashes else np.zeros((0, 0)) for c in combos}
+
+
+def judge_score_cache(store: ArtifactStore, model_spec: str, few_shot: bool = True) -> FeatureCache:
+    """A cache of ``prefilled_harmful_probabilities`` answers of ``model_spec`` (see module doc):
+    ``cache.features(items, backend)[(0, cache.poolings[0])][:, 0]`` is P(harmful) per item."""
+    from trustflow.models.critics.llm_judge import EXAMPLES, JUDGE_PREFILL, QUESTION, SYSTEM
+
+    prompt = repr((SYSTEM, QUESTION, EXAMPLES if few_shot else None, JUDGE_PREFILL))
+    key = (0, f"judge-{hashlib.sha256(prompt.encode()).hexdigest()[:10]}")
+
+    def run(
+        backend: Any,
+        items: Sequence[JudgeItem],
+        layers: Sequence[int],
+        poolings: Sequence[str],
+        batch_size: int | None = None,
+        on_batch: Callable[[list[int], dict[tuple[int, str], np.ndarray]], None] | None = None,
+    ) -> dict[tuple[int, str], np.ndarray]:
+        from trustflow.models.critics.llm_judge import prefilled_harmful_probabilities
+
+        blocks = []
+        for start in range(0, len(items), 4):  # a part every 4 answers: a killed run keeps them
+            chunk = list(items[start : start + 4])
+            block = np.array(prefilled_harmful_probabilities(backend, chunk, few_shot), dtype=np.float32)[:, None]
+            if on_batch is not None:
+                on_batch(list(range(start, start + len(chunk))), {key: block})
+            blocks.append(block)
+        return {key: np.concatenate(blocks) if blocks else np.zeros((0, 1), dtype=np.float32)}
+
+    return FeatureCache(store, model_spec, [0], [key[1]], extractor=run)  # type: ignore[list-item]

@@ -123,3 +123,68 @@ def test_embedding_critic_judges_the_response() -> None:
     )
     assert refused.unsafe is False and complied.unsafe is True
     assert refused.risk_score < complied.risk_score
+
+
+@pytest.fixture(scope="module")
+def trained_head(tiny_backend, tiny_llm: str) -> ProbeHead:
+    return train_head(tiny_backend, read_labels(SEED), tiny_llm, labels_digest([SEED]))
+
+
+def test_head_option_reads_a_head_file_without_copying_it(
+    trained_head: ProbeHead, tiny_llm: str, tiny_backend, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TRUSTFLOW_MODEL_CACHE", str(tmp_path / "cache"))
+    path = trained_head.save(tmp_path / "heads" / "mine.npz")
+    critic = make_critic(f"probe:{tiny_llm}?head={path}")
+    assert isinstance(critic, ProbeCritic)
+    critic._backend = tiny_backend  # the same tiny model, loaded once for the module
+    items = [item for item, _ in read_labels(SEED)[:3]]
+    x = hidden_features(tiny_backend, items, trained_head.layer)[0]
+    np.testing.assert_allclose(critic.probabilities(items), trained_head.probability(x), rtol=1e-6)
+    assert not (tmp_path / "cache").exists()  # used where it lies: nothing copied into the model cache
+    # the head's bytes name the critic: another head is another critic, the labels play no part
+    assert critic.critic_id.endswith(critic.digest) and critic.digest.startswith("h")
+    other = ProbeHead(trained_head.mean, trained_head.scale, -trained_head.coef, 0.0, trained_head.layer, {})
+    other_critic = make_critic(f"probe:{tiny_llm}?head={other.save(tmp_path / 'other.npz')}")
+    assert other_critic.critic_id != critic.critic_id and other_critic.prompt_hash != critic.prompt_hash
+
+
+def test_head_option_takes_the_heads_threshold_unless_given(
+    trained_head: ProbeHead, tiny_llm: str, tmp_path: Path
+) -> None:
+    head = ProbeHead(
+        trained_head.mean,
+        trained_head.scale,
+        trained_head.coef,
+        trained_head.intercept,
+        trained_head.layer,
+        {**trained_head.meta, "threshold": 0.37},
+    )
+    path = head.save(tmp_path / "calibrated.npz")
+    assert make_critic(f"probe:{tiny_llm}?head={path}").threshold == 0.37
+    assert make_critic(f"probe:{tiny_llm}?head={path}&threshold=0.6").threshold == 0.6
+    assert make_critic(f"probe:{tiny_llm}?head={trained_head.save(tmp_path / 'plain.npz')}").threshold == 0.5
+    assert make_critic("probe").threshold == 0.5  # the shipped default is unchanged
+
+
+def test_head_option_reads_a_store_key(trained_head: ProbeHead, tiny_llm: str, tmp_path: Path, monkeypatch) -> None:
+    from trustflow.models.critics.probe import save_head
+
+    monkeypatch.setenv("TRUSTFLOW_STORE_URL", f"file://{tmp_path / 'store'}")
+    assert save_head(trained_head, "store:heads/team") == "store:heads/team.npz"
+    assert (tmp_path / "store" / "heads" / "team.npz").is_file()
+    critic = make_critic(f"probe:{tiny_llm}?head=store:heads/team.npz")
+    np.testing.assert_allclose(critic.head.coef, trained_head.coef)
+    assert critic.critic_id == make_critic(f"probe:{tiny_llm}?head={tmp_path / 'store/heads/team.npz'}").critic_id
+    with pytest.raises(InputError, match="no such key"):
+        make_critic(f"probe:{tiny_llm}?head=store:heads/missing.npz")
+
+
+def test_head_option_refuses_a_missing_file_and_another_models_head(
+    trained_head: ProbeHead, tiny_llm: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="not found"):
+        make_critic(f"probe:{tiny_llm}?head={tmp_path / 'none.npz'}")
+    path = trained_head.save(tmp_path / "tiny.npz")
+    with pytest.raises(InputError, match="trained on"):
+        make_critic(f"probe?head={path}")  # a head of the tiny model on the packaged Qwen
