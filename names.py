@@ -60,4 +60,5 @@ DETECTIONS: Final = "detections"
 METRICS: Final = "metrics"
 
 LABELS: Final = "labels"
+TEXTS: Final = "texts"  # fairness_texts of a fairness dataset kind
 FEATURES: Final = "features"
