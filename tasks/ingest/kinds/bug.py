@@ -18,8 +18,8 @@ from trustflow.tasks.ingest.kinds._fairness import write_texts
 
 
 class BugOptions(Options):
-    professions: int = Field(8, ge=2, le=100)
-    max_per_class: int | None = Field(None, ge=1)
+    professions: int = Field(default=8, ge=2, le=100)
+    max_per_class: int | None = Field(default=None, ge=1)
 
 
 @INGESTERS.register("bug", options=BugOptions, example="bug?professions=8&max_per_class=2000")
