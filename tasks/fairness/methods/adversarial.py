@@ -64,4 +64,4 @@ class Adversarial(FairnessMethod[AdversarialOptions]):
         self.optimizer.zero_grad(set_to_none=True)
         (task + disc).backward()
         self.optimizer.step()
-        return {"task": float(task), "disc": float(disc)}
+        return {"task": task.item(), "disc": disc.item()}

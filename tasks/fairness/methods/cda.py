@@ -51,4 +51,4 @@ class Cda(FairnessMethod[CdaOptions]):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"task": float(loss)}
+        return {"task": loss.item()}

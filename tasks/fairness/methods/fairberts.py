@@ -70,7 +70,7 @@ class FairBerts(FairnessMethod[FairBertsOptions]):
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
-        return float(loss)
+        return loss.item()
 
     def main_step(self, model: FairModel, batch: Batch) -> dict[str, float]:
         assert self.optimizer is not None and model.generator is not None
@@ -94,7 +94,7 @@ class FairBerts(FairnessMethod[FairBertsOptions]):
         loss.backward()
         self.discriminator.zero_grad(set_to_none=True)
         self.optimizer.step()
-        return {"task": float(task), "adv": float(adv), "kl": float(kl)}
+        return {"task": task.item(), "adv": adv.item(), "kl": kl.item()}
 
     def step(self, model: FairModel, batch: Batch) -> dict[str, float]:
         d_loss = 0.0

@@ -51,7 +51,7 @@ class Inlp(FairnessMethod[InlpOptions]):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"task": float(loss)}
+        return {"task": loss.item()}
 
     def finish(self, model: FairModel, data: TextData, tokenize: Tokenize) -> FairModel:
         from trustflow.tasks.fairness.train import representations

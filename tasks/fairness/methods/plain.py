@@ -15,4 +15,4 @@ class Plain(FairnessMethod[NoOptions]):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"task": float(loss)}
+        return {"task": loss.item()}
