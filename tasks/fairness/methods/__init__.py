@@ -1,0 +1,1 @@
+"""Debiasing methods, one module each, registered in ``FAIRNESS_METHODS`` (see ``base``)."""

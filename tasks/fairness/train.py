@@ -1,0 +1,99 @@
+"""The training loop every fairness method runs in, and batched inference.
+
+Single process here; the whole update lives in the method's ``step`` so a Ray Train worker
+can run the same loop on its shard (phase 2 wires ``TorchTrainer`` as tasks/robustness does).
+Batches are tokenized on the fly with dynamic padding (short texts stay cheap).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from trustflow.models.text.encoder import TextClassifier
+from trustflow.tasks.fairness.data import TextData
+from trustflow.tasks.fairness.methods.base import Batch, FairnessMethod, Tokenize, TrainConfig
+from trustflow.tasks.fairness.model import FairModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    model: FairModel
+    method: FairnessMethod[Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    samples: int = 0
+    seconds: float = 0.0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+
+def make_batch(data: TextData, idx: np.ndarray, tokenize: Tokenize) -> Batch:
+    enc = tokenize([data.texts[i] for i in idx])
+    return Batch(enc["input_ids"], enc["attention_mask"], torch.as_tensor(data.y[idx]), torch.as_tensor(data.z[idx]))
+
+
+def fit(
+    method: FairnessMethod[Any], classifier: TextClassifier, data: TextData, tokenize: Tokenize, config: TrainConfig
+) -> FitResult:
+    """Train ``classifier`` with ``method`` on ``data``; the epoch means of the step losses are kept."""
+    torch.manual_seed(config.seed)
+    classifier.freeze_lower(config.trainable_layers)
+    train = method.prepare(data)
+    model = method.setup(classifier, train, config)
+    rng = np.random.default_rng(config.seed)
+    result = FitResult(model, method)
+    steps = 0
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        sums: dict[str, float] = {}
+        n = 0
+        order = rng.permutation(len(train))
+        for lo in range(0, len(order) - 1, config.batch_size):
+            idx = order[lo : lo + config.batch_size]
+            if len(idx) < 2:
+                continue
+            for k, v in method.step(model, make_batch(train, idx, tokenize)).items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            steps += 1
+            result.samples += len(idx)
+            if config.max_steps is not None and steps >= config.max_steps:
+                break
+        result.history.append({"epoch": float(epoch), **{k: v / max(n, 1) for k, v in sums.items()}})
+        log.info("%s epoch %d: %s", method.name, epoch, result.history[-1])
+        if config.max_steps is not None and steps >= config.max_steps:
+            break
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    result.model = method.finish(model, train, tokenize)
+    result.model.eval()
+    return result
+
+
+@torch.no_grad()
+def predict(
+    model: FairModel, data: TextData, tokenize: Tokenize, batch_size: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [N, C], representations [N, H]) in eval mode."""
+    model.eval()
+    logits, reps = [], []
+    for lo in range(0, len(data), batch_size):
+        enc = tokenize(data.texts[lo : lo + batch_size])
+        rep = model.represent(enc["input_ids"], enc["attention_mask"])
+        reps.append(rep.numpy())
+        logits.append(model.classifier.classify(rep).numpy())
+    return np.concatenate(logits), np.concatenate(reps)
+
+
+def representations(model: FairModel, data: TextData, tokenize: Tokenize, batch_size: int = 128) -> np.ndarray:
+    return predict(model, data, tokenize, batch_size)[1]
