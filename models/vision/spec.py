@@ -177,6 +177,14 @@ def _load_checkpoint(parsed: Spec, num_classes: int | None, in_channels: int | N
     model = build_classifier(
         format_spec(arch.name, options), ckpt_classes, ckpt_channels, payload["mean"], payload["std"]
     )
+    if isinstance(payload["meta"], dict) and payload["meta"].get("fingerprint"):
+        # a provenance-fingerprinted checkpoint (``trustflow train --fingerprint``): its state_dict
+        # holds the module and the pseudo-class head, so they go in before the weights do
+        from trustflow.models.fingerprint.module import FINGERPRINT_META, FingerprintOptions, insert_fingerprint
+
+        insert_fingerprint(
+            model, validate_options("fingerprint", FingerprintOptions, payload["meta"][FINGERPRINT_META])
+        )
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -142,3 +142,18 @@ def test_anti_overwrite_training_runs_with_every_new_option() -> None:
         history = train_classifier(model, _data(32), epochs=1, lr=0.05, batch_size=16, max_steps=2)
         assert history[-1]["stat_anti_overwrite"] > 0, opts
         assert not torch.equal(fingerprint_layers(model)["net.3"].fingerprint.weight, w0), opts
+
+
+def test_a_fingerprinted_checkpoint_loads_through_the_classifier_spec(tmp_path: Path) -> None:
+    """``robustness eval --model ckpt:…`` / ``run:…`` of a model trained with ``--fingerprint``:
+    the generic loader re-inserts the module and pseudo-class head, same logits as the
+    provenance loader (before: the state_dict did not fit the plain architecture)."""
+    from trustflow.models.vision.spec import load_classifier
+
+    model = _model(6)
+    path = save_model(tmp_path / "fp.pt", model, "small_cnn?width=4")
+    generic = load_classifier(f"ckpt:{path}", num_classes=None, in_channels=None)
+    x = torch.rand(3, 1, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(generic(x), load_model(path)(x), atol=1e-6)
+    assert fingerprint_score(extract_fingerprint(model), extract_fingerprint(generic)).rho == 1.0
