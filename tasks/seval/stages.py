@@ -108,7 +108,8 @@ def judge_task(
     from trustflow.tasks.seval.rationale import prompt_hash
 
     store = spec.open()
-    if needs_ray(critic_spec):
+    on_ray = needs_ray(critic_spec)
+    if on_ray:
         ensure_ray(store.settings)
     responses = store.read_table(StageRef(FLOW, run_id, names.RESPONSES))
     responses = responses.filter(pc.is_in(responses["model"], value_set=pa.array(models)))
@@ -120,7 +121,7 @@ def judge_task(
         critic_spec,
         batch_size=batch_size,
         num_actors=actors,
-        num_cpus_per_actor=cpus_per_actor(actors),
+        num_cpus_per_actor=cpus_per_actor(actors) if on_ray else 1.0,  # no cluster for in-process critics
     )
     enriched = enrich_judgements(store, ref, responses, rationale_model, max_rationales)
     attrs = {"critic": critic_spec, "rationale_model": rationale_model, "max_rationales": max_rationales}
