@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "star", "cross")
+BACKGROUNDS: tuple[str, ...] = ("photo", "gradient", "flat")
+TEXTURES: tuple[str, ...] = ("stripes", "speckles", "plain")
 _PHOTOS = ("brick", "grass", "gravel", "coffee", "rocket", "chelsea", "camera", "moon", "coins", "astronaut")
 
 
@@ -41,8 +44,9 @@ def _photos() -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def _background(size: int, rng: np.random.Generator) -> np.ndarray:
-    kind = rng.choice(["photo", "photo", "gradient", "flat"])
+def _background(size: int, rng: np.random.Generator, kinds: Sequence[str] | None = None) -> np.ndarray:
+    # the default draw (photos twice as likely) is kept as it was so that existing sets stay the same
+    kind = rng.choice(["photo", "photo", "gradient", "flat"] if kinds is None else list(kinds))
     if kind == "photo":
         photo = _photos()[int(rng.integers(0, len(_PHOTOS)))]
         h, w = photo.shape[:2]
@@ -105,29 +109,63 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return np.array([r, g, b]) * 255
 
 
-def synthetic_object(index: int, seed: int = 0, size: int = 64) -> tuple[str, np.ndarray, np.ndarray]:
-    """Object ``index`` of the set: (label, H×W×3 uint8 image, H×W bool exact mask)."""
+def synthetic_object(
+    index: int,
+    seed: int = 0,
+    size: int = 64,
+    *,
+    backgrounds: Sequence[str] | None = None,
+    textures: Sequence[str] | None = None,
+    area: tuple[float, float] = (0.08, 0.4),
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """Object ``index`` of the set: (label, H×W×3 uint8 image, H×W bool exact mask).
+
+    The options make an easier (or different) set; left at their defaults the set is the
+    original one, pixel for pixel:
+
+    * ``backgrounds``: the kinds to draw from, uniformly (``photo``, ``gradient``, ``flat``);
+      default: photo, photo, gradient, flat (photos half the time);
+    * ``textures``: the object textures to draw from, uniformly (``stripes``, ``speckles``,
+      ``plain`` = one flat colour); default: stripes or speckles;
+    * ``area``: the object's share of the frame (min, max); the radius range grows with it so
+      the larger shapes can be drawn (a shape that cannot reach ``min`` in 10 tries is kept
+      as drawn last, so stars, the thinnest class, may stay below a high minimum).
+    """
+    lo, hi = float(area[0]), float(area[1])
+    if not 0.0 < lo <= hi < 1.0:
+        raise ValueError(f"area must be 0 < min <= max < 1, got {area!r}")
+    for name, chosen, known in (("backgrounds", backgrounds, BACKGROUNDS), ("textures", textures, TEXTURES)):
+        if chosen is not None and (not chosen or set(chosen) - set(known)):
+            raise ValueError(f"{name} must be a non-empty subset of {', '.join(known)}, got {list(chosen)!r}")
+    default_area = (lo, hi) == (0.08, 0.4)
+    # radius ≈ sqrt(area / shape factor): 0.22–0.42 of the side covers 8–40 % for every shape;
+    # other areas scale that range by sqrt(area / default), capped so the shape fits the frame
+    r_lo = 0.22 if default_area else min(0.48, 0.22 * math.sqrt(lo / 0.08))
+    r_hi = 0.42 if default_area else min(0.49, max(r_lo, 0.42 * math.sqrt(hi / 0.4)))
     rng = np.random.default_rng([seed, index])
     label = CLASSES[index % len(CLASSES)]
-    image = _background(size, rng).copy()
+    image = _background(size, rng, backgrounds).copy()
     for _ in range(10):
-        r = size * rng.uniform(0.22, 0.42)
+        r = size * rng.uniform(r_lo, r_hi)
         cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
         canvas = Image.new("L", (size, size), 0)
         ImageDraw.Draw(canvas).polygon(_polygon(label, cx, cy, r, rng.uniform(0, 2 * math.pi)), fill=255)
         mask = np.asarray(canvas) > 0
-        if 0.08 <= mask.mean() <= 0.4:
+        if lo <= mask.mean() <= hi:
             break
     base = _colour(rng)
     yy, xx = np.mgrid[0:size, 0:size]
-    if rng.random() < 0.5:  # stripes
+    texture = ("stripes" if rng.random() < 0.5 else "speckles") if textures is None else str(rng.choice(list(textures)))
+    if texture == "stripes":
         period, phase = rng.uniform(3, 8), rng.uniform(0, 2 * math.pi)
         shade = 0.75 + 0.25 * np.sin(2 * math.pi * (xx + yy) / period + phase)
-    else:  # speckles
+    elif texture == "speckles":
         shade = rng.uniform(0.7, 1.0, size=(size, size))
+    else:
+        shade = np.ones((size, size))
     obj = np.clip(base[None, None] * shade[..., None], 0, 255).astype(np.uint8)
     image[mask] = obj[mask]
     return label, image, mask
 
 
-__all__ = ["CLASSES", "synthetic_object"]
+__all__ = ["BACKGROUNDS", "CLASSES", "TEXTURES", "synthetic_object"]
