@@ -102,8 +102,14 @@ PAPER_BACKGROUND_DROP = 0.0923  # ImageNet-E: mean top-1 drop under background e
 METHODS = ("standard", "pgd_at", "fgsm_law")
 TRAIN_SIZE = 16  # small_cnn's receptive field (~10 px) must see most of a shape: trained at 16²
 OBJECT_SIZE = 32  # synthetic objects are drawn (and edited) at 32², resized to 16² for the CNN
+
+
 # PGD-AT with 3 steps of eps/2 (default 10 steps of 2/255) so three trainings fit the budget
-METHOD_OPTIONS = {"pgd_at": {"steps": 3, "alpha": 4 / 255}}
+def method_options(eps: float) -> dict[str, dict[str, float]]:
+    """Per-method options of the adversarial trainings at L-inf budget ``eps``."""
+    return {"pgd_at": {"steps": 3, "alpha": eps / 2, "eps": eps}, "fgsm_law": {"eps": eps}}
+
+
 LEARNT = 0.6  # held-out top-1 on the originals below which a trained model's drops are noise
 BATCH_SIZE = 32  # per worker: ~37 SGD steps per epoch on 2 400 training images (128 gave 4)
 # The original synthetic set (photo backgrounds, striped/speckled objects, 8-40 % of the frame)
@@ -177,11 +183,13 @@ def bench_drops(
     easy: bool = True,
     embedded: bool = True,
     lr: float = TRAIN_LR,
+    eps: float = 8 / 255,
 ) -> dict[str, Any]:
     """(a) the embedded default's drop table (skipped with ``embedded=False``); (b) standard vs
     PGD-AT vs FGSM-LAW small CNNs on edits of held-out synthetic objects, of the easier set
     (``EASY_SET``: plain objects on gradient/flat backgrounds, 20-45 % of the frame) unless
-    ``easy=False``. Returns the leaderboards and the timings."""
+    ``easy=False``; ``eps`` is the L-inf budget of both adversarial methods (PGD-AT's step
+    stays eps/2, 3 steps). Returns the leaderboards and the timings."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tf-attrdrops-") as tmp_name:
         tmp = Path(tmp_name)
@@ -212,7 +220,7 @@ def bench_drops(
                 objects=test_ds,
                 train_dataset=f"stage:ingest/{train_ds}/masked_objects",
                 train_methods=list(METHODS),
-                train_method_options=METHOD_OPTIONS,
+                train_method_options=method_options(eps),
                 train_options={"batch_size": BATCH_SIZE, "lr": lr},
                 train_arch="small_cnn",
                 train_epochs=epochs,
@@ -238,7 +246,7 @@ def bench_drops(
             n_train = train_per_class * 5
             print(
                 f"\n== (b) small_cnn trained here on {n_train} synthetic objects ({'easy' if easy else 'original'} "
-                f"set {options}, seed 1, {OBJECT_SIZE}² → {TRAIN_SIZE}², {epochs} epochs, lr {lr}, Ray Train 2 "
+                f"set {options}, seed 1, {OBJECT_SIZE}² → {TRAIN_SIZE}², {epochs} epochs, lr {lr}, eps {eps:.4f}, Ray Train 2 "
                 "workers), evaluated on every edit of "
                 f"{test_per_class * 5} held-out objects (seed 2); {out['trained_s']:.0f} s =="
             )
@@ -283,6 +291,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per method")
     parser.add_argument("--lr", type=float, default=TRAIN_LR, help="SGD learning rate of every method")
     parser.add_argument("--original-set", action="store_true", help="train on the original (hard) synthetic set")
+    parser.add_argument("--eps", type=float, default=8 / 255, help="L-inf budget of PGD-AT and FGSM-LAW")
     parser.add_argument("--skip-embedded", action="store_true", help="drops part: only (b), the trained models")
     args = parser.parse_args()
     np.seterr(all="ignore")
@@ -296,6 +305,7 @@ def main() -> None:
             easy=not args.original_set,
             embedded=not args.skip_embedded,
             lr=args.lr,
+            eps=args.eps,
         )
 
 

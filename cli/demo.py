@@ -4,6 +4,8 @@ S-Eval sample's location, the generated face set, and the lines the user reads o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,25 @@ def default_seval_dir() -> Path | None:
         if c and Path(c).is_dir():
             return Path(c).resolve()
     return None
+
+
+@contextmanager
+def _store_environment(settings: Settings) -> Iterator[None]:
+    """Point every flow at the demo's store for the run: flows reload settings from the
+    environment, so without this a flow that builds its own store (robust vision, provenance,
+    attributes) would write to the local-directory default while the demo reports SeaweedFS.
+    The previous values come back afterwards (the demo also runs inside tests)."""
+    wanted = {"TRUSTFLOW_STORE_URL": settings.store_url, "TRUSTFLOW_S3_ENDPOINT_URL": settings.s3_endpoint_url}
+    before = {key: os.environ.get(key) for key in wanted}
+    os.environ.update({key: value for key, value in wanted.items() if value})
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run_demo(
@@ -53,7 +74,6 @@ def run_demo(
         console.print(f"starting SeaweedFS at {seaweed.endpoint_url} …")
         seaweed.up()
         settings = load_settings(store_url=f"s3://{seaweed.config.bucket}", s3_endpoint_url=seaweed.endpoint_url)
-        os.environ["TRUSTFLOW_S3_ENDPOINT_URL"] = seaweed.endpoint_url  # flows reload settings from env
     store_url = settings.effective_store_url
     seval_path = None
     if "seval" in chosen:
@@ -64,7 +84,7 @@ def run_demo(
     if "detector" in chosen:
         faces_dir = make_face_coco(settings.home_dir / "demo" / "faces", n_images=DEMO_FACE_IMAGES, seed=0)
     try:
-        with flow_session(settings):
+        with _store_environment(settings), flow_session(settings):
             landed = demo_flow(
                 seval_dir=str(seval_path) if seval_path else None,
                 faces_dir=str(faces_dir) if faces_dir else None,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,20 @@ def test_show_unknown_run_fails_cleanly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["show", "no-such-run", "--store", f"file://{tmp_path}"])
     assert result.exit_code == 1
     assert "no run 'no-such-run'" in result.output
+
+
+def test_the_demo_points_every_flow_at_its_store_and_restores_the_environment(monkeypatch) -> None:  # noqa: ANN001
+    """Flows that build their own store from the environment must see the demo's SeaweedFS
+    bucket while the demo runs, and the caller's environment comes back afterwards."""
+    from trustflow.cli.demo import _store_environment
+    from trustflow.settings import load_settings
+
+    monkeypatch.delenv("TRUSTFLOW_STORE_URL", raising=False)
+    monkeypatch.setenv("TRUSTFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:1")
+    demo = load_settings(store_url="s3://demo-bucket", s3_endpoint_url="http://127.0.0.1:8333")
+    with _store_environment(demo):
+        seen = load_settings()
+        assert seen.effective_store_url == "s3://demo-bucket"
+        assert seen.s3_endpoint_url == "http://127.0.0.1:8333"
+    assert "TRUSTFLOW_STORE_URL" not in os.environ
+    assert os.environ["TRUSTFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:1"
