@@ -105,6 +105,11 @@ OBJECT_SIZE = 32  # synthetic objects are drawn (and edited) at 32², resized to
 
 
 # PGD-AT with 3 steps of eps/2 (default 10 steps of 2/255) so three trainings fit the budget
+# the adversarial methods' L-inf budget: at 8/255 neither PGD-AT nor FGSM-LAW learns the 16²
+# synthetic set in 20 epochs (chance); at 2/255 PGD-AT matches standard training (0.84 / 0.83)
+ADV_EPS = 2 / 255
+
+
 def method_options(eps: float) -> dict[str, dict[str, float]]:
     """Per-method options of the adversarial trainings at L-inf budget ``eps``."""
     return {"pgd_at": {"steps": 3, "alpha": eps / 2, "eps": eps}, "fgsm_law": {"eps": eps}}
@@ -183,7 +188,7 @@ def bench_drops(
     easy: bool = True,
     embedded: bool = True,
     lr: float = TRAIN_LR,
-    eps: float = 8 / 255,
+    eps: float = ADV_EPS,
 ) -> dict[str, Any]:
     """(a) the embedded default's drop table (skipped with ``embedded=False``); (b) standard vs
     PGD-AT vs FGSM-LAW small CNNs on edits of held-out synthetic objects, of the easier set
@@ -291,7 +296,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per method")
     parser.add_argument("--lr", type=float, default=TRAIN_LR, help="SGD learning rate of every method")
     parser.add_argument("--original-set", action="store_true", help="train on the original (hard) synthetic set")
-    parser.add_argument("--eps", type=float, default=8 / 255, help="L-inf budget of PGD-AT and FGSM-LAW")
+    parser.add_argument("--eps", type=float, default=ADV_EPS, help="L-inf budget of PGD-AT and FGSM-LAW")
     parser.add_argument("--skip-embedded", action="store_true", help="drops part: only (b), the trained models")
     args = parser.parse_args()
     np.seterr(all="ignore")
