@@ -116,7 +116,9 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
     assert rerun["run_id"] == result["run_id"] and rerun["metrics"]["chunks_skipped"] == rerun["metrics"]["chunks"]
     assert len(store.read_table(metrics_ref)) == len(rows)
 
-    from trustflow.tasks.report.build import run_report
+    from trustflow.tasks.report.build import build_leaderboard_report, build_run_report
 
-    html = run_report(store, names.FAIRNESS_EVALUATE, result["run_id"])
-    assert "Fairness" in html and "tradeoff.png" in html and fair in html
+    html = build_run_report(store, result["run_id"])
+    assert "Per-group rates" in html and "tradeoff.png" in html and f"{fair}&gt;{plain}" in html
+    assert "Fairness of text classifiers" in build_leaderboard_report(store)
+    assert "Fairness fine-tuning" in build_run_report(store, plain)
