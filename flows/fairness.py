@@ -24,11 +24,9 @@ from trustflow import names
 from trustflow.data.store import ArtifactStore
 from trustflow.errors import ConfigError
 from trustflow.models.text.encoder import DEFAULT_ENCODER
-from trustflow.registry import validate_options
 from trustflow.settings import load_settings
 from trustflow.tasks.fairness import stages
-from trustflow.tasks.fairness.distributed import FairTrainJob
-from trustflow.tasks.fairness.methods.base import FAIRNESS_METHODS
+from trustflow.tasks.fairness.distributed import make_jobs
 from trustflow.tasks.ray_parts import StoreSpec
 
 EEC_AUTO = "generated"
@@ -38,25 +36,6 @@ DEMO_METHODS = ("plain", "fairberts")
 def _store() -> ArtifactStore:
     settings = load_settings()
     return ArtifactStore(settings.effective_store_url, settings)
-
-
-def train_jobs(
-    dataset: str, methods: list[str], job_options: dict[str, Any], train_options: dict[str, Any]
-) -> list[FairTrainJob]:
-    """One validated job per method (a bad method spec or option is one error, nothing started)."""
-    if not methods:
-        raise ConfigError("methods: give at least one fairness method (" + ", ".join(FAIRNESS_METHODS.names()) + ")")
-    jobs = []
-    for method in dict.fromkeys(methods):
-        FAIRNESS_METHODS.resolve(method)
-        jobs.append(
-            validate_options(
-                "fairness training job",
-                FairTrainJob,
-                {"dataset": dataset, "method": method, **job_options, "train": train_options},
-            )
-        )
-    return jobs
 
 
 @flow(name=names.FAIRNESS_TRAIN, flow_run_name="fairness-train-{run_label}")
@@ -80,7 +59,7 @@ def fairness_train(
 ) -> dict[str, Any]:
     """Fine-tune one classifier per method on ``dataset`` (an ingested fairness dataset id);
     returns the runs (``run_id``, checkpoint, samples/s, per-epoch losses)."""
-    jobs = train_jobs(
+    jobs = make_jobs(
         dataset,
         methods,
         {"encoder": encoder, "pooling": pooling, "max_length": max_length, "limit": limit, "workers": workers},
@@ -137,4 +116,4 @@ def fairness_evaluate(
     return {"run_id": run_id, "eec": eec, "metrics": computed, "leaderboard": board}
 
 
-__all__ = ["DEMO_METHODS", "EEC_AUTO", "fairness_evaluate", "fairness_train", "train_jobs"]
+__all__ = ["DEMO_METHODS", "EEC_AUTO", "fairness_evaluate", "fairness_train"]

@@ -53,6 +53,47 @@ class FairTrainJob(BaseModel):
     use_gpu: bool = False
 
 
+TRANSFER_SEP = ">"
+
+
+def make_jobs(
+    dataset: str, methods: list[str], job_options: dict[str, Any], train_options: dict[str, Any]
+) -> list[FairTrainJob]:
+    """One validated job per method (a bad method spec or option is one error, nothing started)."""
+    from trustflow.registry import validate_options
+    from trustflow.tasks.fairness.methods.base import FAIRNESS_METHODS
+
+    if not methods:
+        raise ConfigError("methods: give at least one fairness method (" + ", ".join(FAIRNESS_METHODS.names()) + ")")
+    jobs = []
+    for method in dict.fromkeys(methods):
+        FAIRNESS_METHODS.resolve(method)
+        jobs.append(
+            validate_options(
+                "fairness training job",
+                FairTrainJob,
+                {"dataset": dataset, "method": method, **job_options, "train": train_options},
+            )
+        )
+    return jobs
+
+
+def model_run(text: str) -> str:
+    """``run:<id>`` or ``<id>`` → the fairness_train run id."""
+    run = text.removeprefix("run:").strip("/")
+    if not run or "/" in run:
+        raise ConfigError(f"model {text!r}: give a fairness_train run id (run:<id>)")
+    return run
+
+
+def transfer_pair(text: str) -> tuple[str, str]:
+    """``GENERATOR_RUN>TARGET_RUN`` → the two run ids."""
+    gen, sep, target = text.partition(TRANSFER_SEP)
+    if not (sep and gen.strip() and target.strip()):
+        raise ConfigError(f"transfer {text!r}: write FAIRBERTS_RUN>OTHER_RUN (a fairBERTs run > another run)")
+    return model_run(gen.strip()), model_run(target.strip())
+
+
 def synchronise_gradients(method: Any, world: int) -> None:
     """Average gradients across workers before each step of every optimizer ``method`` owns."""
     import torch
@@ -228,7 +269,11 @@ def load_checkpoint(data: bytes) -> tuple[Any, Any, dict[str, Any]]:
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "TRANSFER_SEP",
     "FairTrainJob",
+    "make_jobs",
+    "model_run",
+    "transfer_pair",
     "checkpoint_bytes",
     "load_checkpoint",
     "load_texts",

@@ -10,7 +10,15 @@ from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.tasks.fairness.stages import ALL, GROUP_ERRORS_PNG, TRADEOFF_PNG
 from trustflow.tasks.report.html import EMPTY, Column, Html, Section, fmt, heading, join, key_figures, note, table
-from trustflow.tasks.report.sections import ACC, BOARD_SECTIONS, RUN_SECTIONS, RunView, ci, plots_section, unknown_stages
+from trustflow.tasks.report.sections import (
+    ACC,
+    BOARD_SECTIONS,
+    RUN_SECTIONS,
+    RunView,
+    ci,
+    plots_section,
+    unknown_stages,
+)
 
 EVAL_STAGES = {names.LEADERBOARD: S.FAIRNESS_LEADERBOARD, names.METRICS: S.FAIRNESS_METRICS}
 TRAIN_STAGES = {names.EPOCHS: S.FAIRNESS_TRAIN_EPOCHS}
@@ -77,7 +85,9 @@ def fairness_sections(run: RunView) -> list[Section]:
         fairest = min((r for r in board if r["eo_gap"] is not None), key=lambda r: r["eo_gap"], default=None)
         figures: list[tuple[str, Any, str]] = [("Models", len({r["model"] for r in board}), "")]
         if fairest:
-            figures.append(("Smallest EO gap", f"{fairest['eo_gap']:.3f}", f"{fairest['method']} on {fairest['dataset']}"))
+            figures.append(
+                ("Smallest EO gap", f"{fairest['eo_gap']:.3f}", f"{fairest['method']} on {fairest['dataset']}")
+            )
         body: list[Html] = [
             key_figures(figures),
             note(
@@ -108,7 +118,9 @@ def fairness_board(runs: list[RunView]) -> list[Section]:
             heading(3, f"{run.run_id} · {fmt(run.stages[names.LEADERBOARD].created_at)}"),
             table(board_view(run.rows(names.LEADERBOARD)), BOARD_COLUMNS),
         ]
-    return [Section("Fairness of text classifiers", join(body) if body else note("no fairness evaluation in this store"))]
+    return [
+        Section("Fairness of text classifiers", join(body) if body else note("no fairness evaluation in this store"))
+    ]
 
 
 @RUN_SECTIONS.register(names.FAIRNESS_TRAIN)
@@ -122,7 +134,11 @@ def training_sections(run: RunView) -> list[Section]:
     figures: list[tuple[str, Any, str]] = [
         ("Method", summary.get("method", EMPTY), ""),
         ("Dataset", summary.get("dataset", EMPTY), ""),
-        ("Samples/s", f"{float(summary.get('samples_per_s', 0.0)):.1f}", f"{summary.get('workers', '?')} Ray Train workers"),
+        (
+            "Samples/s",
+            f"{float(summary.get('samples_per_s', 0.0)):.1f}",
+            f"{summary.get('workers', '?')} Ray Train workers",
+        ),
     ]
     columns = [Column("epoch"), *[Column(k, k.removeprefix("loss:"), ".4f") for k in losses]]
     return [Section("Fairness fine-tuning", join([key_figures(figures), table(rows, columns)]))] + unknown_stages(

@@ -33,13 +33,12 @@ from trustflow import names
 from trustflow.data.schemas import FAIRNESS_LEADERBOARD, FAIRNESS_METRICS, FAIRNESS_TRAIN_EPOCHS
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.errors import ConfigError, InputError
-from trustflow.tasks.fairness.distributed import FairTrainJob
+from trustflow.tasks.fairness.distributed import TRANSFER_SEP, FairTrainJob, model_run, transfer_pair
 from trustflow.tasks.ray_parts import Chunk, StoreSpec
 
 TRAIN = names.FAIRNESS_TRAIN
 EVALUATE = names.FAIRNESS_EVALUATE
 ALL = "all"
-TRANSFER_SEP = ">"
 TRADEOFF_PNG = "tradeoff.png"
 GROUP_ERRORS_PNG = "group_errors.png"
 BOARD_METRICS = ("accuracy", "macro_f1", "dp_gap", "eo_gap", "fped", "fned")
@@ -56,14 +55,6 @@ def train_run_id(job: FairTrainJob) -> str:
 
 def checkpoint_path(store: ArtifactStore, run_id: str) -> str:
     return store.path("runs", TRAIN, run_id, "model", "model.pt")
-
-
-def model_run(text: str) -> str:
-    """``run:<id>`` or ``<id>`` → the fairness_train run id."""
-    run = text.removeprefix("run:").strip("/")
-    if not run or "/" in run:
-        raise ConfigError(f"model {text!r}: give a fairness_train run id (run:<id>)")
-    return run
 
 
 def train_manifest(store: ArtifactStore, run_id: str) -> Any:
@@ -184,20 +175,24 @@ def plan_units(
     for m in models:
         run = model_run(m)
         s = train_manifest(store, run).attrs["summary"]
-        runs[run] = {"model": run, "generator": None, "method": s["method"], "classes": s["classes"], "own": s["dataset"]}
+        runs[run] = {
+            "model": run,
+            "generator": None,
+            "method": s["method"],
+            "classes": s["classes"],
+            "own": s["dataset"],
+        }
     for pair in transfer:
-        gen, sep, target = pair.partition(TRANSFER_SEP)
-        if not sep or not gen or not target:
-            raise ConfigError(f"transfer {pair!r}: write GENERATOR_RUN>TARGET_RUN (fairBERTs run > plain run)")
-        g, t = train_manifest(store, model_run(gen)).attrs, train_manifest(store, model_run(target)).attrs
+        gen, target = transfer_pair(pair)
+        g, t = train_manifest(store, gen).attrs, train_manifest(store, target).attrs
         if not g["job"]["method"].startswith("fairberts"):
-            raise ConfigError(f"transfer {pair!r}: {model_run(gen)} is a {g['job']['method']} run, not fairberts")
+            raise ConfigError(f"transfer {pair!r}: {gen} is a {g['job']['method']} run, not fairberts")
         if g["summary"]["classes"] != t["summary"]["classes"]:
             raise ConfigError(f"transfer {pair!r}: the two runs were trained on different classes")
-        label = f"{model_run(gen)}{TRANSFER_SEP}{model_run(target)}"
+        label = f"{gen}{TRANSFER_SEP}{target}"
         runs[label] = {
-            "model": model_run(target),
-            "generator": model_run(gen),
+            "model": target,
+            "generator": gen,
             "method": f"transfer:{g['job']['method']}{TRANSFER_SEP}{t['job']['method']}",
             "classes": t["summary"]["classes"],
             "own": t["summary"]["dataset"],
@@ -376,7 +371,9 @@ def publish_summary(store_url: str, run_id: str, board: Sequence[Mapping[str, An
     """The run's Prefect artifacts: the leaderboard table and a markdown summary."""
     create_table_artifact(
         key="fairness-leaderboard",
-        table=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "row_key"} for r in board],
+        table=[
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "row_key"} for r in board
+        ],
         description=f"fairness evaluation {run_id}",
     )
     lines = [f"# Fairness `{run_id}`", "", *markdown_table(board), ""]
@@ -398,7 +395,6 @@ __all__ = [
     "load_texts_or_fail",
     "markdown_table",
     "metrics_task",
-    "model_run",
     "plan_units",
     "publish_summary",
     "publish_training",

@@ -4,6 +4,7 @@ on Ray Train, metric rows, resume without duplicates, transfer, leaderboard, rep
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,25 @@ from trustflow.data.store import ArtifactStore, StageRef
 
 pytestmark = [pytest.mark.integration]
 
-WORDS = "good great fine bad awful poor she he her his woman man the a day was it".split()
+WORDS = [
+    "good",
+    "great",
+    "fine",
+    "bad",
+    "awful",
+    "poor",
+    "she",
+    "he",
+    "her",
+    "his",
+    "woman",
+    "man",
+    "the",
+    "a",
+    "day",
+    "was",
+    "it",
+]
 
 
 def tiny_bert(out: Path) -> Path:
@@ -64,14 +83,14 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
     store_url = f"file://{tmp_path / 'store'}"
     monkeypatch.setenv("TRUSTFLOW_STORE_URL", store_url)
     encoder = str(tiny_bert(tmp_path / "bert"))
-    data = ingest_flow(
-        source=str(texts_csv(tmp_path / "mine.csv")), kind="fairness-texts", store_url=store_url
-    )["dataset_id"]
+    data = ingest_flow(source=str(texts_csv(tmp_path / "mine.csv")), kind="fairness-texts", store_url=store_url)[
+        "dataset_id"
+    ]
     store = ArtifactStore(store_url, load_settings())
     splits = store.read_table(StageRef(names.INGEST, data, names.TEXTS)).column("split").to_pylist()
     n_train, n_test = splits.count("train"), splits.count("test")
     assert n_train > 20 and n_test > 4  # hash splits: about one in five is test
-    options = {"encoder": encoder, "epochs": 2, "batch_size": 8, "trainable_layers": None, "max_length": 16}
+    options = {"encoder": encoder, "epochs": 2, "batch_size": 8, "max_length": 16}
     trained = fairness_train(dataset=data, methods=["plain", "fairberts?width=16"], **options)
     runs = {r["method"]: r for r in trained["runs"]}
     assert set(runs) == {"plain", "fairberts?width=16"} and not any(r["skipped"] for r in runs.values())
@@ -99,7 +118,9 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
         assert acc["n"] == n_test and acc["lo"] <= acc["value"] <= acc["hi"]
         assert {g for (_, g, m) in mine if m == "tpr"} == {"f", "m"}
         assert 0 <= mine[(result["eec"], "all", "flip_rate")]["value"] <= 1
-        assert mine[(data, "all", "leakage")]["value"] is not None, [r for r in rows if r["metric"] in ("leakage", "probe_accuracy")]
+        assert mine[(data, "all", "leakage")]["value"] is not None, [
+            r for r in rows if r["metric"] in ("leakage", "probe_accuracy")
+        ]
     board = result["leaderboard"]
     assert len(board) == 3 and {r["model"] for r in board} == models
     assert store.require_manifest(
@@ -112,7 +133,20 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
             b"\x89PNG"
         )
 
-    rerun = fairness_evaluate(**args)
+    # the same two steps again through the CLI (--json is one document): both find their work done
+    from typer.testing import CliRunner
+
+    from trustflow.cli.main import app
+
+    cli = CliRunner()
+    out = cli.invoke(app, ["fairness", "train", "--dataset", data, "--methods", "plain", "--encoder", encoder,
+                           "--epochs", "2", "--batch-size", "8", "--max-length", "16", "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["runs"][0]["skipped"] is True
+    out = cli.invoke(app, ["fairness", "eval", "--model", plain, "--model", fair, "--transfer", f"{fair}>{plain}",
+                           "--eec-pairs", "20", "--bootstrap", "20", "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    rerun = json.loads(out.stdout)
     assert rerun["run_id"] == result["run_id"] and rerun["metrics"]["chunks_skipped"] == rerun["metrics"]["chunks"]
     assert len(store.read_table(metrics_ref)) == len(rows)
 
