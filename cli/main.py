@@ -124,7 +124,7 @@ def demo(
     pipelines: str | None = typer.Option(
         None,
         "--pipelines",
-        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes "
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness "
         "(default: seval,robust-vision,detector).",
     ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
@@ -168,6 +168,10 @@ def demo(
         from trustflow.cli.fingerprint import print_trace
 
         print_trace(result["provenance"])
+    if result.get("fairness"):
+        from trustflow.cli.fairness import print_board
+
+        print_board(result["fairness"]["leaderboard"], "Fairness on RedditBias: plain vs fairBERTs (MiniLM)")
     if result.get("attributes"):
         from trustflow.cli.attributes import print_drops
 

