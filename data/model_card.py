@@ -250,9 +250,9 @@ def check_card_allowed(card: ModelCard, endpoints: Iterable[str]) -> None:
         check_critic_spec("seval.critic", card.seval.critic, endpoints)
     if card.fairness is not None:
         names = [("fairness.datasets", d) for d in card.fairness.datasets] + [("fairness.eec", card.fairness.eec)]
-        bad = next(((f, v) for f, v in names if not _PLAIN_NAME.match(v)), None)
-        if bad is not None:
-            raise CardNotAllowed(bad[0], f"{bad[1]!r}: name a dataset id in the store")
+        wrong = next(((f, v) for f, v in names if not _PLAIN_NAME.match(v)), None)
+        if wrong is not None:
+            raise CardNotAllowed(wrong[0], f"{wrong[1]!r}: name a dataset id in the store")
     if card.robustness is not None:
         req = card.robustness
         if req.dataset != "digits":
