@@ -150,6 +150,17 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
     assert rerun["run_id"] == result["run_id"] and rerun["metrics"]["chunks_skipped"] == rerun["metrics"]["chunks"]
     assert len(store.read_table(metrics_ref)) == len(rows)
 
+    # continuous evaluation: a fairness_train checkpoint dropped under models/ gets fairness_evaluate
+    from trustflow.flows.continuous import evaluate_model_card
+
+    ckpt = store.read_bytes(store.path("runs", names.FAIRNESS_TRAIN, plain, "model", "model.pt"))
+    store.write_bytes_atomic(store.path("models", "bert-a", "model.pt"), ckpt)
+    card = evaluate_model_card(key="models/bert-a/model.pt", etag="e1")
+    assert {r["metric"] for r in card["rows"]} >= {"accuracy", "eo_gap", "flip_rate", "leakage"}
+    assert all(r["kind"] == "text-classifier" and r["evaluation"] == "fairness" for r in card["rows"])
+    (card_acc,) = [r["value"] for r in card["rows"] if r["metric"] == "accuracy"]
+    assert card_acc == next(r["accuracy"] for r in board if r["model"] == plain)  # same weights, same test rows
+
     from trustflow.tasks.report.build import build_leaderboard_report, build_run_report
 
     html = build_run_report(store, result["run_id"])
