@@ -345,11 +345,11 @@ def metrics_task(spec: StoreSpec, run_id: str, units: list[dict[str, Any]], para
     store = spec.open()
     ref = StageRef(EVALUATE, run_id, names.METRICS)
     chunks = [Chunk(f"unit-{digest(u)}", (spec, u)) for u in units]
-    if parallel:
+    writer, todo, stats = plan_chunks(store, ref, FAIRNESS_METRICS, ["row_key"], chunks)
+    if parallel and todo:  # a finished run does not even start Ray
         ensure_ray(store.settings)
         stats = write_parts_on_ray(store, ref, FAIRNESS_METRICS, ["row_key"], chunks, build_unit_table)
     else:
-        writer, todo, stats = plan_chunks(store, ref, FAIRNESS_METRICS, ["row_key"], chunks)
         for c in todo:
             table = writer.missing(build_unit_table(c.payload))
             if table.num_rows:

@@ -133,23 +133,6 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
             b"\x89PNG"
         )
 
-    # the same two steps again through the CLI (--json is one document): both find their work done
-    from typer.testing import CliRunner
-
-    from trustflow.cli.main import app
-
-    cli = CliRunner()
-    out = cli.invoke(app, ["fairness", "train", "--dataset", data, "--methods", "plain", "--encoder", encoder,
-                           "--epochs", "2", "--batch-size", "8", "--max-length", "16", "--json"])  # fmt: skip
-    assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)["runs"][0]["skipped"] is True
-    out = cli.invoke(app, ["fairness", "eval", "--model", plain, "--model", fair, "--transfer", f"{fair}>{plain}",
-                           "--eec-pairs", "20", "--bootstrap", "20", "--json"])  # fmt: skip
-    assert out.exit_code == 0, out.output
-    rerun = json.loads(out.stdout)
-    assert rerun["run_id"] == result["run_id"] and rerun["metrics"]["chunks_skipped"] == rerun["metrics"]["chunks"]
-    assert len(store.read_table(metrics_ref)) == len(rows)
-
     # continuous evaluation: a fairness_train checkpoint dropped under models/ gets fairness_evaluate
     from trustflow.flows.continuous import evaluate_model_card
 
@@ -167,3 +150,21 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
     assert "Per-group rates" in html and "tradeoff.png" in html and f"{fair}&gt;{plain}" in html
     assert "Fairness of text classifiers" in build_leaderboard_report(store)
     assert "Fairness fine-tuning" in build_run_report(store, plain)
+
+    # the same two steps again through the CLI (--json is one document): both find their work done
+    # (last: the CLI shuts Ray down when it ends)
+    from typer.testing import CliRunner
+
+    from trustflow.cli.main import app
+
+    cli = CliRunner()
+    out = cli.invoke(app, ["fairness", "train", "--dataset", data, "--methods", "plain", "--encoder", encoder,
+                           "--epochs", "2", "--batch-size", "8", "--max-length", "16", "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["runs"][0]["skipped"] is True
+    out = cli.invoke(app, ["fairness", "eval", "--model", plain, "--model", fair, "--transfer", f"{fair}>{plain}",
+                           "--eec-pairs", "20", "--bootstrap", "20", "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    rerun = json.loads(out.stdout)
+    assert rerun["run_id"] == result["run_id"] and rerun["metrics"]["chunks_skipped"] == rerun["metrics"]["chunks"]
+    assert len(store.read_table(metrics_ref)) == len(rows)

@@ -181,3 +181,24 @@ def test_plots_are_pngs() -> None:
     rows = [{"dataset": "d", "model": "a", "method": "plain", "group": g, "metric": "accuracy", "value": v}
             for g, v in (("f", 0.7), ("m", 0.9))]  # fmt: skip
     assert plots.tradeoff(board)[:4] == b"\x89PNG" and plots.group_errors(rows)[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--dataset", "d", "--methods", "nope"], "unknown fairness method 'nope'"),
+        (["train", "--dataset", "d", "--encoder", "/no/such/dir"], "not a packaged encoder"),
+        (["train", "--dataset", "d", "--methods", "fairberts?eps=9"], "eps"),
+        (["eval"], "--model: give at least one"),
+        (["eval", "--transfer", "only-one"], "FAIRBERTS_RUN>OTHER_RUN"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from trustflow.cli.main import app
+
+    out = CliRunner().invoke(app, ["fairness", *args])
+    assert out.exit_code != 0
+    lines = [ln for ln in out.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.output
