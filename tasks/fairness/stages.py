@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ EVALUATE = names.FAIRNESS_EVALUATE
 ALL = "all"
 TRADEOFF_PNG = "tradeoff.png"
 GROUP_ERRORS_PNG = "group_errors.png"
+_RAY_START = threading.Lock()
 BOARD_METRICS = ("accuracy", "macro_f1", "dp_gap", "eo_gap", "fped", "fned")
 
 
@@ -90,7 +92,8 @@ def train_task(spec: StoreSpec, run_id: str, job: dict[str, Any], threads: int =
     if manifest is not None:
         return {**manifest.attrs["summary"], "skipped": True}
     train_job = FairTrainJob(**job)
-    ensure_ray(store.settings)
+    with _RAY_START:  # the flow submits every method's job at once: one thread starts Ray
+        ensure_ray(store.settings)
     saved = run_training(store, run_id, train_job, threads)
     store.write_bytes_atomic(checkpoint_path(store, run_id), checkpoint_bytes(saved, train_job))
     samples, seconds = int(saved["samples"]), float(saved["seconds"])
