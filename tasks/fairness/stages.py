@@ -181,6 +181,15 @@ def register_checkpoint(store: ArtifactStore, key: str, where: str) -> str:
     payload = checkpoint_payload(data)
     if payload is None:
         raise InputError(f"{where}: {key} is not a fairness_train checkpoint (model.pt with job, classes, groups)")
+    from trustflow.models.text.encoder import PACKAGED_ENCODERS
+
+    encoder = str(payload["job"].get("encoder", ""))
+    if encoder not in PACKAGED_ENCODERS:
+        # the job inside a dropped checkpoint is untrusted: it may not point the loader at a local folder
+        raise InputError(
+            f"{where}: checkpoint {key} names encoder {encoder!r}; a checkpoint from the bucket must use a "
+            f"packaged encoder ({', '.join(PACKAGED_ENCODERS)})"
+        )
     run_id = f"fair-import-{hashlib.sha256(data).hexdigest()[:12]}"
     ref = StageRef(TRAIN, run_id, names.EPOCHS)
     if store.manifest(ref) is None:

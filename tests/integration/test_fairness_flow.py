@@ -133,12 +133,14 @@ def test_train_evaluate_resume_transfer_and_report(tmp_path: Path, monkeypatch, 
             b"\x89PNG"
         )
 
-    # continuous evaluation: a fairness_train checkpoint dropped under models/ gets fairness_evaluate
+    # continuous evaluation: a text-classifier model card under models/ gets fairness_evaluate
     from trustflow.flows.continuous import evaluate_model_card
 
-    ckpt = store.read_bytes(store.path("runs", names.FAIRNESS_TRAIN, plain, "model", "model.pt"))
-    store.write_bytes_atomic(store.path("models", "bert-a", "model.pt"), ckpt)
-    card = evaluate_model_card(key="models/bert-a/model.pt", etag="e1")
+    card_text = (
+        f"name: bert-a\nkind: text-classifier\nmodel: run:{plain}\nfairness:\n  eec_pairs: 20\n  bootstrap: 20\n"
+    )
+    store.write_bytes_atomic(store.path("models", "bert-a.yaml"), card_text.encode())
+    card = evaluate_model_card(key="models/bert-a.yaml", etag="e1")
     assert {r["metric"] for r in card["rows"]} >= {"accuracy", "eo_gap", "flip_rate", "leakage"}
     assert all(r["kind"] == "text-classifier" and r["evaluation"] == "fairness" for r in card["rows"])
     (card_acc,) = [r["value"] for r in card["rows"] if r["metric"] == "accuracy"]

