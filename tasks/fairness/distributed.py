@@ -4,7 +4,7 @@ One ``TorchTrainer`` run per job (``FairTrainJob``: dataset, method spec, encode
 config, workers). Each worker reads the ``fairness_texts`` stage itself, builds the same model
 from the same seed, and runs ``tasks/fairness/train.fit`` on its slice of every epoch. The
 gradients are averaged across workers before every optimizer step (one flat all-reduce over the
-gloo/nccl process group Ray Train sets up) — what DDP does; DDP's wrapper itself is not used
+gloo process group Ray Train sets up; CPU only: ``fit`` does not move tensors to a GPU yet) — what DDP does; DDP's wrapper itself is not used
 because its reducer hooks the module's ``forward``, and the methods call the model's parts
 (``encode``, the generator, ``classify``, a discriminator) directly. Every optimizer a method
 owns is synchronised this way, fairBERTs' discriminator included, so all workers stay
@@ -49,8 +49,7 @@ class FairTrainJob(BaseModel):
     max_length: int = Field(64, ge=8, le=512)
     train: TrainConfig = Field(default_factory=TrainConfig)
     limit: int | None = Field(None, ge=4)  # at most this many training texts (seeded sample)
-    workers: int = Field(1, ge=1)
-    use_gpu: bool = False
+    workers: int = Field(1, ge=1)  # CPU workers: ``fit`` keeps its tensors on the CPU (no GPU path yet)
 
 
 TRANSFER_SEP = ">"
@@ -207,8 +206,8 @@ def run_training(store: Any, run_id: str, job: FairTrainJob, threads: int = 1) -
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"job": job.model_dump(), "store": spec.__dict__, "threads": threads},
-        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=job.use_gpu),
-        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=job.workers, use_gpu=False),
+        torch_config=TorchConfig(backend="gloo"),
         run_config=RunConfig(
             # a fresh name per attempt: a finished job is skipped by its stage, never restored
             name=f"attempt-{uuid.uuid4().hex[:8]}",

@@ -241,3 +241,10 @@ def test_a_dropped_checkpoint_registers_once_and_may_not_name_a_local_encoder(tm
     store.write_bytes_atomic(store.path("models/c/model.pt"), b"junk")
     with pytest.raises(InputError, match="not a fairness_train checkpoint"):
         register_checkpoint(store, "models/c/model.pt", "card")
+
+
+def test_fairness_demo_is_registered_but_not_in_the_default_set() -> None:
+    from trustflow.flows.demos.base import DEFAULT_PIPELINES, DEMO_PIPELINES, select_pipelines
+
+    assert "fairness" in DEMO_PIPELINES.names() and "fairness" not in DEFAULT_PIPELINES
+    assert select_pipelines(["fairness", "seval"]) == ["seval", "fairness"]
