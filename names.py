@@ -23,6 +23,8 @@ CRITIC_FEATURES: Final = "critic_features"  # cache of probe features, one run p
 FINGERPRINT_EMBED: Final = "fingerprint_embed"
 FINGERPRINT_ATTACK: Final = "fingerprint_attack"
 FINGERPRINT_TRACE: Final = "fingerprint_trace"
+FAIRNESS_TRAIN: Final = "fairness_train"
+FAIRNESS_EVALUATE: Final = "fairness_evaluate"
 
 FLOW_TITLES: Final[dict[str, str]] = {
     SEVAL_EVALUATE: "S-Eval safety evaluation",
@@ -37,6 +39,8 @@ FLOW_TITLES: Final[dict[str, str]] = {
     FINGERPRINT_EMBED: "Fingerprint embedding",
     FINGERPRINT_ATTACK: "Ownership attacks",
     FINGERPRINT_TRACE: "Provenance tracing",
+    FAIRNESS_TRAIN: "Fairness fine-tuning",
+    FAIRNESS_EVALUATE: "Fairness of text classifiers",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order

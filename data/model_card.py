@@ -24,6 +24,14 @@ robustness:                     # kind classifier
   attacks: [clean, fgsm, pgd]
   eps: 0.1
   limit: 256
+# kind text-classifier (issue 17): model run:<fairness_train run id>, or checkpoint: a model.pt
+# that fairness_train wrote (copied anywhere in the store); gets the fairness evaluation
+fairness:
+  datasets: []                  # ingested fairness dataset ids; empty: the model's own
+  eec: generated                # the template set for flip rates (an eec dataset id) or none
+  eec_pairs: 150
+  limit: 1000                   # test texts per dataset
+  bootstrap: 200
 ```
 Loaded with ``yaml.safe_load``; unknown fields are errors naming the card and the field.
 
@@ -40,6 +48,8 @@ anything is loaded, read or contacted:
   ``name`` a key of the operator's ``llm_endpoints`` setting; never ``openai:URL``, ``hf:``/``vllm:``
   paths or hub ids;
 - ``seval.suite``: ``auto``, ``seed-suite`` or a suite/dataset id in the store (a plain name);
+- text-classifier ``model``: ``run:<fairness_train run id>``; ``fairness.datasets`` and
+  ``fairness.eec``: plain names (dataset ids in the store);
 - ``robustness.dataset``: ``digits`` (every other dataset kind reads a local path);
   attacks and corruptions: plain registry names.
 """
@@ -78,20 +88,42 @@ class RobustnessRequest(BaseModel):
     limit: int | None = Field(default=None, ge=1)
 
 
+class FairnessRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[str] = Field(default_factory=list)
+    eec: str = "generated"
+    eec_pairs: int = Field(default=150, ge=1)
+    limit: int | None = Field(default=1000, ge=4)
+    bootstrap: int = Field(default=200, ge=1)
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-    kind: Literal["llm", "classifier"]
+    kind: Literal["llm", "classifier", "text-classifier"]
     model: str | None = None
     checkpoint: str | None = None
     checkpoint_format: Literal["ckpt", "torchscript"] = "ckpt"
     seval: SevalRequest | None = None
     robustness: RobustnessRequest | None = None
+    fairness: FairnessRequest | None = None
 
     @model_validator(mode="after")
     def _check_kind(self) -> ModelCard:
-        if self.kind == "llm":
+        if self.fairness is not None and self.kind != "text-classifier":
+            raise ValueError("'fairness' applies to kind text-classifier only")
+        if self.kind == "text-classifier":
+            if bool(self.model) == bool(self.checkpoint):
+                raise ValueError(
+                    "kind text-classifier needs exactly one of 'model' (run:<fairness_train run>) or "
+                    "'checkpoint' (a fairness_train model.pt in the store)"
+                )
+            if self.seval is not None or self.robustness is not None:
+                raise ValueError("kind text-classifier takes 'fairness' options only")
+            self.fairness = self.fairness or FairnessRequest()
+        elif self.kind == "llm":
             if not self.model:
                 raise ValueError(
                     "kind llm needs 'model' (an LLM spec such as openai:URL?model=NAME or pkg:smollm2-135m)"
@@ -202,6 +234,12 @@ def check_card_allowed(card: ModelCard, endpoints: Iterable[str]) -> None:
     if card.model is not None:
         if card.kind == "llm":
             check_llm_spec("model", card.model, endpoints)
+        elif card.kind == "text-classifier":
+            run = card.model.removeprefix("run:")
+            if not card.model.startswith("run:") or not _SPEC_NAME.match(run):
+                raise CardNotAllowed(
+                    "model", f"{card.model!r}: a text-classifier card names run:<fairness_train run id>"
+                )
         else:
             check_classifier_spec("model", card.model)
     if card.seval is not None:
@@ -210,6 +248,11 @@ def check_card_allowed(card: ModelCard, endpoints: Iterable[str]) -> None:
                 "seval.suite", f"{card.seval.suite!r}: use auto, seed-suite or a suite id in the store"
             )
         check_critic_spec("seval.critic", card.seval.critic, endpoints)
+    if card.fairness is not None:
+        names = [("fairness.datasets", d) for d in card.fairness.datasets] + [("fairness.eec", card.fairness.eec)]
+        wrong = next(((f, v) for f, v in names if not _PLAIN_NAME.match(v)), None)
+        if wrong is not None:
+            raise CardNotAllowed(wrong[0], f"{wrong[1]!r}: name a dataset id in the store")
     if card.robustness is not None:
         req = card.robustness
         if req.dataset != "digits":

@@ -718,3 +718,71 @@ FAIRNESS_TEXTS = VersionedSchema(
         ]
     ),
 )
+
+# One row per epoch of a fairness fine-tuning run (flow fairness_train, stage ``epochs``); the
+# stage's manifest is the run's completion mark (the checkpoint is written before it).
+FAIRNESS_TRAIN_EPOCHS = VersionedSchema(
+    "fairness_train_epochs",
+    1,
+    pa.schema(
+        [
+            pa.field("epoch", pa.int32(), nullable=False),  # (key)
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),  # the method spec as given
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("losses", pa.string(), nullable=False),  # JSON {loss name: epoch mean}; names vary by method
+            pa.field("workers", pa.int32(), nullable=False),  # Ray Train workers
+            pa.field("samples", pa.int64(), nullable=False),  # training samples of the whole run, all workers
+            pa.field("seconds", pa.float64(), nullable=False),  # rank 0's training loop time
+            pa.field("samples_per_s", pa.float64(), nullable=False),
+        ]
+    ),
+)
+
+# Metrics of fairness_evaluate, long format: one row per (model, dataset, group, metric), the
+# group ``all`` for overall metrics; every value with its 95 % bootstrap interval when it has one.
+FAIRNESS_METRICS = VersionedSchema(
+    "fairness_metrics",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # model|dataset|group|metric (key)
+            pa.field("model", pa.string(), nullable=False),  # fairness_train run id, or gen(run)>run for transfer
+            pa.field("method", pa.string(), nullable=False),  # method spec (transfer: fairberts>target method)
+            pa.field("dataset", pa.string(), nullable=False),  # ingest dataset id (test split), or the eec set
+            pa.field("group", pa.string(), nullable=False),  # all, or an attribute value
+            pa.field("metric", pa.string(), nullable=False),  # accuracy, eo_gap, flip_rate, leakage, tpr …
+            pa.field("value", pa.float64()),  # null when undefined (e.g. a gap with one group)
+            pa.field("lo", pa.float64()),
+            pa.field("hi", pa.float64()),
+            pa.field("n", pa.int64(), nullable=False),  # rows (pair groups for flip_rate) it is computed on
+        ]
+    ),
+)
+
+# The fairness leaderboard: one row per (model, dataset).
+FAIRNESS_LEADERBOARD = VersionedSchema(
+    "fairness_leaderboard",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # model|dataset (key)
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),
+            pa.field("rows", pa.int64(), nullable=False),
+            pa.field("accuracy", pa.float64()),
+            pa.field("accuracy_lo", pa.float64()),
+            pa.field("accuracy_hi", pa.float64()),
+            pa.field("macro_f1", pa.float64()),
+            pa.field("dp_gap", pa.float64()),
+            pa.field("eo_gap", pa.float64()),
+            pa.field("eo_gap_lo", pa.float64()),
+            pa.field("eo_gap_hi", pa.float64()),
+            pa.field("fped", pa.float64()),
+            pa.field("fned", pa.float64()),
+            pa.field("flip_rate", pa.float64()),  # on the eec template set; null without one
+            pa.field("leakage", pa.float64()),  # probe accuracy minus majority rate
+        ]
+    ),
+)

@@ -6,7 +6,8 @@ on their inputs, so an event delivered twice costs nothing: ingestion is keyed b
 content fingerprint, evaluations by a digest of their parameters (re-running resumes), and
 the model leaderboard is keyed by (card, card etag, evaluation, metric). The work lives in
 ``tasks/continuous/stages.py``; these flows only compose it with the pipelines' flows.
-A classifier card is also checked against every registered provenance fingerprint: its row
+A text-classifier card (or a ``fairness_train`` checkpoint dropped under ``models/``) gets
+``fairness_evaluate``. A classifier card is also checked against every registered provenance fingerprint: its row
 ``provenance`` / ``rho vs <source>`` puts "derived from X, ρ = …" on the model leaderboard.
 """
 
@@ -21,6 +22,8 @@ from prefect import flow
 from trustflow.tasks.continuous.stages import (
     card_for_object,
     classifier_spec,
+    fairness_model,
+    fairness_rows,
     landed_source,
     open_store,
     provenance_rows,
@@ -68,6 +71,21 @@ def evaluate_model_card(key: str, etag: str = "") -> dict[str, Any]:
             max_tokens=req.max_tokens,
         )
         rows = seval_rows(base, card.model, result)
+    elif card.kind == "text-classifier":
+        from trustflow.flows.fairness import fairness_evaluate
+
+        req_f = card.fairness
+        assert req_f is not None
+        result = fairness_evaluate(
+            models=[fairness_model(store, card, rel)],
+            datasets=list(req_f.datasets) or None,
+            eec=None if req_f.eec == "none" else req_f.eec,
+            eec_pairs=req_f.eec_pairs,
+            limit=req_f.limit,
+            bootstrap=req_f.bootstrap,
+            run_label=card.name,
+        )
+        rows = fairness_rows(base, result)
     else:
         from trustflow.flows.robust_vision import robustness_evaluate
 

@@ -107,8 +107,50 @@ def card_for_object(store: ArtifactStore, rel: str) -> ModelCard | None:
         return card
     if suffix in CHECKPOINT_SUFFIXES:
         name = "-".join(Path(rel).with_suffix("").parts[1:])[:80] or Path(rel).stem
+        if suffix == ".pt" and _is_fairness_checkpoint(store, rel):
+            return ModelCard(name=name, kind="text-classifier", checkpoint=rel)
         return ModelCard(name=name, kind="classifier", checkpoint=rel, checkpoint_format=CHECKPOINT_SUFFIXES[suffix])  # type: ignore[arg-type]
     return None
+
+
+def _is_fairness_checkpoint(store: ArtifactStore, rel: str) -> bool:
+    """A ``.pt`` that ``fairness_train`` wrote (a text classifier) rather than a vision one."""
+    from trustflow.tasks.fairness.stages import checkpoint_payload
+
+    try:
+        return checkpoint_payload(store.read_bytes(store.path(rel))) is not None
+    except (FileNotFoundError, OSError, InputError):
+        return False
+
+
+def fairness_model(store: ArtifactStore, card: ModelCard, rel: str) -> str:
+    """The fairness_train run a text-classifier card names (a checkpoint is registered as one)."""
+    from trustflow.tasks.fairness.stages import register_checkpoint
+
+    if card.model:
+        return card.model.removeprefix("run:")
+    assert card.checkpoint is not None
+    return register_checkpoint(store, card.checkpoint, f"model card {rel}")
+
+
+FAIRNESS_CARD_METRICS = ("accuracy", "macro_f1", "dp_gap", "eo_gap", "flip_rate", "leakage")
+
+
+def fairness_rows(base: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The headline fairness metrics of the card's model, one row each (per dataset when several)."""
+    board = result["leaderboard"]
+    several = len({r["dataset"] for r in board}) > 1
+    return [
+        {
+            **base,
+            "evaluation": "fairness",
+            "metric": f"{m} on {r['dataset']}" if several else m,
+            "value": r.get(m),
+            "run_id": result["run_id"],
+        }
+        for r in board
+        for m in FAIRNESS_CARD_METRICS
+    ]
 
 
 def publish_not_a_card(rel: str) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """The training loop every fairness method runs in, and batched inference.
 
-Single process here; the whole update lives in the method's ``step`` so a Ray Train worker
-can run the same loop on its shard (phase 2 wires ``TorchTrainer`` as tasks/robustness does).
+One process, or one Ray Train worker of several (``tasks/fairness/distributed.py``): the whole
+update lives in the method's ``step``; with ``world`` > 1 every worker walks the same shuffled
+order and takes its own equal-length slice (so all workers run the same number of steps, which
+the gradient all-reduce needs), and ``after_setup`` is where the distributed wiring hooks the
+method's optimizers.
 Batches are tokenized on the fly with dynamic padding (short texts stay cheap).
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,13 +46,28 @@ def make_batch(data: TextData, idx: np.ndarray, tokenize: Tokenize) -> Batch:
 
 
 def fit(
-    method: FairnessMethod[Any], classifier: TextClassifier, data: TextData, tokenize: Tokenize, config: TrainConfig
+    method: FairnessMethod[Any],
+    classifier: TextClassifier,
+    data: TextData,
+    tokenize: Tokenize,
+    config: TrainConfig,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    after_setup: Callable[[FairnessMethod[Any], FairModel], None] | None = None,
+    finish: bool = True,
 ) -> FitResult:
-    """Train ``classifier`` with ``method`` on ``data``; the epoch means of the step losses are kept."""
+    """Train ``classifier`` with ``method`` on ``data``; the epoch means of the step losses are kept.
+
+    ``rank``/``world``: this worker's slice of every epoch's order; ``finish=False`` skips the
+    method's post-training step (a Ray Train worker other than rank 0: INLP's projection is
+    computed once, on the whole training set, by rank 0)."""
     torch.manual_seed(config.seed)
     classifier.freeze_lower(config.trainable_layers)
     train = method.prepare(data)
     model = method.setup(classifier, train, config)
+    if after_setup is not None:
+        after_setup(method, model)
     rng = np.random.default_rng(config.seed)
     result = FitResult(model, method)
     steps = 0
@@ -58,6 +77,8 @@ def fit(
         sums: dict[str, float] = {}
         n = 0
         order = rng.permutation(len(train))
+        if world > 1:
+            order = order[: len(order) // world * world][rank::world]
         for lo in range(0, len(order) - 1, config.batch_size):
             idx = order[lo : lo + config.batch_size]
             if len(idx) < 2:
@@ -75,7 +96,8 @@ def fit(
             break
     result.seconds = time.perf_counter() - start
     model.eval()
-    result.model = method.finish(model, train, tokenize)
+    if finish:
+        result.model = method.finish(model, train, tokenize)
     result.model.eval()
     return result
 
