@@ -132,21 +132,29 @@ def eval_cmd(
 
 
 def print_board(board: list[dict[str, Any]], title: str) -> None:
+    """The leaderboard in 80 columns: one row per (model, dataset), each figure with its 95 %
+    interval in brackets; the model's run id and the dataset only when they tell rows apart."""
+
     def f(v: Any) -> str:
         return "–" if v is None else f"{v:.3f}"
 
+    def ci(r: dict[str, Any], key: str) -> str:
+        lo, hi = r.get(f"{key}_lo"), r.get(f"{key}_hi")
+        return f(r[key]) if lo is None or hi is None else f"{f(r[key])} [{lo:.2f}–{hi:.2f}]"
+
+    many_datasets = len({r["dataset"] for r in board}) > 1
+    methods = [r["method"] for r in board]
     table = Table(title=title)
-    for col in ("model", "method", "dataset", "accuracy", "95 % CI", "EO gap", "95 % CI", "DP gap", "flips", "leakage"):
-        table.add_column(col, justify="left" if col in ("model", "method", "dataset") else "right")
+    columns = ["model", *(["dataset"] if many_datasets else []), "accuracy", "EO gap", "DP gap", "flips", "leakage"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
     for r in board:
+        name = r["method"] if methods.count(r["method"]) == 1 else f"{r['method']} ({r['model']})"
         table.add_row(
-            r["model"],
-            r["method"],
-            r["dataset"],
-            f(r["accuracy"]),
-            f"{f(r['accuracy_lo'])} … {f(r['accuracy_hi'])}",
-            f(r["eo_gap"]),
-            f"{f(r['eo_gap_lo'])} … {f(r['eo_gap_hi'])}",
+            name,
+            *([r["dataset"]] if many_datasets else []),
+            ci(r, "accuracy"),
+            ci(r, "eo_gap"),
             f(r["dp_gap"]),
             f(r["flip_rate"]),
             f(r["leakage"]),
