@@ -13,6 +13,7 @@ the same bytes a no-op and a half-finished ingest resumable.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,10 +21,11 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from trustflow import names
-from trustflow.data.schemas import DATASET_SUMMARY
+from trustflow.data.schemas import DATASET_SUMMARY, VersionedSchema
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.errors import InputError
 from trustflow.registry import Entry, Options, Registry
+from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
 
 class Ingester(Protocol):
@@ -93,6 +95,25 @@ def require_rows(stats: dict[str, int], source: Path, what: str) -> None:
     storage already (a resumed run) holds rows, since empty parts are never written."""
     if stats["rows_written"] + stats["rows_skipped"] == 0 and stats["chunks_skipped"] == 0:
         raise InputError(f"{source}: no {what} found; an empty dataset is not ingested")
+
+
+def write_stage_on_ray(
+    store: ArtifactStore,
+    ref: StageRef,
+    schema: VersionedSchema,
+    key_columns: list[str],
+    chunks: list[Chunk],
+    builder: Callable[[Any], pa.Table],
+    source: Path,
+    what: str,
+    attrs: dict[str, Any],
+) -> Manifest:
+    """The ingest shape every file-backed kind shares: build ``chunks`` into parts on Ray
+    (a rerun skips the parts already written), refuse an empty result naming ``what`` was
+    looked for in ``source``, then commit the stage with ``attrs`` in its manifest."""
+    stats = write_parts_on_ray(store, ref, schema, key_columns, chunks, builder)
+    require_rows(stats, source, what)
+    return store.writer(ref, schema, key_columns).commit(attrs)
 
 
 def dataset_id_for(kind: str, fingerprint: str) -> str:

@@ -20,12 +20,10 @@ from trustflow.models.critics.base import JudgeItem
 from trustflow.models.critics.probe import SHIPPED_HEADS, ProbeHead
 from trustflow.models.critics.probe_fit import Config, Fitter, config_name, fit_mlp, linear_fitter
 from trustflow.models.critics.refusal import COMPLIANCE_EN, COMPLIANCE_ZH, REFUSAL_EN, REFUSAL_ZH, RefusalCritic, _count
-from trustflow.tasks.seval.critic_cross_source import HOLDOUT_WRITTEN, recall_at_precision
+from trustflow.tasks.seval.critic_cross_source import HOLDOUT_WRITTEN, Fold, loso_folds, recall_at_precision
 from trustflow.tasks.seval.critic_features import FeatureCache
 from trustflow.tasks.seval.critic_stacking import (
-    Fold,
     Scored,
-    loso_folds,
     plain,
     second_stage,
     second_stage_bands,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trustflow.models.critics.probe_fit import Config, FeatureGetter, TrainedProbe, config_name, train_probe
+from trustflow.models.critics.probe_fit import Config, FeatureGetter, Fitter, TrainedProbe, config_name, train_probe
 from trustflow.tasks.seval.critic_validation import binary_metrics
 
 HOLDOUT_WRITTEN = "written:critic_holdout"
@@ -63,6 +63,62 @@ def recall_at_precision(p: np.ndarray, y: np.ndarray, min_precision: float = 0.8
     return best
 
 
+@dataclass
+class Fold:
+    """One held-out source: the probe trained without it and its scores."""
+
+    source: str
+    train: np.ndarray  # row mask of the training rows
+    test: np.ndarray  # row mask of the held-out source
+    probe: TrainedProbe
+    p_test: np.ndarray  # P(unsafe) of the held-out rows
+    p_train_oof: np.ndarray  # inner out-of-fold P(unsafe) of the training rows (nan: never held out)
+
+
+def cached_features(features: FeatureGetter) -> FeatureGetter:
+    """``features`` computing each config's matrix once: every fold slices the same rows."""
+    cache: dict[Config, np.ndarray] = {}
+
+    def full(config: Config) -> np.ndarray:
+        if config not in cache:
+            cache[config] = features(config)
+        return cache[config]
+
+    return full
+
+
+def loso_folds(
+    features: FeatureGetter,
+    y: np.ndarray,
+    sources: Sequence[str],
+    configs: Sequence[Config],
+    held_out: Sequence[str],
+    use_written: bool = True,
+    written_weight: float | None = 0.5,
+    fitters: dict[str, Fitter] | None = None,
+    balance: str = "source",
+) -> list[Fold]:
+    """A probe per held-out source, trained on every other training source."""
+    src = np.asarray(sources)
+    pool = np.array([is_training_source(s, use_written) for s in src])
+    full = cached_features(features)
+    folds = []
+    for s in held_out:
+        train, test = pool & (src != s), src == s
+        probe = train_probe(
+            lambda c, m=train: full(c)[m],  # type: ignore[misc]
+            y[train],
+            src[train],
+            configs,
+            written_weight,
+            fitters=fitters,
+            balance=balance,
+        )
+        oof = probe.oof if probe.oof is not None else np.full(int(train.sum()), np.nan)
+        folds.append(Fold(s, train, test, probe, probe.head.probability(full(probe.config)[test]), oof))
+    return folds
+
+
 def cross_source(
     features: FeatureGetter,
     y: np.ndarray,
@@ -75,28 +131,19 @@ def cross_source(
     """Train on all training sources but one, test on the one left out, for each of ``held_out``."""
     src = np.asarray(sources)
     pool = np.array([is_training_source(s, use_written) for s in src])
-    cache: dict[Config, np.ndarray] = {}
-
-    def full(config: Config) -> np.ndarray:
-        if config not in cache:
-            cache[config] = features(config)
-        return cache[config]
-
+    full = cached_features(features)
     rows: dict[str, dict[str, Any]] = {}
     pooled_p, pooled_y = [], []
-    for s in held_out:
-        train = pool & (src != s)
-        test = src == s
-        probe = train_probe(lambda c, m=train: full(c)[m], y[train], src[train], configs, written_weight)  # type: ignore[misc]
-        p = probe.head.probability(full(probe.config)[test])
-        rows[s] = {
-            **binary_metrics(p, y[test], probe.head.threshold),
-            "n": int(test.sum()),
+    for fold in loso_folds(full, y, sources, configs, held_out, use_written, written_weight):
+        probe = fold.probe
+        rows[fold.source] = {
+            **binary_metrics(fold.p_test, y[fold.test], probe.head.threshold),
+            "n": int(fold.test.sum()),
             "threshold": probe.head.threshold,
             "config": config_name(probe.config),
         }
-        pooled_p.append(p)
-        pooled_y.append(y[test])
+        pooled_p.append(fold.p_test)
+        pooled_y.append(y[fold.test])
     final = train_probe(full_masked(full, pool), y[pool], src[pool], configs, written_weight) if pool.any() else None
     beside: dict[str, dict[str, Any]] = {}
     if final is not None:

@@ -20,74 +20,17 @@ a probe that did not see its source), never from the held-out source:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from trustflow.models.critics.probe_fit import (
     INNER_FOLDS,
-    Config,
-    FeatureGetter,
-    Fitter,
-    TrainedProbe,
     best_threshold,
-    train_probe,
 )
-from trustflow.tasks.seval.critic_cross_source import is_training_source
-
-
-@dataclass
-class Fold:
-    """One held-out source: the probe trained without it and its scores."""
-
-    source: str
-    train: np.ndarray  # row mask of the training rows
-    test: np.ndarray  # row mask of the held-out source
-    probe: TrainedProbe
-    p_test: np.ndarray  # P(unsafe) of the held-out rows
-    p_train_oof: np.ndarray  # inner out-of-fold P(unsafe) of the training rows (nan: never held out)
-
+from trustflow.tasks.seval.critic_cross_source import Fold
 
 Scored = tuple[np.ndarray, float]  # held-out scores and the threshold they are cut at
-
-
-def loso_folds(
-    features: FeatureGetter,
-    y: np.ndarray,
-    sources: Sequence[str],
-    configs: Sequence[Config],
-    held_out: Sequence[str],
-    use_written: bool = True,
-    written_weight: float | None = 0.5,
-    fitters: dict[str, Fitter] | None = None,
-    balance: str = "source",
-) -> list[Fold]:
-    """A probe per held-out source, trained on every other training source."""
-    src = np.asarray(sources)
-    pool = np.array([is_training_source(s, use_written) for s in src])
-    cache: dict[Config, np.ndarray] = {}
-
-    def full(config: Config) -> np.ndarray:
-        if config not in cache:
-            cache[config] = features(config)
-        return cache[config]
-
-    folds = []
-    for s in held_out:
-        train, test = pool & (src != s), src == s
-        probe = train_probe(
-            lambda c, m=train: full(c)[m],  # type: ignore[misc]
-            y[train],
-            src[train],
-            configs,
-            written_weight,
-            fitters=fitters,
-            balance=balance,
-        )
-        oof = probe.oof if probe.oof is not None else np.full(int(train.sum()), np.nan)
-        folds.append(Fold(s, train, test, probe, probe.head.probability(full(probe.config)[test]), oof))
-    return folds
 
 
 def plain(folds: Sequence[Fold]) -> list[Scored]:

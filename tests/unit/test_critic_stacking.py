@@ -13,9 +13,9 @@ from trustflow.data.seval.labels import LabelRecord
 from trustflow.data.store import ArtifactStore
 from trustflow.models.critics import JudgeItem
 from trustflow.models.critics.probe_fit import fit_mlp, linear_fitter, source_weights, train_probe
+from trustflow.tasks.seval.critic_cross_source import loso_folds
 from trustflow.tasks.seval.critic_stacking import (
     choose_delta,
-    loso_folds,
     plain,
     second_stage,
     second_stage_bands,

@@ -30,8 +30,8 @@ from trustflow.data.schemas import MASKED_OBJECTS
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.errors import InputError
 from trustflow.registry import Options
-from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
-from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref, write_stage_on_ray
+from trustflow.tasks.ray_parts import Chunk
 
 IMAGES_PER_PART = 64
 OBJECT_KEYS = ["object_id"]
@@ -102,10 +102,16 @@ def ingest_coco_masks(
         files = ", ".join(str(s.json_path) for s in splits)
         raise InputError(f"{source}: no annotation with a 'segmentation' (polygons or RLE) in {files}")
     ref = stage_ref(dataset_id, MASKED_OBJECTS.name)
-    stats = write_parts_on_ray(store, ref, MASKED_OBJECTS, OBJECT_KEYS, chunks, build_masked_rows)
-    require_rows(stats, source, f"objects covering >= {options.min_area:.0%} of their image")
-    manifest = store.writer(ref, MASKED_OBJECTS, OBJECT_KEYS).commit(
-        {"select": options.select, "min_area": options.min_area, "annotations_with_masks": with_segmentation}
+    manifest = write_stage_on_ray(
+        store,
+        ref,
+        MASKED_OBJECTS,
+        OBJECT_KEYS,
+        chunks,
+        build_masked_rows,
+        source,
+        f"objects covering >= {options.min_area:.0%} of their image",
+        {"select": options.select, "min_area": options.min_area, "annotations_with_masks": with_segmentation},
     )
     return {MASKED_OBJECTS.name: manifest}
 

@@ -18,8 +18,8 @@ from trustflow.data.masked_objects import MaskedRecord, decode_image, grabcut_ma
 from trustflow.data.schemas import MASKED_OBJECTS
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.registry import NoOptions
-from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
-from trustflow.tasks.ray_parts import chunked, write_parts_on_ray
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref, write_stage_on_ray
+from trustflow.tasks.ray_parts import chunked
 
 OBJECTS_PER_PART = 16  # GrabCut takes ~0.1-1 s per image: small parts spread the work
 OBJECT_KEYS = ["object_id"]
@@ -41,7 +41,15 @@ def ingest_grabcut(store: ArtifactStore, dataset_id: str, source: Path, options:
     files = scan_boxes(source)
     chunks = chunked(files, OBJECTS_PER_PART, "grabcut")
     ref = stage_ref(dataset_id, MASKED_OBJECTS.name)
-    stats = write_parts_on_ray(store, ref, MASKED_OBJECTS, OBJECT_KEYS, chunks, build_grabcut_rows)
-    require_rows(stats, source, "boxed objects")
-    manifest = store.writer(ref, MASKED_OBJECTS, OBJECT_KEYS).commit({"labels": sorted({f.label for f in files})})
+    manifest = write_stage_on_ray(
+        store,
+        ref,
+        MASKED_OBJECTS,
+        OBJECT_KEYS,
+        chunks,
+        build_grabcut_rows,
+        source,
+        "boxed objects",
+        {"labels": sorted({f.label for f in files})},
+    )
     return {MASKED_OBJECTS.name: manifest}

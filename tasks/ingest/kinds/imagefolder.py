@@ -12,8 +12,8 @@ from trustflow.data.loaders.images import read_image
 from trustflow.data.schemas import IMAGEFOLDER_IMAGES
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.registry import NoOptions
-from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
-from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref, write_stage_on_ray
+from trustflow.tasks.ray_parts import Chunk
 
 IMAGES_PER_PART = 512
 IMAGE_KEYS = ["path"]
@@ -44,9 +44,15 @@ def ingest_imagefolder(store: ArtifactStore, dataset_id: str, source: Path, opti
         for start in range(0, len(images), IMAGES_PER_PART)
     ]
     ref = stage_ref(dataset_id, names.IMAGES)
-    stats = write_parts_on_ray(store, ref, IMAGEFOLDER_IMAGES, IMAGE_KEYS, chunks, build_folder_rows)
-    require_rows(stats, source, "images")
-    manifest = store.writer(ref, IMAGEFOLDER_IMAGES, IMAGE_KEYS).commit(
-        {"classes": classes, "splits": sorted({i.split for i in images})}
+    manifest = write_stage_on_ray(
+        store,
+        ref,
+        IMAGEFOLDER_IMAGES,
+        IMAGE_KEYS,
+        chunks,
+        build_folder_rows,
+        source,
+        "images",
+        {"classes": classes, "splits": sorted({i.split for i in images})},
     )
     return {names.IMAGES: manifest}

@@ -17,8 +17,8 @@ from trustflow.data.schemas import MASKED_OBJECTS
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.errors import InputError
 from trustflow.registry import NoOptions
-from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
-from trustflow.tasks.ray_parts import chunked, write_parts_on_ray
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref, write_stage_on_ray
+from trustflow.tasks.ray_parts import chunked
 
 OBJECTS_PER_PART = 128
 OBJECT_KEYS = ["object_id"]
@@ -47,7 +47,15 @@ def ingest_maskfolder(store: ArtifactStore, dataset_id: str, source: Path, optio
     files = scan_maskfolder(source)
     chunks = chunked(files, OBJECTS_PER_PART, "masks")
     ref = stage_ref(dataset_id, MASKED_OBJECTS.name)
-    stats = write_parts_on_ray(store, ref, MASKED_OBJECTS, OBJECT_KEYS, chunks, build_maskfolder_rows)
-    require_rows(stats, source, "masked objects")
-    manifest = store.writer(ref, MASKED_OBJECTS, OBJECT_KEYS).commit({"labels": sorted({f.label for f in files})})
+    manifest = write_stage_on_ray(
+        store,
+        ref,
+        MASKED_OBJECTS,
+        OBJECT_KEYS,
+        chunks,
+        build_maskfolder_rows,
+        source,
+        "masked objects",
+        {"labels": sorted({f.label for f in files})},
+    )
     return {MASKED_OBJECTS.name: manifest}

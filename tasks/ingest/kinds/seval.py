@@ -10,8 +10,8 @@ from trustflow.data.loaders.seval import SevalFile, check_archive, find_seval_fi
 from trustflow.data.schemas import SEVAL_PROMPTS
 from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.registry import NoOptions
-from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
-from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref, write_stage_on_ray
+from trustflow.tasks.ray_parts import Chunk
 
 PROMPT_KEYS = ["set", "lang", "split", "prompt_id"]
 
@@ -29,9 +29,15 @@ def ingest_seval(store: ArtifactStore, dataset_id: str, source: Path, options: N
         check_archive(spec.path)
     ref = stage_ref(dataset_id, names.PROMPTS)
     chunks = [Chunk(_part_id(spec, source), spec) for spec in files]
-    stats = write_parts_on_ray(store, ref, SEVAL_PROMPTS, PROMPT_KEYS, chunks, read_seval_file)
-    require_rows(stats, source, "S-Eval records")
-    manifest = store.writer(ref, SEVAL_PROMPTS, PROMPT_KEYS).commit(
-        {"files": [f.path.name for f in files], "langs": sorted({f.lang for f in files})}
+    manifest = write_stage_on_ray(
+        store,
+        ref,
+        SEVAL_PROMPTS,
+        PROMPT_KEYS,
+        chunks,
+        read_seval_file,
+        source,
+        "S-Eval records",
+        {"files": [f.path.name for f in files], "langs": sorted({f.lang for f in files})},
     )
     return {names.PROMPTS: manifest}

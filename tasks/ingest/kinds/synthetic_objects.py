@@ -25,8 +25,8 @@ from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.data.synthetic_objects import CLASSES, synthetic_object
 from trustflow.errors import InputError
 from trustflow.registry import NoOptions
-from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
-from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
+from trustflow.tasks.ingest.common import INGESTERS, stage_ref, write_stage_on_ray
+from trustflow.tasks.ray_parts import Chunk
 
 SETTINGS_FILE = "synthetic_objects.json"
 OBJECTS_PER_PART = 256
@@ -102,9 +102,15 @@ def ingest_synthetic_objects(
         for start in range(0, total, OBJECTS_PER_PART)
     ]
     ref = stage_ref(dataset_id, MASKED_OBJECTS.name)
-    stats = write_parts_on_ray(store, ref, MASKED_OBJECTS, OBJECT_KEYS, chunks, build_synthetic_rows)
-    require_rows(stats, source, "synthetic objects")
-    manifest = store.writer(ref, MASKED_OBJECTS, OBJECT_KEYS).commit(
-        {**s.model_dump(exclude_none=True), "labels": list(CLASSES)}
+    manifest = write_stage_on_ray(
+        store,
+        ref,
+        MASKED_OBJECTS,
+        OBJECT_KEYS,
+        chunks,
+        build_synthetic_rows,
+        source,
+        "synthetic objects",
+        {**s.model_dump(exclude_none=True), "labels": list(CLASSES)},
     )
     return {MASKED_OBJECTS.name: manifest}
