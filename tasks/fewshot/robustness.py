@@ -40,11 +40,16 @@ def robustness_deltas(
     severities: Sequence[int] = (3,),
     batch_size: int = 128,
     seed: int = 0,
+    unadapted_rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``{"adapted": summary, "unadapted": summary, "delta": {metric: adapted − unadapted},
-    "mce_vs_baseline": float | None, "rows": [...]}`` over ``queries``."""
+    "mce_vs_baseline": float | None, "rows": [...]}`` over ``queries``. Pass ``unadapted_rows``
+    (the ``rows`` of an earlier call whose model was "unadapted") to compare several adapted
+    models with one evaluation of the unadapted one."""
     kw: dict[str, Any] = {"attacks": attacks, "corruptions": corruptions, "severities": severities, "batch_size": batch_size, "seed": seed}
-    base_rows = evaluate_classifier(unadapted, queries, model_name="unadapted", **kw)
+    base_rows = [r for r in unadapted_rows if r["model"] == "unadapted"] if unadapted_rows else None
+    if not base_rows:
+        base_rows = evaluate_classifier(unadapted, queries, model_name="unadapted", **kw)
     rows = evaluate_classifier(adapted, queries, model_name="adapted", **kw)
     mine, base = summary(rows, base_rows), summary(base_rows)
     delta: dict[str, float] = {}
