@@ -83,7 +83,14 @@ def main() -> int:
                         if k > args.full_max_k:
                             continue
                         spec = f"full_finetune?epochs={args.full_epochs}"
-                    r = run_episode(spec, backbone, data, episode, caches, AdaptConfig(epochs=args.epochs, batch_size=256, seed=seed))
+                    r = run_episode(
+                        spec,
+                        backbone,
+                        data,
+                        episode,
+                        caches,
+                        AdaptConfig(epochs=args.epochs, batch_size=256, seed=seed),
+                    )
                     cell = per.setdefault(method, {}).setdefault(str(k), {"acc": [], "fit_s": [], "info": []})
                     cell["acc"].append(r.accuracy)
                     cell["fit_s"].append(r.fit_seconds)
@@ -111,7 +118,9 @@ def main() -> int:
     print(f"\nrobustness on {data.name}, k={args.robust_k}, seed 0, {len(episode.query)} queries: adapted − unadapted")
     for method in methods:
         spec = f"full_finetune?epochs={args.full_epochs}" if method == "full_finetune" else method
-        model = run_episode(spec, backbone, data, episode, caches, AdaptConfig(epochs=args.epochs, batch_size=256), keep_model=True).model
+        model = run_episode(
+            spec, backbone, data, episode, caches, AdaptConfig(epochs=args.epochs, batch_size=256), keep_model=True
+        ).model
         assert model is not None
         t0 = time.perf_counter()
         out = robustness_deltas(model, base, queries, ATTACKS, CORRUPTIONS, (3,), unadapted_rows=base_rows)

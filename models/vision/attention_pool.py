@@ -157,7 +157,9 @@ class BackboneOptions(Options):
     pretrained: bool = True
 
 
-def _assemble(features: nn.Module, normalize: nn.Module, channels: int, name: str, size: int, heads: int) -> PooledBackbone:
+def _assemble(
+    features: nn.Module, normalize: nn.Module, channels: int, name: str, size: int, heads: int
+) -> PooledBackbone:
     trunk = nn.Sequential(Prepare(size), normalize, features)
     with torch.no_grad():
         grid = int(trunk.eval()(torch.zeros(1, 3, size, size)).shape[-1])

@@ -126,9 +126,7 @@ def query_indices(data: FewShotSet, n_query: int | None = 500) -> np.ndarray:
     return np.sort(_rng(0, "query", data.name).choice(n, size=n_query, replace=False))
 
 
-def make_episode(
-    data: FewShotSet, k: int, seed: int, val_shots: int = VAL_SHOTS, n_query: int | None = 500
-) -> Episode:
+def make_episode(data: FewShotSet, k: int, seed: int, val_shots: int = VAL_SHOTS, n_query: int | None = 500) -> Episode:
     """A k-shot episode (support and validation indices per class, the set's query indices)."""
     if k < 1:
         raise ConfigError(f"shots must be >= 1, got {k}")
@@ -147,7 +145,18 @@ def make_episode(
         order = rng.permutation(pool)
         support.append(order[:k])
         val.append(order[k : k + val_shots])
-    return Episode(data.name, int(k), int(seed), np.concatenate(support), np.concatenate(val), query_indices(data, n_query))
+    return Episode(
+        data.name, int(k), int(seed), np.concatenate(support), np.concatenate(val), query_indices(data, n_query)
+    )
 
 
-__all__ = ["FEWSHOT_KINDS", "SHOTS", "VAL_SHOTS", "Episode", "FewShotSet", "load_fewshot_set", "make_episode", "query_indices"]
+__all__ = [
+    "FEWSHOT_KINDS",
+    "SHOTS",
+    "VAL_SHOTS",
+    "Episode",
+    "FewShotSet",
+    "load_fewshot_set",
+    "make_episode",
+    "query_indices",
+]

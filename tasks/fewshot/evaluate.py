@@ -30,7 +30,10 @@ class Caches:
     @classmethod
     def of(cls, backbone: PooledBackbone, data: FewShotSet, enabled: bool = True) -> Caches:
         frozen(backbone)
-        return cls(FeatureCache(backbone.trunk, data.train.x, enabled=enabled), FeatureCache(backbone.trunk, data.test.x, enabled=enabled))
+        return cls(
+            FeatureCache(backbone.trunk, data.train.x, enabled=enabled),
+            FeatureCache(backbone.trunk, data.test.x, enabled=enabled),
+        )
 
 
 @dataclass
@@ -67,7 +70,10 @@ def predict(model: AdaptedModel, cache: FeatureCache, idx: np.ndarray, batch_siz
         return torch.cat([model.head(cache.maps(idx[i : i + batch_size])) for i in range(0, len(idx), batch_size)])
     images = cache.images
     return torch.cat(
-        [model(torch.from_numpy(np.ascontiguousarray(images[idx[i : i + batch_size]]))) for i in range(0, len(idx), batch_size)]
+        [
+            model(torch.from_numpy(np.ascontiguousarray(images[idx[i : i + batch_size]])))
+            for i in range(0, len(idx), batch_size)
+        ]
     )
 
 
@@ -89,7 +95,9 @@ def run_episode(
     seconds = time.perf_counter() - t0
     logits = predict(model, caches.test, episode.query)
     acc = accuracy(logits, torch.from_numpy(data.test.y[episode.query]))
-    return EpisodeResult(method, data.name, episode.k, episode.seed, acc, seconds, fitter.info, model if keep_model else None)
+    return EpisodeResult(
+        method, data.name, episode.k, episode.seed, acc, seconds, fitter.info, model if keep_model else None
+    )
 
 
 __all__ = ["Caches", "EpisodeResult", "make_task", "predict", "run_episode"]

@@ -27,7 +27,14 @@ CORRUPTIONS = ("gaussian_noise", "defocus_blur", "fog", "contrast", "jpeg_compre
 
 def subset(data: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
     return ArrayDataset(
-        data.name, data.split, np.ascontiguousarray(data.x[idx]), data.y[idx].copy(), data.num_classes, data.mean, data.std, data.classes
+        data.name,
+        data.split,
+        np.ascontiguousarray(data.x[idx]),
+        data.y[idx].copy(),
+        data.num_classes,
+        data.mean,
+        data.std,
+        data.classes,
     )
 
 
@@ -46,7 +53,13 @@ def robustness_deltas(
     "mce_vs_baseline": float | None, "rows": [...]}`` over ``queries``. Pass ``unadapted_rows``
     (the ``rows`` of an earlier call whose model was "unadapted") to compare several adapted
     models with one evaluation of the unadapted one."""
-    kw: dict[str, Any] = {"attacks": attacks, "corruptions": corruptions, "severities": severities, "batch_size": batch_size, "seed": seed}
+    kw: dict[str, Any] = {
+        "attacks": attacks,
+        "corruptions": corruptions,
+        "severities": severities,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
     base_rows = [r for r in unadapted_rows if r["model"] == "unadapted"] if unadapted_rows else None
     if not base_rows:
         base_rows = evaluate_classifier(unadapted, queries, model_name="unadapted", **kw)
@@ -59,7 +72,13 @@ def robustness_deltas(
         delta[key] = acc - base["robust_accuracy"][key]
     if mine["mean_corruption_accuracy"] is not None:
         delta["corruption"] = mine["mean_corruption_accuracy"] - base["mean_corruption_accuracy"]
-    return {"adapted": mine, "unadapted": base, "delta": delta, "mce_vs_baseline": mine.get("mce_vs_baseline"), "rows": rows + base_rows}
+    return {
+        "adapted": mine,
+        "unadapted": base,
+        "delta": delta,
+        "mce_vs_baseline": mine.get("mce_vs_baseline"),
+        "rows": rows + base_rows,
+    }
 
 
 __all__ = ["ATTACKS", "CORRUPTIONS", "robustness_deltas", "subset"]

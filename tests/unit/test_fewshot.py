@@ -32,7 +32,11 @@ def squares(n_per_class: int, seed: int, split: str) -> ArrayDataset:
     x = rng.uniform(0, 0.4, size=(3 * n_per_class, 1, 12, 12)).astype(np.float32)
     y = np.repeat(np.arange(3, dtype=np.int64), n_per_class)
     for i, c in enumerate(y):
-        r, col = [(rng.integers(0, 3), rng.integers(0, 3)), (rng.integers(0, 3), rng.integers(5, 8)), (rng.integers(6, 8), rng.integers(2, 6))][c]
+        r, col = [
+            (rng.integers(0, 3), rng.integers(0, 3)),
+            (rng.integers(0, 3), rng.integers(5, 8)),
+            (rng.integers(6, 8), rng.integers(2, 6)),
+        ][c]
         x[i, 0, r : r + 4, col : col + 4] = 1.0
     return ArrayDataset("squares", split, x, y, 3, (0.3,), (0.3,), ("tl", "tr", "bottom"))
 
@@ -136,7 +140,17 @@ def test_safe_trains_only_the_pool_copy(data: FewShotSet) -> None:
     assert model.trunk is bb.trunk
     tuned = dict(model.head.featurize.tuned.named_parameters())
     orig = dict(bb.pool.named_parameters())
-    assert set(tuned) == {"pos", "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias", "out.weight", "out.bias"}
+    assert set(tuned) == {
+        "pos",
+        "q.weight",
+        "q.bias",
+        "k.weight",
+        "k.bias",
+        "v.weight",
+        "v.bias",
+        "out.weight",
+        "out.bias",
+    }
     for name in ("pos", "q.weight", "k.weight", "v.weight", "out.weight"):
         assert not torch.equal(tuned[name], orig[name]), f"{name} did not train"
 
@@ -189,11 +203,24 @@ def test_robustness_deltas_compare_with_the_unadapted_backbone(data: FewShotSet)
     task = make_task(bb, data, episode, caches.train)
     proto = build_method("prototype").fit(task, AdaptConfig())
     out = robustness_deltas(
-        proto, proto, subset(data.test, episode.query), attacks=("clean", ("fgsm", {"eps": 0.1})),
-        corruptions=["gaussian_noise"], severities=(2,),
+        proto,
+        proto,
+        subset(data.test, episode.query),
+        attacks=("clean", ("fgsm", {"eps": 0.1})),
+        corruptions=["gaussian_noise"],
+        severities=(2,),
     )
     assert out["delta"] == {"clean": 0.0, "fgsm linf eps=0.1": 0.0, "corruption": 0.0}
     assert out["adapted"]["robust_accuracy"]["fgsm linf eps=0.1"] <= out["adapted"]["clean_accuracy"]
     tuned = build_method("safe?alpha=4&lr=0.003").fit(task, AdaptConfig(epochs=10))
-    other = robustness_deltas(tuned, proto, subset(data.test, episode.query), attacks=("clean",), corruptions=["gaussian_noise"], severities=(2,))
-    assert other["delta"]["clean"] == pytest.approx(other["adapted"]["clean_accuracy"] - other["unadapted"]["clean_accuracy"])
+    other = robustness_deltas(
+        tuned,
+        proto,
+        subset(data.test, episode.query),
+        attacks=("clean",),
+        corruptions=["gaussian_noise"],
+        severities=(2,),
+    )
+    assert other["delta"]["clean"] == pytest.approx(
+        other["adapted"]["clean_accuracy"] - other["unadapted"]["clean_accuracy"]
+    )

@@ -52,7 +52,12 @@ class FullFinetune(FewShotMethod[FullFinetuneOptions]):
             return F.cross_entropy(model(task.images(task.support[b])), task.support_y[b])
 
         history = train_loop(
-            list(model.parameters()), loss, len(task.support), config, self.options.lr, self.options.weight_decay,
+            list(model.parameters()),
+            loss,
+            len(task.support),
+            config,
+            self.options.lr,
+            self.options.weight_decay,
             epochs=self.options.epochs,
         )
         self.info = {"final_loss": history[-1] if history else None}

@@ -52,7 +52,9 @@ class SafeOptions(Options):
     alpha: float | None = Field(default=None, ge=0)  # fixed α instead of the validation search
 
 
-def fit_safe(task: FewShotTask, config: AdaptConfig, options: SafeOptions) -> tuple[BlendFeatures, torch.Tensor, dict[str, Any]]:
+def fit_safe(
+    task: FewShotTask, config: AdaptConfig, options: SafeOptions
+) -> tuple[BlendFeatures, torch.Tensor, dict[str, Any]]:
     """Train a copy of the backbone's pool; returns the blend (α chosen), the prototypes W of
     the original features and what was chosen."""
     orig = frozen(task.backbone.pool)
@@ -78,7 +80,11 @@ def fit_safe(task: FewShotTask, config: AdaptConfig, options: SafeOptions) -> tu
 
     grid = [options.alpha] if options.alpha is not None else list(options.alphas)
     blend.alpha, val_acc = pick(grid, score)
-    return blend, weights, {"alpha": blend.alpha, "val_accuracy": val_acc, "final_loss": history[-1] if history else None}
+    return (
+        blend,
+        weights,
+        {"alpha": blend.alpha, "val_accuracy": val_acc, "final_loss": history[-1] if history else None},
+    )
 
 
 @FEWSHOT_METHODS.register("safe", options=SafeOptions)

@@ -33,7 +33,9 @@ class TipAdapterFOptions(TipAdapterOptions):
     lr: float = Field(default=1e-3, gt=0)
 
 
-def fit_cache(featurize: nn.Module, task: FewShotTask, config: AdaptConfig, options: TipAdapterFOptions) -> tuple[CacheHead, dict[str, Any]]:
+def fit_cache(
+    featurize: nn.Module, task: FewShotTask, config: AdaptConfig, options: TipAdapterFOptions
+) -> tuple[CacheHead, dict[str, Any]]:
     """Tip-Adapter-F over a frozen ``featurize``: search, train the keys, search again."""
     head = cache_head(featurize, task, config, train_keys=True)
     with torch.no_grad():
@@ -48,7 +50,12 @@ def fit_cache(featurize: nn.Module, task: FewShotTask, config: AdaptConfig, opti
 
     history = train_loop([head.keys], loss, len(feats), config, options.lr)  # type: ignore[list-item]
     val_acc = search(head, val_f, task.val_y, options)
-    return head, {"alpha": head.alpha, "beta": head.beta, "val_accuracy": val_acc, "final_loss": history[-1] if history else None}
+    return head, {
+        "alpha": head.alpha,
+        "beta": head.beta,
+        "val_accuracy": val_acc,
+        "final_loss": history[-1] if history else None,
+    }
 
 
 @FEWSHOT_METHODS.register("tip_adapter_f", options=TipAdapterFOptions)
