@@ -37,7 +37,11 @@ from trustflow.tasks.fewshot.evaluate import Caches, run_episode
 from trustflow.tasks.fewshot.methods.base import FEWSHOT_METHODS, AdaptConfig
 from trustflow.tasks.fewshot.robustness import robustness_deltas, subset
 
-ATTACKS = (("clean", {}), ("fgsm", {"eps": 2 / 255}), ("pgd", {"eps": 2 / 255, "steps": 3}))
+ATTACKS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("clean", {}),
+    ("fgsm", {"eps": 2 / 255}),
+    ("pgd", {"eps": 2 / 255, "steps": 3}),
+)
 CORRUPTIONS = ("gaussian_noise", "contrast")
 ROBUST_METHODS = "prototype,linear_probe,tip_adapter_f,safe,safe_a,full_finetune"
 
@@ -106,8 +110,8 @@ def main() -> int:
         print("method".ljust(15) + "".join(f"k={k}".rjust(15) for k in shots))
         for method in methods:
             row = per.get(method, {})
-            cells = [f"{row[str(k)]['mean']:.3f}±{row[str(k)]['std']:.3f}" if str(k) in row else "-" for k in shots]
-            print(method.ljust(15) + "".join(c.rjust(15) for c in cells), flush=True)
+            texts = [f"{row[str(k)]['mean']:.3f}±{row[str(k)]['std']:.3f}" if str(k) in row else "-" for k in shots]
+            print(method.ljust(15) + "".join(c.rjust(15) for c in texts), flush=True)
 
     # 2. robustness deltas (first set, k = robust_k, seed 0)
     data = sets[0]
@@ -116,7 +120,7 @@ def main() -> int:
     queries = subset(data.test, episode.query)
     base = run_episode("prototype", backbone, data, episode, caches, keep_model=True).model
     assert base is not None
-    base_rows = None
+    base_rows: list[dict[str, Any]] | None = None
     print(f"\nrobustness on {data.name}, k={args.robust_k}, seed 0, {len(episode.query)} queries: adapted − unadapted")
     for method in [m for m in args.robust_methods.split(",") if m]:
         spec = f"full_finetune?epochs={args.full_epochs}" if method == "full_finetune" else method

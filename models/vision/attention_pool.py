@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -172,7 +172,8 @@ def efficientnet_lite0(*, size: int = 96, heads: int = 8, pretrained: bool = Tru
     from trustflow.models.vision.efficientnet_lite import efficientnet_lite0 as build
 
     clf = build(1000, pretrained=pretrained)
-    return _assemble(_ForwardFeatures(clf.net), clf.normalize, 1280, "efficientnet_lite0", size, heads)
+    net, normalize = cast(nn.Module, clf.net), cast(nn.Module, clf.normalize)
+    return _assemble(_ForwardFeatures(net), normalize, 1280, "efficientnet_lite0", size, heads)
 
 
 @BACKBONES.register("mobilenet_v2", options=BackboneOptions)

@@ -17,7 +17,7 @@ from trustflow.models.vision.attention_pool import AttentionPool2d, PooledBackbo
 from trustflow.tasks.fewshot.data import FewShotSet, load_fewshot_set, make_episode, query_indices
 from trustflow.tasks.fewshot.evaluate import Caches, make_task, predict, run_episode
 from trustflow.tasks.fewshot.features import FeatureCache
-from trustflow.tasks.fewshot.methods.base import FEWSHOT_METHODS, AdaptConfig, build_method
+from trustflow.tasks.fewshot.methods.base import FEWSHOT_METHODS, AdaptConfig, BlendFeatures, build_method
 from trustflow.tasks.fewshot.robustness import robustness_deltas, subset
 
 
@@ -50,6 +50,11 @@ def backbone() -> PooledBackbone:
     return build_backbone("tiny_cnn?width=8&size=16")
 
 
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    assert p.grad is not None
+    return p.grad
+
+
 def test_attention_pool_starts_as_exact_average_pooling() -> None:
     torch.manual_seed(0)
     fmap = torch.randn(4, 64, 3, 3) * 3
@@ -66,14 +71,14 @@ def test_attention_pool_query_gets_a_gradient_at_the_start_unlike_with_a_zero_ke
     pool = AttentionPool2d(16, grid=2, heads=2)
     pool(fmap).pow(2).sum().backward()
     for name in ("pos", "q.weight", "v.weight", "out.weight"):
-        assert dict(pool.named_parameters())[name].grad.abs().sum() > 0, name
+        assert _grad(dict(pool.named_parameters())[name]).abs().sum() > 0, name
     # the key's gradient is proportional to the query, zero at the start: it moves from step 2
-    assert pool.k.weight.grad.abs().sum() == 0
+    assert _grad(pool.k.weight).abs().sum() == 0
     stuck = AttentionPool2d(16, grid=2, heads=2)
     with torch.no_grad():
         stuck.k.weight.zero_()  # query and key both zero: neither could ever train
     stuck(fmap).pow(2).sum().backward()
-    assert stuck.q.weight.grad.abs().sum() == 0 and stuck.k.weight.grad.abs().sum() == 0
+    assert _grad(stuck.q.weight).abs().sum() == 0 and _grad(stuck.k.weight).abs().sum() == 0
 
 
 def test_attention_pool_is_not_a_plain_mean_once_trained() -> None:
@@ -138,7 +143,9 @@ def test_safe_trains_only_the_pool_copy(data: FewShotSet) -> None:
     after = bb.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "backbone changed"
     assert model.trunk is bb.trunk
-    tuned = dict(model.head.featurize.tuned.named_parameters())
+    blend = model.head.featurize
+    assert isinstance(blend, BlendFeatures) and isinstance(blend.tuned, torch.nn.Module)
+    tuned = dict(blend.tuned.named_parameters())
     orig = dict(bb.pool.named_parameters())
     assert set(tuned) == {
         "pos",

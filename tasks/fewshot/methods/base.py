@@ -109,6 +109,8 @@ class BlendFeatures(nn.Module):
 class CosineHead(nn.Module):
     """scale · featurize(map) · Wᵀ, W the (fixed or trained) normalised class weights."""
 
+    weights: torch.Tensor
+
     def __init__(self, featurize: nn.Module, weights: torch.Tensor, scale: float, train_weights: bool = False) -> None:
         super().__init__()
         self.featurize = featurize
@@ -142,7 +144,7 @@ def frozen(module: nn.Module) -> nn.Module:
 
 
 def train_loop(
-    params: Sequence[nn.Parameter],
+    params: Sequence[torch.Tensor],
     loss_fn: Callable[[np.ndarray], torch.Tensor],
     n: int,
     config: AdaptConfig,

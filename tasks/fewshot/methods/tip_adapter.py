@@ -44,6 +44,10 @@ class TipAdapterOptions(Options):
 class CacheHead(nn.Module):
     """featurize(map) → scale · (f·Wᵀ + α·exp(−β(1 − f·Kᵀ))·L); K trainable for Tip-Adapter-F."""
 
+    weights: torch.Tensor
+    values: torch.Tensor
+    keys: torch.Tensor
+
     def __init__(
         self,
         featurize: nn.Module,

@@ -48,7 +48,7 @@ def fit_cache(
     def loss(b: np.ndarray) -> torch.Tensor:
         return F.cross_entropy(head.logits_from_features(feats[b]), task.support_y[b])
 
-    history = train_loop([head.keys], loss, len(feats), config, options.lr)  # type: ignore[list-item]
+    history = train_loop([head.keys], loss, len(feats), config, options.lr)
     val_acc = search(head, val_f, task.val_y, options)
     return head, {
         "alpha": head.alpha,
