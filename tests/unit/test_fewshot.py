@@ -50,6 +50,16 @@ def backbone() -> PooledBackbone:
     return build_backbone("tiny_cnn?width=8&size=16")
 
 
+def test_packaged_efficientnet_with_the_pool_head_gives_its_average_pooled_features() -> None:
+    bb = build_backbone("efficientnet_lite0?size=64")  # ImageNet weights from the package
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        maps = bb.trunk(x)
+        pooled = bb(x)
+    assert maps.shape == (2, 1280, 2, 2) and bb.dim == 1280
+    assert torch.allclose(pooled, maps.mean((2, 3)), atol=1e-6, rtol=1e-6)
+
+
 def _grad(p: torch.Tensor) -> torch.Tensor:
     assert p.grad is not None
     return p.grad
