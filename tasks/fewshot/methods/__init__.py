@@ -1,0 +1,1 @@
+"""Few-shot adaptation methods, one module each, registered in ``FEWSHOT_METHODS`` (see ``base``)."""
