@@ -3,6 +3,9 @@ doubled batch), job checks, the leaderboard from metric rows, checkpoints round-
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,38 +27,67 @@ def _no_dropout(clf: torch.nn.Module) -> torch.nn.Module:
     return clf
 
 
-def _worker(rank: int, world: int, init: str, out: str, method: str) -> None:
+METHODS = ["plain", "fairberts?width=16"]
+
+
+def _worker(rank: int, world: int, init: str, out: str) -> None:
+    """One rank: train every method of METHODS in turn, saving each method's final weights."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    result = fit(
-        FAIRNESS_METHODS.create(method),
-        _no_dropout(tiny()),
-        planted(64, 1),
-        tokenize,
-        CONFIG,
-        rank=rank,
-        world=world,
-        after_setup=lambda m, _model: synchronise_gradients(m, world),
-        finish=rank == 0,
-    )
-    torch.save(result.model.state_dict(), f"{out}-{rank}.pt")
+    for i, method in enumerate(METHODS):
+        result = fit(
+            FAIRNESS_METHODS.create(method),
+            _no_dropout(tiny()),
+            planted(64, 1),
+            tokenize,
+            CONFIG,
+            rank=rank,
+            world=world,
+            after_setup=lambda m, _model: synchronise_gradients(m, world),
+            finish=rank == 0,
+        )
+        torch.save(result.model.state_dict(), f"{out}-{i}-{rank}.pt")
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("method", ["plain", "fairberts?width=16"])
+@pytest.fixture(scope="module")
+def two_worker_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Both ranks as fresh interpreters, not fork: a forked child inherits whatever threads,
+    process groups and Ray state earlier tests left in this process (in the full suite it died
+    with no traceback). One pair of processes serves every method, so torch is imported twice."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    init, out = f"file://{tmp / 'rdv'}", str(tmp / "w")
+    code = "import sys; from trustflow.tests.unit.test_fairness_pipeline import _worker; " + (
+        "_worker(int(sys.argv[1]), 2, sys.argv[2], sys.argv[3])"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(rank), init, out],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    for w in workers:
+        output, _ = w.communicate(timeout=240)
+        assert w.returncode == 0, output[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("index", range(len(METHODS)), ids=METHODS)
 def test_two_workers_with_averaged_gradients_equal_one_worker_with_the_doubled_batch(
-    tmp_path: Path, method: str
+    two_worker_weights: str, index: int
 ) -> None:
     """Rank r takes positions r, r+2, … of the shared order, so batch k of both ranks together is
     batch k of one process at twice the size; averaged gradients make the updates equal (every
     optimizer the method owns, fairBERTs' discriminator included)."""
     torch.set_num_threads(1)
-    init, out = f"file://{tmp_path / 'rdv'}", str(tmp_path / "w")
-    torch.multiprocessing.start_processes(
-        _worker, args=(2, init, out, method), nprocs=2, join=True, start_method="fork"
-    )
+    method, out = METHODS[index], f"{two_worker_weights}-{index}"
     ranks = [torch.load(f"{out}-{r}.pt", weights_only=True) for r in range(2)]
     single = fit(
         FAIRNESS_METHODS.create(method),
