@@ -25,6 +25,7 @@ FINGERPRINT_ATTACK: Final = "fingerprint_attack"
 FINGERPRINT_TRACE: Final = "fingerprint_trace"
 FAIRNESS_TRAIN: Final = "fairness_train"
 FAIRNESS_EVALUATE: Final = "fairness_evaluate"
+FEWSHOT_ADAPT: Final = "fewshot_adapt"
 
 FLOW_TITLES: Final[dict[str, str]] = {
     SEVAL_EVALUATE: "S-Eval safety evaluation",
@@ -41,6 +42,7 @@ FLOW_TITLES: Final[dict[str, str]] = {
     FINGERPRINT_TRACE: "Provenance tracing",
     FAIRNESS_TRAIN: "Fairness fine-tuning",
     FAIRNESS_EVALUATE: "Fairness of text classifiers",
+    FEWSHOT_ADAPT: "Few-shot adaptation and its robustness",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order
@@ -78,6 +80,7 @@ VERDICTS: Final = "verdicts"
 
 LABELS: Final = "labels"
 TEXTS: Final = "texts"  # fairness_texts of a fairness dataset kind
+EPISODES: Final = "episodes"  # fewshot_episodes: one row per (method, set, k, seed)
 FEATURES: Final = "features"
 
 EDITS: Final = "edits"  # attribute_edits rows (tasks/attributes/make.py)

@@ -12,6 +12,7 @@ from trustflow.cli import detect, report, robust, services, seval, store_views
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.events import events_app
 from trustflow.cli.fairness import fairness_app
+from trustflow.cli.fewshot import fewshot_app
 from trustflow.cli.fingerprint import fingerprint_app
 from trustflow.cli.llm import llm_app
 from trustflow.data.loaders.coco import OnInvalid
@@ -30,6 +31,7 @@ app.add_typer(detect.detect_app, name="detect")
 app.add_typer(events_app, name="events")
 app.add_typer(fingerprint_app, name="fingerprint")
 app.add_typer(fairness_app, name="fairness")
+app.add_typer(fewshot_app, name="fewshot")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
@@ -127,7 +129,7 @@ def demo(
     pipelines: str | None = typer.Option(
         None,
         "--pipelines",
-        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness "
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot "
         "(default: seval,robust-vision,detector).",
     ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
@@ -175,6 +177,13 @@ def demo(
         from trustflow.cli.fairness import print_board
 
         print_board(result["fairness"]["leaderboard"], "Fairness on RedditBias: plain vs fairBERTs (MiniLM)")
+    if result.get("fewshot"):
+        from trustflow.cli.fewshot import print_board as print_fewshot
+
+        print_fewshot(
+            result["fewshot"]["leaderboard"],
+            "Few-shot adaptation on digits (EfficientNet-Lite0): accuracy and robustness",
+        )
     if result.get("attributes"):
         from trustflow.cli.attributes import print_drops
 

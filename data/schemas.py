@@ -786,3 +786,52 @@ FAIRNESS_LEADERBOARD = VersionedSchema(
         ]
     ),
 )
+
+# Episodes of fewshot_adapt (issue 18): one row per (method, set, k, seed); the robustness
+# columns (adapted − unadapted prototype head on the same episode and query images) are null
+# when the run had robustness off.
+FEWSHOT_EPISODES = VersionedSchema(
+    "fewshot_episodes",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # method|set|k|seed (key)
+            pa.field("method", pa.string(), nullable=False),  # method spec
+            pa.field("set", pa.string(), nullable=False),  # few-shot set name
+            pa.field("k", pa.int64(), nullable=False),  # shots per class
+            pa.field("seed", pa.int64(), nullable=False),
+            pa.field("accuracy", pa.float64(), nullable=False),  # on the set's n_query query images
+            pa.field("n_query", pa.int64(), nullable=False),
+            pa.field("fit_seconds", pa.float64(), nullable=False),
+            pa.field("info", pa.string(), nullable=False),  # JSON: the method's picked hyper-parameters
+            pa.field("robust_accuracy", pa.float64()),  # adapted model, mean over the attacks
+            pa.field("delta_attack", pa.float64()),  # adapted − unadapted, mean over the attacks
+            pa.field("delta_corruption", pa.float64()),  # mean corruption accuracy, adapted − unadapted
+            pa.field("mce_vs_baseline", pa.float64()),  # Σ corruption errors adapted / unadapted
+            pa.field("deltas", pa.string()),  # JSON: adapted − unadapted per attack/corruption metric
+        ]
+    ),
+)
+
+# The few-shot leaderboard: one row per (method, set, k), mean ± std over seeds.
+FEWSHOT_LEADERBOARD = VersionedSchema(
+    "fewshot_leaderboard",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # method|set|k (key)
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("set", pa.string(), nullable=False),
+            pa.field("k", pa.int64(), nullable=False),
+            pa.field("seeds", pa.int64(), nullable=False),  # episodes averaged
+            pa.field("accuracy", pa.float64(), nullable=False),  # mean over seeds
+            pa.field("accuracy_std", pa.float64(), nullable=False),  # population std over seeds
+            pa.field("fit_seconds", pa.float64(), nullable=False),  # mean
+            pa.field("robust_accuracy", pa.float64()),  # means over seeds; null without robustness
+            pa.field("delta_attack", pa.float64()),
+            pa.field("delta_attack_std", pa.float64()),
+            pa.field("delta_corruption", pa.float64()),
+            pa.field("mce_vs_baseline", pa.float64()),
+        ]
+    ),
+)

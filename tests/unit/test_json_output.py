@@ -35,6 +35,8 @@ HEAVY |= {("robustness", "edits", "eval")}
 HEAVY |= {("fingerprint", "embed"), ("fingerprint", "attack"), ("fingerprint", "trace")}
 # tests/integration/test_fairness_flow.py parses their --json stdout as one document
 HEAVY |= {("fairness", "train"), ("fairness", "eval")}
+# tests/integration/test_fewshot_flow.py parses their --json stdout as one document
+HEAVY |= {("fewshot", "run"), ("fewshot", "show")}
 # needs the tiny LLM fixture; its stdout is parsed as JSON in
 # tests/unit/test_critic_quality.py::test_train_critic_multi_layer_head_records_its_labels_and_judges
 # and tests/unit/test_relabel.py::test_cli_relabel_prints_one_error_line_without_annotator,

@@ -37,3 +37,22 @@ def test_fingerprint_trace_is_deployed_inactive_until_sources_are_named() -> Non
     spec.loader.exec_module(module)
     assert getattr(module, name).name == names.FINGERPRINT_TRACE
     assert dep["schedules"][0]["active"] is False
+
+
+def test_fewshot_adapt_is_deployed_with_valid_specs() -> None:
+    from trustflow import names
+    from trustflow.flows.fewshot import run_config
+
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    dep = {d["name"]: d for d in doc["deployments"]}["fewshot-adapt"]
+    path, name = dep["entrypoint"].split(":")
+    spec = importlib.util.spec_from_file_location("entry_fewshot", ROOT / path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flow = getattr(module, name)
+    assert flow.name == names.FEWSHOT_ADAPT
+    defaults = {k: v.get("default") for k, v in flow.parameters.properties.items()}
+    params = {**defaults, **dep["parameters"]}
+    params.pop("parallel"), params.pop("run_label")
+    assert run_config(**params)["seeds"] == [0, 1, 2]  # every spec in the deployment resolves

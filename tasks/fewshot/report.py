@@ -1,0 +1,75 @@
+"""Report sections of the ``fewshot_adapt`` flow: a run's page (leaderboard, plots) and its part
+of the combined leaderboard. The numbers are the stored stages (no second computation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trustflow import names
+from trustflow.data import schemas as S
+from trustflow.tasks.fewshot.stages import ACCURACY_PNG, ROBUSTNESS_PNG
+from trustflow.tasks.report.html import Column, Html, Section, fmt, heading, join, key_figures, note, table
+from trustflow.tasks.report.sections import ACC, BOARD_SECTIONS, RUN_SECTIONS, RunView, plots_section, unknown_stages
+
+STAGES = {names.EPISODES: S.FEWSHOT_EPISODES, names.LEADERBOARD: S.FEWSHOT_LEADERBOARD}
+FEWSHOT_PLOTS = {
+    ACCURACY_PNG: "Query accuracy against shots per class, a line per method (error bars: std over seeds)",
+    ROBUSTNESS_PNG: "Accuracy against the attack-accuracy delta vs the unadapted backbone, a point per (method, k)",
+}
+DELTA = "+.3f"
+BOARD_COLUMNS = [
+    Column("set"),
+    Column("k"),
+    Column("method"),
+    Column("seeds"),
+    Column("accuracy", "accuracy", ACC),
+    Column("accuracy_std", "± std", ACC),
+    Column("robust_accuracy", "attack accuracy", ACC),
+    Column("delta_attack", "Δ attack", DELTA),
+    Column("delta_corruption", "Δ corruption", DELTA),
+    Column("mce_vs_baseline", "mCE / unadapted", ".2f"),
+    Column("fit_seconds", "fit s", ".2f"),
+]
+ABOUT = (
+    "Accuracy: mean and std over seeds of the query accuracy (the same query images in every episode of a set). "
+    "Δ = adapted − unadapted (the nearest-class-mean head on the frozen backbone, same episode), for the "
+    "mean attack accuracy and the mean corruption accuracy; mCE / unadapted < 1: fewer corruption errors."
+)
+
+
+@RUN_SECTIONS.register(names.FEWSHOT_ADAPT)
+def fewshot_sections(run: RunView) -> list[Section]:
+    """Key figures, the leaderboard and the plots."""
+    sections: list[Section] = []
+    if run.has(names.LEADERBOARD, S.FEWSHOT_LEADERBOARD):
+        board = run.rows(names.LEADERBOARD)
+        config = run.attrs(names.EPISODES).get("config", {})
+        figures: list[tuple[str, Any, str]] = [
+            ("Backbone", config.get("backbone", "?"), f"{config.get('epochs', '?')} epochs"),
+            ("Episodes", sum(int(r["seeds"]) for r in board), f"{len({r['method'] for r in board})} methods"),
+        ]
+        best = max(board, key=lambda r: (r["k"], r["accuracy"]), default=None)
+        if best:
+            figures.append(("Best at largest k", f"{best['accuracy']:.3f}", f"{best['method']} on {best['set']}"))
+        body: list[Html] = [key_figures(figures), note(ABOUT), table(board, BOARD_COLUMNS)]
+        sections.append(Section("Few-shot adaptation", join(body)))
+    return sections + plots_section(run, FEWSHOT_PLOTS) + unknown_stages(run, STAGES)
+
+
+@BOARD_SECTIONS.register(names.FEWSHOT_ADAPT)
+def fewshot_board(runs: list[RunView]) -> list[Section]:
+    """Each run's leaderboard, newest first."""
+    boards = sorted(
+        (r for r in runs if r.has(names.LEADERBOARD, S.FEWSHOT_LEADERBOARD)),
+        key=lambda r: r.stages[names.LEADERBOARD].created_at,
+        reverse=True,
+    )
+    body: list[Html] = []
+    for run in boards:
+        body += [
+            heading(3, f"{run.run_id} · {fmt(run.stages[names.LEADERBOARD].created_at)}"),
+            table(run.rows(names.LEADERBOARD), BOARD_COLUMNS),
+        ]
+    return [
+        Section(names.FLOW_TITLES[names.FEWSHOT_ADAPT], join(body) if body else note("no few-shot run in this store"))
+    ]

@@ -1,0 +1,109 @@
+"""fewshot_adapt in-process on the tiny random CNN and digits: episode rows on Ray, robustness
+deltas, leaderboard, plots, report section, and the CLI ``--json`` rerun after a lost part
+(resume without duplicates) and once finished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from trustflow import names
+from trustflow.data.store import ArtifactStore, StageRef
+
+pytestmark = [pytest.mark.integration]
+
+OPTIONS = {
+    "methods": ["prototype", "linear_probe", "safe"],
+    "sets": ["digits"],
+    "shots": [1, 2],
+    "backbone": "tiny_cnn?width=8&size=16",
+    "epochs": 2,
+    "n_query": 60,
+    "robust_n": 12,
+    "corruptions": ["gaussian_noise"],
+    "chunks_per_set": 2,  # two Ray tasks, two parts
+}
+
+
+def test_fewshot_flow_resume_leaderboard_report_and_cli(tmp_path: Path, monkeypatch, ray_cluster) -> None:  # noqa: ANN001
+    from trustflow.data.schemas import FEWSHOT_EPISODES, FEWSHOT_LEADERBOARD
+    from trustflow.flows.fewshot import fewshot_adapt
+    from trustflow.settings import load_settings
+
+    store_url = f"file://{tmp_path / 'store'}"
+    monkeypatch.setenv("TRUSTFLOW_STORE_URL", store_url)
+    store = ArtifactStore(store_url, load_settings())
+
+    first = fewshot_adapt(seeds=[0, 1], **OPTIONS)
+    run_id = first["run_id"]
+    ref = StageRef(names.FEWSHOT_ADAPT, run_id, names.EPISODES)
+    assert store.require_manifest(ref).schema_name == FEWSHOT_EPISODES.name
+    rows = store.read_table(ref).to_pylist()
+    assert len(rows) == 12 and first["episodes"]["rows_written"] == 12 and first["episodes"]["chunks"] == 2
+    assert {(r["method"], r["k"], r["seed"]) for r in rows} == {
+        (m, k, s) for m in OPTIONS["methods"] for k in (1, 2) for s in (0, 1)
+    }
+    for r in rows:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["n_query"] == 60 and r["set"] == "digits"
+        assert r["delta_attack"] is not None and r["robust_accuracy"] is not None
+        assert set(json.loads(r["deltas"])) >= {"clean", "corruption"}
+    # the prototype head is the unadapted model itself: zero deltas, the same Σ corruption error
+    for r in (r for r in rows if r["method"] == "prototype"):
+        assert r["delta_attack"] == 0.0 and r["delta_corruption"] == 0.0 and r["mce_vs_baseline"] == 1.0
+
+    board = first["leaderboard"]
+    assert store.require_manifest(StageRef(names.FEWSHOT_ADAPT, run_id, names.LEADERBOARD)).schema_name == (
+        FEWSHOT_LEADERBOARD.name
+    )
+    assert len(board) == 3 * 2 and all(r["seeds"] == 2 for r in board)
+    cell = next(r for r in board if r["method"] == "safe" and r["k"] == 2)
+    accs = [r["accuracy"] for r in rows if r["method"] == "safe" and r["k"] == 2]
+    assert cell["accuracy"] == pytest.approx(sum(accs) / 2) and cell["accuracy_std"] == pytest.approx(
+        abs(accs[0] - accs[1]) / 2
+    )
+    for png in ("accuracy_vs_shots.png", "accuracy_vs_robustness.png"):
+        assert store.read_bytes(store.path("runs", names.FEWSHOT_ADAPT, run_id, "plots", png))[:4] == b"\x89PNG"
+
+    from trustflow.tasks.report.build import build_leaderboard_report, build_run_report
+
+    html = build_run_report(store, run_id)
+    assert "Few-shot adaptation" in html and "accuracy_vs_shots.png" in html and "linear_probe" in html
+    assert "Few-shot adaptation and its robustness" in build_leaderboard_report(store)
+
+    # the CLI reruns the same run after one chunk's part was lost: only that chunk's episodes run
+    # again (the same values: episodes are deterministic by seed), nothing else, no duplicates
+    from typer.testing import CliRunner
+
+    from trustflow.cli.main import app
+
+    writer = store.writer(ref, FEWSHOT_EPISODES, ["row_key"])
+    lost = writer.part_files()[0]
+    lost_rows = {r["row_key"]: r for r in store.read_table(ref).to_pylist()}
+    n_lost = len(pq.read_table(lost.path, filesystem=store.fs))
+    store.fs.delete_file(lost.path)
+    cli = CliRunner()
+    args = ["fewshot", "run", "--methods", "prototype,linear_probe,safe", "--sets", "digits", "--shots", "1,2",
+            "--seeds", "0,1", "--backbone", OPTIONS["backbone"], "--epochs", "2", "--n-query", "60",
+            "--robust-n", "12", "--corruptions", "gaussian_noise", "--chunks-per-set", "1", "--json"]  # fmt: skip
+    out = cli.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    rerun = json.loads(out.stdout)
+    assert rerun["run_id"] == run_id and rerun["episodes"]["chunks"] == 1  # the chunk count is not in the id
+    assert (
+        0 < n_lost < 12
+        and rerun["episodes"]["rows_written"] == n_lost
+        and rerun["episodes"]["units_done_before"] == 12 - n_lost
+    )
+    rows = store.read_table(ref).to_pylist()
+    assert len(rows) == 12 and len({r["row_key"] for r in rows}) == 12
+    assert all(r["accuracy"] == lost_rows[r["row_key"]]["accuracy"] for r in rows)
+    out = cli.invoke(app, ["fewshot", "show", run_id, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["leaderboard"] == json.loads(json.dumps(board))
+    # a finished run: nothing to do, no Ray task
+    out = cli.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["episodes"]["chunks"] == 0
