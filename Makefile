@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser datasets demo lint test test-unit bench lock clean
+.PHONY: install browser datasets speech demo lint test test-unit bench lock clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ datasets:
 	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null; }
 
+# speech synthesis and real test utterances for the ASR pipeline (espeak-ng, pocketsphinx-testdata);
+# Debian packages, needs root
+speech:
+	@{ command -v espeak-ng >/dev/null 2>&1 && test -f /usr/share/pocketsphinx/test/data/librivox/transcription; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  espeak-ng pocketsphinx-testdata >/dev/null; }
+
 # ruff (format + lint) and mypy over the package; mypy sees the repository root as the
 # package `trustflow` through a symlink, since the root *is* the package (see pyproject.toml)
 lint: install
@@ -38,7 +45,7 @@ lint: install
 	mkdir -p $(VENV)/typecheck && ln -sfn ../.. $(VENV)/typecheck/trustflow
 	cd $(VENV)/typecheck && ../bin/mypy -p trustflow --config-file ../../pyproject.toml
 
-test: install browser datasets lint
+test: install browser datasets speech lint
 	$(BIN)/python -m pytest -q
 
 test-unit: install

@@ -835,3 +835,26 @@ FEWSHOT_LEADERBOARD = VersionedSchema(
         ]
     ),
 )
+
+
+# ---- Speech utterances (issue 19) ------------------------------------------------------------
+# One row per utterance: espeak-ng synthesis, pocketsphinx-testdata, users' LibriSpeech folders.
+
+SPEECH_UTTERANCES = VersionedSchema(
+    "speech_utterances",
+    1,
+    pa.schema(
+        [
+            pa.field(
+                "utt_id", pa.string(), nullable=False
+            ),  # sha256(domain|source, speaker, transcript, file)[:20] (key)
+            pa.field("audio", pa.binary(), nullable=False),  # 16 kHz mono 16-bit little-endian PCM, no header
+            pa.field("samples", pa.int64(), nullable=False),
+            pa.field("transcript", pa.string(), nullable=False),  # lower-case words (normalise_text)
+            pa.field("phones", pa.string(), nullable=False),  # space-separated IPA symbols, "|" between words
+            pa.field("domain", pa.string(), nullable=False),  # espeak, espeak-unseen, real, the folder name
+            pa.field("speaker", pa.string(), nullable=False),  # espeak voice@rate/pitch or the speaker id
+            pa.field("source", pa.string(), nullable=False),  # espeak, the file stem
+        ]
+    ),
+)

@@ -1,0 +1,1 @@
+"""Speech utterances (issue 19): espeak-ng synthesis, pocketsphinx-testdata, LibriSpeech-style folders."""

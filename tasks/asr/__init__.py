@@ -1,0 +1,1 @@
+"""Robust speech recognition (issue 19): shifts, training methods (WAPAT), WER/PER metrics."""

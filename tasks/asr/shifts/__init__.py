@@ -1,0 +1,1 @@
+"""Waveform shifts and augmentations, one module each, registered in ``SPEECH_SHIFTS`` (see ``base``)."""
