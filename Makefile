@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser datasets speech demo lint test test-unit bench lock clean
+.PHONY: install browser datasets speech device-tools demo lint test test-unit bench lock clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ speech:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	  espeak-ng pocketsphinx-testdata >/dev/null; }
 
+# ngspice for the device-model SPICE export and its round-trip test (issue 20); Debian package, needs root
+device-tools:
+	@command -v ngspice >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ngspice >/dev/null; }
+
 # ruff (format + lint) and mypy over the package; mypy sees the repository root as the
 # package `trustflow` through a symlink, since the root *is* the package (see pyproject.toml)
 lint: install
@@ -45,7 +50,7 @@ lint: install
 	mkdir -p $(VENV)/typecheck && ln -sfn ../.. $(VENV)/typecheck/trustflow
 	cd $(VENV)/typecheck && ../bin/mypy -p trustflow --config-file ../../pyproject.toml
 
-test: install browser datasets speech lint
+test: install browser datasets speech device-tools lint
 	$(BIN)/python -m pytest -q
 
 test-unit: install

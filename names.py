@@ -82,6 +82,7 @@ LABELS: Final = "labels"
 TEXTS: Final = "texts"  # fairness_texts of a fairness dataset kind
 EPISODES: Final = "episodes"  # fewshot_episodes: one row per (method, set, k, seed)
 UTTERANCES: Final = "utterances"  # speech_utterances of a speech dataset kind
+GUMMEL: Final = "gummel"  # gummel measurement points of the gummel dataset kind
 FEATURES: Final = "features"
 
 EDITS: Final = "edits"  # attribute_edits rows (tasks/attributes/make.py)

@@ -858,3 +858,33 @@ SPEECH_UTTERANCES = VersionedSchema(
         ]
     ),
 )
+
+# ---- Device measurements (issue 20) --------------------------------------------------------
+# One row per Gummel-sweep point of a lateral BJT (emitter grounded): the `gummel` dataset kind.
+# Units are SI (V, A, K, µm for geometry); `clipped` rows hit the instrument compliance and are
+# kept for the record but excluded from fits (data/device/gummel.py).
+
+GUMMEL = VersionedSchema(
+    "gummel",
+    1,
+    pa.schema(
+        [
+            pa.field("point_id", pa.string(), nullable=False),  # sha256(device, T, V_CE/V_CB, V_sub, V_BE)[:20] (key)
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("width_um", pa.float64(), nullable=True),  # emitter width [µm]
+            pa.field("length_um", pa.float64(), nullable=True),  # base length [µm]
+            pa.field("temperature_k", pa.float64(), nullable=False),  # [K]
+            pa.field("v_be", pa.float64(), nullable=False),  # [V]
+            pa.field("v_ce", pa.float64(), nullable=True),  # [V] (one of v_ce / v_cb is set)
+            pa.field("v_cb", pa.float64(), nullable=True),  # [V]
+            pa.field("v_sub", pa.float64(), nullable=False),  # substrate (handle) bias [V]
+            pa.field("i_c", pa.float64(), nullable=False),  # collector current magnitude [A]
+            pa.field("i_b", pa.float64(), nullable=False),  # base current magnitude [A]
+            pa.field("compliance_a", pa.float64(), nullable=True),  # instrument compliance [A]
+            pa.field("noise_floor_a", pa.float64(), nullable=True),  # instrument noise floor [A]
+            pa.field("clipped", pa.bool_(), nullable=False),  # at compliance: excluded from fits
+            pa.field("source", pa.string(), nullable=False),  # file name
+            pa.field("row_no", pa.int32(), nullable=False),  # 1-based data row in the source file
+        ]
+    ),
+)
