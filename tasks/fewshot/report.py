@@ -9,7 +9,14 @@ from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.tasks.fewshot.stages import ACCURACY_PNG, ROBUSTNESS_PNG
 from trustflow.tasks.report.html import Column, Html, Section, fmt, heading, join, key_figures, note, table
-from trustflow.tasks.report.sections import ACC, BOARD_SECTIONS, RUN_SECTIONS, RunView, plots_section, unknown_stages
+from trustflow.tasks.report.sections import (
+    ACC,
+    BOARD_SECTIONS,
+    RUN_SECTIONS,
+    RunView,
+    plots_section,
+    unknown_stages,
+)
 
 STAGES = {names.EPISODES: S.FEWSHOT_EPISODES, names.LEADERBOARD: S.FEWSHOT_LEADERBOARD}
 FEWSHOT_PLOTS = {

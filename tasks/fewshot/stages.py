@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from trustflow import names
 from trustflow.data.schemas import FEWSHOT_EPISODES, FEWSHOT_LEADERBOARD
 from trustflow.data.store import StageRef
 from trustflow.errors import ConfigError
+from trustflow.tasks.artifacts import publish_board
 from trustflow.tasks.ray_parts import Chunk, StoreSpec, chunked
 
 FLOW = names.FEWSHOT_ADAPT
@@ -321,17 +321,15 @@ def markdown_table(board: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def publish_summary(store_url: str, run_id: str, board: Sequence[Mapping[str, Any]]) -> None:
     """The run's Prefect artifacts: the leaderboard table and a markdown summary."""
-    create_table_artifact(
-        key="fewshot-leaderboard",
-        table=[
-            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "row_key"} for r in board
-        ],
-        description=f"few-shot adaptation {run_id}",
+    publish_board(
+        "fewshot",
+        f"Few-shot adaptation `{run_id}`",
+        f"few-shot adaptation {run_id}",
+        board,
+        markdown_table(board),
+        f"{store_url}/runs/{FLOW}/{run_id}",
+        (ACCURACY_PNG, ROBUSTNESS_PNG),
     )
-    lines = [f"# Few-shot adaptation `{run_id}`", "", *markdown_table(board), ""]
-    lines.append(f"leaderboard: `{store_url}/runs/{FLOW}/{run_id}/{names.LEADERBOARD}/`")
-    lines.append(f"plots: `{store_url}/runs/{FLOW}/{run_id}/plots/` ({ACCURACY_PNG}, {ROBUSTNESS_PNG})")
-    create_markdown_artifact(key="fewshot-summary", markdown="\n".join(lines))
 
 
 __all__ = [
