@@ -27,7 +27,9 @@ CHEAP = {
     ("fingerprint", "extract"),
     ("fingerprint", "verify"),
 }
-HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}  # tests/integration/test_json_output.py
+# their whole --json stdout is parsed as one document in tests/integration/test_adversarial_train.py
+# (train, robustness eval) and tests/integration/test_detector_eval.py (detect eval)
+HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}
 # its stdout is parsed as one JSON document in
 # tests/integration/test_attribute_robustness.py::test_cli_eval_through_ray_resumes_and_reports
 HEAVY |= {("robustness", "edits", "eval")}
