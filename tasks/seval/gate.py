@@ -121,6 +121,7 @@ class Check:
     baseline_value: float | None = None
     baseline_ci_low: float | None = None
     baseline_ci_high: float | None = None
+    note: str = ""  # the short form of ``message`` for the terminal table
 
     @property
     def name(self) -> str:
@@ -196,6 +197,7 @@ def _absolute(check: str, row: Mapping[str, Any], threshold: float, op: str) -> 
         op=op,
         verdict="pass" if ok else "fail",
         message=f"{row['metric']} {value:.1f} must be {word} {threshold:g} (n={row['n']})",
+        note=f"n={row['n']}, 95% CI [{_fmt(_finite(row.get('ci_low')))}–{_fmt(_finite(row.get('ci_high')))}]",
         n=int(row["n"]),
         ci_low=row.get("ci_low"),
         ci_high=row.get("ci_high"),
@@ -281,11 +283,13 @@ def regression_check(row: Mapping[str, Any], base: Mapping[str, Any], max_drop: 
     b_low, b_high = _finite(base.get("ci_low")), _finite(base.get("ci_high"))
     apart = high is not None and b_low is not None and high < b_low
     if drop <= max_drop:
-        verdict, why = "pass", f"drop {drop:+.1f} ≤ {max_drop:g}"
+        verdict, why, note = "pass", f"drop {drop:+.1f} ≤ {max_drop:g}", "within the allowance"
     elif apart:
         verdict, why = "fail", f"drop {drop:.1f} > {max_drop:g} and the 95% intervals do not overlap"
+        note = "intervals apart"
     else:
         verdict, why = "pass", f"drop {drop:.1f} > {max_drop:g} but within the noise (95% intervals overlap)"
+        note = "within the noise"
     span = f"[{_fmt(low)}–{_fmt(high)}] vs baseline {before:.1f} [{_fmt(b_low)}–{_fmt(b_high)}]"
     return Check(
         check="max_drop",
@@ -297,6 +301,7 @@ def regression_check(row: Mapping[str, Any], base: Mapping[str, Any], max_drop: 
         op="drop <=",
         verdict=verdict,  # type: ignore[arg-type]
         message=f"{why}: {value:.1f} {span}",
+        note=f"drop {drop:+.1f}, {note}",
         n=int(row["n"]),
         ci_low=low,
         ci_high=high,
@@ -452,5 +457,5 @@ def table_rows(result: GateResult) -> list[list[str]]:
         value = "–" if c.value is None else f"{c.value:.1f}"
         if c.baseline_value is not None:
             value += f" (was {c.baseline_value:.1f})"
-        out.append([c.name, value, f"{c.op} {c.threshold:g}", c.verdict.upper(), c.message])
+        out.append([c.name, value, f"{c.op} {c.threshold:g}", c.verdict.upper(), c.note or c.message])
     return out
