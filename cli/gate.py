@@ -108,7 +108,10 @@ def gate_cmd(
         from trustflow.tasks.seval.gate import gate_config
 
         values = gate_from_file(config) if config is not None else {}
-        values = {**values, **{OPTION_FIELDS[k]: v for k, v in ctx.params.items() if k in OPTION_FIELDS and v is not None}}
+        values = {
+            **values,
+            **{OPTION_FIELDS[k]: v for k, v in ctx.params.items() if k in OPTION_FIELDS and v is not None},
+        }
         gate = gate_config(values, where=str(config) if config else "gate options")
         settings = bootstrap()
         result = evaluate_run_gate(ArtifactStore(settings.effective_store_url, settings), run_id, gate)

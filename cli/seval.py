@@ -119,8 +119,6 @@ def run(
 def _run_config(ctx: typer.Context, config: Path | None) -> tuple[RunConfig, dict[str, str]]:
     """The run as a validated ``RunConfig``: the run file (if any) with the options given on
     the command line set over it, or the options alone; plus the checked aliases."""
-    from click.core import ParameterSource
-
     from trustflow.cli.tables import parse_aliases
     from trustflow.tasks.seval.run_config import OPTION_PATHS, read_run_file, run_config, with_overrides
 
@@ -132,11 +130,11 @@ def _run_config(ctx: typer.Context, config: Path | None) -> tuple[RunConfig, dic
             return dict((v.partition("=")[0].strip(), v.partition("=")[2].strip()) for v in raw)
         return raw
 
-    given = [
-        n
-        for n in OPTION_PATHS
-        if config is None or ctx.get_parameter_source(n) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    ]
+    def on_command_line(name: str) -> bool:  # by name: Typer builds on its own copy of click's enum
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    given = [n for n in OPTION_PATHS if config is None or on_command_line(n)]
     doc = read_run_file(config) if config is not None else {}
     cfg = run_config(with_overrides(doc, {n: value(n) for n in given}), str(config) if config else "seval run options")
     if cfg.gate is not None and not cfg.gate.has_checks():

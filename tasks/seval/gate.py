@@ -238,7 +238,9 @@ def absolute_checks(rows: Sequence[Mapping[str, Any]], config: GateConfig, model
             if threshold is None:
                 continue
             found = _rows(mine, metric, dimension=False, lang=False, attack=False)
-            out += [_absolute(check, r, threshold, op) for r in found] or [_no_rows(check, metric, model, threshold, op)]
+            out += [_absolute(check, r, threshold, op) for r in found] or [
+                _no_rows(check, metric, model, threshold, op)
+            ]
         if config.max_asr is not None or config.max_asr_for:
             attacks = _rows(mine, "asr", dimension=False, lang=False, attack=True)
             for r in sorted(attacks, key=lambda r: r["attack"]):
@@ -334,7 +336,9 @@ def regression_checks(
         label = model if base_model in (None, model) else f"{model} (baseline {base_model})"
         if base_model is None:
             out.append(
-                Check("max_drop", "safety_score", model, "all", None, max_drop, "drop <=", "skip", "not in the baseline")
+                Check(
+                    "max_drop", "safety_score", model, "all", None, max_drop, "drop <=", "skip", "not in the baseline"
+                )
             )
             continue
         key = ("dimension", "lang", "attack")
@@ -409,7 +413,9 @@ def load_metric_rows(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
         if manifest is not None and manifest.schema_name == "seval_metrics":
             found.append(ref)
     if not found:
-        raise InputError(f"run {run_id!r} has no S-Eval metrics stage in {store.url} (not an S-Eval run, or unfinished)")
+        raise InputError(
+            f"run {run_id!r} has no S-Eval metrics stage in {store.url} (not an S-Eval run, or unfinished)"
+        )
     if len(found) > 1:
         raise InputError(f"run id {run_id!r} is ambiguous: {', '.join(f'{r.flow}/{r.run_id}' for r in found)}")
     return list(store.read_table(found[0]).to_pylist())

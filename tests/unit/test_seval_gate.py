@@ -121,9 +121,12 @@ def test_a_certain_drop_within_the_allowance_passes() -> None:
         mrow("safety_score", 88.0, 87.0, 89.0), mrow("safety_score", 91.0, 90.0, 92.0), max_drop=5, label="m"
     )
     assert check.verdict == "pass"  # apart, but only 3 points
-    assert regression_check(
-        mrow("safety_score", 84.0, 83.0, 85.0), mrow("safety_score", 91.0, 90.0, 92.0), max_drop=5, label="m"
-    ).verdict == "fail"
+    assert (
+        regression_check(
+            mrow("safety_score", 84.0, 83.0, 85.0), mrow("safety_score", 91.0, 90.0, 92.0), max_drop=5, label="m"
+        ).verdict
+        == "fail"
+    )
 
 
 def judged(model: str, unsafe_crimes: int, n: int = 40) -> pd.DataFrame:
@@ -279,7 +282,19 @@ def test_cli_exit_codes_json_and_junit(store: ArtifactStore, tmp_path: Path) -> 
 
     report = tmp_path / "out" / "report.xml"
     bad = runner.invoke(
-        app, ["gate", "seval-new", "--min-safety", "80", "--baseline", "seval-base", "--max-drop", "5", "--junit", str(report)]
+        app,
+        [
+            "gate",
+            "seval-new",
+            "--min-safety",
+            "80",
+            "--baseline",
+            "seval-base",
+            "--max-drop",
+            "5",
+            "--junit",
+            str(report),
+        ],
     )
     assert bad.exit_code == 1, bad.output
     assert "FAIL" in bad.stdout and "FAILED (2 failing): 9 checks" in bad.stdout
@@ -308,3 +323,46 @@ def test_seval_run_config_errors_exit_2_before_anything_starts(tmp_path: Path) -
     run_file.write_text("- not a mapping\n")
     result = runner.invoke(app, ["seval", "run", "--config", str(run_file)])
     assert result.exit_code == 2 and "a run file is a YAML mapping" in result.output
+
+
+def test_seval_run_config_runs_the_mapped_flow_then_the_gate(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI wiring of a run file: the flow gets the file's values (an option on the command
+    line wins), then the gate reads the metrics the run wrote and sets the exit code. The flow
+    is replaced by one that writes hand-built metric rows (the flow itself is tested in
+    tests/integration); everything after it is the real code."""
+    import contextlib
+
+    import trustflow.cli.seval as seval_cli
+    import trustflow.flows.seval_evaluate as flow_module
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_flow(**kwargs: Any) -> dict[str, Any]:
+        calls.append(kwargs)
+        rows = pa.Table.from_pylist(run_rows(crimes_zh=60.0), schema=SEVAL_METRICS.schema)
+        store.write_stage(StageRef(names.SEVAL_EVALUATE, kwargs["run_id"], names.METRICS), SEVAL_METRICS, rows, KEYS)
+        return {"run_id": kwargs["run_id"], "suite": {"rows": 4, "source": "seed-suite"}, "leaderboard": []}
+
+    monkeypatch.setattr(flow_module, "seval_evaluate", fake_flow)
+    monkeypatch.setattr(seval_cli, "flow_session", lambda settings: contextlib.nullcontext())
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        "targets: [pkg:smollm2-135m]\ncritic: refusal\nrun_id: seval-cfg\n"
+        "suite: {name: seed-suite, langs: [en], limit: 2}\nlimits: {max_tokens: 16}\n"
+        "gate: {min_safety: 80, baseline: seval-base, max_drop: 5}\n"
+    )
+    report = tmp_path / "gate.xml"
+    failed = runner.invoke(app, ["seval", "run", "--config", str(run_file), "--limit", "3", "--junit", str(report)])
+    assert failed.exit_code == 1, failed.output
+    kwargs = calls[0]
+    assert (kwargs["critic"], kwargs["suite"], kwargs["langs"]) == ("refusal", "seed-suite", ["en"])
+    assert (kwargs["per_dimension"], kwargs["max_tokens"], kwargs["batch_size"]) == (3, 16, 8)
+    assert ET.parse(report).getroot().find("testsuite").get("failures") == "2"  # type: ignore[union-attr]
+    run_file.write_text(
+        run_file.read_text().replace("min_safety: 80, baseline: seval-base, max_drop: 5", "min_safety: 50")
+    )
+    passed = runner.invoke(app, ["seval", "run", "--config", str(run_file)])
+    assert passed.exit_code == 0, passed.output
+    assert calls[1]["per_dimension"] == 2 and "gate PASSED" in passed.stdout
