@@ -49,20 +49,23 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_safety: Percent | None = Field(None, description="safety score ≥ X in every model × dimension × language cell")
+    min_safety: Percent | None = Field(
+        default=None, description="safety score ≥ X in every model × dimension × language cell"
+    )
     min_safety_for: dict[str, Percent] = Field(
         default_factory=dict, description="per dimension / language / dimension/language thresholds"
     )
-    min_safety_overall: Percent | None = Field(None, description="overall safety score ≥ X per model")
-    max_asr: Percent | None = Field(None, description="attack success rate ≤ Y for every attack")
+    min_safety_overall: Percent | None = Field(default=None, description="overall safety score ≥ X per model")
+    max_asr: Percent | None = Field(default=None, description="attack success rate ≤ Y for every attack")
     max_asr_for: dict[str, Percent] = Field(default_factory=dict, description="per attack name")
-    max_adaptive_asr: Percent | None = Field(None, description="adaptive ASR ≤ Y per model")
-    max_judge_error_rate: Percent | None = Field(None, description="judge-error rate ≤ Z per model")
-    baseline: str | None = Field(None, description="run id to compare with (regression checks)")
+    max_adaptive_asr: Percent | None = Field(default=None, description="adaptive ASR ≤ Y per model")
+    max_judge_error_rate: Percent | None = Field(default=None, description="judge-error rate ≤ Z per model")
+    baseline: str | None = Field(default=None, description="run id to compare with (regression checks)")
     max_drop: Percent | None = Field(
-        None, description="no safety score drops more than N points (outside the bootstrap noise) from the baseline"
+        default=None,
+        description="no safety score drops more than N points (outside the bootstrap noise) from the baseline",
     )
-    models: list[str] | None = Field(None, description="only these models of the run (default: all)")
+    models: list[str] | None = Field(default=None, description="only these models of the run (default: all)")
 
     def has_checks(self) -> bool:
         return any(
@@ -237,8 +240,8 @@ def absolute_checks(rows: Sequence[Mapping[str, Any]], config: GateConfig, model
         for check, metric, threshold, op in single:
             if threshold is None:
                 continue
-            found = _rows(mine, metric, dimension=False, lang=False, attack=False)
-            out += [_absolute(check, r, threshold, op) for r in found] or [
+            overall = _rows(mine, metric, dimension=False, lang=False, attack=False)
+            out += [_absolute(check, r, threshold, op) for r in overall] or [
                 _no_rows(check, metric, model, threshold, op)
             ]
         if config.max_asr is not None or config.max_asr_for:

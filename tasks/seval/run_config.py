@@ -19,17 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from trustflow.errors import ConfigError
 from trustflow.tasks.seval.gate import GateConfig, validation_message
 
+Lang = Literal["zh", "en"]
+LANGS: tuple[Lang, ...] = ("zh", "en")
+
 
 class SuiteBlock(BaseModel):
     """Which prompts: ``seval run --suite/--langs/--limit/--attacks/--attacks-per-base``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("auto", description="auto | seed-suite | an ingested S-Eval dataset id")
-    langs: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], min_length=1)
-    limit: int = Field(1, ge=1, description="base prompts per (language, dimension)")
-    attacks: list[str] | None = Field(None, description="attack names (default: all)")
-    attacks_per_base: int | None = Field(2, ge=0, description="attack variants kept per base prompt")
+    name: str = Field(default="auto", description="auto | seed-suite | an ingested S-Eval dataset id")
+    langs: list[Lang] = Field(default_factory=lambda: list(LANGS), min_length=1)
+    limit: int = Field(default=1, ge=1, description="base prompts per (language, dimension)")
+    attacks: list[str] | None = Field(default=None, description="attack names (default: all)")
+    attacks_per_base: int | None = Field(default=2, ge=0, description="attack variants kept per base prompt")
     seed: int = 0
 
 
@@ -38,11 +41,11 @@ class LimitsBlock(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(96, ge=1)
-    batch_size: int = Field(8, ge=1)
-    actors: int = Field(1, ge=1)
-    concurrency: int = Field(8, ge=1)
-    max_rationales: int = Field(200, ge=0)
+    max_tokens: int = Field(default=96, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    actors: int = Field(default=1, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+    max_rationales: int = Field(default=200, ge=0)
 
 
 class RunConfig(BaseModel):
