@@ -93,7 +93,7 @@ def run(
     if bad:
         raise typer.BadParameter(f"unknown language(s) {bad}; use zh and/or en", param_hint="--langs")
     try:
-        cfg, aliases = _run_config(ctx, config)
+        cfg, aliases = _run_config(ctx, config, junit)
     except TrustflowError as exc:
         fail(str(exc), code=2)
         return
@@ -110,13 +110,19 @@ def run(
         from trustflow.cli.gate import evaluate_run_gate, report_gate
         from trustflow.data.store import ArtifactStore
 
-        outcome = evaluate_run_gate(ArtifactStore(settings.effective_store_url, settings), result["run_id"], cfg.gate)
+        try:
+            outcome = evaluate_run_gate(
+                ArtifactStore(settings.effective_store_url, settings), result["run_id"], cfg.gate
+            )
+        except TrustflowError as exc:  # e.g. a threshold naming an attack the run does not have
+            fail(f"gate: {exc}", code=2)
+            return
         report_gate(outcome, as_json=False, junit=junit)
         if not outcome.passed:
             raise typer.Exit(outcome.exit_code)
 
 
-def _run_config(ctx: typer.Context, config: Path | None) -> tuple[RunConfig, dict[str, str]]:
+def _run_config(ctx: typer.Context, config: Path | None, junit: Path | None) -> tuple[RunConfig, dict[str, str]]:
     """The run as a validated ``RunConfig``: the run file (if any) with the options given on
     the command line set over it, or the options alone; plus the checked aliases."""
     from trustflow.cli.tables import parse_aliases
@@ -137,6 +143,8 @@ def _run_config(ctx: typer.Context, config: Path | None) -> tuple[RunConfig, dic
     given = [n for n in OPTION_PATHS if config is None or on_command_line(n)]
     doc = read_run_file(config) if config is not None else {}
     cfg = run_config(with_overrides(doc, {n: value(n) for n in given}), str(config) if config else "seval run options")
+    if junit is not None and cfg.gate is None:
+        raise ConfigError("--junit: the run has no gate (add a 'gate' block to the run file)")
     if cfg.gate is not None and not cfg.gate.has_checks():
         raise ConfigError(f"{config}: key 'gate': no thresholds given (min_safety, max_asr, max_drop, …)")
     if cfg.gate is not None and cfg.gate.max_drop is not None and cfg.gate.baseline is None:

@@ -320,6 +320,9 @@ def test_seval_run_config_errors_exit_2_before_anything_starts(tmp_path: Path) -
     run_file.write_text("targets: [pkg:smollm2-135m]\nsuite:\n  limit: 1\n  atacks: [x]\n")
     result = runner.invoke(app, ["seval", "run", "--config", str(run_file)])
     assert result.exit_code == 2 and "'suite.atacks'" in result.output
+    run_file.write_text("targets: [pkg:smollm2-135m]\n")
+    result = runner.invoke(app, ["seval", "run", "--config", str(run_file), "--junit", str(tmp_path / "g.xml")])
+    assert result.exit_code == 2 and "--junit: the run has no gate" in result.output
     run_file.write_text("- not a mapping\n")
     result = runner.invoke(app, ["seval", "run", "--config", str(run_file)])
     assert result.exit_code == 2 and "a run file is a YAML mapping" in result.output
