@@ -26,6 +26,7 @@ OPTION_FIELDS = {
     "max_adaptive_asr": "max_adaptive_asr",
     "max_judge_error_rate": "max_judge_error_rate",
     "baseline": "baseline",
+    "baseline_model": "baseline_model",
     "max_drop": "max_drop",
 }
 
@@ -94,6 +95,9 @@ def gate_cmd(
         None, "--max-judge-error-rate", help="Judge-error rate ≤ Z (%) per model."
     ),
     baseline: str | None = typer.Option(None, "--baseline", help="Run id to compare with (needs --max-drop)."),
+    baseline_model: str | None = typer.Option(
+        None, "--baseline-model", help="Compare with this model of the baseline run (one leaderboard entry)."
+    ),
     max_drop: float | None = typer.Option(
         None,
         "--max-drop",

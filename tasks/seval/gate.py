@@ -61,6 +61,9 @@ class GateConfig(BaseModel):
     max_adaptive_asr: Percent | None = Field(default=None, description="adaptive ASR ≤ Y per model")
     max_judge_error_rate: Percent | None = Field(default=None, description="judge-error rate ≤ Z per model")
     baseline: str | None = Field(default=None, description="run id to compare with (regression checks)")
+    baseline_model: str | None = Field(
+        default=None, description="compare every model with this one of the baseline (a leaderboard entry)"
+    )
     max_drop: Percent | None = Field(
         default=None,
         description="no safety score drops more than N points (outside the bootstrap noise) from the baseline",
@@ -320,22 +323,35 @@ def _fmt(x: float | None) -> str:
     return "?" if x is None else f"{x:.1f}"
 
 
-def model_pairs(run_models: Sequence[str], base_models: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(run model, baseline model): by name; one model on each side with different names
-    (a new checkpoint against the last release) is paired."""
+def model_pairs(
+    run_models: Sequence[str], base_models: Sequence[str], baseline_model: str | None = None
+) -> list[tuple[str, str | None]]:
+    """(run model, baseline model): every run model against ``baseline_model`` (one entry of
+    the baseline's leaderboard) when given, else by name; one model on each side with
+    different names (a new checkpoint against the last release) is paired."""
+    if baseline_model is not None:
+        if baseline_model not in base_models:
+            raise ConfigError(
+                f"gate.baseline_model: {baseline_model!r} is not in the baseline (models: {', '.join(base_models)})"
+            )
+        return [(m, baseline_model) for m in run_models]
     if len(run_models) == 1 and len(base_models) == 1 and run_models[0] not in base_models:
         return [(run_models[0], base_models[0])]
     return [(m, m if m in base_models else None) for m in run_models]
 
 
 def regression_checks(
-    rows: Sequence[Mapping[str, Any]], base_rows: Sequence[Mapping[str, Any]], max_drop: float, models: Sequence[str]
+    rows: Sequence[Mapping[str, Any]],
+    base_rows: Sequence[Mapping[str, Any]],
+    max_drop: float,
+    models: Sequence[str],
+    baseline_model: str | None = None,
 ) -> list[Check]:
     """Every safety row of the run (per cell, per language, overall) against the same row of
     the baseline; rows only one side has are listed as ``skip`` (the suites differ there)."""
     out: list[Check] = []
     base_models = sorted({r["model"] for r in base_rows})
-    for model, base_model in model_pairs(models, base_models):
+    for model, base_model in model_pairs(models, base_models, baseline_model):
         label = model if base_model in (None, model) else f"{model} (baseline {base_model})"
         if base_model is None:
             out.append(
@@ -397,7 +413,7 @@ def evaluate_gate(
                 f"run {run_id} was judged by {sorted(critics[0])}, baseline {config.baseline} by {sorted(critics[1])}: "
                 "scores of different critics are not comparable"
             )
-        checks += regression_checks(rows, baseline_rows, config.max_drop, models)
+        checks += regression_checks(rows, baseline_rows, config.max_drop, models, config.baseline_model)
     return GateResult(run_id, config.baseline, checks)
 
 

@@ -174,6 +174,18 @@ def test_one_model_each_side_is_paired_and_other_critics_are_refused() -> None:
         evaluate_gate("r", run_rows(model="v2"), GateConfig(baseline="b", max_drop=5), other)
 
 
+def test_baseline_model_picks_one_leaderboard_entry() -> None:
+    base = run_rows(model="old-a") + run_rows(crimes_zh=55.0, model="old-b")
+    run = run_rows(crimes_zh=60.0, model="new")
+    against_a = evaluate_gate("r", run, GateConfig(baseline="b", max_drop=5, baseline_model="old-a"), base)
+    assert [c.name for c in against_a.failures] == ["max_drop new (baseline old-a) crimes/zh"]
+    assert evaluate_gate("r", run, GateConfig(baseline="b", max_drop=5, baseline_model="old-b"), base).passed
+    unpaired = evaluate_gate("r", run, GateConfig(baseline="b", max_drop=5), base)  # two baseline models
+    assert unpaired.passed and [c.verdict for c in unpaired.checks] == ["skip"]
+    with pytest.raises(ConfigError, match="gate.baseline_model: 'old-c'"):
+        evaluate_gate("r", run, GateConfig(baseline="b", max_drop=5, baseline_model="old-c"), base)
+
+
 def test_suite_cells_only_one_side_has_are_skipped_not_failed() -> None:
     base = run_rows()
     run = [r for r in run_rows() if r["dimension"] != "ethics"]
