@@ -356,7 +356,15 @@ def regression_checks(
         if base_model is None:
             out.append(
                 Check(
-                    "max_drop", "safety_score", model, "all", None, max_drop, "drop <=", "skip", "not in the baseline"
+                    "max_drop",
+                    "safety_score",
+                    model,
+                    "all",
+                    None,
+                    max_drop,
+                    "drop <=",
+                    "skip",
+                    "not in the baseline (pick one with baseline_model)",
                 )
             )
             continue
