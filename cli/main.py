@@ -8,7 +8,7 @@ import json
 import typer
 from rich.table import Table
 
-from trustflow.cli import detect, report, robust, services, seval, store_views
+from trustflow.cli import detect, gate, report, robust, services, seval, store_views
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.events import events_app
 from trustflow.cli.fairness import fairness_app
@@ -36,6 +36,7 @@ app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
 app.command("deploy")(services.deploy)
+app.command("gate")(gate.gate_command)
 report.register(app)
 
 

@@ -44,6 +44,9 @@ HEAVY |= {("fewshot", "run"), ("fewshot", "show")}
 # and tests/unit/test_relabel.py::test_cli_relabel_prints_one_error_line_without_annotator,
 # ::test_cli_verdicts_json_is_one_document_riskiest_first (they need a run in the store)
 WITH_FIXTURES = {("seval", "train-critic"), ("seval", "relabel"), ("seval", "verdicts")}
+# needs metric stages in a store; its stdout is parsed as JSON in
+# tests/unit/test_seval_gate.py::test_cli_exit_codes_json_and_junit
+WITH_FIXTURES |= {("gate",)}
 
 
 def json_commands(command: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
