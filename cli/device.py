@@ -47,7 +47,9 @@ def _fits(run_id: str) -> list[dict[str, Any]]:
 @device_app.command("fit")
 @handle_errors
 def fit_cmd(
-    dataset: str = typer.Argument(..., help="An ingested gummel dataset id (gummel-…; `trustflow ingest F --kind gummel`)."),
+    dataset: str = typer.Argument(
+        ..., help="An ingested gummel dataset id (gummel-…; `trustflow ingest F --kind gummel`)."
+    ),
     models: str = typer.Option("cryo4k,gummel_poon", "--models", help="Comma-separated compact models."),
     per_curve: bool = typer.Option(
         True, "--per-curve/--joint-only", help="Also fit each V_sub curve alone (besides the joint fit)."
@@ -72,7 +74,9 @@ def fit_cmd(
         emit_json(result, default=str)
         return
     c = result["counts"]
-    console.print(f"run {result['run_id']}: {c['rows_written']} fits run, {c['units_done_before']} of {c['units']} done before")
+    console.print(
+        f"run {result['run_id']}: {c['rows_written']} fits run, {c['units_done_before']} of {c['units']} done before"
+    )
     print_fits(result["fits"], f"device fits {result['run_id']}")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from trustflow.models.device.base import COMPACT_MODELS
-from trustflow.models.device.spice import subckt_name, subcircuit
+from trustflow.models.device.spice import subcircuit, subckt_name
 
 
 def safe_name(text: str) -> str:
@@ -39,7 +39,9 @@ def write_subcircuits(rows: Sequence[Mapping[str, Any]], out: Path) -> list[dict
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
-        written.append({"device_id": r["device_id"], "temperature_k": r["temperature_k"], "subckt": name, "path": str(path)})
+        written.append(
+            {"device_id": r["device_id"], "temperature_k": r["temperature_k"], "subckt": name, "path": str(path)}
+        )
     return written
 
 

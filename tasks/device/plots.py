@@ -23,7 +23,9 @@ def _figure(rows: int, cols: int, width: float = 3.6, height: float = 3.2) -> tu
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(max(rows, 1), max(cols, 1), figsize=(width * max(cols, 1) + 1.0, height * max(rows, 1)), squeeze=False)
+    fig, axes = plt.subplots(
+        max(rows, 1), max(cols, 1), figsize=(width * max(cols, 1) + 1.0, height * max(rows, 1)), squeeze=False
+    )
     return fig, axes
 
 
@@ -39,7 +41,11 @@ def _png(fig: Any) -> bytes:
 
 def _curve(meas: Sequence[Mapping[str, Any]], device: str, t: float, v_sub: float) -> dict[str, np.ndarray]:
     rs = sorted(
-        (r for r in meas if r["device_id"] == device and r["temperature_k"] == t and r["v_sub"] == v_sub and not r["clipped"]),
+        (
+            r
+            for r in meas
+            if r["device_id"] == device and r["temperature_k"] == t and r["v_sub"] == v_sub and not r["clipped"]
+        ),
         key=lambda r: r["v_be"],
     )
     return {k: np.array([r[k] for r in rs], dtype=float) for k in ("v_be", "i_c", "i_b")}
@@ -47,7 +53,11 @@ def _curve(meas: Sequence[Mapping[str, Any]], device: str, t: float, v_sub: floa
 
 def _joint(rows: Sequence[Mapping[str, Any]], device: str, t: float, model: str) -> Mapping[str, Any] | None:
     return next(
-        (r for r in rows if r["device_id"] == device and r["temperature_k"] == t and r["v_sub"] is None and r["model"] == model),
+        (
+            r
+            for r in rows
+            if r["device_id"] == device and r["temperature_k"] == t and r["v_sub"] is None and r["model"] == model
+        ),
         None,
     )
 
@@ -152,7 +162,9 @@ def residuals_plot(meas: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(v_subs), 1)))
     if devices:
         d = devices[0]
-        with_vsub = [t for t in temps if any(r["device_id"] == d and r["temperature_k"] == t and r["v_sub"] > 0 for r in meas)]
+        with_vsub = [
+            t for t in temps if any(r["device_id"] == d and r["temperature_k"] == t and r["v_sub"] > 0 for r in meas)
+        ]
         t = (with_vsub or temps)[0]
         floor = 10 * min((r["noise_floor_a"] or 1e-13) for r in meas)
         for ax, model in zip(axes[0], models, strict=False):
@@ -165,7 +177,9 @@ def residuals_plot(meas: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
                 if not ok.any():
                     continue
                 ic, _ = _model_currents(fit, m["v_be"][ok], vs)
-                ax.plot(m["v_be"][ok], np.log10(ic / m["i_c"][ok]), ".-", color=c, ms=3, lw=0.6, label=f"V_sub {vs:g} V")
+                ax.plot(
+                    m["v_be"][ok], np.log10(ic / m["i_c"][ok]), ".-", color=c, ms=3, lw=0.6, label=f"V_sub {vs:g} V"
+                )
             ax.axhline(0.0, color="k", lw=0.5)
             ax.set_title(f"{model} at {t:g} K: RMS {fit['rms_decades']:.3f} decades", fontsize=9)
             ax.set_xlabel("V_BE [V]")

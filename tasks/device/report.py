@@ -77,11 +77,13 @@ def device_sections(run: RunView) -> list[Section]:
         main = [r for r in joint if r["model"] == "cryo4k"] or joint
         figures: list[tuple[str, Any, str]] = [
             ("Fits", len(rows), f"{len(joint)} joint"),
-            ("Devices", len({r['device_id'] for r in rows}), f"{len({r['temperature_k'] for r in rows})} temperatures"),
+            ("Devices", len({r["device_id"] for r in rows}), f"{len({r['temperature_k'] for r in rows})} temperatures"),
         ]
         if main:
             worst = max(main, key=lambda r: r["rms_decades"])
-            figures.append(("Worst RMS", f"{worst['rms_decades']:.4f} dec", f"{worst['model']} at {worst['temperature_k']:g} K"))
+            figures.append(
+                ("Worst RMS", f"{worst['rms_decades']:.4f} dec", f"{worst['model']} at {worst['temperature_k']:g} K")
+            )
         body: list[Html] = [key_figures(figures), note(ABOUT), table(joint, FIT_COLUMNS), *parameter_tables(joint)]
         if ratios:
             body += [heading(3, "Gummel–Poon baseline vs the 4 K model"), table(ratios, RATIO_COLUMNS)]
@@ -103,4 +105,6 @@ def device_board(runs: list[RunView]) -> list[Section]:
             heading(3, f"{run.run_id} · {fmt(run.stages[names.FITS].created_at)}"),
             table(_joint_rows(run.rows(names.FITS)), FIT_COLUMNS),
         ]
-    return [Section(names.FLOW_TITLES[names.DEVICE_FIT], join(body) if body else note("no device_fit run in this store"))]
+    return [
+        Section(names.FLOW_TITLES[names.DEVICE_FIT], join(body) if body else note("no device_fit run in this store"))
+    ]

@@ -148,7 +148,12 @@ def fit_row(config: Mapping[str, Any], unit: Mapping[str, Any], points: Mapping[
     floors = points["noise_floor_a"][sel]
     floor = float(floors.max()) if floors.size and floors.max() > 0 else 1e-13
     s = Sweeps(
-        points["v_be"][kept], points["v_sub"][kept], points["i_c"][kept], points["i_b"][kept], unit["temperature_k"], floor
+        points["v_be"][kept],
+        points["v_sub"][kept],
+        points["i_c"][kept],
+        points["i_b"][kept],
+        unit["temperature_k"],
+        floor,
     )
     cfg = FitConfig(model=unit["model"], starts=config["starts"], max_nfev=config["max_nfev"], seed=config["seed"])
     r = fit_sweeps(s, cfg)
@@ -245,9 +250,7 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "ic_decades": r["ic_decades"],
                 "n_points": r["n_points"],
                 "n_excluded": r["n_excluded"],
-                "params": {
-                    n: [v, e] for n, v, e in zip(r["param_names"], r["values"], r["stderr"], strict=True)
-                },
+                "params": {n: [v, e] for n, v, e in zip(r["param_names"], r["values"], r["stderr"], strict=True)},
             }
         )
     return out
@@ -262,7 +265,15 @@ def baseline_ratios(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         gp = joint.get((d, t, "gummel_poon"))
         if m == "cryo4k" and gp is not None:
             ratio = gp["rms_decades"] / max(r["rms_decades"], 1e-12)
-            out.append({"device_id": d, "temperature_k": t, "cryo4k": r["rms_decades"], "gummel_poon": gp["rms_decades"], "ratio": ratio})
+            out.append(
+                {
+                    "device_id": d,
+                    "temperature_k": t,
+                    "cryo4k": r["rms_decades"],
+                    "gummel_poon": gp["rms_decades"],
+                    "ratio": ratio,
+                }
+            )
     return out
 
 

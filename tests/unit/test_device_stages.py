@@ -109,8 +109,14 @@ def test_export_writes_one_named_subcircuit_per_fit(tmp_path: Path) -> None:
 
     p = DeviceTruth().vector(4.0)
     rows = [
-        {"device_id": "W1/L0.1", "temperature_k": t, "model": "cryo4k", "values": list(p), "rms_decades": 0.01,
-         "v_subs": [0.0]}  # fmt: skip
+        {
+            "device_id": "W1/L0.1",
+            "temperature_k": t,
+            "model": "cryo4k",
+            "values": list(p),
+            "rms_decades": 0.01,
+            "v_subs": [0.0],
+        }  # fmt: skip
         for t in (4.0, 77.0)
     ]
     written = write_subcircuits(rows, tmp_path)
