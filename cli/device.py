@@ -127,20 +127,28 @@ def export_cmd(
 
 
 def print_fits(fits: list[dict[str, Any]], title: str) -> None:
-    """One row per joint fit: RMS in decades, decades of I_C, points used/excluded, and the
-    parameters as value ± standard error."""
+    """One row per joint fit (RMS in decades, decades of I_C, points used/excluded), then per
+    (device, model) the parameters as value ± standard error, a column per temperature."""
     table = Table(title=title)
-    for col in ("device", "T [K]", "model", "RMS [dec]", "I_C dec", "used/excl", "parameters"):
-        table.add_column(col, justify="left" if col in ("device", "model", "parameters") else "right")
+    for col in ("device", "T [K]", "model", "V_sub [V]", "RMS [dec]", "I_C dec", "used/excl"):
+        table.add_column(col, justify="left" if col in ("device", "model") else "right")
     for f in fits:
-        params = ", ".join(f"{n} {v:.4g}±{e:.2g}" for n, (v, e) in f["params"].items())
         table.add_row(
             f["device_id"],
             f"{f['temperature_k']:g}",
             f["model"],
+            ",".join(f"{v:g}" for v in f["v_subs"]),
             f"{f['rms_decades']:.4f}",
             f"{f['ic_decades']:.1f}",
             f"{f['n_points']}/{f['n_excluded']}",
-            params,
         )
     console.print(table)
+    for device, model in dict.fromkeys((f["device_id"], f["model"]) for f in fits):
+        fs = [f for f in fits if f["device_id"] == device and f["model"] == model]
+        params = Table(title=f"{device} · {model}: value ± std. error (± 0: held fixed)")
+        params.add_column("parameter")
+        for f in fs:
+            params.add_column(f"{f['temperature_k']:g} K", justify="right")
+        for name in fs[0]["params"]:
+            params.add_row(name, *(f"{f['params'][name][0]:.4g} ± {f['params'][name][1]:.2g}" for f in fs))
+        console.print(params)
