@@ -134,7 +134,9 @@ def ray_chunks(n_fits: int, points: int, starts: int, seed: int) -> list[tuple[d
         )
         with tempfile.TemporaryDirectory() as tmp:  # through the ingest reader: clipped points flagged
             path = Path(tmp) / f"{truth.device_id}.parquet"
-            pq.write_table(pa.Table.from_pylist(gummel_rows(truth, LabConfig(points=points, seed=d), temps, v_subs)), path)
+            pq.write_table(
+                pa.Table.from_pylist(gummel_rows(truth, LabConfig(points=points, seed=d), temps, v_subs)), path
+            )
             table = read_gummel(path).table
         units = [u for u in stages.plan_units(table, config) if u["v_sub"] is not None]
         for c in stages.plan_chunks(table, units, set()):
@@ -168,7 +170,9 @@ def ray_part(n_fits: int, points: int, starts: int, workers: int, seed: int) -> 
     tables = ray.get([task.remote(p) for p in payloads])
     parallel = time.perf_counter() - started
     ray.shutdown()
-    same = all(a.column("values").to_pylist() == b.column("values").to_pylist() for a, b in zip(one, tables, strict=True))
+    same = all(
+        a.column("values").to_pylist() == b.column("values").to_pylist() for a, b in zip(one, tables, strict=True)
+    )
     rms = [r for t in one for r in t.column("rms_decades").to_pylist()]
     print(
         f"{n} single-curve cryo4k fits ({len(payloads)} (device, T) chunks, {points} points, {starts} start(s)): "
