@@ -150,3 +150,10 @@ def test_cli_bad_input_is_one_error_line(args: list[str], message: str, monkeypa
     assert out.exit_code != 0
     lines = [ln for ln in out.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.output
+
+
+def test_device_is_a_demo_pipeline_outside_the_default_set() -> None:
+    from trustflow.flows.demos.base import DEFAULT_PIPELINES, DEMO_PIPELINES, select_pipelines
+
+    assert "device" in DEMO_PIPELINES.names() and "device" not in DEFAULT_PIPELINES
+    assert select_pipelines(["device"]) == ["device"]
