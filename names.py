@@ -26,6 +26,7 @@ FINGERPRINT_TRACE: Final = "fingerprint_trace"
 FAIRNESS_TRAIN: Final = "fairness_train"
 FAIRNESS_EVALUATE: Final = "fairness_evaluate"
 FEWSHOT_ADAPT: Final = "fewshot_adapt"
+DEVICE_FIT: Final = "device_fit"
 
 FLOW_TITLES: Final[dict[str, str]] = {
     SEVAL_EVALUATE: "S-Eval safety evaluation",
@@ -43,6 +44,7 @@ FLOW_TITLES: Final[dict[str, str]] = {
     FAIRNESS_TRAIN: "Fairness fine-tuning",
     FAIRNESS_EVALUATE: "Fairness of text classifiers",
     FEWSHOT_ADAPT: "Few-shot adaptation and its robustness",
+    DEVICE_FIT: "Cryogenic device-model fits",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order
@@ -83,6 +85,7 @@ TEXTS: Final = "texts"  # fairness_texts of a fairness dataset kind
 EPISODES: Final = "episodes"  # fewshot_episodes: one row per (method, set, k, seed)
 UTTERANCES: Final = "utterances"  # speech_utterances of a speech dataset kind
 GUMMEL: Final = "gummel"  # gummel measurement points of the gummel dataset kind
+FITS: Final = "fits"  # device_fits: one row per (device, T, V_sub or joint, compact model)
 FEATURES: Final = "features"
 
 EDITS: Final = "edits"  # attribute_edits rows (tasks/attributes/make.py)

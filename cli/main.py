@@ -10,6 +10,7 @@ from rich.table import Table
 
 from trustflow.cli import detect, gate, report, robust, services, seval, store_views
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
+from trustflow.cli.device import device_app
 from trustflow.cli.events import events_app
 from trustflow.cli.fairness import fairness_app
 from trustflow.cli.fewshot import fewshot_app
@@ -32,6 +33,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(fingerprint_app, name="fingerprint")
 app.add_typer(fairness_app, name="fairness")
 app.add_typer(fewshot_app, name="fewshot")
+app.add_typer(device_app, name="device")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
@@ -130,7 +132,7 @@ def demo(
     pipelines: str | None = typer.Option(
         None,
         "--pipelines",
-        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot "
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot, device "
         "(default: seval,robust-vision,detector).",
     ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
@@ -185,6 +187,10 @@ def demo(
             result["fewshot"]["leaderboard"],
             "Few-shot adaptation on digits (EfficientNet-Lite0): accuracy and robustness",
         )
+    if result.get("device"):
+        from trustflow.cli.device import print_fits
+
+        print_fits(result["device"]["fits"], "Cryogenic LBJT fits on the synthetic lab: 4 K model vs Gummel-Poon")
     if result.get("attributes"):
         from trustflow.cli.attributes import print_drops
 
