@@ -39,7 +39,7 @@ def run_cmd(
         "safe, safe_a, full_finetune; options as safe?lr=0.001).",
     ),
     sets: str = typer.Option(
-        "digits,lfw-subset", "--sets", help="Comma-separated sets: digits, lfw-subset, fashion-mnist, imagefolder:DIR."
+        "digits,lfw-subset", "--sets", help="Comma-separated sets: digits, lfw-subset, textile, fashion-mnist, imagefolder:DIR, edits:FILE."
     ),
     shots: str = typer.Option("1,2,4,8,16", "--shots", help="Comma-separated k (shots per class)."),
     seeds: str = typer.Option("0,1", "--seeds", help="Comma-separated episode seeds."),
@@ -56,6 +56,12 @@ def run_cmd(
         "gaussian_noise,defocus_blur,fog,contrast,jpeg_compression", "--corruptions", help="At severity 3."
     ),
     chunks_per_set: int = typer.Option(2, "--chunks-per-set", min=1, help="Ray tasks per set."),
+    edits: str = typer.Option(
+        "",
+        "--edits",
+        help="An attribute_edits stage (flow/run/stage or attribute_robustness run id): adds a set of its "
+        "originals and scores every adapted model per edited attribute.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run id, episode counts and leaderboard as JSON."),
 ) -> None:
     """Adapt the backbone with each method on k-shot episodes; prints the leaderboard."""
@@ -74,11 +80,18 @@ def run_cmd(
         corruptions=_list(corruptions),
         chunks_per_set=chunks_per_set,
     )  # every spec checked: one error line, before anything starts
+    if edits:
+        from trustflow.tasks.attributes.stages import stage_ref
+
+        try:
+            stage_ref(edits)
+        except ConfigError as exc:
+            raise ConfigError(f"--edits: {exc}") from None
     settings = bootstrap()
     from trustflow.flows.fewshot import fewshot_adapt
 
     with flow_session(settings):
-        result = fewshot_adapt(**options)
+        result = fewshot_adapt(**options, edits=edits or None)
     if as_json:
         emit_json(result, default=str)
         return

@@ -59,7 +59,7 @@ def set_name(spec: str) -> str:
     from pathlib import Path
 
     from trustflow.registry import parse_spec
-    from trustflow.tasks.fewshot.data import FEWSHOT_KINDS
+    from trustflow.tasks.fewshot.data import FEWSHOT_KINDS, edit_set_name
 
     parsed = parse_spec(spec, "few-shot set spec")
     if parsed.name not in FEWSHOT_KINDS:
@@ -68,6 +68,10 @@ def set_name(spec: str) -> str:
         if not parsed.target:
             raise ConfigError(f"--sets: {spec!r} needs a folder (imagefolder:DIR)")
         return f"imagefolder:{Path(parsed.target).name}"
+    if parsed.name == "edits":
+        if not parsed.target:
+            raise ConfigError(f"--sets: {spec!r} needs an exported edits file (edits:FILE.parquet)")
+        return edit_set_name(parsed.target)
     return parsed.name
 
 
@@ -135,6 +139,37 @@ def plan_chunks(units: Sequence[Mapping[str, Any]], done: set[str], per_set: int
     return chunks
 
 
+def export_edits(store: Any, edits: str) -> str:
+    """An ``attribute_edits`` stage (``flow/run/stage`` or an attribute_robustness run id) as
+    the few-shot set spec ``edits:<file>``: its rows (no masks) written once, atomically, to
+    ``<home>/fewshot-edits/<run id>.parquet``, so Ray workers read a file, not the store."""
+    import pyarrow.parquet as pq
+
+    from trustflow.errors import InputError
+    from trustflow.tasks.attributes.stages import stage_ref
+    from trustflow.tasks.fewshot.data import EDIT_COLUMNS
+
+    ref = stage_ref(edits)
+    if store.manifest(ref) is None:
+        raise InputError(f"--edits: no committed stage {ref} (make edits with trustflow attributes edit …)")
+    missing = sorted(set(EDIT_COLUMNS) - set(store.dataset(ref).schema.names))
+    if missing:
+        raise InputError(f"--edits: stage {ref} is not an attribute_edits stage (no {missing[0]!r} column)")
+    path = store.settings.home_dir / "fewshot-edits" / f"{ref.run_id}-{digest([store.url, str(ref)])[:6]}.parquet"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(store.read_table(ref, columns=EDIT_COLUMNS), tmp)
+        tmp.replace(path)
+    return f"edits:{path}"
+
+
+@task(name="fewshot-edits-set", cache_policy=NO_CACHE)
+def edits_set_task(spec: StoreSpec, edits: str) -> str:
+    """``export_edits`` as a flow step."""
+    return export_edits(spec.open(), edits)
+
+
 def _attack_specs() -> tuple[tuple[str, dict[str, Any]], ...]:
     from trustflow.tasks.fewshot.robustness import ATTACKS
 
@@ -150,7 +185,7 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
     from trustflow.tasks.fewshot.data import load_fewshot_set, make_episode
     from trustflow.tasks.fewshot.evaluate import Caches, run_episode
     from trustflow.tasks.fewshot.methods.base import AdaptConfig
-    from trustflow.tasks.fewshot.robustness import robustness_deltas, subset
+    from trustflow.tasks.fewshot.robustness import attribute_deltas, robustness_deltas, subset
 
     torch.set_num_threads(1)
     data = load_fewshot_set(units[0]["spec"])
@@ -161,7 +196,8 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
     for u in units:
         episode = make_episode(data, u["k"], u["seed"], n_query=config["n_query"])
         adapt = AdaptConfig(epochs=config["epochs"], batch_size=256, seed=u["seed"])
-        r = run_episode(u["method"], backbone, data, episode, caches, adapt, keep_model=config["robustness"])
+        keep = bool(config["robustness"]) or data.edits is not None
+        r = run_episode(u["method"], backbone, data, episode, caches, adapt, keep_model=keep)
         row: dict[str, Any] = {
             "row_key": row_key(u["method"], u["set"], u["k"], u["seed"]),
             "method": u["method"],
@@ -177,11 +213,11 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
             ),
             **dict.fromkeys(("robust_accuracy", "delta_attack", "delta_corruption", "mce_vs_baseline", "deltas")),
         }
+        key = (u["k"], u["seed"])
+        if r.model is not None and key not in base:
+            proto = run_episode("prototype", backbone, data, episode, caches, adapt, keep_model=True).model
+            base[key] = (proto, None)
         if config["robustness"] and r.model is not None:
-            key = (u["k"], u["seed"])
-            if key not in base:
-                proto = run_episode("prototype", backbone, data, episode, caches, adapt, keep_model=True).model
-                base[key] = (proto, None)
             proto, base_rows = base[key]
             queries = subset(data.test, episode.query[: config["robust_n"]])
             out = robustness_deltas(
@@ -204,6 +240,9 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
                 mce_vs_baseline=out["mce_vs_baseline"],
                 deltas=json.dumps(out["delta"], sort_keys=True),
             )
+        if data.edits is not None and r.model is not None:  # ImageNet-E style edits: per attribute
+            edited = attribute_deltas(r.model, base[key][0], data.test, data.edits, episode.query)["delta"]
+            row["deltas"] = json.dumps({**json.loads(row["deltas"] or "{}"), **edited}, sort_keys=True)
         rows.append(row)
     return rows
 
