@@ -110,6 +110,7 @@ def _read_rgb(source: Any, size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        img.draft("RGB", (size, size))  # JPEG: decode at the nearest scale ≥ size (no-op otherwise)
         rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
