@@ -39,7 +39,9 @@ def run_cmd(
         "safe, safe_a, full_finetune; options as safe?lr=0.001).",
     ),
     sets: str = typer.Option(
-        "digits,lfw-subset", "--sets", help="Comma-separated sets: digits, lfw-subset, textile, fashion-mnist, imagefolder:DIR, edits:FILE."
+        "digits,lfw-subset",
+        "--sets",
+        help="Comma-separated sets: digits, lfw-subset, textile, fashion-mnist, imagefolder:DIR, edits:FILE.",
     ),
     shots: str = typer.Option("1,2,4,8,16", "--shots", help="Comma-separated k (shots per class)."),
     seeds: str = typer.Option("0,1", "--seeds", help="Comma-separated episode seeds."),

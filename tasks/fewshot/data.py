@@ -127,7 +127,7 @@ def _split_set(name: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]
 
 def _textile(size: int) -> FewShotSet:
     try:
-        import conformal_clip_data  # type: ignore[import-untyped]
+        import conformal_clip_data
     except ImportError:
         raise ConfigError(
             "few-shot set 'textile' needs conformal-clip-data (requirements-nodeps.txt: pip install --no-deps)"
@@ -165,7 +165,9 @@ def _edits(path: str, size: int) -> FewShotSet:
     at = {objects[i]: j for j, i in enumerate(test)}
     edited = [r for r in rows if r["attribute"] != "original" and r["object_id"] in at]
     edits = EditedQueries(
-        x=np.stack([_read_rgb(r["image_png"], size) for r in edited]) if edited else np.zeros((0, 3, size, size), np.float32),
+        x=np.stack([_read_rgb(r["image_png"], size) for r in edited])
+        if edited
+        else np.zeros((0, 3, size, size), np.float32),
         y=np.array([classes.index(r["label"]) for r in edited], dtype=np.int64),
         attribute=np.array([r["attribute"] for r in edited], dtype=str),
         query=np.array([at[r["object_id"]] for r in edited], dtype=np.int64),

@@ -129,7 +129,7 @@ def test_textile_is_conformal_clip_datas_three_classes_split_60_40() -> None:
     tex = load_fewshot_set("textile", size=16)
     assert tex.train.classes == ("nominal", "local", "global") and tex.train.x.shape[1:] == (3, 16, 16)
     assert np.bincount(tex.train.y).tolist() == [600, 300, 300] and np.bincount(tex.test.y).tolist() == [400, 200, 200]
-    assert 0.0 <= tex.train.x.min() and tex.train.x.max() <= 1.0 and tex.train.x.std() > 0.05
+    assert tex.train.x.min() >= 0.0 and tex.train.x.max() <= 1.0 and tex.train.x.std() > 0.05
     assert len(make_episode(tex, 16, 0).support) == 48
     with pytest.raises(ConfigError, match="textile takes no path"):
         load_fewshot_set("textile:/tmp")
