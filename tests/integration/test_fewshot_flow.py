@@ -107,3 +107,15 @@ def test_fewshot_flow_resume_leaderboard_report_and_cli(tmp_path: Path, monkeypa
     out = cli.invoke(app, args)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["episodes"]["chunks"] == 0
+
+    # --edits: few-shot on an attribute_edits stage's originals, scored per edited attribute
+    from trustflow.tests.attribute_fixtures import edit_rows, objects, write_edits
+
+    write_edits(store, StageRef(names.ATTRIBUTE_ROBUSTNESS, "e-few", names.EDITS), edit_rows(objects(10)))
+    small = {**OPTIONS, "methods": ["prototype", "safe"], "sets": [], "shots": [1], "robustness": False}
+    edited = fewshot_adapt(seeds=[0], edits="e-few", parallel=False, **small)
+    rows = store.read_table(StageRef(names.FEWSHOT_ADAPT, edited["run_id"], names.EPISODES)).to_pylist()
+    assert {r["method"] for r in rows} == {"prototype", "safe"} and all(
+        r["set"].startswith("edits:e-few") for r in rows
+    )
+    assert all(set(json.loads(r["deltas"])) == {"attr:flip", "drop:flip"} for r in rows)

@@ -130,6 +130,7 @@ def test_cli_bad_input_is_one_error_line_before_any_service(monkeypatch: pytest.
         (["--methods", "prototype,warp_drive"], "--methods"),
         (["--shots", "1,two"], "--shots: expected comma-separated integers"),
         (["--sets", "cifar"], "--sets: unknown few-shot set 'cifar'"),
+        (["--edits", "a/b"], "--edits: 'a/b': name a stage"),
     ]:
         out = runner.invoke(app, ["fewshot", "run", *args])
         assert out.exit_code == 1, out.output
