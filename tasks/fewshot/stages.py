@@ -252,21 +252,70 @@ def build_chunk_table(payload: tuple[dict[str, Any], list[dict[str, Any]]]) -> p
     return pa.Table.from_pylist(episode_rows(config, units), FEWSHOT_EPISODES.schema)
 
 
+# settings that do not change an episode's row: which units a run holds, and how it is chunked
+UNIT_FIELDS = ("methods", "sets", "shots", "seeds", "chunks_per_set")
+
+
+def cache_ref(config: Mapping[str, Any], spec: str) -> StageRef:
+    """The shared episode cache of one set under one run's result-affecting settings
+    (backbone, epochs, query and robustness options): ``fewshot_adapt/cache-<12 hex>/episodes``,
+    the same for every run that differs only in methods, shots, seeds or other sets."""
+    settings = {k: v for k, v in config.items() if k not in UNIT_FIELDS}
+    return StageRef(FLOW, f"cache-{digest([settings, spec])}", names.EPISODES)
+
+
+def _reuse_cached(store: Any, config: Mapping[str, Any], units: Sequence[Mapping[str, Any]], writer: Any) -> int:
+    """Copy the rows of ``units`` that the run lacks but a shared cache holds into the run's
+    stage (one part per set, named by its keys); returns how many."""
+    import pyarrow.compute as pc
+
+    done = {str(k) for k in writer.existing_keys().column("row_key").to_pylist()}
+    reused = 0
+    for s in dict.fromkeys(u["spec"] for u in units):
+        ref = cache_ref(config, s)
+        want = [row_key(u["method"], u["set"], u["k"], u["seed"]) for u in units if u["spec"] == s]
+        want = [k for k in want if k not in done]
+        if not want or store.manifest(ref) is None:
+            continue
+        table = writer.missing(store.read_table(ref, filter=pc.field("row_key").isin(want)))
+        if table.num_rows:
+            writer.write_part(table, f"cached-{digest(sorted(table.column('row_key').to_pylist()))}")
+            reused += table.num_rows
+    return reused
+
+
+def _fill_cache(store: Any, config: Mapping[str, Any], units: Sequence[Mapping[str, Any]], run: StageRef) -> None:
+    """Add the run's rows that its sets' caches lack (one part and a commit per set)."""
+    import pyarrow.compute as pc
+
+    for s in dict.fromkeys(u["spec"] for u in units):
+        keys = [row_key(u["method"], u["set"], u["k"], u["seed"]) for u in units if u["spec"] == s]
+        cache = store.writer(cache_ref(config, s), FEWSHOT_EPISODES, KEY)
+        table = cache.missing(store.read_table(run, filter=pc.field("row_key").isin(keys)))
+        if table.num_rows:
+            cache.write_part(table, f"episodes-{digest(sorted(table.column('row_key').to_pylist()))}")
+            cache.commit({"spec": s})
+
+
 @task(name="fewshot-episodes", cache_policy=NO_CACHE)
 def episodes_task(
     spec: StoreSpec, run_id: str, config: dict[str, Any], units: list[dict[str, Any]], parallel: bool = True
 ) -> dict[str, Any]:
-    """Every unit the episodes stage lacks, one Ray task (and one part) per chunk; then the commit."""
+    """Every unit the episodes stage lacks: first from the shared episode cache (``cache_ref``:
+    rows an earlier run with the same settings computed), the rest one Ray task (and one part)
+    per chunk; then the commit, and the new rows go to the cache."""
     from trustflow.infra.ray_runtime import ensure_ray
     from trustflow.tasks.ray_parts import write_parts_on_ray
 
     store = spec.open()
     ref = StageRef(FLOW, run_id, names.EPISODES)
     writer = store.writer(ref, FEWSHOT_EPISODES, KEY)
+    reused = _reuse_cached(store, config, units, writer)
     done = {str(k) for k in writer.existing_keys().column("row_key").to_pylist()}
     chunks = [Chunk(c.part_id, (config, c.payload)) for c in plan_chunks(units, done, config["chunks_per_set"])]
     stats = {"chunks": len(chunks), "units": len(units), "units_done_before": len(units), "rows_written": 0}
-    stats["units_done_before"] = len(units) - sum(len(c.payload[1]) for c in chunks)
+    stats["units_done_before"] = len(units) - sum(len(c.payload[1]) for c in chunks) - reused
+    stats["units_from_cache"] = reused
     if chunks and parallel:  # a finished run does not even start Ray
         ensure_ray(store.settings)
         written = write_parts_on_ray(store, ref, FEWSHOT_EPISODES, KEY, chunks, build_chunk_table)
@@ -278,6 +327,8 @@ def episodes_task(
                 writer.write_part(table, c.part_id)
             stats["rows_written"] += table.num_rows
     store.writer(ref, FEWSHOT_EPISODES, KEY).commit({"config": config})
+    if stats["rows_written"]:
+        _fill_cache(store, config, units, ref)
     return {"episodes": str(ref), **stats}
 
 
