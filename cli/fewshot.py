@@ -99,7 +99,8 @@ def run_cmd(
         return
     e = result["episodes"]
     console.print(
-        f"run {result['run_id']}: {e['rows_written']} episodes run, {e['units_done_before']} of {e['units']} done before"
+        f"run {result['run_id']}: {e['rows_written']} episodes run, {e['units_from_cache']} from the episode cache, "
+        f"{e['units_done_before']} of {e['units']} done before"
     )
     print_board(result["leaderboard"], f"few-shot {result['run_id']}")
 
@@ -130,17 +131,23 @@ def show_cmd(
 
 def print_board(board: list[dict[str, Any]], title: str) -> None:
     """One row per (set, k, method): accuracy mean ± std over seeds, the attack and corruption
-    accuracy deltas vs the unadapted backbone (– when robustness was off)."""
+    accuracy deltas vs the unadapted backbone (– when robustness was off) and, with an edits
+    set, the mean over attributes of Δ accuracy on the edits and Δ drop vs the originals."""
 
     def f(v: Any, spec: str = ".3f") -> str:
         return "–" if v is None else format(v, spec)
 
+    from trustflow.tasks.fewshot.stages import edit_summary
+
     many_sets = len({r["set"] for r in board}) > 1
+    edits = [edit_summary(r) for r in board]
+    with_edits = any(e is not None for e in edits)
     table = Table(title=title)
     columns = [*(["set"] if many_sets else []), "k", "method", "accuracy", "Δ attack", "Δ corrupt", "mCE/base"]
+    columns += ["Δ edited", "Δ edit drop"] if with_edits else []
     for col in columns:
         table.add_column(col, justify="left" if col in ("set", "method") else "right")
-    for r in board:
+    for r, e in zip(board, edits, strict=True):
         table.add_row(
             *([r["set"]] if many_sets else []),
             str(r["k"]),
@@ -149,5 +156,6 @@ def print_board(board: list[dict[str, Any]], title: str) -> None:
             f(r["delta_attack"], "+.3f"),
             f(r["delta_corruption"], "+.3f"),
             f(r["mce_vs_baseline"], ".2f"),
+            *([f(e and e[0], "+.3f"), f(e and e[1], "+.3f")] if with_edits else []),
         )
     console.print(table)

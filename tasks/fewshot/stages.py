@@ -337,6 +337,24 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(kept)) if kept else None
 
 
+def _mean_deltas(texts: Sequence[str | None]) -> str | None:
+    """Mean over seeds of each key of the episodes' ``deltas`` JSON (null when none has any)."""
+    values: dict[str, list[float]] = {}
+    for text in texts:
+        for key, v in json.loads(text or "{}").items():
+            values.setdefault(key, []).append(float(v))
+    return json.dumps({k: float(np.mean(v)) for k, v in sorted(values.items())}) if values else None
+
+
+def edit_summary(row: Mapping[str, Any]) -> tuple[float, float] | None:
+    """A leaderboard row's attribute-edit deltas vs the backbone, averaged over attributes:
+    (Δ accuracy on edits, Δ drop), or None without an edits set (or in an older stage)."""
+    deltas = json.loads(row.get("deltas") or "{}")
+    attr = [v for k, v in deltas.items() if k.startswith("attr:")]
+    drop = [v for k, v in deltas.items() if k.startswith("drop:")]
+    return (float(np.mean(attr)), float(np.mean(drop))) if attr and drop else None
+
+
 def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Mean ± (population) std over seeds per (method, set, k), sorted by set, k, then accuracy."""
     cells: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
@@ -361,6 +379,7 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "delta_attack_std": float(np.std(attack)) if attack else None,
                 "delta_corruption": _mean([r["delta_corruption"] for r in rs]),
                 "mce_vs_baseline": _mean([r["mce_vs_baseline"] for r in rs]),
+                "deltas": _mean_deltas([r["deltas"] for r in rs]),
             }
         )
     return sorted(board, key=lambda r: (r["set"], r["k"], -r["accuracy"], r["method"]))
@@ -406,6 +425,20 @@ def markdown_table(board: Sequence[Mapping[str, Any]]) -> list[str]:
             f"| {r['set']} | {r['k']} | {r['method']} | {_f(r['accuracy'])} ± {_f(r['accuracy_std'])} | {r['seeds']} "
             f"| {_f(r['delta_attack'], '+.3f')} | {_f(r['delta_corruption'], '+.3f')} | {_f(r['mce_vs_baseline'])} |"
         )
+    edits = [(r, e) for r in board if (e := edit_summary(r)) is not None]
+    if edits:  # an edits set: accuracy on the edits and the drop vs originals, adapted − backbone
+        lines += [
+            "",
+            "| set | k | method | Δ edited acc | Δ drop | per attribute (Δ drop) |",
+            "|---|---:|---|---:|---:|---|",
+        ]
+        for r, (attr, drop) in edits:
+            per = ", ".join(
+                f"{k.removeprefix('drop:')} {v:+.3f}"
+                for k, v in json.loads(r["deltas"]).items()
+                if k.startswith("drop:")
+            )
+            lines.append(f"| {r['set']} | {r['k']} | {r['method']} | {attr:+.3f} | {drop:+.3f} | {per} |")
     return lines
 
 
@@ -428,6 +461,9 @@ __all__ = [
     "ACCURACY_PNG",
     "ROBUSTNESS_PNG",
     "build_chunk_table",
+    "cache_ref",
+    "edit_summary",
+    "export_edits",
     "check_config",
     "episode_rows",
     "episodes_task",

@@ -130,3 +130,6 @@ def test_fewshot_flow_resume_leaderboard_report_and_cli(tmp_path: Path, monkeypa
         r["set"].startswith("edits:e-few") for r in rows
     )
     assert all(set(json.loads(r["deltas"])) == {"attr:flip", "drop:flip"} for r in rows)
+    from trustflow.tasks.fewshot.stages import edit_summary
+
+    assert all(edit_summary(r) is not None for r in edited["leaderboard"])
