@@ -133,3 +133,4 @@ def test_fewshot_flow_resume_leaderboard_report_and_cli(tmp_path: Path, monkeypa
     from trustflow.tasks.fewshot.stages import edit_summary
 
     assert all(edit_summary(r) is not None for r in edited["leaderboard"])
+    assert "Δ edited acc" in build_run_report(store, edited["run_id"])
