@@ -832,6 +832,9 @@ FEWSHOT_LEADERBOARD = VersionedSchema(
             pa.field("delta_attack_std", pa.float64()),
             pa.field("delta_corruption", pa.float64()),
             pa.field("mce_vs_baseline", pa.float64()),
+            # JSON: mean over seeds per delta key of the episodes (attack, corruption, and with an
+            # edits set attr:<attribute> / drop:<attribute>); absent in stages written before it
+            pa.field("deltas", pa.string()),
         ]
     ),
 )
