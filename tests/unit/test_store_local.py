@@ -66,6 +66,38 @@ def test_commit_refuses_duplicate_keys(store: ArtifactStore) -> None:
     assert store.manifest(REF) is None
 
 
+def test_commit_finds_duplicates_between_its_own_parts_and_another_writers(store: ArtifactStore) -> None:
+    """The committing writer checks its own parts from memory and reads only the others' keys:
+    a duplicate across the two kinds, or a part replaced on storage since, is still found."""
+    ours = store.writer(REF, ITEMS, ["key"])
+    ours.write_part(rows(["a", "b"]), part_id="ours")
+    store.writer(REF, ITEMS, ["key"]).write_part(rows(["c", "b"]), part_id="theirs")
+    with pytest.raises(StoreError, match="1 duplicate keys"):
+        ours.commit()
+    assert store.manifest(REF) is None
+
+    other = StageRef("unitflow", "run-2", "items")
+    first = store.writer(other, ITEMS, ["key"])
+    first.write_part(rows(["x"]), part_id="p1")
+    first.write_part(rows(["y"]), part_id="p2")
+    # another writer replaces p2 (same name) with rows that repeat p1's key
+    store.writer(other, ITEMS, ["key"]).write_part(rows(["x", "zz"]), part_id="p2")
+    with pytest.raises(StoreError, match="duplicate keys"):
+        first.commit()
+    store.writer(other, ITEMS, ["key"]).write_part(rows(["zz"]), part_id="p2")
+    assert first.commit().rows == 2
+    assert sorted(store.read_table(other)["key"].to_pylist()) == ["x", "zz"]
+
+
+def test_composite_keys_are_checked_with_nulls_as_one_value(store: ArtifactStore) -> None:
+    pairs = VersionedSchema("test_pairs", 1, pa.schema([pa.field("a", pa.string()), pa.field("b", pa.int64())]))
+    w = store.writer(REF, pairs, ["a", "b"])
+    w.write_part(pa.table({"a": ["x", "x", None], "b": [1, 2, 1]}))
+    w.write_part(pa.table({"a": ["y", None], "b": [1, 1]}, schema=pairs.schema))
+    with pytest.raises(StoreError, match="1 duplicate keys"):
+        w.commit()
+
+
 def test_readers_see_only_manifest_parts(store: ArtifactStore) -> None:
     w = store.writer(REF, ITEMS, ["key"])
     w.write_part(rows(["a"]))
