@@ -43,6 +43,7 @@ def seval_evaluate(
     run_id: str | None = None,
     rationale_model: str | None = None,
     max_rationales: int = DEFAULT_MAX_RATIONALES,
+    risk_tags: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard.
 
@@ -53,7 +54,9 @@ def seval_evaluate(
     flow writes none unless ``rationale_model`` is given (``trustflow seval run
     --rationale-model pkg:qwen2.5-1.5b``); by default the demo, benchmarks and continuous
     evaluation keep their cost. The rationale options are not part of the run id: adding rationales later
-    resumes the run and explains what is unexplained."""
+    resumes the run and explains what is unexplained. ``risk_tags=False`` skips the tags
+    (e5 embeddings, ~0.1 CPU-s per unsafe verdict): for load tests of the pipeline itself
+    (benchmarks/scale_seval.py); a later run with tags on tags what is untagged."""
     run_id = run_id or default_run_id(
         targets=targets,
         critic=critic,
@@ -72,7 +75,7 @@ def seval_evaluate(
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
     for target in targets:
         responses_task(spec, run_id, target, params, batch_size, actors, concurrency)
-    judged = judge_task(spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales)
+    judged = judge_task(spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales, risk_tags)
     report = metrics_task(spec, run_id, judged["critic_id"], targets)
     publish_evaluation(run_id, store.url, suite_info, report)
     return {"run_id": run_id, "suite": suite_info, **report}

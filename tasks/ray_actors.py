@@ -26,7 +26,7 @@ from trustflow.data.schemas import VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef, StageWriter
 from trustflow.errors import TrustflowError
 from trustflow.progress import track
-from trustflow.tasks.ray_parts import Chunk, StoreSpec, plan_chunks, reraise_task_error
+from trustflow.tasks.ray_parts import Chunk, StoreSpec, payload_rows, plan_chunks, reraise_task_error
 
 RowBuilder = Callable[[Any], pa.Table]
 
@@ -56,7 +56,7 @@ class _PartActor:
         return self._writer
 
     def run(self, chunk: Chunk, existing: pa.Table) -> tuple[int, int]:
-        table = self.build(chunk.payload)
+        table = self.build(payload_rows(chunk.payload))
         todo = self.writer.missing(table, existing)
         if todo.num_rows:
             self.writer.write_part(todo, chunk.part_id)
@@ -90,7 +90,7 @@ def write_parts_in_threads(
     write_lock = threading.Lock()
 
     def run(chunk: Chunk) -> tuple[int, int]:
-        table = build(chunk.payload)
+        table = build(payload_rows(chunk.payload))
         with write_lock:
             new = writer.missing(table, existing)
             if new.num_rows:

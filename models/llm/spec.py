@@ -7,6 +7,7 @@
     hf:/dir                                 in-process transformers, from a saved (safetensors) dir
     pkg:smollm2-135m  |  pkg:qwen2.5-1.5b   in-process transformers, a model shipped in pip packages
     vllm:/dir-or-hub-id                     in-process vLLM in Ray actors (GPU + a vLLM venv only)
+    scripted:NAME?tokens=32&refuse=0.7      deterministic replies, no model: load tests only (issue 22)
 
 A spec is the project's one spec grammar (``registry.parse_spec``): the scheme is the entry
 name and everything after the first ``:`` is its ``target``, ``#MODEL`` fragment included.
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from trustflow.errors import ConfigError
 from trustflow.models.llm.base import ChatBackend
@@ -259,6 +260,27 @@ class VLLMScheme(Scheme):
         from trustflow.models.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(self.options.target, **options)
+
+
+class ScriptedOptions(NoFragment):
+    tokens: int = Field(default=32, ge=1, le=4096)
+    refuse: float = Field(default=0.7, ge=0.0, le=1.0)
+    latency_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
+    concurrency: int = Field(default=8, ge=1)
+    seed: int = 0
+
+
+@SCHEMES.register("scripted", options=ScriptedOptions, example="scripted:load?tokens=16&refuse=0.5")
+class ScriptedScheme(Scheme):
+    """A deterministic load generator (models/llm/scripted.py): for scale tests, never results."""
+
+    usage = "scripted:NAME[?tokens=32&refuse=0.7&latency_ms=0&concurrency=8&seed=0] (load tests only)"
+
+    def load(self, **options: Any) -> ChatBackend:
+        from trustflow.models.llm.scripted import ScriptedBackend, ScriptedConfig
+
+        fields = self.options.model_dump(exclude={"target"})
+        return ScriptedBackend(self.options.target, ScriptedConfig(**fields))
 
 
 def local_model(spec: str | ModelSpec) -> tuple[Path, str | None]:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trustflow.data.schemas import SCHEMA_VERSION_KEY, SEVAL_JUDGEMENTS, upgrade_judgements
@@ -62,11 +63,45 @@ def judgement_rows(rows: list[dict[str, Any]], judgements: list[Judgement]) -> p
     return pa.table(out, schema=SEVAL_JUDGEMENTS.schema)
 
 
-class JudgeFactory:
-    """Picklable recipe: each actor builds the critic once and judges batches."""
+def tag_unsafe(table: pa.Table, rows: list[dict[str, Any]], tagger: Any = None) -> pa.Table:
+    """Risk tags for the unsafe verdicts of one batch, in the worker that judged it.
 
-    def __init__(self, critic_spec: str) -> None:
+    Tagging embeds every unsafe request/answer with e5 (~0.1 s each on one CPU): done in the
+    driver after judging, as before, it was the one serial stage of a large run (220,000
+    prompts × 2 models ≈ 200,000 embeddings); here it runs where the verdicts are made, on
+    as many actors as judge. ``enrich_judgements`` still tags what a worker did not (older
+    runs, another taxonomy)."""
+    from trustflow.models.critics.risk_tags import default_tagger
+
+    unsafe = [i for i, flag in enumerate(table["unsafe"].to_pylist()) if flag]
+    if not unsafe:
+        return table
+    tagger = tagger or default_tagger()
+    found = tagger.tag(
+        [JudgeItem(prompt=rows[i]["prompt"], response=rows[i]["response"], lang=_lang(rows[i]["lang"])) for i in unsafe]
+    )
+    tags: list[Any] = table["risk_tags"].to_pylist()
+    scores: list[Any] = table["risk_tag_scores"].to_pylist()
+    taggers: list[Any] = table["tagger"].to_pylist()
+    for i, t in zip(unsafe, found, strict=True):
+        tags[i], scores[i], taggers[i] = t.tags, t.scores, tagger.tagger_id
+    for name, values in (("risk_tags", tags), ("risk_tag_scores", scores), ("tagger", taggers)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type))
+    return table
+
+
+def _lang(lang: str) -> Literal["zh", "en"]:
+    return "zh" if lang == "zh" else "en"
+
+
+class JudgeFactory:
+    """Picklable recipe: each actor builds the critic once and judges batches (and tags the
+    unsafe verdicts when ``risk_tags``)."""
+
+    def __init__(self, critic_spec: str, risk_tags: bool = True) -> None:
         self.critic_spec = critic_spec
+        self.risk_tags = risk_tags
 
     def __call__(self) -> Callable[[list[dict[str, Any]]], pa.Table]:
         critic = make_critic(self.critic_spec)
@@ -87,7 +122,8 @@ class JudgeFactory:
                 else Judgement.error(critic.critic_id, critic.prompt_hash, "", f"generation_error: {r['error']}")
                 for r in rows
             ]
-            return judgement_rows(rows, judgements)
+            table = judgement_rows(rows, judgements)
+            return tag_unsafe(table, rows) if self.risk_tags else table
 
         return judge
 
@@ -100,10 +136,11 @@ def judge_responses(
     batch_size: int = 8,
     num_actors: int = 1,
     num_cpus_per_actor: float = 1.0,
+    risk_tags: bool = True,
 ) -> dict[str, int]:
     """Judge every response not yet judged by this critic (no commit): on Ray actors, or in
     this process for an ``in_process`` critic (no Ray start; the caller then needs no
-    cluster either, see ``needs_ray``)."""
+    cluster either, see ``needs_ray``). ``risk_tags``: tag unsafe verdicts as they are made."""
     critic = make_critic(critic_spec)
     writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
     upgrade_parts(writer)
@@ -111,11 +148,18 @@ def judge_responses(
     keyed = keyed.append_column("critic_id", pa.array([critic.critic_id] * keyed.num_rows, pa.string()))
     keyed = keyed.append_column("critic_prompt_hash", pa.array([critic.prompt_hash] * keyed.num_rows, pa.string()))
     tag = f"{critic.critic_id}-{critic.prompt_hash}"[:40]
-    chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id")
+    chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id", max_parts=64)
     label = f"judging ({critic.critic_id})"
     if critic.in_process:  # same parts, same keys: a run may switch paths between resumes
         stats = write_parts_in_threads(
-            store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, JudgeFactory(critic_spec), workers=1, label=label
+            store,
+            ref,
+            SEVAL_JUDGEMENTS,
+            JUDGEMENT_KEYS,
+            chunks,
+            JudgeFactory(critic_spec, risk_tags),
+            workers=1,
+            label=label,
         )
     else:
         stats = write_parts_with_actors(
@@ -124,7 +168,7 @@ def judge_responses(
             SEVAL_JUDGEMENTS,
             JUDGEMENT_KEYS,
             chunks,
-            JudgeFactory(critic_spec),
+            JudgeFactory(critic_spec, risk_tags),
             num_actors=num_actors,
             num_cpus_per_actor=num_cpus_per_actor,
             label=label,
@@ -164,14 +208,40 @@ def _read_parts(writer: StageWriter) -> list[tuple[str, pa.Table, bytes]]:
     return out
 
 
+def _nothing_to_enrich(
+    writer: StageWriter, tagger_id: str | None, rationale_model: str | None
+) -> dict[str, int] | None:
+    """The stats of an enrichment with no work (every unsafe verdict tagged by ``tagger_id``,
+    or tagging off, and no rationale model), read from four columns of the parts — or None
+    when there is work, so that a large run whose workers tagged everything never turns its
+    responses and judgements into Python rows in the driver."""
+    if rationale_model:
+        return None
+    unsafe = untagged = unexplained = 0
+    for info in writer.part_files():
+        part = pq.read_table(info.path, columns=["unsafe", "tagger", "rationale"], filesystem=writer.store.fs)
+        flagged = part.filter(pc.fill_null(part["unsafe"], False))
+        unsafe += flagged.num_rows
+        unexplained += flagged["rationale"].null_count
+        if tagger_id is not None:
+            untagged += flagged.num_rows - int(
+                pc.sum(pc.fill_null(pc.equal(flagged["tagger"], tagger_id), False)).as_py() or 0
+            )
+    if untagged:
+        return None
+    return {"unsafe": unsafe, "tagged": 0, "rationales": 0, "rationale_errors": 0, "without_rationale": unexplained}
+
+
 def upgrade_parts(writer: StageWriter) -> int:
     """Rewrite parts of an older judgements layout as the current one (new columns null),
     each atomically under its own name; returns how many were rewritten."""
     current = str(SEVAL_JUDGEMENTS.version).encode()
     rewritten = 0
-    for part_id, table, version in _read_parts(writer):
-        if version != current:
-            writer.write_part(upgrade_judgements(table.replace_schema_metadata(None)), part_id)
+    for info in writer.part_files():  # footers only: a current stage costs no data reads
+        schema = pq.read_schema(info.path, filesystem=writer.store.fs)
+        if (schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"") != current:
+            table = pq.read_table(info.path, filesystem=writer.store.fs)
+            writer.write_part(upgrade_judgements(table.replace_schema_metadata(None)), _part_id(info.base_name))
             rewritten += 1
     if rewritten:
         log.info(
@@ -188,6 +258,7 @@ def enrich_judgements(
     max_rationales: int = 200,
     tagger: Any = None,
     rationale_backend: Any = None,
+    risk_tags: bool = True,
 ) -> dict[str, int]:
     """Risk tags for every unsafe verdict not yet tagged by ``tagger``, then rationales for
     the riskiest unexplained ones while fewer than ``max_rationales`` rows hold one (no commit).
@@ -201,6 +272,9 @@ def enrich_judgements(
     writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
     upgrade_parts(writer)
     tagger = tagger or default_tagger()
+    quick = _nothing_to_enrich(writer, tagger.tagger_id if risk_tags else None, rationale_model)
+    if quick is not None:
+        return quick
     texts = {
         rid: (p, r, lang)
         for rid, p, r, lang in zip(
@@ -220,7 +294,7 @@ def enrich_judgements(
         prompt, response, lang = texts[row["response_id"]]
         return JudgeItem(prompt=prompt, response=response, lang="zh" if lang == "zh" else "en")
 
-    to_tag = [(i, j, row) for i, j, row in flagged if row["tagger"] != tagger.tagger_id]
+    to_tag = [(i, j, row) for i, j, row in flagged if risk_tags and row["tagger"] != tagger.tagger_id]
     for (i, _, row), tags in zip(to_tag, tagger.tag([item(row) for _, _, row in to_tag]), strict=True):
         row.update(risk_tags=tags.tags, risk_tag_scores=tags.scores, tagger=tagger.tagger_id)
         changed.add(i)

@@ -95,6 +95,11 @@ class Responder:
         self.backend.close()
 
 
+# parts per (model, config) a large run is cut into (tasks/ray_parts.missing_chunks): a
+# 220,000-prompt suite makes ~64 parts of ≤ 2,048 rows instead of 27,500 parts of 8
+PARTS_PER_MODEL = 64
+
+
 def generate_responses(
     store: ArtifactStore,
     ref: StageRef,
@@ -119,7 +124,9 @@ def generate_responses(
     keyed = keyed.append_column("model", pa.array([model_spec] * keyed.num_rows, pa.string()))
     keyed = keyed.append_column("gen_config_hash", pa.array([config] * keyed.num_rows, pa.string()))
     model_tag = hashlib.sha256(f"{model_spec}\x00{config}".encode()).hexdigest()[:10]
-    chunks = missing_chunks(writer, keyed, SUITE_COLUMNS, batch_size, model_tag, "prompt_uid")
+    chunks = missing_chunks(
+        writer, keyed, SUITE_COLUMNS, batch_size, model_tag, "prompt_uid", max_parts=PARTS_PER_MODEL
+    )
     label = f"responses {model_spec}"
     if is_http_spec(model_spec):
         stats = write_parts_in_threads(

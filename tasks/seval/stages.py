@@ -97,9 +97,10 @@ def judge_task(
     actors: int,
     rationale_model: str | None = None,
     max_rationales: int = 200,
+    risk_tags: bool = True,
 ) -> dict[str, Any]:
-    """Critic verdicts on Ray actors, then (driver) risk tags and bounded rationales for the
-    unsafe ones, then one commit (tasks/seval/judging.py)."""
+    """Critic verdicts (with risk tags for the unsafe ones) on Ray actors, then (driver)
+    bounded rationales and any tags still missing, then one commit (tasks/seval/judging.py)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -122,8 +123,9 @@ def judge_task(
         batch_size=batch_size,
         num_actors=actors,
         num_cpus_per_actor=cpus_per_actor(actors) if on_ray else 1.0,  # no cluster for in-process critics
+        risk_tags=risk_tags,
     )
-    enriched = enrich_judgements(store, ref, responses, rationale_model, max_rationales)
+    enriched = enrich_judgements(store, ref, responses, rationale_model, max_rationales, risk_tags=risk_tags)
     attrs = {"critic": critic_spec, "rationale_model": rationale_model, "max_rationales": max_rationales}
     commit_judgements(store, ref, {**attrs, "rationale_prompt_hash": prompt_hash(), "enriched": enriched})
     return {**stats, **enriched, "critic_id": make_critic(critic_spec).critic_id}

@@ -15,7 +15,9 @@ from trustflow.tasks.seval.judging import (
     commit_judgements,
     enrich_judgements,
     judgement_id,
+    judgement_rows,
     read_judgements,
+    tag_unsafe,
 )
 
 # a slice of the real taxonomy: few leaves keep the e5 passages to embed (and the test) small
@@ -140,3 +142,36 @@ def test_judgement_id_is_stable_and_key_dependent() -> None:
     assert judgement_id("r", "c", "h") == judgement_id("r", "c", "h")
     assert judgement_id("r", "c", "h") != judgement_id("r", "c", "h2")
     assert len(judgement_id("r", "c", "h")) == 16
+
+
+def test_workers_tag_unsafe_verdicts_as_they_judge_and_enrich_then_has_nothing_to_do(local_settings, leaves) -> None:
+    """Tags are made in the judging worker (``tag_unsafe``), so the driver's enrichment finds
+    every unsafe verdict tagged and returns without reading the texts."""
+    from trustflow.models.critics import Judgement
+
+    tagger = LeafTagger(leaves)
+    responses = _responses().to_pylist()
+    rows = [{**r, **_judgement(r["response_id"], None, None, "ethics", r["lang"])} for r in responses]
+    verdicts = [
+        Judgement(critic_id="c", critic_prompt_hash="h", unsafe=unsafe, risk_score=score)
+        for unsafe, score in ((True, 0.9), (True, 0.8), (False, 0.1))
+    ] + [Judgement.error("c", "h", "", "no verdict")]
+    table = tag_unsafe(judgement_rows(rows, verdicts), rows, tagger)
+    got = {r["response_id"]: r for r in table.to_pylist()}
+    assert got["r1"]["risk_tags"][0] == "cybersecurity.access_control.credential_theft.phishing"
+    assert got["r2"]["tagger"] == tagger.tagger_id and got["r3"]["tagger"] is None and got["r4"]["tagger"] is None
+
+    store = ArtifactStore(settings=local_settings)
+    ref = StageRef("seval_evaluate", "run-tagged", "judgements")
+    store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS).write_part(table, "p0")
+    no_texts = _responses().slice(0, 0)  # the quick path never needs them
+    stats = enrich_judgements(store, ref, no_texts, rationale_model=None, tagger=tagger)
+    assert stats == {"unsafe": 2, "tagged": 0, "rationales": 0, "rationale_errors": 0, "without_rationale": 2}
+    other = LeafTagger(leaves, k=1)  # another tagging rule: the rows are not its tags, so there is work
+    assert enrich_judgements(store, ref, _responses(), rationale_model=None, tagger=other)["tagged"] == 2
+    untagged = judgement_rows(rows, verdicts)  # tagging off: no tags, and enrichment leaves them off
+    ref2 = StageRef("seval_evaluate", "run-untagged", "judgements")
+    store.writer(ref2, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS).write_part(untagged, "p0")
+    assert enrich_judgements(store, ref2, no_texts, rationale_model=None, tagger=tagger, risk_tags=False)["tagged"] == 0
+    commit_judgements(store, ref2, {"critic": "c"})
+    assert read_judgements(store, ref2)["tagger"].null_count == 4
