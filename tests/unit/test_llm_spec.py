@@ -46,7 +46,7 @@ def test_parse_good_specs(raw: str, scheme: str, target: str, fragment: str | No
         ("   ", "empty model spec"),
         ("smollm2", "expected SCHEME:TARGET"),
         ("HF:/x", "expected SCHEME:TARGET"),
-        ("llama:/x", "unknown LLM spec scheme 'llama'; known: endpoint, hf, openai, pkg, vllm"),
+        ("llama:/x", "unknown LLM spec scheme 'llama'; known: endpoint, hf, openai, pkg, scripted, vllm"),
         ("openai:", "nothing after the scheme"),
         ("openai:127.0.0.1:8000/v1", "not an http(s) URL"),
         ("openai:ftp://host/v1#m", "not an http(s) URL"),
@@ -70,7 +70,7 @@ def test_schemes_use_the_project_registry() -> None:
     from trustflow.registry import Registry
 
     assert isinstance(SCHEMES, Registry)
-    assert SCHEMES.names() == ["endpoint", "hf", "openai", "pkg", "vllm"]
+    assert SCHEMES.names() == ["endpoint", "hf", "openai", "pkg", "scripted", "vllm"]
 
 
 def test_local_model_resolution(tmp_path: Path) -> None:
