@@ -417,7 +417,12 @@ class CachedBackend(ChatBackend):
                 continue
             config = gen_config(req)
             messages = req.message_dicts()
-            plan[i] = (namespace_of(self.fingerprint, config), cache_key(self.fingerprint, config, messages), config, messages)
+            plan[i] = (
+                namespace_of(self.fingerprint, config),
+                cache_key(self.fingerprint, config, messages),
+                config,
+                messages,
+            )
         return plan
 
     def _lookup(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -29,9 +28,9 @@ import pyarrow.parquet as pq
 
 from trustflow.data.schemas import SCHEMA_VERSION_KEY, SEVAL_JUDGEMENTS, upgrade_judgements
 from trustflow.data.store import ArtifactStore, Manifest, StageRef, StageWriter
-from trustflow.models.critics import JudgeItem, Judgement, make_critic
+from trustflow.models.critics import Critic, JudgeItem, Judgement, make_critic
 from trustflow.tasks.ray_actors import write_parts_in_threads, write_parts_with_actors
-from trustflow.tasks.ray_parts import missing_chunks
+from trustflow.tasks.ray_parts import StoreSpec, missing_chunks
 
 JUDGEMENT_KEYS = ["response_id", "critic_id", "critic_prompt_hash"]
 CARRIED = ["response_id", "model", "prompt_uid", "set", "attack", "base_id", "lang", "dimension"]
@@ -63,33 +62,49 @@ def judgement_rows(rows: list[dict[str, Any]], judgements: list[Judgement]) -> p
 
 
 class JudgeFactory:
-    """Picklable recipe: each actor builds the critic once and judges batches."""
+    """Picklable recipe: each actor builds the critic once and judges batches; ``cache``: the
+    store of the cross-run LLM response cache its chat calls go through (None: uncached)."""
 
-    def __init__(self, critic_spec: str) -> None:
+    def __init__(self, critic_spec: str, cache: StoreSpec | None = None) -> None:
         self.critic_spec = critic_spec
+        self.cache = cache
 
-    def __call__(self) -> Callable[[list[dict[str, Any]]], pa.Table]:
+    def __call__(self) -> Judge:
         critic = make_critic(self.critic_spec)
+        if self.cache is not None:
+            from trustflow.models.llm.cache import LLMCache
 
-        def judge(rows: list[dict[str, Any]]) -> pa.Table:
-            answerable = [r for r in rows if not r["error"]]
-            verdicts = iter(
-                critic.judge(
-                    [
-                        JudgeItem(prompt=r["prompt"], response=r["response"], lang=r["lang"], dimension=r["dimension"])
-                        for r in answerable
-                    ]
-                )
+            critic.use_llm_cache(LLMCache(self.cache.open()))
+        return Judge(critic)
+
+
+class Judge:
+    """Judges one batch of response rows → SEVAL_JUDGEMENTS rows (generation errors pass through)."""
+
+    def __init__(self, critic: Critic) -> None:
+        self.critic = critic
+
+    def __call__(self, rows: list[dict[str, Any]]) -> pa.Table:
+        critic = self.critic
+        answerable = [r for r in rows if not r["error"]]
+        verdicts = iter(
+            critic.judge(
+                [
+                    JudgeItem(prompt=r["prompt"], response=r["response"], lang=r["lang"], dimension=r["dimension"])
+                    for r in answerable
+                ]
             )
-            judgements = [
-                next(verdicts)
-                if not r["error"]
-                else Judgement.error(critic.critic_id, critic.prompt_hash, "", f"generation_error: {r['error']}")
-                for r in rows
-            ]
-            return judgement_rows(rows, judgements)
+        )
+        judgements = [
+            next(verdicts)
+            if not r["error"]
+            else Judgement.error(critic.critic_id, critic.prompt_hash, "", f"generation_error: {r['error']}")
+            for r in rows
+        ]
+        return judgement_rows(rows, judgements)
 
-        return judge
+    def counters(self) -> dict[str, int]:
+        return self.critic.counters()
 
 
 def judge_responses(
@@ -100,10 +115,12 @@ def judge_responses(
     batch_size: int = 8,
     num_actors: int = 1,
     num_cpus_per_actor: float = 1.0,
+    cache: bool = True,
 ) -> dict[str, int]:
     """Judge every response not yet judged by this critic (no commit): on Ray actors, or in
     this process for an ``in_process`` critic (no Ray start; the caller then needs no
-    cluster either, see ``needs_ray``)."""
+    cluster either, see ``needs_ray``). ``cache``: an LLM critic's chat calls go through the
+    cross-run response cache in ``store`` (counts ``cache_lookups`` / ``cache_hits``)."""
     critic = make_critic(critic_spec)
     writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
     upgrade_parts(writer)
@@ -113,9 +130,10 @@ def judge_responses(
     tag = f"{critic.critic_id}-{critic.prompt_hash}"[:40]
     chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id")
     label = f"judging ({critic.critic_id})"
+    factory = JudgeFactory(critic_spec, StoreSpec.of(store) if cache else None)
     if critic.in_process:  # same parts, same keys: a run may switch paths between resumes
         stats = write_parts_in_threads(
-            store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, JudgeFactory(critic_spec), workers=1, label=label
+            store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, factory, workers=1, label=label
         )
     else:
         stats = write_parts_with_actors(
@@ -124,7 +142,7 @@ def judge_responses(
             SEVAL_JUDGEMENTS,
             JUDGEMENT_KEYS,
             chunks,
-            JudgeFactory(critic_spec),
+            factory,
             num_actors=num_actors,
             num_cpus_per_actor=num_cpus_per_actor,
             label=label,

@@ -65,9 +65,10 @@ def responses_task(
     batch_size: int,
     actors: int,
     concurrency: int = 8,
+    cache: bool = True,
 ) -> dict[str, int]:
     """HTTP targets are answered in this process (no Ray); ``generate_responses`` starts Ray
-    itself for in-process models."""
+    itself for in-process models. ``cache``: through the cross-run LLM response cache."""
     from trustflow.tasks.seval.responses import commit_responses, generate_responses
 
     store = spec.open()
@@ -82,6 +83,7 @@ def responses_task(
         batch_size=batch_size,
         num_actors=actors,
         concurrency=concurrency,
+        cache=cache,
     )
     commit_responses(store, ref, {"last_model": model_spec})
     return stats
@@ -97,6 +99,7 @@ def judge_task(
     actors: int,
     rationale_model: str | None = None,
     max_rationales: int = 200,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Critic verdicts on Ray actors, then (driver) risk tags and bounded rationales for the
     unsafe ones, then one commit (tasks/seval/judging.py)."""
@@ -122,6 +125,7 @@ def judge_task(
         batch_size=batch_size,
         num_actors=actors,
         num_cpus_per_actor=cpus_per_actor(actors) if on_ray else 1.0,  # no cluster for in-process critics
+        cache=cache,
     )
     enriched = enrich_judgements(store, ref, responses, rationale_model, max_rationales)
     attrs = {"critic": critic_spec, "rationale_model": rationale_model, "max_rationales": max_rationales}

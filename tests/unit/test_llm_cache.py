@@ -89,7 +89,10 @@ def test_a_changed_generation_field_or_message_misses(tmp_path: Path) -> None:
     backend.generate(_reqs(["a", "b"], max_tokens=17))  # one generation field differs
     backend.generate(_reqs(["a", "b"], max_tokens=16, stop=["\n"]))
     backend.generate(_reqs(["a", "c"], max_tokens=16))  # one message differs
-    multi = ChatRequest.of([{"role": "user", "content": "b"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "b"}], max_tokens=16)
+    multi = ChatRequest.of(
+        [{"role": "user", "content": "b"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "b"}],
+        max_tokens=16,
+    )
     backend.generate([multi])  # the whole conversation is keyed, not only its last turn
     assert [r.messages[-1].content for r in inner.requests] == ["a", "b", "a", "b", "c", "b"]
     assert backend.stats.hits == 1 and backend.stats.lookups == 7  # only "a" at max_tokens 16 again
@@ -168,7 +171,9 @@ def test_two_writers_of_one_key_leave_one_valid_entry(tmp_path: Path) -> None:
     assert found[key].text.startswith("writer ") and len(found[key].text) == 5000 + len("writer 0 ")
 
 
-def test_a_corrupt_entry_is_a_miss_with_a_warning_then_rewritten(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_corrupt_entry_is_a_miss_with_a_warning_then_rewritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = _store(tmp_path)
     first = _cached(store)
     first.generate(_reqs(["a", "b"]))
@@ -190,7 +195,9 @@ def test_a_corrupt_entry_is_a_miss_with_a_warning_then_rewritten(tmp_path: Path,
     assert _cached(store, again).generate(_reqs(["a", "b"])) and again.requests == []  # rewritten
 
 
-def test_a_failing_store_turns_the_cache_off_instead_of_failing_the_call(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_store_turns_the_cache_off_instead_of_failing_the_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = _store(tmp_path)
     inner = CountingBackend()
     backend = _cached(store, inner)
