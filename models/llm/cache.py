@@ -26,7 +26,8 @@ Layout (one small JSON object per key, see ``docs/pipelines/seval.md``)::
 
 ``namespace`` = sha256(fingerprint, generation config)[:20]: one model under one config.
 The first lookup in a namespace lists that prefix once (one S3 LIST per 1,000 entries) and
-keeps the key set in memory; afterwards a miss costs no request at all and a hit one GET.
+keeps the key set in memory; afterwards a miss costs no request at all and a hit one GET
+(a batch's GETs and PUTs go ``io_threads`` at a time on S3).
 Each entry is written whole (local: temp file + rename; S3: one PUT), so two workers writing
 the same key leave one valid entry (both wrote the same answer's key, the last one wins).
 An entry that does not parse or whose inputs do not hash to its key is a miss with one
@@ -225,9 +226,10 @@ def hit_rate(counters: Mapping[str, Any]) -> float | None:
 class LLMCache:
     """Entries in ``store`` under ``cache/llm/v1/``; one listing per namespace per instance."""
 
-    def __init__(self, store: ArtifactStore, sampled: bool = False) -> None:
+    def __init__(self, store: ArtifactStore, sampled: bool = False, io_threads: int = 8) -> None:
         self.store = store
         self.sampled = sampled
+        self.io_threads = io_threads
         self._index: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
@@ -256,21 +258,38 @@ class LLMCache:
         with self._lock:
             return self._index.setdefault(namespace, listed)
 
+    def _map(self, fn: Any, items: list[Any]) -> list[Any]:
+        """``fn`` over ``items``; on S3 ``io_threads`` at a time (each GET/PUT is a round trip
+        of milliseconds, so a batch's entries go in parallel), locally in order."""
+        if self.store.location.scheme != "s3" or len(items) < 2 or self.io_threads < 2:
+            return [fn(item) for item in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self.io_threads, len(items)), thread_name_prefix="llm-cache") as pool:
+            return list(pool.map(fn, items))
+
     def get_many(self, namespace: str, keys: Sequence[str], stats: CacheStats | None = None) -> dict[str, ChatResult]:
         """Valid entries among ``keys``; a corrupt one is left out with one warning."""
         present = self.keys(namespace)
-        out: dict[str, ChatResult] = {}
-        for key in dict.fromkeys(keys):
-            if key not in present:
-                continue
-            path = self.entry_path(namespace, key)
+        wanted = [key for key in dict.fromkeys(keys) if key in present]
+
+        def read(key: str) -> tuple[str, bytes | None]:
             try:
-                raw = self.store.read_bytes(path)
+                return key, self.store.read_bytes(self.entry_path(namespace, key))
             except FileNotFoundError:  # removed since the listing
+                return key, None
+
+        out: dict[str, ChatResult] = {}
+        for key, raw in self._map(read, wanted):
+            if raw is None:
                 continue
             result, problem = _parse_entry(raw, key)
             if result is None:
-                log.warning("llm cache: corrupt entry %s (%s); treated as a miss and rewritten", path, problem)
+                log.warning(
+                    "llm cache: corrupt entry %s (%s); treated as a miss and rewritten",
+                    self.entry_path(namespace, key),
+                    problem,
+                )
                 if stats is not None:
                     stats.add(corrupt=1)
                 continue
@@ -287,19 +306,32 @@ class LLMCache:
         result: ChatResult,
     ) -> None:
         """Write one entry whole (atomic); a concurrent writer of the same key leaves one valid entry."""
-        entry = {
-            "format": ENTRY_FORMAT,
-            "version": ENTRY_VERSION,
-            "key": key,
-            "fingerprint": dict(fingerprint),
-            "params": dict(config),
-            "messages": [dict(m) for m in messages],
-            "result": result.model_dump(mode="json", exclude={"id", "cached"}),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        self.store.write_bytes_atomic(self.entry_path(namespace, key), canonical_json(entry).encode())
+        self.put_many([(namespace, key, fingerprint, config, messages, result)])
+
+    def put_many(
+        self, entries: Sequence[tuple[str, str, Mapping[str, Any], Mapping[str, Any], Any, ChatResult]]
+    ) -> None:
+        """Write several entries (on S3 in parallel), each whole."""
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+        def write(item: tuple[str, str, Mapping[str, Any], Mapping[str, Any], Any, ChatResult]) -> None:
+            namespace, key, fingerprint, config, messages, result = item
+            entry = {
+                "format": ENTRY_FORMAT,
+                "version": ENTRY_VERSION,
+                "key": key,
+                "fingerprint": dict(fingerprint),
+                "params": dict(config),
+                "messages": [dict(m) for m in messages],
+                "result": result.model_dump(mode="json", exclude={"id", "cached"}),
+                "created": created,
+            }
+            self.store.write_bytes_atomic(self.entry_path(namespace, key), canonical_json(entry).encode())
+
+        self._map(write, list(entries))
         with self._lock:
-            self._index.setdefault(namespace, set()).add(key)
+            for namespace, key, *_ in entries:
+                self._index.setdefault(namespace, set()).add(key)
 
 
 def _parse_entry(raw: bytes, key: str) -> tuple[ChatResult | None, str]:
@@ -389,15 +421,18 @@ class CachedBackend(ChatBackend):
                 first_of[key] = i
             todo.append(i)
         fresh = self.inner.generate([reqs[i] for i in todo]) if todo else []
+        entries = []
         for i, res in zip(todo, fresh, strict=True):
             results[i] = res
-            if i in plan and res.ok and res.finish_reason != "error" and not self._off:
+            if i in plan and res.ok and res.finish_reason != "error":
                 namespace, key, config, messages = plan[i]
-                try:
-                    self.cache.put(namespace, key, self.fingerprint, config, messages, res)
-                    self.stats.add(writes=1)
-                except (TrustflowError, OSError) as exc:
-                    self._turn_off(exc)
+                entries.append((namespace, key, self.fingerprint, config, messages, res))
+        if entries and not self._off:
+            try:
+                self.cache.put_many(entries)
+                self.stats.add(writes=len(entries))
+            except (TrustflowError, OSError) as exc:
+                self._turn_off(exc)
         out: list[ChatResult] = []
         for i, req in enumerate(reqs):
             res = results[i]

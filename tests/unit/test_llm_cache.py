@@ -232,3 +232,23 @@ def test_fingerprints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (model / "model.safetensors").write_bytes(b"\x01" * 100)  # same size, new weights
     assert model_fingerprint(f"hf:{model}") != first
     assert files_digest(model) != files_digest(model, "config.json")
+
+
+def test_rerun_hits_on_s3_and_parallel_writers_leave_one_entry(s3_settings: object) -> None:
+    """The same cache on SeaweedFS: one listing, parallel GETs/PUTs, same answers, no backend call."""
+    store = ArtifactStore(settings=s3_settings)  # type: ignore[arg-type]
+    prompts = [f"prompt {i}" for i in range(10)]
+    first = _cached(store).generate(_reqs(prompts))
+    writers = [_cached(store) for _ in range(3)]  # three workers answer the same batch at once
+    threads = [threading.Thread(target=w.generate, args=(_reqs(["shared"]),)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    inner = CountingBackend()
+    again = _cached(store, inner)
+    out = again.generate(_reqs([*prompts, "shared"]))
+    assert inner.requests == [] and again.stats.hits == 11
+    assert [r.text for r in out[:10]] == [r.text for r in first]
+    namespace = namespace_of(model_fingerprint(SPEC), gen_config(_reqs(["x"])[0]))
+    assert len(LLMCache(store).keys(namespace)) == 11  # the shared key is one object
