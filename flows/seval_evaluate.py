@@ -81,6 +81,9 @@ def seval_evaluate(
     }
     judged = judge_task(spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales, cache)
     report = metrics_task(spec, run_id, judged["critic_id"], targets)
-    cache_info = cache_summary(cache, {**answered, f"critic {critic}": judged})
+    users = {**answered, f"critic {critic}": judged}
+    if judged.get("rationale_cache"):
+        users[f"rationales {rationale_model}"] = judged["rationale_cache"]
+    cache_info = cache_summary(cache, users)
     publish_evaluation(run_id, store.url, suite_info, report, cache_info)
     return {"run_id": run_id, "suite": suite_info, **report, "cache": cache_info}

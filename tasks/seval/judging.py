@@ -206,12 +206,15 @@ def enrich_judgements(
     max_rationales: int = 200,
     tagger: Any = None,
     rationale_backend: Any = None,
-) -> dict[str, int]:
+    cache: Any = None,
+) -> dict[str, Any]:
     """Risk tags for every unsafe verdict not yet tagged by ``tagger``, then rationales for
     the riskiest unexplained ones while fewer than ``max_rationales`` rows hold one (no commit).
 
     ``responses`` supplies the text (the judgements stage holds ids only); verdicts whose
-    response is not in it are left as they are. ``rationale_model=None`` writes no rationale."""
+    response is not in it are left as they are. ``rationale_model=None`` writes no rationale.
+    ``cache``: an ``LLMCache`` for the rationale model's calls (its counters come back as
+    ``rationale_cache``)."""
     from trustflow.models.critics import JudgeItem
     from trustflow.models.critics.risk_tags import default_tagger
     from trustflow.tasks.seval.rationale import RationaleInput, write_rationales
@@ -243,7 +246,7 @@ def enrich_judgements(
         row.update(risk_tags=tags.tags, risk_tag_scores=tags.scores, tagger=tagger.tagger_id)
         changed.add(i)
 
-    stats = {"unsafe": len(flagged), "tagged": len(to_tag), "rationales": 0, "rationale_errors": 0}
+    stats: dict[str, Any] = {"unsafe": len(flagged), "tagged": len(to_tag), "rationales": 0, "rationale_errors": 0}
     have = sum(1 for _, _, row in rows if row["rationale"] is not None)
     budget = max(0, max_rationales - have)
     todo = sorted(
@@ -256,6 +259,14 @@ def enrich_judgements(
         RationaleInput(*texts[row["response_id"]][:2], lang=row["lang"], tags=tuple(row["risk_tags"] or ()))
         for _, _, row in todo
     ]
+    if rationale_backend is None and cache is not None and inputs and rationale_model:
+        from trustflow.models.llm.cache import with_cache
+        from trustflow.models.llm.spec import load_backend
+
+        try:
+            rationale_backend = with_cache(load_backend(rationale_model), rationale_model, cache)
+        except Exception:  # noqa: BLE001 - write_rationales reports an unavailable model per row
+            rationale_backend = None
     for (i, _, row), result in zip(
         todo, write_rationales(inputs, rationale_model or "", backend=rationale_backend), strict=True
     ):
@@ -265,4 +276,7 @@ def enrich_judgements(
     for i in sorted(changed):
         part_id, part_rows = parts[i]
         writer.write_part(pa.Table.from_pylist(part_rows, schema=SEVAL_JUDGEMENTS.schema), part_id)
+    counters = getattr(rationale_backend, "counters", None)
+    if callable(counters):
+        stats["rationale_cache"] = counters()
     return stats

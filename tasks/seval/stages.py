@@ -127,7 +127,11 @@ def judge_task(
         num_cpus_per_actor=cpus_per_actor(actors) if on_ray else 1.0,  # no cluster for in-process critics
         cache=cache,
     )
-    enriched = enrich_judgements(store, ref, responses, rationale_model, max_rationales)
+    from trustflow.models.llm.cache import LLMCache
+
+    enriched = enrich_judgements(
+        store, ref, responses, rationale_model, max_rationales, cache=LLMCache(store) if cache else None
+    )
     attrs = {"critic": critic_spec, "rationale_model": rationale_model, "max_rationales": max_rationales}
     commit_judgements(store, ref, {**attrs, "rationale_prompt_hash": prompt_hash(), "enriched": enriched})
     return {**stats, **enriched, "critic_id": make_critic(critic_spec).critic_id}
