@@ -377,6 +377,11 @@ def generate_cmd(
     seed: int = typer.Option(0, "--seed"),
     max_tokens: int = typer.Option(200, "--max-tokens", min=16, help="Tester answer budget."),
     actors: int = typer.Option(1, "--actors", min=1),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="Reuse earlier answers to identical tester/reference/critic calls from the store's LLM response cache.",
+    ),
 ) -> None:
     """Generate, select and version an S-Eval-style test suite with a tester LLM."""
     import yaml
@@ -412,6 +417,7 @@ def generate_cmd(
             seed=seed,
             max_tokens=max_tokens,
             actors=actors,
+            cache=cache,
         )
     g, s, f = result["generated"], result["selected"], result["suite"]
     dropped_by = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped_by"].items())) or "none"
@@ -424,6 +430,11 @@ def generate_cmd(
     )
     if s["shortfall"]:
         console.print(f"short of quota: {', '.join(f'{k} ({v})' for k, v in s['shortfall'].items())}")
+    from trustflow.tasks.seval.report import cache_line
+
+    line = cache_line(result.get("cache"))
+    if line:
+        console.print(line)
 
 
 suite_app = typer.Typer(no_args_is_help=True, help="Generated test suites.")

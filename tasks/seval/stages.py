@@ -165,6 +165,7 @@ def candidates_task(
     exemplars: str,
     max_tokens: int,
     actors: int,
+    cache: bool = True,
 ) -> dict[str, int]:
     from trustflow.tasks.seval.suite_generation import exemplar_pool, generate_candidates, generation_stats
 
@@ -182,6 +183,7 @@ def candidates_task(
         max_tokens=max_tokens,
         num_actors=actors,
         num_cpus_per_actor=cpus_per_actor(actors),
+        cache=cache,
     )
     return {**stats, **generation_stats(store, suite_id)}
 
@@ -197,11 +199,12 @@ def select_task(
     max_tokens: int,
     seed: int,
     actors: int,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Cheap filters, then reference answers + critic on the survivors only, then the rest."""
     from trustflow.tasks.seval.suite_build import select_tests
 
-    return select_tests(spec.open(), suite_id, specs, against, refs, critic, max_tokens, seed, actors)
+    return select_tests(spec.open(), suite_id, specs, against, refs, critic, max_tokens, seed, actors, cache)
 
 
 @task(name="translate-and-attack", cache_policy=NO_CACHE)
@@ -218,10 +221,23 @@ def finish_suite_task(
     seed: int,
     max_tokens: int,
     attrs: dict[str, Any],
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Translations of kept prompts (zh↔en, linked by from_id), then attack variants; writes the suite."""
     from trustflow.tasks.seval.suite_build import finish_suite
 
     return finish_suite(
-        spec.open(), suite_id, kept_ids, hardness, langs, tester, translate, attacks, rewrite, seed, max_tokens, attrs
+        spec.open(),
+        suite_id,
+        kept_ids,
+        hardness,
+        langs,
+        tester,
+        translate,
+        attacks,
+        rewrite,
+        seed,
+        max_tokens,
+        attrs,
+        cache,
     )
