@@ -160,7 +160,7 @@ class LLMJudgeCritic(Critic):
             from trustflow.models.llm.cache import with_cache
             from trustflow.models.llm.spec import load_backend
 
-            self._backend = with_cache(load_backend(self.model_spec), self.model_spec, self.llm_cache)
+            self._backend = with_cache(lambda: load_backend(self.model_spec), self.model_spec, self.llm_cache)
         return self._backend
 
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:

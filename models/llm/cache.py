@@ -42,10 +42,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trustflow.data.store import ArtifactStore
 from trustflow.errors import TrustflowError
@@ -363,16 +363,23 @@ class CachedBackend(ChatBackend):
     """A backend whose reproducible calls go through an :class:`LLMCache` first.
 
     Only misses reach the wrapped backend (identical requests within a batch are sent once);
-    its ``usage`` meter is shared, so usage and cost count real calls only. Any other
-    attribute (``model``, ``tokenizer`` for hidden-state critics) is the wrapped backend's.
+    its ``usage`` meter is shared, so usage and cost count real calls only. ``inner`` may be
+    a loader (``lambda: load_backend(spec)``): the model is then loaded on the first miss, so
+    a fully cached rerun never loads it. Any other attribute (``model``, ``tokenizer`` for
+    hidden-state critics) is the wrapped backend's (and loads it).
     A store failure turns the cache off for this backend with one warning: the run goes on
     uncached rather than failing on a cache.
     """
 
-    def __init__(self, inner: ChatBackend, spec: str, cache: LLMCache, **load_options: Any) -> None:
-        super().__init__(inner.usage)
-        self.inner = inner
-        self.name = inner.name
+    def __init__(
+        self, inner: ChatBackend | Callable[[], ChatBackend], spec: str, cache: LLMCache, **load_options: Any
+    ) -> None:
+        loaded = inner if isinstance(inner, ChatBackend) else None
+        super().__init__(loaded.usage if loaded is not None else None)
+        self._inner = loaded
+        self._loader: Callable[[], ChatBackend] | None = None if loaded is not None else cast(Any, inner)
+        self._load_lock = threading.Lock()
+        self.name = loaded.name if loaded is not None else spec
         self.spec = spec
         self.cache = cache
         self.load_options = load_options
@@ -381,14 +388,33 @@ class CachedBackend(ChatBackend):
         self._off = False
 
     def __getattr__(self, name: str) -> Any:  # only called for attributes this class lacks
-        if name == "inner":
+        if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property
+    def loaded(self) -> bool:
+        """Whether the wrapped backend exists yet (a loader runs on the first miss)."""
+        return self._inner is not None
+
+    @property
+    def inner(self) -> ChatBackend:
+        if self._inner is None:
+            with self._load_lock:
+                if self._inner is None:
+                    assert self._loader is not None
+                    backend = self._loader()
+                    backend.usage = self.usage  # one meter: real calls only
+                    self._inner = backend
+        return self._inner
+
+    @property
     def fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.spec, self.inner, **self.load_options)
+            # only an openai: spec without #MODEL needs the backend (to ask the server's model id)
+            needs_backend = self.spec.strip().startswith("openai:") and "#" not in self.spec
+            backend = self.inner if needs_backend else self._inner
+            self._fingerprint = model_fingerprint(self.spec, backend, **self.load_options)
         return self._fingerprint
 
     def _generate(self, requests: list[ChatRequest]) -> list[ChatResult]:  # generate() is overridden
@@ -485,12 +511,18 @@ class CachedBackend(ChatBackend):
         return self.stats.as_dict()
 
     def close(self) -> None:
-        self.inner.close()
+        if self._inner is not None:
+            self._inner.close()
 
 
-def with_cache(backend: ChatBackend, spec: str, cache: LLMCache | None, **load_options: Any) -> ChatBackend:
-    """``backend`` behind ``cache`` (unchanged when ``cache`` is None: ``--no-cache``)."""
-    return backend if cache is None else CachedBackend(backend, spec, cache, **load_options)
+def with_cache(
+    backend: ChatBackend | Callable[[], ChatBackend], spec: str, cache: LLMCache | None, **load_options: Any
+) -> ChatBackend:
+    """``backend`` (or the backend a loader builds) behind ``cache``; with ``cache`` None
+    (``--no-cache``) the backend itself, loaded now."""
+    if cache is None:
+        return backend if isinstance(backend, ChatBackend) else backend()
+    return CachedBackend(backend, spec, cache, **load_options)
 
 
 def sum_counters(items: Iterator[Mapping[str, int]] | Sequence[Mapping[str, int]]) -> dict[str, int]:

@@ -264,7 +264,7 @@ def enrich_judgements(
         from trustflow.models.llm.spec import load_backend
 
         try:
-            rationale_backend = with_cache(load_backend(rationale_model), rationale_model, cache)
+            rationale_backend = with_cache(lambda: load_backend(rationale_model), rationale_model, cache)
         except Exception:  # noqa: BLE001 - write_rationales reports an unavailable model per row
             rationale_backend = None
     for (i, _, row), result in zip(

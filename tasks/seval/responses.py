@@ -66,9 +66,12 @@ class ResponderFactory:
         from trustflow.models.llm.cache import LLMCache, with_cache
         from trustflow.models.llm.spec import load_backend
 
-        backend = load_backend(self.model_spec, **self.options)
         cache = LLMCache(self.cache.open()) if self.cache is not None else None
-        return Responder(self, with_cache(backend, self.model_spec, cache, **self.options))
+        # behind the cache the model loads on the first miss: a fully cached rerun never loads it
+        backend = with_cache(
+            lambda: load_backend(self.model_spec, **self.options), self.model_spec, cache, **self.options
+        )
+        return Responder(self, backend)
 
 
 class Responder:

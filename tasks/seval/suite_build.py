@@ -138,7 +138,7 @@ def finish_suite(
         if store.manifest(trans_ref) is None:
             from trustflow.models.llm.spec import load_backend
 
-            backend = with_cache(load_backend(tester), tester, LLMCache(store) if cache else None)
+            backend = with_cache(lambda: load_backend(tester), tester, LLMCache(store) if cache else None)
             rows, translation_failures = translate_kept(backend, tester, kept, langs, seed, max_tokens)
             store.write_stage(
                 trans_ref,
@@ -159,7 +159,7 @@ def finish_suite(
             if backend is None:
                 from trustflow.models.llm.spec import load_backend
 
-                backend = with_cache(load_backend(tester), tester, LLMCache(store) if cache else None)
+                backend = with_cache(lambda: load_backend(tester), tester, LLMCache(store) if cache else None)
             attack_rows, extra_scores = _rewrites(store, suite_id, tester, base, attack_rows, attacks, seed, backend)
     table = suite_rows(base, attack_rows, suite_id, hardness, extra_scores)
     counts = {

@@ -106,7 +106,7 @@ class TesterFactory:
         from trustflow.tasks.seval.generation.generate import generate_for_leaves
 
         cache = LLMCache(self.spec.open()) if self.cache else None
-        backend = with_cache(load_backend(self.tester), self.tester, cache)
+        backend = with_cache(lambda: load_backend(self.tester), self.tester, cache)
         taxonomy = load_taxonomy()
         log_writer = StageWriter(
             self.spec.open(), StageRef(FLOW, self.suite_id, names.GENERATION_LOG), SEVAL_GENERATION_LOG, ["group_id"]

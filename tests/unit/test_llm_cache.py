@@ -81,6 +81,25 @@ def test_identical_rerun_is_all_hits_and_never_calls_the_backend(tmp_path: Path)
     assert second_inner.usage.requests == 0  # usage and cost count real calls only
 
 
+def test_a_fully_cached_rerun_never_loads_the_model(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    _cached(store).generate(_reqs(["a", "b"]))
+    loads: list[CountingBackend] = []
+
+    def load() -> CountingBackend:
+        loads.append(CountingBackend())
+        return loads[-1]
+
+    lazy = with_cache(load, SPEC, LLMCache(store))
+    assert isinstance(lazy, CachedBackend) and not lazy.loaded
+    assert [r.cached for r in lazy.generate(_reqs(["a", "b"]))] == [True, True]
+    assert loads == [] and not lazy.loaded  # 100 % hits: no model load at all
+    lazy.generate(_reqs(["c"]))
+    assert len(loads) == 1 and len(loads[0].requests) == 1 and lazy.usage is loads[0].usage
+    assert lazy.usage.requests == 1  # the shared meter counts the one real call
+    assert isinstance(with_cache(load, SPEC, None), CountingBackend)  # --no-cache: loaded at once
+
+
 def test_a_changed_generation_field_or_message_misses(tmp_path: Path) -> None:
     store = _store(tmp_path)
     _cached(store).generate(_reqs(["a", "b"], max_tokens=16))
