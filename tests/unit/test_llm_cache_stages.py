@@ -113,3 +113,38 @@ def test_second_run_hits_everything_and_no_cache_calls_again(
     answered, judged = _run(store, spec, "run-3", cache=False)  # --no-cache: every call is made
     assert len(seen) == 48 and "cache_lookups" not in answered and "cache_lookups" not in judged
     assert cache_line(cache_summary(False, {})) == "llm cache: off (--no-cache)"
+
+
+def test_seval_generate_passes_no_cache_to_the_flow(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """``seval generate --no-cache`` reaches the flow (default: cache on) and the hit rate is printed."""
+    import contextlib
+
+    from typer.testing import CliRunner
+
+    import trustflow.cli.seval as seval_cli
+    import trustflow.flows.seval_generate as flow_module
+    from trustflow.cli.main import app
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_flow(**kwargs: Any) -> dict[str, Any]:
+        calls.append(kwargs)
+        counts = {"cache_lookups": 4, "cache_hits": 3, "cache_writes": 1}
+        return {
+            "suite_id": "suite-x",
+            "generated": {"tester_calls": 4},
+            "selected": {"dropped": 0, "dropped_by": {}, "shortfall": {}},
+            "suite": {"base": 1},
+            "cache": cache_summary(kwargs["cache"], {"tester": counts}),
+        }
+
+    monkeypatch.setenv("TRUSTFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(flow_module, "seval_generate_suite", fake_flow)
+    monkeypatch.setattr(seval_cli, "flow_session", lambda settings: contextlib.nullcontext())
+    runner = CliRunner()
+    on = runner.invoke(app, ["seval", "generate", "--refs", ""])
+    off = runner.invoke(app, ["seval", "generate", "--refs", "", "--no-cache"])
+    assert on.exit_code == 0 and off.exit_code == 0, on.output + off.output
+    assert [c["cache"] for c in calls] == [True, False]
+    assert "llm cache: 3/4 hits (75.0 %), 1 new entries" in on.stdout
+    assert "llm cache: off (--no-cache)" in off.stdout
