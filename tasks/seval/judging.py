@@ -261,10 +261,13 @@ def enrich_judgements(
     ]
     if rationale_backend is None and cache is not None and inputs and rationale_model:
         from trustflow.models.llm.cache import with_cache
-        from trustflow.models.llm.spec import load_backend
+        from trustflow.models.llm.spec import load_backend, parse_spec
 
+        model = rationale_model
         try:
-            rationale_backend = with_cache(lambda: load_backend(rationale_model), rationale_model, cache)
+            parse_spec(model)  # a bad spec: write_rationales reports "unavailable" per row, as uncached
+            # loaded on the first miss: a pass whose rationales are all cached loads no model
+            rationale_backend = with_cache(lambda: load_backend(model), model, cache)
         except Exception:  # noqa: BLE001 - write_rationales reports an unavailable model per row
             rationale_backend = None
     for (i, _, row), result in zip(
