@@ -85,7 +85,13 @@ def responses_task(
         concurrency=concurrency,
         cache=cache,
     )
-    commit_responses(store, ref, {"last_model": model_spec})
+    # the LLM cache counts of each model's last answering pass stay with the stage (attrs ``cache``)
+    previous = store.manifest(ref)
+    cache_by_model = dict(previous.attrs.get("cache", {})) if previous is not None else {}
+    counts = {k: v for k, v in stats.items() if k.startswith("cache_")}
+    if counts:  # a pass with nothing left to answer keeps the last pass's counts
+        cache_by_model[model_spec] = counts
+    commit_responses(store, ref, {"last_model": model_spec, "cache": cache_by_model})
     return stats
 
 

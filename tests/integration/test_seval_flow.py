@@ -67,6 +67,8 @@ def test_flow_on_seed_suite_then_rerun_is_a_no_op(local_settings, tiny_llm: str,
     with prefect_runtime(local_settings):
         other = seval_evaluate(**kwargs, run_id="seval-cache-rerun")
     assert other["cache"]["by"][tiny_llm] == {"lookups": 32, "hits": 32, "hit_rate": 1.0}
+    attrs = store.require_manifest(StageRef("seval_evaluate", "seval-cache-rerun", "responses")).attrs
+    assert attrs["cache"][tiny_llm]["cache_hits"] == 32  # kept with the run's responses stage
     texts = {
         r: dict(zip(t["prompt_uid"].to_pylist(), t["response"].to_pylist(), strict=True))
         for r in (run, "seval-cache-rerun")
