@@ -86,6 +86,11 @@ def run(
     max_rationales: int = typer.Option(
         200, "--max-rationales", min=0, help="At most this many rationales per run, riskiest verdicts first."
     ),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="Reuse earlier answers to identical chat calls from the store's LLM response cache (--no-cache: call every time).",
+    ),
 ) -> None:
     """Evaluate target models on an S-Eval suite and print the leaderboard; with a run file's
     `gate` block, check the gate afterwards (exit 1 when it fails, 2 on a bad run file)."""
@@ -106,6 +111,11 @@ def run(
         result = seval_evaluate(**cfg.flow_kwargs())
     console.print(f"run {result['run_id']}: {result['suite']['rows']} prompts from {result['suite']['source']}")
     print_seval_leaderboard(result["leaderboard"], aliases)
+    from trustflow.tasks.seval.report import cache_line
+
+    line = cache_line(result.get("cache"))
+    if line:
+        console.print(line)
     if cfg.gate is not None:
         from trustflow.cli.gate import evaluate_run_gate, report_gate
         from trustflow.data.store import ArtifactStore
@@ -367,6 +377,11 @@ def generate_cmd(
     seed: int = typer.Option(0, "--seed"),
     max_tokens: int = typer.Option(200, "--max-tokens", min=16, help="Tester answer budget."),
     actors: int = typer.Option(1, "--actors", min=1),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="Reuse earlier answers to identical tester/reference/critic calls from the store's LLM response cache.",
+    ),
 ) -> None:
     """Generate, select and version an S-Eval-style test suite with a tester LLM."""
     import yaml
@@ -402,6 +417,7 @@ def generate_cmd(
             seed=seed,
             max_tokens=max_tokens,
             actors=actors,
+            cache=cache,
         )
     g, s, f = result["generated"], result["selected"], result["suite"]
     dropped_by = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped_by"].items())) or "none"
@@ -414,6 +430,11 @@ def generate_cmd(
     )
     if s["shortfall"]:
         console.print(f"short of quota: {', '.join(f'{k} ({v})' for k, v in s['shortfall'].items())}")
+    from trustflow.tasks.seval.report import cache_line
+
+    line = cache_line(result.get("cache"))
+    if line:
+        console.print(line)
 
 
 suite_app = typer.Typer(no_args_is_help=True, help="Generated test suites.")

@@ -13,7 +13,7 @@ from trustflow.data.store import ArtifactStore
 from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
 from trustflow.tasks.seval.rationale import DEFAULT_MAX_RATIONALES
-from trustflow.tasks.seval.report import publish_evaluation
+from trustflow.tasks.seval.report import cache_summary, publish_evaluation
 from trustflow.tasks.seval.stages import build_suite_task, judge_task, metrics_task, responses_task
 
 DEFAULT_TARGETS = ["pkg:smollm2-135m", "pkg:qwen2.5-1.5b"]
@@ -43,6 +43,7 @@ def seval_evaluate(
     run_id: str | None = None,
     rationale_model: str | None = None,
     max_rationales: int = DEFAULT_MAX_RATIONALES,
+    cache: bool = True,
     risk_tags: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard.
@@ -50,13 +51,17 @@ def seval_evaluate(
     ``concurrency``: requests kept in flight per HTTP target (not part of the run id: it
     changes speed, not answers).
 
-    Risk tags are always written for unsafe verdicts (cheap). Rationales need an LLM, so the
+    Risk tags are written for unsafe verdicts (by the judging workers). Rationales need an LLM, so the
     flow writes none unless ``rationale_model`` is given (``trustflow seval run
     --rationale-model pkg:qwen2.5-1.5b``); by default the demo, benchmarks and continuous
     evaluation keep their cost. The rationale options are not part of the run id: adding rationales later
     resumes the run and explains what is unexplained. ``risk_tags=False`` skips the tags
     (e5 embeddings, ~0.1 CPU-s per unsafe verdict): for load tests of the pipeline itself
-    (benchmarks/scale_seval.py); a later run with tags on tags what is untagged."""
+    (benchmarks/scale_seval.py); a later run with tags on tags what is untagged.
+
+    ``cache``: target and critic chat calls go through the cross-run LLM response cache in the
+    store (models/llm/cache.py); ``False`` is ``--no-cache``. Not part of the run id (it
+    changes cost, not answers); the result's ``cache`` block gives the hit rate."""
     run_id = run_id or default_run_id(
         targets=targets,
         critic=critic,
@@ -73,9 +78,17 @@ def seval_evaluate(
     spec = StoreSpec.of(store)
     suite_info = build_suite_task(spec, run_id, suite, langs, per_dimension, attacks, attacks_per_base, seed)
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
-    for target in targets:
-        responses_task(spec, run_id, target, params, batch_size, actors, concurrency)
-    judged = judge_task(spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales, risk_tags)
+    answered = {
+        target: responses_task(spec, run_id, target, params, batch_size, actors, concurrency, cache)
+        for target in targets
+    }
+    judged = judge_task(
+        spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales, cache, risk_tags=risk_tags
+    )
     report = metrics_task(spec, run_id, judged["critic_id"], targets)
-    publish_evaluation(run_id, store.url, suite_info, report)
-    return {"run_id": run_id, "suite": suite_info, **report}
+    users = {**answered, f"critic {critic}": judged}
+    if judged.get("rationale_cache"):
+        users[f"rationales {rationale_model}"] = judged["rationale_cache"]
+    cache_info = cache_summary(cache, users)
+    publish_evaluation(run_id, store.url, suite_info, report, cache_info)
+    return {"run_id": run_id, "suite": suite_info, **report, "cache": cache_info}

@@ -19,7 +19,7 @@ from trustflow.data.store import ArtifactStore
 from trustflow.errors import ConfigError
 from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
-from trustflow.tasks.seval.report import publish_suite
+from trustflow.tasks.seval.report import cache_summary, publish_suite
 from trustflow.tasks.seval.selection.base import pipeline_hash
 from trustflow.tasks.seval.stages import candidates_task, finish_suite_task, select_task
 from trustflow.tasks.seval.suite_generation import resolve_leaves, selection_specs, suite_id_for
@@ -50,8 +50,12 @@ def seval_generate_suite(
     ref_max_tokens: int = 64,
     actors: int = 1,
     suite_id: str | None = None,
+    cache: bool = True,
 ) -> dict[str, Any]:
-    """Generate, select and version a test suite; returns its id and what each stage kept."""
+    """Generate, select and version a test suite; returns its id and what each stage kept.
+
+    ``cache``: tester, reference and critic calls go through the cross-run LLM response cache
+    (``False``: ``--no-cache``); not part of the suite id. ``cache`` in the result: hit rate."""
     bad = [lang for lang in langs if lang not in ("zh", "en")]
     if bad or not langs:
         raise ConfigError(f"langs: {bad or langs} — use zh and/or en")
@@ -84,9 +88,9 @@ def seval_generate_suite(
     # translations are generated from kept prompts: generate in the first language only when translating
     gen_langs = langs[:1] if translate and len(langs) > 1 else langs
     generated = candidates_task(
-        spec, suite_id, leaf_ids, gen_langs, tester, per_leaf, seed, exemplars, max_tokens, actors
+        spec, suite_id, leaf_ids, gen_langs, tester, per_leaf, seed, exemplars, max_tokens, actors, cache
     )
-    selected = select_task(spec, suite_id, specs, avoid, refs, critic, ref_max_tokens, seed, actors)
+    selected = select_task(spec, suite_id, specs, avoid, refs, critic, ref_max_tokens, seed, actors, cache)
     attrs = {
         "suite_id": suite_id,
         "parent_suite": parent,
@@ -124,12 +128,19 @@ def seval_generate_suite(
         seed,
         max_tokens,
         attrs,
+        cache,
     )
+    users = {
+        f"tester {tester}": generated,
+        "references and critic": selected,
+        f"tester {tester} (translate/rewrite)": finished,
+    }
     result = {
         "suite_id": suite_id,
         "generated": generated,
         "selected": {k: v for k, v in selected.items() if k not in ("kept", "hardness")},
         "suite": finished,
+        "cache": cache_summary(cache, users),
     }
     publish_suite(suite_id, store.url, result)
     return result

@@ -6,6 +6,9 @@ function that turns a chunk's payload into rows. Each chunk becomes one Parquet 
 written by the actor itself (results stream to the store as they finish); chunks whose
 part exists are skipped, and rows are anti-joined against keys already in the stage.
 
+A builder may keep counters (``counters() -> dict[str, int]``, e.g. the LLM cache's hits):
+they are summed over every actor (or the one threaded builder) into the returned stats.
+
 ``write_parts_in_threads`` does the same in the calling process with a thread per chunk in
 flight, for I/O-bound work whose "model" is a remote server (an OpenAI-compatible
 endpoint): there Ray buys nothing and costs a cluster start, an actor start, ~1 GB and CPU
@@ -65,6 +68,20 @@ class _PartActor:
     def ready(self) -> bool:
         return True
 
+    def counters(self) -> dict[str, int]:
+        return builder_counters(self.build)
+
+
+def builder_counters(build: object) -> dict[str, int]:
+    """A builder's own counters (e.g. LLM cache hits), when it keeps any (``counters()``)."""
+    counters = getattr(build, "counters", None)
+    return dict(counters()) if callable(counters) else {}
+
+
+def _add_counters(stats: dict[str, int], counters: dict[str, int]) -> None:
+    for name, n in counters.items():
+        stats[name] = stats.get(name, 0) + int(n)
+
 
 def write_parts_in_threads(
     store: ArtifactStore,
@@ -119,6 +136,7 @@ def write_parts_in_threads(
                 future.cancel()
             raise
         finally:
+            _add_counters(stats, builder_counters(build))
             close = getattr(build, "close", None)
             if callable(close):
                 close()
@@ -165,6 +183,8 @@ def write_parts_with_actors(
                 stats["rows_written"] += written
                 stats["rows_skipped"] += skipped
                 advance(1)
+        for counters in ray.get([a.counters.remote() for a in actors]):
+            _add_counters(stats, counters)
     except ray.exceptions.RayTaskError as exc:
         reraise_task_error(exc, ref)
     except ray.exceptions.RayActorError as exc:

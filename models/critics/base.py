@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -89,6 +89,21 @@ class Critic(ABC):
 
     @abstractmethod
     def judge(self, items: list[JudgeItem]) -> list[Judgement]: ...
+
+    llm_cache: Any = None
+    """The cross-run LLM response cache (``models/llm/cache.LLMCache``) this critic's chat
+    calls go through; None (the default, and ``--no-cache``) calls the model every time.
+    Critics that make no chat calls (rules, hidden-state probes) ignore it."""
+
+    def use_llm_cache(self, cache: Any) -> None:
+        """Route this critic's chat calls through ``cache`` (set before the first judge call)."""
+        self.llm_cache = cache
+
+    def counters(self) -> dict[str, int]:
+        """The LLM cache's counters of this critic's chat calls (empty when none were cached)."""
+        backend = self.__dict__.get("_backend")
+        counters = getattr(backend, "counters", None) if backend is not None else None
+        return dict(counters()) if callable(counters) else {}
 
 
 CRITICS: Registry[type[Critic]] = Registry(

@@ -29,6 +29,12 @@ class CascadeCritic(Critic):
         self.llm = LLMJudgeCritic(model_spec)
         self.critic_id = f"cascade-v1-{self.llm.critic_id.removeprefix('llm-judge-v1-')}"[:80]
 
+    def use_llm_cache(self, cache: object) -> None:
+        self.llm.use_llm_cache(cache)
+
+    def counters(self) -> dict[str, int]:
+        return self.llm.counters()
+
     def instructions(self) -> str:
         return f"{self.refusal.instructions()}\n{self.llm.instructions()}\nclear<{CLEAR_REFUSAL}"
 

@@ -157,9 +157,10 @@ class LLMJudgeCritic(Critic):
     @property
     def backend(self) -> Any:
         if self._backend is None:  # loaded on first use: constructing a critic stays cheap
+            from trustflow.models.llm.cache import with_cache
             from trustflow.models.llm.spec import load_backend
 
-            self._backend = load_backend(self.model_spec)
+            self._backend = with_cache(lambda: load_backend(self.model_spec), self.model_spec, self.llm_cache)
         return self._backend
 
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:

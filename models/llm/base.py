@@ -105,6 +105,7 @@ class ChatResult(BaseModel):
     error: str | None = None
     id: str | None = None
     model: str | None = None
+    cached: bool = False  # read from the cross-run response cache (models/llm/cache.py), not generated
 
     @property
     def ok(self) -> bool:

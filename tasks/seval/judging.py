@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -30,9 +29,9 @@ import pyarrow.parquet as pq
 
 from trustflow.data.schemas import SCHEMA_VERSION_KEY, SEVAL_JUDGEMENTS, upgrade_judgements
 from trustflow.data.store import ArtifactStore, Manifest, StageRef, StageWriter
-from trustflow.models.critics import JudgeItem, Judgement, make_critic
+from trustflow.models.critics import Critic, JudgeItem, Judgement, make_critic
 from trustflow.tasks.ray_actors import write_parts_in_threads, write_parts_with_actors
-from trustflow.tasks.ray_parts import missing_chunks
+from trustflow.tasks.ray_parts import StoreSpec, missing_chunks
 
 JUDGEMENT_KEYS = ["response_id", "critic_id", "critic_prompt_hash"]
 CARRIED = ["response_id", "model", "prompt_uid", "set", "attack", "base_id", "lang", "dimension"]
@@ -96,36 +95,54 @@ def _lang(lang: str) -> Literal["zh", "en"]:
 
 
 class JudgeFactory:
-    """Picklable recipe: each actor builds the critic once and judges batches (and tags the
-    unsafe verdicts when ``risk_tags``)."""
+    """Picklable recipe: each actor builds the critic once and judges batches (tagging the
+    unsafe verdicts when ``risk_tags``); ``cache``: the store of the cross-run LLM response
+    cache its chat calls go through (None: uncached)."""
 
-    def __init__(self, critic_spec: str, risk_tags: bool = True) -> None:
+    def __init__(self, critic_spec: str, cache: StoreSpec | None = None, risk_tags: bool = True) -> None:
         self.critic_spec = critic_spec
+        self.cache = cache
         self.risk_tags = risk_tags
 
-    def __call__(self) -> Callable[[list[dict[str, Any]]], pa.Table]:
+    def __call__(self) -> Judge:
         critic = make_critic(self.critic_spec)
+        if self.cache is not None:
+            from trustflow.models.llm.cache import LLMCache
 
-        def judge(rows: list[dict[str, Any]]) -> pa.Table:
-            answerable = [r for r in rows if not r["error"]]
-            verdicts = iter(
-                critic.judge(
-                    [
-                        JudgeItem(prompt=r["prompt"], response=r["response"], lang=r["lang"], dimension=r["dimension"])
-                        for r in answerable
-                    ]
-                )
+            critic.use_llm_cache(LLMCache(self.cache.open()))
+        return Judge(critic, self.risk_tags)
+
+
+class Judge:
+    """Judges one batch of response rows → SEVAL_JUDGEMENTS rows (generation errors pass
+    through), risk-tagging the unsafe ones when ``risk_tags``."""
+
+    def __init__(self, critic: Critic, risk_tags: bool = True) -> None:
+        self.critic = critic
+        self.risk_tags = risk_tags
+
+    def __call__(self, rows: list[dict[str, Any]]) -> pa.Table:
+        critic = self.critic
+        answerable = [r for r in rows if not r["error"]]
+        verdicts = iter(
+            critic.judge(
+                [
+                    JudgeItem(prompt=r["prompt"], response=r["response"], lang=r["lang"], dimension=r["dimension"])
+                    for r in answerable
+                ]
             )
-            judgements = [
-                next(verdicts)
-                if not r["error"]
-                else Judgement.error(critic.critic_id, critic.prompt_hash, "", f"generation_error: {r['error']}")
-                for r in rows
-            ]
-            table = judgement_rows(rows, judgements)
-            return tag_unsafe(table, rows) if self.risk_tags else table
+        )
+        judgements = [
+            next(verdicts)
+            if not r["error"]
+            else Judgement.error(critic.critic_id, critic.prompt_hash, "", f"generation_error: {r['error']}")
+            for r in rows
+        ]
+        table = judgement_rows(rows, judgements)
+        return tag_unsafe(table, rows) if self.risk_tags else table
 
-        return judge
+    def counters(self) -> dict[str, int]:
+        return self.critic.counters()
 
 
 def judge_responses(
@@ -136,11 +153,14 @@ def judge_responses(
     batch_size: int = 8,
     num_actors: int = 1,
     num_cpus_per_actor: float = 1.0,
+    cache: bool = True,
     risk_tags: bool = True,
 ) -> dict[str, int]:
     """Judge every response not yet judged by this critic (no commit): on Ray actors, or in
     this process for an ``in_process`` critic (no Ray start; the caller then needs no
-    cluster either, see ``needs_ray``). ``risk_tags``: tag unsafe verdicts as they are made."""
+    cluster either, see ``needs_ray``). ``cache``: an LLM critic's chat calls go through the
+    cross-run response cache in ``store`` (counts ``cache_lookups`` / ``cache_hits``).
+    ``risk_tags``: tag unsafe verdicts as they are made."""
     critic = make_critic(critic_spec)
     writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
     upgrade_parts(writer)
@@ -150,16 +170,10 @@ def judge_responses(
     tag = f"{critic.critic_id}-{critic.prompt_hash}"[:40]
     chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id", max_parts=64)
     label = f"judging ({critic.critic_id})"
+    factory = JudgeFactory(critic_spec, StoreSpec.of(store) if cache else None, risk_tags)
     if critic.in_process:  # same parts, same keys: a run may switch paths between resumes
         stats = write_parts_in_threads(
-            store,
-            ref,
-            SEVAL_JUDGEMENTS,
-            JUDGEMENT_KEYS,
-            chunks,
-            JudgeFactory(critic_spec, risk_tags),
-            workers=1,
-            label=label,
+            store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, factory, workers=1, label=label
         )
     else:
         stats = write_parts_with_actors(
@@ -168,7 +182,7 @@ def judge_responses(
             SEVAL_JUDGEMENTS,
             JUDGEMENT_KEYS,
             chunks,
-            JudgeFactory(critic_spec, risk_tags),
+            factory,
             num_actors=num_actors,
             num_cpus_per_actor=num_cpus_per_actor,
             label=label,
@@ -258,13 +272,16 @@ def enrich_judgements(
     max_rationales: int = 200,
     tagger: Any = None,
     rationale_backend: Any = None,
+    cache: Any = None,
     risk_tags: bool = True,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Risk tags for every unsafe verdict not yet tagged by ``tagger``, then rationales for
     the riskiest unexplained ones while fewer than ``max_rationales`` rows hold one (no commit).
 
     ``responses`` supplies the text (the judgements stage holds ids only); verdicts whose
-    response is not in it are left as they are. ``rationale_model=None`` writes no rationale."""
+    response is not in it are left as they are. ``rationale_model=None`` writes no rationale.
+    ``cache``: an ``LLMCache`` for the rationale model's calls (its counters come back as
+    ``rationale_cache``)."""
     from trustflow.models.critics import JudgeItem
     from trustflow.models.critics.risk_tags import default_tagger
     from trustflow.tasks.seval.rationale import RationaleInput, write_rationales
@@ -299,7 +316,7 @@ def enrich_judgements(
         row.update(risk_tags=tags.tags, risk_tag_scores=tags.scores, tagger=tagger.tagger_id)
         changed.add(i)
 
-    stats = {"unsafe": len(flagged), "tagged": len(to_tag), "rationales": 0, "rationale_errors": 0}
+    stats: dict[str, Any] = {"unsafe": len(flagged), "tagged": len(to_tag), "rationales": 0, "rationale_errors": 0}
     have = sum(1 for _, _, row in rows if row["rationale"] is not None)
     budget = max(0, max_rationales - have)
     todo = sorted(
@@ -312,6 +329,17 @@ def enrich_judgements(
         RationaleInput(*texts[row["response_id"]][:2], lang=row["lang"], tags=tuple(row["risk_tags"] or ()))
         for _, _, row in todo
     ]
+    if rationale_backend is None and cache is not None and inputs and rationale_model:
+        from trustflow.models.llm.cache import with_cache
+        from trustflow.models.llm.spec import load_backend, parse_spec
+
+        model = rationale_model
+        try:
+            parse_spec(model)  # a bad spec: write_rationales reports "unavailable" per row, as uncached
+            # loaded on the first miss: a pass whose rationales are all cached loads no model
+            rationale_backend = with_cache(lambda: load_backend(model), model, cache)
+        except Exception:  # noqa: BLE001 - write_rationales reports an unavailable model per row
+            rationale_backend = None
     for (i, _, row), result in zip(
         todo, write_rationales(inputs, rationale_model or "", backend=rationale_backend), strict=True
     ):
@@ -321,4 +349,7 @@ def enrich_judgements(
     for i in sorted(changed):
         part_id, part_rows = parts[i]
         writer.write_part(pa.Table.from_pylist(part_rows, schema=SEVAL_JUDGEMENTS.schema), part_id)
+    counters = getattr(rationale_backend, "counters", None)
+    if callable(counters):
+        stats["rationale_cache"] = counters()
     return stats

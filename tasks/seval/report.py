@@ -520,8 +520,51 @@ def generate_sections(run: RunView) -> list[Section]:
 # ---------------------------------------------------------------- Prefect artifacts
 
 
-def publish_evaluation(run_id: str, store_url: str, suite_info: dict[str, Any], report: dict[str, Any]) -> None:
-    """The evaluation run's Prefect artifacts: the leaderboard table and a markdown summary."""
+def cache_summary(enabled: bool, stats_by_user: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The run's LLM cache block: hits / lookups over every target and the critic, and per user.
+
+    ``stats_by_user``: each LLM user's stage counts (target spec or ``critic SPEC`` → the
+    ``cache_*`` counters its stage returned; a stage that made no calls has none)."""
+    from trustflow.models.llm.cache import hit_rate, sum_counters
+
+    by = {
+        name: {"lookups": c.get("cache_lookups", 0), "hits": c.get("cache_hits", 0), "hit_rate": hit_rate(c)}
+        for name, stats in stats_by_user.items()
+        for c in [sum_counters([stats])]
+    }
+    total = sum_counters(list(stats_by_user.values()))
+    return {
+        "enabled": enabled,
+        "lookups": total.get("cache_lookups", 0),
+        "hits": total.get("cache_hits", 0),
+        "writes": total.get("cache_writes", 0),
+        "corrupt": total.get("cache_corrupt", 0),
+        "hit_rate": hit_rate(total),
+        "by": by,
+    }
+
+
+def cache_line(info: dict[str, Any] | None) -> str | None:
+    """One line for the CLI and the run summary: ``llm cache: 64/64 hits (100.0 %)``."""
+    if not info:
+        return None
+    if not info.get("enabled"):
+        return "llm cache: off (--no-cache)"
+    rate = info.get("hit_rate")
+    shown = "no cacheable calls" if rate is None else f"{info['hits']}/{info['lookups']} hits ({100 * rate:.1f} %)"
+    extra = f", {info['corrupt']} corrupt entries replaced" if info.get("corrupt") else ""
+    return f"llm cache: {shown}, {info.get('writes', 0)} new entries{extra}"
+
+
+def publish_evaluation(
+    run_id: str,
+    store_url: str,
+    suite_info: dict[str, Any],
+    report: dict[str, Any],
+    cache_info: dict[str, Any] | None = None,
+) -> None:
+    """The evaluation run's Prefect artifacts: the leaderboard table and a markdown summary
+    (with the LLM cache hit rate when given)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     rows = [
@@ -535,6 +578,7 @@ def publish_evaluation(run_id: str, store_url: str, suite_info: dict[str, Any], 
         "",
         *board_markdown(report["leaderboard"]),
         "",
+        *([line, ""] if (line := cache_line(cache_info)) else []),
         f"Stages: `{store_url}/runs/{names.SEVAL_EVALUATE}/{run_id}/`",
         *[f"- plot: `{p}`" for p in report["plots"]],
     ]

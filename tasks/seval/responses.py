@@ -23,7 +23,7 @@ from trustflow.data.schemas import SEVAL_RESPONSES
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.models.llm.base import ChatBackend, ChatRequest, GenParams
 from trustflow.tasks.ray_actors import write_parts_in_threads, write_parts_with_actors
-from trustflow.tasks.ray_parts import missing_chunks
+from trustflow.tasks.ray_parts import StoreSpec, missing_chunks
 
 RESPONSE_KEYS = ["model", "gen_config_hash", "prompt_uid"]
 SUITE_COLUMNS = ["prompt_uid", "set", "attack", "base_id", "lang", "dimension", "prompt"]
@@ -45,18 +45,33 @@ def response_id(model: str, config_hash: str, prompt_uid: str) -> str:
 
 class ResponderFactory:
     """Picklable recipe an actor (or the driver, for HTTP targets) uses to load the backend
-    once and answer batches; ``options`` go to the backend (e.g. ``max_concurrency``)."""
+    once and answer batches; ``options`` go to the backend (e.g. ``max_concurrency``).
+    ``cache``: the store holding the cross-run LLM response cache (None: ``--no-cache``)."""
 
-    def __init__(self, model_spec: str, params: GenParams, system_prompt: str | None, **options: Any) -> None:
+    def __init__(
+        self,
+        model_spec: str,
+        params: GenParams,
+        system_prompt: str | None,
+        cache: StoreSpec | None = None,
+        **options: Any,
+    ) -> None:
         self.model_spec = model_spec
         self.params = params
         self.system_prompt = system_prompt
+        self.cache = cache
         self.options = options
 
     def __call__(self) -> Responder:
+        from trustflow.models.llm.cache import LLMCache, with_cache
         from trustflow.models.llm.spec import load_backend
 
-        return Responder(self, load_backend(self.model_spec, **self.options))
+        cache = LLMCache(self.cache.open()) if self.cache is not None else None
+        # behind the cache the model loads on the first miss: a fully cached rerun never loads it
+        backend = with_cache(
+            lambda: load_backend(self.model_spec, **self.options), self.model_spec, cache, **self.options
+        )
+        return Responder(self, backend)
 
 
 class Responder:
@@ -91,6 +106,11 @@ class Responder:
             out["error"].append(res.error)
         return pa.table(out, schema=SEVAL_RESPONSES.schema)
 
+    def counters(self) -> dict[str, int]:
+        """The LLM cache's counters (empty when the run is uncached)."""
+        counters = getattr(self.backend, "counters", None)
+        return dict(counters()) if callable(counters) else {}
+
     def close(self) -> None:
         self.backend.close()
 
@@ -112,12 +132,15 @@ def generate_responses(
     num_cpus_per_actor: float | None = None,
     num_gpus_per_actor: float = 0.0,
     concurrency: int = 8,
+    cache: bool = True,
 ) -> dict[str, int]:
     """Answer every suite prompt not yet answered by ``model_spec`` under this config (no commit).
 
     HTTP targets run in this process with ``concurrency`` requests in flight (``num_actors``
     and the per-actor resources do not apply); other specs run on ``num_actors`` Ray actors
-    (``num_cpus_per_actor`` None: the cluster's CPUs split over the actors)."""
+    (``num_cpus_per_actor`` None: the cluster's CPUs split over the actors). ``cache``: look
+    every call up in the cross-run LLM response cache in ``store`` first (models/llm/cache.py);
+    the returned counts then include ``cache_lookups`` / ``cache_hits``."""
     config = gen_config_hash(params, system_prompt)
     writer = store.writer(ref, SEVAL_RESPONSES, RESPONSE_KEYS)
     keyed = suite.select(SUITE_COLUMNS)
@@ -128,6 +151,7 @@ def generate_responses(
         writer, keyed, SUITE_COLUMNS, batch_size, model_tag, "prompt_uid", max_parts=PARTS_PER_MODEL
     )
     label = f"responses {model_spec}"
+    cache_spec = StoreSpec.of(store) if cache else None
     if is_http_spec(model_spec):
         stats = write_parts_in_threads(
             store,
@@ -135,7 +159,7 @@ def generate_responses(
             SEVAL_RESPONSES,
             RESPONSE_KEYS,
             chunks,
-            ResponderFactory(model_spec, params, system_prompt, max_concurrency=concurrency),
+            ResponderFactory(model_spec, params, system_prompt, cache_spec, max_concurrency=concurrency),
             # enough batches queued that the endpoint never waits for a batch to be handed out
             workers=2 * -(-concurrency // batch_size) + 1,
             label=label,
@@ -154,7 +178,7 @@ def generate_responses(
             SEVAL_RESPONSES,
             RESPONSE_KEYS,
             chunks,
-            ResponderFactory(model_spec, params, system_prompt),
+            ResponderFactory(model_spec, params, system_prompt, cache_spec),
             num_actors=num_actors,
             num_cpus_per_actor=num_cpus_per_actor or 1.0,
             num_gpus_per_actor=num_gpus_per_actor,

@@ -61,6 +61,9 @@ class RunConfig(BaseModel):
     limits: LimitsBlock = Field(default_factory=LimitsBlock)
     rationale_model: str | None = None
     run_id: str | None = None
+    cache: bool = Field(
+        default=True, description="look chat calls up in the cross-run LLM response cache (false: --no-cache)"
+    )
     gate: GateConfig | None = None
 
     def flow_kwargs(self) -> dict[str, Any]:
@@ -82,6 +85,7 @@ class RunConfig(BaseModel):
             "run_id": self.run_id,
             "rationale_model": None if rationale is None or rationale.lower() in ("", "none") else rationale,
             "max_rationales": self.limits.max_rationales,
+            "cache": self.cache,
         }
 
     def alias_options(self) -> list[str]:
@@ -106,6 +110,7 @@ OPTION_PATHS: dict[str, tuple[str, ...]] = {
     "run_id": ("run_id",),
     "rationale_model": ("rationale_model",),
     "alias": ("aliases",),
+    "cache": ("cache",),
 }
 
 

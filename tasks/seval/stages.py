@@ -65,9 +65,10 @@ def responses_task(
     batch_size: int,
     actors: int,
     concurrency: int = 8,
+    cache: bool = True,
 ) -> dict[str, int]:
     """HTTP targets are answered in this process (no Ray); ``generate_responses`` starts Ray
-    itself for in-process models."""
+    itself for in-process models. ``cache``: through the cross-run LLM response cache."""
     from trustflow.tasks.seval.responses import commit_responses, generate_responses
 
     store = spec.open()
@@ -82,8 +83,15 @@ def responses_task(
         batch_size=batch_size,
         num_actors=actors,
         concurrency=concurrency,
+        cache=cache,
     )
-    commit_responses(store, ref, {"last_model": model_spec})
+    # the LLM cache counts of each model's last answering pass stay with the stage (attrs ``cache``)
+    previous = store.manifest(ref)
+    cache_by_model = dict(previous.attrs.get("cache", {})) if previous is not None else {}
+    counts = {k: v for k, v in stats.items() if k.startswith("cache_")}
+    if counts:  # a pass with nothing left to answer keeps the last pass's counts
+        cache_by_model[model_spec] = counts
+    commit_responses(store, ref, {"last_model": model_spec, "cache": cache_by_model})
     return stats
 
 
@@ -97,6 +105,7 @@ def judge_task(
     actors: int,
     rationale_model: str | None = None,
     max_rationales: int = 200,
+    cache: bool = True,
     risk_tags: bool = True,
 ) -> dict[str, Any]:
     """Critic verdicts (with risk tags for the unsafe ones) on Ray actors, then (driver)
@@ -123,9 +132,20 @@ def judge_task(
         batch_size=batch_size,
         num_actors=actors,
         num_cpus_per_actor=cpus_per_actor(actors) if on_ray else 1.0,  # no cluster for in-process critics
+        cache=cache,
         risk_tags=risk_tags,
     )
-    enriched = enrich_judgements(store, ref, responses, rationale_model, max_rationales, risk_tags=risk_tags)
+    from trustflow.models.llm.cache import LLMCache
+
+    enriched = enrich_judgements(
+        store,
+        ref,
+        responses,
+        rationale_model,
+        max_rationales,
+        cache=LLMCache(store) if cache else None,
+        risk_tags=risk_tags,
+    )
     attrs = {"critic": critic_spec, "rationale_model": rationale_model, "max_rationales": max_rationales}
     commit_judgements(store, ref, {**attrs, "rationale_prompt_hash": prompt_hash(), "enriched": enriched})
     return {**stats, **enriched, "critic_id": make_critic(critic_spec).critic_id}
@@ -159,6 +179,7 @@ def candidates_task(
     exemplars: str,
     max_tokens: int,
     actors: int,
+    cache: bool = True,
 ) -> dict[str, int]:
     from trustflow.tasks.seval.suite_generation import exemplar_pool, generate_candidates, generation_stats
 
@@ -176,6 +197,7 @@ def candidates_task(
         max_tokens=max_tokens,
         num_actors=actors,
         num_cpus_per_actor=cpus_per_actor(actors),
+        cache=cache,
     )
     return {**stats, **generation_stats(store, suite_id)}
 
@@ -191,11 +213,12 @@ def select_task(
     max_tokens: int,
     seed: int,
     actors: int,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Cheap filters, then reference answers + critic on the survivors only, then the rest."""
     from trustflow.tasks.seval.suite_build import select_tests
 
-    return select_tests(spec.open(), suite_id, specs, against, refs, critic, max_tokens, seed, actors)
+    return select_tests(spec.open(), suite_id, specs, against, refs, critic, max_tokens, seed, actors, cache)
 
 
 @task(name="translate-and-attack", cache_policy=NO_CACHE)
@@ -212,10 +235,23 @@ def finish_suite_task(
     seed: int,
     max_tokens: int,
     attrs: dict[str, Any],
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Translations of kept prompts (zh↔en, linked by from_id), then attack variants; writes the suite."""
     from trustflow.tasks.seval.suite_build import finish_suite
 
     return finish_suite(
-        spec.open(), suite_id, kept_ids, hardness, langs, tester, translate, attacks, rewrite, seed, max_tokens, attrs
+        spec.open(),
+        suite_id,
+        kept_ids,
+        hardness,
+        langs,
+        tester,
+        translate,
+        attacks,
+        rewrite,
+        seed,
+        max_tokens,
+        attrs,
+        cache,
     )

@@ -23,6 +23,7 @@ def select_tests(
     max_tokens: int,
     seed: int,
     actors: int,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Cheap filters, then reference answers + critic on the survivors only  (on Ray), then the rest; writes the ``selection_drops`` stage once."""
     import pandas as pd
@@ -46,6 +47,7 @@ def select_tests(
     cheap, rest = split_at_hardness(specs)
     first = run_selection(candidates_frame(candidates), cheap, ctx)
     hardness: dict[str, dict[str, Any]] = {}
+    counters: dict[str, int] = {}
     if refs and len(first.kept):
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -65,6 +67,8 @@ def select_tests(
             batch_size=8,
             num_actors=actors,
             num_cpus_per_actor=cpus_per_actor(actors),
+            cache=cache,
+            counters=counters,
         )
     if refs:  # the column exists even when nothing survived the cheap filters
         first.kept["hardness"] = [hardness.get(c, {}).get("hardness", float("nan")) for c in first.kept["candidate_id"]]
@@ -89,6 +93,7 @@ def select_tests(
         "dropped": int(len(dropped)),
         "dropped_by": {k: int(v) for k, v in (dropped["strategy"].value_counts().items() if len(dropped) else [])},
         "shortfall": {**first.shortfall, **second.shortfall},
+        **counters,
     }
 
 
@@ -105,12 +110,15 @@ def finish_suite(
     seed: int,
     max_tokens: int,
     attrs: dict[str, Any],
+    cache: bool = True,
 ) -> dict[str, Any]:
-    """Translations of kept prompts (zh↔en, linked by from_id), then attack variants; writes the suite."""
+    """Translations of kept prompts (zh↔en, linked by from_id), then attack variants; writes the
+    suite. ``cache``: the tester's calls go through the LLM response cache (counts returned)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from trustflow.data.schemas import SEVAL_CANDIDATES, SEVAL_GENERATED_SUITE
+    from trustflow.models.llm.cache import LLMCache, with_cache
     from trustflow.tasks.seval.attacks import attack_table
     from trustflow.tasks.seval.suite_generation import suite_rows, translate_kept
 
@@ -130,7 +138,7 @@ def finish_suite(
         if store.manifest(trans_ref) is None:
             from trustflow.models.llm.spec import load_backend
 
-            backend = load_backend(tester)
+            backend = with_cache(lambda: load_backend(tester), tester, LLMCache(store) if cache else None)
             rows, translation_failures = translate_kept(backend, tester, kept, langs, seed, max_tokens)
             store.write_stage(
                 trans_ref,
@@ -148,6 +156,10 @@ def finish_suite(
         )
         attack_rows = attack_table(base_table, seed, attacks)
         if rewrite:
+            if backend is None:
+                from trustflow.models.llm.spec import load_backend
+
+                backend = with_cache(lambda: load_backend(tester), tester, LLMCache(store) if cache else None)
             attack_rows, extra_scores = _rewrites(store, suite_id, tester, base, attack_rows, attacks, seed, backend)
     table = suite_rows(base, attack_rows, suite_id, hardness, extra_scores)
     counts = {
@@ -157,7 +169,8 @@ def finish_suite(
         "translation_failures": translation_failures,
     }
     manifest = store.write_stage(ref, SEVAL_GENERATED_SUITE, table, ["prompt_uid"], {**attrs, "counts": counts})
-    return {"rows": manifest.rows, **counts}
+    used = getattr(backend, "counters", None)
+    return {"rows": manifest.rows, **counts, **(used() if callable(used) else {})}
 
 
 def _rewrites(

@@ -93,16 +93,20 @@ class TesterFactory:
         batch_n: int,
         max_tokens: int,
         temperature: float,
+        cache: bool = True,
     ) -> None:
         self.spec, self.suite_id, self.tester, self.per_leaf, self.seed = spec, suite_id, tester, per_leaf, seed
         self.exemplars, self.batch_n, self.max_tokens, self.temperature = exemplars, batch_n, max_tokens, temperature
+        self.cache = cache  # the tester's calls go through the cross-run LLM response cache
 
     def __call__(self) -> Callable[[dict[str, Any]], pa.Table]:
         from trustflow.data.seval.taxonomy import load_taxonomy
+        from trustflow.models.llm.cache import LLMCache, with_cache
         from trustflow.models.llm.spec import load_backend
         from trustflow.tasks.seval.generation.generate import generate_for_leaves
 
-        backend = load_backend(self.tester)
+        cache = LLMCache(self.spec.open()) if self.cache else None
+        backend = with_cache(lambda: load_backend(self.tester), self.tester, cache)
         taxonomy = load_taxonomy()
         log_writer = StageWriter(
             self.spec.open(), StageRef(FLOW, self.suite_id, names.GENERATION_LOG), SEVAL_GENERATION_LOG, ["group_id"]
@@ -129,7 +133,21 @@ class TesterFactory:
                 )
             return pa.Table.from_pylist([c.as_row() for c in result.candidates], schema=SEVAL_CANDIDATES.schema)
 
-        return run
+        return _WithCounters(run, backend)
+
+
+class _WithCounters:
+    """A row builder plus its backend's LLM cache counters (``ray_actors`` sums ``counters()``)."""
+
+    def __init__(self, run: Callable[[dict[str, Any]], pa.Table], backend: Any) -> None:
+        self.run, self.backend = run, backend
+
+    def __call__(self, payload: dict[str, Any]) -> pa.Table:
+        return self.run(payload)
+
+    def counters(self) -> dict[str, int]:
+        counters = getattr(self.backend, "counters", None)
+        return dict(counters()) if callable(counters) else {}
 
 
 def _log_row(group_id: str, st: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +171,7 @@ def generate_candidates(
     temperature: float = 0.9,
     num_actors: int = 1,
     num_cpus_per_actor: float = 1.0,
+    cache: bool = True,
 ) -> dict[str, int]:
     ref = StageRef(FLOW, suite_id, names.CANDIDATES)
     chunks = []
@@ -161,7 +180,7 @@ def generate_candidates(
             part_id = hashlib.sha256(f"{leaf_id}\x00{lang}\x00{seed}".encode()).hexdigest()[:16]
             chunks.append(Chunk(part_id, {"leaf_id": leaf_id, "lang": lang, "part_id": part_id}))
     factory = TesterFactory(
-        StoreSpec.of(store), suite_id, tester, per_leaf, seed, exemplars, batch_n, max_tokens, temperature
+        StoreSpec.of(store), suite_id, tester, per_leaf, seed, exemplars, batch_n, max_tokens, temperature, cache
     )
     stats = write_parts_with_actors(
         store,
@@ -225,29 +244,38 @@ def hardness_scores(
     batch_size: int,
     num_actors: int,
     num_cpus_per_actor: float,
+    cache: bool = True,
+    counters: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """candidate_id → {"hardness": share of reference models judged unsafe, "per_ref": {...}}.
 
     S-Eval keeps tests that elicit risk: a prompt every reference model answers safely says
     little about the next model. Judge errors are left out of the share (never counted as safe).
+    ``cache``: reference answers and critic calls go through the LLM response cache; their
+    counts are added to ``counters`` when given.
     """
     from trustflow.models.llm.base import GenParams
+    from trustflow.models.llm.cache import sum_counters
     from trustflow.tasks.seval.judging import commit_judgements, judge_responses
     from trustflow.tasks.seval.responses import commit_responses, generate_responses
 
     suite = as_eval_suite(candidates, suite_id)
     resp_ref = StageRef(FLOW, suite_id, names.REF_RESPONSES)
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=seed)
+    used: list[dict[str, int]] = []
     for model in refs:
-        generate_responses(
-            store,
-            resp_ref,
-            suite,
-            model,
-            params,
-            batch_size=batch_size,
-            num_actors=num_actors,
-            num_cpus_per_actor=num_cpus_per_actor,
+        used.append(
+            generate_responses(
+                store,
+                resp_ref,
+                suite,
+                model,
+                params,
+                batch_size=batch_size,
+                num_actors=num_actors,
+                num_cpus_per_actor=num_cpus_per_actor,
+                cache=cache,
+            )
         )
     commit_responses(store, resp_ref, {"refs": refs})
     responses = store.read_table(resp_ref)
@@ -260,15 +288,21 @@ def hardness_scores(
         )
     )
     judge_ref = StageRef(FLOW, suite_id, names.REF_JUDGEMENTS)
-    judge_responses(
-        store,
-        judge_ref,
-        responses,
-        critic,
-        batch_size=batch_size,
-        num_actors=num_actors,
-        num_cpus_per_actor=num_cpus_per_actor,
+    used.append(
+        judge_responses(
+            store,
+            judge_ref,
+            responses,
+            critic,
+            batch_size=batch_size,
+            num_actors=num_actors,
+            num_cpus_per_actor=num_cpus_per_actor,
+            cache=cache,
+        )
     )
+    if counters is not None:
+        for name, n in sum_counters(used).items():
+            counters[name] = counters.get(name, 0) + n
     commit_judgements(store, judge_ref, {"critic": critic})
     verdicts = store.read_table(judge_ref).to_pylist()
     out: dict[str, dict[str, Any]] = {}

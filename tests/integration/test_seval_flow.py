@@ -62,6 +62,20 @@ def test_flow_on_seed_suite_then_rerun_is_a_no_op(local_settings, tiny_llm: str,
     assert len(store.require_manifest(StageRef("seval_evaluate", run, "responses")).parts) == parts_before
     assert store.read_table(StageRef("seval_evaluate", run, "judgements")).num_rows == 32
 
+    # the LLM response cache: a new run (new run id) of the same suite answers from the store
+    assert first["cache"]["by"][tiny_llm] == {"lookups": 32, "hits": 0, "hit_rate": 0.0}
+    with prefect_runtime(local_settings):
+        other = seval_evaluate(**kwargs, run_id="seval-cache-rerun")
+    assert other["cache"]["by"][tiny_llm] == {"lookups": 32, "hits": 32, "hit_rate": 1.0}
+    attrs = store.require_manifest(StageRef("seval_evaluate", "seval-cache-rerun", "responses")).attrs
+    assert attrs["cache"][tiny_llm]["cache_hits"] == 32  # kept with the run's responses stage
+    texts = {
+        r: dict(zip(t["prompt_uid"].to_pylist(), t["response"].to_pylist(), strict=True))
+        for r in (run, "seval-cache-rerun")
+        for t in [store.read_table(StageRef("seval_evaluate", r, "responses"))]
+    }
+    assert texts[run] == texts["seval-cache-rerun"]
+
 
 def test_killed_run_resumes_without_duplicates(tmp_path: Path, tiny_llm: str) -> None:
     env = dict(

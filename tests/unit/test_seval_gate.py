@@ -381,3 +381,10 @@ def test_seval_run_config_runs_the_mapped_flow_then_the_gate(
     passed = runner.invoke(app, ["seval", "run", "--config", str(run_file)])
     assert passed.exit_code == 0, passed.output
     assert calls[1]["per_dimension"] == 2 and "gate PASSED" in passed.stdout
+    assert calls[0]["cache"] is True and calls[1]["cache"] is True  # the LLM response cache is on by default
+    run_file.write_text(run_file.read_text() + "cache: false\n")
+    runner.invoke(app, ["seval", "run", "--config", str(run_file)])
+    assert calls[2]["cache"] is False  # the run file turns it off
+    run_file.write_text(run_file.read_text().replace("cache: false", "cache: true"))
+    runner.invoke(app, ["seval", "run", "--config", str(run_file), "--no-cache"])
+    assert calls[-1]["cache"] is False  # and --no-cache wins over the file
