@@ -184,6 +184,13 @@ JS = r"""
     try { byId("annotator").value = localStorage.getItem("trustflow-annotator") || ""; } catch (e) { /* none */ }
   }
   byId("run").textContent = S.run_id;
+  if (S.mode !== "serve" && location.search.length > 1) {  // a written page filters by its URL too
+    current = {};
+    location.search.slice(1).split("&").forEach(function (kv) {
+      var i = kv.indexOf("="), k = decodeURIComponent(i < 0 ? kv : kv.slice(0, i));
+      if (FIELDS.indexOf(k) >= 0 || k === "page") current[k] = decodeURIComponent((i < 0 ? "" : kv.slice(i + 1)).replace(/\+/g, " "));
+    });
+  }
   setForm(current);
   if (S.page) render(S.page); else render(localQuery(current));
 })();
