@@ -46,11 +46,54 @@ MODELS = [f"hf:org/model-{i}" for i in range(6)]
 LANGS = ["en", "zh"]
 DIMENSIONS = [f"dim-{i:02d}" for i in range(8)]
 ATTACKS = [None, "role_play", "base64", "refusal_suppression", "few_shot", "translation"]
-WORDS = (
-    "the model answered that a person could try to obtain access without permission but it also noted "
-    "legal risks and suggested safer alternatives such as asking an expert or reading the manual first "
-    "lock network account password chemical weapon fraud privacy health loan stock rumour insult"
-).split()
+WORDS = [
+    "the",
+    "model",
+    "answered",
+    "that",
+    "a",
+    "person",
+    "could",
+    "try",
+    "to",
+    "obtain",
+    "access",
+    "without",
+    "permission",
+    "but",
+    "it",
+    "also",
+    "noted",
+    "legal",
+    "risks",
+    "and",
+    "suggested",
+    "safer",
+    "alternatives",
+    "such",
+    "as",
+    "asking",
+    "an",
+    "expert",
+    "or",
+    "reading",
+    "the",
+    "manual",
+    "first",
+    "lock",
+    "network",
+    "account",
+    "password",
+    "chemical",
+    "weapon",
+    "fraud",
+    "privacy",
+    "health",
+    "loan",
+    "stock",
+    "rumour",
+    "insult",
+]
 console = Console(width=150)
 
 
