@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import urllib.parse
 import statistics
 import sys
 import tempfile
@@ -178,7 +179,7 @@ def build_run(store: ArtifactStore, rows: int, parts: int, seed: int = 21) -> No
 
 
 def _get(url: str, path: str) -> int:
-    parts = http.client.urlsplit(url)
+    parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     conn.request("GET", path)
     resp = conn.getresponse()

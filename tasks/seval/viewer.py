@@ -1,11 +1,11 @@
 """Triage viewer queries: filter, sort, page and export an S-Eval run's verdicts, and relabel one.
 
-A run can hold hundreds of thousands of verdicts, so nothing here reads a whole run into
-memory for a page: the filter becomes a pyarrow dataset expression over the small columns of
-the ``judgements`` parts (model, language, dimension, attack, verdict, score, judge error),
-the survivors are sorted and sliced, and only the page's rows fetch their prompt, response
-and rationale text (an ``is_in`` filter on ``response_id``). Free-text search scans the text
-columns once per query with ``match_substring`` pushed down to the parts.
+A run can hold hundreds of thousands of verdicts, so a page never carries more than its own
+rows: the run's columns are read from its Parquet parts once when it is opened (see
+:class:`RunView` for why), every query is an Arrow expression over the small columns
+(model, language, dimension, attack, verdict, score, judge error), the survivors are sorted
+and sliced, and only the page's rows take their prompt, response and rationale text.
+Free-text search is one ``match_substring`` pass over the text columns.
 
 Relabelling reuses the CSV loop of tasks/seval/relabel.py: one row is written as a relabel CSV
 (judgement id, response id, label, annotator) and handed to :func:`import_relabels`, so the
@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trustflow import names
+from trustflow.data.schemas import SEVAL_JUDGEMENTS
 from trustflow.data.seval.labels import label_id
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.errors import InputError
@@ -52,6 +52,7 @@ META_COLUMNS = [
     "unsafe",
     "judge_error",
 ]
+CRITIC_TEXT = ("rationale", "explanation", "risk_tags")  # read with a page, searched by ``q``
 SORTS = {"risk": "risk_score", "model": "model", "lang": "lang", "dimension": "dimension", "attack": "attack"}
 NO_ATTACK = "none"  # the ``attack`` filter value of base prompts (their attack is null)
 MAX_PAGE_SIZE = 500
@@ -73,14 +74,14 @@ class ViewFilter(BaseModel):
     attack: str | None = None  # "none": base prompts only
     critic_id: str | None = None
     verdict: Literal["unsafe", "safe", "error"] | None = None
-    score_min: float | None = Field(None, ge=0.0, le=1.0)
-    score_max: float | None = Field(None, ge=0.0, le=1.0)
+    score_min: float | None = Field(default=None, ge=0.0, le=1.0)
+    score_max: float | None = Field(default=None, ge=0.0, le=1.0)
     judge_error: bool | None = None
-    q: str | None = Field(None, max_length=MAX_QUERY_CHARS)
+    q: str | None = Field(default=None, max_length=MAX_QUERY_CHARS)
     sort: Literal["risk", "model", "lang", "dimension", "attack"] = "risk"
     order: Literal["desc", "asc"] = "desc"
-    page: int = Field(1, ge=1)
-    page_size: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
+    page: int = Field(default=1, ge=1)
+    page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
 
     @field_validator("model", "lang", "dimension", "attack", "critic_id", "q", "verdict", mode="before")
     @classmethod
@@ -125,19 +126,37 @@ class Page:
         return {"rows": self.rows, "total": self.total, "page": self.page, "page_size": self.page_size}
 
 
-def _match(column: str, needle: str) -> pc.Expression:
-    return pc.match_substring(pc.field(column), needle, ignore_case=True)
+def _any_match(table: pa.Table, columns: list[str], needle: str) -> pa.ChunkedArray | pa.Array:
+    """Per row: does any of ``columns`` contain ``needle`` (case-insensitive; null is no)."""
+    out: pa.ChunkedArray | pa.Array | None = None
+    for c in columns:
+        hit = pc.fill_null(pc.match_substring(table[c], needle, ignore_case=True), False)
+        out = hit if out is None else pc.or_(out, hit)
+    return out if out is not None else pa.array([False] * table.num_rows)
 
 
 @dataclass
 class RunView:
-    """A run opened for viewing: its two datasets (judgements, responses) and the distinct
-    values of each facet (for the page's menus and to reject a filter value no row has)."""
+    """A run opened for viewing, held as three aligned Arrow tables read once from its parts:
+
+    - ``meta``: the small columns every query filters and sorts on (META_COLUMNS), plus
+      ``_i`` (its own row number) and ``_t`` (the row of its response in ``text``);
+    - ``critic_text``: rationale, explanation and risk tags, row for row with ``meta``;
+    - ``text``: each response's prompt and answer.
+
+    A query filters ``meta`` (an Arrow expression), sorts the survivors and takes only the
+    page's rows from the text tables, so a page costs the same on a 220,000-row run as on a
+    small one; free-text search is one ``match_substring`` pass over the text columns.
+    Reading the parts once at open (about 0.7 KB of memory per verdict) is what keeps each
+    query well under a second: a run's parts hold one row group each, so fetching a page's
+    text from Parquet per query would decompress every part's text columns every time.
+    ``facets`` are the distinct values of each facet (menus, and the check of a filter value)."""
 
     store: ArtifactStore
     run_id: str
-    judgements: pads.Dataset
-    responses: pads.Dataset
+    meta: pa.Table
+    critic_text: pa.Table
+    text: pa.Table
     facets: dict[str, list[str]]
     _human: dict[str, bool] | None = field(default=None, repr=False)
 
@@ -154,7 +173,8 @@ class RunView:
         if f.score_min is not None and f.score_max is not None and f.score_min > f.score_max:
             raise InputError(f"filter score_min={f.score_min} is above score_max={f.score_max}")
 
-    def _expression(self, f: ViewFilter) -> pc.Expression | None:
+    @staticmethod
+    def _expression(f: ViewFilter) -> pc.Expression | None:
         parts: list[pc.Expression] = []
         for name in ("model", "lang", "dimension", "critic_id"):
             value = getattr(f, name)
@@ -182,26 +202,14 @@ class RunView:
         return out
 
     def matches(self, f: ViewFilter) -> pa.Table:
-        """The META_COLUMNS of every row the filter keeps, in the filter's sort order."""
+        """The ``meta`` rows the filter keeps, in the filter's sort order."""
         self.check(f)
-        table = self.judgements.to_table(columns=META_COLUMNS, filter=self._expression(f))
+        expr = self._expression(f)
+        table = self.meta if expr is None else self.meta.filter(expr)
         if f.q:
-            hits = self.responses.to_table(
-                columns=["response_id"], filter=_match("prompt", f.q) | _match("response", f.q)
-            )["response_id"]
-            judged = self.judgements.to_table(
-                columns=["response_id", "critic_id", "critic_prompt_hash"],
-                filter=self._text_match(f.q),
-            )
-            keep = pc.is_in(table["response_id"], value_set=hits)
-            if judged.num_rows:
-                keys = pc.binary_join_element_wise(
-                    judged["response_id"], judged["critic_id"], judged["critic_prompt_hash"], "\x00"
-                )
-                mine = pc.binary_join_element_wise(
-                    table["response_id"], table["critic_id"], table["critic_prompt_hash"], "\x00"
-                )
-                keep = pc.or_(keep, pc.is_in(mine, value_set=keys))
+            in_text = _any_match(self.text, ["prompt", "response"], f.q)
+            in_critic = _any_match(self.critic_text, ["rationale", "explanation"], f.q)
+            keep = pc.or_(pc.fill_null(pc.take(in_text, table["_t"]), False), pc.take(in_critic, table["_i"]))
             table = table.filter(keep)
         order = "descending" if f.order == "desc" else "ascending"
         keys = [
@@ -211,14 +219,6 @@ class RunView:
         ]
         return table.sort_by(keys)
 
-    def _text_match(self, needle: str) -> pc.Expression:
-        names_ = set(self.judgements.schema.names)
-        exprs = [_match(c, needle) for c in ("rationale", "explanation") if c in names_]
-        out = exprs[0]
-        for e in exprs[1:]:
-            out = out | e
-        return out
-
     def query(self, f: ViewFilter) -> Page:
         """One page of rows for ``f``, each with its prompt, response and critic text."""
         table = self.matches(f)
@@ -226,24 +226,17 @@ class RunView:
         return Page(self.rows(table.slice(offset, f.page_size)), table.num_rows, f.page, f.page_size)
 
     def rows(self, meta: pa.Table) -> list[dict[str, Any]]:
-        """Viewer rows for ``meta`` (a slice of :meth:`matches`): text fetched for these ids only."""
+        """Viewer rows for ``meta`` (a slice of :meth:`matches`): text taken for these rows only."""
         if meta.num_rows == 0:
             return []
-        ids = pc.unique(meta["response_id"])
-        only = pc.is_in(pc.field("response_id"), value_set=ids)
-        text = self.responses.to_table(columns=["response_id", "prompt", "response"], filter=only).to_pydict()
-        by_id = dict(zip(text["response_id"], zip(text["prompt"], text["response"], strict=True), strict=True))
-        extra_cols = [c for c in ("rationale", "explanation", "risk_tags") if c in self.judgements.schema.names]
-        jt = self.judgements.to_table(
-            columns=["response_id", "critic_id", "critic_prompt_hash", *extra_cols], filter=only
-        ).to_pylist()
-        critic_text = {(r["response_id"], r["critic_id"], r["critic_prompt_hash"]): r for r in jt}
+        text = self.text.take(meta["_t"]).to_pydict()
+        critic = self.critic_text.take(meta["_i"]).to_pylist()
         human = self.human_labels()
         source = f"{SOURCE_PREFIX}{self.run_id}"
         out = []
-        for r in meta.to_pylist():
-            prompt, response = by_id.get(r["response_id"], ("", ""))
-            extra = critic_text.get((r["response_id"], r["critic_id"], r["critic_prompt_hash"]), {})
+        for k, r in enumerate(meta.to_pylist()):
+            prompt, response = text["prompt"][k] or "", text["response"][k] or ""
+            extra = critic[k]
             out.append(
                 {
                     "judgement_id": judgement_id(r["response_id"], r["critic_id"], r["critic_prompt_hash"]),
@@ -314,7 +307,7 @@ class RunView:
         who = (annotator or "").strip()
         if not who:
             raise InputError("relabel: annotator is required (who decided this label?)")
-        meta = self.judgements.to_table(columns=META_COLUMNS, filter=pc.field("response_id") == response_id)
+        meta = self.meta.filter(pc.field("response_id") == response_id)
         found = [
             i
             for i, r in enumerate(meta.to_pylist())
@@ -347,15 +340,24 @@ class RunView:
 
 
 def open_run(store: ArtifactStore, run_id: str) -> RunView:
-    """Open a run's judgements and responses; an unknown run or one not judged yet is an
-    :class:`InputError` naming it (raised before any server starts)."""
+    """Open a run's judgements and responses (read once, see :class:`RunView`); an unknown
+    run or one not judged yet is an :class:`InputError` naming it (raised before any server
+    starts)."""
     jref = StageRef(names.SEVAL_EVALUATE, run_id, names.JUDGEMENTS)
     rref = StageRef(names.SEVAL_EVALUATE, run_id, names.RESPONSES)
     if store.manifest(jref) is None or store.manifest(rref) is None:
         what = "no judgements" if store.manifest(rref) is not None else "no responses"
         raise InputError(f"run {run_id!r}: {what} in {store.url} (an S-Eval run id; see `trustflow runs ls`)")
     judgements = store.dataset(jref)
-    responses = store.dataset(rref)
-    facet_table = judgements.to_table(columns=list(FACETS))
-    facets = {name: sorted(v for v in pc.unique(facet_table[name]).to_pylist() if v is not None) for name in FACETS}
-    return RunView(store, run_id, judgements, responses, facets)
+    present = set(judgements.schema.names)
+    wanted = META_COLUMNS + [c for c in CRITIC_TEXT if c in present]  # a v1 stage has no rationale
+    judged = judgements.to_table(columns=wanted)
+    for c in CRITIC_TEXT:
+        if c not in present:
+            judged = judged.append_column(c, pa.nulls(judged.num_rows, SEVAL_JUDGEMENTS.schema.field(c).type))
+    text = store.dataset(rref).to_table(columns=["response_id", "prompt", "response"])
+    meta = judged.select(META_COLUMNS)
+    meta = meta.append_column("_i", pa.array(range(meta.num_rows), pa.int64()))
+    meta = meta.append_column("_t", pc.index_in(meta["response_id"], value_set=text["response_id"]))
+    facets = {name: sorted(v for v in pc.unique(meta[name]).to_pylist() if v is not None) for name in FACETS}
+    return RunView(store, run_id, meta.combine_chunks(), judged.select(list(CRITIC_TEXT)), text, facets)
