@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import urllib.parse
 import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 

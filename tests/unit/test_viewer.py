@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import csv
 import http.client
-import urllib.parse
 import io
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
