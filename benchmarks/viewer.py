@@ -19,6 +19,7 @@ usage: benchmarks/viewer.py [--rows 220000] [--parts 8] [--repeat 5]
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import statistics
 import sys
@@ -180,7 +181,7 @@ def build_run(store: ArtifactStore, rows: int, parts: int, seed: int = 21) -> No
 
 def _get(url: str, path: str) -> int:
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
     conn.request("GET", path)
     resp = conn.getresponse()
     body = resp.read()
@@ -243,7 +244,7 @@ def main() -> int:
             try:
                 for label, path in QUERIES:
                     size = _get(server.url, path)  # warm once (page cache), then measure
-                    med, worst = _time(lambda p=path: _get(server.url, p), args.repeat)
+                    med, worst = _time(functools.partial(_get, server.url, path), args.repeat)
                     results.append((label, med, worst, size))
             finally:
                 server.shutdown()

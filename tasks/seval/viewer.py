@@ -293,7 +293,7 @@ class RunView:
 
             spec = f"{SOURCE_PREFIX}{self.run_id}"
             self._human = (
-                {r.label_id: r.unsafe for r in load_label_records(spec, store=self.store)}
+                {r.label_id: r.unsafe for r in load_label_records(spec, store=self.store) if r.unsafe is not None}
                 if relabel_datasets(self.store, self.run_id)
                 else {}
             )

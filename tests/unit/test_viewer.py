@@ -254,7 +254,7 @@ def test_static_page_escapes_data_and_refuses_large_runs(store: ArtifactStore) -
 
 def _request(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None) -> Any:
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     data = None if body is None else json.dumps(body).encode()
     conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=data, headers=headers or {})
     resp = conn.getresponse()
