@@ -33,6 +33,7 @@ runner = CliRunner()
         ["seval", "run"],
         ["seval", "validate-critic"],
         ["gate"],
+        ["view"],
         ["llm", "serve"],
         ["llm", "chat"],
     ],
@@ -93,6 +94,23 @@ def test_missing_source_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert lines[-1].startswith("error: source") and "no such file or directory" in lines[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_view_bad_run_or_filter_is_one_error_line_before_any_server(tmp_path: Path) -> None:
+    """``trustflow view`` checks the run id and every --filter before it binds a port."""
+    for args, message in [
+        (["view", "seval-missing"], "error: run 'seval-missing': no responses in"),
+        (["view", "seval-missing", "--export", str(tmp_path / "out.txt")], "error: --export"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "trustflow.cli.main", *args, "--store", f"file://{tmp_path}", "--port", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        assert result.returncode == 1 and lines[-1].startswith(message), result.stderr
+        assert "Traceback" not in result.stderr and "viewer of" not in result.stdout
 
 
 def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
