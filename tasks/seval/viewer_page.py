@@ -38,7 +38,7 @@ form input,form select{font:inherit;padding:2px 4px;min-width:90px}
 .cols h3{margin:0 0 4px;font-size:11px;text-transform:uppercase;color:#667}
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font:13px/1.4 ui-monospace,monospace;max-height:24em;overflow:auto}
 .badge{padding:0 6px;border-radius:3px;font-weight:600}.unsafe{background:#f6d2d2}.safe{background:#d4efd9}
-.error{background:#f3e3b5}.human{background:#d9e4f7}
+.error{background:#f3e3b5}.human{background:#d9e4f7}.human:empty{display:none}
 button{font:inherit;cursor:pointer}
 """
 
@@ -151,12 +151,16 @@ JS = r"""
     var size = Number(f.page_size || 50), pageNo = Number(f.page || 1);
     return {rows: rows.slice((pageNo - 1) * size, pageNo * size), total: rows.length, page: pageNo, page_size: size};
   }
+  function exportLinks(f) {  // the filtered rows, every page
+    var all = Object.assign({}, f); delete all.page; delete all.page_size;
+    byId("export-jsonl").href = "api/export?" + qs(Object.assign({format: "jsonl"}, all));
+    byId("export-csv").href = "api/export?" + qs(Object.assign({format: "csv"}, all));
+  }
   function load(f) {
     current = f;
     history.replaceState(null, "", "?" + qs(f));
     if (S.mode !== "serve") { render(localQuery(f)); return; }
-    byId("export-jsonl").href = "api/export?" + qs(Object.assign({format: "jsonl"}, f));
-    byId("export-csv").href = "api/export?" + qs(Object.assign({format: "csv"}, f));
+    exportLinks(f);
     fetch("api/rows?" + qs(f)).then(function (resp) { return resp.json(); }).then(function (d) {
       if (d.error) { byId("err").textContent = d.error; return; }
       render(d);
@@ -182,6 +186,7 @@ JS = r"""
   });
   if (S.mode === "serve") {
     try { byId("annotator").value = localStorage.getItem("trustflow-annotator") || ""; } catch (e) { /* none */ }
+    exportLinks(current);
   }
   byId("run").textContent = S.run_id;
   if (S.mode !== "serve" && location.search.length > 1) {  // a written page filters by its URL too
