@@ -158,7 +158,7 @@ class RunView:
     critic_text: pa.Table
     text: pa.Table
     facets: dict[str, list[str]]
-    _human: dict[str, bool] | None = field(default=None, repr=False)
+    _human: dict[str, tuple[bool, str]] | None = field(default=None, repr=False)
 
     # ---- queries -------------------------------------------------------------------------
     def check(self, f: ViewFilter) -> None:
@@ -259,7 +259,7 @@ class RunView:
                     "set": r["set"],
                     "judge_error": r["judge_error"],
                     "explanation": extra.get("explanation") or "",
-                    "human_unsafe": human.get(label_id(source, prompt, response)),
+                    "human_unsafe": human.get(label_id(source, prompt, response), (None, ""))[0],
                 }
             )
         return out
@@ -285,18 +285,19 @@ class RunView:
                 yield buf.getvalue()
 
     # ---- labels --------------------------------------------------------------------------
-    def human_labels(self) -> dict[str, bool]:
-        """label_id → the person's label, newest relabel dataset winning (as train/validate read)."""
+    def human_labels(self) -> dict[str, tuple[bool, str]]:
+        """label_id → (the person's label, the dataset it came from), the newest relabel
+        dataset of the run winning per pair: the order ``--labels relabel:<run>`` reads them."""
         if self._human is None:
-            from trustflow.tasks.seval.label_sources import load_label_records
+            from trustflow.tasks.ingest.common import stage_ref
             from trustflow.tasks.seval.relabel import relabel_datasets
 
-            spec = f"{SOURCE_PREFIX}{self.run_id}"
-            self._human = (
-                {r.label_id: r.unsafe for r in load_label_records(spec, store=self.store) if r.unsafe is not None}
-                if relabel_datasets(self.store, self.run_id)
-                else {}
-            )
+            human: dict[str, tuple[bool, str]] = {}
+            for info in relabel_datasets(self.store, self.run_id):  # oldest first
+                t = self.store.read_table(stage_ref(info.dataset_id, names.LABELS), columns=["label_id", "unsafe"])
+                for key, unsafe in zip(t["label_id"].to_pylist(), t["unsafe"].to_pylist(), strict=True):
+                    human[key] = (bool(unsafe), info.dataset_id)
+            self._human = human
         return self._human
 
     def relabel(
@@ -320,11 +321,12 @@ class RunView:
         [row] = self.rows(meta.slice(found[0], 1))
         key = label_id(f"{SOURCE_PREFIX}{self.run_id}", row["prompt"], row["response"])
         current = self.human_labels().get(key)
-        if current is unsafe:
-            return {"status": "unchanged", "dataset_id": None, "label_id": key}
-        # ``supersedes`` makes a flip back to an earlier label a new file (hence a newer
-        # dataset that wins), while the same post twice stays the same file (a no-op)
-        supersedes = "" if current is None else ("unsafe" if current else "safe")
+        if current is not None and current[0] is unsafe:
+            return {"status": "unchanged", "dataset_id": current[1], "label_id": key}
+        # ``supersedes`` names the dataset whose label this one replaces: a flip back to an
+        # earlier label is then a new file (a newer dataset, which wins), while the same
+        # post twice is the same file (a no-op)
+        supersedes = "" if current is None else current[1]
         fields = ["judgement_id", "response_id", "run_id", LABEL_COLUMN, "annotator", "note", "supersedes"]
         values = [judgement, response_id, self.run_id, "unsafe" if unsafe else "safe", who, note or "", supersedes]
         buf = io.StringIO()

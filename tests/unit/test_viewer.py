@@ -232,7 +232,12 @@ def test_relabel_is_stored_once_flips_win_and_loaders_read_it(store: ArtifactSto
     assert flip["status"] == back["status"] == "stored" and len(relabel_datasets(store, RUN)) == 3
     [record] = load_label_records(f"relabel:{RUN}", store=store)
     assert record.unsafe is True  # the newest label wins
-    assert view.query(ViewFilter(q="pick a lock")).rows[0]["human_unsafe"] is True
+    for unsafe in (False, True, False):  # flips back and forth never resurrect an older dataset
+        assert view.relabel(row["judgement_id"], row["response_id"], unsafe, "carol")["status"] == "stored"
+        [record] = load_label_records(f"relabel:{RUN}", store=store)
+        assert record.unsafe is unsafe
+    assert len(relabel_datasets(store, RUN)) == 6
+    assert view.query(ViewFilter(q="pick a lock")).rows[0]["human_unsafe"] is False
     with pytest.raises(InputError, match="annotator is required"):
         view.relabel(row["judgement_id"], row["response_id"], True, " ")
     with pytest.raises(InputError, match="judgement 'ffff' of response 'r03' is not in run"):
