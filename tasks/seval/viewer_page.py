@@ -198,6 +198,7 @@ JS = r"""
   }
   setForm(current);
   if (S.page) render(S.page); else render(localQuery(current));
+  if (S.error) byId("err").textContent = S.error;
 })();
 """
 

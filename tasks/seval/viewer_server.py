@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from trustflow.errors import TrustflowError
-from trustflow.tasks.seval.viewer import RunView, parse_filter
+from trustflow.tasks.seval.viewer import RunView, ViewFilter, parse_filter
 from trustflow.tasks.seval.viewer_page import build_page, content_security_policy
 
 HOST = "127.0.0.1"
@@ -86,17 +86,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
         view = self.server.view
         try:
             if parts.path == "/":
-                f = parse_filter(_params(parts.query))
-                state = {
-                    "mode": "serve",
-                    "run_id": view.run_id,
-                    "facets": view.facets,
-                    "filter": f.query_params(),
-                    "page": view.query(f).as_dict(),
-                }
-                body = build_page(state).encode()
-                csp = {"Content-Security-Policy": content_security_policy("serve")}
-                return self._send(HTTPStatus.OK, body, "text/html; charset=utf-8", csp)
+                return self._page(parts.query)
             if parts.path == "/api/rows":
                 return self._json(view.query(parse_filter(_params(parts.query))).as_dict())
             if parts.path == "/api/facets":
@@ -106,6 +96,29 @@ class ViewerHandler(BaseHTTPRequestHandler):
         except TrustflowError as exc:
             return self._error(str(exc))
         return self._error(f"no such page: {parts.path}", HTTPStatus.NOT_FOUND)
+
+    def _page(self, query: str) -> None:
+        """The page with its first rows inline; a bad filter in the URL shows the page
+        unfiltered with the error line (a typo in an address bar should not be a JSON blob)."""
+        view = self.server.view
+        error = None
+        try:
+            f = parse_filter(_params(query))
+            page = view.query(f)
+        except TrustflowError as exc:
+            error, f = str(exc), ViewFilter()
+            page = view.query(f)
+        state = {
+            "mode": "serve",
+            "run_id": view.run_id,
+            "facets": view.facets,
+            "filter": f.query_params(),
+            "page": page.as_dict(),
+            "error": error,
+        }
+        csp = {"Content-Security-Policy": content_security_policy("serve")}
+        status = HTTPStatus.OK if error is None else HTTPStatus.BAD_REQUEST
+        self._send(status, build_page(state).encode(), "text/html; charset=utf-8", csp)
 
     def _export(self, params: dict[str, str]) -> None:
         fmt = params.pop("format", "jsonl")

@@ -287,6 +287,8 @@ def test_api_filters_exports_and_relabels(store: ArtifactStore) -> None:
         status, headers, body = _request(server.url + "?model=b")
         assert status == 200 and "script-src 'sha256-" in headers["Content-Security-Policy"]
         assert "<script>document" not in body.decode()
+        status, _, body = _request(server.url + "?verdict=maybe")  # the page, unfiltered, with the error
+        assert status == 400 and "filter verdict='maybe'" in body.decode() and '"total": 12' in body.decode()
         [row] = json.loads(_request(server.url + "api/rows?q=lock")[2])["rows"]
         post = {"judgement_id": row["judgement_id"], "response_id": "r03", "label": "unsafe", "annotator": "dana"}
         status, _, body = _request(server.url + "api/relabel", "POST", post, {"Content-Type": "text/plain"})
