@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import typer
 
@@ -87,7 +88,7 @@ def view_command(
         server, thread = start_server(view, port)
     except OSError as exc:
         raise InputError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror})") from None
-    query = "&".join(f"{k}={v}" for k, v in f.query_params().items())
+    query = urlencode(f.query_params())
     console.print(f"viewer of {run_id}: {server.url}{'?' + query if query else ''}  (Ctrl-C stops)", soft_wrap=True)
     try:
         while thread.is_alive():
