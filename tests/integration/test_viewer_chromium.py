@@ -7,7 +7,8 @@ the DevTools protocol like a person: change the form's filters (the page fetches
 ``/api/rows``), page forward, mark a verdict (the page posts ``/api/relabel``).
 
 The server runs in this process on 127.0.0.1 (a free port) and is shut down by the test;
-Chromium runs in its own process group, killed by ``run_chromium`` and nothing else.
+Chromium runs in its own process group, killed (that group only) by ``run_chromium`` or
+``DevTools.close``.
 """
 
 from __future__ import annotations
