@@ -7,7 +7,9 @@ id, request, answer, the critic's verdict, tags and rationale, and an empty
 ``true``/``false``; empty = not reviewed) and ``trustflow seval relabel verdicts.csv
 --annotator NAME`` stores the reviewed rows as a ``labels`` dataset (``labels-<hex>``, source
 ``relabel:<run>``, ``label_origin=human``) that ``--labels labels-<hex>`` or
-``--labels relabel:<run>`` hands to ``train-critic`` and ``validate-critic``.
+``--labels relabel:<run>`` hands to ``train-critic`` and ``validate-critic``. The triage viewer
+(``trustflow view RUN``, tasks/seval/viewer.py) relabels from its page through the same
+:func:`import_relabels`, one row per post; its exported CSV is this CSV.
 
 Choices:
 
