@@ -126,6 +126,20 @@ class Page:
         return {"rows": self.rows, "total": self.total, "page": self.page, "page_size": self.page_size}
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet will not run: attacker text starting like a formula
+    (``=HYPERLINK(…)``) gets a leading apostrophe. Relabelling is unaffected: a row with a
+    judgement id takes its text from the store, not from the cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _any_match(table: pa.Table, columns: list[str], needle: str) -> pa.ChunkedArray | pa.Array:
     """Per row: does any of ``columns`` contain ``needle`` (case-insensitive; null is no)."""
     out: pa.ChunkedArray | pa.Array | None = None
@@ -281,7 +295,7 @@ class RunView:
                 buf = io.StringIO()
                 writer = csv.DictWriter(buf, fieldnames=[*EXPORT_COLUMNS, "response_id"], extrasaction="ignore")
                 for r in rows:
-                    writer.writerow({k: "" if r.get(k) is None else r[k] for k in writer.fieldnames})
+                    writer.writerow({k: csv_cell(r.get(k)) for k in writer.fieldnames})
                 yield buf.getvalue()
 
     # ---- labels --------------------------------------------------------------------------

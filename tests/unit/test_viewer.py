@@ -206,6 +206,10 @@ def test_export_jsonl_and_csv_hold_the_filtered_rows(store: ArtifactStore, tmp_p
     text = "".join(view.export(f, "csv"))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert {r["response_id"] for r in rows} == expected(lambda r: r["model"] == "a")
+    from trustflow.tasks.seval.viewer import csv_cell
+
+    assert csv_cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")' and csv_cell("-1") == "'-1"
+    assert csv_cell("plain") == "plain" and csv_cell(0.5) == 0.5 and csv_cell(None) == ""
     # the CSV is a relabel CSV: fill one label and `seval relabel` stores it
     rows[0]["corrected_unsafe"] = "safe"
     path = tmp_path / "export.csv"
