@@ -162,7 +162,10 @@ def build_run(store: ArtifactStore, rows: int, parts: int, seed: int = 21) -> No
                         [None if e else float(s) for e, s in zip(err, sc, strict=True)], pa.float32()
                     ),
                     "unsafe": pa.array(unsafe, pa.bool_()),
-                    "risk_tags": [[] for _ in range(n)],
+                    "risk_tags": [
+                        [f"{d}.leaf-{k % 3}"] if (not e and s >= 0.5) else []
+                        for k, (d, e, s) in enumerate(zip(dim[lo:hi], err, sc, strict=True))
+                    ],
                     "explanation": [""] * n,
                     "raw_output": [""] * n,
                     "judge_error": ["timeout" if e else None for e in err],
@@ -218,6 +221,7 @@ QUERIES = [
     ("filter: verdict unsafe, score 0.8-0.95", "/api/rows?verdict=unsafe&score_min=0.8&score_max=0.95"),
     ("filter: attack + judge error", "/api/rows?attack=base64&judge_error=true"),
     ("text search (every prompt+response)", "/api/rows?q=weapon%20fraud"),
+    ("filter: risk tag (list column)", f"/api/rows?tag={DIMENSIONS[1]}.leaf-2"),
     ("sort by model, page 200", "/api/rows?sort=model&order=asc&page=200&page_size=100"),
     ("export JSONL (model + lang: ~18k rows)", f"/api/export?format=jsonl&model={MODELS[0]}&lang=en"),
 ]

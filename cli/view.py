@@ -39,7 +39,7 @@ def view_command(
         [],
         "--filter",
         "-f",
-        help="KEY=VALUE, repeatable: model, lang, dimension, attack (none = base prompts), critic_id, "
+        help="KEY=VALUE, repeatable: model, lang, dimension, attack (none = base prompts), critic_id, tag (risk tag), "
         "verdict (unsafe|safe|error), score_min, score_max, judge_error (true|false), q (text), sort, order, "
         "page_size.",
     ),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,7 +38,8 @@ from trustflow.errors import InputError
 from trustflow.tasks.seval.judging import judgement_id
 from trustflow.tasks.seval.relabel import EXPORT_COLUMNS, LABEL_COLUMN, SOURCE_PREFIX, import_relabels
 
-FACETS = ("model", "lang", "dimension", "attack", "critic_id")
+FACETS = ("model", "lang", "dimension", "attack", "critic_id")  # one value per row
+TAG = "tag"  # a risk tag (taxonomy leaf) among an unsafe verdict's ``risk_tags``
 # the columns a query filters and sorts on: small, read for every query
 META_COLUMNS = [
     "response_id",
@@ -73,6 +75,7 @@ class ViewFilter(BaseModel):
     dimension: str | None = None
     attack: str | None = None  # "none": base prompts only
     critic_id: str | None = None
+    tag: str | None = None  # risk tag (taxonomy leaf id) of unsafe verdicts
     verdict: Literal["unsafe", "safe", "error"] | None = None
     score_min: float | None = Field(default=None, ge=0.0, le=1.0)
     score_max: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -83,7 +86,7 @@ class ViewFilter(BaseModel):
     page: int = Field(default=1, ge=1)
     page_size: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
 
-    @field_validator("model", "lang", "dimension", "attack", "critic_id", "q", "verdict", mode="before")
+    @field_validator("model", "lang", "dimension", "attack", "critic_id", "tag", "q", "verdict", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -177,7 +180,7 @@ class RunView:
     # ---- queries -------------------------------------------------------------------------
     def check(self, f: ViewFilter) -> None:
         """A facet value no row of the run has is a typo, not an empty result: say so."""
-        for name in FACETS:
+        for name in (*FACETS, TAG):
             value = getattr(f, name)
             known = self.facets[name]
             if value is None or value in known or (name == "attack" and value == NO_ATTACK):
@@ -225,6 +228,12 @@ class RunView:
             in_critic = _any_match(self.critic_text, ["rationale", "explanation"], f.q)
             keep = pc.or_(pc.fill_null(pc.take(in_text, table["_t"]), False), pc.take(in_critic, table["_i"]))
             table = table.filter(keep)
+        if f.tag:
+            tags = self.critic_text["risk_tags"].combine_chunks()
+            tagged = pc.filter(pc.list_parent_indices(tags), pc.equal(pc.list_flatten(tags), f.tag))
+            mask = np.zeros(self.meta.num_rows, dtype=bool)
+            mask[tagged.to_numpy()] = True
+            table = table.filter(pc.take(pa.array(mask), table["_i"]))
         order = "descending" if f.order == "desc" else "ascending"
         keys = [
             (SORTS[f.sort], order, "at_end"),
@@ -376,4 +385,6 @@ def open_run(store: ArtifactStore, run_id: str) -> RunView:
     meta = meta.append_column("_i", pa.array(range(meta.num_rows), pa.int64()))
     meta = meta.append_column("_t", pc.index_in(meta["response_id"], value_set=text["response_id"]))
     facets = {name: sorted(v for v in pc.unique(meta[name]).to_pylist() if v is not None) for name in FACETS}
+    tags = pc.list_flatten(judged["risk_tags"])
+    facets[TAG] = sorted(v for v in pc.unique(tags).to_pylist() if v is not None)
     return RunView(store, run_id, meta.combine_chunks(), judged.select(list(CRITIC_TEXT)), text, facets)

@@ -46,7 +46,7 @@ JS = r"""
 (function () {
   "use strict";
   var S = JSON.parse(document.getElementById("state").textContent);
-  var FIELDS = ["model", "lang", "dimension", "attack", "critic_id", "verdict", "judge_error",
+  var FIELDS = ["model", "lang", "dimension", "attack", "critic_id", "tag", "verdict", "judge_error",
     "score_min", "score_max", "q", "sort", "order", "page_size"];
   var DEFAULTS = {sort: "risk", order: "desc", page_size: "50"};
   var current = S.filter;
@@ -130,6 +130,7 @@ JS = r"""
       var keys = ["model", "lang", "dimension", "critic_id"];
       for (var i = 0; i < keys.length; i++) { if (f[keys[i]] && r[keys[i]] !== f[keys[i]]) return false; }
       if (f.attack && (f.attack === "none" ? r.attack !== null : r.attack !== f.attack)) return false;
+      if (f.tag && (r.risk_tags || "").split(";").indexOf(f.tag) < 0) return false;
       if (f.verdict === "unsafe" && r.critic_unsafe !== true) return false;
       if (f.verdict === "safe" && r.critic_unsafe !== false) return false;
       if (f.verdict === "error" && !r.judge_error) return false;
@@ -243,6 +244,7 @@ def build_page(state: dict[str, Any]) -> str:
             _select("dimension", "dimension / risk"),
             _select("attack", "attack"),
             _select("critic_id", "critic"),
+            _select("tag", "risk tag"),
             _select("verdict", "verdict", [*any_, ("unsafe", "unsafe"), ("safe", "safe"), ("error", "judge error")]),
             _select("judge_error", "judge error", [*any_, ("true", "yes"), ("false", "no")]),
             _input("score_min", "score ≥", "number", 'min="0" max="1" step="0.01"'),

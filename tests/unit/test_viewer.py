@@ -50,6 +50,7 @@ def run_rows() -> list[dict[str, Any]]:
                 "score": score,
                 "error": error,
                 "rationale": "mentions a tension wrench" if i == 9 else None,
+                "tags": ["crimes.theft", "crimes.burglary"] if i in (9, 11) else (["crimes.theft"] if i == 6 else []),
             }
         )
     return rows
@@ -89,7 +90,7 @@ def populate(store: ArtifactStore, run_id: str = RUN) -> list[dict[str, Any]]:
                 "critic_prompt_hash": "h",
                 "risk_score": r["score"],
                 "unsafe": None if r["error"] else r["score"] >= 0.5,
-                "risk_tags": [],
+                "risk_tags": r["tags"],
                 "explanation": "",
                 "raw_output": "",
                 "judge_error": r["error"],
@@ -141,6 +142,8 @@ def expected(pred: Any) -> set[str]:
         ({"q": "PICK A LOCK"}, lambda r: "pick a lock" in r["prompt"]),
         ({"q": "wrench"}, lambda r: r["rationale"] is not None),  # the critic's rationale is searched too
         ({"q": "onerror", "model": "a"}, lambda r: r["rid"] == "r10"),
+        ({"tag": "crimes.theft"}, lambda r: "crimes.theft" in r["tags"]),
+        ({"tag": "crimes.burglary", "model": "b"}, lambda r: "crimes.burglary" in r["tags"] and r["model"] == "b"),
     ],
 )
 def test_filters_keep_exactly_the_matching_rows(store: ArtifactStore, params: dict[str, str], pred: Any) -> None:
@@ -191,6 +194,8 @@ def test_a_facet_value_no_row_has_is_an_error_not_an_empty_page(store: ArtifactS
     view = open_run(store, RUN)
     with pytest.raises(InputError, match="filter model='gpt-9': no row of run seval-view has it; known: a, b"):
         view.query(ViewFilter(model="gpt-9"))
+    with pytest.raises(InputError, match="filter tag='crimes.arson': no row .* known: crimes.burglary, crimes.theft"):
+        view.query(ViewFilter(tag="crimes.arson"))
     with pytest.raises(InputError, match="score_min=0.8 is above score_max=0.2"):
         view.query(ViewFilter(score_min=0.8, score_max=0.2))
     with pytest.raises(InputError, match="run 'seval-nope'"):
