@@ -8,7 +8,7 @@ import json
 import typer
 from rich.table import Table
 
-from trustflow.cli import detect, gate, report, robust, services, seval, store_views
+from trustflow.cli import detect, gate, report, robust, services, seval, store_views, view
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.device import device_app
 from trustflow.cli.events import events_app
@@ -39,6 +39,7 @@ app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
 app.command("deploy")(services.deploy)
 app.command("gate")(gate.gate_command)
+app.command("view")(view.view_command)
 report.register(app)
 
 

@@ -202,9 +202,12 @@ def commit_judgements(store: ArtifactStore, ref: StageRef, attrs: dict[str, Any]
     return writer.commit(attrs)
 
 
-def read_judgements(store: ArtifactStore, ref: StageRef, columns: list[str] | None = None) -> pa.Table:
-    """A committed judgements stage of any schema version, as the current layout."""
-    table = upgrade_judgements(store.read_table(ref))
+def read_judgements(
+    store: ArtifactStore, ref: StageRef, columns: list[str] | None = None, filter: Any = None
+) -> pa.Table:
+    """A committed judgements stage of any schema version, as the current layout (``filter``:
+    a pyarrow dataset expression on columns every version has, pushed down to the parts)."""
+    table = upgrade_judgements(store.read_table(ref, filter=filter))
     return table.select(columns) if columns is not None else table
 
 

@@ -7,7 +7,9 @@ id, request, answer, the critic's verdict, tags and rationale, and an empty
 ``true``/``false``; empty = not reviewed) and ``trustflow seval relabel verdicts.csv
 --annotator NAME`` stores the reviewed rows as a ``labels`` dataset (``labels-<hex>``, source
 ``relabel:<run>``, ``label_origin=human``) that ``--labels labels-<hex>`` or
-``--labels relabel:<run>`` hands to ``train-critic`` and ``validate-critic``.
+``--labels relabel:<run>`` hands to ``train-critic`` and ``validate-critic``. The triage viewer
+(``trustflow view RUN``, tasks/seval/viewer.py) relabels from its page through the same
+:func:`import_relabels`, one row per post; its exported CSV is this CSV.
 
 Choices:
 
@@ -71,17 +73,24 @@ EXPORT_COLUMNS = [
 ]
 
 
-def run_verdicts(store: ArtifactStore, run_id: str, flagged_only: bool = True) -> list[dict[str, Any]]:
+def run_verdicts(
+    store: ArtifactStore, run_id: str, flagged_only: bool = True, response_ids: list[str] | None = None
+) -> list[dict[str, Any]]:
     """The run's verdicts (unsafe ones only by default, riskiest first) with their text, as
-    the rows of the relabel CSV (``corrected_unsafe``, ``annotator`` and ``note`` empty)."""
+    the rows of the relabel CSV (``corrected_unsafe``, ``annotator`` and ``note`` empty).
+    ``response_ids`` restricts the read to those responses (a viewer relabelling one row of a
+    220k-row run must not read them all)."""
     ref = StageRef(names.SEVAL_EVALUATE, run_id, names.JUDGEMENTS)
     if store.manifest(ref) is None:
         raise InputError(f"run {run_id!r} has no judgements in {store.url} (see `trustflow runs ls`)")
-    judged = read_judgements(store, ref)
+    only = None if response_ids is None else pc.is_in(pc.field("response_id"), value_set=pa.array(response_ids))
+    judged = read_judgements(store, ref, filter=only)
     if flagged_only:
         judged = judged.filter(pc.fill_null(judged["unsafe"], False))
     responses = store.read_table(
-        StageRef(names.SEVAL_EVALUATE, run_id, names.RESPONSES), columns=["response_id", "prompt", "response"]
+        StageRef(names.SEVAL_EVALUATE, run_id, names.RESPONSES),
+        columns=["response_id", "prompt", "response"],
+        filter=only,
     ).to_pydict()
     text = dict(
         zip(responses["response_id"], zip(responses["prompt"], responses["response"], strict=True), strict=True)
@@ -157,7 +166,13 @@ def import_relabels(
         raise InputError(f"{path}: name the person who relabelled: --annotator NAME (or an annotator column)")
     known: dict[str, dict[str, Any]] = {}
     if "judgement_id" in cols and any(data["judgement_id"]):
-        known = {r["judgement_id"]: r for r in run_verdicts(store, run_id, flagged_only=False)}
+        # a response_id column (the viewer's CSVs) narrows the read; the judgement ids still decide
+        narrow = None
+        if "response_id" in cols and all(
+            r for j, r in zip(data["judgement_id"], data["response_id"], strict=True) if j
+        ):
+            narrow = sorted({r for r in data["response_id"] if r})
+        known = {r["judgement_id"]: r for r in run_verdicts(store, run_id, flagged_only=False, response_ids=narrow)}
     source = f"{SOURCE_PREFIX}{run_id}"
     records: dict[str, LabelRecord] = {}
     audits: list[dict[str, Any]] = []

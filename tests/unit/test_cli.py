@@ -33,6 +33,7 @@ runner = CliRunner()
         ["seval", "run"],
         ["seval", "validate-critic"],
         ["gate"],
+        ["view"],
         ["llm", "serve"],
         ["llm", "chat"],
     ],
@@ -93,6 +94,21 @@ def test_missing_source_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert lines[-1].startswith("error: source") and "no such file or directory" in lines[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_view_bad_run_or_filter_is_one_error_line_before_any_server(tmp_path: Path) -> None:
+    """``trustflow view`` checks the run id and every --filter before it binds a port."""
+    result = subprocess.run(
+        [sys.executable, "-m", "trustflow.cli.main", "view", "seval-missing", "--store", f"file://{tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.returncode == 1 and lines[-1].startswith("error: run 'seval-missing': no responses in"), lines
+    assert "Traceback" not in result.stderr and "viewer of" not in result.stdout
+    result = runner.invoke(app, ["view", "seval-missing", "--export", str(tmp_path / "out.txt")])
+    assert result.exit_code == 1 and "error: --export" in result.output and "name a .jsonl or .csv" in result.output
 
 
 def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
