@@ -11,6 +11,7 @@ from rich.table import Table
 from trustflow.cli import detect, report, robust, services, seval, store_views
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.events import events_app
+from trustflow.cli.asr import asr_app
 from trustflow.cli.fairness import fairness_app
 from trustflow.cli.fewshot import fewshot_app
 from trustflow.cli.fingerprint import fingerprint_app
@@ -31,6 +32,7 @@ app.add_typer(detect.detect_app, name="detect")
 app.add_typer(events_app, name="events")
 app.add_typer(fingerprint_app, name="fingerprint")
 app.add_typer(fairness_app, name="fairness")
+app.add_typer(asr_app, name="asr")
 app.add_typer(fewshot_app, name="fewshot")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
@@ -129,7 +131,7 @@ def demo(
     pipelines: str | None = typer.Option(
         None,
         "--pipelines",
-        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot "
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot, asr "
         "(default: seval,robust-vision,detector).",
     ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
@@ -184,6 +186,10 @@ def demo(
             result["fewshot"]["leaderboard"],
             "Few-shot adaptation on digits (EfficientNet-Lite0): accuracy and robustness",
         )
+    if result.get("asr"):
+        from trustflow.cli.asr import print_board as print_asr
+
+        print_asr(result["asr"]["leaderboard"], "Robust speech on espeak-ng + real recordings: WER (%), plain vs WAPAT")
     if result.get("attributes"):
         from trustflow.cli.attributes import print_drops
 

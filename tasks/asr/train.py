@@ -1,7 +1,10 @@
 """The training loop every ASR method runs in, and batched transcription.
 
-Single process here; the whole update lives in the method's ``step`` so a Ray Train worker can
-run the same loop on its shard (phase 2 wires ``TorchTrainer`` as tasks/robustness does).
+The whole update lives in the method's ``step``, so a Ray Train worker runs the same loop on its
+shard (tasks/asr/distributed.py): with ``world`` workers every global batch is
+``batch_size * world`` utterances of the seeded permutation and worker ``rank`` takes its
+``batch_size`` slice, so N workers with averaged gradients see what one process sees with an
+N-times batch (the CTC loss is a per-utterance mean).
 Batches are zero-padded to their longest utterance; CTC uses each utterance's own length.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +54,23 @@ def make_batch(rows: Sequence[Utterance]) -> Batch:
     return Batch(wave, samples, [encode(r.phones) for r in rows])
 
 
-def fit(method: ASRMethod[Any], model: CTCRecogniser, rows: Sequence[Utterance], config: TrainConfig) -> FitResult:
-    """Train ``model`` with ``method`` on ``rows``; the epoch means of the step losses are kept."""
+def fit(
+    method: ASRMethod[Any],
+    model: CTCRecogniser,
+    rows: Sequence[Utterance],
+    config: TrainConfig,
+    rank: int = 0,
+    world: int = 1,
+    after_setup: Callable[[ASRMethod[Any]], None] | None = None,
+) -> FitResult:
+    """Train ``model`` with ``method`` on ``rows`` (worker ``rank`` of ``world``: its slice of
+    every global batch); the epoch means of the step losses are kept. ``after_setup`` sees the
+    method once its optimizer exists (the distributed loop hooks gradient averaging there)."""
     torch.manual_seed(config.seed)
     method.setup(model, config)
+    if after_setup is not None:
+        after_setup(method)
+    span = config.batch_size * world
     rng = np.random.default_rng(config.seed)
     result = FitResult(model, method)
     steps = 0
@@ -63,8 +80,11 @@ def fit(method: ASRMethod[Any], model: CTCRecogniser, rows: Sequence[Utterance],
         sums: dict[str, float] = {}
         n = 0
         order = rng.permutation(len(rows))
-        for lo in range(0, len(order), config.batch_size):
-            batch = make_batch([rows[i] for i in order[lo : lo + config.batch_size]])
+        for lo in range(0, len(order) - (world - 1) * config.batch_size, span):
+            mine = order[lo : lo + span][rank * config.batch_size : (rank + 1) * config.batch_size]
+            if len(mine) == 0:
+                continue
+            batch = make_batch([rows[i] for i in mine])
             for k, v in method.step(model, batch).items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
