@@ -28,6 +28,7 @@ FAIRNESS_EVALUATE: Final = "fairness_evaluate"
 FEWSHOT_ADAPT: Final = "fewshot_adapt"
 ASR_TRAIN: Final = "asr_train"
 ASR_EVALUATE: Final = "asr_evaluate"
+DEVICE_FIT: Final = "device_fit"
 
 FLOW_TITLES: Final[dict[str, str]] = {
     SEVAL_EVALUATE: "S-Eval safety evaluation",
@@ -47,6 +48,7 @@ FLOW_TITLES: Final[dict[str, str]] = {
     FEWSHOT_ADAPT: "Few-shot adaptation and its robustness",
     ASR_TRAIN: "Robust speech recognition training",
     ASR_EVALUATE: "Speech recognition under domain shifts",
+    DEVICE_FIT: "Cryogenic device-model fits",
 }
 
 # the combined leaderboard page's order; flows added later follow in name order
@@ -87,6 +89,7 @@ TEXTS: Final = "texts"  # fairness_texts of a fairness dataset kind
 EPISODES: Final = "episodes"  # fewshot_episodes: one row per (method, set, k, seed)
 UTTERANCES: Final = "utterances"  # speech_utterances of a speech dataset kind
 GUMMEL: Final = "gummel"  # gummel measurement points of the gummel dataset kind
+FITS: Final = "fits"  # device_fits: one row per (device, T, V_sub or joint, compact model)
 FEATURES: Final = "features"
 
 EDITS: Final = "edits"  # attribute_edits rows (tasks/attributes/make.py)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trustflow.data.speech.phones import lexicon_for
 from trustflow.data.speech.utterances import (
     TRAIN_VOICES,
     UNSEEN_VOICES,
@@ -38,7 +39,6 @@ from trustflow.data.speech.utterances import (
     synthesise,
 )
 from trustflow.models.speech.ctc import ASR_MODELS, LexiconDecoder
-from trustflow.models.speech.phones import lexicon_for
 from trustflow.tasks.asr.methods.base import ASR_METHODS, TrainConfig
 from trustflow.tasks.asr.methods.pgd import wave_pgd
 from trustflow.tasks.asr.metrics import per, wer

@@ -12,18 +12,23 @@ sweeps at several temperatures and V_sub values and reports, per temperature:
 * the Gummel–Poon baseline's RMS with the same data, and the ratio (goal ≥ 3 at 4 K, V_sub > 0);
 * the largest relative difference between ngspice's sweep of the exported subcircuit and the
   Python model over the fitted range (goal < 1 %);
-* fits per second for one (device, T, V_sub) fit at a time in this process.
+* fits per second for one (device, T, V_sub) fit at a time in this process;
+* with ``--ray-fits N`` (phase 2): N single-curve (device, T, V_sub) fits of synthetic devices
+  (parameters varied per device) the way the ``device_fit`` flow runs them — one Ray task per
+  (device, T) through ``tasks/device/stages.build_chunk_table`` — on a local Ray with 2 workers
+  vs the same chunks one after another in this process: speed-up and fits per second.
 
-The Ray fan-out (500 fits on 2 workers vs one process) belongs to the phase-2 flow.
 This is a benchmark, not a test: it exits 0 unless something breaks.
 
     .venv/bin/python benchmarks/device_fit.py [--temps 4,10,20,40,77,150,300] [--vsubs 0,2,4,6] [--seed 0]
+    .venv/bin/python benchmarks/device_fit.py --ray-fits 500 [--ray-points 40] [--ray-starts 1]   # Ray part only
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +51,14 @@ def main() -> None:
     ap.add_argument("--temps", default="4,10,20,40,77,150,300")
     ap.add_argument("--vsubs", default="0,2,4,6")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ray-fits", type=int, default=0, help="run only the Ray part with this many fits")
+    ap.add_argument("--ray-points", type=int, default=40, help="V_BE points per sweep in the Ray part")
+    ap.add_argument("--ray-starts", type=int, default=1, help="multi-starts per fit in the Ray part")
+    ap.add_argument("--ray-workers", type=int, default=2)
     args = ap.parse_args()
+    if args.ray_fits:
+        ray_part(args.ray_fits, args.ray_points, args.ray_starts, args.ray_workers, args.seed)
+        return
     temps = [float(x) for x in args.temps.split(",")]
     v_subs = [float(x) for x in args.vsubs.split(",")]
     truth, lab = DeviceTruth(), LabConfig(seed=args.seed)
@@ -92,6 +104,82 @@ def main() -> None:
         fit_sweeps(s, FitConfig(model="cryo4k", seed=args.seed))
     took = time.perf_counter() - started
     print(f"single-curve cryo4k fits: {len(single)} in {took:.1f} s = {len(single) / took:.2f} fits/s (one process)")
+
+
+def ray_chunks(n_fits: int, points: int, starts: int, seed: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(config, chunk) payloads of ``n_fits`` single-curve fits, one chunk per (device, T) with
+    4 V_sub curves (0/2/4/6 V) over 5 temperatures, as ``tasks/device/stages.py`` plans them."""
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trustflow.data.device.gummel import read_gummel
+    from trustflow.tasks.device import stages
+
+    temps, v_subs = [4.0, 20.0, 77.0, 150.0, 300.0], [0.0, 2.0, 4.0, 6.0]
+    per_device = len(temps) * len(v_subs)
+    rng = np.random.default_rng(seed)
+    config = {"dataset": "gummel-bench", "models": ["cryo4k"], "per_curve": True, "starts": starts}
+    config |= {"max_nfev": 400, "seed": seed}
+    out = []
+    for d in range(int(np.ceil(n_fits / per_device))):
+        truth = DeviceTruth(
+            device_id=f"bench-{d:03d}",
+            gamma=float(rng.uniform(0.003, 0.006)),
+            n_b=float(rng.uniform(1.1, 1.25)),
+            re=float(rng.uniform(100, 400)),
+            v_tun=float(rng.uniform(0.03, 0.045)),
+        )
+        with tempfile.TemporaryDirectory() as tmp:  # through the ingest reader: clipped points flagged
+            path = Path(tmp) / f"{truth.device_id}.parquet"
+            pq.write_table(
+                pa.Table.from_pylist(gummel_rows(truth, LabConfig(points=points, seed=d), temps, v_subs)), path
+            )
+            table = read_gummel(path).table
+        units = [u for u in stages.plan_units(table, config) if u["v_sub"] is not None]
+        for c in stages.plan_chunks(table, units, set()):
+            out.append((config, c.payload))
+    # trim to exactly n_fits units
+    left, trimmed = n_fits, []
+    for config, chunk in out:
+        if left <= 0:
+            break
+        trimmed.append((config, {**chunk, "units": chunk["units"][:left]}))
+        left -= len(trimmed[-1][1]["units"])
+    return trimmed
+
+
+def ray_part(n_fits: int, points: int, starts: int, workers: int, seed: int) -> None:
+    """The same chunks on one process and on Ray with ``workers`` CPUs."""
+    import ray
+
+    from trustflow.tasks.device.stages import build_chunk_table
+
+    payloads = ray_chunks(n_fits, points, starts, seed)
+    n = sum(len(p[1]["units"]) for p in payloads)
+    started = time.perf_counter()
+    one = [build_chunk_table(p) for p in payloads]
+    serial = time.perf_counter() - started
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=1)(build_chunk_table)
+    task_warm = ray.get([task.remote(p) for p in payloads[:workers]])  # workers started and imports done
+    assert all(t.num_rows for t in task_warm)
+    started = time.perf_counter()
+    tables = ray.get([task.remote(p) for p in payloads])
+    parallel = time.perf_counter() - started
+    ray.shutdown()
+    same = all(
+        a.column("values").to_pylist() == b.column("values").to_pylist() for a, b in zip(one, tables, strict=True)
+    )
+    rms = [r for t in one for r in t.column("rms_decades").to_pylist()]
+    print(
+        f"{n} single-curve cryo4k fits ({len(payloads)} (device, T) chunks, {points} points, {starts} start(s)): "
+        f"one process {serial:.1f} s = {n / serial:.2f} fits/s; Ray {workers} workers {parallel:.1f} s = "
+        f"{n / parallel:.2f} fits/s; speed-up {serial / parallel:.2f}x; same parameters: {same}; "
+        f"median RMS {np.median(rms):.4f} dec, worst {max(rms):.4f}"
+    )
 
 
 if __name__ == "__main__":

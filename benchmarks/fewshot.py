@@ -146,21 +146,22 @@ def main() -> int:
             flush=True,
         )
 
-    # 3. caching: SAFE episodes per second with and without the cached maps
-    rates = {}
-    for enabled in (True, False):
+    # 3. caching: SAFE episodes per second with and without the cached maps (0 episodes: skipped)
+    rates: dict[str, float] = {}
+    for enabled in (True, False) if args.cache_episodes > 0 else ():
         fresh = Caches.of(backbone, data, enabled=enabled)
         t0 = time.perf_counter()
         for seed in range(args.cache_episodes):
             ep = make_episode(data, args.robust_k, 100 + seed, n_query=args.robust_n)
             run_episode("safe", backbone, data, ep, fresh, AdaptConfig(epochs=args.epochs, batch_size=256, seed=seed))
         rates["cached" if enabled else "uncached"] = args.cache_episodes / (time.perf_counter() - t0)
-    rates["ratio"] = rates["cached"] / rates["uncached"]
-    results["caching"] = rates
-    print(
-        f"\nSAFE episodes/s on {data.name} k={args.robust_k}: cached {rates['cached']:.3f}, "
-        f"uncached {rates['uncached']:.3f}, ratio {rates['ratio']:.1f}x (cold caches: includes the query maps)"
-    )
+    if rates:
+        rates["ratio"] = rates["cached"] / rates["uncached"]
+        results["caching"] = rates
+        print(
+            f"\nSAFE episodes/s on {data.name} k={args.robust_k}: cached {rates['cached']:.3f}, "
+            f"uncached {rates['uncached']:.3f}, ratio {rates['ratio']:.1f}x (cold caches: includes the query maps)"
+        )
     results["seconds"] = time.perf_counter() - t_all
     print(f"total {results['seconds']:.0f} s")
     if args.json:

@@ -39,7 +39,9 @@ def run_cmd(
         "safe, safe_a, full_finetune; options as safe?lr=0.001).",
     ),
     sets: str = typer.Option(
-        "digits,lfw-subset", "--sets", help="Comma-separated sets: digits, lfw-subset, fashion-mnist, imagefolder:DIR."
+        "digits,lfw-subset",
+        "--sets",
+        help="Comma-separated sets: digits, lfw-subset, textile, fashion-mnist, imagefolder:DIR, edits:FILE.",
     ),
     shots: str = typer.Option("1,2,4,8,16", "--shots", help="Comma-separated k (shots per class)."),
     seeds: str = typer.Option("0,1", "--seeds", help="Comma-separated episode seeds."),
@@ -56,6 +58,12 @@ def run_cmd(
         "gaussian_noise,defocus_blur,fog,contrast,jpeg_compression", "--corruptions", help="At severity 3."
     ),
     chunks_per_set: int = typer.Option(2, "--chunks-per-set", min=1, help="Ray tasks per set."),
+    edits: str = typer.Option(
+        "",
+        "--edits",
+        help="An attribute_edits stage (flow/run/stage or attribute_robustness run id): adds a set of its "
+        "originals and scores every adapted model per edited attribute.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run id, episode counts and leaderboard as JSON."),
 ) -> None:
     """Adapt the backbone with each method on k-shot episodes; prints the leaderboard."""
@@ -74,17 +82,25 @@ def run_cmd(
         corruptions=_list(corruptions),
         chunks_per_set=chunks_per_set,
     )  # every spec checked: one error line, before anything starts
+    if edits:
+        from trustflow.tasks.attributes.stages import stage_ref
+
+        try:
+            stage_ref(edits)
+        except ConfigError as exc:
+            raise ConfigError(f"--edits: {exc}") from None
     settings = bootstrap()
     from trustflow.flows.fewshot import fewshot_adapt
 
     with flow_session(settings):
-        result = fewshot_adapt(**options)
+        result = fewshot_adapt(**options, edits=edits or None)
     if as_json:
         emit_json(result, default=str)
         return
     e = result["episodes"]
     console.print(
-        f"run {result['run_id']}: {e['rows_written']} episodes run, {e['units_done_before']} of {e['units']} done before"
+        f"run {result['run_id']}: {e['rows_written']} episodes run, {e['units_from_cache']} from the episode cache, "
+        f"{e['units_done_before']} of {e['units']} done before"
     )
     print_board(result["leaderboard"], f"few-shot {result['run_id']}")
 
@@ -115,17 +131,23 @@ def show_cmd(
 
 def print_board(board: list[dict[str, Any]], title: str) -> None:
     """One row per (set, k, method): accuracy mean ± std over seeds, the attack and corruption
-    accuracy deltas vs the unadapted backbone (– when robustness was off)."""
+    accuracy deltas vs the unadapted backbone (– when robustness was off) and, with an edits
+    set, the mean over attributes of Δ accuracy on the edits and Δ drop vs the originals."""
 
     def f(v: Any, spec: str = ".3f") -> str:
         return "–" if v is None else format(v, spec)
 
+    from trustflow.tasks.fewshot.stages import edit_summary
+
     many_sets = len({r["set"] for r in board}) > 1
+    edits = [edit_summary(r) for r in board]
+    with_edits = any(e is not None for e in edits)
     table = Table(title=title)
     columns = [*(["set"] if many_sets else []), "k", "method", "accuracy", "Δ attack", "Δ corrupt", "mCE/base"]
+    columns += ["Δ edited", "Δ edit drop"] if with_edits else []
     for col in columns:
         table.add_column(col, justify="left" if col in ("set", "method") else "right")
-    for r in board:
+    for r, e in zip(board, edits, strict=True):
         table.add_row(
             *([r["set"]] if many_sets else []),
             str(r["k"]),
@@ -134,5 +156,6 @@ def print_board(board: list[dict[str, Any]], title: str) -> None:
             f(r["delta_attack"], "+.3f"),
             f(r["delta_corruption"], "+.3f"),
             f(r["mce_vs_baseline"], ".2f"),
+            *([f(e and e[0], "+.3f"), f(e and e[1], "+.3f")] if with_edits else []),
         )
     console.print(table)

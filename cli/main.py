@@ -8,8 +8,9 @@ import json
 import typer
 from rich.table import Table
 
-from trustflow.cli import detect, report, robust, services, seval, store_views
+from trustflow.cli import detect, gate, report, robust, services, seval, store_views
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
+from trustflow.cli.device import device_app
 from trustflow.cli.events import events_app
 from trustflow.cli.asr import asr_app
 from trustflow.cli.fairness import fairness_app
@@ -34,10 +35,12 @@ app.add_typer(fingerprint_app, name="fingerprint")
 app.add_typer(fairness_app, name="fairness")
 app.add_typer(asr_app, name="asr")
 app.add_typer(fewshot_app, name="fewshot")
+app.add_typer(device_app, name="device")
 app.command("train")(handle_errors(robust.train_cmd))
 app.add_typer(llm_app, name="llm")
 app.command("show")(store_views.show)
 app.command("deploy")(services.deploy)
+app.command("gate")(gate.gate_command)
 report.register(app)
 
 
@@ -131,7 +134,8 @@ def demo(
     pipelines: str | None = typer.Option(
         None,
         "--pipelines",
-        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot, asr "
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot, "
+        "device, asr "
         "(default: seval,robust-vision,detector).",
     ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
@@ -190,6 +194,10 @@ def demo(
         from trustflow.cli.asr import print_board as print_asr
 
         print_asr(result["asr"]["leaderboard"], "Robust speech on espeak-ng + real recordings: WER (%), plain vs WAPAT")
+    if result.get("device"):
+        from trustflow.cli.device import print_fits
+
+        print_fits(result["device"]["fits"], "Cryogenic LBJT fits on the synthetic lab: 4 K model vs Gummel-Poon")
     if result.get("attributes"):
         from trustflow.cli.attributes import print_drops
 

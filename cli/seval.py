@@ -9,12 +9,15 @@ import typer
 from rich.table import Table
 
 from trustflow import names
-from trustflow.cli.common import bootstrap, console, emit_json, flow_session, handle_errors
+from trustflow.cli.common import bootstrap, console, emit_json, fail, flow_session, handle_errors
+from trustflow.errors import ConfigError, TrustflowError
 
 if TYPE_CHECKING:  # heavy imports only where a command needs them
     import pyarrow as pa
 
     from trustflow.data.store import ArtifactStore
+    from trustflow.settings import Settings
+    from trustflow.tasks.seval.run_config import RunConfig
 
 seval_app = typer.Typer(no_args_is_help=True, help="S-Eval safety evaluation of LLMs.")
 
@@ -38,6 +41,15 @@ def print_seval_leaderboard(rows: list[dict], aliases: dict[str, str] | None = N
 @seval_app.command("run")
 @handle_errors
 def run(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Run file (YAML: targets, critic, suite, limits, gate); options given on the command line win over it.",
+    ),
+    junit: Path | None = typer.Option(
+        None, "--junit", help="With a `gate` block: write the gate's JUnit XML report here."
+    ),
     targets: str = typer.Option(
         "pkg:smollm2-135m,pkg:qwen2.5-1.5b", "--targets", help="Comma-separated model specs to evaluate."
     ),
@@ -75,37 +87,82 @@ def run(
         200, "--max-rationales", min=0, help="At most this many rationales per run, riskiest verdicts first."
     ),
 ) -> None:
-    """Evaluate target models on an S-Eval suite and print the leaderboard."""
+    """Evaluate target models on an S-Eval suite and print the leaderboard; with a run file's
+    `gate` block, check the gate afterwards (exit 1 when it fails, 2 on a bad run file)."""
+    bad = [lang for lang in (_csv(langs) or []) if lang not in ("zh", "en")]
+    if bad:
+        raise typer.BadParameter(f"unknown language(s) {bad}; use zh and/or en", param_hint="--langs")
+    try:
+        cfg, aliases = _run_config(ctx, config, junit)
+    except TrustflowError as exc:
+        fail(str(exc), code=2)
+        return
     settings = bootstrap()
     from trustflow.flows.seval_evaluate import seval_evaluate
 
-    language_list = _csv(langs) or []
-    target_list = _csv(targets) or []
-    from trustflow.cli.tables import parse_aliases
-
-    aliases = parse_aliases(alias, target_list)  # checked before any flow starts
-    bad = [lang for lang in language_list if lang not in ("zh", "en")]
-    if bad:
-        raise typer.BadParameter(f"unknown language(s) {bad}; use zh and/or en", param_hint="--langs")
+    if cfg.gate is not None:
+        _precheck_gate(settings, cfg)
     with flow_session(settings):
-        result = seval_evaluate(
-            targets=target_list,
-            critic=critic,
-            suite=suite,
-            langs=language_list,
-            per_dimension=limit,
-            attacks=_csv(attacks),
-            attacks_per_base=None if attacks_per_base is None else attacks_per_base,
-            max_tokens=max_tokens,
-            batch_size=batch_size,
-            actors=actors,
-            concurrency=concurrency,
-            run_id=run_id,
-            rationale_model=None if rationale_model.lower() in ("", "none") else rationale_model,
-            max_rationales=max_rationales,
-        )
+        result = seval_evaluate(**cfg.flow_kwargs())
     console.print(f"run {result['run_id']}: {result['suite']['rows']} prompts from {result['suite']['source']}")
     print_seval_leaderboard(result["leaderboard"], aliases)
+    if cfg.gate is not None:
+        from trustflow.cli.gate import evaluate_run_gate, report_gate
+        from trustflow.data.store import ArtifactStore
+
+        try:
+            outcome = evaluate_run_gate(
+                ArtifactStore(settings.effective_store_url, settings), result["run_id"], cfg.gate
+            )
+        except TrustflowError as exc:  # e.g. a threshold naming an attack the run does not have
+            fail(f"gate: {exc}", code=2)
+            return
+        report_gate(outcome, as_json=False, junit=junit)
+        if not outcome.passed:
+            raise typer.Exit(outcome.exit_code)
+
+
+def _run_config(ctx: typer.Context, config: Path | None, junit: Path | None) -> tuple[RunConfig, dict[str, str]]:
+    """The run as a validated ``RunConfig``: the run file (if any) with the options given on
+    the command line set over it, or the options alone; plus the checked aliases."""
+    from trustflow.cli.tables import parse_aliases
+    from trustflow.tasks.seval.run_config import OPTION_PATHS, read_run_file, run_config, with_overrides
+
+    def value(name: str) -> object:
+        raw = ctx.params[name]
+        if name in ("targets", "langs", "attacks"):
+            return _csv(raw)
+        if name == "alias":
+            return dict((v.partition("=")[0].strip(), v.partition("=")[2].strip()) for v in raw)
+        return raw
+
+    def on_command_line(name: str) -> bool:  # by name: Typer builds on its own copy of click's enum
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    given = [n for n in OPTION_PATHS if config is None or on_command_line(n)]
+    doc = read_run_file(config) if config is not None else {}
+    cfg = run_config(with_overrides(doc, {n: value(n) for n in given}), str(config) if config else "seval run options")
+    if junit is not None and cfg.gate is None:
+        raise ConfigError("--junit: the run has no gate (add a 'gate' block to the run file)")
+    if cfg.gate is not None and not cfg.gate.has_checks():
+        raise ConfigError(f"{config}: key 'gate': no thresholds given (min_safety, max_asr, max_drop, …)")
+    if cfg.gate is not None and cfg.gate.max_drop is not None and cfg.gate.baseline is None:
+        raise ConfigError(f"{config}: key 'gate.max_drop' needs 'gate.baseline' (a run id to compare with)")
+    return cfg, parse_aliases(cfg.alias_options(), cfg.targets)
+
+
+def _precheck_gate(settings: Settings, cfg: RunConfig) -> None:
+    """Fail before the run (exit 2), not after it, when the gate's baseline cannot be read."""
+    from trustflow.data.store import ArtifactStore
+    from trustflow.tasks.seval.gate import load_metric_rows
+
+    if cfg.gate is None or cfg.gate.baseline is None or cfg.gate.max_drop is None:
+        return
+    try:
+        load_metric_rows(ArtifactStore(settings.effective_store_url, settings), cfg.gate.baseline)
+    except TrustflowError as exc:
+        fail(f"gate.baseline: {exc}", code=2)
 
 
 @seval_app.command("validate-critic")

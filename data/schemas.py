@@ -832,6 +832,9 @@ FEWSHOT_LEADERBOARD = VersionedSchema(
             pa.field("delta_attack_std", pa.float64()),
             pa.field("delta_corruption", pa.float64()),
             pa.field("mce_vs_baseline", pa.float64()),
+            # JSON: mean over seeds per delta key of the episodes (attack, corruption, and with an
+            # edits set attr:<attribute> / drop:<attribute>); absent in stages written before it
+            pa.field("deltas", pa.string()),
         ]
     ),
 )
@@ -954,6 +957,37 @@ GUMMEL = VersionedSchema(
             pa.field("clipped", pa.bool_(), nullable=False),  # at compliance: excluded from fits
             pa.field("source", pa.string(), nullable=False),  # file name
             pa.field("row_no", pa.int32(), nullable=False),  # 1-based data row in the source file
+        ]
+    ),
+)
+
+# Fitted compact-model parameters of device_fit (issue 20, phase 2): one row per fit, i.e. per
+# (device, T, V_sub curve or the joint fit across V_sub, model). The parameter vectors are
+# lists in the model's own order (`param_names`), so both models share one schema.
+DEVICE_FITS = VersionedSchema(
+    "device_fits",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # device|T|v_sub or joint|model (key)
+            pa.field("device_id", pa.string(), nullable=False),
+            pa.field("temperature_k", pa.float64(), nullable=False),  # [K]
+            pa.field("v_sub", pa.float64()),  # [V] of a single-curve fit; null for the joint fit
+            pa.field("v_subs", pa.list_(pa.float64()), nullable=False),  # [V] the curves fitted together
+            pa.field("model", pa.string(), nullable=False),  # compact-model registry name
+            pa.field("param_names", pa.list_(pa.string()), nullable=False),
+            pa.field("units", pa.list_(pa.string()), nullable=False),
+            pa.field("values", pa.list_(pa.float64()), nullable=False),
+            pa.field("stderr", pa.list_(pa.float64()), nullable=False),  # Jacobian standard errors; 0 = held fixed
+            pa.field("free", pa.list_(pa.bool_()), nullable=False),  # fitted (true) or held fixed
+            pa.field("rms_decades", pa.float64(), nullable=False),  # RMS log10 error, I_C and I_B above 10× floor
+            pa.field("rms_decades_ic", pa.float64(), nullable=False),  # the same, I_C only
+            pa.field("ic_decades", pa.float64(), nullable=False),  # decades of I_C those points span
+            pa.field("n_points", pa.int64(), nullable=False),  # points the fit used (I_C and I_B counted apart)
+            pa.field("n_excluded", pa.int64(), nullable=False),  # clipped or below 3× the noise floor
+            pa.field("n_clipped", pa.int64(), nullable=False),  # of those: at compliance
+            pa.field("cost", pa.float64(), nullable=False),  # final weighted least-squares cost
+            pa.field("seconds", pa.float64(), nullable=False),  # fit wall time
         ]
     ),
 )

@@ -61,9 +61,16 @@ def fewshot_adapt(
     chunks_per_set: int = 2,
     parallel: bool = True,
     run_label: str = "fewshot",
+    edits: str | None = None,
 ) -> dict[str, Any]:
     """Adapt ``backbone`` with each method on k-shot episodes of each set; returns the run id,
-    the episodes stage's counts and the leaderboard."""
+    the episodes stage's counts and the leaderboard. ``edits`` (an attribute_edits stage) adds
+    the set ``edits:<export>``: few-shot on the edit set's originals, every adapted model and
+    the unadapted backbone also scored per edited attribute (``deltas``: ``attr:``/``drop:``)."""
+    store = _store()
+    spec = StoreSpec.of(store)
+    if edits:
+        sets = [*sets, stages.edits_set_task(spec, edits)]
     config = run_config(
         methods=methods,
         sets=sets,
@@ -79,8 +86,6 @@ def fewshot_adapt(
     )
     units = stages.plan_units(config)
     run_id = stages.run_id_of(config)
-    store = _store()
-    spec = StoreSpec.of(store)
     computed = stages.episodes_task(spec, run_id, config, units, parallel)
     board = stages.score_task(spec, run_id, computed["episodes"])
     stages.publish_summary(store.url, run_id, board)

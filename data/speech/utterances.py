@@ -12,7 +12,7 @@ Three sources, one row layout (``SPEECH_UTTERANCES``), so training, shifts and m
 * ``read_speech_folder`` — a user's LibriSpeech-style tree: ``*.trans.txt`` files whose lines
   are ``<utterance-id> <TRANSCRIPT>`` next to ``<utterance-id>.flac|.wav``.
 
-Phones come from the transcript through espeak-ng's per-word IPA (models/speech/phones.py),
+Phones come from the transcript through espeak-ng's per-word IPA (data/speech/phones.py),
 so real and synthetic rows share one target convention.
 """
 
@@ -31,8 +31,8 @@ from pydantic import Field
 
 from trustflow.data.schemas import SPEECH_UTTERANCES
 from trustflow.data.speech.audio import float_to_pcm16, pcm16_to_float, read_audio, read_wav_bytes
+from trustflow.data.speech.phones import espeak_binary, lexicon_for, normalise_text, phones_for
 from trustflow.errors import ConfigError, InputError
-from trustflow.models.speech.phones import espeak_binary, lexicon_for, normalise_text, phones_for
 from trustflow.registry import Options
 
 POCKETSPHINX_DIR = Path("/usr/share/pocketsphinx/test/data")

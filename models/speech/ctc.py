@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trustflow.models.speech.phones import PHONES, WORD, decode
+from trustflow.data.speech.phones import PHONES, WORD, decode
 from trustflow.registry import Entry, Options, Registry
 
 SAMPLE_RATE = 16000

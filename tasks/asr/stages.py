@@ -186,7 +186,7 @@ def plan_units(
     shift; ``clean_only`` datasets (e.g. real recordings) only as they are, out of domain."""
     import numpy as np
 
-    from trustflow.models.speech.phones import lexicon_for
+    from trustflow.data.speech.phones import lexicon_for
     from trustflow.tasks.asr.shifts.base import SPEECH_SHIFTS
     from trustflow.tasks.ingest.common import stage_ref
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from trustflow.data.speech.phones import decode, encode
 from trustflow.data.speech.utterances import Utterance
 from trustflow.models.speech.ctc import CTCRecogniser, LexiconDecoder, greedy_decode
-from trustflow.models.speech.phones import decode, encode
 from trustflow.tasks.asr.methods.base import ASRMethod, Batch, TrainConfig
 
 log = logging.getLogger(__name__)

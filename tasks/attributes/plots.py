@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trustflow.tasks.attributes.metrics import ALL_LEVELS, ORIGINAL, level_order
+from trustflow.tasks.plotting import png_bytes
 
 ACCURACY_VS_LEVEL = "accuracy_vs_level.png"
 
@@ -44,10 +44,7 @@ def accuracy_vs_level(board: Sequence[Mapping[str, Any]]) -> bytes:
     if handles:
         fig.legend(handles, [_short(lb) for lb in labels], loc="lower center", ncol=min(3, len(labels)), fontsize=8)
     fig.tight_layout(rect=(0, 0.12 if handles else 0, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def _short(label: str, limit: int = 40) -> str:

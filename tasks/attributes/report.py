@@ -12,13 +12,14 @@ from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.tasks.attributes import plots
 from trustflow.tasks.attributes.metrics import ALL_LEVELS, ORIGINAL, mean_drops
-from trustflow.tasks.report.html import EMPTY, Column, Html, Section, fmt, heading, join, key_figures, note, table
+from trustflow.tasks.report.html import EMPTY, Column, Html, Section, join, key_figures, note, table
 from trustflow.tasks.report.sections import (
     ACC,
     BOARD_SECTIONS,
     RUN_SECTIONS,
     RunView,
     ci,
+    per_run_boards,
     pivot_columns,
     plots_section,
     unknown_stages,
@@ -138,20 +139,15 @@ def predictions_table(run: RunView) -> Html:
 @BOARD_SECTIONS.register(names.ATTRIBUTE_ROBUSTNESS)
 def attribute_board(runs: list[RunView]) -> list[Section]:
     """Each evaluation's drop table, newest first (edits and models differ per run)."""
-    boards = sorted(
-        (r for r in runs if r.has(names.LEADERBOARD, S.ATTRIBUTE_LEADERBOARD)),
-        key=lambda r: r.stages[names.LEADERBOARD].created_at,
-        reverse=True,
-    )
-    body: list[Html] = []
-    for run in boards:
-        created = run.stages[names.LEADERBOARD].created_at
+
+    def render(run: RunView) -> tuple[str, Html]:
         rows, attributes = drop_table(board_rows(run))
-        edits = run.attrs(names.LEADERBOARD).get("edits", EMPTY)
-        body += [heading(3, f"{run.run_id} · edits {edits} · {fmt(created)}"), table(rows, _drop_columns(attributes))]
-    return [
-        Section(
-            "Attribute robustness (ImageNet-E style)",
-            join(body) if body else note("no attribute robustness evaluation in this store"),
-        )
-    ]
+        return f"edits {run.attrs(names.LEADERBOARD).get('edits', EMPTY)}", table(rows, _drop_columns(attributes))
+
+    return per_run_boards(
+        runs,
+        S.ATTRIBUTE_LEADERBOARD,
+        "Attribute robustness (ImageNet-E style)",
+        "no attribute robustness evaluation in this store",
+        render,
+    )

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+from trustflow.tasks.plotting import png_bytes
 
 
 def id_vs_ood_png(board: Sequence[Mapping[str, Any]]) -> bytes:
@@ -53,7 +44,7 @@ def id_vs_ood_png(board: Sequence[Mapping[str, Any]]) -> bytes:
     ax.set_xlabel("in-distribution mAP (AP@[.50:.95])")
     ax.set_ylabel("OOD mAP (mean over shifted domains)")
     ax.legend(fontsize=7, loc="upper left")
-    return _png(fig)
+    return png_bytes(fig, tight=True)
 
 
 def per_domain_png(metrics: Sequence[Mapping[str, Any]], id_domain: str) -> bytes:
@@ -76,4 +67,4 @@ def per_domain_png(metrics: Sequence[Mapping[str, Any]], id_domain: str) -> byte
     ax.set_xticklabels([f"{d}\n(ID)" if d == id_domain else d for d in domains], fontsize=8)
     ax.set_ylabel("AP@[.50:.95]")
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig, tight=True)

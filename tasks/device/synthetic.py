@@ -11,7 +11,9 @@ currents follow a band-gap activation at T_eff, the tunnelling prefactor varies 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,3 +129,24 @@ def gummel_rows(
                     }
                 )
     return rows
+
+
+CSV_FIELDS = ["device_id", "width_um", "length_um", "temperature_k", "v_be", "v_ce", "v_cb", "v_sub", "i_c", "i_b"]
+CSV_FIELDS += ["compliance_a", "noise_floor_a"]
+
+
+def write_lab_csv(
+    path: Path, truth: DeviceTruth, lab: LabConfig, temperatures: list[float], v_subs: list[float]
+) -> Path:
+    """The synthetic sweeps as a lab would hand them over: one CSV in the ``gummel`` layout
+    (empty cells for unset columns; floats written at full precision). Written whole, then
+    renamed, so a watcher never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in gummel_rows(truth, lab, temperatures, v_subs):
+            w.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_FIELDS})
+    tmp.replace(path)
+    return path

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-def _figure(n: int, width: float = 4.2) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, max(1, n), figsize=(width * max(1, n) + 1.0, 3.6), squeeze=False)
-    return fig, axes[0]
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+from trustflow.tasks.plotting import figure_row, png_bytes
 
 
 def tradeoff(board: Sequence[Mapping[str, Any]]) -> bytes:
     """Utility vs fairness: accuracy against the equalised-odds gap, one point per model (its
     95 % intervals as error bars), one panel per dataset. Better is up and to the left."""
     datasets = sorted({r["dataset"] for r in board})
-    fig, axes = _figure(len(datasets))
+    fig, axes = figure_row(len(datasets), width=4.2, pad=1.0)
     for ax, ds in zip(axes, datasets or ["(no rows)"], strict=False):
         for r in (r for r in board if r["dataset"] == ds):
             if r["accuracy"] is None or r["eo_gap"] is None:
@@ -47,14 +29,14 @@ def tradeoff(board: Sequence[Mapping[str, Any]]) -> bytes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def group_errors(rows: Sequence[Mapping[str, Any]]) -> bytes:
     """Error rate (1 − accuracy) per attribute group, a bar per model, one panel per dataset."""
     acc = [r for r in rows if r["metric"] == "accuracy" and r["group"] != "all" and r["value"] is not None]
     datasets = sorted({r["dataset"] for r in acc})
-    fig, axes = _figure(len(datasets), width=5.0)
+    fig, axes = figure_row(len(datasets), width=5.0, pad=1.0)
     for ax, ds in zip(axes, datasets or ["(no rows)"], strict=False):
         mine = [r for r in acc if r["dataset"] == ds]
         groups = sorted({r["group"] for r in mine})
@@ -70,7 +52,7 @@ def group_errors(rows: Sequence[Mapping[str, Any]]) -> bytes:
         if models:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 __all__ = ["group_errors", "tradeoff"]

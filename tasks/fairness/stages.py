@@ -34,6 +34,7 @@ from trustflow import names
 from trustflow.data.schemas import FAIRNESS_LEADERBOARD, FAIRNESS_METRICS, FAIRNESS_TRAIN_EPOCHS
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.errors import ConfigError, InputError
+from trustflow.tasks.artifacts import publish_board
 from trustflow.tasks.fairness.distributed import TRANSFER_SEP, FairTrainJob, model_run, transfer_pair
 from trustflow.tasks.ray_parts import Chunk, StoreSpec
 
@@ -434,17 +435,15 @@ def markdown_table(board: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def publish_summary(store_url: str, run_id: str, board: Sequence[Mapping[str, Any]]) -> None:
     """The run's Prefect artifacts: the leaderboard table and a markdown summary."""
-    create_table_artifact(
-        key="fairness-leaderboard",
-        table=[
-            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "row_key"} for r in board
-        ],
-        description=f"fairness evaluation {run_id}",
+    publish_board(
+        "fairness",
+        f"Fairness `{run_id}`",
+        f"fairness evaluation {run_id}",
+        board,
+        markdown_table(board),
+        f"{store_url}/runs/{EVALUATE}/{run_id}",
+        (TRADEOFF_PNG, GROUP_ERRORS_PNG),
     )
-    lines = [f"# Fairness `{run_id}`", "", *markdown_table(board), ""]
-    lines.append(f"leaderboard: `{store_url}/runs/{EVALUATE}/{run_id}/{names.LEADERBOARD}/`")
-    lines.append(f"plots: `{store_url}/runs/{EVALUATE}/{run_id}/plots/` ({TRADEOFF_PNG}, {GROUP_ERRORS_PNG})")
-    create_markdown_artifact(key="fairness-summary", markdown="\n".join(lines))
 
 
 __all__ = [

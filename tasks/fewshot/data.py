@@ -12,10 +12,17 @@ pool episodes draw their support and validation shots from) and ``test`` (the qu
                         validation shots per class fit in the pool
     imagefolder:DIR     ``DIR/<class>/*`` or ``DIR/train|test/<class>/*`` (the CoOp-style
                         datasets, for users who have them), images read at ``size`` (default 64)
+    textile             ``conformal-clip-data``'s 2,000 simulated textile images (250×250 RGB,
+                        3 classes nominal 1,000 / local 500 / global 500), read at ``size``; a
+                        stratified 60/40 split, seed 0
+    edits:FILE          an ImageNet-E style ``attribute_edits`` table exported to Parquet
+                        (``export_edits``): the few-shot task is the edit set's own *originals*
+                        (classes = its labels, sorted), split 60/40 by object (stratified, seed
+                        0); the edited images of the test objects ride along as
+                        ``FewShotSet.edits``, so each adapted model is also scored per attribute
 
-``conformal-clip-data`` (2,000 textile images) is not installed on this machine, so it has no
-kind yet (docs/pipelines/fewshot.md). Images stay at their own resolution: the backbone's
-trunk resizes them, so corruptions and attacks act on the dataset's own pixels.
+Images otherwise stay at their own resolution: the backbone's trunk resizes them, so
+corruptions and attacks act on the dataset's own pixels.
 
 Episodes (:func:`make_episode`) are index arrays into the pool, deterministic in
 ``(set name, k, seed)``: per class, a permutation drawn from
@@ -29,9 +36,11 @@ rows, keyed by (method, set, k, seed), which is what resumes.
 
 from __future__ import annotations
 
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +50,21 @@ from trustflow.registry import parse_spec
 
 SHOTS = (1, 2, 4, 8, 16)
 VAL_SHOTS = 4
-FEWSHOT_KINDS = ("digits", "fashion-mnist", "lfw-subset", "imagefolder")
+FEWSHOT_KINDS = ("digits", "fashion-mnist", "lfw-subset", "imagefolder", "textile", "edits")
+TEXTILE_CLASSES = ("nominal", "local", "global")
+EDIT_COLUMNS = ["edit_id", "object_id", "label", "attribute", "level", "image_png"]
+
+
+@dataclass(frozen=True)
+class EditedQueries:
+    """The edited images of a set's test objects: ``x`` (N×3×S×S in [0, 1]), their labels
+    ``y``, ``attribute`` per image, and ``query`` — the test index of the same object's
+    original (so an episode keeps the edits of its own query objects)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    attribute: np.ndarray
+    query: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,7 @@ class FewShotSet:
     name: str
     train: ArrayDataset
     test: ArrayDataset
+    edits: EditedQueries | None = None
 
     @property
     def num_classes(self) -> int:
@@ -78,13 +102,77 @@ def _lfw_subset() -> FewShotSet:
 
     x = lfw_subset().astype(np.float32)[:, None]  # 200, 1, 25, 25 in [0, 1]
     y = np.repeat(np.arange(2, dtype=np.int64), 100)  # the first 100 are faces
+    return _split_set("lfw-subset", x, y, ("face", "non-face"))[0]
+
+
+def _read_rgb(source: Any, size: int) -> np.ndarray:
+    """An image file or bytes → 3×size×size float32 in [0, 1] (bilinear resize)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        img.draft("RGB", (size, size))  # JPEG: decode at the nearest scale ≥ size (no-op otherwise)
+        rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def _split_set(name: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> tuple[FewShotSet, np.ndarray]:
+    """Stratified 60/40 split (seed 0), normalisation from the pool; also the test indices."""
     train, test = stratified_split(y, seed=0, test_fraction=0.4)
     mean, std = channel_mean_std(x[train])
-    classes = ("face", "non-face")
     make = lambda split, idx: ArrayDataset(  # noqa: E731
-        "lfw-subset", split, np.ascontiguousarray(x[idx]), y[idx].copy(), 2, mean, std, classes
+        name, split, np.ascontiguousarray(x[idx]), y[idx].copy(), len(classes), mean, std, classes
     )
-    return FewShotSet("lfw-subset", make("train", train), make("test", test))
+    return FewShotSet(name, make("train", train), make("test", test)), test
+
+
+def _textile(size: int) -> FewShotSet:
+    try:
+        import conformal_clip_data
+    except ImportError:
+        raise ConfigError(
+            "few-shot set 'textile' needs conformal-clip-data (requirements-nodeps.txt: pip install --no-deps)"
+        ) from None
+    root = Path(conformal_clip_data.textile_simulated_root())
+    files = [(c, f) for c, cls in enumerate(TEXTILE_CLASSES) for f in sorted((root / cls).glob("*.jpg"))]
+    x = np.stack([_read_rgb(f, size) for _, f in files])
+    y = np.array([c for c, _ in files], dtype=np.int64)
+    return _split_set("textile", x, y, TEXTILE_CLASSES)[0]
+
+
+def edit_set_name(path: str) -> str:
+    """``edits:<file stem>``: the set name of an exported edits file (episode RNG, row keys)."""
+    return f"edits:{Path(path).stem}"
+
+
+def _edits(path: str, size: int) -> FewShotSet:
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_file():
+        raise ConfigError(f"few-shot set 'edits:{path}': no such file")
+    try:
+        table = pq.read_table(path, columns=EDIT_COLUMNS).sort_by("edit_id")
+    except Exception as exc:  # noqa: BLE001 - a foreign file is the input's problem
+        raise ConfigError(f"few-shot set 'edits:{path}': not an attribute_edits table ({exc})") from None
+    rows = table.to_pylist()
+    originals = {r["object_id"]: r for r in rows if r["attribute"] == "original"}
+    if not originals:
+        raise ConfigError(f"few-shot set 'edits:{path}': no 'original' rows (the few-shot task is the originals)")
+    classes = tuple(sorted({r["label"] for r in originals.values()}))
+    objects = sorted(originals)
+    x = np.stack([_read_rgb(originals[o]["image_png"], size) for o in objects])
+    y = np.array([classes.index(originals[o]["label"]) for o in objects], dtype=np.int64)
+    data, test = _split_set(edit_set_name(path), x, y, classes)
+    at = {objects[i]: j for j, i in enumerate(test)}
+    edited = [r for r in rows if r["attribute"] != "original" and r["object_id"] in at]
+    edits = EditedQueries(
+        x=np.stack([_read_rgb(r["image_png"], size) for r in edited])
+        if edited
+        else np.zeros((0, 3, size, size), np.float32),
+        y=np.array([classes.index(r["label"]) for r in edited], dtype=np.int64),
+        attribute=np.array([r["attribute"] for r in edited], dtype=str),
+        query=np.array([at[r["object_id"]] for r in edited], dtype=np.int64),
+    )
+    return FewShotSet(data.name, data.train, data.test, edits)
 
 
 def load_fewshot_set(spec: str, size: int = 64) -> FewShotSet:
@@ -100,6 +188,14 @@ def load_fewshot_set(spec: str, size: int = 64) -> FewShotSet:
         if target:
             raise ConfigError(f"few-shot set {spec!r}: lfw-subset takes no path")
         return _lfw_subset()
+    if parsed.name == "textile":
+        if target:
+            raise ConfigError(f"few-shot set {spec!r}: textile takes no path")
+        return _textile(size)
+    if parsed.name == "edits":
+        if not target:
+            raise ConfigError(f"few-shot set {spec!r}: edits needs an exported file (edits:FILE.parquet)")
+        return _edits(target, size)
     if parsed.name == "imagefolder":
         if not target:
             raise ConfigError(f"few-shot set {spec!r}: imagefolder needs a folder (imagefolder:DIR)")
@@ -151,11 +247,14 @@ def make_episode(data: FewShotSet, k: int, seed: int, val_shots: int = VAL_SHOTS
 
 
 __all__ = [
+    "EDIT_COLUMNS",
     "FEWSHOT_KINDS",
+    "EditedQueries",
     "SHOTS",
     "VAL_SHOTS",
     "Episode",
     "FewShotSet",
+    "edit_set_name",
     "load_fewshot_set",
     "make_episode",
     "query_indices",

@@ -3,35 +3,17 @@ per method, and accuracy against the robustness delta (does adaptation trade one
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-def _figure(n: int, width: float = 4.4) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, max(1, n), figsize=(width * max(1, n) + 1.6, 3.6), squeeze=False)
-    return fig, axes[0]
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+from trustflow.tasks.plotting import figure_row, png_bytes
 
 
 def accuracy_vs_shots(board: Sequence[Mapping[str, Any]]) -> bytes:
     """One panel per set, one line per method: mean query accuracy over seeds against k (log
     axis), the std over seeds as error bars."""
     sets = sorted({r["set"] for r in board})
-    fig, axes = _figure(len(sets))
+    fig, axes = figure_row(len(sets), width=4.4, pad=1.6)
     for ax, s in zip(axes, sets or ["(no rows)"], strict=False):
         for method in sorted({r["method"] for r in board if r["set"] == s}):
             rs = sorted((r for r in board if r["set"] == s and r["method"] == method), key=lambda r: r["k"])
@@ -50,14 +32,14 @@ def accuracy_vs_shots(board: Sequence[Mapping[str, Any]]) -> bytes:
     if board:
         axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def accuracy_vs_robustness(board: Sequence[Mapping[str, Any]]) -> bytes:
     """One panel per set, one point per (method, k): accuracy against the attack-accuracy delta
     vs the unadapted backbone (0 = as robust as the prototype head); up and right is better."""
     sets = sorted({r["set"] for r in board})
-    fig, axes = _figure(len(sets))
+    fig, axes = figure_row(len(sets), width=4.4, pad=1.6)
     for ax, s in zip(axes, sets or ["(no rows)"], strict=False):
         ax.axvline(0.0, color="grey", lw=0.8, ls="--")
         methods = sorted({r["method"] for r in board if r["set"] == s})
@@ -76,7 +58,7 @@ def accuracy_vs_robustness(board: Sequence[Mapping[str, Any]]) -> bytes:
     if any(r["delta_attack"] is not None for r in board):
         axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 __all__ = ["accuracy_vs_robustness", "accuracy_vs_shots"]

@@ -7,9 +7,16 @@ from typing import Any
 
 from trustflow import names
 from trustflow.data import schemas as S
-from trustflow.tasks.fewshot.stages import ACCURACY_PNG, ROBUSTNESS_PNG
+from trustflow.tasks.fewshot.stages import ACCURACY_PNG, ROBUSTNESS_PNG, edit_summary
 from trustflow.tasks.report.html import Column, Html, Section, fmt, heading, join, key_figures, note, table
-from trustflow.tasks.report.sections import ACC, BOARD_SECTIONS, RUN_SECTIONS, RunView, plots_section, unknown_stages
+from trustflow.tasks.report.sections import (
+    ACC,
+    BOARD_SECTIONS,
+    RUN_SECTIONS,
+    RunView,
+    plots_section,
+    unknown_stages,
+)
 
 STAGES = {names.EPISODES: S.FEWSHOT_EPISODES, names.LEADERBOARD: S.FEWSHOT_LEADERBOARD}
 FEWSHOT_PLOTS = {
@@ -30,6 +37,28 @@ BOARD_COLUMNS = [
     Column("mce_vs_baseline", "mCE / unadapted", ".2f"),
     Column("fit_seconds", "fit s", ".2f"),
 ]
+EDIT_COLUMNS = [
+    Column("delta_edited", "Δ edited acc", DELTA),
+    Column("delta_edit_drop", "Δ edit drop", DELTA),
+]
+ABOUT_EDITS = (
+    "Edits set (ImageNet-E style): the few-shot task is the edit set's originals; Δ edited acc = adapted − "
+    "unadapted accuracy on the test objects' edited images, Δ edit drop = adapted − unadapted drop "
+    "(original − edited accuracy), both averaged over attributes (> 0 drop: the adapted model loses more)."
+)
+
+
+def with_edits(board: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Column]]:
+    """The rows with their edit deltas and the columns to show (the edit columns only when a
+    row has them)."""
+    rows = []
+    for r in board:
+        e = edit_summary(r)
+        rows.append({**r, "delta_edited": e and e[0], "delta_edit_drop": e and e[1]})
+    shown = any(r["delta_edited"] is not None for r in rows)
+    return rows, BOARD_COLUMNS + (EDIT_COLUMNS if shown else [])
+
+
 ABOUT = (
     "Accuracy: mean and std over seeds of the query accuracy (the same query images in every episode of a set). "
     "Δ = adapted − unadapted (the nearest-class-mean head on the frozen backbone, same episode), for the "
@@ -51,7 +80,9 @@ def fewshot_sections(run: RunView) -> list[Section]:
         best = max(board, key=lambda r: (r["k"], r["accuracy"]), default=None)
         if best:
             figures.append(("Best at largest k", f"{best['accuracy']:.3f}", f"{best['method']} on {best['set']}"))
-        body: list[Html] = [key_figures(figures), note(ABOUT), table(board, BOARD_COLUMNS)]
+        rows, columns = with_edits(board)
+        about = [note(ABOUT)] + ([note(ABOUT_EDITS)] if len(columns) > len(BOARD_COLUMNS) else [])
+        body: list[Html] = [key_figures(figures), *about, table(rows, columns)]
         sections.append(Section("Few-shot adaptation", join(body)))
     return sections + plots_section(run, FEWSHOT_PLOTS) + unknown_stages(run, STAGES)
 
@@ -68,7 +99,7 @@ def fewshot_board(runs: list[RunView]) -> list[Section]:
     for run in boards:
         body += [
             heading(3, f"{run.run_id} · {fmt(run.stages[names.LEADERBOARD].created_at)}"),
-            table(run.rows(names.LEADERBOARD), BOARD_COLUMNS),
+            table(*with_edits(run.rows(names.LEADERBOARD))),
         ]
     return [
         Section(names.FLOW_TITLES[names.FEWSHOT_ADAPT], join(body) if body else note("no few-shot run in this store"))

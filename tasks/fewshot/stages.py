@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from trustflow import names
 from trustflow.data.schemas import FEWSHOT_EPISODES, FEWSHOT_LEADERBOARD
 from trustflow.data.store import StageRef
 from trustflow.errors import ConfigError
+from trustflow.tasks.artifacts import publish_board
 from trustflow.tasks.ray_parts import Chunk, StoreSpec, chunked
 
 FLOW = names.FEWSHOT_ADAPT
@@ -59,7 +59,7 @@ def set_name(spec: str) -> str:
     from pathlib import Path
 
     from trustflow.registry import parse_spec
-    from trustflow.tasks.fewshot.data import FEWSHOT_KINDS
+    from trustflow.tasks.fewshot.data import FEWSHOT_KINDS, edit_set_name
 
     parsed = parse_spec(spec, "few-shot set spec")
     if parsed.name not in FEWSHOT_KINDS:
@@ -68,6 +68,10 @@ def set_name(spec: str) -> str:
         if not parsed.target:
             raise ConfigError(f"--sets: {spec!r} needs a folder (imagefolder:DIR)")
         return f"imagefolder:{Path(parsed.target).name}"
+    if parsed.name == "edits":
+        if not parsed.target:
+            raise ConfigError(f"--sets: {spec!r} needs an exported edits file (edits:FILE.parquet)")
+        return edit_set_name(parsed.target)
     return parsed.name
 
 
@@ -135,6 +139,37 @@ def plan_chunks(units: Sequence[Mapping[str, Any]], done: set[str], per_set: int
     return chunks
 
 
+def export_edits(store: Any, edits: str) -> str:
+    """An ``attribute_edits`` stage (``flow/run/stage`` or an attribute_robustness run id) as
+    the few-shot set spec ``edits:<file>``: its rows (no masks) written once, atomically, to
+    ``<home>/fewshot-edits/<run id>.parquet``, so Ray workers read a file, not the store."""
+    import pyarrow.parquet as pq
+
+    from trustflow.errors import InputError
+    from trustflow.tasks.attributes.stages import stage_ref
+    from trustflow.tasks.fewshot.data import EDIT_COLUMNS
+
+    ref = stage_ref(edits)
+    if store.manifest(ref) is None:
+        raise InputError(f"--edits: no committed stage {ref} (make edits with trustflow attributes edit …)")
+    missing = sorted(set(EDIT_COLUMNS) - set(store.dataset(ref).schema.names))
+    if missing:
+        raise InputError(f"--edits: stage {ref} is not an attribute_edits stage (no {missing[0]!r} column)")
+    path = store.settings.home_dir / "fewshot-edits" / f"{ref.run_id}-{digest([store.url, str(ref)])[:6]}.parquet"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(store.read_table(ref, columns=EDIT_COLUMNS), tmp)
+        tmp.replace(path)
+    return f"edits:{path}"
+
+
+@task(name="fewshot-edits-set", cache_policy=NO_CACHE)
+def edits_set_task(spec: StoreSpec, edits: str) -> str:
+    """``export_edits`` as a flow step."""
+    return export_edits(spec.open(), edits)
+
+
 def _attack_specs() -> tuple[tuple[str, dict[str, Any]], ...]:
     from trustflow.tasks.fewshot.robustness import ATTACKS
 
@@ -150,7 +185,7 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
     from trustflow.tasks.fewshot.data import load_fewshot_set, make_episode
     from trustflow.tasks.fewshot.evaluate import Caches, run_episode
     from trustflow.tasks.fewshot.methods.base import AdaptConfig
-    from trustflow.tasks.fewshot.robustness import robustness_deltas, subset
+    from trustflow.tasks.fewshot.robustness import attribute_deltas, robustness_deltas, subset
 
     torch.set_num_threads(1)
     data = load_fewshot_set(units[0]["spec"])
@@ -161,7 +196,8 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
     for u in units:
         episode = make_episode(data, u["k"], u["seed"], n_query=config["n_query"])
         adapt = AdaptConfig(epochs=config["epochs"], batch_size=256, seed=u["seed"])
-        r = run_episode(u["method"], backbone, data, episode, caches, adapt, keep_model=config["robustness"])
+        keep = bool(config["robustness"]) or data.edits is not None
+        r = run_episode(u["method"], backbone, data, episode, caches, adapt, keep_model=keep)
         row: dict[str, Any] = {
             "row_key": row_key(u["method"], u["set"], u["k"], u["seed"]),
             "method": u["method"],
@@ -177,11 +213,11 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
             ),
             **dict.fromkeys(("robust_accuracy", "delta_attack", "delta_corruption", "mce_vs_baseline", "deltas")),
         }
+        key = (u["k"], u["seed"])
+        if r.model is not None and key not in base:
+            proto = run_episode("prototype", backbone, data, episode, caches, adapt, keep_model=True).model
+            base[key] = (proto, None)
         if config["robustness"] and r.model is not None:
-            key = (u["k"], u["seed"])
-            if key not in base:
-                proto = run_episode("prototype", backbone, data, episode, caches, adapt, keep_model=True).model
-                base[key] = (proto, None)
             proto, base_rows = base[key]
             queries = subset(data.test, episode.query[: config["robust_n"]])
             out = robustness_deltas(
@@ -204,6 +240,9 @@ def episode_rows(config: Mapping[str, Any], units: Sequence[Mapping[str, Any]]) 
                 mce_vs_baseline=out["mce_vs_baseline"],
                 deltas=json.dumps(out["delta"], sort_keys=True),
             )
+        if data.edits is not None and r.model is not None:  # ImageNet-E style edits: per attribute
+            edited = attribute_deltas(r.model, base[key][0], data.test, data.edits, episode.query)["delta"]
+            row["deltas"] = json.dumps({**json.loads(row["deltas"] or "{}"), **edited}, sort_keys=True)
         rows.append(row)
     return rows
 
@@ -213,21 +252,70 @@ def build_chunk_table(payload: tuple[dict[str, Any], list[dict[str, Any]]]) -> p
     return pa.Table.from_pylist(episode_rows(config, units), FEWSHOT_EPISODES.schema)
 
 
+# settings that do not change an episode's row: which units a run holds, and how it is chunked
+UNIT_FIELDS = ("methods", "sets", "shots", "seeds", "chunks_per_set")
+
+
+def cache_ref(config: Mapping[str, Any], spec: str) -> StageRef:
+    """The shared episode cache of one set under one run's result-affecting settings
+    (backbone, epochs, query and robustness options): ``fewshot_adapt/cache-<12 hex>/episodes``,
+    the same for every run that differs only in methods, shots, seeds or other sets."""
+    settings = {k: v for k, v in config.items() if k not in UNIT_FIELDS}
+    return StageRef(FLOW, f"cache-{digest([settings, spec])}", names.EPISODES)
+
+
+def _reuse_cached(store: Any, config: Mapping[str, Any], units: Sequence[Mapping[str, Any]], writer: Any) -> int:
+    """Copy the rows of ``units`` that the run lacks but a shared cache holds into the run's
+    stage (one part per set, named by its keys); returns how many."""
+    import pyarrow.compute as pc
+
+    done = {str(k) for k in writer.existing_keys().column("row_key").to_pylist()}
+    reused = 0
+    for s in dict.fromkeys(u["spec"] for u in units):
+        ref = cache_ref(config, s)
+        want = [row_key(u["method"], u["set"], u["k"], u["seed"]) for u in units if u["spec"] == s]
+        want = [k for k in want if k not in done]
+        if not want or store.manifest(ref) is None:
+            continue
+        table = writer.missing(store.read_table(ref, filter=pc.field("row_key").isin(want)))
+        if table.num_rows:
+            writer.write_part(table, f"cached-{digest(sorted(table.column('row_key').to_pylist()))}")
+            reused += table.num_rows
+    return reused
+
+
+def _fill_cache(store: Any, config: Mapping[str, Any], units: Sequence[Mapping[str, Any]], run: StageRef) -> None:
+    """Add the run's rows that its sets' caches lack (one part and a commit per set)."""
+    import pyarrow.compute as pc
+
+    for s in dict.fromkeys(u["spec"] for u in units):
+        keys = [row_key(u["method"], u["set"], u["k"], u["seed"]) for u in units if u["spec"] == s]
+        cache = store.writer(cache_ref(config, s), FEWSHOT_EPISODES, KEY)
+        table = cache.missing(store.read_table(run, filter=pc.field("row_key").isin(keys)))
+        if table.num_rows:
+            cache.write_part(table, f"episodes-{digest(sorted(table.column('row_key').to_pylist()))}")
+            cache.commit({"spec": s})
+
+
 @task(name="fewshot-episodes", cache_policy=NO_CACHE)
 def episodes_task(
     spec: StoreSpec, run_id: str, config: dict[str, Any], units: list[dict[str, Any]], parallel: bool = True
 ) -> dict[str, Any]:
-    """Every unit the episodes stage lacks, one Ray task (and one part) per chunk; then the commit."""
+    """Every unit the episodes stage lacks: first from the shared episode cache (``cache_ref``:
+    rows an earlier run with the same settings computed), the rest one Ray task (and one part)
+    per chunk; then the commit, and the new rows go to the cache."""
     from trustflow.infra.ray_runtime import ensure_ray
     from trustflow.tasks.ray_parts import write_parts_on_ray
 
     store = spec.open()
     ref = StageRef(FLOW, run_id, names.EPISODES)
     writer = store.writer(ref, FEWSHOT_EPISODES, KEY)
+    reused = _reuse_cached(store, config, units, writer)
     done = {str(k) for k in writer.existing_keys().column("row_key").to_pylist()}
     chunks = [Chunk(c.part_id, (config, c.payload)) for c in plan_chunks(units, done, config["chunks_per_set"])]
     stats = {"chunks": len(chunks), "units": len(units), "units_done_before": len(units), "rows_written": 0}
-    stats["units_done_before"] = len(units) - sum(len(c.payload[1]) for c in chunks)
+    stats["units_done_before"] = len(units) - sum(len(c.payload[1]) for c in chunks) - reused
+    stats["units_from_cache"] = reused
     if chunks and parallel:  # a finished run does not even start Ray
         ensure_ray(store.settings)
         written = write_parts_on_ray(store, ref, FEWSHOT_EPISODES, KEY, chunks, build_chunk_table)
@@ -239,12 +327,32 @@ def episodes_task(
                 writer.write_part(table, c.part_id)
             stats["rows_written"] += table.num_rows
     store.writer(ref, FEWSHOT_EPISODES, KEY).commit({"config": config})
+    if stats["rows_written"]:
+        _fill_cache(store, config, units, ref)
     return {"episodes": str(ref), **stats}
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
     kept = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean(kept)) if kept else None
+
+
+def _mean_deltas(texts: Sequence[str | None]) -> str | None:
+    """Mean over seeds of each key of the episodes' ``deltas`` JSON (null when none has any)."""
+    values: dict[str, list[float]] = {}
+    for text in texts:
+        for key, v in json.loads(text or "{}").items():
+            values.setdefault(key, []).append(float(v))
+    return json.dumps({k: float(np.mean(v)) for k, v in sorted(values.items())}) if values else None
+
+
+def edit_summary(row: Mapping[str, Any]) -> tuple[float, float] | None:
+    """A leaderboard row's attribute-edit deltas vs the backbone, averaged over attributes:
+    (Δ accuracy on edits, Δ drop), or None without an edits set (or in an older stage)."""
+    deltas = json.loads(row.get("deltas") or "{}")
+    attr = [v for k, v in deltas.items() if k.startswith("attr:")]
+    drop = [v for k, v in deltas.items() if k.startswith("drop:")]
+    return (float(np.mean(attr)), float(np.mean(drop))) if attr and drop else None
 
 
 def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -271,6 +379,7 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "delta_attack_std": float(np.std(attack)) if attack else None,
                 "delta_corruption": _mean([r["delta_corruption"] for r in rs]),
                 "mce_vs_baseline": _mean([r["mce_vs_baseline"] for r in rs]),
+                "deltas": _mean_deltas([r["deltas"] for r in rs]),
             }
         )
     return sorted(board, key=lambda r: (r["set"], r["k"], -r["accuracy"], r["method"]))
@@ -316,28 +425,43 @@ def markdown_table(board: Sequence[Mapping[str, Any]]) -> list[str]:
             f"| {r['set']} | {r['k']} | {r['method']} | {_f(r['accuracy'])} ± {_f(r['accuracy_std'])} | {r['seeds']} "
             f"| {_f(r['delta_attack'], '+.3f')} | {_f(r['delta_corruption'], '+.3f')} | {_f(r['mce_vs_baseline'])} |"
         )
+    edits = [(r, e) for r in board if (e := edit_summary(r)) is not None]
+    if edits:  # an edits set: accuracy on the edits and the drop vs originals, adapted − backbone
+        lines += [
+            "",
+            "| set | k | method | Δ edited acc | Δ drop | per attribute (Δ drop) |",
+            "|---|---:|---|---:|---:|---|",
+        ]
+        for r, (attr, drop) in edits:
+            per = ", ".join(
+                f"{k.removeprefix('drop:')} {v:+.3f}"
+                for k, v in json.loads(r["deltas"]).items()
+                if k.startswith("drop:")
+            )
+            lines.append(f"| {r['set']} | {r['k']} | {r['method']} | {attr:+.3f} | {drop:+.3f} | {per} |")
     return lines
 
 
 def publish_summary(store_url: str, run_id: str, board: Sequence[Mapping[str, Any]]) -> None:
     """The run's Prefect artifacts: the leaderboard table and a markdown summary."""
-    create_table_artifact(
-        key="fewshot-leaderboard",
-        table=[
-            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "row_key"} for r in board
-        ],
-        description=f"few-shot adaptation {run_id}",
+    publish_board(
+        "fewshot",
+        f"Few-shot adaptation `{run_id}`",
+        f"few-shot adaptation {run_id}",
+        board,
+        markdown_table(board),
+        f"{store_url}/runs/{FLOW}/{run_id}",
+        (ACCURACY_PNG, ROBUSTNESS_PNG),
     )
-    lines = [f"# Few-shot adaptation `{run_id}`", "", *markdown_table(board), ""]
-    lines.append(f"leaderboard: `{store_url}/runs/{FLOW}/{run_id}/{names.LEADERBOARD}/`")
-    lines.append(f"plots: `{store_url}/runs/{FLOW}/{run_id}/plots/` ({ACCURACY_PNG}, {ROBUSTNESS_PNG})")
-    create_markdown_artifact(key="fewshot-summary", markdown="\n".join(lines))
 
 
 __all__ = [
     "ACCURACY_PNG",
     "ROBUSTNESS_PNG",
     "build_chunk_table",
+    "cache_ref",
+    "edit_summary",
+    "export_edits",
     "check_config",
     "episode_rows",
     "episodes_task",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from trustflow.tasks.plotting import png_bytes
 
 RHO_VS_LR = "rho_vs_lr.png"
 
@@ -51,8 +52,4 @@ def rho_vs_lr(points: Mapping[str, Sequence[tuple[float, float]]]) -> bytes:
     ax.set_title("Fingerprint score after fine-tuning attacks")
     if points:
         ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, tight=True)

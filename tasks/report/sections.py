@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.registry import Registry
@@ -178,6 +179,29 @@ def plots_section(run: RunView, captions: Mapping[str, str] | None = None) -> li
     if not plots:
         return []
     return [Section("Plots", join(image_png(data, alt=name, caption=captions.get(name, name)) for name, data in plots))]
+
+
+def per_run_boards(
+    runs: Sequence[RunView],
+    schema: S.VersionedSchema,
+    title: str,
+    empty: str,
+    render: Callable[[RunView], tuple[str | None, Html]],
+) -> list[Section]:
+    """One section: a heading and the board of each run whose leaderboard stage has ``schema``,
+    newest first (each run's inputs differ, so boards are not merged). ``render`` gives the
+    heading's middle part (e.g. the dataset; None for none) and the run's table."""
+    boards = sorted(
+        (r for r in runs if r.has(names.LEADERBOARD, schema)),
+        key=lambda r: r.stages[names.LEADERBOARD].created_at,
+        reverse=True,
+    )
+    body: list[Html] = []
+    for run in boards:
+        label, board = render(run)
+        parts = [run.run_id, *([label] if label else []), fmt(run.stages[names.LEADERBOARD].created_at)]
+        body += [heading(3, " · ".join(parts)), board]
+    return [Section(title, join(body) if body else note(empty))]
 
 
 def stages_section(run: RunView) -> list[Section]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from trustflow.tasks.plotting import png_bytes
 
 ACCURACY_PER_EPOCH = "accuracy_per_epoch.png"
 
@@ -27,8 +28,4 @@ def accuracy_per_epoch(rows: Sequence[Mapping[str, Any]], method: str) -> bytes:
     ax.set_ylabel("accuracy (held-out probe)")
     ax.set_title(f"{method}: accuracy per epoch (red: catastrophic overfitting)")
     ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, tight=True)

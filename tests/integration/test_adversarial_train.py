@@ -80,7 +80,7 @@ def test_two_worker_training_survives_a_kill_and_resumes(tmp_path: Path, s3_sett
 
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout)  # stdout is exactly one JSON document
     epochs = store.read_table(StageRef(names.ADVERSARIAL_TRAIN, "killme", names.EPOCHS)).to_pylist()
     assert [r["epoch"] for r in epochs] == [0, 1, 2, 3]  # every epoch exactly once: resumed, not restarted
     assert [r["epoch"] for r in result["epochs"]] == [0, 1, 2, 3]
@@ -116,7 +116,7 @@ def test_two_worker_training_survives_a_kill_and_resumes(tmp_path: Path, s3_sett
         timeout=600,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    summary = json.loads(evaluated.stdout.strip().splitlines()[-1])["summary"]
+    summary = json.loads(evaluated.stdout)["summary"]  # stdout is exactly one JSON document
     robust = summary["robust_accuracy"]
     assert summary["clean_accuracy"] > 0.5
     assert max(robust.values()) <= summary["clean_accuracy"] + 1e-9

@@ -216,7 +216,9 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
 def test_hostile_cards_fail_naming_card_and_field(tmp_path: Path, s3_settings, seaweedfs) -> None:  # noqa: ANN001
     """Cards from someone who can write to the bucket: each run fails with the card and field,
     no file outside the store is read (a canary's content appears in no stored object), and
-    the host not on the allow-list (a local HTTP server on a free port) gets no request."""
+    the host not on the allow-list (a local HTTP server on a free port) gets no request. Four
+    cards, one per way out (store traversal, dataset path, model URL, critic URL): each card is a
+    worker subprocess (~7 s); the full matrix of hostile fields is tests/unit/test_model_card.py."""
     from trustflow.data.store.location import s3_client
 
     canary_text = f"CANARY-{uuid.uuid4().hex}"
@@ -233,17 +235,11 @@ def test_hostile_cards_fail_naming_card_and_field(tmp_path: Path, s3_settings, s
             f"kind: classifier\ncheckpoint: {up}{str(canary).lstrip('/')}\n",
             "checkpoint",
         ),
-        "models/evil-ckpt-absolute.yaml": (f"kind: classifier\ncheckpoint: {canary}\n", "checkpoint"),
-        "models/evil-model-ckpt.yaml": (f"kind: classifier\nmodel: 'ckpt:{canary}'\n", "model"),
-        "models/evil-model-path.yaml": (f"kind: classifier\nmodel: '{canary}'\n", "model"),
-        "models/evil-timm-weights.yaml": (f"kind: classifier\nmodel: 'timm:resnet18?weights={canary}'\n", "model"),
         "models/evil-dataset.yaml": (
             f"kind: classifier\nmodel: small_cnn\nrobustness: {{dataset: 'npz:{canary}'}}\n",
             "robustness.dataset",
         ),
         "models/evil-openai.yaml": (f"kind: llm\nmodel: 'openai:{url}#m'\n", "model"),
-        "models/evil-endpoint.yaml": ("kind: llm\nmodel: 'endpoint:not-configured'\n", "model"),
-        "models/evil-hf.yaml": (f"kind: llm\nmodel: 'hf:{canary.parent}'\n", "model"),
         "models/evil-critic.yaml": (
             f"kind: llm\nmodel: pkg:smollm2-135m\nseval: {{critic: 'llm:openai:{url}#m'}}\n",
             "seval.critic",

@@ -67,7 +67,7 @@ def test_detector_eval_survives_a_kill_resumes_and_scores(tmp_path: Path, s3_set
 
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout)  # stdout is exactly one JSON document
     store = ArtifactStore(settings=s3_settings)
     rows = store.read_table(StageRef("detector_evaluate", f"infer-{result['dataset_id']}", "detections")).to_pylist()
     keys = [(r["detector"], r["domain"], r["image_id"]) for r in rows]

@@ -84,6 +84,11 @@ def test_fewshot_flow_resume_leaderboard_report_and_cli(tmp_path: Path, monkeypa
     lost_rows = {r["row_key"]: r for r in store.read_table(ref).to_pylist()}
     n_lost = len(pq.read_table(lost.path, filesystem=store.fs))
     store.fs.delete_file(lost.path)
+    from trustflow.tasks.fewshot.stages import cache_ref
+
+    cache = cache_ref({**OPTIONS, "robustness": True, "seeds": [0, 1]}, "digits")
+    assert store.read_table(cache).num_rows == 12  # the first run filled the shared episode cache
+    store.fs.delete_dir(store.path(cache.relpath))  # so that the lost units are recomputed here
     cli = CliRunner()
     args = ["fewshot", "run", "--methods", "prototype,linear_probe,safe", "--sets", "digits", "--shots", "1,2",
             "--seeds", "0,1", "--backbone", OPTIONS["backbone"], "--epochs", "2", "--n-query", "60",
@@ -107,3 +112,25 @@ def test_fewshot_flow_resume_leaderboard_report_and_cli(tmp_path: Path, monkeypa
     out = cli.invoke(app, args)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["episodes"]["chunks"] == 0
+    # fewer methods and seeds under the same settings: a new run, all from the episode cache
+    subset = fewshot_adapt(**{**OPTIONS, "methods": ["safe"], "shots": [2]}, seeds=[1])
+    assert subset["run_id"] != run_id and subset["episodes"]["units_from_cache"] == 1
+    assert subset["episodes"]["rows_written"] == 0 and subset["leaderboard"][0]["accuracy"] == pytest.approx(
+        lost_rows["safe|digits|2|1"]["accuracy"]
+    )
+
+    # --edits: few-shot on an attribute_edits stage's originals, scored per edited attribute
+    from trustflow.tests.attribute_fixtures import edit_rows, objects, write_edits
+
+    write_edits(store, StageRef(names.ATTRIBUTE_ROBUSTNESS, "e-few", names.EDITS), edit_rows(objects(10)))
+    small = {**OPTIONS, "methods": ["prototype", "safe"], "sets": [], "shots": [1], "robustness": False}
+    edited = fewshot_adapt(seeds=[0], edits="e-few", parallel=False, **small)
+    rows = store.read_table(StageRef(names.FEWSHOT_ADAPT, edited["run_id"], names.EPISODES)).to_pylist()
+    assert {r["method"] for r in rows} == {"prototype", "safe"} and all(
+        r["set"].startswith("edits:e-few") for r in rows
+    )
+    assert all(set(json.loads(r["deltas"])) == {"attr:flip", "drop:flip"} for r in rows)
+    from trustflow.tasks.fewshot.stages import edit_summary
+
+    assert all(edit_summary(r) is not None for r in edited["leaderboard"])
+    assert "Δ edited acc" in build_run_report(store, edited["run_id"])

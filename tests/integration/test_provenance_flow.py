@@ -38,7 +38,7 @@ def _cli(env: dict[str, str], *args: str, timeout: int = 300) -> Any:
         timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout)  # stdout is exactly one JSON document
 
 
 def test_ray_train_with_fingerprint_stores_the_checkpoints_fingerprint(tmp_path: Path, s3_settings, seaweedfs) -> None:  # noqa: ANN001

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from trustflow.data.speech.phones import PHONE_INDEX, PHONES, encode, normalise_text, phones_for, split_ipa
 from trustflow.models.speech.ctc import (
     ASR_MODELS,
     LexiconDecoder,
@@ -16,7 +17,6 @@ from trustflow.models.speech.ctc import (
     greedy_decode,
     mel_filterbank,
 )
-from trustflow.models.speech.phones import PHONE_INDEX, PHONES, encode, normalise_text, phones_for, split_ipa
 
 
 def _log_probs(rows: list[list[float]]) -> torch.Tensor:

@@ -32,6 +32,7 @@ runner = CliRunner()
         ["demo"],
         ["seval", "run"],
         ["seval", "validate-critic"],
+        ["gate"],
         ["llm", "serve"],
         ["llm", "chat"],
     ],

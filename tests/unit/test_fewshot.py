@@ -124,6 +124,17 @@ def test_lfw_subset_is_two_balanced_classes() -> None:
     assert np.bincount(lfw.train.y).tolist() == [60, 60] and np.bincount(lfw.test.y).tolist() == [40, 40]
 
 
+def test_textile_is_conformal_clip_datas_three_classes_split_60_40() -> None:
+    """``conformal-clip-data`` (requirements-nodeps.txt): 1,000 nominal, 500 local, 500 global."""
+    tex = load_fewshot_set("textile", size=16)
+    assert tex.train.classes == ("nominal", "local", "global") and tex.train.x.shape[1:] == (3, 16, 16)
+    assert np.bincount(tex.train.y).tolist() == [600, 300, 300] and np.bincount(tex.test.y).tolist() == [400, 200, 200]
+    assert tex.train.x.min() >= 0.0 and tex.train.x.max() <= 1.0 and tex.train.x.std() > 0.05
+    assert len(make_episode(tex, 16, 0).support) == 48
+    with pytest.raises(ConfigError, match="textile takes no path"):
+        load_fewshot_set("textile:/tmp")
+
+
 def test_cached_maps_equal_recomputed_ones_and_are_computed_once(data: FewShotSet) -> None:
     bb = backbone()
     cache = FeatureCache(bb.trunk, data.train.x, batch_size=7)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,16 @@ from typer.testing import CliRunner
 from trustflow.errors import ConfigError
 from trustflow.flows.fewshot import run_config
 from trustflow.tasks.fewshot import plots
-from trustflow.tasks.fewshot.stages import leaderboard, plan_chunks, plan_units, row_key, run_id_of, set_name
+from trustflow.tasks.fewshot.stages import (
+    edit_summary,
+    leaderboard,
+    markdown_table,
+    plan_chunks,
+    plan_units,
+    row_key,
+    run_id_of,
+    set_name,
+)
 
 BASE: dict[str, Any] = {
     "methods": ["prototype", "safe"],
@@ -93,6 +103,7 @@ def _row(method: str, k: int, seed: int, acc: float, delta: float | None) -> dic
         "delta_attack": delta,
         "delta_corruption": None if delta is None else -delta,
         "mce_vs_baseline": None if delta is None else 1.0 + delta,
+        "deltas": None if delta is None else json.dumps({"pgd": delta, "corruption": -delta}),
     }
 
 
@@ -106,6 +117,20 @@ def test_leaderboard_is_mean_and_std_over_seeds() -> None:
     assert safe["delta_attack"] == pytest.approx(0.0) and safe["delta_attack_std"] == pytest.approx(0.1)
     assert safe["row_key"] == "safe|digits|4"
     assert board[0]["delta_attack"] is None and board[0]["mce_vs_baseline"] is None  # robustness off
+    assert json.loads(safe["deltas"]) == pytest.approx({"corruption": 0.0, "pgd": 0.0}) and board[0]["deltas"] is None
+
+
+def test_edit_deltas_are_averaged_over_seeds_then_attributes_and_shown() -> None:
+    rows = [_row("safe", 4, s, 0.5, None) for s in (0, 1)]
+    rows[0]["deltas"] = json.dumps(
+        {"attr:size": -0.2, "drop:size": 0.1, "attr:background": 0.0, "drop:background": 0.3}
+    )
+    rows[1]["deltas"] = json.dumps({"attr:size": 0.0, "drop:size": 0.3, "attr:background": 0.2, "drop:background": 0.1})
+    (cell,) = leaderboard(rows)
+    assert edit_summary(cell) == pytest.approx((0.0, 0.2))
+    assert edit_summary({"deltas": json.dumps({"pgd": 0.1})}) is None and edit_summary({}) is None
+    table = "\n".join(markdown_table([cell]))
+    assert "| digits | 4 | safe | +0.000 | +0.200 | background +0.200, size +0.200 |" in table
 
 
 def test_plots_are_pngs_with_and_without_robustness() -> None:
@@ -130,6 +155,7 @@ def test_cli_bad_input_is_one_error_line_before_any_service(monkeypatch: pytest.
         (["--methods", "prototype,warp_drive"], "--methods"),
         (["--shots", "1,two"], "--shots: expected comma-separated integers"),
         (["--sets", "cifar"], "--sets: unknown few-shot set 'cifar'"),
+        (["--edits", "a/b"], "--edits: 'a/b': name a stage"),
     ]:
         out = runner.invoke(app, ["fewshot", "run", *args])
         assert out.exit_code == 1, out.output

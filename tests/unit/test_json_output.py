@@ -27,7 +27,9 @@ CHEAP = {
     ("fingerprint", "extract"),
     ("fingerprint", "verify"),
 }
-HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}  # tests/integration/test_json_output.py
+# their whole --json stdout is parsed as one document in tests/integration/test_adversarial_train.py
+# (train, robustness eval) and tests/integration/test_detector_eval.py (detect eval)
+HEAVY = {("train",), ("robustness", "eval"), ("detect", "eval")}
 # its stdout is parsed as one JSON document in
 # tests/integration/test_attribute_robustness.py::test_cli_eval_through_ray_resumes_and_reports
 HEAVY |= {("robustness", "edits", "eval")}
@@ -37,11 +39,16 @@ HEAVY |= {("fingerprint", "embed"), ("fingerprint", "attack"), ("fingerprint", "
 HEAVY |= {("fairness", "train"), ("fairness", "eval")}
 # tests/integration/test_fewshot_flow.py parses their --json stdout as one document
 HEAVY |= {("fewshot", "run"), ("fewshot", "show")}
+# tests/integration/test_device_flow.py parses their --json stdout as one document
+HEAVY |= {("device", "fit"), ("device", "show"), ("device", "export")}
 # needs the tiny LLM fixture; its stdout is parsed as JSON in
 # tests/unit/test_critic_quality.py::test_train_critic_multi_layer_head_records_its_labels_and_judges
 # and tests/unit/test_relabel.py::test_cli_relabel_prints_one_error_line_without_annotator,
 # ::test_cli_verdicts_json_is_one_document_riskiest_first (they need a run in the store)
 WITH_FIXTURES = {("seval", "train-critic"), ("seval", "relabel"), ("seval", "verdicts")}
+# needs metric stages in a store; its stdout is parsed as JSON in
+# tests/unit/test_seval_gate.py::test_cli_exit_codes_json_and_junit
+WITH_FIXTURES |= {("gate",)}
 
 
 def json_commands(command: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -56,3 +56,21 @@ def test_fewshot_adapt_is_deployed_with_valid_specs() -> None:
     params = {**defaults, **dep["parameters"]}
     params.pop("parallel"), params.pop("run_label")
     assert run_config(**params)["seeds"] == [0, 1, 2]  # every spec in the deployment resolves
+
+
+def test_device_fit_is_triggered_by_gummel_files_landing() -> None:
+    """``incoming/gummel/<file>`` created → ``device_fit_landed(key)``; the flow refuses other kinds."""
+    import pytest
+
+    from trustflow.errors import ConfigError
+    from trustflow.flows.device import device_fit_landed
+
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    dep = {d["name"]: d for d in doc["deployments"]}["device-fit"]
+    assert dep["entrypoint"] == "flows/device.py:device_fit_landed"
+    (trigger,) = dep["triggers"]
+    assert trigger["match"] == {"trustflow.path": "incoming/gummel/*"}
+    assert trigger["expect"] == ["trustflow.object.created"] and trigger["enabled"] is True
+    assert set(trigger["parameters"]) == set(device_fit_landed.parameters.properties) == {"key"}
+    with pytest.raises(ConfigError, match="incoming/gummel/"):
+        device_fit_landed.fn("incoming/seval/a.zip")

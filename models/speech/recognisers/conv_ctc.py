@@ -13,8 +13,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from trustflow.data.speech.phones import PHONES
 from trustflow.models.speech.ctc import ASR_MODELS, CTCRecogniser
-from trustflow.models.speech.phones import PHONES
 from trustflow.registry import Options
 
 
