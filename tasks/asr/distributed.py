@@ -2,12 +2,13 @@
 
 One ``TorchTrainer`` run per job (``ASRTrainJob``: dataset, method spec, model spec, training
 config, workers). Each worker reads the ``utterances`` stage itself, builds the same model from
-the same seed and runs ``tasks/asr/train.fit`` on its slice of every global batch. Gradients are
-averaged over the gloo group before every step of every optimizer the method owns (the same
-flat all-reduce the fairness pipeline uses, ``synchronise_gradients``), so the workers stay
-identical without broadcasting weights; DDP's wrapper is not used because WAPAT calls the
-model's parts (``features``, ``head``) directly, which its forward hook would not see.
-Gradient clipping happens per worker before the all-reduce (tests compare with a large clip).
+the same seed and runs ``tasks/asr/train.fit`` on its slice of every global batch. The loss is
+divided by the global batch size and the gradients are *summed* over the gloo group
+(``sum_gradients``, one flat all-reduce) before the global gradient is clipped and every worker
+takes the same step, so the workers stay identical without broadcasting weights and equal one
+process with the N-times batch; DDP's wrapper is not used because WAPAT calls the model's parts
+(``features``, ``head``) directly, which its forward hook would not see. Batch-norm statistics
+stay per worker (no SyncBatchNorm) and each worker draws its own augmentations.
 
 Rank 0 reports the checkpoint: the model's ``state_dict``, the history and counts. Resuming is
 per job: the flow's stage skips a job whose ``epochs`` stage exists; an interrupted job trains
@@ -106,14 +107,28 @@ def fit_job(job: ASRTrainJob, rows: list[Any], rank: int = 0, world: int = 1, th
     from trustflow.models.speech.ctc import ASR_MODELS
     from trustflow.tasks.asr.methods.base import ASR_METHODS
     from trustflow.tasks.asr.train import fit
-    from trustflow.tasks.fairness.distributed import synchronise_gradients
 
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(job.train.seed)
     model = ASR_MODELS.create(job.model)
     method = ASR_METHODS.create(job.method)
-    hook = (lambda m: synchronise_gradients(m, world)) if world > 1 else None
-    return fit(method, model, rows, job.train, rank=rank, world=world, after_setup=hook)
+    return fit(method, model, rows, job.train, rank, world, sum_gradients if world > 1 else None)
+
+
+def sum_gradients(grads: list[Any]) -> None:
+    """Sum the gradients over the process group in place (one flat all-reduce; the loss is
+    already divided by the global batch size, so the sum is the one-process gradient)."""
+    import torch
+    import torch.distributed as dist
+
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -136,7 +151,7 @@ def train_worker(config: dict[str, Any]) -> None:
     payload = {
         "model": result.model.state_dict(),
         "history": result.history,
-        "utterances": result.utterances * world,  # every worker trains on an equal slice
+        "utterances": result.utterances_total,
         "seconds": result.seconds,
         "train_rows": len(rows),
     }
@@ -210,5 +225,6 @@ __all__ = [
     "make_jobs",
     "model_run",
     "run_training",
+    "sum_gradients",
     "train_worker",
 ]

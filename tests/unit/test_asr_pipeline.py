@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from trustflow.tasks.asr.methods.base import ASR_METHODS, TrainConfig
 from trustflow.tasks.asr.train import fit
 
 TINY = "conv-ctc?width=16&blocks=1&kernel=5&dropout=0"
-CONFIG = TrainConfig(epochs=1, batch_size=2, lr=1e-2, max_steps=3, clip_norm=1e6)
+CONFIG = TrainConfig(epochs=1, batch_size=2, lr=1e-2, clip_norm=1.0)
+ROWS = 11  # global batches of 4, 4 and 3: the last one splits 2 + 1
 
 
 def _model() -> CTCRecogniser:
@@ -35,11 +37,11 @@ def _model() -> CTCRecogniser:
     return model
 
 
-def _rows(n: int = 12) -> list[Utterance]:
+def _rows(n: int = 12, ragged: bool = True) -> list[Utterance]:
     rng = np.random.default_rng(0)
     phones = ["h", "ə", "l", "o", "|", "w", "ɜ", "d"]
     return [
-        Utterance(f"u{i}", (rng.standard_normal(4000 + 160 * i) * 0.1).astype(np.float32), "hello word",
+        Utterance(f"u{i}", (rng.standard_normal(4000 + 160 * i * ragged) * 0.1).astype(np.float32), "hello word",
                   [phones[(i + k) % 8] for k in range(3 + i % 3) if phones[(i + k) % 8] != "|"] or ["h"],
                   "espeak", "v", "espeak")  # fmt: skip
         for i in range(n)
@@ -49,19 +51,27 @@ def _rows(n: int = 12) -> list[Utterance]:
 def _worker(rank: int, world: int, init: str, out: str) -> None:
     import torch.distributed as dist
 
-    from trustflow.tasks.fairness.distributed import synchronise_gradients
+    from trustflow.tasks.asr.distributed import sum_gradients
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    result = fit(
-        ASR_METHODS.create("plain"), _model(), _rows(), CONFIG, rank, world, lambda m: synchronise_gradients(m, world)
-    )
+    result = fit(ASR_METHODS.create("plain"), _model(), _rows(ROWS, ragged=False), CONFIG, rank, world, sum_gradients)
     torch.save(result.model.state_dict(), f"{out}-{rank}.pt")
     dist.destroy_process_group()
 
 
-def test_two_workers_with_averaged_gradients_equal_one_process_with_the_doubled_batch(tmp_path) -> None:  # noqa: ANN001
-    """Fresh interpreters (not fork: forked children died in the full suite)."""
+def test_two_workers_with_summed_gradients_equal_one_process_with_the_doubled_batch(tmp_path) -> None:  # noqa: ANN001
+    """Two gloo workers (fresh interpreters, not fork: forked children died in the full suite)
+    take the one-process steps with the doubled batch, the uneven last batch (2 + 1) and the
+    global gradient clip included: the loss is divided by the global batch size and the
+    gradients are summed. Exact up to float summation order (atol 1e-5 after three AdamW steps).
+
+    The utterances have equal lengths (ragged phone targets): with ragged lengths a batch is
+    padded to its longest utterance and the convolutions' context at an utterance's end reads
+    that padding (the STFT's reflect padding and conv zero padding at the tensor's end differ
+    from the log-mel of padded silence), so a 2-utterance slice and the 4-utterance batch differ
+    slightly for the longest utterance; the input statistics already ignore padding
+    (``features(wave, samples)``), ``test_padding_changes_only_the_edge_context`` bounds the rest."""
     init, out = f"file://{tmp_path / 'rdv'}", str(tmp_path / "w")
     code = "import sys; from trustflow.tests.unit.test_asr_pipeline import _worker; " + (
         "_worker(int(sys.argv[1]), 2, sys.argv[2], sys.argv[3])"
@@ -76,7 +86,9 @@ def test_two_workers_with_averaged_gradients_equal_one_process_with_the_doubled_
         output, _ = p.communicate(timeout=120)
         assert p.returncode == 0, output[-3000:]
     torch.set_num_threads(1)
-    single = fit(ASR_METHODS.create("plain"), _model(), _rows(), CONFIG.model_copy(update={"batch_size": 4}))
+    single = fit(
+        ASR_METHODS.create("plain"), _model(), _rows(ROWS, ragged=False), CONFIG.model_copy(update={"batch_size": 4})
+    )
     ranks = [torch.load(f"{out}-{r}.pt", weights_only=True) for r in range(2)]
     before = _model().state_dict()
     moved = 0
@@ -87,33 +99,62 @@ def test_two_workers_with_averaged_gradients_equal_one_process_with_the_doubled_
     assert moved > 5
 
 
-def test_worker_slices_cover_each_global_batch_once() -> None:
-    """With 2 workers of batch 2, every step's two slices are disjoint and together they are
-    the single process's batch of 4 (same seeded permutation)."""
-    seen: dict[int, list[list[str]]] = {0: [], 1: [], -1: []}
+def test_padding_changes_only_the_edge_context() -> None:
+    """An utterance's log-probs alone vs in a batch padded to a 2x longer one: the normalisation
+    ignores the padding, so only frames whose conv context reaches the utterance's end move."""
+    torch.manual_seed(0)
+    model = ASR_MODELS.create(TINY).eval()
+    short = (np.random.default_rng(1).standard_normal(16000) * 0.1).astype(np.float32)
+    long = np.zeros(32000, np.float32)
+    alone = model(torch.as_tensor(short)[None], torch.tensor([len(short)]))[0]
+    wave = torch.zeros(2, len(long))
+    wave[0, : len(short)] = torch.as_tensor(short)
+    batched = model(wave, torch.tensor([len(short), len(long)]))[0, : alone.shape[0]]
+    moved = ((alone - batched).abs().amax(dim=1) > 1e-4).nonzero().flatten().tolist()
+    assert moved and moved == list(range(len(alone) - len(moved), len(alone))) and len(moved) <= 4, moved
 
-    class Spy:
-        name = "spy"
 
-        def setup(self, model: object, config: TrainConfig) -> None: ...
+class _Spy:
+    """A method that records the utterances (by length: unique in ``_rows``) of every step."""
 
-        def step(self, model: object, batch: object, _who: int = 0) -> dict[str, float]:
-            return {}
+    name = "spy"
+    reduce_gradients = None
 
-    rows = _rows(10)
+    def __init__(self) -> None:
+        self.steps: list[list[int]] = []
+
+    def setup(self, model: object, config: TrainConfig, rank: int = 0) -> None: ...
+
+    def step(self, model: object, batch: Any) -> dict[str, float]:
+        self.steps.append(sorted(int(n) for n in batch.samples))
+        assert batch.total >= len(batch.targets)
+        return {"loss": 1.0}
+
+    def update(self, model: object, loss: object) -> None:
+        assert loss is None  # only fit() calls it directly: a worker with an empty slice
+        self.steps.append([])
+
+
+@pytest.mark.parametrize("n", [10, 11, 9, 1])
+def test_worker_slices_cover_each_global_batch_once(n: int) -> None:
+    """2 workers of batch 2 take the same number of steps (an empty slice still steps, so the
+    gradient all-reduce never deadlocks); per step their slices are disjoint and together are
+    the one-process batch of 4; every utterance is used once per epoch, the short last batch too."""
+    rows = _rows(n)
+    runs = {}
     for rank, world, bs in ((0, 2, 2), (1, 2, 2), (-1, 1, 4)):
-        spy = Spy()
-        ids: list[list[str]] = seen[rank]
+        spy = _Spy()
+        fit(spy, _model(), rows, TrainConfig(epochs=1, batch_size=bs), max(rank, 0), world, lambda g: None)  # type: ignore[arg-type]
+        runs[rank] = spy.steps
+    assert len(runs[0]) == len(runs[1]) == len(runs[-1]) == -(-n // 4)
+    for a, b, whole in zip(runs[0], runs[1], runs[-1], strict=True):
+        assert sorted(a + b) == whole and abs(len(a) - len(b)) <= 1
+    assert sorted(x for step in runs[-1] for x in step) == sorted(len(r.audio) for r in rows)
 
-        def step(model: object, batch: object, _ids: list[list[str]] = ids) -> dict[str, float]:
-            _ids.append([f"{len(t)}" for t in batch.targets])  # type: ignore[attr-defined]
-            return {"loss": 0.0}
 
-        spy.step = step  # type: ignore[method-assign]
-        fit(spy, _model(), rows, TrainConfig(epochs=1, batch_size=bs), max(rank, 0), world)  # type: ignore[arg-type]
-    assert len(seen[0]) == len(seen[1]) == len(seen[-1]) == 3  # 10 rows: batches of 4, 4, 2 (1 + 1)
-    for a, b, whole in zip(seen[0], seen[1], seen[-1], strict=True):
-        assert sorted(a + b) == sorted(whole)
+def test_more_than_one_worker_needs_a_gradient_reduction() -> None:
+    with pytest.raises(ValueError, match="reduce_gradients"):
+        fit(_Spy(), _model(), _rows(4), TrainConfig(epochs=1, batch_size=2), 0, 2)  # type: ignore[arg-type]
 
 
 def test_jobs_are_checked_before_anything_starts() -> None:
