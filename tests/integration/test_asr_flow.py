@@ -1,5 +1,6 @@
-"""asr_train + asr_evaluate in-process on a tiny conv-CTC and 8 espeak sentences: checkpoints on
-Ray Train, per-utterance rows, resume without duplicates, leaderboard, plot, CLI --json rerun."""
+"""asr_train + asr_evaluate in-process on a tiny conv-CTC and 6 espeak sentences (one method, one
+shift, two steps: the suite's time budget): a checkpoint on Ray Train, per-utterance rows,
+resume without duplicates (both CLI commands rerun with --json), leaderboard, plot."""
 
 from __future__ import annotations
 
@@ -26,36 +27,45 @@ def test_train_evaluate_resume(tmp_path: Path, monkeypatch, ray_cluster) -> None
     store_url = f"file://{tmp_path / 'store'}"
     monkeypatch.setenv("TRUSTFLOW_STORE_URL", store_url)
     text = tmp_path / "sentences.txt"
-    text.write_text("\n".join(make_sentences(8, 0)) + "\n")
+    text.write_text("\n".join(make_sentences(6, 0)) + "\n")
     data = str(ingest_flow(source=str(text), kind="espeak", store_url=store_url)["dataset_id"])
     options = {"model": TINY, "epochs": 1, "batch_size": 4, "max_steps": 2}
-    trained = asr_train(dataset=data, methods=["plain", "wapat"], **options)
-    runs = {r["method"]: r for r in trained["runs"]}
-    assert set(runs) == {"plain", "wapat"} and not any(r["skipped"] for r in runs.values())
-    assert all(len(r["epochs"]) == 1 and r["utterances_per_s"] > 0 and r["train_rows"] == 8 for r in runs.values())
-    again = asr_train(dataset=data, methods=["plain"], **options)
-    assert again["runs"][0]["skipped"] and again["runs"][0]["run_id"] == runs["plain"]["run_id"]
+    trained = asr_train(dataset=data, methods=["wapat"], **options)
+    (run,) = trained["runs"]
+    assert run["method"] == "wapat" and not run["skipped"] and run["train_rows"] == 6
+    assert len(run["epochs"]) == 1 and run["utterances_per_s"] > 0
 
-    models = [f"run:{runs['plain']['run_id']}", runs["wapat"]["run_id"]]
-    args = {"models": models, "datasets": [data], "shifts": ["telephone", "noise?snr_db=0"], "shard": 5}
+    from typer.testing import CliRunner
+
+    from trustflow.cli.main import app
+
+    # the CLI reruns the training (--json is one document): the job is found done, not retrained
+    out = CliRunner().invoke(app, ["asr", "train", "--dataset", data, "--methods", "wapat", "--model", TINY,
+                                   "--epochs", "1", "--batch-size", "4", "--max-steps", "2", "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    (again,) = json.loads(out.stdout)["runs"]
+    assert again["skipped"] and again["run_id"] == run["run_id"]
+
+    models = [f"run:{run['run_id']}"]
+    args = {"models": models, "datasets": [data], "shifts": ["telephone"], "shard": 4}
     result = asr_evaluate(**args)
     store = ArtifactStore(store_url, load_settings())
     ref = StageRef(names.ASR_EVALUATE, result["run_id"], names.RESULTS)
     rows = store.read_table(ref).to_pylist()
     assert store.require_manifest(ref).schema_name == ASR_RESULTS.name
-    assert result["results"]["chunks"] == 2 * 3 * 2  # models x (clean + 2 shifts) x shards of 5
-    assert len(rows) == 2 * 3 * 8 and len({r["row_key"] for r in rows}) == len(rows)
-    assert {r["domain"] for r in rows} == {"espeak", "espeak+telephone", "espeak+noise?snr_db=0"}
+    assert result["results"]["chunks"] == 2 * 2  # (clean + 1 shift) x shards of 4
+    assert len(rows) == 2 * 6 and len({r["row_key"] for r in rows}) == len(rows)
+    assert {r["domain"] for r in rows} == {"espeak", "espeak+telephone"}
     assert all(0 <= r["word_errors"] and r["words"] > 0 and r["decode_s"] > 0 for r in rows)
-    # the same shifted audio for both models: the clean rows' references line up per utterance
     board = result["leaderboard"]
     assert store.require_manifest(StageRef(names.ASR_EVALUATE, result["run_id"], names.LEADERBOARD)).schema_name == (
         ASR_LEADERBOARD.name
     )
-    assert len(board) == 2 * 4  # 3 domains + the ood mean per model
+    assert len(board) == 2 + 1  # 2 domains + the ood mean
     for b in board:
-        mine = [r for r in rows if r["model"] == b["model"] and r["domain"] == b["domain"]]
+        mine = [r for r in rows if r["domain"] == b["domain"]]
         if b["domain"] == "ood-mean":
+            assert b["wer"] == pytest.approx(next(c["wer"] for c in board if c["domain"] == "espeak+telephone"))
             continue
         assert b["wer"] == pytest.approx(sum(r["word_errors"] for r in mine) / sum(r["words"] for r in mine))
         assert b["wer_lo"] <= b["wer"] <= b["wer_hi"] and b["ood"] == (b["domain"] != "espeak")
@@ -63,12 +73,8 @@ def test_train_evaluate_resume(tmp_path: Path, monkeypatch, ray_cluster) -> None
     assert png[:4] == b"\x89PNG"
 
     # the CLI reruns the evaluation (--json is one document): every unit found done, no new rows
-    from typer.testing import CliRunner
-
-    from trustflow.cli.main import app
-
-    out = CliRunner().invoke(app, ["asr", "eval", "--model", models[0], "--model", models[1], "--dataset", data,
-                                   "--shift", "telephone", "--shift", "noise?snr_db=0", "--shard", "5", "--json"])  # fmt: skip
+    out = CliRunner().invoke(app, ["asr", "eval", "--model", models[0], "--dataset", data, "--shift", "telephone",
+                                   "--shard", "4", "--json"])  # fmt: skip
     assert out.exit_code == 0, out.output
     rerun = json.loads(out.stdout)
     assert rerun["run_id"] == result["run_id"] and rerun["results"]["chunks_skipped"] == rerun["results"]["chunks"]
