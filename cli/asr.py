@@ -25,9 +25,13 @@ def _methods(text: str) -> list[str]:
 @asr_app.command("train")
 @handle_errors
 def train_cmd(
-    dataset: str = typer.Option(..., "--dataset", help="An ingested speech dataset id (kinds espeak, pocketsphinx, …)."),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="An ingested speech dataset id (kinds espeak, pocketsphinx, …)."
+    ),
     methods: str = typer.Option(
-        "plain,wapat", "--methods", help="Comma-separated specs: plain, specaugment, wavaugment, wave-pgd, wapat?eps=0.01."
+        "plain,wapat",
+        "--methods",
+        help="Comma-separated specs: plain, specaugment, wavaugment, wave-pgd, wapat?eps=0.01.",
     ),
     model: str = typer.Option("conv-ctc?width=96&blocks=3", "--model", help="ASR_MODELS spec."),
     epochs: int = typer.Option(2, "--epochs", min=0),

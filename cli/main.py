@@ -9,10 +9,10 @@ import typer
 from rich.table import Table
 
 from trustflow.cli import detect, gate, report, robust, services, seval, store_views
+from trustflow.cli.asr import asr_app
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.device import device_app
 from trustflow.cli.events import events_app
-from trustflow.cli.asr import asr_app
 from trustflow.cli.fairness import fairness_app
 from trustflow.cli.fewshot import fewshot_app
 from trustflow.cli.fingerprint import fingerprint_app

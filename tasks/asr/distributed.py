@@ -63,7 +63,9 @@ def make_jobs(
     for method in dict.fromkeys(methods):
         ASR_METHODS.create(method)
         job = validate_options(
-            "ASR training job", ASRTrainJob, {"dataset": dataset, "method": method, **job_options, "train": train_options}
+            "ASR training job",
+            ASRTrainJob,
+            {"dataset": dataset, "method": method, **job_options, "train": train_options},
         )
         ASR_MODELS.create(job.model)
         jobs.append(job)

@@ -344,7 +344,9 @@ def leaderboard(
         cells.setdefault((r["model"], r["domain"]), []).append(r)
     board = []
     for (model, domain), rs in sorted(cells.items()):
-        w = rate_from_counts(np.array([r["word_errors"] for r in rs]), np.array([r["words"] for r in rs]), samples, seed)
+        w = rate_from_counts(
+            np.array([r["word_errors"] for r in rs]), np.array([r["words"] for r in rs]), samples, seed
+        )
         p = rate_from_counts(np.array([r["phone_errors"] for r in rs]), np.array([r["phones"] for r in rs]), 0)
         audio = sum(r["audio_s"] for r in rs)
         board.append(

@@ -56,7 +56,7 @@ def test_train_evaluate_resume(tmp_path: Path, monkeypatch, ray_cluster) -> None
     assert result["results"]["chunks"] == 2 * 2  # (clean + 1 shift) x shards of 4
     assert len(rows) == 2 * 6 and len({r["row_key"] for r in rows}) == len(rows)
     assert {r["domain"] for r in rows} == {"espeak", "espeak+telephone"}
-    assert all(0 <= r["word_errors"] and r["words"] > 0 and r["decode_s"] > 0 for r in rows)
+    assert all(r["word_errors"] >= 0 and r["words"] > 0 and r["decode_s"] > 0 for r in rows)
     board = result["leaderboard"]
     assert store.require_manifest(StageRef(names.ASR_EVALUATE, result["run_id"], names.LEADERBOARD)).schema_name == (
         ASR_LEADERBOARD.name

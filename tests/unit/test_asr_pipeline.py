@@ -41,9 +41,15 @@ def _rows(n: int = 12, ragged: bool = True) -> list[Utterance]:
     rng = np.random.default_rng(0)
     phones = ["h", "ə", "l", "o", "|", "w", "ɜ", "d"]
     return [
-        Utterance(f"u{i}", (rng.standard_normal(4000 + 160 * i * ragged) * 0.1).astype(np.float32), "hello word",
-                  [phones[(i + k) % 8] for k in range(3 + i % 3) if phones[(i + k) % 8] != "|"] or ["h"],
-                  "espeak", "v", "espeak")  # fmt: skip
+        Utterance(
+            f"u{i}",
+            (rng.standard_normal(4000 + 160 * i * ragged) * 0.1).astype(np.float32),
+            "hello word",
+            [phones[(i + k) % 8] for k in range(3 + i % 3) if phones[(i + k) % 8] != "|"] or ["h"],
+            "espeak",
+            "v",
+            "espeak",
+        )  # fmt: skip
         for i in range(n)
     ]
 
@@ -78,8 +84,13 @@ def test_two_workers_with_summed_gradients_equal_one_process_with_the_doubled_ba
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(r), init, out], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(r), init, out],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
         for r in range(2)
     ]
     for p in procs:
@@ -185,9 +196,23 @@ def test_checkpoint_round_trip_keeps_the_weights() -> None:
 
 def _result(model: str, method: str, domain: str, shift: str, errors: list[int], words: int = 4) -> list[dict]:
     return [
-        {"row_key": f"{model}|{domain}|u{i}", "model": model, "method": method, "dataset": "d", "domain": domain,
-         "shift": shift, "utt_id": f"u{i}", "reference": "a b c d", "hypothesis": "a b", "word_errors": e,
-         "words": words, "phone_errors": e, "phones": 2 * words, "audio_s": 2.0, "decode_s": 0.1}  # fmt: skip
+        {
+            "row_key": f"{model}|{domain}|u{i}",
+            "model": model,
+            "method": method,
+            "dataset": "d",
+            "domain": domain,
+            "shift": shift,
+            "utt_id": f"u{i}",
+            "reference": "a b c d",
+            "hypothesis": "a b",
+            "word_errors": e,
+            "words": words,
+            "phone_errors": e,
+            "phones": 2 * words,
+            "audio_s": 2.0,
+            "decode_s": 0.1,
+        }  # fmt: skip
         for i, e in enumerate(errors)
     ]
 
