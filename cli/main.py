@@ -60,7 +60,8 @@ def ingest(
         ...,
         "--kind",
         "-k",
-        help="Dataset kind: seval | coco | imagefolder | labels | coco-masks | maskfolder | grabcut | synthetic-objects.",
+        help="Dataset kind: seval | coco | imagefolder | labels | coco-masks | maskfolder | grabcut | synthetic-objects | "
+        "espeak | pocketsphinx | speech-folder | … (options as a spec: espeak?seed=1).",
     ),
     store_url: str | None = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
     on_invalid: OnInvalid = typer.Option(  # a Literal: a bad value fails before anything starts
@@ -73,10 +74,15 @@ def ingest(
         settings = settings.model_copy(update={"store_url": store_url})
     from trustflow.tasks.ingest import INGESTERS
 
-    if kind not in INGESTERS:
-        raise InputError(f"--kind {kind!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
-    if on_invalid != "error" and "on_invalid" not in INGESTERS.entry(kind).options.model_fields:
-        raise ConfigError(f"--on-invalid {on_invalid} applies to kinds with per-entry checks (coco), not to {kind!r}")
+    from trustflow.registry import parse_spec
+    from trustflow.tasks.ingest.stages import kind_spec
+
+    name = parse_spec(kind, "--kind").name
+    if name not in INGESTERS:
+        raise InputError(f"--kind {name!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
+    kind_spec(kind)  # the kind's options (e.g. espeak?seed=1) checked before anything starts
+    if on_invalid != "error" and "on_invalid" not in INGESTERS.entry(name).options.model_fields:
+        raise ConfigError(f"--on-invalid {on_invalid} applies to kinds with per-entry checks (coco), not to {name!r}")
     from trustflow.data.sources import precheck_source
 
     precheck_source(source)  # a typo'd path fails in a second, not after Prefect has started

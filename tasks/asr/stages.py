@@ -406,18 +406,6 @@ def score_task(spec: StoreSpec, run_id: str, results: str, seed: int = 0) -> lis
     return board
 
 
-def examples(rows: Sequence[Mapping[str, Any]], per_domain: int = 1, limit: int = 8) -> list[dict[str, Any]]:
-    """A few reference vs hypothesis pairs: the first utterance (by key) of each (model, domain)."""
-    seen: dict[tuple[str, str], int] = {}
-    out = []
-    for r in sorted(rows, key=lambda r: r["row_key"]):
-        k = (r["model"], r["domain"])
-        if seen.get(k, 0) < per_domain:
-            seen[k] = seen.get(k, 0) + 1
-            out.append({k2: r[k2] for k2 in ("method", "domain", "reference", "hypothesis", "word_errors")})
-    return out[:limit]
-
-
 def pivot(board: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """(domains in column order, one row per model {model, method, domain: WER}): in-domain
     domains first, then out-of-domain ones, ``ood-mean`` last."""
@@ -463,7 +451,6 @@ __all__ = [
     "checkpoint_path",
     "digest",
     "domain_of",
-    "examples",
     "leaderboard",
     "markdown_table",
     "pivot",

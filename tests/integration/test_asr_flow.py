@@ -72,6 +72,13 @@ def test_train_evaluate_resume(tmp_path: Path, monkeypatch, ray_cluster) -> None
     png = store.read_bytes(store.path("runs", names.ASR_EVALUATE, result["run_id"], "plots", "wer_by_domain.png"))
     assert png[:4] == b"\x89PNG"
 
+    from trustflow.tasks.report.build import build_leaderboard_report, build_run_report
+
+    page = build_run_report(store, result["run_id"])
+    assert "Example transcripts" in page and rows[0]["reference"].split()[0] in page and "wer_by_domain" in page
+    assert "Speech recognition under domain shifts" in build_leaderboard_report(store)
+    assert "Utterances/s" in build_run_report(store, run["run_id"])
+
     # the CLI reruns the evaluation (--json is one document): every unit found done, no new rows
     out = CliRunner().invoke(app, ["asr", "eval", "--model", models[0], "--dataset", data, "--shift", "telephone",
                                    "--shard", "4", "--json"])  # fmt: skip

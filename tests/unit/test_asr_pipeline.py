@@ -242,6 +242,21 @@ def test_leaderboard_is_the_corpus_wer_per_model_and_domain_with_the_ood_mean() 
     assert "| plain | m1 | 25.0 | 75.0 | 25.0 | 50.0 |" in markdown_table(board)
 
 
+def test_report_examples_are_the_same_utterances_for_every_model() -> None:
+    from trustflow.tasks.asr.report import pick_examples
+
+    rows = [
+        {**r, "utt_id": f"u{i % 3}", "model": m, "method": m}
+        for m in ("a", "b")
+        for d in ("espeak", "espeak+reverb")
+        for i, r in enumerate(_result(m, m, d, "clean", [0, 1, 2]))
+    ]
+    picked = pick_examples(rows, per_domain=2)
+    assert [(r["domain"], r["utt_id"], r["model"]) for r in picked] == [
+        (d, u, m) for d in ("espeak", "espeak+reverb") for u in ("u0", "u1") for m in ("a", "b")
+    ]
+
+
 def test_domains_and_shift_seeds_are_stable() -> None:
     from trustflow.tasks.asr.stages import domain_of, shift_seed
 
