@@ -72,9 +72,8 @@ def ingest(
     settings = bootstrap()
     if store_url:
         settings = settings.model_copy(update={"store_url": store_url})
-    from trustflow.tasks.ingest import INGESTERS
-
     from trustflow.registry import parse_spec
+    from trustflow.tasks.ingest import INGESTERS
     from trustflow.tasks.ingest.stages import kind_spec
 
     name = parse_spec(kind, "--kind").name
