@@ -1,6 +1,6 @@
 """Demo: robust speech recognition. espeak-ng command sentences and the pocketsphinx-testdata
 recordings ingested; plain vs WAPAT training of a small conv-CTC phoneme recogniser on Ray
-Train (2 short epochs); WER clean, under noise 10 dB, reverb and telephone, and on the real
+Train (8 short epochs); WER clean, under noise 10 dB, reverb and telephone, and on the real
 recordings. Not in the default set (a few minutes on 2 cores; needs ``make speech``)."""
 
 from __future__ import annotations
