@@ -490,7 +490,7 @@ MODEL_LEADERBOARD = VersionedSchema(
             pa.field("etag", pa.string(), nullable=False),  # the card version evaluated ("" when unknown)
             pa.field("model_name", pa.string(), nullable=False),
             pa.field("kind", pa.string(), nullable=False),  # llm | classifier
-            pa.field("evaluation", pa.string(), nullable=False),  # seval | robustness
+            pa.field("evaluation", pa.string(), nullable=False),  # seval | robustness | fairness | speech
             pa.field("metric", pa.string(), nullable=False),  # safety_score, asr, adaptive_asr | clean, fgsm, pgd, ...
             pa.field("value", pa.float64()),
             pa.field("run_id", pa.string(), nullable=False),  # the evaluation run holding the details

@@ -75,6 +75,18 @@ def test_train_evaluate_resume(tmp_path: Path, monkeypatch, ray_cluster) -> None
     png = store.read_bytes(store.path("runs", names.ASR_EVALUATE, result["run_id"], "plots", "wer_by_domain.png"))
     assert png[:4] == b"\x89PNG"
 
+    # continuous evaluation: a speech-recognizer model card gets asr_evaluate; the same units
+    # as above, so the card's evaluation is that run (every part found done, nothing recomputed)
+    from trustflow.flows.continuous import evaluate_model_card
+
+    card_text = f"name: ctc-a\nkind: speech-recognizer\nmodel: run:{run['run_id']}\nasr:\n  datasets: [{data}]\n"
+    card_text += "  shifts: [telephone]\n  shard: 4\n"
+    store.write_bytes_atomic(store.path("models", "ctc-a.yaml"), card_text.encode())
+    card = evaluate_model_card(key="models/ctc-a.yaml", etag="e1")
+    assert {r["run_id"] for r in card["rows"]} == {result["run_id"]}
+    assert {(r["metric"], r["value"]) for r in card["rows"]} == {(f"wer {b['domain']}", b["wer"]) for b in board}
+    assert all(r["kind"] == "speech-recognizer" and r["evaluation"] == "speech" for r in card["rows"])
+
     from trustflow.tasks.report.build import build_leaderboard_report, build_run_report
 
     page = build_run_report(store, result["run_id"])

@@ -292,3 +292,37 @@ def test_cli_bad_input_is_one_error_line(args: list[str], message: str) -> None:
     assert out.exit_code != 0
     lines = [ln for ln in out.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.output
+
+
+def test_speech_recognizer_card_names_an_asr_run_and_plain_datasets_and_shifts() -> None:
+    from trustflow.data.model_card import parse_model_card
+    from trustflow.errors import InputError
+
+    text = "name: ctc-a\nkind: speech-recognizer\nmodel: run:asr-wapat-abc\nasr:\n  datasets: [espeak-1]\n"
+    card = parse_model_card(text, "m.yaml", [])
+    assert card.asr is not None and card.asr.shifts == ["noise?snr_db=10", "reverb", "telephone"]
+    head = "name: b\nkind: speech-recognizer\n"
+    bad = {
+        head + "model: run:x\n": "needs 'asr'",
+        head + "model: run:x\nasr: {}\n": "'datasets' or 'clean_only'",
+        head + "model: ckpt:/etc/x.pt\nasr:\n  datasets: [d]\n": "run:<asr_train run id>",
+        head + "model: run:x\nasr:\n  datasets: ['../x']\n": "asr.datasets",
+        head + "model: run:x\nasr:\n  clean_only: [d]\n  shifts: ['noise?path=/etc/x']\n": "asr.shifts",
+        head + "model: run:x\nasr:\n  datasets: [d]\nrobustness: {}\n": "'asr' options only",
+        "name: b\nkind: classifier\nmodel: small_cnn\nasr:\n  datasets: [d]\n": "speech-recognizer only",
+    }
+    for text, message in bad.items():
+        with pytest.raises(InputError, match=message):
+            parse_model_card(text, "m.yaml", [])
+
+
+def test_speech_card_rows_are_the_wer_per_domain() -> None:
+    from trustflow.tasks.continuous.stages import asr_rows
+
+    board = [{"domain": "espeak", "wer": 0.2}, {"domain": "ood-mean", "wer": 0.6}]
+    rows = asr_rows({"card_key": "models/a.yaml"}, {"run_id": "r", "leaderboard": board})
+    assert [(r["evaluation"], r["metric"], r["value"]) for r in rows] == [
+        ("speech", "wer espeak", 0.2),
+        ("speech", "wer ood-mean", 0.6),
+    ]
+    assert all(r["card_key"] == "models/a.yaml" and r["run_id"] == "r" for r in rows)
