@@ -26,6 +26,8 @@ FINGERPRINT_TRACE: Final = "fingerprint_trace"
 FAIRNESS_TRAIN: Final = "fairness_train"
 FAIRNESS_EVALUATE: Final = "fairness_evaluate"
 FEWSHOT_ADAPT: Final = "fewshot_adapt"
+ASR_TRAIN: Final = "asr_train"
+ASR_EVALUATE: Final = "asr_evaluate"
 DEVICE_FIT: Final = "device_fit"
 
 FLOW_TITLES: Final[dict[str, str]] = {
@@ -44,6 +46,8 @@ FLOW_TITLES: Final[dict[str, str]] = {
     FAIRNESS_TRAIN: "Fairness fine-tuning",
     FAIRNESS_EVALUATE: "Fairness of text classifiers",
     FEWSHOT_ADAPT: "Few-shot adaptation and its robustness",
+    ASR_TRAIN: "Robust speech recognition training",
+    ASR_EVALUATE: "Speech recognition under domain shifts",
     DEVICE_FIT: "Cryogenic device-model fits",
 }
 

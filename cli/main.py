@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from trustflow.cli import detect, gate, report, robust, services, seval, store_views, view
+from trustflow.cli.asr import asr_app
 from trustflow.cli.common import bootstrap, console, err_console, flow_session, handle_errors
 from trustflow.cli.device import device_app
 from trustflow.cli.events import events_app
@@ -32,6 +33,7 @@ app.add_typer(detect.detect_app, name="detect")
 app.add_typer(events_app, name="events")
 app.add_typer(fingerprint_app, name="fingerprint")
 app.add_typer(fairness_app, name="fairness")
+app.add_typer(asr_app, name="asr")
 app.add_typer(fewshot_app, name="fewshot")
 app.add_typer(device_app, name="device")
 app.command("train")(handle_errors(robust.train_cmd))
@@ -59,7 +61,8 @@ def ingest(
         ...,
         "--kind",
         "-k",
-        help="Dataset kind: seval | coco | imagefolder | labels | coco-masks | maskfolder | grabcut | synthetic-objects.",
+        help="Dataset kind: seval | coco | imagefolder | labels | coco-masks | maskfolder | grabcut | synthetic-objects | "
+        "espeak | pocketsphinx | speech-folder | … (options as a spec: espeak?seed=1).",
     ),
     store_url: str | None = typer.Option(None, "--store", help="Override the store URL (file:// or s3://)."),
     on_invalid: OnInvalid = typer.Option(  # a Literal: a bad value fails before anything starts
@@ -70,12 +73,16 @@ def ingest(
     settings = bootstrap()
     if store_url:
         settings = settings.model_copy(update={"store_url": store_url})
+    from trustflow.registry import parse_spec
     from trustflow.tasks.ingest import INGESTERS
+    from trustflow.tasks.ingest.stages import kind_spec
 
-    if kind not in INGESTERS:
-        raise InputError(f"--kind {kind!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
-    if on_invalid != "error" and "on_invalid" not in INGESTERS.entry(kind).options.model_fields:
-        raise ConfigError(f"--on-invalid {on_invalid} applies to kinds with per-entry checks (coco), not to {kind!r}")
+    name = parse_spec(kind, "--kind").name
+    if name not in INGESTERS:
+        raise InputError(f"--kind {name!r} is not a dataset kind; use one of: {', '.join(INGESTERS.names())}")
+    kind_spec(kind)  # the kind's options (e.g. espeak?seed=1) checked before anything starts
+    if on_invalid != "error" and "on_invalid" not in INGESTERS.entry(name).options.model_fields:
+        raise ConfigError(f"--on-invalid {on_invalid} applies to kinds with per-entry checks (coco), not to {name!r}")
     from trustflow.data.sources import precheck_source
 
     precheck_source(source)  # a typo'd path fails in a second, not after Prefect has started
@@ -133,7 +140,8 @@ def demo(
     pipelines: str | None = typer.Option(
         None,
         "--pipelines",
-        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot, device "
+        help="Comma-separated demo pipelines: seval, robust-vision, detector, provenance, attributes, fairness, fewshot, "
+        "device, asr "
         "(default: seval,robust-vision,detector).",
     ),
     seval: bool = typer.Option(True, "--seval/--no-seval", help="Also run a small S-Eval evaluation."),
@@ -188,6 +196,10 @@ def demo(
             result["fewshot"]["leaderboard"],
             "Few-shot adaptation on digits (EfficientNet-Lite0): accuracy and robustness",
         )
+    if result.get("asr"):
+        from trustflow.cli.asr import print_board as print_asr
+
+        print_asr(result["asr"]["leaderboard"], "Robust speech on espeak-ng + real recordings: WER (%), plain vs WAPAT")
     if result.get("device"):
         from trustflow.cli.device import print_fits
 

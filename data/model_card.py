@@ -7,7 +7,7 @@ names the model and says how to reach it; the storage-event trigger runs
 
 ```yaml
 name: qwen-1.5b-chat            # leaderboard label (letters, digits, . _ -)
-kind: llm                       # llm | classifier
+kind: llm                       # llm | classifier | text-classifier | speech-recognizer
 model: openai:http://gpu-box:8000/v1?model=Qwen/Qwen2.5-1.5B-Instruct   # kind llm: an LLM spec
 # kind classifier: a checkpoint key relative to the store root (ckpt: or torchscript: file),
 # or any classifier spec the robustness flow accepts (run:<training run>, a registry name)
@@ -32,6 +32,13 @@ fairness:
   eec_pairs: 150
   limit: 1000                   # test texts per dataset
   bootstrap: 200
+# kind speech-recognizer (issue 19): model run:<asr_train run id>; gets asr_evaluate
+asr:
+  datasets: [espeak-…]          # ingested speech dataset ids, scored clean and under each shift
+  clean_only: []                # speech dataset ids scored as they are (real recordings)
+  shifts: ["noise?snr_db=10", reverb, telephone]
+  limit: 200                    # utterances per dataset
+  shard: 16                     # utterances per Ray task / resumable part
 ```
 Loaded with ``yaml.safe_load``; unknown fields are errors naming the card and the field.
 
@@ -50,6 +57,8 @@ anything is loaded, read or contacted:
 - ``seval.suite``: ``auto``, ``seed-suite`` or a suite/dataset id in the store (a plain name);
 - text-classifier ``model``: ``run:<fairness_train run id>``; ``fairness.datasets`` and
   ``fairness.eec``: plain names (dataset ids in the store);
+- speech-recognizer ``model``: ``run:<asr_train run id>``; ``asr.datasets`` / ``asr.clean_only``:
+  plain names; ``asr.shifts``: speech-shift specs (registry names with plain options);
 - ``robustness.dataset``: ``digits`` (every other dataset kind reads a local path);
   attacks and corruptions: plain registry names.
 """
@@ -98,23 +107,49 @@ class FairnessRequest(BaseModel):
     bootstrap: int = Field(default=200, ge=1)
 
 
+class AsrRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[str] = Field(default_factory=list)
+    clean_only: list[str] = Field(default_factory=list)
+    shifts: list[str] = Field(default_factory=lambda: ["noise?snr_db=10", "reverb", "telephone"])
+    limit: int | None = Field(default=200, ge=1)
+    shard: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _some_data(self) -> AsrRequest:
+        if not self.datasets and not self.clean_only:
+            raise ValueError("asr needs 'datasets' or 'clean_only' (ingested speech dataset ids)")
+        return self
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-    kind: Literal["llm", "classifier", "text-classifier"]
+    kind: Literal["llm", "classifier", "text-classifier", "speech-recognizer"]
     model: str | None = None
     checkpoint: str | None = None
     checkpoint_format: Literal["ckpt", "torchscript"] = "ckpt"
     seval: SevalRequest | None = None
     robustness: RobustnessRequest | None = None
     fairness: FairnessRequest | None = None
+    asr: AsrRequest | None = None
 
     @model_validator(mode="after")
     def _check_kind(self) -> ModelCard:
         if self.fairness is not None and self.kind != "text-classifier":
             raise ValueError("'fairness' applies to kind text-classifier only")
-        if self.kind == "text-classifier":
+        if self.asr is not None and self.kind != "speech-recognizer":
+            raise ValueError("'asr' applies to kind speech-recognizer only")
+        if self.kind == "speech-recognizer":
+            if not self.model or self.checkpoint:
+                raise ValueError("kind speech-recognizer needs 'model' (run:<asr_train run>) and no 'checkpoint'")
+            if self.asr is None:
+                raise ValueError("kind speech-recognizer needs 'asr' with the speech datasets to score")
+            if self.seval is not None or self.robustness is not None:
+                raise ValueError("kind speech-recognizer takes 'asr' options only")
+        elif self.kind == "text-classifier":
             if bool(self.model) == bool(self.checkpoint):
                 raise ValueError(
                     "kind text-classifier needs exactly one of 'model' (run:<fairness_train run>) or "
@@ -223,6 +258,12 @@ def check_critic_spec(field: str, spec: str, endpoints: Iterable[str]) -> None:
         check_llm_spec(field, target, endpoints)
 
 
+def _plain_spec(text: str) -> bool:
+    """``name`` or ``name?k=v&…`` with plain names and values (no paths, no targets)."""
+    name, _, query = text.partition("?")
+    return bool(_SPEC_NAME.match(name)) and all(_OPTION.match(o) for o in query.split("&") if query)
+
+
 def check_card_allowed(card: ModelCard, endpoints: Iterable[str]) -> None:
     """Raise ``CardNotAllowed`` naming the field unless everything ``card`` names is on the allow-list."""
     endpoints = list(endpoints)
@@ -234,12 +275,11 @@ def check_card_allowed(card: ModelCard, endpoints: Iterable[str]) -> None:
     if card.model is not None:
         if card.kind == "llm":
             check_llm_spec("model", card.model, endpoints)
-        elif card.kind == "text-classifier":
+        elif card.kind in ("text-classifier", "speech-recognizer"):
             run = card.model.removeprefix("run:")
+            flow = "fairness_train" if card.kind == "text-classifier" else "asr_train"
             if not card.model.startswith("run:") or not _SPEC_NAME.match(run):
-                raise CardNotAllowed(
-                    "model", f"{card.model!r}: a text-classifier card names run:<fairness_train run id>"
-                )
+                raise CardNotAllowed("model", f"{card.model!r}: a {card.kind} card names run:<{flow} run id>")
         else:
             check_classifier_spec("model", card.model)
     if card.seval is not None:
@@ -253,6 +293,14 @@ def check_card_allowed(card: ModelCard, endpoints: Iterable[str]) -> None:
         wrong = next(((f, v) for f, v in names if not _PLAIN_NAME.match(v)), None)
         if wrong is not None:
             raise CardNotAllowed(wrong[0], f"{wrong[1]!r}: name a dataset id in the store")
+    if card.asr is not None:
+        names = [("asr.datasets", d) for d in card.asr.datasets] + [("asr.clean_only", d) for d in card.asr.clean_only]
+        wrong = next(((f, v) for f, v in names if not _PLAIN_NAME.match(v)), None)
+        if wrong is not None:
+            raise CardNotAllowed(wrong[0], f"{wrong[1]!r}: name a dataset id in the store")
+        bad = next((v for v in card.asr.shifts if not _plain_spec(v)), None)
+        if bad is not None:
+            raise CardNotAllowed("asr.shifts", f"{bad!r} is not a speech-shift name with plain options")
     if card.robustness is not None:
         req = card.robustness
         if req.dataset != "digits":

@@ -490,7 +490,7 @@ MODEL_LEADERBOARD = VersionedSchema(
             pa.field("etag", pa.string(), nullable=False),  # the card version evaluated ("" when unknown)
             pa.field("model_name", pa.string(), nullable=False),
             pa.field("kind", pa.string(), nullable=False),  # llm | classifier
-            pa.field("evaluation", pa.string(), nullable=False),  # seval | robustness
+            pa.field("evaluation", pa.string(), nullable=False),  # seval | robustness | fairness | speech
             pa.field("metric", pa.string(), nullable=False),  # safety_score, asr, adaptive_asr | clean, fgsm, pgd, ...
             pa.field("value", pa.float64()),
             pa.field("run_id", pa.string(), nullable=False),  # the evaluation run holding the details
@@ -861,6 +861,75 @@ SPEECH_UTTERANCES = VersionedSchema(
         ]
     ),
 )
+
+# One row per epoch of an ASR training run (flow asr_train, stage ``epochs``); the manifest marks
+# the run done (the checkpoint is written before it).
+ASR_TRAIN_EPOCHS = VersionedSchema(
+    "asr_train_epochs",
+    1,
+    pa.schema(
+        [
+            pa.field("epoch", pa.int32(), nullable=False),  # (key)
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),  # ASR_METHODS spec as given
+            pa.field("model", pa.string(), nullable=False),  # ASR_MODELS spec
+            pa.field("dataset", pa.string(), nullable=False),  # ingested speech dataset id
+            pa.field("losses", pa.string(), nullable=False),  # JSON {loss name: epoch mean}
+            pa.field("workers", pa.int32(), nullable=False),  # Ray Train workers
+            pa.field("utterances", pa.int64(), nullable=False),  # training utterances of the run, all workers
+            pa.field("seconds", pa.float64(), nullable=False),  # rank 0's training loop time
+            pa.field("utterances_per_s", pa.float64(), nullable=False),
+        ]
+    ),
+)
+
+# asr_evaluate, one row per (model, domain, utterance): the transcripts and their edit counts.
+ASR_RESULTS = VersionedSchema(
+    "asr_results",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # model|domain|utt_id (key)
+            pa.field("model", pa.string(), nullable=False),  # asr_train run id
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("dataset", pa.string(), nullable=False),  # ingested speech dataset id
+            pa.field("domain", pa.string(), nullable=False),  # the row's domain, or dataset domain + "+" shift
+            pa.field("shift", pa.string(), nullable=False),  # SPEECH_SHIFTS spec ("clean" = none)
+            pa.field("utt_id", pa.string(), nullable=False),
+            pa.field("reference", pa.string(), nullable=False),  # normalised transcript
+            pa.field("hypothesis", pa.string(), nullable=False),  # lexicon-decoded words
+            pa.field("hyp_phones", pa.string(), nullable=False),  # greedy CTC phones, space-separated
+            pa.field("word_errors", pa.int32(), nullable=False),  # word edit distance
+            pa.field("words", pa.int32(), nullable=False),  # reference words
+            pa.field("phone_errors", pa.int32(), nullable=False),  # phone edit distance ("|" left out)
+            pa.field("phones", pa.int32(), nullable=False),  # reference phones
+            pa.field("audio_s", pa.float64(), nullable=False),  # utterance length (after the shift)
+            pa.field("decode_s", pa.float64(), nullable=False),  # its share (by length) of the part's decode time
+        ]
+    ),
+)
+
+# The ASR leaderboard: one row per (model, domain); corpus WER/PER with 95 % bootstrap interval.
+ASR_LEADERBOARD = VersionedSchema(
+    "asr_leaderboard",
+    1,
+    pa.schema(
+        [
+            pa.field("row_key", pa.string(), nullable=False),  # model|domain (key)
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("domain", pa.string(), nullable=False),
+            pa.field("ood", pa.bool_(), nullable=False),  # not the clean evaluation of a shifted dataset
+            pa.field("utterances", pa.int64(), nullable=False),
+            pa.field("wer", pa.float64()),
+            pa.field("wer_lo", pa.float64()),
+            pa.field("wer_hi", pa.float64()),
+            pa.field("per", pa.float64()),
+            pa.field("rtf", pa.float64()),  # real-time factor: decode seconds / audio seconds
+        ]
+    ),
+)
+
 
 # ---- Device measurements (issue 20) --------------------------------------------------------
 # One row per Gummel-sweep point of a lateral BJT (emitter grounded): the `gummel` dataset kind.

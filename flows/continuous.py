@@ -7,7 +7,8 @@ content fingerprint, evaluations by a digest of their parameters (re-running res
 the model leaderboard is keyed by (card, card etag, evaluation, metric). The work lives in
 ``tasks/continuous/stages.py``; these flows only compose it with the pipelines' flows.
 A text-classifier card (or a ``fairness_train`` checkpoint dropped under ``models/``) gets
-``fairness_evaluate``. A classifier card is also checked against every registered provenance fingerprint: its row
+``fairness_evaluate``; a speech-recognizer card (``run:<asr_train run>``) gets ``asr_evaluate``
+(WER per domain and the out-of-domain mean). A classifier card is also checked against every registered provenance fingerprint: its row
 ``provenance`` / ``rho vs <source>`` puts "derived from X, ρ = …" on the model leaderboard.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from prefect import flow
 
 from trustflow.tasks.continuous.stages import (
+    asr_rows,
     card_for_object,
     classifier_spec,
     fairness_model,
@@ -86,6 +88,21 @@ def evaluate_model_card(key: str, etag: str = "") -> dict[str, Any]:
             run_label=card.name,
         )
         rows = fairness_rows(base, result)
+    elif card.kind == "speech-recognizer":
+        from trustflow.flows.asr import DEFAULT_SHIFTS, asr_evaluate
+
+        req_a = card.asr
+        assert req_a is not None and card.model is not None
+        result = asr_evaluate(
+            models=[card.model],
+            datasets=list(req_a.datasets),
+            shifts=list(req_a.shifts) or list(DEFAULT_SHIFTS),
+            clean_only=list(req_a.clean_only),
+            limit=req_a.limit,
+            shard=req_a.shard,
+            run_label=card.name,
+        )
+        rows = asr_rows(base, result)
     else:
         from trustflow.flows.robust_vision import robustness_evaluate
 

@@ -15,6 +15,7 @@ from trustflow.tasks.ingest.stages import (
     dataset_id_from,
     fingerprint_task,
     ingest_tables_task,
+    kind_spec,
     lookup_dataset_task,
     resolve_source_task,
     write_summary_task,
@@ -37,13 +38,16 @@ def ingest_flow(source: str, kind: str, store_url: str | None = None, on_invalid
     if on_invalid not in ("error", "drop"):
         raise ConfigError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
     options = {"on_invalid": on_invalid} if on_invalid != "error" else {}
-    dataset_id = dataset_id_from(kind, fp + ("|drop" if options else ""))
+    name, canonical = kind_spec(kind)  # ``espeak?seed=1``: the kind's options are part of the id
+    dataset_id = dataset_id_from(
+        name, fp + ("|drop" if options else "") + ("" if canonical == name else f"|{canonical}")
+    )
     already = lookup_dataset_task(spec, dataset_id)
     if already is not None:
         _publish(already, store)
         return already
-    tables = ingest_tables_task(spec, kind, dataset_id, local_path, options)
-    info = write_summary_task(spec, dataset_id, kind, source, fp, list(tables))
+    tables = ingest_tables_task(spec, canonical, dataset_id, local_path, options)
+    info = write_summary_task(spec, dataset_id, name, source, fp, list(tables))
     _publish(info, store)
     return info
 

@@ -61,7 +61,9 @@ class LogMel(nn.Module):
         self.register_buffer("fbank", mel_filterbank(n_mels, n_fft), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wave, self.n_fft, self.hop, window=self.window, center=True, return_complex=True)
+        spec = torch.stft(
+            wave, self.n_fft, self.hop, window=self.window, center=True, pad_mode="constant", return_complex=True
+        )  # zeros past the end, as in a padded batch: an utterance's frames do not depend on its batch
         power = spec.real**2 + spec.imag**2  # (B, F, frames)
         return torch.log(power.transpose(1, 2) @ self.fbank + 1e-6)
 
@@ -88,8 +90,10 @@ class CTCRecogniser(nn.Module, ABC):
         return mel
 
     @abstractmethod
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, T) waveform -> (B, frames', D) phoneme representation."""
+    def features(self, wave: torch.Tensor, samples: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) waveform -> (B, frames', D) phoneme representation. ``samples`` (B,) are the
+        valid samples of a zero-padded batch: statistics then ignore the padding, so an
+        utterance's features do not depend on which utterances share its batch."""
 
     @abstractmethod
     def head(self, features: torch.Tensor) -> torch.Tensor:
@@ -99,8 +103,8 @@ class CTCRecogniser(nn.Module, ABC):
     def output_lengths(self, samples: torch.Tensor) -> torch.Tensor:
         """Valid output frames for waveforms of ``samples`` samples."""
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(wave))
+    def forward(self, wave: torch.Tensor, samples: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(wave, samples))
 
 
 def _build(entry: Entry[type[CTCRecogniser]], options: Any) -> CTCRecogniser:
@@ -113,26 +117,37 @@ ASR_MODELS: Registry[type[CTCRecogniser]] = Registry(
 
 
 class CTCLossConfig(Options):
-    """CTC as used in training (mean over the batch of per-utterance loss / target length)."""
+    """CTC as used in training (sum over the batch of per-utterance loss / target length, divided
+    by the batch size or by ``total``)."""
 
     zero_infinity: bool = Field(default=True)
 
 
 def ctc_loss(
-    log_probs: torch.Tensor, out_lengths: torch.Tensor, targets: Sequence[Sequence[int]], zero_infinity: bool = True
+    log_probs: torch.Tensor,
+    out_lengths: torch.Tensor,
+    targets: Sequence[Sequence[int]],
+    zero_infinity: bool = True,
+    total: int | None = None,
 ) -> torch.Tensor:
-    """CTC over (B, frames, vocab) log-probs and ragged integer targets (blank = 0)."""
+    """CTC over (B, frames, vocab) log-probs and ragged integer targets (blank = 0).
+
+    Each utterance's loss is divided by its target length (as torch's ``"mean"``), then the sum
+    is divided by ``total`` (default: B, i.e. torch's ``"mean"``). Data-parallel training passes
+    the *global* batch size, so the workers' summed gradients are exactly the one-process
+    gradient even when the last global batch splits unevenly (tasks/asr/train.py)."""
     flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
     lengths = torch.tensor([len(seq) for seq in targets], dtype=torch.long)
-    return nn.functional.ctc_loss(
+    per_utt = nn.functional.ctc_loss(
         log_probs.transpose(0, 1),
         flat,
         out_lengths.clamp(max=log_probs.shape[1]),
         lengths,
         blank=0,
-        reduction="mean",
+        reduction="none",
         zero_infinity=zero_infinity,
     )
+    return (per_utt / lengths.clamp_min(1).to(per_utt.dtype)).sum() / (total or len(targets))
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor | None = None) -> list[list[int]]:

@@ -35,21 +35,28 @@ def counts(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]]) -> tupl
     return errors, np.array([len(r) for r in refs], dtype=np.int64)
 
 
+def rate_from_counts(errors: np.ndarray, tokens: np.ndarray, samples: int = 1000, seed: int = 0) -> ErrorRate:
+    """Corpus error rate from per-utterance (edit operations, reference length), with a 95 %
+    percentile bootstrap over utterances (what the stored per-utterance rows give back)."""
+    errors, tokens = np.asarray(errors, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
+    total = int(tokens.sum())
+    rate = float(errors.sum() / total) if total else float("nan")
+    if len(errors) < 2 or samples < 1 or not total:
+        return ErrorRate(rate, rate, rate, int(errors.sum()), total, len(errors))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(errors), size=(samples, len(errors)))
+    e, t = errors[idx].sum(axis=1), tokens[idx].sum(axis=1)
+    boot = e[t > 0] / t[t > 0]
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return ErrorRate(rate, float(low), float(high), int(errors.sum()), total, len(errors))
+
+
 def error_rate(
     refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]], samples: int = 1000, seed: int = 0
 ) -> ErrorRate:
     """Corpus error rate of token sequences, with a 95% bootstrap interval."""
     errors, tokens = counts(refs, hyps)
-    total = int(tokens.sum())
-    rate = float(errors.sum() / total) if total else float("nan")
-    if len(refs) < 2 or samples < 1 or not total:
-        return ErrorRate(rate, rate, rate, int(errors.sum()), total, len(refs))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(refs), size=(samples, len(refs)))
-    e, t = errors[idx].sum(axis=1), tokens[idx].sum(axis=1)
-    boot = e[t > 0] / t[t > 0]
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return ErrorRate(rate, float(low), float(high), int(errors.sum()), total, len(refs))
+    return rate_from_counts(errors, tokens, samples, seed)
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str], samples: int = 1000, seed: int = 0) -> ErrorRate:

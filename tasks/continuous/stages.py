@@ -153,6 +153,14 @@ def fairness_rows(base: dict[str, Any], result: dict[str, Any]) -> list[dict[str
     ]
 
 
+def asr_rows(base: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The card's recogniser's WER (fraction) per domain and the out-of-domain mean, one row each."""
+    return [
+        {**base, "evaluation": "speech", "metric": f"wer {r['domain']}", "value": r["wer"], "run_id": result["run_id"]}
+        for r in result["leaderboard"]
+    ]
+
+
 def publish_not_a_card(rel: str) -> dict[str, Any]:
     create_markdown_artifact(
         key="model-card-summary",

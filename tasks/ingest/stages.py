@@ -59,6 +59,19 @@ def write_summary_task(
     return write_summary(store, dataset_id, kind, source, fp, manifests).as_dict()
 
 
+def kind_spec(kind: str) -> tuple[str, str]:
+    """(kind name, canonical spec) of a kind spec such as ``espeak?seed=1&per_sentence=2``; its
+    options are checked here (a bad one names the kind and the field before anything runs).
+    Options change what is stored, so a spec with any is part of the dataset id (the canonical
+    spec leaves defaults out: ``espeak?seed=0`` is ``espeak``)."""
+    from trustflow.registry import parse_spec
+
+    parsed = parse_spec(kind, "dataset kind")
+    INGESTERS.get(parsed.name)  # unknown kinds fail here with the list of known ones
+    _, options = INGESTERS.resolve(parsed)
+    return parsed.name, INGESTERS.spec(parsed.name, options)
+
+
 def dataset_id_from(kind: str, fp: str) -> str:
     """The dataset id for a fingerprint, plus whatever the flow appended that changes what is
     stored (``"<sha256>|drop"`` for ``on_invalid=drop``). The id keeps only 16 hex digits, so a

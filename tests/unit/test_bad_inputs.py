@@ -269,3 +269,30 @@ def test_the_drop_policy_changes_the_dataset_id() -> None:
     fp = "ab" * 32
     assert dataset_id_from("coco", fp) == f"coco-{fp[:16]}"  # ids of strict ingests are unchanged
     assert dataset_id_from("coco", fp + "|drop") != dataset_id_from("coco", fp)
+
+
+def test_kind_specs_carry_checked_options() -> None:
+    """``espeak?seed=1`` is a kind with options (as docs/pipelines/asr.md shows): the name and
+    the canonical spec come back, defaults are dropped, a bad option names the field."""
+    from trustflow.errors import ConfigError
+    from trustflow.tasks.ingest.stages import kind_spec
+
+    assert kind_spec("espeak") == ("espeak", "espeak")
+    assert kind_spec("espeak?seed=0") == ("espeak", "espeak")  # the default: the same dataset
+    assert kind_spec("espeak?per_sentence=2&seed=1") == ("espeak", "espeak?per_sentence=2&seed=1")
+    with pytest.raises(ConfigError, match="seed"):
+        kind_spec("espeak?seed=x")
+    with pytest.raises(ConfigError, match="parquet-soup"):
+        kind_spec("parquet-soup?x=1")
+
+
+def test_cli_ingest_rejects_a_bad_kind_option_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trustflow.cli.main import app
+
+    out = CliRunner().invoke(app, ["ingest", str(tmp_path), "--kind", "espeak?per_sentence=0"])
+    lines = [ln for ln in out.output.splitlines() if ln.strip()]
+    assert out.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error:") and "per_sentence" in lines[0], (
+        out.output
+    )

@@ -41,6 +41,8 @@ HEAVY |= {("fairness", "train"), ("fairness", "eval")}
 HEAVY |= {("fewshot", "run"), ("fewshot", "show")}
 # tests/integration/test_device_flow.py parses their --json stdout as one document
 HEAVY |= {("device", "fit"), ("device", "show"), ("device", "export")}
+# tests/integration/test_asr_flow.py parses their --json stdout as one document
+HEAVY |= {("asr", "train"), ("asr", "eval")}
 # needs the tiny LLM fixture; its stdout is parsed as JSON in
 # tests/unit/test_critic_quality.py::test_train_critic_multi_layer_head_records_its_labels_and_judges
 # and tests/unit/test_relabel.py::test_cli_relabel_prints_one_error_line_without_annotator,

@@ -74,3 +74,28 @@ def test_device_fit_is_triggered_by_gummel_files_landing() -> None:
     assert set(trigger["parameters"]) == set(device_fit_landed.parameters.properties) == {"key"}
     with pytest.raises(ConfigError, match="incoming/gummel/"):
         device_fit_landed.fn("incoming/seval/a.zip")
+
+
+def test_asr_deployments_have_valid_specs() -> None:
+    """Every method and shift spec in the asr-train/asr-evaluate deployments resolves (a typo
+    would fail only when the deployment runs)."""
+    from trustflow import names
+    from trustflow.tasks.asr.distributed import make_jobs
+    from trustflow.tasks.asr.shifts.base import SPEECH_SHIFTS
+
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deps = {d["name"]: d for d in doc["deployments"]}
+    flows = {}
+    for key in ("asr-train", "asr-evaluate"):
+        path, name = deps[key]["entrypoint"].split(":")
+        spec = importlib.util.spec_from_file_location(f"entry_{key}", ROOT / path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        flows[key] = getattr(module, name)
+    assert flows["asr-train"].name == names.ASR_TRAIN and flows["asr-evaluate"].name == names.ASR_EVALUATE
+    train = deps["asr-train"]["parameters"]
+    jobs = make_jobs(train["dataset"], train["methods"], {"workers": train["workers"]}, {"epochs": train["epochs"]})
+    assert len(jobs) == len(train["methods"]) and all(j.workers == 2 for j in jobs)
+    for shift in deps["asr-evaluate"]["parameters"]["shifts"]:
+        SPEECH_SHIFTS.create(shift)

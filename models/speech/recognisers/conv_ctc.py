@@ -60,9 +60,17 @@ class ConvCTC(CTCRecogniser):
         self.norm = nn.LayerNorm(o.width)
         self.out = nn.Linear(o.width, len(PHONES))
 
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
+    def features(self, wave: torch.Tensor, samples: torch.Tensor | None = None) -> torch.Tensor:
         mel = self.log_mel(wave)
-        mel = (mel - mel.mean(dim=(1, 2), keepdim=True)) / (mel.std(dim=(1, 2), keepdim=True) + 1e-5)
+        if samples is None:
+            mel = (mel - mel.mean(dim=(1, 2), keepdim=True)) / (mel.std(dim=(1, 2), keepdim=True) + 1e-5)
+        else:  # per-utterance statistics over its valid frames only; padded frames become 0
+            valid = torch.arange(mel.shape[1])[None, :] < self.frontend.frames(samples).clamp(max=mel.shape[1])[:, None]
+            mask = valid[:, :, None].to(mel.dtype)
+            count = mask.sum(dim=(1, 2), keepdim=True) * mel.shape[2]
+            mean = (mel * mask).sum(dim=(1, 2), keepdim=True) / count
+            var = (((mel - mean) * mask) ** 2).sum(dim=(1, 2), keepdim=True) / (count - 1).clamp_min(1)
+            mel = (mel - mean) / (var.sqrt() + 1e-5) * mask
         h = self.subsample(mel.unsqueeze(1))  # (B, 16, frames/4, 20)
         return self.proj(h.permute(0, 2, 1, 3).flatten(2))
 

@@ -9,6 +9,7 @@ run the same loop on its shard later (as the fairness and robustness trainers do
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -39,6 +40,7 @@ class Batch:
     wave: torch.Tensor  # (B, T) zero-padded, 16 kHz
     samples: torch.Tensor  # (B,) valid samples
     targets: list[list[int]]  # phone ids, no blanks
+    total: int | None = None  # utterances in the global batch (data-parallel); None: this batch's size
 
 
 class ASRMethod(ABC, Generic[OptionsT]):
@@ -50,29 +52,44 @@ class ASRMethod(ABC, Generic[OptionsT]):
         self.config = TrainConfig()
         self.optimizer: torch.optim.Optimizer | None = None
         self.gen = torch.Generator().manual_seed(0)
+        # data-parallel training sums every gradient over the workers here (tasks/asr/train.fit)
+        self.reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None
 
-    def setup(self, model: CTCRecogniser, config: TrainConfig) -> None:
-        """Optimizer and the method's random stream (seeded from the config)."""
+    def setup(self, model: CTCRecogniser, config: TrainConfig, rank: int = 0) -> None:
+        """Optimizer and the method's random stream (seeded from the config; each data-parallel
+        worker draws its own augmentations, rank 0 the same as one process)."""
         self.config = config
-        self.gen = torch.Generator().manual_seed(config.seed + 7)
+        self.gen = torch.Generator().manual_seed(config.seed + 7 + 1009 * rank)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     @abstractmethod
     def step(self, model: CTCRecogniser, batch: Batch) -> dict[str, float]:
         """One update on ``batch``; returns the losses to log."""
 
-    def update(self, model: CTCRecogniser, loss: torch.Tensor) -> None:
+    def update(self, model: CTCRecogniser, loss: torch.Tensor | None) -> None:
+        """Backward, sum the gradients over the workers, clip the *global* gradient, step.
+
+        ``loss=None`` is a worker with no utterances in this global batch: it contributes zero
+        gradients but still joins the reduction and applies the same step (no deadlock, no drift)."""
         assert self.optimizer is not None, "setup() first"
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.clip_norm)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if loss is not None:
+            loss.backward()
+        if self.reduce_gradients is not None:
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            self.reduce_gradients([p.grad for p in params if p.grad is not None])
+        torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
         self.optimizer.step()
 
 
 def batch_loss(
-    model: CTCRecogniser, wave: torch.Tensor, samples: torch.Tensor, targets: list[list[int]]
+    model: CTCRecogniser, wave: torch.Tensor, samples: torch.Tensor, targets: list[list[int]], total: int | None = None
 ) -> torch.Tensor:
-    return ctc_loss(model(wave), model.output_lengths(samples), targets)
+    """CTC of the batch, normalised by ``total`` utterances (the global batch; see ``ctc_loss``)."""
+    return ctc_loss(model(wave, samples), model.output_lengths(samples), targets, total=total)
 
 
 class AugmentChain:

@@ -43,8 +43,8 @@ class WavePGD(ASRMethod[WavePGDOptions]):
     def step(self, model: CTCRecogniser, batch: Batch) -> dict[str, float]:
         o = self.options
         adv = wave_pgd(model, batch, o.eps, o.alpha or 2.5 * o.eps / o.steps, o.steps, self.gen)
-        clean = batch_loss(model, batch.wave, batch.samples, batch.targets)
-        attacked = batch_loss(model, adv, batch.samples, batch.targets)
+        clean = batch_loss(model, batch.wave, batch.samples, batch.targets, batch.total)
+        attacked = batch_loss(model, adv, batch.samples, batch.targets, batch.total)
         loss = (1 - o.adv_weight) * clean + o.adv_weight * attacked
         self.update(model, loss)
         return {"ctc": clean.item(), "adv": attacked.item()}

@@ -10,6 +10,6 @@ from trustflow.tasks.asr.methods.base import ASR_METHODS, ASRMethod, Batch, batc
 @ASR_METHODS.register("plain")
 class Plain(ASRMethod[NoOptions]):
     def step(self, model: CTCRecogniser, batch: Batch) -> dict[str, float]:
-        loss = batch_loss(model, batch.wave, batch.samples, batch.targets)
+        loss = batch_loss(model, batch.wave, batch.samples, batch.targets, batch.total)
         self.update(model, loss)
         return {"ctc": loss.item()}

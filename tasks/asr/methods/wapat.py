@@ -82,16 +82,16 @@ def phoneme_adversary(
 
 @ASR_METHODS.register("wapat", options=WAPATOptions)
 class WAPAT(ASRMethod[WAPATOptions]):
-    def setup(self, model: CTCRecogniser, config: TrainConfig) -> None:
-        super().setup(model, config)
+    def setup(self, model: CTCRecogniser, config: TrainConfig, rank: int = 0) -> None:
+        super().setup(model, config, rank)
         self.chain = AugmentChain(self.options.chain, self.options.p)
 
     def step(self, model: CTCRecogniser, batch: Batch) -> dict[str, float]:
         o = self.options
         aug_wave, aug_samples = self.chain(batch.wave, batch.samples, self.gen)
-        feats = model.features(batch.wave)
+        feats = model.features(batch.wave, batch.samples)
         lengths = model.output_lengths(batch.samples)
-        feats_aug = model.features(aug_wave)
+        feats_aug = model.features(aug_wave, aug_samples)
         lp_aug = model.head(feats_aug)
         aug_lengths = model.output_lengths(aug_samples)
         aug_grad = None
@@ -102,11 +102,11 @@ class WAPAT(ASRMethod[WAPATOptions]):
         delta = phoneme_adversary(
             model, feats, lengths, batch.targets, o.eps, o.lr or o.eps, o.steps, guide, o.guidance, aug_grad
         )
-        adv = ctc_loss(model.head(feats + delta), lengths, batch.targets)
+        adv = ctc_loss(model.head(feats + delta), lengths, batch.targets, total=batch.total)
         first = (
-            ctc_loss(lp_aug, aug_lengths, batch.targets)
+            ctc_loss(lp_aug, aug_lengths, batch.targets, total=batch.total)
             if o.clean_branch == "augmented"
-            else ctc_loss(model.head(feats), lengths, batch.targets)
+            else ctc_loss(model.head(feats), lengths, batch.targets, total=batch.total)
         )
         loss = (1 - o.adv_weight) * first + o.adv_weight * adv
         self.update(model, loss)

@@ -27,12 +27,12 @@ class WavAugmentOptions(Options):
 
 @ASR_METHODS.register("wavaugment", options=WavAugmentOptions)
 class WavAugment(ASRMethod[WavAugmentOptions]):
-    def setup(self, model: CTCRecogniser, config: TrainConfig) -> None:
-        super().setup(model, config)
+    def setup(self, model: CTCRecogniser, config: TrainConfig, rank: int = 0) -> None:
+        super().setup(model, config, rank)
         self.chain = AugmentChain(self.options.chain, self.options.p)
 
     def step(self, model: CTCRecogniser, batch: Batch) -> dict[str, float]:
         wave, samples = self.chain(batch.wave, batch.samples, self.gen)
-        loss = batch_loss(model, wave, samples, batch.targets)
+        loss = batch_loss(model, wave, samples, batch.targets, batch.total)
         self.update(model, loss)
         return {"ctc": loss.item()}
