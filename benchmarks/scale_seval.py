@@ -15,7 +15,8 @@ For each size N (default 2,000 / 6,000 / 20,000 prompts; the issue's 22k → 220
    and the largest Ray worker RSS seen (sampled every 0.25 s); the store objects written.
    Risk tags (e5 embeddings of each unsafe verdict, ~0.1 CPU-s each) are off unless
    ``--risk-tags``: they are model compute that grows linearly by construction and would
-   hide the pipeline's own costs on 2 cores.
+   hide the pipeline's own costs on 2 cores. The cross-run LLM response cache is off unless
+   ``--cache`` (it writes one object per response; a scripted reply costs less than its entry).
 
 Then a log-log fit of seconds against N per stage: the exponent (goal ≤ 1.1) and the driver
 peak RSS ratio largest/smallest N (goal ≤ 1.5).
@@ -30,6 +31,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,13 +74,18 @@ class RssSampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.worker_peak = 0
+        self.driver: list[tuple[float, int]] = []  # (unix time, driver RSS bytes)
         self.stop = threading.Event()
+
+    def driver_peak_between(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.driver if start <= t <= end), default=0)
 
     def run(self) -> None:
         import psutil
 
         me = psutil.Process()
         while not self.stop.wait(0.25):
+            self.driver.append((time.time(), me.memory_info().rss))
             try:
                 for child in me.children(recursive=True):
                     try:
@@ -90,7 +97,7 @@ class RssSampler(threading.Thread):
                 continue
 
 
-def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags: bool) -> None:
+def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags: bool, cache: bool) -> None:
     """Child process: one run at size ``n``; writes its figures as JSON to ``out``."""
     tmp = Path(tempfile.mkdtemp(prefix=f"tf-scale-{n}-"))
     (tmp / "prefect").mkdir()
@@ -155,17 +162,23 @@ def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags
                 actors=actors,
                 run_id=run_id,
                 risk_tags=tags,
+                cache=cache,
                 return_state=True,
             )
             flow_s = time.perf_counter() - t0
-            stages = task_run_seconds(state.state_details.flow_run_id)
+            windows = task_run_windows(state.state_details.flow_run_id)
         sampler.stop.set()
+        stages = {name: end - start for name, (start, end) in windows.items()}
+        stage_rss = {name: sampler.driver_peak_between(start, end) / 2**20 for name, (start, end) in windows.items()}
+        last_end = max((end for _, end in windows.values()), default=0.0)
+        stage_rss["after the stages (report, artifacts)"] = sampler.driver_peak_between(last_end, time.time()) / 2**20
         objects = count_objects(store)
         result = {
             "n": n,
             "suite_write_s": suite_s,
             "flow_s": flow_s,
             "stages": stages,
+            "stage_driver_peak_mb": stage_rss,
             "commit_s": commit_s,
             "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker_peak_mb": sampler.worker_peak / 2**20,
@@ -176,19 +189,20 @@ def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags
     finally:
         if seaweed is not None:
             seaweed.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def task_run_seconds(flow_run_id: Any) -> dict[str, float]:
-    """Wall seconds of each task run of the flow run, by task run name."""
+def task_run_windows(flow_run_id: Any) -> dict[str, tuple[float, float]]:
+    """(start, end) unix times of each task run of the flow run, by task run name."""
     import asyncio
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    async def read() -> dict[str, float]:
+    async def read() -> dict[str, tuple[float, float]]:
         async with get_client() as client:
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        return {r.name: (r.end_time - r.start_time).total_seconds() for r in runs if r.start_time and r.end_time}
+        return {r.name: (r.start_time.timestamp(), r.end_time.timestamp()) for r in runs if r.start_time and r.end_time}
 
     return asyncio.run(read())
 
@@ -230,11 +244,14 @@ def main() -> int:
     ap.add_argument(
         "--risk-tags", action="store_true", help="tag unsafe verdicts (e5, ~0.1 CPU-s each: dominates on 2 cores)"
     )
+    ap.add_argument(
+        "--cache", action="store_true", help="cross-run LLM response cache on (one store object per response)"
+    )
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        one_size(args.one, args.batch_size, args.actors, args.s3, args.out, args.risk_tags)
+        one_size(args.one, args.batch_size, args.actors, args.s3, args.out, args.risk_tags, args.cache)
         return 0
 
     from rich.console import Console
@@ -252,6 +269,7 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--one", str(n), "--out", str(out), "--batch-size", str(args.batch_size)]
             cmd += ["--actors", str(args.actors)] + (["--s3"] if args.s3 else [])
             cmd += ["--risk-tags"] if args.risk_tags else []
+            cmd += ["--cache"] if args.cache else []
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True)
             result = json.loads(out.read_text())
@@ -260,7 +278,7 @@ def main() -> int:
             console.print(f"N={n}: flow {result['flow_s']:.1f} s, {result['objects']} objects")
 
     table = Table(title=f"seval_evaluate at scale: 2 scripted targets, refusal critic, batch {args.batch_size}")
-    for col in ("N", "stage", "seconds", "rows/s", "commit s"):
+    for col in ("N", "stage", "seconds", "rows/s", "commit s", "driver peak MB"):
         table.add_column(col, justify="right" if col != "stage" else "left")
     per_stage: dict[str, list[float]] = {}
     for r in results:
@@ -278,7 +296,10 @@ def main() -> int:
                 f"{n:,}", label, f"{secs:.1f}", f"{rows.get(label, n) / max(secs, 1e-9):,.0f}", f"{commit:.2f}"
             )
         per_stage.setdefault("whole flow", []).append(r["flow_s"])
-        table.add_row(f"{n:,}", "whole flow", f"{r['flow_s']:.1f}", f"{2 * n / r['flow_s']:,.0f}", "")
+        after = r["stage_driver_peak_mb"].get("after the stages (report, artifacts)", 0.0)
+        table.add_row(
+            f"{n:,}", "whole flow", f"{r['flow_s']:.1f}", f"{2 * n / r['flow_s']:,.0f}", "", f"{after:.0f} after"
+        )
     console.print(table)
 
     mem = Table(title="memory and store objects")

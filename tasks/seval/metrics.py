@@ -30,13 +30,29 @@ def _check(frame: pd.DataFrame) -> None:
 
 
 def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of 0/1 ``values`` (as percentages)."""
+    """95% percentile interval of the mean of 0/1 ``values`` (as percentages).
+
+    Resampling n 0/1 values with replacement draws each one with probability k/n, so the
+    number of ones in a resample is Binomial(n, k/n): drawing that count directly is the same
+    bootstrap distribution in O(samples) time and memory. (The (samples × n) index matrix it
+    replaces took ~1 GB per 60,000 judgements: the largest allocation of a 220k-prompt run.)
+    Values other than 0/1 are resampled in blocks of rows, memory bounded."""
+    values = np.asarray(values, dtype=float)
     n = len(values)
     if n == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(samples, n))
-    means = values[idx].mean(axis=1) * 100.0
+    ones = float(values.sum())
+    if np.all((values == 0.0) | (values == 1.0)):
+        means = rng.binomial(n, ones / n, size=samples) / n * 100.0
+    else:
+        block = max(1, 4_000_000 // n)
+        means = np.concatenate(
+            [
+                values[rng.integers(0, n, size=(min(block, samples - start), n))].mean(axis=1) * 100.0
+                for start in range(0, samples, block)
+            ]
+        )
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 
