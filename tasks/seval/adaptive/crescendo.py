@@ -1,0 +1,47 @@
+"""Crescendo: a multi-turn conversation that starts benign and escalates toward the goal.
+
+The goal is the base prompt itself: the attacker is told it, opens with a harmless question
+on its topic and moves one step closer each turn, building on the target's last answer. The
+target sees the whole conversation every turn (its earlier answers included), and the critic
+judges each new answer against the base prompt, so "broken" means the same as for every
+other attack: the answer to the risky request is unsafe. When the attacker's reply is
+unusable, a seeded four-step ladder (background → factors → specifics → the goal verbatim)
+stands in, the last step on the last round.
+"""
+
+from __future__ import annotations
+
+from trustflow.tasks.seval.adaptive import _prompts as P
+from trustflow.tasks.seval.adaptive.base import ADAPTIVE_ATTACKS, AdaptiveAttack, AdaptiveOptions, Lang, Messages, Node
+
+
+class CrescendoOptions(AdaptiveOptions):
+    pass
+
+
+@ADAPTIVE_ATTACKS.register("crescendo", options=CrescendoOptions, example="crescendo?rounds=3")
+class Crescendo(AdaptiveAttack):
+    multi_turn = True
+
+    def system_prompt(self, goal: str, lang: Lang) -> str:
+        return P.CRESCENDO_SYSTEM[lang].format(goal=goal, rounds=self.rounds)
+
+    def first_message(self, goal: str, lang: Lang) -> str:
+        return P.CRESCENDO_FIRST[lang].format(rounds=self.rounds)
+
+    def feedback_message(self, node: Node, goal: str, lang: Lang, round_no: int) -> str:
+        text = P.CRESCENDO_FEEDBACK[lang].format(
+            reply=self.clip(node.response), score=node.score, round=round_no, rounds=self.rounds
+        )
+        return text + (P.CRESCENDO_LAST[lang] if round_no == self.rounds else "")
+
+    def target_messages(self, node: Node, prompt: str) -> Messages:
+        return [*node.target_messages, {"role": "user", "content": prompt}]
+
+    def fallback_prompt(self, goal: str, lang: Lang, base_uid: str, round_no: int, branch: str, seed: int) -> str:
+        ladder = P.CRESCENDO_LADDER[lang]
+        if round_no >= self.rounds:
+            step = len(ladder) - 1
+        else:  # spread the first three steps over the rounds before the last
+            step = min(len(ladder) - 2, (round_no - 1) * (len(ladder) - 1) // max(1, self.rounds - 1))
+        return ladder[step].format(goal=goal)
