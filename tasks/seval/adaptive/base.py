@@ -102,16 +102,32 @@ def parse_attacker_reply(raw: str, key: str = "prompt") -> str | None:
     return text or None
 
 
-def bigrams(text: str) -> set[str]:
-    """Character bigrams of the letters/ideographs of ``text`` (lower-cased): works for zh and en alike."""
-    chars = "".join(ch.lower() for ch in text if ch.isalnum())
-    return {chars[i : i + 2] for i in range(len(chars) - 1)}
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_STOP = frozenset(
+    "the and for with that this what how who why when where which are was were you your can could would should "
+    "about into from does have has will there their them then than tell give make please".split()
+)
+
+
+def topic_terms(text: str) -> set[str]:
+    """Content terms of ``text`` for the on-topic test, bilingual: each Latin word of ≥ 3 letters
+    (stop words out) cut to its first 4 letters (a crude stem: lock/locks/locksmith agree), and
+    each bigram of consecutive CJK ideographs (Chinese has no spaces to split on)."""
+    terms = set()
+    for word in _WORD.findall(text.lower()):
+        if _CJK.search(word):
+            ideographs = "".join(ch for ch in word if _CJK.match(ch))
+            terms.update(ideographs[i : i + 2] for i in range(len(ideographs) - 1))
+        elif len(word) >= 3 and word not in _STOP:
+            terms.add(word[:4])
+    return terms
 
 
 def goal_overlap(prompt: str, goal: str) -> float:
-    """Share of the goal's character bigrams that the prompt contains (1.0 for the goal itself)."""
-    want = bigrams(goal)
-    return len(want & bigrams(prompt)) / len(want) if want else 1.0
+    """Share of the goal's content terms that the prompt contains (1.0 for the goal itself)."""
+    want = topic_terms(goal)
+    return len(want & topic_terms(prompt)) / len(want) if want else 1.0
 
 
 class AdaptiveAttack:

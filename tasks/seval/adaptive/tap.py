@@ -3,8 +3,8 @@
 Each round (tree depth) every live node asks the attacker for ``branching`` rewrites, each
 with a different seeded strategy hint (so greedy decoding still gives distinct children).
 Phase-one pruning drops off-topic children before the target is asked: a child whose prompt
-keeps less than ``min_overlap`` of the goal's character bigrams (a cheap, deterministic,
-bilingual stand-in for TAP's evaluator-LLM on-topic question; 0 turns it off). The target
+keeps less than ``min_overlap`` of the goal's content terms (``base.topic_terms``: Latin
+word stems, CJK bigrams; a cheap, deterministic, bilingual stand-in for TAP's evaluator-LLM on-topic question; 0 turns it off). The target
 answers the rest, the critic scores them, and phase-two pruning keeps the ``width`` best by
 score (ties by branch id). The loop stops at the first unsafe answer in the tree.
 """
@@ -24,7 +24,7 @@ class TapOptions(AdaptiveOptions):
     rounds: int = Field(default=4, ge=1, le=20, description="tree depth")
     branching: int = Field(default=3, ge=1, le=8, description="children per live node and round")
     width: int = Field(default=4, ge=1, le=32, description="live nodes kept after each round")
-    min_overlap: float = Field(default=0.1, ge=0.0, le=1.0, description="off-topic below this goal-bigram share")
+    min_overlap: float = Field(default=0.1, ge=0.0, le=1.0, description="off-topic below this share of the goal's terms")
 
 
 @ADAPTIVE_ATTACKS.register("tap", options=TapOptions, example="tap?rounds=2&branching=2&width=2")
