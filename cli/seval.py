@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -184,15 +184,23 @@ def adaptive_cmd(
         "--attacks",
         help="Comma-separated adaptive attack specs: pair | tap[?branching=3&width=4] | crescendo (options with ?k=v).",
     ),
-    rounds: int | None = typer.Option(None, "--rounds", min=1, max=50, help="Rounds per attack (TAP: depth); default: each attack's own."),
+    rounds: int | None = typer.Option(
+        None, "--rounds", min=1, max=50, help="Rounds per attack (TAP: depth); default: each attack's own."
+    ),
     attacker: str = typer.Option(
         "pkg:qwen2.5-1.5b", "--attacker", help="Model spec of the attacker (tester) LLM, e.g. pkg:qwen2.5-1.5b."
     ),
-    targets: str | None = typer.Option(None, "--targets", help="Comma-separated target specs (default: every model of the run)."),
+    targets: str | None = typer.Option(
+        None, "--targets", help="Comma-separated target specs (default: every model of the run)."
+    ),
     critic: str | None = typer.Option(None, "--critic", help="Critic spec (default: the run's own critic)."),
-    langs: str | None = typer.Option(None, "--langs", help="Languages of the base prompts attacked: zh,en (default: all)."),
+    langs: str | None = typer.Option(
+        None, "--langs", help="Languages of the base prompts attacked: zh,en (default: all)."
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Base prompts attacked per language (default: all)."),
-    max_tokens: int = typer.Option(96, "--max-tokens", min=1, help="Target reply length (the run's own by default: 96)."),
+    max_tokens: int = typer.Option(
+        96, "--max-tokens", min=1, help="Target reply length (the run's own by default: 96)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seeds the attacker's choices and the prompt sample."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Go through the store's LLM response cache."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (one JSON document)."),
@@ -239,7 +247,10 @@ def adaptive_cmd(
 
     summary = adaptive_summary(ArtifactStore(settings.effective_store_url, settings), run_id)
     if as_json:
-        emit_json({**{k: result[k] for k in ("run_id", "critic", "loops")}, **summary, "leaderboard": result["leaderboard"]}, default=str)
+        emit_json(
+            {**{k: result[k] for k in ("run_id", "critic", "loops")}, **summary, "leaderboard": result["leaderboard"]},
+            default=str,
+        )
         return
     console.print(f"run {run_id}: adaptive attacks judged by {result['critic']}")
     table = Table(title="Adaptive attacks: ASR by round (cumulative %), rounds to break")
@@ -254,7 +265,7 @@ def adaptive_cmd(
     print_seval_leaderboard(result["leaderboard"])
 
 
-def adaptive_summary(store: ArtifactStore, run_id: str) -> dict[str, object]:
+def adaptive_summary(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     """ASR by round and rounds to break per (model, attack), from the run's metric stages."""
     from trustflow.data.store import StageRef
 
@@ -269,13 +280,13 @@ def adaptive_summary(store: ArtifactStore, run_id: str) -> dict[str, object]:
         for r in store.read_table(StageRef(flow, run_id, names.METRICS)).to_pylist()
         if r["metric"] == "rounds_to_break"
     }
-    rows: dict[tuple[str, str], dict[str, object]] = {}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in by_round:
         entry = rows.setdefault(
             (r["model"], r["attack"]),
             {"model": r["model"], "attack": r["attack"], "conversations": r["n"], "asr_by_round": {}},
         )
-        entry["asr_by_round"][r["round"]] = r["value"]  # type: ignore[index]
+        entry["asr_by_round"][r["round"]] = r["value"]
     for key, entry in rows.items():
         found = breaks.get(key)
         entry["rounds_to_break"] = found["value"] if found else None

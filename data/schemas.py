@@ -334,7 +334,9 @@ SEVAL_ADAPTIVE_TURNS = VersionedSchema(
             pa.field("risk_score", pa.float32()),  # critic; null when not judged
             pa.field("unsafe", pa.bool_()),
             pa.field("judge_error", pa.string()),
-            pa.field("status", pa.string(), nullable=False),  # broken | continue | pruned_off_topic | pruned_score | error | exhausted
+            pa.field(
+                "status", pa.string(), nullable=False
+            ),  # broken | continue | pruned_off_topic | pruned_score | error | exhausted
         ]
     ),
 )

@@ -148,7 +148,9 @@ def adaptive_metric_rows(turns: pd.DataFrame, critic_id: str) -> pa.Table:
 
 def turns_frame(turns: pa.Table, critic_id: str, models: Sequence[str] | None = None) -> pd.DataFrame:
     """The adaptive turns of one critic (and these models) as the frame tasks/seval/metrics.py reads."""
-    frame = turns.select(["model", "attack", "base_uid", "base_id", "lang", "dimension", "round", "unsafe", "critic_id"])
+    frame = turns.select(
+        ["model", "attack", "base_uid", "base_id", "lang", "dimension", "round", "unsafe", "critic_id"]
+    )
     out = frame.to_pandas()
     out = out[out["critic_id"] == critic_id]
     return out[out["model"].isin(list(models))] if models is not None else out

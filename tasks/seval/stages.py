@@ -290,5 +290,16 @@ def adaptive_task(
     from trustflow.tasks.seval.adaptive.stage import run_adaptive
 
     return run_adaptive(
-        spec.open(), run_id, model_spec, attack_spec, attacker, critic_spec, langs, limit, max_tokens, seed, group_size, cache
+        spec.open(),
+        run_id,
+        model_spec,
+        attack_spec,
+        attacker,
+        critic_spec,
+        langs,
+        limit,
+        max_tokens,
+        seed,
+        group_size,
+        cache,
     )

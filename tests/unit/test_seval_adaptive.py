@@ -87,7 +87,9 @@ class ScoreCritic(Critic):
         out = []
         for it in items:
             score = float(re.search(r"score=([0-9.]+)", it.response).group(1))  # type: ignore[union-attr]
-            out.append(Judgement(risk_score=score, unsafe=score >= 0.5, critic_id=self.critic_id, critic_prompt_hash="h"))
+            out.append(
+                Judgement(risk_score=score, unsafe=score >= 0.5, critic_id=self.critic_id, critic_prompt_hash="h")
+            )
         return out
 
 
@@ -96,16 +98,29 @@ def _bases(langs: tuple[str, ...] = ("en",), n: int = 1) -> list[dict[str, Any]]
     for lang in langs:
         for i in range(n):
             goal = GOAL_ZH if lang == "zh" else GOAL_EN
-            out.append({"prompt_uid": f"{lang}-{i}", "base_id": f"b{i}", "lang": lang, "dimension": "crimes", "prompt": goal})
+            out.append(
+                {"prompt_uid": f"{lang}-{i}", "base_id": f"b{i}", "lang": lang, "dimension": "crimes", "prompt": goal}
+            )
     return out
 
 
 def _ctx(attack: str, target: ChatBackend, attacker: ChatBackend | None = None) -> LoopContext:
     params = GenParams(max_tokens=32, seed=0)
-    return LoopContext(get_adaptive(attack), target, attacker or Attacker(), ScoreCritic(), "test:target", params, "cfg", "test:attacker")
+    return LoopContext(
+        get_adaptive(attack),
+        target,
+        attacker or Attacker(),
+        ScoreCritic(),
+        "test:target",
+        params,
+        "cfg",
+        "test:attacker",
+    )
 
 
-def _run(tmp_path: Path, ctx: LoopContext, bases: list[dict[str, Any]], **kw: Any) -> tuple[ArtifactStore, StageRef, pa.Table]:
+def _run(
+    tmp_path: Path, ctx: LoopContext, bases: list[dict[str, Any]], **kw: Any
+) -> tuple[ArtifactStore, StageRef, pa.Table]:
     store = ArtifactStore(f"file://{tmp_path / 'store'}")
     ref = StageRef("seval_evaluate", "seval-test", "adaptive_turns")
     run_loop(store, ref, bases, ctx, **kw)
@@ -152,7 +167,11 @@ def test_crescendo_target_sees_the_whole_history_every_turn(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_rounds_to_break_equals_k_for_each_attack(tmp_path: Path, k: int) -> None:
-    for attack, mode in (("pair?rounds=4", "marker"), ("crescendo?rounds=4", "turns"), ("tap?rounds=4&branching=2&width=1", "marker")):
+    for attack, mode in (
+        ("pair?rounds=4", "marker"),
+        ("crescendo?rounds=4", "turns"),
+        ("tap?rounds=4&branching=2&width=1", "marker"),
+    ):
         _, _, turns = _run(tmp_path / f"{attack[:4]}{k}", _ctx(attack, Target(k, mode)), _bases(("en", "zh")))
         frame = _frame(turns)
         assert m.rounds_to_break(frame)["value"].tolist() == [float(k)], attack
@@ -193,7 +212,9 @@ def test_resume_after_a_kill_mid_loop_writes_no_row_twice(tmp_path: Path) -> Non
     keys = {(r["loop_id"], r["base_uid"], r["round"], r["branch"]) for r in turns.to_pylist()}
     assert turns.num_rows == len(keys) == 16
     # identical to an uninterrupted run
-    _, _, fresh = _run(tmp_path / "fresh", _ctx("crescendo?rounds=5", Target(k=4, mode="turns")), _bases(("en", "zh"), n=2))
+    _, _, fresh = _run(
+        tmp_path / "fresh", _ctx("crescendo?rounds=5", Target(k=4, mode="turns")), _bases(("en", "zh"), n=2)
+    )
     cols = ["turn_id", "messages", "response", "status", "attacker_messages"]
     assert sorted(tuple(r.values()) for r in turns.select(cols).to_pylist()) == sorted(
         tuple(r.values()) for r in fresh.select(cols).to_pylist()
@@ -231,7 +252,9 @@ def test_an_unusable_attacker_reply_falls_back_to_a_seeded_template(tmp_path: Pa
     rows = turns.to_pylist()
     assert all(r["attacker_fallback"] for r in rows)
     assert all(r["goal"] in r["attack_prompt"] or r["attack_prompt"] for r in rows)
-    _, _, again = _run(tmp_path / "again", _ctx("pair?rounds=2", Target(k=99), Attacker(empty=True)), _bases(("en", "zh")))
+    _, _, again = _run(
+        tmp_path / "again", _ctx("pair?rounds=2", Target(k=99), Attacker(empty=True)), _bases(("en", "zh"))
+    )
     assert sorted(turns["attack_prompt"].to_pylist()) == sorted(again["attack_prompt"].to_pylist())  # seeded
     cres = get_adaptive("crescendo?rounds=3")
     assert cres.fallback_prompt(GOAL_EN, "en", "u", 3, "0", 0).endswith(GOAL_EN)  # the last step asks the goal
@@ -242,7 +265,9 @@ def test_attacker_prompts_are_in_the_base_prompts_language(tmp_path: Path) -> No
     attacker = Attacker()
     _run(tmp_path, _ctx("pair?rounds=2", Target(k=99), attacker), _bases(("zh", "en")))
     systems = {r.messages[0].content for r in attacker.requests}
-    assert any("红队" in s and GOAL_ZH in s for s in systems) and any("red-teaming" in s and GOAL_EN in s for s in systems)
+    assert any("红队" in s and GOAL_ZH in s for s in systems) and any(
+        "red-teaming" in s and GOAL_EN in s for s in systems
+    )
     assert all(r.temperature == 0.0 for r in attacker.requests)  # greedy by default
 
 

@@ -82,7 +82,9 @@ def rng_for(*parts: object) -> random.Random:
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
-_LABEL = re.compile(r"^\s*(?:prompt|new prompt|提示词?|新提示词?|问题|下一条消息|next message)\s*[:：]\s*", re.IGNORECASE)
+_LABEL = re.compile(
+    r"^\s*(?:prompt|new prompt|提示词?|新提示词?|问题|下一条消息|next message)\s*[:：]\s*", re.IGNORECASE
+)
 
 
 def parse_attacker_reply(raw: str, key: str = "prompt") -> str | None:
@@ -105,8 +107,46 @@ def parse_attacker_reply(raw: str, key: str = "prompt") -> str | None:
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _STOP = frozenset(
-    "the and for with that this what how who why when where which are was were you your can could would should "
-    "about into from does have has will there their them then than tell give make please".split()
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "that",
+        "this",
+        "what",
+        "how",
+        "who",
+        "why",
+        "when",
+        "where",
+        "which",
+        "are",
+        "was",
+        "were",
+        "you",
+        "your",
+        "can",
+        "could",
+        "would",
+        "should",
+        "about",
+        "into",
+        "from",
+        "does",
+        "have",
+        "has",
+        "will",
+        "there",
+        "their",
+        "them",
+        "then",
+        "than",
+        "tell",
+        "give",
+        "make",
+        "please",
+    ]
 )
 
 
@@ -114,7 +154,7 @@ def topic_terms(text: str) -> set[str]:
     """Content terms of ``text`` for the on-topic test, bilingual: each Latin word of ≥ 3 letters
     (stop words out) cut to its first 4 letters (a crude stem: lock/locks/locksmith agree), and
     each bigram of consecutive CJK ideographs (Chinese has no spaces to split on)."""
-    terms = set()
+    terms: set[str] = set()
     for word in _WORD.findall(text.lower()):
         if _CJK.search(word):
             ideographs = "".join(ch for ch in word if _CJK.match(ch))

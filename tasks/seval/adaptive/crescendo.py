@@ -40,8 +40,6 @@ class Crescendo(AdaptiveAttack):
 
     def fallback_prompt(self, goal: str, lang: Lang, base_uid: str, round_no: int, branch: str, seed: int) -> str:
         ladder = P.CRESCENDO_LADDER[lang]
-        if round_no >= self.rounds:
-            step = len(ladder) - 1
-        else:  # spread the first three steps over the rounds before the last
-            step = min(len(ladder) - 2, (round_no - 1) * (len(ladder) - 1) // max(1, self.rounds - 1))
-        return ladder[step].format(goal=goal)
+        last = len(ladder) - 1  # the goal itself, on the last round; the other steps spread before it
+        spread = min(last - 1, (round_no - 1) * last // max(1, self.rounds - 1))
+        return ladder[last if round_no >= self.rounds else spread].format(goal=goal)

@@ -19,6 +19,7 @@ a round redone after a kill does not pay twice either.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -139,8 +140,10 @@ def read_loop_rows(store: ArtifactStore, writer: StageWriter, loop: str) -> list
     for info in writer.part_files():
         if not info.base_name.startswith(prefix):
             continue
-        table = store.io(
-            f"read of {info.base_name}", lambda p=info.path: pq.read_table(p, filesystem=store.fs), stage=writer.ref
+        table: pa.Table = store.io(
+            f"read of {info.base_name}",
+            functools.partial(pq.read_table, info.path, filesystem=store.fs),
+            stage=writer.ref,
         )
         tables.append(table.filter(pc.equal(table["loop_id"], loop)))
     return pa.concat_tables(tables).to_pylist() if tables else []
@@ -197,9 +200,7 @@ def run_round(ctx: LoopContext, convs: list[Conversation], round_no: int) -> lis
         )
         if on_topic:
             asks.append(i)
-    answers = ctx.target.generate(
-        [ChatRequest.of(rows[i]["_messages"], **ctx.gen_params.model_dump()) for i in asks]
-    )
+    answers = ctx.target.generate([ChatRequest.of(rows[i]["_messages"], **ctx.gen_params.model_dump()) for i in asks])
     judged: list[int] = []
     for i, ans in zip(asks, answers, strict=True):
         rows[i].update(
@@ -243,7 +244,10 @@ def run_round(ctx: LoopContext, convs: list[Conversation], round_no: int) -> lis
                 row["status"] = "continue"
                 node = Node(
                     branch=row["branch"],
-                    attacker_messages=[*json.loads(row["attacker_messages"]), {"role": "assistant", "content": row["attacker_raw"]}],
+                    attacker_messages=[
+                        *json.loads(row["attacker_messages"]),
+                        {"role": "assistant", "content": row["attacker_raw"]},
+                    ],
                     target_messages=[*row["_messages"], {"role": "assistant", "content": row["response"] or ""}],
                     response=row["response"] or "",
                     score=float(row.get("risk_score") or 0.0),

@@ -28,7 +28,9 @@ def adaptive_plan(store: ArtifactStore, run_id: str, targets: list[str] | None, 
     judged = store.manifest(StageRef(FLOW, run_id, names.JUDGEMENTS))
     if judged is None:
         raise ConfigError(f"run {run_id!r} has no judgements stage: run `trustflow seval run` first")
-    models = sorted(set(store.read_table(StageRef(FLOW, run_id, names.JUDGEMENTS), columns=["model"])["model"].to_pylist()))
+    models = sorted(
+        set(store.read_table(StageRef(FLOW, run_id, names.JUDGEMENTS), columns=["model"])["model"].to_pylist())
+    )
     chosen = targets or models
     for t in chosen:
         parse_spec(t)
@@ -41,7 +43,9 @@ def adaptive_plan(store: ArtifactStore, run_id: str, targets: list[str] | None, 
     return {"models": models, "targets": chosen, "critic": critic_spec, "critic_id": made.critic_id}
 
 
-def base_prompts(store: ArtifactStore, run_id: str, langs: list[str] | None, limit: int | None, seed: int) -> list[dict[str, Any]]:
+def base_prompts(
+    store: ArtifactStore, run_id: str, langs: list[str] | None, limit: int | None, seed: int
+) -> list[dict[str, Any]]:
     """The run's base-risk prompts (``limit`` per language, a seeded hash order), as dicts."""
     suite = store.read_table(StageRef(FLOW, run_id, names.SUITE))
     suite = suite.filter(pc.equal(suite["set"], "base_risk")).select(BASE_COLUMNS)

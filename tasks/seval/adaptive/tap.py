@@ -24,7 +24,9 @@ class TapOptions(AdaptiveOptions):
     rounds: int = Field(default=4, ge=1, le=20, description="tree depth")
     branching: int = Field(default=3, ge=1, le=8, description="children per live node and round")
     width: int = Field(default=4, ge=1, le=32, description="live nodes kept after each round")
-    min_overlap: float = Field(default=0.1, ge=0.0, le=1.0, description="off-topic below this share of the goal's terms")
+    min_overlap: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="off-topic below this share of the goal's terms"
+    )
 
 
 @ADAPTIVE_ATTACKS.register("tap", options=TapOptions, example="tap?rounds=2&branching=2&width=2")
