@@ -4,8 +4,9 @@ process, against a scripted target that breaks at a known round of a conversatio
 The target is ``scripted:…?comply_after=3``: it refuses while a conversation has fewer than 3
 user turns, then complies; the critic is the refusal detector. So Crescendo (multi-turn, the
 target sees the whole history) breaks every conversation at round 3 exactly, and PAIR
-(single-turn prompts) never does. The attacker is a scripted model too (its replies are used
-as prompts as they are), so the test runs in seconds.
+(single-turn prompts) never does. The attacker is the session's tiny random transformers
+model: its replies are noise, so the loop must cope (a reply is used as the prompt, an
+empty one falls back to a seeded template) while the attacker's own history grows.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ TARGET = "scripted:breaks3?comply_after=3&tokens=8"
 
 
 def test_cli_adaptive_breaks_at_the_known_round_and_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_cluster
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_llm: str, ray_cluster
 ) -> None:  # noqa: ANN001
     from trustflow.settings import load_settings
 
@@ -39,34 +40,39 @@ def test_cli_adaptive_breaks_at_the_known_round_and_resumes(
             targets=[TARGET], critic="refusal", suite="seed-suite", langs=["zh", "en"], attacks_per_base=1, max_tokens=8
         )
     run = first["run_id"]
-    args = ["seval", "adaptive", run, "--attacks", "crescendo,pair", "--rounds", "4"]
-    args += ["--attacker", "scripted:attacker?tokens=12", "--limit", "2", "--json"]
+    short = "attacker_max_tokens=16"  # the tiny attacker writes 16 tokens a round: seconds, not minutes
+    args = ["seval", "adaptive", run, "--attacks", f"crescendo?{short},pair?{short}", "--rounds", "4"]
+    args += ["--attacker", tiny_llm, "--limit", "1", "--json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     by_attack = {a["attack"]: a for a in doc["attacks"]}
     cres, pair = by_attack["crescendo"], by_attack["pair"]
-    assert cres["conversations"] == 4 and cres["rounds_to_break"] == 3.0 and cres["broken"] == 4
+    assert cres["conversations"] == 2 and cres["rounds_to_break"] == 3.0 and cres["broken"] == 2
     assert cres["asr_by_round"] == {"1": 0.0, "2": 0.0, "3": 100.0, "4": 100.0}
     assert pair["rounds_to_break"] is None and pair["asr_by_round"]["4"] == 0.0
     (board,) = doc["leaderboard"]
     # single-turn static variants never break this target; of the 16 base prompts with attacks,
-    # the 4 attacked adaptively all broke (Crescendo): the adaptive ASR now counts them
-    assert board["asr"] == 0.0 and board["adaptive_asr"] == 25.0
+    # the 2 attacked adaptively (one per language) both broke (Crescendo): the adaptive ASR counts them
+    assert board["asr"] == 0.0 and board["adaptive_asr"] == 12.5
 
     store = ArtifactStore(settings=settings)
     ref = StageRef(names.SEVAL_EVALUATE, run, names.ADAPTIVE_TURNS)
     turns = store.read_table(ref).to_pylist()
-    assert len(turns) == 4 * 3 + 4 * 4  # Crescendo stops at round 3, PAIR runs all 4
+    assert len(turns) == 2 * 3 + 2 * 4  # Crescendo stops at round 3, PAIR runs all 4
     cres_rows = [t for t in turns if t["attack"] == "crescendo"]
     assert sorted({len(json.loads(t["messages"])) for t in cres_rows}) == [1, 3, 5]  # the whole history
     assert {t["lang"] for t in turns} == {"zh", "en"}
+    assert all(t["attack_prompt"] and t["attacker_model"] == tiny_llm for t in turns)
+    # the attacker saw its whole exchange: round r sends it 2 + 2 (r - 1) messages
+    assert {(t["round"], len(json.loads(t["attacker_messages"]))) for t in cres_rows} == {(1, 2), (2, 4), (3, 6)}
 
     # a rerun resumes: nothing is asked again, no row is written twice
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     loops = json.loads(again.stdout)["loops"]
     assert all(loop["rows_written"] == 0 for loop in loops)
+    assert all(loop.get("attacker_cache_lookups", 0) == 0 for loop in loops)  # nothing asked again
     assert len(store.read_table(ref)) == len(turns)
     # bad input: one error line naming the option
     bad = CliRunner().invoke(app, ["seval", "adaptive", run, "--attacks", "pair,nope"])
