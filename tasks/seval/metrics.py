@@ -24,6 +24,8 @@ over: responses, or base prompts for adaptive ASR), seeded so reports are reprod
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -172,11 +174,21 @@ def asr_by_round(turns: pd.DataFrame, by: tuple[str, ...] = ("model", "attack"),
     keys = [*by, "round"]
     if out.empty:
         return pd.DataFrame(columns=[*keys, "n", "value", "ci_low", "ci_high"])
-    last = int(turns["round"].max())
-    expanded = pd.concat(
-        [out.assign(round=r, success=out["broken_round"].le(r)) for r in range(1, last + 1)], ignore_index=True
-    )
+    expanded = _per_round(out, turns, by, lambda broken, r: broken.le(r))
     return _rate_table(expanded, keys, "success", seed)
+
+
+def _per_round(out: pd.DataFrame, turns: pd.DataFrame, by: tuple[str, ...], hit: Any) -> pd.DataFrame:
+    """Each conversation once per round 1..R of its group, ``success = hit(broken_round, r)``;
+    R = the group's round budget (column ``budget``, the attack's ``rounds``) when the turns
+    carry it, else the last round the group ran."""
+    column = "budget" if "budget" in turns.columns else "round"
+    last = turns.groupby(list(by), sort=True)[column].max()
+    frames = []
+    for group, part in out.groupby(list(by), sort=True):
+        rounds = int(last.loc[group])
+        frames += [part.assign(round=r, success=hit(part["broken_round"], r)) for r in range(1, rounds + 1)]
+    return pd.concat(frames, ignore_index=True)
 
 
 def break_round_shares(turns: pd.DataFrame, by: tuple[str, ...] = ("model", "attack"), seed: int = 0) -> pd.DataFrame:
@@ -185,10 +197,7 @@ def break_round_shares(turns: pd.DataFrame, by: tuple[str, ...] = ("model", "att
     keys = [*by, "round"]
     if out.empty:
         return pd.DataFrame(columns=[*keys, "n", "value", "ci_low", "ci_high"])
-    last = int(turns["round"].max())
-    expanded = pd.concat(
-        [out.assign(round=r, success=out["broken_round"].eq(r)) for r in range(1, last + 1)], ignore_index=True
-    )
+    expanded = _per_round(out, turns, by, lambda broken, r: broken.eq(r))
     return _rate_table(expanded, keys, "success", seed)
 
 

@@ -148,11 +148,13 @@ def adaptive_metric_rows(turns: pd.DataFrame, critic_id: str) -> pa.Table:
 
 def turns_frame(turns: pa.Table, critic_id: str, models: Sequence[str] | None = None) -> pd.DataFrame:
     """The adaptive turns of one critic (and these models) as the frame tasks/seval/metrics.py reads."""
-    frame = turns.select(
-        ["model", "attack", "base_uid", "base_id", "lang", "dimension", "round", "unsafe", "critic_id"]
-    )
-    out = frame.to_pandas()
+    from trustflow.tasks.seval.adaptive import get_adaptive
+
+    columns = ["model", "attack", "attack_spec", "base_uid", "base_id", "lang", "dimension", "round", "unsafe"]
+    out = turns.select([*columns, "critic_id"]).to_pandas()
     out = out[out["critic_id"] == critic_id]
+    budgets = {spec: get_adaptive(spec).rounds for spec in set(out["attack_spec"])}  # each attack's round budget
+    out = out.assign(budget=out["attack_spec"].map(budgets).astype("int64"))
     return out[out["model"].isin(list(models))] if models is not None else out
 
 

@@ -316,3 +316,45 @@ def test_adaptive_conversations_count_in_asr_and_adaptive_asr() -> None:
     pair = [r for r in rows if r["metric"] == "asr" and r["attack"] == "pair" and r["lang"] == "*"]
     assert [(r["n"], r["value"]) for r in pair] == [(1, 100.0)]
     assert [r["value"] for r in rows if r["metric"] == "rounds_to_break"] == [2.0]
+
+
+def test_write_metrics_with_turns_writes_adaptive_stages_and_the_report_table(tmp_path: Path) -> None:
+    from trustflow import names
+    from trustflow.data.schemas import SEVAL_JUDGEMENTS
+    from trustflow.tasks.seval.report import adaptive_tables, write_metrics
+
+    store, ref, turns = _run(tmp_path, _ctx("pair?rounds=3", Target(k=2)), _bases(("en", "zh")))
+    judgements = pa.Table.from_pylist(
+        [
+            {
+                "response_id": f"r{i}",
+                "critic_id": "test-score",
+                "critic_prompt_hash": "h",
+                "model": "test:target",
+                "prompt_uid": f"{s}-{i}",
+                "set": s,
+                "attack": None if s == "base_risk" else "role_play",
+                "base_id": "b0",
+                "lang": lang,
+                "dimension": "crimes",
+                "risk_score": 0.1,
+                "unsafe": False,
+                "risk_tags": [],
+                "explanation": "",
+                "raw_output": "",
+            }
+            for i, (s, lang) in enumerate(
+                [("base_risk", "en"), ("attack", "en"), ("base_risk", "zh"), ("attack", "zh")]
+            )
+        ],
+        schema=SEVAL_JUDGEMENTS.schema,
+    )
+    out = write_metrics(store, "seval_evaluate", "seval-test", judgements, "test-score", turns)
+    (board,) = out["leaderboard"]
+    assert board["adaptive_asr"] == 100.0 and board["asr"] == 0.0  # b0 broken by PAIR only
+    adaptive = store.read_table(StageRef("seval_evaluate", "seval-test", names.ADAPTIVE_METRICS)).to_pylist()
+    overall = sorted((r["round"], r["value"]) for r in adaptive if r["metric"] == "asr_by_round" and r["lang"] == "*")
+    assert overall == [(1, 0.0), (2, 100.0), (3, 100.0)]
+    metrics = store.read_table(StageRef("seval_evaluate", "seval-test", names.METRICS)).to_pylist()
+    html = str(adaptive_tables(adaptive, metrics))
+    assert "test:target · pair" in html and "round 2" in html and "Rounds to break" in html
