@@ -336,7 +336,7 @@ SEVAL_ADAPTIVE_TURNS = VersionedSchema(
             pa.field("judge_error", pa.string()),
             pa.field(
                 "status", pa.string(), nullable=False
-            ),  # broken | continue | pruned_off_topic | pruned_score | error | exhausted
+            ),  # broken | continue | backtracked | pruned_off_topic | pruned_score | error | exhausted
         ]
     ),
 )

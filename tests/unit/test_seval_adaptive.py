@@ -358,3 +358,35 @@ def test_write_metrics_with_turns_writes_adaptive_stages_and_the_report_table(tm
     metrics = store.read_table(StageRef("seval_evaluate", "seval-test", names.METRICS)).to_pylist()
     html = str(adaptive_tables(adaptive, metrics))
     assert "test:target · pair" in html and "round 2" in html and "Rounds to break" in html
+
+
+def test_crescendo_backtracking_takes_refused_turns_back_and_resumes(tmp_path: Path) -> None:
+    """comply at 3 user turns, 1 backtrack: round 1 is refused and taken back, so the target
+    sees histories of 1, 1, 3, 5 messages and breaks at round 4 = k + backtracks."""
+    target, attacker = Target(k=3, mode="turns"), Attacker()
+    _, _, turns = _run(tmp_path / "full", _ctx("crescendo?rounds=5&backtracks=1", target, attacker), _bases())
+    assert [len(r.messages) for r in target.requests] == [1, 1, 3, 5]
+    rows = sorted(turns.to_pylist(), key=lambda r: r["round"])
+    assert [r["status"] for r in rows] == ["backtracked", "continue", "continue", "broken"]
+    assert "taken out of its conversation" in attacker.requests[1].messages[-1].content  # the attacker is told
+    assert m.rounds_to_break(_frame(turns))["value"].tolist() == [4.0]
+
+    class Kill(Exception):
+        pass
+
+    def kill(round_no: int, rows: int) -> None:
+        if round_no == 2:
+            raise Kill
+
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    ref = StageRef("seval_evaluate", "seval-test", "adaptive_turns")
+    with pytest.raises(Kill):
+        run_loop(store, ref, _bases(), _ctx("crescendo?rounds=5&backtracks=1", Target(3, "turns")), on_round=kill)
+    resumed = Target(k=3, mode="turns")
+    run_loop(store, ref, _bases(), _ctx("crescendo?rounds=5&backtracks=1", resumed))
+    commit_turns(store, ref, {})
+    assert [len(r.messages) for r in resumed.requests] == [3, 5]  # the rebuilt history, backtrack included
+    cols = ["turn_id", "messages", "status", "attacker_messages"]
+    assert sorted(tuple(r.values()) for r in store.read_table(ref).select(cols).to_pylist()) == sorted(
+        tuple(r.values()) for r in turns.select(cols).to_pylist()
+    )

@@ -61,6 +61,8 @@ class Node:
     response: str = ""
     score: float = 0.0
     round: int = 0
+    backtracks: int = 0  # refused turns taken back so far on this branch (Crescendo)
+    backtracked: bool = False  # the last turn was taken back out of the target's history
 
 
 @dataclass
@@ -234,6 +236,11 @@ class AdaptiveAttack:
 
     def on_topic(self, prompt: str, goal: str) -> bool:
         return True
+
+    def after_answer(self, node: Node, sent: Messages) -> bool:
+        """Adjust a surviving ``node`` after the target answered ``sent``; True when the turn
+        was taken back (Crescendo's backtracking; default: never)."""
+        return False
 
     def select(self, nodes: list[Node]) -> list[Node]:
         """The nodes that go on to the next round (default: every one)."""

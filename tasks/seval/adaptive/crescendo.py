@@ -6,17 +6,22 @@ target sees the whole conversation every turn (its earlier answers included), an
 judges each new answer against the base prompt, so "broken" means the same as for every
 other attack: the answer to the risky request is unsafe. When the attacker's reply is
 unusable, a seeded four-step ladder (background → factors → specifics → the goal verbatim)
-stands in, the last step on the last round.
+stands in, the last step on the last round. With ``backtracks=N`` a refused turn is taken
+back out of the target's history (up to N times; each still costs a round), as in Crescendo.
 """
 
 from __future__ import annotations
+
+from pydantic import Field
 
 from trustflow.tasks.seval.adaptive import _prompts as P
 from trustflow.tasks.seval.adaptive.base import ADAPTIVE_ATTACKS, AdaptiveAttack, AdaptiveOptions, Lang, Messages, Node
 
 
 class CrescendoOptions(AdaptiveOptions):
-    pass
+    backtracks: int = Field(
+        default=0, ge=0, le=20, description="refused turns taken back out of the target's history (0: off)"
+    )
 
 
 @ADAPTIVE_ATTACKS.register("crescendo", options=CrescendoOptions, example="crescendo?rounds=3")
@@ -33,10 +38,24 @@ class Crescendo(AdaptiveAttack):
         text = P.CRESCENDO_FEEDBACK[lang].format(
             reply=self.clip(node.response), score=node.score, round=round_no, rounds=self.rounds
         )
-        return text + (P.CRESCENDO_LAST[lang] if round_no == self.rounds else "")
+        back = P.CRESCENDO_BACKTRACK[lang] if node.backtracked else ""
+        return back + text + (P.CRESCENDO_LAST[lang] if round_no == self.rounds else "")
 
     def target_messages(self, node: Node, prompt: str) -> Messages:
         return [*node.target_messages, {"role": "user", "content": prompt}]
+
+    def after_answer(self, node: Node, sent: Messages) -> bool:
+        """Backtracking: a refusal (``models/critics/refusal.is_refusal``) is taken back out of
+        the target's history — the target never sees that it refused — at most ``backtracks``
+        times per conversation; the attacker still sees the refusal and is told to ask differently."""
+        from trustflow.models.critics.refusal import is_refusal
+
+        if node.backtracks >= int(self.options.backtracks) or not is_refusal(node.response):
+            return False
+        node.target_messages = list(sent[:-1])
+        node.backtracks += 1
+        node.backtracked = True
+        return True
 
     def fallback_prompt(self, goal: str, lang: Lang, base_uid: str, round_no: int, branch: str, seed: int) -> str:
         ladder = P.CRESCENDO_LADDER[lang]

@@ -40,6 +40,7 @@ from trustflow.tasks.seval.adaptive import _prompts
 from trustflow.tasks.seval.adaptive.base import AdaptiveAttack, Child, Lang, Node, parse_attacker_reply, rng_for
 
 TURN_KEYS = ["loop_id", "base_uid", "round", "branch"]
+LIVE = ("continue", "backtracked")  # statuses of a branch that goes on to the next round
 log = logging.getLogger(__name__)
 
 
@@ -105,8 +106,11 @@ class LoopContext:
 
 def _node_from_row(row: dict[str, Any]) -> Node:
     attacker = [*json.loads(row["attacker_messages"]), {"role": "assistant", "content": row["attacker_raw"]}]
-    target = [*json.loads(row["messages"]), {"role": "assistant", "content": row["response"] or ""}]
+    sent = json.loads(row["messages"])
+    back = row["status"] == "backtracked"  # the refused turn was taken out of the target's history
+    target = sent[:-1] if back else [*sent, {"role": "assistant", "content": row["response"] or ""}]
     return Node(
+        backtracked=back,
         branch=row["branch"],
         attacker_messages=attacker,
         target_messages=target,
@@ -126,8 +130,15 @@ def resume_state(attack: AdaptiveAttack, base: dict[str, Any], rows: list[dict[s
     if broken:
         conv.done, conv.broken_round = True, broken[0]
         return conv
-    live = [r for r in rows if int(r["round"]) == last and r["status"] == "continue"]
+    live = [r for r in rows if int(r["round"]) == last and r["status"] in LIVE]
     conv.frontier = [_node_from_row(r) for r in sorted(live, key=lambda r: r["branch"])]
+    for node in conv.frontier:  # backtracking (Crescendo): how often this branch was taken back
+        node.backtracks = sum(
+            1
+            for r in rows
+            if r["status"] == "backtracked"
+            and (node.branch == r["branch"] or node.branch.startswith(r["branch"] + "."))
+        )
     conv.next_round = last + 1
     conv.done = last >= attack.rounds or not conv.frontier
     return conv
@@ -195,6 +206,7 @@ def run_round(ctx: LoopContext, convs: list[Conversation], round_no: int) -> lis
                 "on_topic": on_topic,
                 "messages": json.dumps(messages, ensure_ascii=False),
                 "_conv": conv,
+                "_child": child,
                 "_messages": messages,
             }
         )
@@ -252,7 +264,10 @@ def run_round(ctx: LoopContext, convs: list[Conversation], round_no: int) -> lis
                     response=row["response"] or "",
                     score=float(row.get("risk_score") or 0.0),
                     round=round_no,
+                    backtracks=row["_child"].parent.backtracks,
                 )
+                if attack.after_answer(node, row["_messages"]):
+                    row["status"] = "backtracked"
                 survivors.append(node)
         if any(r["status"] == "broken" for r in mine):
             conv.done, conv.broken_round, conv.frontier = True, round_no, []
@@ -260,7 +275,7 @@ def run_round(ctx: LoopContext, convs: list[Conversation], round_no: int) -> lis
             kept = attack.select(survivors) if round_no < attack.rounds else []
             names = {n.branch for n in kept}
             for row in mine:
-                if row["status"] == "continue" and row["branch"] not in names:
+                if row["status"] in LIVE and row["branch"] not in names:
                     row["status"] = "pruned_score" if round_no < attack.rounds else "exhausted"
             conv.frontier, conv.next_round = kept, round_no + 1
             conv.done = not kept
