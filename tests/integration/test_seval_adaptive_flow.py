@@ -51,6 +51,7 @@ def test_cli_adaptive_breaks_at_the_known_round_and_resumes(
     assert cres["conversations"] == 2 and cres["rounds_to_break"] == 3.0 and cres["broken"] == 2
     assert cres["asr_by_round"] == {"1": 0.0, "2": 0.0, "3": 100.0, "4": 100.0}
     assert pair["rounds_to_break"] is None and pair["asr_by_round"]["4"] == 0.0
+    assert all(loop["attacker_cache_lookups"] > 0 for loop in doc["loops"])  # calls went through the cache
     (board,) = doc["leaderboard"]
     # single-turn static variants never break this target; of the 16 base prompts with attacks,
     # the 2 attacked adaptively (one per language) both broke (Crescendo): the adaptive ASR counts them
@@ -72,7 +73,7 @@ def test_cli_adaptive_breaks_at_the_known_round_and_resumes(
     assert again.exit_code == 0, again.output
     loops = json.loads(again.stdout)["loops"]
     assert all(loop["rows_written"] == 0 for loop in loops)
-    assert all(loop.get("attacker_cache_lookups", 0) == 0 for loop in loops)  # nothing asked again
+    assert all(loop["attacker_cache_lookups"] == loop["target_cache_lookups"] == 0 for loop in loops)
     assert len(store.read_table(ref)) == len(turns)
     # bad input: one error line naming the option
     bad = CliRunner().invoke(app, ["seval", "adaptive", run, "--attacks", "pair,nope"])

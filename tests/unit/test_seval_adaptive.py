@@ -390,3 +390,21 @@ def test_crescendo_backtracking_takes_refused_turns_back_and_resumes(tmp_path: P
     assert sorted(tuple(r.values()) for r in store.read_table(ref).select(cols).to_pylist()) == sorted(
         tuple(r.values()) for r in turns.select(cols).to_pylist()
     )
+
+
+def test_a_target_error_ends_the_branch_as_an_error_row(tmp_path: Path) -> None:
+    class FailsAtTwo(Target):
+        def _generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+            out = super()._generate(requests)
+            return [
+                ChatResult.failed("HTTP 500", r) if "attempt 2" in r.messages[-1].content else res
+                for r, res in zip(requests, out, strict=True)
+            ]
+
+    target = FailsAtTwo(k=99)
+    _, _, turns = _run(tmp_path, _ctx("pair?rounds=4", target), _bases())
+    rows = sorted(turns.to_pylist(), key=lambda r: r["round"])
+    assert [(r["round"], r["status"]) for r in rows] == [(1, "continue"), (2, "error")]
+    assert rows[1]["error"] == "HTTP 500" and rows[1]["response"] is None and rows[1]["unsafe"] is None
+    assert len(target.requests) == 2  # no round 3
+    assert m.asr_by_round(_frame(turns))["value"].tolist() == [0.0, 0.0]  # rounds run (no budget column here)

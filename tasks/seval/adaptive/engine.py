@@ -216,7 +216,7 @@ def run_round(ctx: LoopContext, convs: list[Conversation], round_no: int) -> lis
     judged: list[int] = []
     for i, ans in zip(asks, answers, strict=True):
         rows[i].update(
-            response=ans.text or "" if ans.ok else None,
+            response=(ans.text or "") if ans.ok else None,
             finish_reason=ans.finish_reason,
             prompt_tokens=ans.prompt_tokens,
             completion_tokens=ans.completion_tokens,
