@@ -47,11 +47,11 @@ def seval_adaptive(
     plan = adaptive_plan_task(spec, run_id, targets, critic)
     specs = [_with_rounds(a, rounds) if rounds is not None else get_adaptive(a).spec for a in attacks]
     loops = [
-        adaptive_task(
-            spec, run_id, target, a, attacker, plan["critic"], langs, limit, max_tokens, seed, group_size, cache
-        )
+        loop
         for target in plan["targets"]
-        for a in specs
+        for loop in adaptive_task(
+            spec, run_id, target, specs, attacker, plan["critic"], langs, limit, max_tokens, seed, group_size, cache
+        )
     ]
     report = metrics_task(spec, run_id, plan["critic_id"], plan["models"])
     return {"run_id": run_id, "critic": plan["critic"], "loops": loops, **report}

@@ -150,7 +150,18 @@ def turns_frame(turns: pa.Table, critic_id: str, models: Sequence[str] | None = 
     """The adaptive turns of one critic (and these models) as the frame tasks/seval/metrics.py reads."""
     from trustflow.tasks.seval.adaptive import get_adaptive
 
-    columns = ["model", "attack", "attack_spec", "base_uid", "base_id", "lang", "dimension", "round", "unsafe"]
+    columns = [
+        "model",
+        "attack",
+        "attack_spec",
+        "base_uid",
+        "base_id",
+        "lang",
+        "dimension",
+        "round",
+        "unsafe",
+        "status",
+    ]
     out = turns.select([*columns, "critic_id"]).to_pandas()
     out = out[out["critic_id"] == critic_id]
     budgets = {spec: get_adaptive(spec).rounds for spec in set(out["attack_spec"])}  # each attack's round budget

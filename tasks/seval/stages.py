@@ -270,12 +270,12 @@ def adaptive_plan_task(spec: StoreSpec, run_id: str, targets: list[str] | None, 
     return adaptive_plan(spec.open(), run_id, targets, critic)
 
 
-@task(name="adaptive-attack", task_run_name="adaptive-{attack_spec}-{model_spec}", cache_policy=NO_CACHE)
+@task(name="adaptive-attacks", task_run_name="adaptive-{model_spec}", cache_policy=NO_CACHE)
 def adaptive_task(
     spec: StoreSpec,
     run_id: str,
     model_spec: str,
-    attack_spec: str,
+    attack_specs: list[str],
     attacker: str,
     critic_spec: str,
     langs: list[str] | None,
@@ -284,16 +284,16 @@ def adaptive_task(
     seed: int,
     group_size: int = 32,
     cache: bool = True,
-) -> dict[str, Any]:
-    """One adaptive attack against one target on the run's base prompts (resumable); commits
-    the ``adaptive_turns`` stage."""
+) -> list[dict[str, Any]]:
+    """The adaptive attacks against one target on the run's base prompts (resumable; models
+    loaded once for every attack); commits the ``adaptive_turns`` stage after each attack."""
     from trustflow.tasks.seval.adaptive.stage import run_adaptive
 
     return run_adaptive(
         spec.open(),
         run_id,
         model_spec,
-        attack_spec,
+        attack_specs,
         attacker,
         critic_spec,
         langs,

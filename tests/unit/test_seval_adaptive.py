@@ -408,3 +408,14 @@ def test_a_target_error_ends_the_branch_as_an_error_row(tmp_path: Path) -> None:
     assert rows[1]["error"] == "HTTP 500" and rows[1]["response"] is None and rows[1]["unsafe"] is None
     assert len(target.requests) == 2  # no round 3
     assert m.asr_by_round(_frame(turns))["value"].tolist() == [0.0, 0.0]  # rounds run (no budget column here)
+
+
+def test_a_conversation_pruned_entirely_off_topic_counts_as_not_broken(tmp_path: Path) -> None:
+    attacker = Attacker(off_topic="Strategy")  # every TAP child drifts off the goal
+    target = Target(k=1)
+    _, _, turns = _run(tmp_path, _ctx("tap?rounds=3&branching=2", target, attacker), _bases())
+    assert set(turns["status"].to_pylist()) == {"pruned_off_topic"} and turns.num_rows == 2
+    assert target.requests == []  # nothing reached the target, and the tree ended at depth 1
+    outcomes = m.adaptive_outcomes(_frame(turns))
+    assert len(outcomes) == 1 and outcomes["broken_round"].isna().all()
+    assert m.asr_by_round(_frame(turns))["value"].tolist() == [0.0]

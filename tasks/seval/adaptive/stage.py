@@ -70,7 +70,7 @@ def run_adaptive(
     store: ArtifactStore,
     run_id: str,
     model_spec: str,
-    attack_spec: str,
+    attack_specs: list[str],
     attacker: str,
     critic_spec: str,
     langs: list[str] | None,
@@ -79,29 +79,47 @@ def run_adaptive(
     seed: int,
     group_size: int = 32,
     cache: bool = True,
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """Every attack of ``attack_specs`` against one target (its model, the attacker's and the
+    critic's loaded once for all of them; one backend when attacker and target are the same
+    spec); commits ``adaptive_turns`` after each attack. One dict of counts per attack."""
     from trustflow.models.llm.cache import LLMCache, with_cache
     from trustflow.models.llm.spec import load_backend
     from trustflow.tasks.seval.responses import gen_config_hash
 
-    attack = get_adaptive(attack_spec)
+    attacks = [get_adaptive(spec) for spec in attack_specs]
     parse_spec(attacker)
     bases = base_prompts(store, run_id, langs, limit, seed)
     llm_cache = LLMCache(store) if cache else None
     target = with_cache(lambda: load_backend(model_spec), model_spec, llm_cache)
-    tester = with_cache(lambda: load_backend(attacker), attacker, llm_cache)
+    tester = target if attacker == model_spec else with_cache(lambda: load_backend(attacker), attacker, llm_cache)
     critic = make_critic(critic_spec)
     if llm_cache is not None:
         critic.use_llm_cache(llm_cache)
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=seed)  # the run's own target config
-    ctx = LoopContext(attack, target, tester, critic, model_spec, params, gen_config_hash(params, None), attacker, seed)
     ref = StageRef(FLOW, run_id, names.ADAPTIVE_TURNS)
+    out = []
     try:
-        stats = run_loop(store, ref, bases, ctx, group_size=group_size)
+        for attack in attacks:
+            before = _counters(target, tester)
+            ctx = LoopContext(
+                attack, target, tester, critic, model_spec, params, gen_config_hash(params, None), attacker, seed
+            )
+            stats = run_loop(store, ref, bases, ctx, group_size=group_size)
+            manifest = commit_turns(store, ref, {"last_attack": attack.spec, "last_model": model_spec})
+            after = _counters(target, tester)
+            calls = {k: after[k] - before.get(k, 0) for k in after}  # this attack's own cache counts
+            out.append({**stats, **calls, "attack": attack.spec, "model": model_spec, "loop_id": ctx.loop})
+            out[-1]["rows"] = manifest.rows
     finally:
         target.close()
-        tester.close()
-    manifest = commit_turns(store, ref, {"last_attack": attack.spec, "last_model": model_spec})
-    counters = {f"target_{k}": v for k, v in (getattr(target, "counters", dict)() or {}).items()}
-    counters.update({f"attacker_{k}": v for k, v in (getattr(tester, "counters", dict)() or {}).items()})
-    return {**stats, **counters, "attack": attack.spec, "model": model_spec, "loop_id": ctx.loop, "rows": manifest.rows}
+        if tester is not target:
+            tester.close()
+    return out
+
+
+def _counters(target: Any, tester: Any) -> dict[str, int]:
+    """LLM cache counters of the target and the attacker (the same ones when they are one backend)."""
+    counts = {f"target_{k}": v for k, v in (getattr(target, "counters", dict)() or {}).items()}
+    counts.update({f"attacker_{k}": v for k, v in (getattr(tester, "counters", dict)() or {}).items()})
+    return counts
