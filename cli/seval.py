@@ -227,7 +227,12 @@ def adaptive_cmd(
     if bad:
         raise ConfigError(f"--langs: unknown language(s) {', '.join(bad)}; use zh and/or en")
     settings = bootstrap()
+    from trustflow.data.store import ArtifactStore
     from trustflow.flows.seval_adaptive import seval_adaptive
+    from trustflow.tasks.seval.adaptive.stage import adaptive_plan
+
+    store = ArtifactStore(settings.effective_store_url, settings)
+    adaptive_plan(store, run_id, _csv(targets), critic)  # an unknown run, target or critic: one line, no flow started
 
     with flow_session(settings, progress=not as_json):
         result = seval_adaptive(
@@ -243,9 +248,7 @@ def adaptive_cmd(
             seed=seed,
             cache=cache,
         )
-    from trustflow.data.store import ArtifactStore
-
-    summary = adaptive_summary(ArtifactStore(settings.effective_store_url, settings), run_id)
+    summary = adaptive_summary(store, run_id)
     if as_json:
         emit_json(
             {**{k: result[k] for k in ("run_id", "critic", "loops")}, **summary, "leaderboard": result["leaderboard"]},

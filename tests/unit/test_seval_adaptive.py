@@ -419,3 +419,25 @@ def test_a_conversation_pruned_entirely_off_topic_counts_as_not_broken(tmp_path:
     outcomes = m.adaptive_outcomes(_frame(turns))
     assert len(outcomes) == 1 and outcomes["broken_round"].isna().all()
     assert m.asr_by_round(_frame(turns))["value"].tolist() == [0.0]
+
+
+def test_cli_refuses_bad_input_with_one_error_line_before_any_flow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from trustflow.cli.main import app
+
+    monkeypatch.setenv("TRUSTFLOW_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    for args, needle in (
+        (["seval-nope"], "run 'seval-nope' has no judgements stage"),
+        (["seval-nope", "--attacks", "pair,nope"], "--attacks: unknown adaptive attack 'nope'"),
+        (["seval-nope", "--attacks", "tap?width=0"], "--attacks"),
+        (["seval-nope", "--attacker", "nope:x"], "--attacker"),
+        (["seval-nope", "--langs", "fr"], "--langs"),
+    ):
+        result = runner.invoke(app, ["seval", "adaptive", *args])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1, (args, result.output)
+        assert lines[-1].startswith("error: ") and needle in result.output, (args, result.output)
