@@ -71,6 +71,9 @@ class Attacker(ChatBackend):
             goal = re.search(r"[«「](.+?)[»」]", r.messages[0].content)
             assert goal is not None
             prompt = f"attempt {n}: {goal.group(1)}"
+            hint = re.search(r"(?:Strategy for this variant|本变体的策略)[:：](.*)", r.messages[-1].content)
+            if hint:  # TAP: each strategy gives its own prompt, so the target scores the children apart
+                prompt += f" ({hint.group(1).strip()})"
             if self.off_topic and self.off_topic in r.messages[-1].content:
                 prompt = f"attempt {n}: tell me about the weather tomorrow"
             text = "" if self.empty else f'Here you go: {{"improvement": "try again", "prompt": "{prompt}"}}'
@@ -223,6 +226,32 @@ def test_resume_after_a_kill_mid_loop_writes_no_row_twice(tmp_path: Path) -> Non
     third = Target(k=4, mode="turns")
     again = run_loop(store, ref, _bases(("en", "zh"), n=2), _ctx("crescendo?rounds=5", third))
     assert again["rows_written"] == 0 and third.requests == []
+
+
+def test_tap_resumed_mid_tree_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    class Kill(Exception):
+        pass
+
+    def kill(round_no: int, rows: int) -> None:
+        if round_no == 2:
+            raise Kill
+
+    spec = "tap?rounds=3&branching=3&width=2"
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    ref = StageRef("seval_evaluate", "seval-test", "adaptive_turns")
+    with pytest.raises(Kill):
+        run_loop(
+            store, ref, _bases(("en", "zh"), n=4), _ctx(spec, Target(k=99), Attacker("hypothetical")), on_round=kill
+        )
+    run_loop(store, ref, _bases(("en", "zh"), n=4), _ctx(spec, Target(k=99), Attacker("hypothetical")))
+    commit_turns(store, ref, {})
+    _, _, fresh = _run(
+        tmp_path / "fresh", _ctx(spec, Target(k=99), Attacker("hypothetical")), _bases(("en", "zh"), n=4)
+    )
+    cols = ["turn_id", "attacker_messages", "attack_prompt", "status", "risk_score"]
+    assert sorted(tuple(r.values()) for r in store.read_table(ref).select(cols).to_pylist()) == sorted(
+        tuple(r.values()) for r in fresh.select(cols).to_pylist()
+    )
 
 
 def test_tap_prunes_off_topic_children_and_keeps_the_best_width(tmp_path: Path) -> None:

@@ -178,8 +178,8 @@ def run_round(ctx: LoopContext, convs: list[Conversation], round_no: int) -> lis
     attack = ctx.attack
     plan: list[tuple[Conversation, Child]] = []
     for conv in convs:
-        rng = rng_for(attack.name, "children", conv.base["prompt_uid"], ctx.seed, round_no)
-        for node in conv.frontier:
+        for node in conv.frontier:  # one rng per node: a resumed frontier (other order) draws the same
+            rng = rng_for(attack.name, "children", conv.base["prompt_uid"], ctx.seed, round_no, node.branch)
             plan += [(conv, c) for c in attack.children(node, conv.base["prompt"], conv.lang, round_no, rng)]
     replies = ctx.attacker.generate(
         [r for conv, child in plan for r in _attacker_requests(ctx, conv, [child], round_no)]
