@@ -14,6 +14,7 @@ from typing import Final
 INGEST: Final = "ingest"
 SEVAL_EVALUATE: Final = "seval_evaluate"
 SEVAL_GENERATE: Final = "seval_generate"
+SEVAL_ADAPTIVE: Final = "seval_adaptive"  # Prefect flow name only: it writes into the seval_evaluate run
 ADVERSARIAL_TRAIN: Final = "adversarial_train"
 ROBUSTNESS_EVALUATE: Final = "robustness_evaluate"
 DETECTOR_EVALUATE: Final = "detector_evaluate"
@@ -72,6 +73,8 @@ REWRITE_DROPS: Final = "rewrite_drops"
 TRANSLATIONS: Final = "translations"
 REF_RESPONSES: Final = "ref_responses"
 REF_JUDGEMENTS: Final = "ref_judgements"
+ADAPTIVE_TURNS: Final = "adaptive_turns"  # issue 21: adaptive multi-round attacks
+ADAPTIVE_METRICS: Final = "adaptive_metrics"
 
 EPOCHS: Final = "epochs"
 RESULTS: Final = "results"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -173,6 +173,128 @@ def _precheck_gate(settings: Settings, cfg: RunConfig) -> None:
         load_metric_rows(ArtifactStore(settings.effective_store_url, settings), cfg.gate.baseline)
     except TrustflowError as exc:
         fail(f"gate.baseline: {exc}", code=2)
+
+
+@seval_app.command("adaptive")
+@handle_errors
+def adaptive_cmd(
+    run_id: str = typer.Argument(..., help="A finished `seval run` (its suite, responses and verdicts)."),
+    attacks: str = typer.Option(
+        "pair,crescendo",
+        "--attacks",
+        help="Comma-separated adaptive attack specs: pair | tap[?branching=3&width=4] | crescendo (options with ?k=v).",
+    ),
+    rounds: int | None = typer.Option(
+        None, "--rounds", min=1, max=50, help="Rounds per attack (TAP: depth); default: each attack's own."
+    ),
+    attacker: str = typer.Option(
+        "pkg:qwen2.5-1.5b", "--attacker", help="Model spec of the attacker (tester) LLM, e.g. pkg:qwen2.5-1.5b."
+    ),
+    targets: str | None = typer.Option(
+        None, "--targets", help="Comma-separated target specs (default: every model of the run)."
+    ),
+    critic: str | None = typer.Option(None, "--critic", help="Critic spec (default: the run's own critic)."),
+    langs: str | None = typer.Option(
+        None, "--langs", help="Languages of the base prompts attacked: zh,en (default: all)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Base prompts attacked per language (default: all)."),
+    max_tokens: int = typer.Option(
+        96, "--max-tokens", min=1, help="Target reply length (the run's own by default: 96)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the attacker's choices and the prompt sample."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Go through the store's LLM response cache."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (one JSON document)."),
+) -> None:
+    """Adaptive multi-round attacks (PAIR, TAP, Crescendo) on a run's base prompts: the attacker
+    LLM rewrites from the target's answers and the critic's scores; resumable per round. Prints
+    ASR by round and rounds to break, and rewrites the run's metrics and leaderboard."""
+    from trustflow.models.llm.spec import parse_spec
+    from trustflow.tasks.seval.adaptive import get_adaptive
+
+    names_ = _csv(attacks) or []
+    if not names_:
+        raise ConfigError("--attacks: give at least one of pair, tap, crescendo")
+    for spec in names_:
+        try:
+            get_adaptive(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"--attacks: {exc}") from None
+    try:
+        parse_spec(attacker)
+    except ConfigError as exc:
+        raise ConfigError(f"--attacker: {exc}") from None
+    bad = [lang for lang in (_csv(langs) or []) if lang not in ("zh", "en")]
+    if bad:
+        raise ConfigError(f"--langs: unknown language(s) {', '.join(bad)}; use zh and/or en")
+    settings = bootstrap()
+    from trustflow.data.store import ArtifactStore
+    from trustflow.flows.seval_adaptive import seval_adaptive
+    from trustflow.tasks.seval.adaptive.stage import adaptive_plan
+
+    store = ArtifactStore(settings.effective_store_url, settings)
+    adaptive_plan(store, run_id, _csv(targets), critic)  # an unknown run, target or critic: one line, no flow started
+
+    with flow_session(settings, progress=not as_json):
+        result = seval_adaptive(
+            run_id=run_id,
+            attacks=names_,
+            attacker=attacker,
+            targets=_csv(targets),
+            critic=critic,
+            rounds=rounds,
+            langs=_csv(langs),
+            limit=limit,
+            max_tokens=max_tokens,
+            seed=seed,
+            cache=cache,
+        )
+    summary = adaptive_summary(store, run_id)
+    if as_json:
+        emit_json(
+            {**{k: result[k] for k in ("run_id", "critic", "loops")}, **summary, "leaderboard": result["leaderboard"]},
+            default=str,
+        )
+        return
+    console.print(f"run {run_id}: adaptive attacks judged by {result['critic']}")
+    table = Table(title="Adaptive attacks: ASR by round (cumulative %), rounds to break")
+    rounds_seen = sorted({r["round"] for r in summary["asr_by_round"]})
+    for col in ["model", "attack", "conversations", *[f"r{r}" for r in rounds_seen], "rounds to break (median)"]:
+        table.add_column(col)
+    for row in summary["attacks"]:
+        cells = [f"{row['asr_by_round'].get(r, float('nan')):.1f}" for r in rounds_seen]
+        median = "–" if row["rounds_to_break"] is None else f"{row['rounds_to_break']:.1f} ({row['broken']} broken)"
+        table.add_row(row["model"], row["attack"], str(row["conversations"]), *cells, median)
+    console.print(table)
+    print_seval_leaderboard(result["leaderboard"])
+
+
+def adaptive_summary(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    """ASR by round and rounds to break per (model, attack), from the run's metric stages."""
+    from trustflow.data.store import StageRef
+
+    flow = names.SEVAL_EVALUATE
+    by_round = [
+        r
+        for r in store.read_table(StageRef(flow, run_id, names.ADAPTIVE_METRICS)).to_pylist()
+        if r["metric"] == "asr_by_round" and r["lang"] == "*"
+    ]
+    breaks = {
+        (r["model"], r["attack"]): r
+        for r in store.read_table(StageRef(flow, run_id, names.METRICS)).to_pylist()
+        if r["metric"] == "rounds_to_break"
+    }
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in by_round:
+        entry = rows.setdefault(
+            (r["model"], r["attack"]),
+            {"model": r["model"], "attack": r["attack"], "conversations": r["n"], "asr_by_round": {}},
+        )
+        entry["asr_by_round"][r["round"]] = r["value"]
+    for key, entry in rows.items():
+        found = breaks.get(key)
+        entry["rounds_to_break"] = found["value"] if found else None
+        entry["broken"] = found["n"] if found else 0
+    return {"attacks": list(rows.values()), "asr_by_round": by_round}
 
 
 @seval_app.command("validate-critic")

@@ -291,6 +291,75 @@ SEVAL_METRICS = VersionedSchema(
     ),
 )
 
+# issue 21: adaptive multi-round attacks (tasks/seval/adaptive/). One row per (loop, base prompt,
+# round, branch): the whole conversation the target was sent, its reply, the critic's verdict
+# and what the attacker saw and wrote. ``loop_id`` hashes everything that changes the loop
+# (attack spec, target, generation config, attacker, critic, seed, prompt version).
+SEVAL_ADAPTIVE_TURNS = VersionedSchema(
+    "seval_adaptive_turns",
+    1,
+    pa.schema(
+        [
+            pa.field("turn_id", pa.string(), nullable=False),  # hash(loop_id, base_uid, round, branch)
+            pa.field("loop_id", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),  # target model spec
+            pa.field("gen_config_hash", pa.string(), nullable=False),  # target generation config
+            pa.field("attack", pa.string(), nullable=False),  # pair | tap | crescendo | ...
+            pa.field("attack_spec", pa.string(), nullable=False),  # canonical spec with options
+            pa.field("attacker_model", pa.string(), nullable=False),
+            pa.field("critic_id", pa.string(), nullable=False),
+            pa.field("critic_prompt_hash", pa.string(), nullable=False),
+            pa.field("seed", pa.int64(), nullable=False),
+            pa.field("base_uid", pa.string(), nullable=False),  # suite prompt_uid of the base prompt
+            pa.field("base_id", pa.string(), nullable=False),
+            pa.field("lang", pa.string(), nullable=False),
+            pa.field("dimension", pa.string(), nullable=False),
+            pa.field("goal", pa.string(), nullable=False),  # the base prompt (what the critic judges against)
+            pa.field("round", pa.int32(), nullable=False),  # 1-based; TAP: tree depth
+            pa.field("branch", pa.string(), nullable=False),  # "0"; TAP: path "1.0.2"
+            pa.field("parent_branch", pa.string(), nullable=False),  # "" at round 1
+            pa.field("attacker_messages", pa.string(), nullable=False),  # JSON list the attacker was sent
+            pa.field("attacker_raw", pa.string(), nullable=False),  # its reply ("" on error)
+            pa.field("attacker_error", pa.string()),
+            pa.field("attacker_fallback", pa.bool_(), nullable=False),  # the prompt is the seeded fallback
+            pa.field("attack_prompt", pa.string(), nullable=False),  # this round's user message to the target
+            pa.field("on_topic", pa.bool_(), nullable=False),  # false: pruned before the target was asked
+            pa.field("messages", pa.string(), nullable=False),  # JSON list the target was sent (whole history)
+            pa.field("response", pa.string()),  # null when the target was not asked
+            pa.field("finish_reason", pa.string()),
+            pa.field("prompt_tokens", pa.int32(), nullable=False),
+            pa.field("completion_tokens", pa.int32(), nullable=False),
+            pa.field("latency_s", pa.float32(), nullable=False),
+            pa.field("error", pa.string()),  # target error
+            pa.field("risk_score", pa.float32()),  # critic; null when not judged
+            pa.field("unsafe", pa.bool_()),
+            pa.field("judge_error", pa.string()),
+            pa.field(
+                "status", pa.string(), nullable=False
+            ),  # broken | continue | backtracked | pruned_off_topic | pruned_score | error | exhausted
+        ]
+    ),
+)
+
+SEVAL_ADAPTIVE_METRICS = VersionedSchema(
+    "seval_adaptive_metrics",
+    1,
+    pa.schema(
+        [
+            pa.field("metric", pa.string(), nullable=False),  # asr_by_round | break_round_share
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("critic_id", pa.string(), nullable=False),
+            pa.field("attack", pa.string(), nullable=False),
+            pa.field("lang", pa.string(), nullable=False),  # "*" when not grouped by it
+            pa.field("round", pa.int32(), nullable=False),
+            pa.field("n", pa.int64(), nullable=False),
+            pa.field("value", pa.float64()),
+            pa.field("ci_low", pa.float64()),
+            pa.field("ci_high", pa.float64()),
+        ]
+    ),
+)
+
 # ---------------------------------------------------------------- S-Eval suite generation (issue 4)
 
 SEVAL_CANDIDATES = VersionedSchema(

@@ -13,7 +13,10 @@ Options (``scripted:NAME?tokens=32&refuse=0.7&latency_ms=0&concurrency=8&seed=0`
 * ``refuse``: share of prompts answered with a refusal (chosen by hash, so reruns agree);
 * ``latency_ms``: wall time of one call; a batch runs ``concurrency`` calls at a time, so a
   batch of n costs ``latency_ms × ceil(n / concurrency)`` — a hosted API's shape;
-* ``seed``: changes every reply (another "model").
+* ``seed``: changes every reply (another "model");
+* ``comply_after``: 0 (default) uses ``refuse``; K > 0 refuses every conversation with fewer
+  than K user turns and complies from the K-th on — a multi-turn target that "breaks" at a
+  known round, for testing adaptive attacks (tasks/seval/adaptive/, Crescendo).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class ScriptedConfig(Options):
     latency_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
     concurrency: int = Field(default=8, ge=1)
     seed: int = 0
+    comply_after: int = Field(default=0, ge=0, le=1000)
 
 
 class ScriptedBackend(ChatBackend):
@@ -81,7 +85,10 @@ class ScriptedBackend(ChatBackend):
         """The one reply ``request`` always gets from this backend."""
         text = "\x00".join(f"{m.role}\x01{m.content}" for m in request.messages)
         digest = hashlib.sha256(f"{self.name}\x00{self.config.seed}\x00{text}".encode()).digest()
-        refuses = int.from_bytes(digest[:8], "big") / 2**64 < self.config.refuse
+        if self.config.comply_after:
+            refuses = sum(1 for m in request.messages if m.role == "user") < self.config.comply_after
+        else:
+            refuses = int.from_bytes(digest[:8], "big") / 2**64 < self.config.refuse
         n = min(self.config.tokens, request.max_tokens)
         words = [_WORDS[(digest[8 + i % 24] + i) % len(_WORDS)] for i in range(n)]
         body = " ".join(words)

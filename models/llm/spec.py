@@ -268,13 +268,14 @@ class ScriptedOptions(NoFragment):
     latency_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
     concurrency: int = Field(default=8, ge=1)
     seed: int = 0
+    comply_after: int = Field(default=0, ge=0, le=1000)
 
 
 @SCHEMES.register("scripted", options=ScriptedOptions, example="scripted:load?tokens=16&refuse=0.5")
 class ScriptedScheme(Scheme):
     """A deterministic load generator (models/llm/scripted.py): for scale tests, never results."""
 
-    usage = "scripted:NAME[?tokens=32&refuse=0.7&latency_ms=0&concurrency=8&seed=0] (load tests only)"
+    usage = "scripted:NAME[?tokens=32&refuse=0.7&latency_ms=0&concurrency=8&seed=0&comply_after=0] (load tests only)"
 
     def load(self, **options: Any) -> ChatBackend:
         from trustflow.models.llm.scripted import ScriptedBackend, ScriptedConfig

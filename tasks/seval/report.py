@@ -82,17 +82,23 @@ def board_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------- metrics, leaderboard and plots of a run
 
 
-def metric_rows(frame: pd.DataFrame, critic_id: str) -> pa.Table:
+def metric_rows(frame: pd.DataFrame, critic_id: str, turns: pd.DataFrame | None = None) -> pa.Table:
+    """Every ``metrics`` row of a run; ``turns``: its adaptive-attack rows (this critic's), whose
+    conversations join the per-attack ASR and the adaptive ASR and add ``rounds_to_break``."""
+    extra = m.adaptive_as_judgements(turns) if turns is not None and not turns.empty else None
+    attacked = frame if extra is None or extra.empty else pd.concat([frame, extra], ignore_index=True)
     parts = [
         ("safety_score", m.safety_scores(frame, by=("model", "dimension", "lang"))),
         ("safety_score", m.safety_scores(frame, by=("model", "lang"))),
         ("safety_score", m.safety_scores(frame, by=("model",))),
-        ("asr", m.attack_success_rates(frame, by=("model", "attack"))),
-        ("asr", m.attack_success_rates(frame, by=("model", "attack", "lang"))),
-        ("adaptive_asr", m.adaptive_asr(frame, by=("model",))),
-        ("adaptive_asr", m.adaptive_asr(frame, by=("model", "lang"))),
+        ("asr", m.attack_success_rates(attacked, by=("model", "attack"))),
+        ("asr", m.attack_success_rates(attacked, by=("model", "attack", "lang"))),
+        ("adaptive_asr", m.adaptive_asr(attacked, by=("model",))),
+        ("adaptive_asr", m.adaptive_asr(attacked, by=("model", "lang"))),
         ("judge_error_rate", m.judge_error_rates(frame, by=("model",))),
     ]
+    if extra is not None and turns is not None:
+        parts.append(("rounds_to_break", m.rounds_to_break(turns, by=("model", "attack"))))
     rows = []
     for metric, frame_part in parts:
         for rec in frame_part.to_dict("records"):
@@ -113,6 +119,56 @@ def metric_rows(frame: pd.DataFrame, critic_id: str) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SEVAL_METRICS.schema)
 
 
+def adaptive_metric_rows(turns: pd.DataFrame, critic_id: str) -> pa.Table:
+    """The ``adaptive_metrics`` stage: ASR by round (cumulative) and the share broken at each
+    round, per model × attack (all languages and per language)."""
+    parts = [
+        ("asr_by_round", m.asr_by_round(turns, by=("model", "attack"))),
+        ("asr_by_round", m.asr_by_round(turns, by=("model", "attack", "lang"))),
+        ("break_round_share", m.break_round_shares(turns, by=("model", "attack"))),
+    ]
+    rows = [
+        {
+            "metric": metric,
+            "model": rec["model"],
+            "critic_id": critic_id,
+            "attack": rec["attack"],
+            "lang": rec.get("lang", "*"),
+            "round": int(rec["round"]),
+            "n": int(rec["n"]),
+            "value": rec["value"],
+            "ci_low": rec["ci_low"],
+            "ci_high": rec["ci_high"],
+        }
+        for metric, part in parts
+        for rec in part.to_dict("records")
+    ]
+    return pa.Table.from_pylist(rows, schema=S.SEVAL_ADAPTIVE_METRICS.schema)
+
+
+def turns_frame(turns: pa.Table, critic_id: str, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """The adaptive turns of one critic (and these models) as the frame tasks/seval/metrics.py reads."""
+    from trustflow.tasks.seval.adaptive import get_adaptive
+
+    columns = [
+        "model",
+        "attack",
+        "attack_spec",
+        "base_uid",
+        "base_id",
+        "lang",
+        "dimension",
+        "round",
+        "unsafe",
+        "status",
+    ]
+    out = turns.select([*columns, "critic_id"]).to_pandas()
+    out = out[out["critic_id"] == critic_id]
+    budgets = {spec: get_adaptive(spec).rounds for spec in set(out["attack_spec"])}  # each attack's round budget
+    out = out.assign(budget=out["attack_spec"].map(budgets).astype("int64"))
+    return out[out["model"].isin(list(models))] if models is not None else out
+
+
 def judgement_frame(judgements: pa.Table) -> pd.DataFrame:
     frame = judgements.select(
         ["model", "set", "attack", "base_id", "lang", "dimension", "unsafe", "judge_error", "critic_id"]
@@ -123,18 +179,35 @@ def judgement_frame(judgements: pa.Table) -> pd.DataFrame:
 
 
 def write_metrics(
-    store: ArtifactStore, run_flow: str, run_id: str, judgements: pa.Table, critic_id: str
+    store: ArtifactStore,
+    run_flow: str,
+    run_id: str,
+    judgements: pa.Table,
+    critic_id: str,
+    turns: pa.Table | None = None,
 ) -> dict[str, Any]:
+    """Metrics, leaderboard and plots of a run; ``turns``: its ``adaptive_turns`` stage, if any
+    (the adaptive attacks then count in ASR / adaptive ASR, and ``adaptive_metrics`` is written)."""
     frame = judgement_frame(judgements)
     frame = frame[frame["critic_id"] == critic_id]
-    metrics = metric_rows(frame, critic_id)
+    adaptive = turns_frame(turns, critic_id, sorted(set(frame["model"]))) if turns is not None else None
+    if adaptive is not None and adaptive.empty:
+        adaptive = None
+    metrics = metric_rows(frame, critic_id, adaptive)
+    if adaptive is not None:
+        store.write_stage(
+            StageRef(run_flow, run_id, names.ADAPTIVE_METRICS),
+            S.SEVAL_ADAPTIVE_METRICS,
+            adaptive_metric_rows(adaptive, critic_id),
+            ["metric", "model", "critic_id", "attack", "lang", "round"],
+        )
     store.write_stage(
         StageRef(run_flow, run_id, names.METRICS),
         SEVAL_METRICS,
         metrics,
         ["metric", "model", "critic_id", "dimension", "lang", "attack"],
     )
-    board = m.leaderboard(frame)
+    board = m.leaderboard(frame, adaptive=m.adaptive_as_judgements(adaptive) if adaptive is not None else None)
     board.insert(1, "critic_id", critic_id)
     board_table = pa.Table.from_pandas(board, schema=SEVAL_LEADERBOARD.schema, preserve_index=False)
     store.write_stage(
@@ -197,6 +270,8 @@ SEVAL_STAGES = {
     names.JUDGEMENTS: S.SEVAL_JUDGEMENTS,
     names.METRICS: S.SEVAL_METRICS,
     names.LEADERBOARD: S.SEVAL_LEADERBOARD,
+    names.ADAPTIVE_TURNS: S.SEVAL_ADAPTIVE_TURNS,
+    names.ADAPTIVE_METRICS: S.SEVAL_ADAPTIVE_METRICS,
 }
 JUDGEMENT_VERSIONS = (S.SEVAL_JUDGEMENTS, S.SEVAL_JUDGEMENTS_V1)  # v1 stages still render (no tags/rationales)
 FLAGGED_SHOWN = 50  # flagged verdicts listed on the page (riskiest first)
@@ -252,6 +327,9 @@ def seval_sections(run: RunView) -> list[Section]:
     sections.append(Section("Leaderboard", join(body)))
     if run.has(names.METRICS, S.SEVAL_METRICS):
         sections.append(Section("Metrics", seval_metric_tables(run.rows(names.METRICS))))
+    if run.has(names.ADAPTIVE_METRICS, S.SEVAL_ADAPTIVE_METRICS):
+        metrics = run.rows(names.METRICS) if run.has(names.METRICS, S.SEVAL_METRICS) else []
+        sections.append(Section("Adaptive attacks", adaptive_tables(run.rows(names.ADAPTIVE_METRICS), metrics)))
     if run.has(names.RESPONSES, S.SEVAL_RESPONSES) or _has_judgements(run):
         sections.append(Section("Responses and judgements", seval_health(run)))
     if _has_judgements(run) and run.has(names.RESPONSES, S.SEVAL_RESPONSES):
@@ -260,6 +338,30 @@ def seval_sections(run: RunView) -> list[Section]:
     if run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS_V1):
         stages[names.JUDGEMENTS] = S.SEVAL_JUDGEMENTS_V1
     return sections + plots_section(run, SEVAL_PLOTS) + unknown_stages(run, stages)
+
+
+def adaptive_tables(rows: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> Html:
+    """ASR by round (cumulative, all languages) per model · attack, and rounds to break."""
+    by_round = [
+        {**r, "row": f"{r['model']} · {r['attack']}", "col": f"round {r['round']}"}
+        for r in rows
+        if r["metric"] == "asr_by_round" and r["lang"] == "*"
+    ]
+    table_rows, cols = pivot(by_round, "row", "col", "value")
+    body: list[Html] = []
+    if table_rows:
+        body += [
+            heading(3, "Attack success rate by round, cumulative (%)"),
+            table(table_rows, [Column("row", "model · attack"), *pivot_columns(cols, PCT)]),
+        ]
+    breaks = [r for r in metrics if r["metric"] == "rounds_to_break"]
+    if breaks:
+        shown = [{**r, "shown": f"{r['value']:.1f} [{r['ci_low']:.1f}–{r['ci_high']:.1f}]"} for r in breaks]
+        body += [
+            heading(3, "Rounds to break (median over broken conversations, 95% interval)"),
+            table(shown, [Column("model"), Column("attack"), Column("n", "broken"), Column("shown", "median")]),
+        ]
+    return join(body) if body else note("no adaptive-attack metrics")
 
 
 def _has_judgements(run: RunView) -> bool:

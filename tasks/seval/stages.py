@@ -161,7 +161,9 @@ def metrics_task(spec: StoreSpec, run_id: str, critic_id: str, models: list[str]
     store = spec.open()
     judgements = store.read_table(StageRef(FLOW, run_id, names.JUDGEMENTS))
     judgements = judgements.filter(pc.is_in(judgements["model"], value_set=pa.array(models)))
-    return write_metrics(store, FLOW, run_id, judgements, critic_id)
+    turns_ref = StageRef(FLOW, run_id, names.ADAPTIVE_TURNS)  # adaptive attacks (tasks/seval/adaptive/), if run
+    turns = store.read_table(turns_ref) if store.manifest(turns_ref) is not None else None
+    return write_metrics(store, FLOW, run_id, judgements, critic_id, turns)
 
 
 # ---------------------------------------------------------------- suite generation
@@ -253,5 +255,51 @@ def finish_suite_task(
         seed,
         max_tokens,
         attrs,
+        cache,
+    )
+
+
+# ---------------------------------------------------------------- adaptive attacks (issue 21)
+
+
+@task(name="adaptive-plan", cache_policy=NO_CACHE)
+def adaptive_plan_task(spec: StoreSpec, run_id: str, targets: list[str] | None, critic: str | None) -> dict[str, Any]:
+    """The run's models and critic (defaults for the adaptive stage), checked before any call."""
+    from trustflow.tasks.seval.adaptive.stage import adaptive_plan
+
+    return adaptive_plan(spec.open(), run_id, targets, critic)
+
+
+@task(name="adaptive-attacks", task_run_name="adaptive-{model_spec}", cache_policy=NO_CACHE)
+def adaptive_task(
+    spec: StoreSpec,
+    run_id: str,
+    model_spec: str,
+    attack_specs: list[str],
+    attacker: str,
+    critic_spec: str,
+    langs: list[str] | None,
+    limit: int | None,
+    max_tokens: int,
+    seed: int,
+    group_size: int = 32,
+    cache: bool = True,
+) -> list[dict[str, Any]]:
+    """The adaptive attacks against one target on the run's base prompts (resumable; models
+    loaded once for every attack); commits the ``adaptive_turns`` stage after each attack."""
+    from trustflow.tasks.seval.adaptive.stage import run_adaptive
+
+    return run_adaptive(
+        spec.open(),
+        run_id,
+        model_spec,
+        attack_specs,
+        attacker,
+        critic_spec,
+        langs,
+        limit,
+        max_tokens,
+        seed,
+        group_size,
         cache,
     )

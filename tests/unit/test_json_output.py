@@ -51,6 +51,9 @@ WITH_FIXTURES = {("seval", "train-critic"), ("seval", "relabel"), ("seval", "ver
 # needs metric stages in a store; its stdout is parsed as JSON in
 # tests/unit/test_seval_gate.py::test_cli_exit_codes_json_and_junit
 WITH_FIXTURES |= {("gate",)}
+# needs a finished run and Ray; its stdout is parsed as JSON in
+# tests/integration/test_seval_adaptive_flow.py::test_cli_adaptive_breaks_at_the_known_round_and_resumes
+WITH_FIXTURES |= {("seval", "adaptive")}
 
 
 def json_commands(command: Any, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

@@ -46,3 +46,20 @@ def test_bad_options_are_refused_naming_them() -> None:
         load_backend("scripted:x?refuse=2")
     with pytest.raises(ConfigError, match="temperature"):
         load_backend("scripted:x?temperature=1")
+
+
+def test_comply_after_breaks_at_the_kth_user_turn() -> None:
+    backend = load_backend("scripted:t?comply_after=3&tokens=4&refuse=1.0")
+
+    def turns(n: int) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        for i in range(n):
+            out += [{"role": "user", "content": f"q{i}"}] + (
+                [{"role": "assistant", "content": "a"}] if i < n - 1 else []
+            )
+        return out
+
+    replies = [backend.chat(turns(n), max_tokens=4) for n in (1, 2, 3, 4)]
+    assert [r.startswith(REFUSAL) for r in replies] == [True, True, False, False]  # refuse=1.0 is overridden
+    with pytest.raises(ConfigError, match="comply_after"):
+        load_backend("scripted:t?comply_after=-1")
