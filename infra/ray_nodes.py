@@ -31,16 +31,18 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trustflow.errors import ServiceError
-from trustflow.infra.processes import free_port
+from trustflow.infra.processes import free_port, port_open
 
 MARKER = "TRUSTFLOW_RAY_NODE"
 LOOPBACK = "127.0.0.1"
@@ -79,7 +81,15 @@ class LocalRayCluster:
     workers: list[NodeSpec] = field(default_factory=list)
     cluster_id: str = field(default_factory=lambda: secrets.token_hex(4))
     port: int = 0
+    token_file: Path | None = None  # default: a fresh token in <root>/ray-auth-token
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _temp: Path | None = None
+
+    def _ray_temp(self) -> Path:
+        """Ray's session folder: short, under /tmp (its unix socket paths must stay < 108 bytes)."""
+        if self._temp is None:
+            self._temp = Path(tempfile.mkdtemp(prefix="tf-ray-", dir="/tmp"))
+        return self._temp
 
     @property
     def address(self) -> str:
@@ -87,7 +97,9 @@ class LocalRayCluster:
 
     @property
     def token_path(self) -> Path:
-        return self.root / "ray-auth-token"
+        """Ray's C++ side keeps the first token a process loads: a driver that already ran a
+        local Ray (``ensure_ray_token``) joins with that one, so pass it as ``token_file``."""
+        return self.token_file or self.root / "ray-auth-token"
 
     def client_env(self) -> dict[str, str]:
         """What a driver's environment needs to join (``ray_address`` = :attr:`address`)."""
@@ -139,7 +151,7 @@ class LocalRayCluster:
                 "--head",
                 f"--port={self.port}",
                 f"--ray-client-server-port={free_port()}",
-                f"--temp-dir={self.root / 'ray'}",
+                f"--temp-dir={self._ray_temp()}",
                 "--include-dashboard=false",
                 *common,
             ]
@@ -158,9 +170,14 @@ class LocalRayCluster:
             "import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False);"
             "print(json.dumps([n for n in ray.nodes() if n['Alive']], default=str))" % self.address
         )
+        if not port_open(self.port):
+            return []
         env = {**os.environ, **self.client_env()}
         env.pop("RAY_ADDRESS", None)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        try:
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            return []
         if out.returncode != 0:
             return []
         import json
@@ -226,12 +243,16 @@ class LocalRayCluster:
         """Stop every node this object started, workers first."""
         for name in reversed(list(self._procs)):
             self.stop_node(name)
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def local_ray_cluster(root: Path, workers: list[NodeSpec], head: NodeSpec | None = None) -> Iterator[LocalRayCluster]:
+def local_ray_cluster(
+    root: Path, workers: list[NodeSpec], head: NodeSpec | None = None, token_file: Path | None = None
+) -> Iterator[LocalRayCluster]:
     """A started :class:`LocalRayCluster`, stopped on exit whatever happens."""
-    cluster = LocalRayCluster(root=root, head=head or NodeSpec("head"), workers=list(workers))
+    cluster = LocalRayCluster(root=root, head=head or NodeSpec("head"), workers=list(workers), token_file=token_file)
     try:
         yield cluster.start()
     finally:
