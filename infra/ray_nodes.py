@@ -116,23 +116,25 @@ class LocalRayCluster:
         return env
 
     def start(self, timeout_s: float = 120.0) -> LocalRayCluster:
-        """Start the head, then every worker; returns once all nodes are alive in the GCS."""
+        """Start the head, then every worker; returns once each node has joined."""
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.token_path.exists():
             self.token_path.touch(mode=0o600)
             self.token_path.write_text(secrets.token_hex(32))
         self.port = self.port or free_port()
         self._start(self.head, head=True)
+        self.wait_started(self.head.name, timeout_s)
         for node in self.workers:
             self._start(node, head=False)
-        self.wait_nodes(1 + len(self.workers), timeout_s)
+        for node in self.workers:
+            self.wait_started(node.name, timeout_s)
         return self
 
     def add_worker(self, node: NodeSpec, timeout_s: float = 120.0) -> None:
         """Join one more worker node (e.g. a replacement for a killed one)."""
         self.workers.append(node)
         self._start(node, head=False)
-        self.wait_nodes(len(self._procs), timeout_s)
+        self.wait_started(node.name, timeout_s)
 
     def _start(self, node: NodeSpec, head: bool) -> None:
         common = [
@@ -184,22 +186,19 @@ class LocalRayCluster:
 
         return list(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    def wait_nodes(self, count: int, timeout_s: float) -> list[dict]:
-        """Wait until ``count`` nodes are alive; a node process that exits first is an error."""
+    def wait_started(self, name: str, timeout_s: float) -> None:
+        """Wait for the node's ``ray start`` to report the node up (it registered with the GCS);
+        its process exiting first is an error with the log's tail."""
+        proc, log = self._procs[name], self.root / f"{name}.log"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for name, proc in self._procs.items():
-                if proc.poll() is not None and name not in self._stopped:
-                    raise ServiceError(f"ray node {name} exited ({proc.returncode}): {self._log_tail(name)}")
-            nodes = self.alive_nodes()
-            if len(nodes) >= count:
-                return nodes
-            time.sleep(1.0)
-        raise ServiceError(f"ray cluster at {self.address}: fewer than {count} nodes after {timeout_s:.0f} s")
-
-    @property
-    def _stopped(self) -> set[str]:
-        return {name for name, proc in self._procs.items() if getattr(proc, "_tf_stopped", False)}
+            if proc.poll() is not None:
+                raise ServiceError(f"ray node {name} exited ({proc.returncode}): {self._log_tail(name)}")
+            with contextlib.suppress(OSError):
+                if "Ray runtime started." in log.read_text(errors="replace"):
+                    return
+            time.sleep(0.2)
+        raise ServiceError(f"ray node {name} not up after {timeout_s:.0f} s: {self._log_tail(name)}")
 
     def _log_tail(self, name: str, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
@@ -218,13 +217,11 @@ class LocalRayCluster:
                     pids.append(int(entry.name))
         return pids
 
-    def stop_node(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> None:
+    def stop_node(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 3.0) -> None:
         """Stop one node: ``sig`` to each of its processes, SIGKILL to any left after ``timeout_s``.
 
         ``sig=SIGKILL`` is a crash of that node (what the resume tests need)."""
         proc = self._procs.get(name)
-        if proc is not None:
-            proc._tf_stopped = True  # type: ignore[attr-defined]
         deadline = time.monotonic() + timeout_s
         for current in (sig, signal.SIGKILL):
             for pid in self.node_pids(name):

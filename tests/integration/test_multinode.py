@@ -79,6 +79,7 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
     started = time.monotonic()
     try:
         cluster.start()
+        print(f"TIMING cluster of 2 nodes up in {time.monotonic() - started:.1f} s")
         nodes = cluster.alive_nodes()
         assert sorted(r for n in nodes for r in n["Resources"] if r.startswith("tf_node_")) == [
             "tf_node_head",
@@ -131,7 +132,9 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         assert not blocked & before  # the killed node's part never landed
 
         # 3. a replacement node joins; the rerun resumes: earlier parts kept, the rest written once
+        mark = time.monotonic()
         cluster.add_worker(NodeSpec("w2"))
+        print(f"TIMING kill phase + replacement node {mark - started:.1f} s / {time.monotonic() - mark:.1f} s")
         with prefect_runtime(settings):
             seval_evaluate(**KWARGS, run_id="mn-kill")
         _check_rows(store, "mn-kill")
