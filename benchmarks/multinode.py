@@ -33,8 +33,8 @@ def run_layout(
     label: str, round_: int, cluster: Any, settings_kwargs: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
     import ray
-
     from scale_seval import synthetic_suite, task_run_seconds  # type: ignore[import-not-found]
+
     from trustflow import names
     from trustflow.data.schemas import SEVAL_SUITE
     from trustflow.data.store import ArtifactStore, StageRef

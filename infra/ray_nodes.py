@@ -161,7 +161,11 @@ class LocalRayCluster:
             argv = [sys.executable, "-c", _WORKER_START, "start", f"--address={self.address}", *common]
         log = (self.root / f"{node.name}.log").open("ab")
         self._procs[node.name] = subprocess.Popen(
-            argv, env=self._node_env(node), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            env=self._node_env(node),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -169,8 +173,8 @@ class LocalRayCluster:
     def alive_nodes(self) -> list[dict]:
         """The GCS's live nodes (``ray.nodes()`` rows) as seen from a short-lived client."""
         code = (
-            "import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False);"
-            "print(json.dumps([n for n in ray.nodes() if n['Alive']], default=str))" % self.address
+            f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR', log_to_driver=False);"
+            "print(json.dumps([n for n in ray.nodes() if n['Alive']], default=str))"
         )
         if not port_open(self.port):
             return []

@@ -55,7 +55,7 @@ def ensure_ray(settings: Settings) -> None:
     local = not settings.ray_address
     if local:
         _local_cluster_environment(settings.home_dir)
-    elif _is_loopback_address(settings.ray_address):
+    elif settings.ray_address and _is_loopback_address(settings.ray_address):
         # a cluster on this machine (infra/ray_nodes.py): join it in single-machine mode, or Ray
         # rewrites 127.0.0.1 to the outward address, where nothing listens
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ from trustflow.settings import load_settings
 pytestmark = [pytest.mark.integration]
 
 TARGETS = ["scripted:mn-a?tokens=8&refuse=0.5&latency_ms=20", "scripted:mn-b?tokens=8&refuse=0.3&seed=1"]
-KWARGS = dict(
+KWARGS: dict[str, Any] = dict(
     targets=TARGETS,
     critic="refusal",
     suite="seed-suite",
@@ -58,7 +59,11 @@ def _check_rows(store: ArtifactStore, run: str) -> int:
     uids = set(suite["prompt_uid"].to_pylist())
     responses = store.read_table(StageRef("seval_evaluate", run, "responses"))
     for target in TARGETS:
-        got = [u for u, m in zip(responses["prompt_uid"].to_pylist(), responses["model"].to_pylist()) if m == target]
+        got = [
+            u
+            for u, m in zip(responses["prompt_uid"].to_pylist(), responses["model"].to_pylist(), strict=True)
+            if m == target
+        ]
         assert len(got) == len(set(got)) == len(uids) and set(got) == uids, target  # exactly once, none missing
     judgements = store.read_table(StageRef("seval_evaluate", run, "judgements"))
     assert judgements.num_rows == len(uids) * len(TARGETS)
