@@ -6,12 +6,16 @@ node resumes with every row exactly once.
 Which node wrote a part is observed through the store's test part gate
 (``TRUSTFLOW_TEST_PART_GATE``), set in the *worker node's* environment only: each part a
 worker-node actor writes leaves ``waiting-<part>`` in the gate folder, parts the head wrote
-leave nothing. Targets are ``scripted:`` load generators (no model), the critic the
+leave nothing. What the worker node opens is audited (a ``sitecustomize`` on its
+``PYTHONPATH`` adds an audit hook): none of its processes opens a file of the driver's
+package source tree (code comes from the package ``ensure_ray`` uploads) or of the driver's
+trustflow home (data come from chunk payloads and the store). Targets are ``scripted:`` load generators (no model), the critic the
 in-process refusal detector, so the run is seconds.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -20,6 +24,7 @@ from typing import Any
 
 import pytest
 
+import trustflow
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.data.store.artifact_store import TEST_GATE_ENV, TEST_GATE_STAGE_ENV
 from trustflow.errors import TrustflowError
@@ -45,6 +50,41 @@ KWARGS: dict[str, Any] = dict(
     cache=False,
     risk_tags=False,
 )
+
+
+AUDIT_HOOK = """
+import os, sys
+_watch = tuple(p for p in os.environ.get("TF_AUDIT_WATCH", "").split(os.pathsep) if p)
+_log = os.environ.get("TF_AUDIT_LOG")
+_busy = []
+def _hook(event, args):
+    if event != "open" or _busy or not _watch or not _log:
+        return
+    path = args[0]
+    path = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else ""
+    if os.path.abspath(path).startswith(_watch):
+        _busy.append(1)
+        try:
+            fd = os.open(_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(fd, (f"{os.getpid()} {path}" + chr(10)).encode())
+            os.close(fd)
+        finally:
+            _busy.pop()
+if _watch and _log:
+    sys.addaudithook(_hook)
+"""
+
+
+def _audited_env(tmp_path: Path, watch: list[Path]) -> dict[str, str]:
+    """Environment for a node whose Python processes log every open of a file under ``watch``."""
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(AUDIT_HOOK)
+    return {
+        "PYTHONPATH": str(folder),  # the node's own path: not the driver's source tree either
+        "TF_AUDIT_WATCH": os.pathsep.join(str(p) + os.sep for p in watch),
+        "TF_AUDIT_LOG": str(tmp_path / "audit.log"),
+    }
 
 
 def _shutdown_driver_ray() -> None:
@@ -74,7 +114,10 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
     gate = tmp_path / "gate"
     gate.mkdir()
     (gate / "open").touch()
-    worker_env = {TEST_GATE_ENV: str(gate), TEST_GATE_STAGE_ENV: "responses"}
+    source_tree = Path(trustflow.__file__).resolve().parent
+    # the gate folder is watched too: its files are the hook's positive control
+    audit = _audited_env(tmp_path, [source_tree, s3_settings.home_dir.resolve(), gate.resolve()])
+    worker_env = {TEST_GATE_ENV: str(gate), TEST_GATE_STAGE_ENV: "responses", **audit}
     cluster = LocalRayCluster(
         root=tmp_path / "cluster",
         workers=[NodeSpec("w1", env=worker_env)],
@@ -93,6 +136,10 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
         for key, value in cluster.client_env().items():
             monkeypatch.setenv(key, value)
+        # Ray puts the driver's working directory on every worker's sys.path: on one machine a
+        # checkout there would shadow the package ensure_ray uploads (on real nodes the path
+        # does not exist); the driver runs from elsewhere, as a deployed flow run does
+        monkeypatch.chdir(tmp_path)
         settings = load_settings(
             store_url=s3_settings.store_url, s3_endpoint_url=s3_settings.s3_endpoint_url, ray_address=cluster.address
         )
@@ -106,6 +153,10 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         parts = {p.name for p in store.require_manifest(StageRef("seval_evaluate", "mn-full", "responses")).parts}
         on_worker = {f.name.removeprefix("waiting-") for f in gate.glob("waiting-*")}
         assert on_worker and on_worker < parts, (len(on_worker), len(parts))  # some parts by each node
+        opened = [line.split(" ", 1)[1] for line in Path(audit["TF_AUDIT_LOG"]).read_text().splitlines()]
+        assert any(Path(p).parent == gate for p in opened)  # the hook ran in the worker node's actors
+        driver_only = [p for p in opened if Path(p).parent != gate]
+        assert not driver_only, f"the worker node opened driver-only files: {driver_only[:20]}"
         print(f"TIMING clean run on 2 nodes done {time.monotonic() - started:.1f} s after start")
 
         # 2. the worker node dies while its actor is writing a part: the run fails in one line
