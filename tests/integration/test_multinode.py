@@ -15,6 +15,7 @@ in-process refusal detector, so the run is seconds.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import threading
@@ -87,6 +88,22 @@ def _audited_env(tmp_path: Path, watch: list[Path]) -> dict[str, str]:
     }
 
 
+def _listeners(pids: list[int]) -> list[str]:
+    """Local addresses (IPv4-mapped IPv6 unwrapped) every listening socket of ``pids`` is bound to."""
+    import psutil
+
+    found = []
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        for conn in conns:
+            if conn.status == psutil.CONN_LISTEN:
+                found.append(conn.laddr.ip.removeprefix("::ffff:"))
+    return found
+
+
 def _shutdown_driver_ray() -> None:
     import ray
 
@@ -134,6 +151,8 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
             "tf_node_w1",
         ]
         assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
+        listening = _listeners([pid for name in ("head", "w1") for pid in cluster.node_pids(name)])
+        assert len(listening) >= 6 and all(ipaddress.ip_address(ip).is_loopback for ip in listening), listening
         for key, value in cluster.client_env().items():
             monkeypatch.setenv(key, value)
         # Ray puts the driver's working directory on every worker's sys.path: on one machine a
