@@ -104,6 +104,9 @@ def _listeners(pids: list[int]) -> list[str]:
     return found
 
 
+KILL_KWARGS: dict[str, Any] = {**KWARGS, "targets": TARGETS[:1]}  # one target: the node dies during its pass
+
+
 def _shutdown_driver_ray() -> None:
     import ray
 
@@ -111,11 +114,11 @@ def _shutdown_driver_ray() -> None:
         ray.shutdown()
 
 
-def _check_rows(store: ArtifactStore, run: str) -> int:
+def _check_rows(store: ArtifactStore, run: str, targets: list[str]) -> int:
     suite = store.read_table(StageRef("seval_evaluate", run, "suite"))
     uids = set(suite["prompt_uid"].to_pylist())
     responses = store.read_table(StageRef("seval_evaluate", run, "responses"))
-    for target in TARGETS:
+    for target in targets:
         got = [
             u
             for u, m in zip(responses["prompt_uid"].to_pylist(), responses["model"].to_pylist(), strict=True)
@@ -123,7 +126,7 @@ def _check_rows(store: ArtifactStore, run: str) -> int:
         ]
         assert len(got) == len(set(got)) == len(uids) and set(got) == uids, target  # exactly once, none missing
     judgements = store.read_table(StageRef("seval_evaluate", run, "judgements"))
-    assert judgements.num_rows == len(uids) * len(TARGETS)
+    assert judgements.num_rows == len(uids) * len(targets)
     return len(uids)
 
 
@@ -167,7 +170,7 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         # 1. a clean run: both nodes answer, every row once
         with prefect_runtime(settings):
             first = seval_evaluate(**KWARGS, run_id="mn-full")
-        prompts = _check_rows(store, "mn-full")
+        prompts = _check_rows(store, "mn-full", TARGETS)
         assert prompts == 286 and first["suite"]["rows"] == 286
         parts = {p.name for p in store.require_manifest(StageRef("seval_evaluate", "mn-full", "responses")).parts}
         on_worker = {f.name.removeprefix("waiting-") for f in gate.glob("waiting-*")}
@@ -193,7 +196,7 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         killer = threading.Thread(target=kill_when_blocked, daemon=True)
         killer.start()
         with prefect_runtime(settings), pytest.raises(TrustflowError, match="re-run to resume"):
-            seval_evaluate(**KWARGS, run_id="mn-kill")
+            seval_evaluate(**KILL_KWARGS, run_id="mn-kill")
         killer.join(timeout=30)
         assert not cluster.node_pids("w1")
         ref = StageRef("seval_evaluate", "mn-kill", "responses")
@@ -211,8 +214,8 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         cluster.add_worker(NodeSpec("w2"))
         print(f"TIMING kill phase + replacement node {mark - started:.1f} s / {time.monotonic() - mark:.1f} s")
         with prefect_runtime(settings):
-            seval_evaluate(**KWARGS, run_id="mn-kill")
-        _check_rows(store, "mn-kill")
+            seval_evaluate(**KILL_KWARGS, run_id="mn-kill")
+        _check_rows(store, "mn-kill", KILL_KWARGS["targets"])
         after = {p.name for p in store.require_manifest(ref).parts}
         assert before <= after  # adopted, not rewritten under new names
         print(f"TIMING multinode test {time.monotonic() - started:.1f} s")
