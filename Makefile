@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser datasets speech device-tools demo lint test test-unit bench lock clean
+.PHONY: install browser datasets speech device-tools demo lint test test-unit test-cluster bench lock clean
 
 install: $(STAMP)
 
@@ -55,6 +55,11 @@ test: install browser datasets speech device-tools lint
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
+
+# only the multi-node Ray test (head + worker node as separate ray start processes, SeaweedFS;
+# part of `make test` too): about 1 min
+test-cluster: install
+	$(BIN)/python -m pytest -q tests/integration/test_multinode.py tests/unit/test_ray_nodes.py
 
 bench: install
 	$(BIN)/python benchmarks/store_throughput.py

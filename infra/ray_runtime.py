@@ -25,7 +25,9 @@ The local cluster is private to this machine's user:
   cluster: nothing in trustflow needs an open one.
 
 Joining a cluster (``ray_address``) changes none of this: binding and authentication are
-that cluster's, and ``RAY_AUTH_MODE``/``RAY_AUTH_TOKEN*`` are passed through as set.
+that cluster's, and ``RAY_AUTH_MODE``/``RAY_AUTH_TOKEN*`` are passed through as set. A
+loopback ``ray_address`` (a multi-node cluster on this machine, ``infra/ray_nodes.py``) is
+joined in single-machine mode, as its nodes run.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def ensure_ray(settings: Settings) -> None:
     local = not settings.ray_address
     if local:
         _local_cluster_environment(settings.home_dir)
+    elif settings.ray_address and _is_loopback_address(settings.ray_address):
+        # a cluster on this machine (infra/ray_nodes.py): join it in single-machine mode, or Ray
+        # rewrites 127.0.0.1 to the outward address, where nothing listens
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
     if ray.is_initialized():
@@ -75,6 +81,8 @@ def ensure_ray(settings: Settings) -> None:
 
         runtime_env["py_modules"] = [trustflow]
         runtime_env["excludes"] = _EXCLUDES
+        if _is_loopback_address(settings.ray_address):
+            _apply_to_loaded_ray()
         ray.init(address=settings.ray_address, runtime_env=runtime_env, log_to_driver=True)
         return
     _apply_to_loaded_ray()
@@ -88,6 +96,17 @@ def ensure_ray(settings: Settings) -> None:
         logging_level=logging.WARNING,
     )
     _check_local_cluster()
+
+
+def _is_loopback_address(address: str) -> bool:
+    """``127.0.0.1:6379``, ``localhost:6379`` or ``ray://127.0.0.1:10001``: a cluster on this machine."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _local_cluster_environment(home: Path) -> None:
