@@ -6,6 +6,7 @@ use Prefect's ephemeral mode unless ``PREFECT_API_URL`` is set).
 
 from __future__ import annotations
 
+import http.client
 import os
 import sys
 import urllib.request
@@ -35,10 +36,13 @@ class PrefectServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def healthy(self) -> bool:
+        """Whether our server answers ``/health``. Anything else on the port — a non-HTTP
+        service that took it while ours was starting answers garbage — is "not ready", so the
+        wait ends with the server's own exit ("address in use") instead of a parser error."""
         try:
             with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
                 return response.status == 200
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return False
 
     def up(self, timeout_s: float = 120.0) -> dict[str, object]:

@@ -35,12 +35,21 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     """A Prefect server of this module's own; events are persisted every 0.5 s (default 5 s)."""
     from trustflow.infra.prefect_server import PrefectServer
 
-    server = PrefectServer(tmp_path_factory.mktemp("relay-prefect"), free_port())
+    from trustflow.errors import ServiceError
+
     name = "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL"
     before = os.environ.get(name)
     os.environ[name] = "0.5"
     try:
-        server.up(timeout_s=120)
+        for attempt in range(3):  # a free port can be taken by another service while the server starts
+            server = PrefectServer(tmp_path_factory.mktemp("relay-prefect"), free_port())
+            try:
+                server.up(timeout_s=120)
+                break
+            except ServiceError:
+                server.down()
+                if attempt == 2:
+                    raise
     finally:
         os.environ.pop(name) if before is None else os.environ.__setitem__(name, before)
     try:
