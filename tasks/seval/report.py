@@ -252,14 +252,21 @@ def seval_sections(run: RunView) -> list[Section]:
     sections.append(Section("Leaderboard", join(body)))
     if run.has(names.METRICS, S.SEVAL_METRICS):
         sections.append(Section("Metrics", seval_metric_tables(run.rows(names.METRICS))))
-    if run.has(names.RESPONSES, S.SEVAL_RESPONSES) or _has_judgements(run):
+    if _has_responses(run) or _has_judgements(run):
         sections.append(Section("Responses and judgements", seval_health(run)))
-    if _has_judgements(run) and run.has(names.RESPONSES, S.SEVAL_RESPONSES):
+    if _has_judgements(run) and _has_responses(run):
         sections.append(Section("Flagged verdicts", flagged_verdicts(run)))
     stages = dict(SEVAL_STAGES)
     if run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS_V1):
         stages[names.JUDGEMENTS] = S.SEVAL_JUDGEMENTS_V1
+    if run.has(names.RESPONSES, S.SEVAL_RESPONSES_V1):
+        stages[names.RESPONSES] = S.SEVAL_RESPONSES_V1
     return sections + plots_section(run, SEVAL_PLOTS) + unknown_stages(run, stages)
+
+
+def _has_responses(run: RunView) -> bool:
+    """Responses of any layout (v1 has no ``cost_usd``; the sections read only older columns)."""
+    return run.has(names.RESPONSES, S.SEVAL_RESPONSES) or run.has(names.RESPONSES, S.SEVAL_RESPONSES_V1)
 
 
 def _has_judgements(run: RunView) -> bool:
@@ -368,7 +375,7 @@ def seval_metric_tables(metrics: list[dict[str, Any]]) -> Html:
 def seval_health(run: RunView) -> Html:
     """Per model: how many answers, how many failed, how fast; how many the critic judged unsafe."""
     per: dict[str, dict[str, Any]] = defaultdict(dict)
-    if run.has(names.RESPONSES, S.SEVAL_RESPONSES):
+    if _has_responses(run):
         t = run.read(names.RESPONSES, ["model", "error", "latency_s", "completion_tokens"])
         for model in sorted(set(t["model"].to_pylist())):
             sub = t.filter(pc.equal(t["model"], model))
@@ -556,12 +563,28 @@ def cache_line(info: dict[str, Any] | None) -> str | None:
     return f"llm cache: {shown}, {info.get('writes', 0)} new entries{extra}"
 
 
+def usage_lines(usage: dict[str, Any] | None) -> list[str]:
+    """Tokens and cost per model and for the run, one line each (cache hits cost 0)."""
+    if not usage or not usage.get("by_model"):
+        return []
+
+    def one(name: str, u: dict[str, Any]) -> str:
+        cost = "no prices set" if u.get("cost_usd") is None else f"${u['cost_usd']:.4f}"
+        return f"{name}: {u['prompt_tokens']:,} prompt + {u['completion_tokens']:,} completion tokens, {cost}"
+
+    lines = [f"usage {one(model, u)}" for model, u in usage["by_model"].items()]
+    if len(lines) > 1:
+        lines.append(f"usage {one('run total', usage['total'])}")
+    return lines
+
+
 def publish_evaluation(
     run_id: str,
     store_url: str,
     suite_info: dict[str, Any],
     report: dict[str, Any],
     cache_info: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> None:
     """The evaluation run's Prefect artifacts: the leaderboard table and a markdown summary
     (with the LLM cache hit rate when given)."""
@@ -579,6 +602,7 @@ def publish_evaluation(
         *board_markdown(report["leaderboard"]),
         "",
         *([line, ""] if (line := cache_line(cache_info)) else []),
+        *[f"- {u}" for u in usage_lines(usage)],
         f"Stages: `{store_url}/runs/{names.SEVAL_EVALUATE}/{run_id}/`",
         *[f"- plot: `{p}`" for p in report["plots"]],
     ]
