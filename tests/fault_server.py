@@ -28,7 +28,11 @@ class Faults:
     script: list[int] = field(default_factory=list)  # statuses for the first arrivals (200 = serve)
     quota: int | None = None  # at most this many served requests per ``quota_window_s``; over: 429
     quota_window_s: float = 1.0
-    hard_cap: int | None = None  # in flight above this: 429 at once
+    # count refused requests against the quota too (OpenAI's docs: "unsuccessful requests
+    # contribute to your per-minute limit"); Retry-After is then the time until a slot frees
+    count_refused: bool = False
+    hard_cap: int | None = None  # in flight above this: ``cap_status`` at once (load shedding)
+    cap_status: int = 429
     p429: float = 0.0
     p503: float = 0.0
     p500: float = 0.0
@@ -60,7 +64,7 @@ class FaultServer:
         self.served: list[str] = []  # prompts answered 200, in order
         self.in_flight = 0
         self.max_in_flight = 0
-        self._served_times: deque[float] = deque()
+        self._served_times: deque[float] = deque()  # quota window: served (and counted refused) arrivals
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
         server = self
@@ -124,7 +128,7 @@ class FaultServer:
             elif f.quota is not None and len(self._served_times) >= f.quota:
                 status = 429
             elif f.hard_cap is not None and self.in_flight > f.hard_cap:
-                status = 429
+                status = f.cap_status
             else:
                 draw = self._rng.random()
                 if draw < f.p429:
@@ -141,10 +145,15 @@ class FaultServer:
                 if f.p_slow and self._rng.random() < f.p_slow:
                     delay += f.slow_s
                 self.served.append(prompt)
+            elif f.count_refused and f.quota is not None:
+                self._served_times.append(now)
             self.arrivals.append(Arrival(now, status, self.in_flight, prompt))
+            retry_after = f.retry_after
+            if status == 429 and f.quota is not None and self._served_times and retry_after is not None:
+                retry_after = max(0.01, self._served_times[0] + f.quota_window_s - now)
         headers = {}
-        if status in (429, 503) and f.retry_after is not None:
-            headers["Retry-After"] = f"{f.retry_after:g}"
+        if status in (429, 503) and retry_after is not None:
+            headers["Retry-After"] = f"{retry_after:.3f}"
         return status, delay, headers
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ round trip, and a fixed pool of threads keeps hammering a server that is already
 - :class:`AdaptiveConcurrency`: AIMD on the number of requests in flight. Halve on an
   overload signal (429, 503, 529, a read timeout, or any ``Retry-After``), at most once per
   "generation" of requests (answers to requests sent before the last cut do not cut again);
-  grow by one after ``limit`` successes in a row. A ``Retry-After`` also pauses every new
-  request until it has passed. With ``adaptive=False`` the limit stays fixed (the old pool).
+  grow by one after ``limit`` successes in a row. A 429's ``Retry-After`` also pauses every
+  new request until it has passed (:meth:`AdaptiveConcurrency.pause`). With
+  ``adaptive=False`` the limit stays fixed (the old pool).
 - :func:`estimate_tokens`: a cheap upper-leaning guess of a prompt's tokens from its text
   (CJK characters ~1 token each, other text ~4 characters per token, a few per message), used
   by the rate bucket before a call and by ``seval run --dry-run`` for cost estimates.

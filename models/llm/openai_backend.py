@@ -3,7 +3,8 @@
 - Bounded, adaptive concurrency: at most ``max_concurrency`` requests in flight per backend,
   shared by every ``generate`` call (a thread pool feeds it). With ``adaptive`` (default) the
   bound is AIMD (models/llm/limits.py): halved on 429/503/timeouts/``Retry-After``, grown by
-  one after a run of successes; a ``Retry-After`` pauses every new request of this backend.
+  one after a run of successes; a 429's ``Retry-After`` pauses every new request of this
+  backend (the quota is the client's), a 503's only delays the retry of that request.
 - Rate limits: ``rpm`` / ``tpm`` token buckets (requests and tokens per ``window_s``, default
   a minute); tokens are estimated before a call (prompt text + ``max_tokens``) and corrected
   by the response's ``usage`` after it.
@@ -273,8 +274,11 @@ class OpenAIBackend(ChatBackend):
             if outcome == "overload":
                 with self._stats_lock:
                     self.throttled += 1
-                if retry_after is not None and self.concurrency.adaptive:
-                    self.concurrency.pause(min(retry_after, self.backoff_max_s))
+                # a 429 is about this client's quota: every request of it waits; a 503's
+                # Retry-After (a server shedding load) holds back only the request it answered
+                if retry_after is not None and response is not None and response.status_code == 429:
+                    if self.concurrency.adaptive:
+                        self.concurrency.pause(min(retry_after, self.backoff_max_s))
             self.concurrency.release(generation, outcome)
             if outcome != "ok" and self.token_bucket is not None and tokens:
                 self.token_bucket.adjust(tokens)  # a refused call used no tokens
