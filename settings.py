@@ -32,7 +32,9 @@ class LLMEndpoint(BaseModel):
     base_url: str
     model: str
     api_key: SecretStr | None = None
-    rpm: float | None = Field(default=None, gt=0, description="Requests per minute the endpoint allows (None: no limit).")
+    rpm: float | None = Field(
+        default=None, gt=0, description="Requests per minute the endpoint allows (None: no limit)."
+    )
     tpm: float | None = Field(
         default=None, gt=0, description="Tokens per minute (prompt + completion; estimated before a call)."
     )

@@ -42,7 +42,9 @@ def arm(faults: Faults, requests: int, concurrency: int, adaptive: bool) -> dict
         backend = OpenAIBackend(
             srv.base_url, "m", max_concurrency=concurrency, adaptive=adaptive, max_retries=50, backoff_max_s=5.0
         )
-        prompts = [{"messages": [{"role": "user", "content": f"request {i}"}], "max_tokens": 8} for i in range(requests)]
+        prompts = [
+            {"messages": [{"role": "user", "content": f"request {i}"}], "max_tokens": 8} for i in range(requests)
+        ]
         t0 = time.perf_counter()
         results = backend.generate(prompts)
         wall = time.perf_counter() - t0

@@ -188,6 +188,7 @@ def upgrade_responses(table: pa.Table) -> pa.Table:
             table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table.select(SEVAL_RESPONSES.names).cast(SEVAL_RESPONSES.schema)
 
+
 # v2 (issue 13): ``risk_tags`` of an unsafe verdict are taxonomy *leaf* ids chosen by
 # models/critics/risk_tags.py (v1 held the prompt's level-1 dimension), and the columns after
 # ``judge_error`` are new and nullable. A v1 stage still reads: ``upgrade_judgements`` adds the

@@ -33,7 +33,9 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators of the chat template,
 def estimate_tokens(text: str) -> int:
     """Tokens of ``text``, estimated without a tokenizer: CJK ideographs and kana count one
     each (BPE vocabularies rarely merge them), every other 4 characters one."""
-    cjk = sum(1 for ch in text if "\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+    cjk = sum(
+        1 for ch in text if "\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
+    )
     other = len(text) - cjk
     return cjk + -(-other // 4)
 

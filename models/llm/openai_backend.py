@@ -276,9 +276,9 @@ class OpenAIBackend(ChatBackend):
                     self.throttled += 1
                 # a 429 is about this client's quota: every request of it waits; a 503's
                 # Retry-After (a server shedding load) holds back only the request it answered
-                if retry_after is not None and response is not None and response.status_code == 429:
-                    if self.concurrency.adaptive:
-                        self.concurrency.pause(min(retry_after, self.backoff_max_s))
+                quota = response is not None and response.status_code == 429
+                if quota and retry_after is not None and self.concurrency.adaptive:
+                    self.concurrency.pause(min(retry_after, self.backoff_max_s))
             self.concurrency.release(generation, outcome)
             if outcome != "ok" and self.token_bucket is not None and tokens:
                 self.token_bucket.adjust(tokens)  # a refused call used no tokens

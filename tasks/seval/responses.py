@@ -70,6 +70,8 @@ class Budget:
         if self.token_limit is not None and tokens >= self.token_limit:
             return f"token limit {self.token_limit} reached (spent {tokens} tokens, ${cost:.6f})"
         return None
+
+
 SUITE_COLUMNS = ["prompt_uid", "set", "attack", "base_id", "lang", "dimension", "prompt"]
 HTTP_SCHEMES = ("openai", "endpoint")  # answered by a server: threads, not Ray actors
 

@@ -6,6 +6,7 @@ duplicate rows or calls, the dry-run's counts, and v1 parts upgraded on resume."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,7 +69,15 @@ def test_cost_limit_stops_cleanly_and_a_rerun_resumes_without_duplicates(
     params = GenParams(max_tokens=16)
     with pytest.raises(BudgetReached, match=r"cost limit \$0.1 reached.*run-cost.*run the same command again"):
         generate_responses(
-            store, ref, _suite(40), SPEC, params, batch_size=4, concurrency=2, cache=False, budget=Budget(cost_limit=0.1)
+            store,
+            ref,
+            _suite(40),
+            SPEC,
+            params,
+            batch_size=4,
+            concurrency=2,
+            cache=False,
+            budget=Budget(cost_limit=0.1),
         )
     assert store.manifest(ref) is None  # nothing committed
     kept = _parts_rows(store, ref).num_rows
@@ -149,3 +158,45 @@ def test_v1_parts_are_upgraded_when_an_old_run_resumes(paid: FaultServer, local_
     table = store.read_table(ref)
     costs = table.sort_by("prompt_uid")["cost_usd"].to_pylist()
     assert table.num_rows == 12 and costs[:8] == [None] * 8 and costs[8:] == [pytest.approx(PER_CALL)] * 4
+
+
+def test_cli_dry_run_prints_requests_and_cost_and_calls_nothing(
+    paid: FaultServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    import trustflow.flows.seval_evaluate as flow_module
+    from trustflow.cli.main import app
+
+    monkeypatch.setenv("TRUSTFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(flow_module, "seval_evaluate", lambda **kw: pytest.fail("a dry run must not start the flow"))
+    args = ["seval", "run", "--targets", SPEC, "--suite", "seed-suite", "--langs", "en", "--attacks-per-base", "0"]
+    out = CliRunner().invoke(app, [*args, "--max-tokens", "16", "--dry-run"])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.stdout.split())
+    # 8 seed prompts; ~175 estimated prompt tokens at $1/1k + 8 x 16 completion tokens at $2/1k
+    assert "dry run: 8 requests to make, ~175 prompt + ≤128 completion tokens, estimated cost $0.4310" in text
+    assert paid.arrivals == []
+
+
+def test_cli_limit_reached_exits_3_with_how_to_resume(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import contextlib
+
+    from typer.testing import CliRunner
+
+    import trustflow.cli.seval as seval_cli
+    import trustflow.flows.seval_evaluate as flow_module
+    from trustflow.cli.main import app
+
+    seen: dict[str, object] = {}
+
+    def stopped(**kwargs: object) -> dict:
+        seen.update(kwargs)
+        raise BudgetReached("cost limit $0.5 reached (spent $0.51); run the same command again to resume")
+
+    monkeypatch.setenv("TRUSTFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(flow_module, "seval_evaluate", stopped)
+    monkeypatch.setattr(seval_cli, "flow_session", lambda settings: contextlib.nullcontext())
+    out = CliRunner().invoke(app, ["seval", "run", "--targets", SPEC, "--cost-limit", "0.5", "--token-limit", "900"])
+    assert out.exit_code == 3 and "run the same command again" in out.output
+    assert (seen["cost_limit"], seen["token_limit"]) == (0.5, 900)
