@@ -294,9 +294,12 @@ def upgrade_parts(writer: StageWriter) -> int:
 def usage_by_model(responses: pa.Table) -> dict[str, dict[str, Any]]:
     """Per model: rows, errors, tokens and cost (USD; None when no row has a price) of a
     responses table of any layout; cache hits count their tokens but cost 0."""
-    table = upgrade_responses(responses.select([c for c in responses.column_names if c in SEVAL_RESPONSES.names]))
+    table = responses.select(["model", "prompt_tokens", "completion_tokens", "error"])
+    costs = (
+        responses["cost_usd"] if "cost_usd" in responses.column_names else pa.nulls(responses.num_rows, pa.float64())
+    )
     out: dict[str, dict[str, Any]] = {}
-    for row in table.select(["model", "prompt_tokens", "completion_tokens", "error", "cost_usd"]).to_pylist():
+    for row in table.append_column("cost_usd", costs).to_pylist():
         u = out.setdefault(
             row["model"], {"responses": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": None}
         )

@@ -200,3 +200,30 @@ def test_cli_limit_reached_exits_3_with_how_to_resume(monkeypatch: pytest.Monkey
     out = CliRunner().invoke(app, ["seval", "run", "--targets", SPEC, "--cost-limit", "0.5", "--token-limit", "900"])
     assert out.exit_code == 3 and "run the same command again" in out.output
     assert (seen["cost_limit"], seen["token_limit"]) == (0.5, 900)
+
+
+def test_usage_lines_per_model_and_run_total() -> None:
+    from trustflow.tasks.seval.report import usage_lines
+
+    table = pa.Table.from_pylist(
+        [
+            {"model": "endpoint:a", "prompt_tokens": 10, "completion_tokens": 5, "error": None, "cost_usd": 0.25},
+            {"model": "endpoint:a", "prompt_tokens": 10, "completion_tokens": 5, "error": None, "cost_usd": 0.0},
+            {"model": "pkg:x", "prompt_tokens": 7, "completion_tokens": 3, "error": "boom", "cost_usd": None},
+        ]
+    )
+    by = usage_by_model(table)
+    assert by["endpoint:a"] == {
+        "responses": 2,
+        "errors": 0,
+        "prompt_tokens": 20,
+        "completion_tokens": 10,
+        "cost_usd": 0.25,
+    }
+    assert by["pkg:x"]["cost_usd"] is None and by["pkg:x"]["errors"] == 1
+    total = {"prompt_tokens": 27, "completion_tokens": 13, "cost_usd": 0.25}
+    assert usage_lines({"by_model": by, "total": total}) == [
+        "usage endpoint:a: 20 prompt + 10 completion tokens, $0.2500",
+        "usage pkg:x: 7 prompt + 3 completion tokens, no prices set",
+        "usage run total: 27 prompt + 13 completion tokens, $0.2500",
+    ]
