@@ -292,7 +292,8 @@ SEVAL_METRICS = VersionedSchema(
     1,
     pa.schema(
         [
-            pa.field("metric", pa.string(), nullable=False),  # safety_score | asr | adaptive_asr | judge_error_rate
+            # safety_score | asr | adaptive_asr | judge_error_rate | prompt_tokens | completion_tokens | cost_usd
+            pa.field("metric", pa.string(), nullable=False),
             pa.field("model", pa.string(), nullable=False),
             pa.field("critic_id", pa.string(), nullable=False),
             pa.field("dimension", pa.string(), nullable=False),  # "*" when not grouped by it

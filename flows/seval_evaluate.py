@@ -98,11 +98,11 @@ def seval_evaluate(
     judged = judge_task(
         spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales, cache, risk_tags=risk_tags
     )
-    report = metrics_task(spec, run_id, judged["critic_id"], targets)
+    usage = usage_task(spec, run_id, targets)
+    report = metrics_task(spec, run_id, judged["critic_id"], targets, usage)
     users = {**answered, f"critic {critic}": judged}
     if judged.get("rationale_cache"):
         users[f"rationales {rationale_model}"] = judged["rationale_cache"]
     cache_info = cache_summary(cache, users)
-    usage = usage_task(spec, run_id, targets)
     publish_evaluation(run_id, store.url, suite_info, report, cache_info, usage)
     return {"run_id": run_id, "suite": suite_info, **report, "cache": cache_info, "usage": usage}

@@ -122,12 +122,37 @@ def judgement_frame(judgements: pa.Table) -> pd.DataFrame:
     return frame
 
 
+USAGE_METRICS = ("prompt_tokens", "completion_tokens", "cost_usd")  # per model, n = responses
+
+
+def usage_metric_rows(usage: dict[str, Any] | None, critic_id: str) -> list[dict[str, Any]]:
+    """The run's tokens and cost per model as metric rows (``value`` None: no prices)."""
+    rows = []
+    for model, u in ((usage or {}).get("by_model") or {}).items():
+        for metric in USAGE_METRICS:
+            rows.append(
+                {"metric": metric, "model": model, "critic_id": critic_id, "dimension": "*", "lang": "*"}
+                | {"attack": "*", "n": int(u["responses"]), "value": u[metric], "ci_low": None, "ci_high": None}
+            )
+    return rows
+
+
 def write_metrics(
-    store: ArtifactStore, run_flow: str, run_id: str, judgements: pa.Table, critic_id: str
+    store: ArtifactStore,
+    run_flow: str,
+    run_id: str,
+    judgements: pa.Table,
+    critic_id: str,
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Metrics (with ``usage``: tokens and cost per model as rows ``prompt_tokens``,
+    ``completion_tokens``, ``cost_usd``), the leaderboard and the plots of a run."""
     frame = judgement_frame(judgements)
     frame = frame[frame["critic_id"] == critic_id]
     metrics = metric_rows(frame, critic_id)
+    extra = usage_metric_rows(usage, critic_id)
+    if extra:
+        metrics = pa.concat_tables([metrics, pa.Table.from_pylist(extra, schema=SEVAL_METRICS.schema)])
     store.write_stage(
         StageRef(run_flow, run_id, names.METRICS),
         SEVAL_METRICS,

@@ -189,7 +189,9 @@ def judge_task(
 
 
 @task(name="metrics-and-report", cache_policy=NO_CACHE)
-def metrics_task(spec: StoreSpec, run_id: str, critic_id: str, models: list[str]) -> dict[str, Any]:
+def metrics_task(
+    spec: StoreSpec, run_id: str, critic_id: str, models: list[str], usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -198,7 +200,7 @@ def metrics_task(spec: StoreSpec, run_id: str, critic_id: str, models: list[str]
     store = spec.open()
     judgements = store.read_table(StageRef(FLOW, run_id, names.JUDGEMENTS))
     judgements = judgements.filter(pc.is_in(judgements["model"], value_set=pa.array(models)))
-    return write_metrics(store, FLOW, run_id, judgements, critic_id)
+    return write_metrics(store, FLOW, run_id, judgements, critic_id, usage)
 
 
 # ---------------------------------------------------------------- suite generation

@@ -54,3 +54,6 @@ def test_cost_limit_stops_the_flow_and_a_rerun_resumes(
     usage = result["usage"]["by_model"]["endpoint:paid"]
     assert usage["cost_usd"] == pytest.approx(sum(responses["cost_usd"].to_pylist())) and usage["cost_usd"] > 0
     assert usage["prompt_tokens"] == sum(responses["prompt_tokens"].to_pylist())
+    metrics = store.read_table(StageRef("seval_evaluate", "seval-hosted", "metrics")).to_pylist()
+    (cost,) = [m for m in metrics if m["metric"] == "cost_usd"]
+    assert cost["model"] == "endpoint:paid" and cost["n"] == 8 and cost["value"] == pytest.approx(usage["cost_usd"])
