@@ -32,6 +32,25 @@ class LLMEndpoint(BaseModel):
     base_url: str
     model: str
     api_key: SecretStr | None = None
+    rpm: float | None = Field(
+        default=None, gt=0, description="Requests per minute the endpoint allows (None: no limit)."
+    )
+    tpm: float | None = Field(
+        default=None, gt=0, description="Tokens per minute (prompt + completion; estimated before a call)."
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="Ceiling of requests in flight; AIMD adapts below it (None: --concurrency)."
+    )
+    adaptive: bool = Field(default=True, description="AIMD concurrency (false: a fixed pool of max_concurrency).")
+    price_per_1k_prompt: float | None = Field(default=None, ge=0, description="USD per 1,000 prompt tokens.")
+    price_per_1k_completion: float | None = Field(default=None, ge=0, description="USD per 1,000 completion tokens.")
+
+    def backend_options(self) -> dict[str, Any]:
+        """The OpenAI backend's keyword arguments these settings fix (unset ones left out)."""
+        names = ("rpm", "tpm", "max_concurrency", "price_per_1k_prompt", "price_per_1k_completion")
+        out: dict[str, Any] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        out["adaptive"] = self.adaptive
+        return out
 
 
 class SeaweedFSConfig(BaseModel):

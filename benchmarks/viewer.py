@@ -145,6 +145,7 @@ def build_run(store: ArtifactStore, rows: int, parts: int, seed: int = 21) -> No
                     "completion_tokens": pa.array(np.full(n, 90), pa.int32()),
                     "latency_s": pa.array(np.full(n, 0.5, np.float32)),
                     "error": pa.nulls(n, pa.string()),
+                    "cost_usd": pa.nulls(n, pa.float64()),
                 },
                 schema=SEVAL_RESPONSES.schema,
             )

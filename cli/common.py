@@ -163,7 +163,7 @@ def handle_errors(fn: F) -> F:
             logged = log_failure(exc) if isinstance(exc, StoreError) else None
             if isinstance(exc, StoreUnavailable) and logged is not None:
                 fail(f"{exc} (details: {logged})")
-            fail(str(exc))
+            fail(str(exc), code=int(getattr(exc, "exit_code", 1)))
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)

@@ -91,9 +91,25 @@ def run(
         "--cache/--no-cache",
         help="Reuse earlier answers to identical chat calls from the store's LLM response cache (--no-cache: call every time).",
     ),
+    cost_limit: float | None = typer.Option(
+        None,
+        "--cost-limit",
+        min=0.0,
+        help="USD this invocation may spend on target calls (endpoint prices; cache hits are free); "
+        "reached: stop cleanly, exit 3, rerun to resume.",
+    ),
+    token_limit: int | None = typer.Option(
+        None, "--token-limit", min=1, help="Tokens this invocation may spend on target calls; like --cost-limit."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print the requests still to make (after resume and cache hits) and, with prices, the estimated cost; run nothing.",
+    ),
 ) -> None:
     """Evaluate target models on an S-Eval suite and print the leaderboard; with a run file's
-    `gate` block, check the gate afterwards (exit 1 when it fails, 2 on a bad run file)."""
+    `gate` block, check the gate afterwards (exit 1 when it fails, 2 on a bad run file).
+    Exit 3: --cost-limit / --token-limit reached (answers so far kept; rerun to resume)."""
     bad = [lang for lang in (_csv(langs) or []) if lang not in ("zh", "en")]
     if bad:
         raise typer.BadParameter(f"unknown language(s) {bad}; use zh and/or en", param_hint="--langs")
@@ -103,6 +119,9 @@ def run(
         fail(str(exc), code=2)
         return
     settings = bootstrap()
+    if dry_run:
+        _dry_run(settings, cfg, aliases)
+        return
     from trustflow.flows.seval_evaluate import seval_evaluate
 
     if cfg.gate is not None:
@@ -115,6 +134,10 @@ def run(
 
     line = cache_line(result.get("cache"))
     if line:
+        console.print(line)
+    from trustflow.tasks.seval.report import usage_lines
+
+    for line in usage_lines(result.get("usage")):
         console.print(line)
     if cfg.gate is not None:
         from trustflow.cli.gate import evaluate_run_gate, report_gate
@@ -130,6 +153,43 @@ def run(
         report_gate(outcome, as_json=False, junit=junit)
         if not outcome.passed:
             raise typer.Exit(outcome.exit_code)
+
+
+def _dry_run(settings: Settings, cfg: RunConfig, aliases: dict[str, str]) -> None:
+    """What the run would still call and cost (tasks/seval/dry_run.py); starts no flow."""
+    from trustflow.data.store import ArtifactStore
+    from trustflow.flows.seval_evaluate import default_run_id
+    from trustflow.tasks.seval.dry_run import plan_run
+
+    kw = cfg.flow_kwargs()
+    id_keys = ("targets", "critic", "suite", "langs", "per_dimension", "attacks", "attacks_per_base", "seed")
+    run_id = kw["run_id"] or default_run_id(**{k: kw[k] for k in id_keys}, max_tokens=kw["max_tokens"])
+    store = ArtifactStore(settings.effective_store_url, settings)
+    keys = ("targets", "suite", "langs", "per_dimension", "attacks", "attacks_per_base", "seed", "max_tokens", "cache")
+    plan = plan_run(store, run_id, **{k: kw[k] for k in keys})
+    table = Table(title=f"dry run of {run_id}: {plan['suite']['rows']} prompts from {plan['suite']['source']}")
+    for col in ("target", "prompts", "answered", "cache hits", "requests", "est. tokens", "est. cost"):
+        table.add_column(col, justify="left" if col == "target" else "right")
+
+    def money(value: float | None) -> str:
+        return "no prices" if value is None else f"${value:.4f}"
+
+    for spec, t in plan["targets"].items():
+        table.add_row(
+            aliases.get(spec, spec),
+            str(t["prompts"]),
+            str(t["answered"]),
+            "–" if t["cache_hits"] is None else str(t["cache_hits"]),
+            str(t["requests"]),
+            f"{t['prompt_tokens'] + t['completion_tokens']:,}",
+            money(t["cost_usd"]),
+        )
+    console.print(table)
+    total = plan["total"]
+    console.print(
+        f"dry run: {total['requests']} requests to make, ~{total['prompt_tokens']:,} prompt + "
+        f"≤{total['completion_tokens']:,} completion tokens, estimated cost {money(total['cost_usd'])}"
+    )
 
 
 def _run_config(ctx: typer.Context, config: Path | None, junit: Path | None) -> tuple[RunConfig, dict[str, str]]:
@@ -556,6 +616,10 @@ def generate_cmd(
 
     line = cache_line(result.get("cache"))
     if line:
+        console.print(line)
+    from trustflow.tasks.seval.report import usage_lines
+
+    for line in usage_lines(result.get("usage")):
         console.print(line)
 
 

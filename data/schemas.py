@@ -151,7 +151,7 @@ SEVAL_SUITE = VersionedSchema(
 
 SEVAL_RESPONSES = VersionedSchema(
     "seval_responses",
-    1,
+    2,
     pa.schema(
         [
             pa.field("response_id", pa.string(), nullable=False),  # hash(model, gen_config_hash, prompt_uid)
@@ -170,9 +170,24 @@ SEVAL_RESPONSES = VersionedSchema(
             pa.field("completion_tokens", pa.int32(), nullable=False),
             pa.field("latency_s", pa.float32(), nullable=False),
             pa.field("error", pa.string()),  # kept as a row, never dropped
+            # v2 (issue 21): USD of this call at the endpoint's prices; 0 for a cache hit,
+            # null when the model has no prices (in-process models, unpriced endpoints)
+            pa.field("cost_usd", pa.float64()),
         ]
     ),
 )
+
+# the v1 layout (no cost_usd), kept so old stages are recognised and upgraded on resume
+SEVAL_RESPONSES_V1 = VersionedSchema("seval_responses", 1, pa.schema(list(SEVAL_RESPONSES.schema)[:-1]))
+
+
+def upgrade_responses(table: pa.Table) -> pa.Table:
+    """A responses table of any version as the current one (``cost_usd`` null where missing)."""
+    for field in SEVAL_RESPONSES.schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(SEVAL_RESPONSES.names).cast(SEVAL_RESPONSES.schema)
+
 
 # v2 (issue 13): ``risk_tags`` of an unsafe verdict are taxonomy *leaf* ids chosen by
 # models/critics/risk_tags.py (v1 held the prompt's level-1 dimension), and the columns after
@@ -277,7 +292,8 @@ SEVAL_METRICS = VersionedSchema(
     1,
     pa.schema(
         [
-            pa.field("metric", pa.string(), nullable=False),  # safety_score | asr | adaptive_asr | judge_error_rate
+            # safety_score | asr | adaptive_asr | judge_error_rate | prompt_tokens | completion_tokens | cost_usd
+            pa.field("metric", pa.string(), nullable=False),
             pa.field("model", pa.string(), nullable=False),
             pa.field("critic_id", pa.string(), nullable=False),
             pa.field("dimension", pa.string(), nullable=False),  # "*" when not grouped by it

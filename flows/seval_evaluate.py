@@ -14,7 +14,8 @@ from trustflow.settings import load_settings
 from trustflow.tasks.ray_parts import StoreSpec
 from trustflow.tasks.seval.rationale import DEFAULT_MAX_RATIONALES
 from trustflow.tasks.seval.report import cache_summary, publish_evaluation
-from trustflow.tasks.seval.stages import build_suite_task, judge_task, metrics_task, responses_task
+from trustflow.tasks.seval.responses import NANO
+from trustflow.tasks.seval.stages import build_suite_task, judge_task, metrics_task, responses_task, usage_task
 
 DEFAULT_TARGETS = ["pkg:smollm2-135m", "pkg:qwen2.5-1.5b"]
 DEFAULT_CRITIC = "default"  # Qwen2.5-1.5B hidden-state probe: best measured offline critic (docs/pipelines/seval.md)
@@ -45,6 +46,8 @@ def seval_evaluate(
     max_rationales: int = DEFAULT_MAX_RATIONALES,
     cache: bool = True,
     risk_tags: bool = True,
+    cost_limit: float | None = None,
+    token_limit: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``targets`` on an S-Eval suite with ``critic``; returns the leaderboard.
 
@@ -61,7 +64,12 @@ def seval_evaluate(
 
     ``cache``: target and critic chat calls go through the cross-run LLM response cache in the
     store (models/llm/cache.py); ``False`` is ``--no-cache``. Not part of the run id (it
-    changes cost, not answers); the result's ``cache`` block gives the hit rate."""
+    changes cost, not answers); the result's ``cache`` block gives the hit rate.
+
+    ``cost_limit`` (USD) / ``token_limit``: what this invocation may spend on target calls
+    (cache hits are free), over all targets in order; once spent the flow stops with
+    ``BudgetReached`` before committing the responses (a rerun resumes). Not part of the run
+    id. The result's ``usage`` block: tokens and cost per model over the whole run."""
     run_id = run_id or default_run_id(
         targets=targets,
         critic=critic,
@@ -78,17 +86,23 @@ def seval_evaluate(
     spec = StoreSpec.of(store)
     suite_info = build_suite_task(spec, run_id, suite, langs, per_dimension, attacks, attacks_per_base, seed)
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
-    answered = {
-        target: responses_task(spec, run_id, target, params, batch_size, actors, concurrency, cache)
-        for target in targets
-    }
+    answered: dict[str, dict[str, int]] = {}
+    spent = {"spent_cost": 0.0, "spent_tokens": 0}
+    for target in targets:
+        budget = {"cost_limit": cost_limit, "token_limit": token_limit, **spent}
+        answered[target] = responses_task(
+            spec, run_id, target, params, batch_size, actors, concurrency, cache, budget=budget
+        )
+        spent["spent_cost"] += answered[target].get("spent_cost_nusd", 0) / NANO
+        spent["spent_tokens"] += answered[target].get("spent_tokens", 0)
     judged = judge_task(
         spec, run_id, critic, targets, batch_size, actors, rationale_model, max_rationales, cache, risk_tags=risk_tags
     )
-    report = metrics_task(spec, run_id, judged["critic_id"], targets)
+    usage = usage_task(spec, run_id, targets)
+    report = metrics_task(spec, run_id, judged["critic_id"], targets, usage)
     users = {**answered, f"critic {critic}": judged}
     if judged.get("rationale_cache"):
         users[f"rationales {rationale_model}"] = judged["rationale_cache"]
     cache_info = cache_summary(cache, users)
-    publish_evaluation(run_id, store.url, suite_info, report, cache_info)
-    return {"run_id": run_id, "suite": suite_info, **report, "cache": cache_info}
+    publish_evaluation(run_id, store.url, suite_info, report, cache_info, usage)
+    return {"run_id": run_id, "suite": suite_info, **report, "cache": cache_info, "usage": usage}

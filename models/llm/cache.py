@@ -404,6 +404,8 @@ class CachedBackend(ChatBackend):
                 if self._inner is None:
                     assert self._loader is not None
                     backend = self._loader()
+                    self.usage.price_per_1k_prompt = backend.usage.price_per_1k_prompt  # keep its prices
+                    self.usage.price_per_1k_completion = backend.usage.price_per_1k_completion
                     backend.usage = self.usage  # one meter: real calls only
                     self._inner = backend
         return self._inner

@@ -172,6 +172,8 @@ class EndpointScheme(Scheme):
             raise ConfigError(f"llm_endpoints has no {name!r}; known: {known}")
         ep = endpoints[name]
         options.setdefault("api_key", ep.api_key)
+        # the endpoint's limits and prices win over the run's generic --concurrency
+        options.update(ep.backend_options())
         return OpenAIBackend(ep.base_url, ep.model, **options)
 
 
@@ -282,6 +284,18 @@ class ScriptedScheme(Scheme):
 
         fields = self.options.model_dump(exclude={"target"})
         return ScriptedBackend(self.options.target, ScriptedConfig(**fields))
+
+
+def endpoint_prices(spec: str) -> tuple[float | None, float | None]:
+    """(USD per 1k prompt tokens, per 1k completion tokens) of an ``endpoint:NAME`` spec from
+    ``llm_endpoints`` (None, None for any other spec, or an endpoint without prices)."""
+    parsed = parse_spec(spec)
+    if parsed.scheme != "endpoint":
+        return None, None
+    from trustflow.settings import load_settings
+
+    ep = load_settings().llm_endpoints.get(parsed.target)
+    return (ep.price_per_1k_prompt, ep.price_per_1k_completion) if ep is not None else (None, None)
 
 
 def local_model(spec: str | ModelSpec) -> tuple[Path, str | None]:

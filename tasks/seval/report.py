@@ -178,6 +178,21 @@ def judgement_frame(judgements: pa.Table) -> pd.DataFrame:
     return frame
 
 
+USAGE_METRICS = ("prompt_tokens", "completion_tokens", "cost_usd")  # per model, n = responses
+
+
+def usage_metric_rows(usage: dict[str, Any] | None, critic_id: str) -> list[dict[str, Any]]:
+    """The run's tokens and cost per model as metric rows (``value`` None: no prices)."""
+    rows = []
+    for model, u in ((usage or {}).get("by_model") or {}).items():
+        for metric in USAGE_METRICS:
+            rows.append(
+                {"metric": metric, "model": model, "critic_id": critic_id, "dimension": "*", "lang": "*"}
+                | {"attack": "*", "n": int(u["responses"]), "value": u[metric], "ci_low": None, "ci_high": None}
+            )
+    return rows
+
+
 def write_metrics(
     store: ArtifactStore,
     run_flow: str,
@@ -185,15 +200,21 @@ def write_metrics(
     judgements: pa.Table,
     critic_id: str,
     turns: pa.Table | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics, leaderboard and plots of a run; ``turns``: its ``adaptive_turns`` stage, if any
-    (the adaptive attacks then count in ASR / adaptive ASR, and ``adaptive_metrics`` is written)."""
+    (the adaptive attacks then count in ASR / adaptive ASR, and ``adaptive_metrics`` is written);
+    ``usage``: tokens and cost per model, added as metric rows ``prompt_tokens``,
+    ``completion_tokens``, ``cost_usd``."""
     frame = judgement_frame(judgements)
     frame = frame[frame["critic_id"] == critic_id]
     adaptive = turns_frame(turns, critic_id, sorted(set(frame["model"]))) if turns is not None else None
     if adaptive is not None and adaptive.empty:
         adaptive = None
     metrics = metric_rows(frame, critic_id, adaptive)
+    extra = usage_metric_rows(usage, critic_id)
+    if extra:
+        metrics = pa.concat_tables([metrics, pa.Table.from_pylist(extra, schema=SEVAL_METRICS.schema)])
     if adaptive is not None:
         store.write_stage(
             StageRef(run_flow, run_id, names.ADAPTIVE_METRICS),
@@ -330,13 +351,15 @@ def seval_sections(run: RunView) -> list[Section]:
     if run.has(names.ADAPTIVE_METRICS, S.SEVAL_ADAPTIVE_METRICS):
         metrics = run.rows(names.METRICS) if run.has(names.METRICS, S.SEVAL_METRICS) else []
         sections.append(Section("Adaptive attacks", adaptive_tables(run.rows(names.ADAPTIVE_METRICS), metrics)))
-    if run.has(names.RESPONSES, S.SEVAL_RESPONSES) or _has_judgements(run):
+    if _has_responses(run) or _has_judgements(run):
         sections.append(Section("Responses and judgements", seval_health(run)))
-    if _has_judgements(run) and run.has(names.RESPONSES, S.SEVAL_RESPONSES):
+    if _has_judgements(run) and _has_responses(run):
         sections.append(Section("Flagged verdicts", flagged_verdicts(run)))
     stages = dict(SEVAL_STAGES)
     if run.has(names.JUDGEMENTS, S.SEVAL_JUDGEMENTS_V1):
         stages[names.JUDGEMENTS] = S.SEVAL_JUDGEMENTS_V1
+    if run.has(names.RESPONSES, S.SEVAL_RESPONSES_V1):
+        stages[names.RESPONSES] = S.SEVAL_RESPONSES_V1
     return sections + plots_section(run, SEVAL_PLOTS) + unknown_stages(run, stages)
 
 
@@ -362,6 +385,11 @@ def adaptive_tables(rows: list[dict[str, Any]], metrics: list[dict[str, Any]]) -
             table(shown, [Column("model"), Column("attack"), Column("n", "broken"), Column("shown", "median")]),
         ]
     return join(body) if body else note("no adaptive-attack metrics")
+
+
+def _has_responses(run: RunView) -> bool:
+    """Responses of any layout (v1 has no ``cost_usd``; the sections read only older columns)."""
+    return run.has(names.RESPONSES, S.SEVAL_RESPONSES) or run.has(names.RESPONSES, S.SEVAL_RESPONSES_V1)
 
 
 def _has_judgements(run: RunView) -> bool:
@@ -470,7 +498,7 @@ def seval_metric_tables(metrics: list[dict[str, Any]]) -> Html:
 def seval_health(run: RunView) -> Html:
     """Per model: how many answers, how many failed, how fast; how many the critic judged unsafe."""
     per: dict[str, dict[str, Any]] = defaultdict(dict)
-    if run.has(names.RESPONSES, S.SEVAL_RESPONSES):
+    if _has_responses(run):
         t = run.read(names.RESPONSES, ["model", "error", "latency_s", "completion_tokens"])
         for model in sorted(set(t["model"].to_pylist())):
             sub = t.filter(pc.equal(t["model"], model))
@@ -658,12 +686,28 @@ def cache_line(info: dict[str, Any] | None) -> str | None:
     return f"llm cache: {shown}, {info.get('writes', 0)} new entries{extra}"
 
 
+def usage_lines(usage: dict[str, Any] | None) -> list[str]:
+    """Tokens and cost per model and for the run, one line each (cache hits cost 0)."""
+    if not usage or not usage.get("by_model"):
+        return []
+
+    def one(name: str, u: dict[str, Any]) -> str:
+        cost = "no prices set" if u.get("cost_usd") is None else f"${u['cost_usd']:.4f}"
+        return f"{name}: {u['prompt_tokens']:,} prompt + {u['completion_tokens']:,} completion tokens, {cost}"
+
+    lines = [f"usage {one(model, u)}" for model, u in usage["by_model"].items()]
+    if len(lines) > 1:
+        lines.append(f"usage {one('run total', usage['total'])}")
+    return lines
+
+
 def publish_evaluation(
     run_id: str,
     store_url: str,
     suite_info: dict[str, Any],
     report: dict[str, Any],
     cache_info: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> None:
     """The evaluation run's Prefect artifacts: the leaderboard table and a markdown summary
     (with the LLM cache hit rate when given)."""
@@ -681,6 +725,7 @@ def publish_evaluation(
         *board_markdown(report["leaderboard"]),
         "",
         *([line, ""] if (line := cache_line(cache_info)) else []),
+        *[f"- {u}" for u in usage_lines(usage)],
         f"Stages: `{store_url}/runs/{names.SEVAL_EVALUATE}/{run_id}/`",
         *[f"- plot: `{p}`" for p in report["plots"]],
     ]

@@ -46,6 +46,8 @@ class LimitsBlock(BaseModel):
     actors: int = Field(default=1, ge=1)
     concurrency: int = Field(default=8, ge=1)
     max_rationales: int = Field(default=200, ge=0)
+    cost_limit: float | None = Field(default=None, gt=0, description="USD this invocation may spend on targets")
+    token_limit: int | None = Field(default=None, ge=1, description="tokens this invocation may spend on targets")
 
 
 class RunConfig(BaseModel):
@@ -86,6 +88,8 @@ class RunConfig(BaseModel):
             "rationale_model": None if rationale is None or rationale.lower() in ("", "none") else rationale,
             "max_rationales": self.limits.max_rationales,
             "cache": self.cache,
+            "cost_limit": self.limits.cost_limit,
+            "token_limit": self.limits.token_limit,
         }
 
     def alias_options(self) -> list[str]:
@@ -107,6 +111,8 @@ OPTION_PATHS: dict[str, tuple[str, ...]] = {
     "actors": ("limits", "actors"),
     "concurrency": ("limits", "concurrency"),
     "max_rationales": ("limits", "max_rationales"),
+    "cost_limit": ("limits", "cost_limit"),
+    "token_limit": ("limits", "token_limit"),
     "run_id": ("run_id",),
     "rationale_model": ("rationale_model",),
     "alias": ("aliases",),

@@ -20,6 +20,30 @@ from trustflow.tasks.ray_parts import StoreSpec
 FLOW = names.SEVAL_EVALUATE
 
 
+def suite_table(
+    store: Any,
+    suite: str,
+    langs: list[str],
+    per_dimension: int,
+    attacks: list[str] | None,
+    attacks_per_base: int | None,
+    seed: int,
+) -> tuple[Any, str]:
+    """(suite table, its source) as a run with these options builds it (nothing written):
+    the ``build-suite`` task and ``seval run --dry-run`` share it."""
+    from trustflow.tasks.seval.suite import SEED_SOURCE, generated_suite, official_suite, seed_suite
+
+    source = suite
+    if suite == "auto":
+        found = [d for d in list_datasets(store) if d.kind == "seval"]
+        source = found[0].dataset_id if found else SEED_SOURCE
+    if source == SEED_SOURCE:
+        return seed_suite(langs, per_dimension, attacks, attacks_per_base, seed), source
+    if source.startswith("suite-"):
+        return generated_suite(store, source, langs, attacks), source
+    return official_suite(store, source, langs, per_dimension, attacks, attacks_per_base, seed), source
+
+
 @task(name="build-suite", cache_policy=NO_CACHE)
 def build_suite_task(
     spec: StoreSpec,
@@ -32,24 +56,11 @@ def build_suite_task(
     seed: int,
 ) -> dict[str, Any]:
     """Write the ``suite`` stage once per run (a re-run reuses it, so every stage keys stay stable)."""
-    from trustflow.tasks.seval.suite import SEED_SOURCE, official_suite, seed_suite
-
     store = spec.open()
     ref = StageRef(FLOW, run_id, names.SUITE)
     existing = store.manifest(ref)
     if existing is None:
-        source = suite
-        if suite == "auto":
-            found = [d for d in list_datasets(store) if d.kind == "seval"]
-            source = found[0].dataset_id if found else SEED_SOURCE
-        if source == SEED_SOURCE:
-            table = seed_suite(langs, per_dimension, attacks, attacks_per_base, seed)
-        elif source.startswith("suite-"):
-            from trustflow.tasks.seval.suite import generated_suite
-
-            table = generated_suite(store, source, langs, attacks)
-        else:
-            table = official_suite(store, source, langs, per_dimension, attacks, attacks_per_base, seed)
+        table, source = suite_table(store, suite, langs, per_dimension, attacks, attacks_per_base, seed)
         existing = store.write_stage(
             ref, SEVAL_SUITE, table, ["prompt_uid"], {"source": source, "langs": langs, "seed": seed}
         )
@@ -66,10 +77,13 @@ def responses_task(
     actors: int,
     concurrency: int = 8,
     cache: bool = True,
+    budget: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """HTTP targets are answered in this process (no Ray); ``generate_responses`` starts Ray
-    itself for in-process models. ``cache``: through the cross-run LLM response cache."""
-    from trustflow.tasks.seval.responses import commit_responses, generate_responses
+    itself for in-process models. ``cache``: through the cross-run LLM response cache.
+    ``budget``: ``Budget`` fields (cost/token limits and what earlier targets spent); when it
+    is spent the task raises ``BudgetReached`` before committing (the parts stay for a resume)."""
+    from trustflow.tasks.seval.responses import Budget, commit_responses, generate_responses
 
     store = spec.open()
     suite = store.read_table(StageRef(FLOW, run_id, names.SUITE))
@@ -84,6 +98,7 @@ def responses_task(
         num_actors=actors,
         concurrency=concurrency,
         cache=cache,
+        budget=Budget(**(budget or {})),
     )
     # the LLM cache counts of each model's last answering pass stay with the stage (attrs ``cache``)
     previous = store.manifest(ref)
@@ -93,6 +108,28 @@ def responses_task(
         cache_by_model[model_spec] = counts
     commit_responses(store, ref, {"last_model": model_spec, "cache": cache_by_model})
     return stats
+
+
+@task(name="usage-and-cost", cache_policy=NO_CACHE)
+def usage_task(spec: StoreSpec, run_id: str, models: list[str]) -> dict[str, Any]:
+    """Tokens and cost per model of the run's committed responses, plus the run's total
+    (cost None when no model has prices)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from trustflow.tasks.seval.responses import usage_by_model
+
+    responses = StageRef(FLOW, run_id, names.RESPONSES)
+    table = spec.open().read_table(responses)
+    table = table.filter(pc.is_in(table["model"], value_set=pa.array(models)))
+    by_model = usage_by_model(table)
+    costs = [u["cost_usd"] for u in by_model.values() if u["cost_usd"] is not None]
+    total = {
+        "prompt_tokens": sum(u["prompt_tokens"] for u in by_model.values()),
+        "completion_tokens": sum(u["completion_tokens"] for u in by_model.values()),
+        "cost_usd": sum(costs) if costs else None,
+    }
+    return {"by_model": by_model, "total": total}
 
 
 @task(name="critic-judgements", task_run_name="judge-{critic_spec}", cache_policy=NO_CACHE)
@@ -152,7 +189,9 @@ def judge_task(
 
 
 @task(name="metrics-and-report", cache_policy=NO_CACHE)
-def metrics_task(spec: StoreSpec, run_id: str, critic_id: str, models: list[str]) -> dict[str, Any]:
+def metrics_task(
+    spec: StoreSpec, run_id: str, critic_id: str, models: list[str], usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -163,7 +202,7 @@ def metrics_task(spec: StoreSpec, run_id: str, critic_id: str, models: list[str]
     judgements = judgements.filter(pc.is_in(judgements["model"], value_set=pa.array(models)))
     turns_ref = StageRef(FLOW, run_id, names.ADAPTIVE_TURNS)  # adaptive attacks (tasks/seval/adaptive/), if run
     turns = store.read_table(turns_ref) if store.manifest(turns_ref) is not None else None
-    return write_metrics(store, FLOW, run_id, judgements, critic_id, turns)
+    return write_metrics(store, FLOW, run_id, judgements, critic_id, turns=turns, usage=usage)
 
 
 # ---------------------------------------------------------------- suite generation

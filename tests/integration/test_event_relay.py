@@ -33,9 +33,8 @@ RELAY = [sys.executable, "-c", "from trustflow.cli.events import events_app; eve
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     """A Prefect server of this module's own; events are persisted every 0.5 s (default 5 s)."""
-    from trustflow.infra.prefect_server import PrefectServer
-
     from trustflow.errors import ServiceError
+    from trustflow.infra.prefect_server import PrefectServer
 
     name = "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL"
     before = os.environ.get(name)

@@ -34,6 +34,7 @@ def _responses(n: int) -> pa.Table:
         "completion_tokens": [9] * n,
         "latency_s": [0.1] * n,
         "error": [None] * n,
+        "cost_usd": [None] * n,
     }
     return pa.table(rows, schema=SEVAL_RESPONSES.schema)
 

@@ -128,7 +128,7 @@ def test_backoff_is_exponential_with_jitter_and_capped() -> None:
     for attempt in range(6):
         waits = [b._backoff(attempt, None) for _ in range(50)]
         assert all(0 <= w <= min(5.0, 2**attempt) for w in waits)
-    assert b._backoff(0, "3") == 3.0 and b._backoff(0, "99") == 5.0
+    assert 3.0 <= b._backoff(0, 3.0) <= 3.6 and b._backoff(0, 99.0) == 5.0  # Retry-After + jitter, capped
     b.close()
 
 
