@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ from trustflow.infra.prefect_runtime import prefect_runtime
 from trustflow.infra.ray_nodes import LocalRayCluster, NodeSpec
 from trustflow.settings import load_settings
 
-pytestmark = [pytest.mark.integration]
+# `cluster`: deselected from `make test` (the suite is at its 25-min budget); `make test-cluster` runs it
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 TARGETS = ["scripted:mn-a?tokens=8&refuse=0.5&latency_ms=20", "scripted:mn-b?tokens=8&refuse=0.3&seed=1"]
 KWARGS: dict[str, Any] = dict(
@@ -177,7 +179,21 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         assert on_worker and on_worker < parts, (len(on_worker), len(parts))  # some parts by each node
         opened = [line.split(" ", 1)[1] for line in Path(audit["TF_AUDIT_LOG"]).read_text().splitlines()]
         assert any(Path(p).parent == gate for p in opened)  # the hook ran in the worker node's actors
-        driver_only = [p for p in opened if Path(p).parent != gate]
+        # Code is each node's own installation (a real node has its own venv and trustflow
+        # install). On this one machine that is the same venv and, with `pip install -e .`, the
+        # same checkout, so the node imports trustflow's modules from it: code files and the
+        # install's metadata are not driver-only data. Everything else under the watched roots is.
+        installed = Path(sys.prefix).resolve()
+
+        def is_code(path: str) -> bool:
+            p = Path(path)
+            return p.suffix in (".py", ".pyc") or any(part.endswith(".egg-info") for part in p.parts)
+
+        driver_only = [
+            p
+            for p in opened
+            if Path(p).parent != gate and not Path(p).resolve().is_relative_to(installed) and not is_code(p)
+        ]
         assert not driver_only, f"the worker node opened driver-only files: {driver_only[:20]}"
         print(f"TIMING clean run on 2 nodes done {time.monotonic() - started:.1f} s after start")
 
