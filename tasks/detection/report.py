@@ -15,13 +15,14 @@ import pyarrow.compute as pc
 from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.tasks.detection.scoring import BOARD_LABELS
-from trustflow.tasks.report.html import EMPTY, Column, Html, Section, fmt, heading, join, key_figures, note, table
+from trustflow.tasks.report.html import EMPTY, Column, Html, Section, heading, join, key_figures, note, table
 from trustflow.tasks.report.sections import (
     ACC,
     BOARD_SECTIONS,
     RUN_SECTIONS,
     RunView,
     ap,
+    per_run_boards,
     pivot,
     pivot_columns,
     plots_section,
@@ -142,18 +143,13 @@ def inference_table(run: RunView) -> Html:
 @BOARD_SECTIONS.register(names.DETECTOR_EVALUATE)
 def detector_board(runs: list[RunView]) -> list[Section]:
     """Each detector evaluation's leaderboard, newest first (datasets and domains differ per run)."""
-    boards = sorted(
-        (r for r in runs if r.has(names.LEADERBOARD, S.DETECTOR_LEADERBOARD)),
-        key=lambda r: r.stages[names.LEADERBOARD].created_at,
-        reverse=True,
+    return per_run_boards(
+        runs,
+        S.DETECTOR_LEADERBOARD,
+        "Detector robustness leaderboards",
+        "no detector evaluation in this store",
+        lambda run: (
+            f"dataset {run.attrs(names.LEADERBOARD).get('dataset_id', EMPTY)}",
+            table(detector_board_rows(run), DETECTOR_BOARD_COLUMNS),
+        ),
     )
-    body: list[Html] = []
-    for run in boards:
-        m = run.stages[names.LEADERBOARD]
-        title = f"{run.run_id} · dataset {run.attrs(names.LEADERBOARD).get('dataset_id', EMPTY)} · {fmt(m.created_at)}"
-        body += [heading(3, title), table(detector_board_rows(run), DETECTOR_BOARD_COLUMNS)]
-    return [
-        Section(
-            "Detector robustness leaderboards", join(body) if body else note("no detector evaluation in this store")
-        )
-    ]

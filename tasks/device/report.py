@@ -9,8 +9,15 @@ from typing import Any
 from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.tasks.device.stages import BETA_PNG, GUMMEL_PNG, RESIDUALS_PNG, baseline_ratios, order
-from trustflow.tasks.report.html import Column, Html, Section, fmt, heading, join, key_figures, note, table
-from trustflow.tasks.report.sections import BOARD_SECTIONS, RUN_SECTIONS, RunView, plots_section, unknown_stages
+from trustflow.tasks.report.html import Column, Html, Section, heading, join, key_figures, note, table
+from trustflow.tasks.report.sections import (
+    BOARD_SECTIONS,
+    RUN_SECTIONS,
+    RunView,
+    per_run_boards,
+    plots_section,
+    unknown_stages,
+)
 
 STAGES = {names.FITS: S.DEVICE_FITS}
 DEVICE_PLOTS = {
@@ -94,17 +101,11 @@ def device_sections(run: RunView) -> list[Section]:
 @BOARD_SECTIONS.register(names.DEVICE_FIT)
 def device_board(runs: list[RunView]) -> list[Section]:
     """Each run's joint fits, newest first."""
-    done = sorted(
-        (r for r in runs if r.has(names.FITS, S.DEVICE_FITS)),
-        key=lambda r: r.stages[names.FITS].created_at,
-        reverse=True,
+    return per_run_boards(
+        runs,
+        S.DEVICE_FITS,
+        names.FLOW_TITLES[names.DEVICE_FIT],
+        "no device_fit run in this store",
+        lambda run: (None, table(_joint_rows(run.rows(names.FITS)), FIT_COLUMNS)),
+        stage=names.FITS,
     )
-    body: list[Html] = []
-    for run in done:
-        body += [
-            heading(3, f"{run.run_id} · {fmt(run.stages[names.FITS].created_at)}"),
-            table(_joint_rows(run.rows(names.FITS)), FIT_COLUMNS),
-        ]
-    return [
-        Section(names.FLOW_TITLES[names.DEVICE_FIT], join(body) if body else note("no device_fit run in this store"))
-    ]

@@ -9,13 +9,14 @@ from typing import Any
 from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.tasks.fairness.stages import ALL, GROUP_ERRORS_PNG, TRADEOFF_PNG
-from trustflow.tasks.report.html import EMPTY, Column, Html, Section, fmt, heading, join, key_figures, note, table
+from trustflow.tasks.report.html import EMPTY, Column, Html, Section, join, key_figures, note, table
 from trustflow.tasks.report.sections import (
     ACC,
     BOARD_SECTIONS,
     RUN_SECTIONS,
     RunView,
     ci,
+    per_run_boards,
     plots_section,
     unknown_stages,
 )
@@ -107,20 +108,13 @@ def fairness_sections(run: RunView) -> list[Section]:
 @BOARD_SECTIONS.register(names.FAIRNESS_EVALUATE)
 def fairness_board(runs: list[RunView]) -> list[Section]:
     """Each evaluation's leaderboard, newest first."""
-    boards = sorted(
-        (r for r in runs if r.has(names.LEADERBOARD, S.FAIRNESS_LEADERBOARD)),
-        key=lambda r: r.stages[names.LEADERBOARD].created_at,
-        reverse=True,
+    return per_run_boards(
+        runs,
+        S.FAIRNESS_LEADERBOARD,
+        "Fairness of text classifiers",
+        "no fairness evaluation in this store",
+        lambda run: (None, table(board_view(run.rows(names.LEADERBOARD)), BOARD_COLUMNS)),
     )
-    body: list[Html] = []
-    for run in boards:
-        body += [
-            heading(3, f"{run.run_id} · {fmt(run.stages[names.LEADERBOARD].created_at)}"),
-            table(board_view(run.rows(names.LEADERBOARD)), BOARD_COLUMNS),
-        ]
-    return [
-        Section("Fairness of text classifiers", join(body) if body else note("no fairness evaluation in this store"))
-    ]
 
 
 @RUN_SECTIONS.register(names.FAIRNESS_TRAIN)

@@ -8,12 +8,13 @@ from typing import Any
 from trustflow import names
 from trustflow.data import schemas as S
 from trustflow.tasks.fewshot.stages import ACCURACY_PNG, ROBUSTNESS_PNG, edit_summary
-from trustflow.tasks.report.html import Column, Html, Section, fmt, heading, join, key_figures, note, table
+from trustflow.tasks.report.html import Column, Html, Section, join, key_figures, note, table
 from trustflow.tasks.report.sections import (
     ACC,
     BOARD_SECTIONS,
     RUN_SECTIONS,
     RunView,
+    per_run_boards,
     plots_section,
     unknown_stages,
 )
@@ -90,17 +91,10 @@ def fewshot_sections(run: RunView) -> list[Section]:
 @BOARD_SECTIONS.register(names.FEWSHOT_ADAPT)
 def fewshot_board(runs: list[RunView]) -> list[Section]:
     """Each run's leaderboard, newest first."""
-    boards = sorted(
-        (r for r in runs if r.has(names.LEADERBOARD, S.FEWSHOT_LEADERBOARD)),
-        key=lambda r: r.stages[names.LEADERBOARD].created_at,
-        reverse=True,
+    return per_run_boards(
+        runs,
+        S.FEWSHOT_LEADERBOARD,
+        names.FLOW_TITLES[names.FEWSHOT_ADAPT],
+        "no few-shot run in this store",
+        lambda run: (None, table(*with_edits(run.rows(names.LEADERBOARD)))),
     )
-    body: list[Html] = []
-    for run in boards:
-        body += [
-            heading(3, f"{run.run_id} · {fmt(run.stages[names.LEADERBOARD].created_at)}"),
-            table(*with_edits(run.rows(names.LEADERBOARD))),
-        ]
-    return [
-        Section(names.FLOW_TITLES[names.FEWSHOT_ADAPT], join(body) if body else note("no few-shot run in this store"))
-    ]

@@ -187,19 +187,20 @@ def per_run_boards(
     title: str,
     empty: str,
     render: Callable[[RunView], tuple[str | None, Html]],
+    stage: str = names.LEADERBOARD,
 ) -> list[Section]:
-    """One section: a heading and the board of each run whose leaderboard stage has ``schema``,
-    newest first (each run's inputs differ, so boards are not merged). ``render`` gives the
-    heading's middle part (e.g. the dataset; None for none) and the run's table."""
+    """One section: a heading and the board of each run whose ``stage`` (its leaderboard by
+    default) has ``schema``, newest first (each run's inputs differ, so boards are not merged).
+    ``render`` gives the heading's middle part (e.g. the dataset; None for none) and the run's table."""
     boards = sorted(
-        (r for r in runs if r.has(names.LEADERBOARD, schema)),
-        key=lambda r: r.stages[names.LEADERBOARD].created_at,
+        (r for r in runs if r.has(stage, schema)),
+        key=lambda r: r.stages[stage].created_at,
         reverse=True,
     )
     body: list[Html] = []
     for run in boards:
         label, board = render(run)
-        parts = [run.run_id, *([label] if label else []), fmt(run.stages[names.LEADERBOARD].created_at)]
+        parts = [run.run_id, *([label] if label else []), fmt(run.stages[stage].created_at)]
         body += [heading(3, " · ".join(parts)), board]
     return [Section(title, join(body) if body else note(empty))]
 
