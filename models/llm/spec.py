@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from trustflow.errors import ConfigError
 from trustflow.models.llm.base import ChatBackend
+from trustflow.models.llm.scripted import ScriptedConfig
 from trustflow.registry import Options, Registry
 
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -264,13 +265,8 @@ class VLLMScheme(Scheme):
         return VLLMBackend(self.options.target, **options)
 
 
-class ScriptedOptions(NoFragment):
-    tokens: int = Field(default=32, ge=1, le=4096)
-    refuse: float = Field(default=0.7, ge=0.0, le=1.0)
-    latency_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
-    concurrency: int = Field(default=8, ge=1)
-    seed: int = 0
-    comply_after: int = Field(default=0, ge=0, le=1000)
+class ScriptedOptions(NoFragment, ScriptedConfig):
+    """``scripted:NAME`` plus the backend's own options (one definition: ScriptedConfig)."""
 
 
 @SCHEMES.register("scripted", options=ScriptedOptions, example="scripted:load?tokens=16&refuse=0.5")
@@ -280,7 +276,7 @@ class ScriptedScheme(Scheme):
     usage = "scripted:NAME[?tokens=32&refuse=0.7&latency_ms=0&concurrency=8&seed=0&comply_after=0] (load tests only)"
 
     def load(self, **options: Any) -> ChatBackend:
-        from trustflow.models.llm.scripted import ScriptedBackend, ScriptedConfig
+        from trustflow.models.llm.scripted import ScriptedBackend
 
         fields = self.options.model_dump(exclude={"target"})
         return ScriptedBackend(self.options.target, ScriptedConfig(**fields))
