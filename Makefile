@@ -1,5 +1,7 @@
 # trustflow: `make demo` runs the main job on embedded defaults, `make test` the test suite.
-# Both create .venv (Python 3.11) from the exact pins in requirements.lock on first use.
+# Both create .venv (Python 3.11) from the exact pins in requirements.lock on first use; pip keeps
+# no cache (--no-cache-dir): the venv is ~9 GB (CUDA torch) and a cached copy of every download
+# would nearly double what a fresh machine needs on disk.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,10 +13,10 @@ install: $(STAMP)
 
 $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip==25.3
-	$(BIN)/pip install -q -r requirements.lock
-	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-cache-dir --upgrade pip==25.3
+	$(BIN)/pip install -q --no-cache-dir -r requirements.lock
+	$(BIN)/pip install -q --no-cache-dir --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-cache-dir --no-deps -e .
 	touch $(STAMP)
 
 demo: install
