@@ -292,8 +292,14 @@ def main() -> int:
                 "judgements": commits.get("judgements", 0.0),
                 "metrics + report": sum(v for k, v in commits.items() if k not in ("responses", "judgements", "suite")),
             }.get(label, commits.get("responses", 0.0) / 2 if label.startswith("responses") else 0.0)
+            peak = r["stage_driver_peak_mb"].get(name, 0.0)
             table.add_row(
-                f"{n:,}", label, f"{secs:.1f}", f"{rows.get(label, n) / max(secs, 1e-9):,.0f}", f"{commit:.2f}"
+                f"{n:,}",
+                label,
+                f"{secs:.1f}",
+                f"{rows.get(label, n) / max(secs, 1e-9):,.0f}",
+                f"{commit:.2f}",
+                f"{peak:.0f}" if peak else "",
             )
         per_stage.setdefault("whole flow", []).append(r["flow_s"])
         after = r["stage_driver_peak_mb"].get("after the stages (report, artifacts)", 0.0)

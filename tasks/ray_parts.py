@@ -14,14 +14,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from trustflow.data.schemas import VersionedSchema
 from trustflow.data.store import ArtifactStore, StageRef, StageWriter
+from trustflow.data.store.artifact_store import PARTS_DIR
 from trustflow.data.store.retry import is_transient, short_cause
 from trustflow.errors import StoreUnavailable, TrustflowError
 from trustflow.progress import track
@@ -100,8 +103,107 @@ def missing_chunks(
 
 
 def payload_rows(payload: Any) -> Any:
-    """A chunk payload as the builders take it: Arrow tables become row dicts (in the worker)."""
+    """A chunk payload as the builders take it: Arrow tables become row dicts, and a
+    :class:`PartSlice` is read from the store (in the worker)."""
+    if isinstance(payload, PartSlice):
+        payload = payload.read()
     return payload.to_pylist() if isinstance(payload, pa.Table) else payload
+
+
+@dataclass(frozen=True)
+class PartSlice:
+    """A chunk payload that names its rows instead of carrying them: row ``rows`` (ascending
+    positions) of the Parquet part at ``path`` of a committed source stage, ``columns`` only.
+
+    The worker reads them itself (:meth:`read`: only the row groups that hold them), so the
+    driver never holds a stage's input — at 2.2M prompts the suite and the responses are GBs
+    of text, while a slice is a path and an int32 array. The source part must not change
+    between planning and reading: committed stages are only ever rewritten as equal rows."""
+
+    store: StoreSpec
+    path: str
+    rows: pa.Array
+    columns: tuple[str, ...]
+
+    def read(self) -> pa.Table:
+        store = self.store.open()
+
+        def load() -> pa.Table:
+            part = pq.ParquetFile(self.path, filesystem=store.fs)
+            first, last = self.rows[0].as_py(), self.rows[-1].as_py()
+            groups, start, offset = [], 0, None
+            for g in range(part.num_row_groups):
+                end = start + part.metadata.row_group(g).num_rows
+                if start <= last and end > first:
+                    groups.append(g)
+                    offset = start if offset is None else offset
+                start = end
+            table = part.read_row_groups(groups, columns=list(self.columns))
+            return table.take(pc.subtract(self.rows, pa.scalar(offset or 0, self.rows.type)))
+
+        return store.io(f"slice read of {self.path.rsplit('/', 1)[-1]}", load, path=self.path)
+
+
+def source_chunks(
+    store: ArtifactStore,
+    source: StageRef,
+    writer: StageWriter,
+    columns: Sequence[str],
+    size: int,
+    tag: str,
+    key_column: str,
+    *,
+    constants: Mapping[str, str] | None = None,
+    where: tuple[str, Sequence[str]] | None = None,
+    max_parts: int | None = None,
+    max_rows: int = MAX_PART_ROWS,
+) -> tuple[list[Chunk], int]:
+    """(chunks, source rows selected): the rows of the committed ``source`` stage that ``writer``'s stage does not hold yet, as
+    chunks of :class:`PartSlice` payloads (``columns`` of the source): the streamed form of
+    :func:`missing_chunks`, whose driver memory does not grow with the stage.
+
+    The driver reads the source part by part, and of each only the columns the output key
+    needs: the output's key columns are source columns plus ``constants`` (e.g. the model
+    and config of a responses stage). ``where``: (column, values) — only source rows whose
+    ``column`` is one of ``values``. Chunks have at least ``size`` rows, grown (up to
+    ``max_rows``) so the stage has about ``max_parts`` parts; a chunk never spans two source
+    parts. Part ids hash the chunk's ``key_column`` values, so the same rows make the same
+    part whatever else is left to do."""
+    constants = dict(constants or {})
+    manifest = store.require_manifest(source)
+    existing = writer.existing_keys()
+    if max_parts:
+        estimate = max(0, manifest.rows - existing.num_rows)
+        size = max(size, min(max_rows, -(-estimate // max_parts)))
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    from_source = [c for c in writer.key_columns if c not in constants]
+    wanted = list(dict.fromkeys([*from_source, key_column, *([where[0]] if where else [])]))
+    row = "__trustflow_row__"
+    spec = StoreSpec.of(store)
+    chunks: list[Chunk] = []
+    selected = 0
+    for part in manifest.parts:
+        path = store.path(source.relpath, PARTS_DIR, part.name)
+        keys = store.io(
+            f"key read of {part.name}",
+            functools.partial(pq.read_table, path, columns=wanted, filesystem=store.fs),
+            stage=source,
+        )
+        keys = keys.append_column(row, pa.array(range(keys.num_rows), pa.int32()))
+        if where is not None:
+            keys = keys.filter(pc.is_in(keys[where[0]], value_set=pa.array(list(where[1]), keys[where[0]].type)))
+        selected += keys.num_rows
+        for name, value in constants.items():
+            keys = keys.append_column(name, pa.array([value] * keys.num_rows, pa.string()))
+        todo = writer.missing(keys, existing)
+        for start in range(0, todo.num_rows, size):
+            span = todo.slice(start, size)
+            names = span[key_column].to_pylist()
+            digest = hashlib.sha256("\x00".join(str(k) for k in names).encode()).hexdigest()[:12]
+            rows = pa.array(span[row].to_numpy().copy(), pa.int32())  # compact: a slice pickles its parent
+            chunks.append(Chunk(f"{tag}-{digest}", PartSlice(spec, path, rows, tuple(columns))))
+    return chunks, selected
 
 
 @dataclass(frozen=True)

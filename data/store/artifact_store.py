@@ -51,6 +51,9 @@ from trustflow.settings import Settings, load_settings
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
 PARTS_DIR = "parts"
+# rows per Parquet row group: a worker that reads a slice of a large part (tasks/ray_parts.PartSlice)
+# reads only the groups holding it, so groups stay small (pyarrow's default is up to 1M rows)
+ROW_GROUP_ROWS = 16384
 RUNS_DIR = "runs"
 T = TypeVar("T")
 
@@ -423,7 +426,9 @@ class StageWriter:
         path = f"{self._parts_dir}/{name}"
         _test_gate(self.ref, name)
         # streamed straight to storage: no in-memory copy of the encoded file
-        self.store.write_atomic(path, lambda out: pq.write_table(data, out, compression="zstd"))
+        self.store.write_atomic(
+            path, lambda out: pq.write_table(data, out, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        )
         info = self.store.io(f"size check of {name}", lambda: self.store.fs.get_file_info(path), stage=self.ref)
         self._own_keys[name] = (info.size or 0, data.select(self.key_columns))
         return PartInfo(name=name, rows=data.num_rows, bytes=info.size or 0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -31,7 +32,7 @@ from trustflow.data.schemas import SCHEMA_VERSION_KEY, SEVAL_JUDGEMENTS, upgrade
 from trustflow.data.store import ArtifactStore, Manifest, StageRef, StageWriter
 from trustflow.models.critics import Critic, JudgeItem, Judgement, make_critic
 from trustflow.tasks.ray_actors import write_parts_in_threads, write_parts_with_actors
-from trustflow.tasks.ray_parts import StoreSpec, missing_chunks
+from trustflow.tasks.ray_parts import StoreSpec, missing_chunks, source_chunks
 
 JUDGEMENT_KEYS = ["response_id", "critic_id", "critic_prompt_hash"]
 CARRIED = ["response_id", "model", "prompt_uid", "set", "attack", "base_id", "lang", "dimension"]
@@ -148,27 +149,45 @@ class Judge:
 def judge_responses(
     store: ArtifactStore,
     ref: StageRef,
-    responses: pa.Table,
+    responses: pa.Table | StageRef,
     critic_spec: str,
     batch_size: int = 8,
     num_actors: int = 1,
     num_cpus_per_actor: float = 1.0,
     cache: bool = True,
     risk_tags: bool = True,
+    models: list[str] | None = None,
 ) -> dict[str, int]:
     """Judge every response not yet judged by this critic (no commit): on Ray actors, or in
     this process for an ``in_process`` critic (no Ray start; the caller then needs no
     cluster either, see ``needs_ray``). ``cache``: an LLM critic's chat calls go through the
     cross-run response cache in ``store`` (counts ``cache_lookups`` / ``cache_hits``).
-    ``risk_tags``: tag unsafe verdicts as they are made."""
+    ``risk_tags``: tag unsafe verdicts as they are made. ``responses``: a table, or the ref of
+    a committed responses stage (``models``: only theirs) whose parts the workers read
+    themselves, so this process holds keys only (tasks/ray_parts.source_chunks)."""
     critic = make_critic(critic_spec)
     writer = store.writer(ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS)
     upgrade_parts(writer)
-    keyed = responses.select(RESPONSE_COLUMNS)
-    keyed = keyed.append_column("critic_id", pa.array([critic.critic_id] * keyed.num_rows, pa.string()))
-    keyed = keyed.append_column("critic_prompt_hash", pa.array([critic.prompt_hash] * keyed.num_rows, pa.string()))
     tag = f"{critic.critic_id}-{critic.prompt_hash}"[:40]
-    chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id", max_parts=64)
+    if isinstance(responses, StageRef):
+        chunks, count = source_chunks(
+            store,
+            responses,
+            writer,
+            RESPONSE_COLUMNS,
+            batch_size,
+            tag,
+            "response_id",
+            constants={"critic_id": critic.critic_id, "critic_prompt_hash": critic.prompt_hash},
+            where=("model", models) if models is not None else None,
+            max_parts=64,
+        )
+    else:
+        keyed = responses.select(RESPONSE_COLUMNS)
+        keyed = keyed.append_column("critic_id", pa.array([critic.critic_id] * keyed.num_rows, pa.string()))
+        keyed = keyed.append_column("critic_prompt_hash", pa.array([critic.prompt_hash] * keyed.num_rows, pa.string()))
+        chunks = missing_chunks(writer, keyed, RESPONSE_COLUMNS, batch_size, tag, "response_id", max_parts=64)
+        count = responses.num_rows
     label = f"judging ({critic.critic_id})"
     factory = JudgeFactory(critic_spec, StoreSpec.of(store) if cache else None, risk_tags)
     if critic.in_process:  # same parts, same keys: a run may switch paths between resumes
@@ -187,7 +206,7 @@ def judge_responses(
             num_cpus_per_actor=num_cpus_per_actor,
             label=label,
         )
-    stats["responses"] = responses.num_rows
+    stats["responses"] = count
     return stats
 
 
@@ -270,7 +289,7 @@ def upgrade_parts(writer: StageWriter) -> int:
 def enrich_judgements(
     store: ArtifactStore,
     ref: StageRef,
-    responses: pa.Table,
+    responses: pa.Table | Callable[[], pa.Table],
     rationale_model: str | None = None,
     max_rationales: int = 200,
     tagger: Any = None,
@@ -281,8 +300,9 @@ def enrich_judgements(
     """Risk tags for every unsafe verdict not yet tagged by ``tagger``, then rationales for
     the riskiest unexplained ones while fewer than ``max_rationales`` rows hold one (no commit).
 
-    ``responses`` supplies the text (the judgements stage holds ids only); verdicts whose
-    response is not in it are left as they are. ``rationale_model=None`` writes no rationale.
+    ``responses`` supplies the text (the judgements stage holds ids only), or a function that
+    reads it — called only when there is work, so a run whose workers tagged everything never
+    loads its responses; verdicts whose response is not in it are left as they are. ``rationale_model=None`` writes no rationale.
     ``cache``: an ``LLMCache`` for the rationale model's calls (its counters come back as
     ``rationale_cache``)."""
     from trustflow.models.critics import JudgeItem
@@ -295,6 +315,8 @@ def enrich_judgements(
     quick = _nothing_to_enrich(writer, tagger.tagger_id if risk_tags else None, rationale_model)
     if quick is not None:
         return quick
+    if callable(responses):
+        responses = responses()
     texts = {
         rid: (p, r, lang)
         for rid, p, r, lang in zip(

@@ -169,10 +169,21 @@ def turns_frame(turns: pa.Table, critic_id: str, models: Sequence[str] | None = 
     return out[out["model"].isin(list(models))] if models is not None else out
 
 
+JUDGEMENT_FRAME_COLUMNS = (
+    "model",
+    "set",
+    "attack",
+    "base_id",
+    "lang",
+    "dimension",
+    "unsafe",
+    "judge_error",
+    "critic_id",
+)
+
+
 def judgement_frame(judgements: pa.Table) -> pd.DataFrame:
-    frame = judgements.select(
-        ["model", "set", "attack", "base_id", "lang", "dimension", "unsafe", "judge_error", "critic_id"]
-    ).to_pandas()
+    frame = judgements.select(list(JUDGEMENT_FRAME_COLUMNS)).to_pandas()
     frame["judge_error"] = frame["judge_error"].notna()
     frame["unsafe"] = frame["unsafe"].fillna(False).astype(bool)
     return frame

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trustflow.data.schemas import SCHEMA_VERSION_KEY, SEVAL_RESPONSES, upgrade_responses
@@ -35,7 +36,7 @@ from trustflow.errors import TrustflowError
 from trustflow.models.llm.base import ChatBackend, ChatRequest, GenParams
 from trustflow.models.llm.limits import cost_usd
 from trustflow.tasks.ray_actors import write_parts_in_threads, write_parts_with_actors
-from trustflow.tasks.ray_parts import StoreSpec, missing_chunks
+from trustflow.tasks.ray_parts import StoreSpec, missing_chunks, source_chunks
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ PARTS_PER_MODEL = 64
 def generate_responses(
     store: ArtifactStore,
     ref: StageRef,
-    suite: pa.Table,
+    suite: pa.Table | StageRef,
     model_spec: str,
     params: GenParams,
     system_prompt: str | None = None,
@@ -212,6 +213,10 @@ def generate_responses(
 ) -> dict[str, int]:
     """Answer every suite prompt not yet answered by ``model_spec`` under this config (no commit).
 
+    ``suite``: a table, or the ref of a committed suite stage — then the workers read their
+    prompts from its parts themselves (tasks/ray_parts.source_chunks) and this process holds
+    only keys, one part at a time: what keeps the driver flat at millions of prompts.
+
     HTTP targets run in this process with ``concurrency`` requests in flight (``num_actors``
     and the per-actor resources do not apply); other specs run on ``num_actors`` Ray actors
     (``num_cpus_per_actor`` None: the cluster's CPUs split over the actors). ``cache``: look
@@ -222,13 +227,27 @@ def generate_responses(
     config = gen_config_hash(params, system_prompt)
     writer = store.writer(ref, SEVAL_RESPONSES, RESPONSE_KEYS)
     upgrade_parts(writer)
-    keyed = suite.select(SUITE_COLUMNS)
-    keyed = keyed.append_column("model", pa.array([model_spec] * keyed.num_rows, pa.string()))
-    keyed = keyed.append_column("gen_config_hash", pa.array([config] * keyed.num_rows, pa.string()))
     model_tag = hashlib.sha256(f"{model_spec}\x00{config}".encode()).hexdigest()[:10]
-    chunks = missing_chunks(
-        writer, keyed, SUITE_COLUMNS, batch_size, model_tag, "prompt_uid", max_parts=PARTS_PER_MODEL
-    )
+    if isinstance(suite, StageRef):
+        chunks, prompts = source_chunks(
+            store,
+            suite,
+            writer,
+            SUITE_COLUMNS,
+            batch_size,
+            model_tag,
+            "prompt_uid",
+            constants={"model": model_spec, "gen_config_hash": config},
+            max_parts=PARTS_PER_MODEL,
+        )
+    else:
+        keyed = suite.select(SUITE_COLUMNS)
+        keyed = keyed.append_column("model", pa.array([model_spec] * keyed.num_rows, pa.string()))
+        keyed = keyed.append_column("gen_config_hash", pa.array([config] * keyed.num_rows, pa.string()))
+        chunks = missing_chunks(
+            writer, keyed, SUITE_COLUMNS, batch_size, model_tag, "prompt_uid", max_parts=PARTS_PER_MODEL
+        )
+        prompts = suite.num_rows
     label = f"responses {model_spec}"
     cache_spec = StoreSpec.of(store) if cache else None
     try:
@@ -269,7 +288,7 @@ def generate_responses(
             f"{exc}; stopped {model_spec} cleanly in run {ref.run_id} (answers so far are kept, nothing "
             "committed): run the same command again to resume, with a higher limit or none"
         ) from None
-    stats["prompts"] = suite.num_rows
+    stats["prompts"] = prompts
     return stats
 
 
@@ -293,23 +312,53 @@ def upgrade_parts(writer: StageWriter) -> int:
 
 def usage_by_model(responses: pa.Table) -> dict[str, dict[str, Any]]:
     """Per model: rows, errors, tokens and cost (USD; None when no row has a price) of a
-    responses table of any layout; cache hits count their tokens but cost 0."""
-    table = responses.select(["model", "prompt_tokens", "completion_tokens", "error"])
+    responses table of any layout; cache hits count their tokens but cost 0. Aggregated in
+    Arrow (no Python row per response), so a stage can be summed part by part."""
     costs = (
         responses["cost_usd"] if "cost_usd" in responses.column_names else pa.nulls(responses.num_rows, pa.float64())
     )
+    table = pa.table(
+        {
+            "model": responses["model"],
+            "prompt_tokens": responses["prompt_tokens"].cast(pa.int64()),
+            "completion_tokens": responses["completion_tokens"].cast(pa.int64()),
+            "failed": pc.is_valid(responses["error"]),
+            "cost_usd": costs.cast(pa.float64()),
+        }
+    )
+    grouped = table.group_by("model").aggregate(
+        [
+            ("model", "count"),
+            ("failed", "sum"),
+            ("prompt_tokens", "sum"),
+            ("completion_tokens", "sum"),
+            ("cost_usd", "sum"),
+            ("cost_usd", "count"),
+        ]
+    )
     out: dict[str, dict[str, Any]] = {}
-    for row in table.append_column("cost_usd", costs).to_pylist():
-        u = out.setdefault(
-            row["model"], {"responses": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": None}
-        )
-        u["responses"] += 1
-        u["errors"] += row["error"] is not None
-        u["prompt_tokens"] += row["prompt_tokens"]
-        u["completion_tokens"] += row["completion_tokens"]
-        if row["cost_usd"] is not None:
-            u["cost_usd"] = (u["cost_usd"] or 0.0) + row["cost_usd"]
+    for row in grouped.to_pylist():
+        out[row["model"]] = {
+            "responses": row["model_count"],
+            "errors": int(row["failed_sum"] or 0),
+            "prompt_tokens": int(row["prompt_tokens_sum"] or 0),
+            "completion_tokens": int(row["completion_tokens_sum"] or 0),
+            "cost_usd": float(row["cost_usd_sum"]) if row["cost_usd_count"] else None,
+        }
     return out
+
+
+def add_usage(total: dict[str, dict[str, Any]], more: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``total`` plus ``more`` (both :func:`usage_by_model` results), per model; ``total`` is updated."""
+    for model, u in more.items():
+        t = total.setdefault(
+            model, {"responses": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": None}
+        )
+        for name in ("responses", "errors", "prompt_tokens", "completion_tokens"):
+            t[name] += u[name]
+        if u["cost_usd"] is not None:
+            t["cost_usd"] = (t["cost_usd"] or 0.0) + u["cost_usd"]
+    return total
 
 
 def commit_responses(store: ArtifactStore, ref: StageRef, attrs: dict[str, Any]) -> Manifest:

@@ -86,12 +86,11 @@ def responses_task(
     from trustflow.tasks.seval.responses import Budget, commit_responses, generate_responses
 
     store = spec.open()
-    suite = store.read_table(StageRef(FLOW, run_id, names.SUITE))
     ref = StageRef(FLOW, run_id, names.RESPONSES)
     stats = generate_responses(
         store,
         ref,
-        suite,
+        StageRef(FLOW, run_id, names.SUITE),  # workers read their prompts: the driver holds keys only
         model_spec,
         GenParams(**params),
         batch_size=batch_size,
@@ -117,12 +116,17 @@ def usage_task(spec: StoreSpec, run_id: str, models: list[str]) -> dict[str, Any
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from trustflow.tasks.seval.responses import usage_by_model
+    from trustflow.tasks.seval.responses import add_usage, usage_by_model
 
+    store = spec.open()
     responses = StageRef(FLOW, run_id, names.RESPONSES)
-    table = spec.open().read_table(responses)
-    table = table.filter(pc.is_in(table["model"], value_set=pa.array(models)))
-    by_model = usage_by_model(table)
+    dataset = store.dataset(responses)
+    columns = [
+        c for c in ("model", "prompt_tokens", "completion_tokens", "error", "cost_usd") if c in dataset.schema.names
+    ]
+    by_model: dict[str, dict[str, Any]] = {}
+    for batch in dataset.to_batches(columns=columns, filter=pc.field("model").isin(models)):
+        add_usage(by_model, usage_by_model(pa.Table.from_batches([batch])))  # part by part: flat memory
     costs = [u["cost_usd"] for u in by_model.values() if u["cost_usd"] is not None]
     total = {
         "prompt_tokens": sum(u["prompt_tokens"] for u in by_model.values()),
@@ -158,14 +162,14 @@ def judge_task(
     on_ray = needs_ray(critic_spec)
     if on_ray:
         ensure_ray(store.settings)
-    responses = store.read_table(StageRef(FLOW, run_id, names.RESPONSES))
-    responses = responses.filter(pc.is_in(responses["model"], value_set=pa.array(models)))
+    responses_ref = StageRef(FLOW, run_id, names.RESPONSES)
     ref = StageRef(FLOW, run_id, names.JUDGEMENTS)
     stats = judge_responses(
         store,
         ref,
-        responses,
+        responses_ref,  # workers read the responses they judge: the driver holds keys only
         critic_spec,
+        models=models,
         batch_size=batch_size,
         num_actors=actors,
         num_cpus_per_actor=cpus_per_actor(actors) if on_ray else 1.0,  # no cluster for in-process critics
@@ -173,6 +177,10 @@ def judge_task(
         risk_tags=risk_tags,
     )
     from trustflow.models.llm.cache import LLMCache
+
+    def responses() -> pa.Table:  # the texts, read only when some verdict still needs a tag or rationale
+        columns = ["response_id", "prompt", "response", "lang"]
+        return store.read_table(responses_ref, columns=columns, filter=pc.field("model").isin(models))
 
     enriched = enrich_judgements(
         store,
@@ -192,14 +200,17 @@ def judge_task(
 def metrics_task(
     spec: StoreSpec, run_id: str, critic_id: str, models: list[str], usage: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from trustflow.tasks.seval.report import write_metrics
+    from trustflow.tasks.seval.report import JUDGEMENT_FRAME_COLUMNS, write_metrics
 
     store = spec.open()
-    judgements = store.read_table(StageRef(FLOW, run_id, names.JUDGEMENTS))
-    judgements = judgements.filter(pc.is_in(judgements["model"], value_set=pa.array(models)))
+    # only the columns the metrics use, this critic's rows only (pushed down to the parts): the
+    # texts, tags and raw critic outputs never reach the driver
+    wanted = pc.field("model").isin(models) & (pc.field("critic_id") == critic_id)
+    judgements = store.read_table(
+        StageRef(FLOW, run_id, names.JUDGEMENTS), columns=list(JUDGEMENT_FRAME_COLUMNS), filter=wanted
+    )
     turns_ref = StageRef(FLOW, run_id, names.ADAPTIVE_TURNS)  # adaptive attacks (tasks/seval/adaptive/), if run
     turns = store.read_table(turns_ref) if store.manifest(turns_ref) is not None else None
     return write_metrics(store, FLOW, run_id, judgements, critic_id, turns=turns, usage=usage)

@@ -1,15 +1,19 @@
-"""The shared "missing keys → chunks" helper of tasks/ray_parts.py (no Ray needed)."""
+"""The shared "missing keys → chunks" helpers of tasks/ray_parts.py (no Ray needed)."""
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from trustflow.tasks.ray_parts import chunked, missing_chunks, payload_rows
+from trustflow.data.schemas import VersionedSchema
+from trustflow.data.store import ArtifactStore, StageRef
+from trustflow.tasks.ray_parts import PartSlice, StoreSpec, chunked, missing_chunks, payload_rows, source_chunks
 
 
 def test_chunked_by_index_and_by_key() -> None:
@@ -54,3 +58,81 @@ def test_missing_chunks_grow_to_max_parts_but_not_past_max_rows() -> None:
     rows = [r["k"] for c in grown for r in payload_rows(c.payload)]
     assert rows == writer.missing(keyed)["k"].to_pylist()  # order kept, nothing lost or repeated
     assert len(pickle.dumps(grown[0].payload)) < len(pickle.dumps(keyed)) / 3
+
+
+# ---------------------------------------------------------------- streamed sources (source_chunks)
+
+SOURCE = VersionedSchema("src_test", 1, pa.schema([("k", pa.string()), ("grp", pa.string()), ("text", pa.string())]))
+OUTPUT = VersionedSchema("out_test", 1, pa.schema([("k", pa.string()), ("model", pa.string()), ("n", pa.int64())]))
+
+
+def _source(tmp_path: Path, parts: list[list[int]]) -> tuple[ArtifactStore, StageRef]:
+    """A committed source stage whose parts hold rows k00.. (grp a/b alternating)."""
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    ref = StageRef("f", "r", "src")
+    writer = store.writer(ref, SOURCE, ["k"])
+    for i, rows in enumerate(parts):
+        keys = [f"k{r:02d}" for r in rows]
+        table = pa.table({"k": keys, "grp": ["ab"[r % 2] for r in rows], "text": [f"text {k}" for k in keys]})
+        writer.write_part(table, f"p{i}")
+    writer.commit()
+    return store, ref
+
+
+def test_source_chunks_carry_only_missing_rows_as_slices(tmp_path: Path) -> None:
+    store, src = _source(tmp_path, [list(range(0, 10)), list(range(10, 16))])
+    out = store.writer(StageRef("f", "r", "out"), OUTPUT, ["k", "model"])
+    out.write_part(pa.table({"k": ["k01", "k12"], "model": ["m", "m"], "n": [0, 0]}), "done")
+    out.write_part(pa.table({"k": ["k02"], "model": ["other"], "n": [0]}), "other")  # another model: not done
+    chunks, selected = source_chunks(store, src, out, ["k", "text"], 4, "t", "k", constants={"model": "m"})
+    assert selected == 16
+    rows = [payload_rows(c.payload) for c in chunks]
+    # chunks of 4 that never span the two source parts; k01 and k12 are answered already
+    assert [[r["k"] for r in chunk] for chunk in rows] == [
+        ["k00", "k02", "k03", "k04"],
+        ["k05", "k06", "k07", "k08"],
+        ["k09"],
+        ["k10", "k11", "k13", "k14"],
+        ["k15"],
+    ]
+    assert rows[0][0] == {"k": "k00", "text": "text k00"}  # the asked columns only, read by the worker
+    assert all(isinstance(c.payload, PartSlice) for c in chunks)
+    assert chunks[2].part_id == "t-" + hashlib.sha256(b"k09").hexdigest()[:12]
+    again, _ = source_chunks(store, src, out, ["k", "text"], 4, "t", "k", constants={"model": "m"})
+    assert [c.part_id for c in again] == [c.part_id for c in chunks]  # same rows, same part names
+
+
+def test_source_chunks_filter_and_grow(tmp_path: Path) -> None:
+    store, src = _source(tmp_path, [list(range(0, 40))])
+    out = store.writer(StageRef("f", "r", "out"), OUTPUT, ["k", "model"])
+    chunks, selected = source_chunks(
+        store, src, out, ["k", "grp"], 2, "t", "k", constants={"model": "m"}, where=("grp", ["b"]), max_parts=4
+    )
+    assert selected == 20
+    got = [r for c in chunks for r in payload_rows(c.payload)]
+    assert [r["k"] for r in got] == [f"k{i:02d}" for i in range(1, 40, 2)] and {r["grp"] for r in got} == {"b"}
+    assert [len(payload_rows(c.payload)) for c in chunks] == [10, 10]  # 40 source rows / 4 parts
+
+
+def test_part_slice_reads_only_the_row_groups_that_hold_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "big.parquet"
+    table = pa.table({"i": list(range(1000)), "s": [f"row {i}" for i in range(1000)]})
+    pq.write_table(table, path, row_group_size=100)
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    rows = pa.array([250, 251, 399, 400], pa.int32())
+    piece = PartSlice(StoreSpec.of(store), str(path), rows, ("s",))
+    assert piece.read()["s"].to_pylist() == ["row 250", "row 251", "row 399", "row 400"]
+    assert len(pickle.dumps(piece)) < 2_000  # a path and four ints travel, not the rows
+    read_groups: list[list[int]] = []
+    original = pq.ParquetFile.read_row_groups
+
+    def spy(self: Any, groups: list[int], *args: Any, **kwargs: Any) -> pa.Table:
+        read_groups.append(list(groups))
+        return original(self, groups, *args, **kwargs)
+
+    pq.ParquetFile.read_row_groups = spy  # type: ignore[method-assign]
+    try:
+        assert piece.read()["s"].to_pylist()[-1] == "row 400"
+    finally:
+        pq.ParquetFile.read_row_groups = original  # type: ignore[method-assign]
+    assert read_groups == [[2, 3, 4]]
