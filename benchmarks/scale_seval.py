@@ -30,42 +30,49 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 
 
-def synthetic_suite(n: int) -> Any:
-    """N distinct prompts in the S-Eval suite layout, cycling through the shared sample."""
+SUITE_PIECE_ROWS = 100_000  # the suite is written in parts of this size: the child never holds it whole
+
+
+def synthetic_suite(n: int) -> Iterator[Any]:
+    """N distinct prompts in the S-Eval suite layout, cycling through the shared sample, as
+    tables of at most ``SUITE_PIECE_ROWS`` rows (repeat r of a sample row gets ids ``#r``)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from trustflow.data.schemas import SEVAL_SUITE
     from trustflow.tasks.seval.suite import seed_suite
 
     base = seed_suite(["zh", "en"], per_dimension=10, attacks=None, attacks_per_base=None, seed=0)
-    reps = math.ceil(n / base.num_rows)
-    rows = base.to_pylist()
-    out: dict[str, list[Any]] = {name: [] for name in SEVAL_SUITE.names}
-    for r in range(reps):
-        for row in rows:
-            if len(out["prompt_uid"]) == n:
-                break
-            for name in SEVAL_SUITE.names:
-                out[name].append(row[name])
-            out["prompt_uid"][-1] = f"{row['prompt_uid']}#{r}"
-            out["prompt_id"][-1] = f"{row['prompt_id']}#{r}"
-            out["base_id"][-1] = f"{row['base_id']}#{r}"
-            out["prompt"][-1] = f"{row['prompt']} ({r})"
-            out["source"][-1] = "scale-bench"
-    return pa.table(out, schema=SEVAL_SUITE.schema)
+    base = base.set_column(base.schema.get_field_index("source"), "source", pa.array(["scale-bench"] * base.num_rows))
+    pieces: list[pa.Table] = []
+    made = rows = 0
+    for r in range(math.ceil(n / base.num_rows)):
+        rep = base.slice(0, min(base.num_rows, n - made))
+        for name, fmt in (("prompt_uid", "#"), ("prompt_id", "#"), ("base_id", "#"), ("prompt", " (")):
+            suffix = f"{fmt}{r}" + (")" if fmt == " (" else "")
+            i = rep.schema.get_field_index(name)
+            rep = rep.set_column(i, name, pc.binary_join_element_wise(rep[name], pa.scalar(suffix), ""))
+        pieces.append(rep)
+        made += rep.num_rows
+        rows += rep.num_rows
+        if rows >= SUITE_PIECE_ROWS or made == n:
+            yield pa.concat_tables(pieces).cast(SEVAL_SUITE.schema)
+            pieces, rows = [], 0
 
 
 class RssSampler(threading.Thread):
@@ -81,8 +88,6 @@ class RssSampler(threading.Thread):
         return max((rss for t, rss in self.driver if start <= t <= end), default=0)
 
     def run(self) -> None:
-        import psutil
-
         me = psutil.Process()
         while not self.stop.wait(0.25):
             self.driver.append((time.time(), me.memory_info().rss))
@@ -142,11 +147,14 @@ def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags
     try:
         store = ArtifactStore(settings.effective_store_url, settings)
         run_id = f"scale-{n}"
-        suite = synthetic_suite(n)
         t0 = time.perf_counter()
-        store.write_stage(StageRef(names.SEVAL_EVALUATE, run_id, names.SUITE), SEVAL_SUITE, suite, ["prompt_uid"])
+        suite_ref = StageRef(names.SEVAL_EVALUATE, run_id, names.SUITE)
+        suite_writer = store.writer(suite_ref, SEVAL_SUITE, ["prompt_uid"])
+        for i, piece in enumerate(synthetic_suite(n)):
+            suite_writer.write_part(piece, f"{i:05d}")
+        suite_writer.commit({"source": "scale-bench"})
         suite_s = time.perf_counter() - t0
-        del suite
+        base_rss = psutil.Process().memory_info().rss
         sampler = RssSampler()
         sampler.start()
         from trustflow.flows.seval_evaluate import seval_evaluate
@@ -180,7 +188,9 @@ def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags
             "stages": stages,
             "stage_driver_peak_mb": stage_rss,
             "commit_s": commit_s,
-            "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # the flow's own peak (sampled), not the process's: building the suite is not the flow
+            "driver_peak_mb": max((rss for _, rss in sampler.driver), default=0) / 2**20,
+            "driver_start_mb": base_rss / 2**20,
             "worker_peak_mb": sampler.worker_peak / 2**20,
             "objects": objects,
             "responses": store.manifest(StageRef(names.SEVAL_EVALUATE, run_id, names.RESPONSES)).rows,  # type: ignore[union-attr]
@@ -302,18 +312,30 @@ def main() -> int:
                 f"{peak:.0f}" if peak else "",
             )
         per_stage.setdefault("whole flow", []).append(r["flow_s"])
-        after = r["stage_driver_peak_mb"].get("after the stages (report, artifacts)", 0.0)
         table.add_row(
-            f"{n:,}", "whole flow", f"{r['flow_s']:.1f}", f"{2 * n / r['flow_s']:,.0f}", "", f"{after:.0f} after"
+            f"{n:,}",
+            "whole flow",
+            f"{r['flow_s']:.1f}",
+            f"{2 * n / r['flow_s']:,.0f}",
+            "",
+            f"{r['driver_peak_mb']:.0f}",
         )
     console.print(table)
 
     mem = Table(title="memory and store objects")
-    for col in ("N", "driver peak MB", "largest worker MB", "store objects", "objects per 1k prompts"):
+    for col in (
+        "N",
+        "driver at start MB",
+        "driver peak MB",
+        "largest worker MB",
+        "store objects",
+        "objects per 1k prompts",
+    ):
         mem.add_column(col, justify="right")
     for r in results:
         mem.add_row(
             f"{r['n']:,}",
+            f"{r['driver_start_mb']:.0f}",
             f"{r['driver_peak_mb']:.0f}",
             f"{r['worker_peak_mb']:.0f}",
             f"{r['objects']:,}",

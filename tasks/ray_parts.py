@@ -172,6 +172,8 @@ def source_chunks(
     constants = dict(constants or {})
     manifest = store.require_manifest(source)
     existing = writer.existing_keys()
+    for name, value in constants.items():  # rows of other models/critics in the stage are not this pass's
+        existing = existing.filter(pc.equal(existing[name], pa.scalar(value, existing.schema.field(name).type)))
     if max_parts:
         estimate = max(0, manifest.rows - existing.num_rows)
         size = max(size, min(max_rows, -(-estimate // max_parts)))

@@ -136,3 +136,13 @@ def test_part_slice_reads_only_the_row_groups_that_hold_its_rows(tmp_path: Path)
     finally:
         pq.ParquetFile.read_row_groups = original  # type: ignore[method-assign]
     assert read_groups == [[2, 3, 4]]
+
+
+def test_source_chunks_size_ignores_rows_of_other_constants(tmp_path: Path) -> None:
+    """A second model of the same stage still gets grown parts (the first model's rows are not its own)."""
+    store, src = _source(tmp_path, [list(range(0, 40))])
+    out = store.writer(StageRef("f", "r", "out"), OUTPUT, ["k", "model"])
+    keys = [f"k{i:02d}" for i in range(40)]
+    out.write_part(pa.table({"k": keys, "model": ["first"] * 40, "n": [0] * 40}), "first")
+    chunks, _ = source_chunks(store, src, out, ["k"], 2, "t", "k", constants={"model": "second"}, max_parts=4)
+    assert [len(payload_rows(c.payload)) for c in chunks] == [10, 10, 10, 10]
