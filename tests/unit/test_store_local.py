@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -64,6 +65,26 @@ def test_commit_refuses_duplicate_keys(store: ArtifactStore) -> None:
     with pytest.raises(StoreError, match="duplicate keys"):
         w.commit()
     assert store.manifest(REF) is None
+
+
+def test_commit_checks_multi_column_keys_by_hash_and_confirms_on_the_real_keys(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several key columns are checked as one 64-bit hash per row (flat driver memory); a
+    duplicate is still refused, and a hash collision does not refuse distinct keys."""
+    from trustflow.data.store import artifact_store
+
+    both = ["key", "value"]
+    w = store.writer(REF, ITEMS, both)
+    w.write_part(pa.table({"key": ["a", "a"], "value": [1, 2]}), part_id="ours")
+    store.writer(REF, ITEMS, both).write_part(pa.table({"key": ["a"], "value": [2]}), part_id="theirs")
+    with pytest.raises(StoreError, match="1 duplicate keys"):
+        w.commit()
+    store.writer(REF, ITEMS, both).write_part(pa.table({"key": ["b"], "value": [2]}), part_id="theirs")
+    # every row hashes alike: only the exact re-check on the real keys can tell they are distinct
+    monkeypatch.setattr(artifact_store, "_key_digest", lambda keys: np.zeros(keys.num_rows, np.int64))
+    fresh = store.writer(REF, ITEMS, both)
+    assert fresh.commit().rows == 3
 
 
 def test_commit_finds_duplicates_between_its_own_parts_and_another_writers(store: ArtifactStore) -> None:
