@@ -37,6 +37,7 @@ warning, and is overwritten by the fresh reply.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import hashlib
 import json
@@ -358,7 +359,7 @@ class KeyIndex:
         for run_keys, seg_ids, rows in runs:
             lo = np.searchsorted(run_keys, query, "left")
             hi = np.searchsorted(run_keys, query, "right")
-            for i in np.nonzero(hi > lo)[0]:
+            for i in np.nonzero(hi > lo)[0].tolist():
                 found = out.setdefault(keys[i], [])
                 found.extend((int(seg_ids[j]), int(rows[j])) for j in range(lo[i], hi[i]))
         for found in out.values():
@@ -450,7 +451,9 @@ class LLMCache:
                     functools.partial(pq.ParquetFile, info.path, filesystem=self.store.fs),
                 )
                 segment = _segment_of(info.path, info.size or 0, pf.metadata, namespace)
-                keys = _hex_keys(self.store.io(f"llm cache key read of {info.base_name}", lambda: pf.read(["key"])["key"]))
+                keys = _hex_keys(
+                    self.store.io(f"llm cache key read of {info.base_name}", lambda: pf.read(["key"])["key"])
+                )
                 if keys is None:
                     raise ValueError("malformed keys")
             except FileNotFoundError:  # deleted since the listing (compacted)
@@ -496,8 +499,19 @@ class LLMCache:
                 return pf.read_row_groups(groups)
 
         table = self.store.io(f"llm cache read of {segment.name}", read, segment.path)
-        local = [base[bisect.bisect_right(starts, r) - 1] + r - starts[bisect.bisect_right(starts, r) - 1] for r in rows]
+        local = [
+            base[bisect.bisect_right(starts, r) - 1] + r - starts[bisect.bisect_right(starts, r) - 1] for r in rows
+        ]
         return table.take(pa.array(local, pa.int64()))
+
+    def _try_read(self, job: tuple[_Segment, list[int]]) -> tuple[pa.Table | None, str]:
+        """``read_rows`` of one segment, or None and why ("vanished": deleted since the listing)."""
+        try:
+            return self.read_rows(*job), ""
+        except FileNotFoundError:
+            return None, "vanished"
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            return None, " ".join(str(exc).split())[:200]
 
     def get_many(self, namespace: str, keys: Sequence[str], stats: CacheStats | None = None) -> dict[str, ChatResult]:
         """Valid entries among ``keys``: hits grouped by segment, one read per segment touched;
@@ -521,17 +535,9 @@ class LLMCache:
                 if not by_segment:
                     break
 
-                def read(item: tuple[int, list[tuple[str, int]]]) -> tuple[int, pa.Table | None, str]:
-                    seg_id, wanted = item
-                    try:
-                        return seg_id, self.read_rows(index.segments[seg_id], [r for _, r in wanted]), ""
-                    except FileNotFoundError:
-                        return seg_id, None, "vanished"
-                    except (pa.ArrowException, OSError, ValueError) as exc:
-                        return seg_id, None, " ".join(str(exc).split())[:200]
-
                 retry: dict[str, list[tuple[int, int]]] = {}
-                for seg_id, table, problem in self._map(read, list(by_segment.items())):
+                jobs = [(index.segments[seg_id], [r for _, r in wanted]) for seg_id, wanted in by_segment.items()]
+                for seg_id, (table, problem) in zip(by_segment, self._map(self._try_read, jobs), strict=True):
                     segment, wanted = index.segments[seg_id], by_segment[seg_id]
                     if table is None:
                         segment.bad = True
@@ -641,7 +647,8 @@ class LLMCache:
         removed = 0
         try:
             while len(small) > (1 if force else self.compact_after):
-                batch, rows = [], 0
+                batch: list[_Segment] = []
+                rows = 0
                 for s in small:
                     if batch and rows + s.rows > COMPACT_MAX_ROWS:
                         break
@@ -673,14 +680,12 @@ class LLMCache:
                     first = merged[0]
                     self._write_segment(namespace, first.fingerprint, first.params, list(kept.values()))
                 for segment in merged:
-                    try:
+                    with contextlib.suppress(FileNotFoundError):  # another compactor deleted it
                         self.store.io(
                             f"llm cache delete of {segment.name}",
                             functools.partial(self.store.fs.delete_file, segment.path),
                             segment.path,
                         )
-                    except FileNotFoundError:
-                        pass
                     removed += 1
             log.info("llm cache: compacted %d segments of namespace %s", removed, namespace)
         finally:
@@ -707,16 +712,17 @@ class LLMCache:
 
     def _drop_lease(self, namespace: str) -> None:
         if self._read_lease(namespace).get("owner") == self._owner:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self.store.fs.delete_file(self._lease_path(namespace))
-            except FileNotFoundError:
-                pass
 
 
 def _segment_of(path: str, size: int, metadata: pq.FileMetaData, namespace: str) -> _Segment:
     """A listed segment after its footer checks: our schema, and inputs that hash to its namespace."""
     meta = metadata.schema.to_arrow_schema().metadata or {}
-    if meta.get(SCHEMA_NAME_KEY) != SEGMENT.name.encode() or meta.get(SCHEMA_VERSION_KEY) != str(SEGMENT.version).encode():
+    if (
+        meta.get(SCHEMA_NAME_KEY) != SEGMENT.name.encode()
+        or meta.get(SCHEMA_VERSION_KEY) != str(SEGMENT.version).encode()
+    ):
         raise ValueError(f"not a {SEGMENT.name} v{SEGMENT.version} segment")
     fingerprint = json.loads(meta[META_FINGERPRINT])
     params = json.loads(meta[META_PARAMS])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -220,7 +222,7 @@ def test_hits_read_their_rows_from_the_right_segment_once(tmp_path: Path) -> Non
     reads: list[tuple[str, list[int]]] = []
     real = cache.read_rows
 
-    def spy(segment, rows):  # type: ignore[no-untyped-def]
+    def spy(segment: Any, rows: Sequence[int]) -> pa.Table:
         reads.append((segment.name, list(rows)))
         return real(segment, rows)
 
@@ -303,7 +305,7 @@ def test_a_corrupt_segment_is_misses_with_one_warning_then_superseded(
 def test_compaction_keeps_every_entry_and_leaves_fewer_objects(tmp_path: Path) -> None:
     store = _store(tmp_path)
     writer = _cached(store)
-    expected = {}
+    expected: dict[str, str] = {}
     for flush in range(10):
         prompts = [f"f{flush} p{j}" for j in range(7)] + ["shared"]  # "shared" lands in every segment
         expected.update(zip(prompts, (r.text for r in writer.generate(_reqs(prompts))), strict=True))
@@ -334,7 +336,7 @@ def test_a_failing_store_turns_the_cache_off_instead_of_failing_the_call(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk gone")
 
-    backend.cache.keys = broken  # type: ignore[method-assign]
+    backend.cache.keys = broken  # type: ignore[method-assign,assignment]
     with caplog.at_level(logging.WARNING, logger="trustflow.models.llm.cache"):
         out = backend.generate(_reqs(["a"]))
         backend.generate(_reqs(["a"]))
@@ -381,3 +383,7 @@ def test_rerun_hits_on_s3_and_parallel_writers_leave_one_entry(s3_settings: obje
     assert [r.text for r in out[:10]] == [r.text for r in first]
     assert len(LLMCache(store).keys(_ns())) == 11  # the shared key counts once
     assert len(LLMCache(store).segment_files(_ns())) == 4  # one segment per flush: 1 + 3 writers
+    compacted = LLMCache(store, compact_after=2).keys(_ns())  # merged on S3: write new, delete old
+    assert len(compacted) == 11 and len(LLMCache(store).segment_files(_ns())) == 1
+    out = again.generate(_reqs([*prompts, "shared"]))  # listed the 4 deleted segments: lists again
+    assert inner.requests == [] and again.stats.hits == 22 and [r.text for r in out[:10]] == [r.text for r in first]
