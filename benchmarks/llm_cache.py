@@ -104,8 +104,8 @@ def measure(store_of: Callable[[], ArtifactStore], calls: int, batch: int, laten
         out.setdefault(name, []).append(value)
 
     for _ in range(repeat):
-        store = store_of()
         for latency, suffix in ((latency_s, ""), (0.0, " (0-latency backend)")):
+            store = store_of()  # each arm its own store: object counts and compaction stay its own
             work = batches(calls, batch, uuid.uuid4().hex[:8])  # fresh keys each round
             inner = FakeBackend(latency)
             add("uncached call" + suffix, per_call_ms(inner, work))
@@ -128,7 +128,8 @@ def measure(store_of: Callable[[], ArtifactStore], calls: int, batch: int, laten
 def index_scale(store: ArtifactStore, keys: int, per_segment: int = 2048) -> dict[str, float]:
     """A namespace of ``keys`` entries in segments of ``per_segment`` (a stage's chunks): how long
     a fresh cache object takes to list it (LIST + every key column), the index's memory, and a
-    2,048-key batch of hits (one row-group read per segment touched)."""
+    batch of ~2,048 hits spread over every segment (the worst case: one row-group read per
+    segment; a rerun's batch usually touches one or two)."""
     import resource
 
     from trustflow.models.llm.cache import cache_key, gen_config, model_fingerprint
