@@ -20,18 +20,45 @@ Sampling without a seed (temperature > 0, ``seed`` None) is a fresh draw every c
 default it is *not* cached (caching would make repeated samples identical); ``sampled=True``
 caches those too. Failed calls are never cached.
 
-Layout (one small JSON object per key, see ``docs/pipelines/seval.md``)::
+Layout v2 (Parquet segments; see ``docs/pipelines/seval.md`` and ``docs/schemas.md``)::
 
-    cache/llm/v1/<namespace>/<key[:2]>/<key>.json
+    cache/llm/v2/<namespace>/seg-<16 hex ns clock><16 random hex>.parquet
 
 ``namespace`` = sha256(fingerprint, generation config)[:20]: one model under one config.
-The first lookup in a namespace lists that prefix once (one S3 LIST per 1,000 entries) and
-keeps the key set in memory; afterwards a miss costs no request at all and a hit one GET
-(a batch's GETs and PUTs go ``io_threads`` at a time on S3).
-Each entry is written whole (local: temp file + rename; S3: one PUT), so two workers writing
-the same key leave one valid entry (both wrote the same answer's key, the last one wins).
-An entry that does not parse or whose inputs do not hash to its key is a miss with one
-warning, and is overwritten by the fresh reply.
+**One segment per flush**: every ``put_many`` (a ``generate`` call's cacheable misses — a
+stage's chunk of up to 2,048 prompts, a critic's batch) writes its entries as one Parquet
+object (zstd, row groups of 256; columns key, messages, reply fields; the fingerprint and
+config once, in the footer's key-value metadata), so 220k responses make ~100 objects, not
+220k (v1 wrote one JSON object per entry). Writes are atomic (local: temp file + rename;
+S3: one PUT) under a name no other writer picks, so writers never overwrite each other; a
+key written by two workers sits in two segments, which is fine.
+
+Lookups: the first lookup in a namespace lists it once (one LIST) and reads only each
+segment's ``key`` column (its footer is kept) into a :class:`KeyIndex` — sorted numpy runs
+of 32 key bytes + int32 segment + int32 row, **40 bytes per entry** (440k keys ≈ 18 MB);
+afterwards a miss costs no request, and a batch's hits are grouped by segment: one read per
+segment touched, of just the row groups holding the hits (footer not re-read; column chunks
+coalesced into one ranged GET). Among several copies of a key the newest segment's valid row
+wins (names sort by write time). A row whose inputs (messages + the segment's fingerprint and
+config) do not hash to its key is a miss with one warning (the next copy is tried); a segment
+that does not read (torn, not ours, inputs that do not hash to its namespace) is skipped with
+one warning and its keys are misses — the fresh replies go to a new segment, which wins.
+
+Compaction: when a listing finds more than ``COMPACT_AFTER`` (64) small segments (< 1,024
+rows: batch-sized flushes; a stage chunk is not small) in a namespace, that cache object
+merges them, oldest first and ≤ 65,536 rows per pass, into one segment holding each key's
+newest valid row, then deletes the merged ones (write new, then delete old). A reader that
+listed the old segments finds one gone (``FileNotFoundError``), lists the namespace again and
+reads the merged one; at worst that batch's keys miss. A best-effort lease object
+(``_compaction.json``, 10 min) keeps concurrent listers (Ray actors starting together) from
+all compacting; S3 has no create-if-absent, so two may still race — both write a merged
+copy (correct, a key in two segments is fine; twice the bytes) and both delete the old ones
+(a missing one is ignored). A segment that does not read is never deleted.
+
+v1 entries (``cache/llm/v1/``, one JSON object per key) are **ignored**: after the upgrade
+the cache is cold once (each call is paid one more time and lands in v2); delete
+``cache/llm/v1/`` to reclaim the space. Reading them as a fallback would bring back the
+per-entry listing (220 LISTs at 220k) that v2 removes.
 """
 
 from __future__ import annotations
