@@ -16,7 +16,8 @@ For each size N (default 2,000 / 6,000 / 20,000 prompts; the issue's 22k → 220
    Risk tags (e5 embeddings of each unsafe verdict, ~0.1 CPU-s each) are off unless
    ``--risk-tags``: they are model compute that grows linearly by construction and would
    hide the pipeline's own costs on 2 cores. The cross-run LLM response cache is off unless
-   ``--cache`` (it writes one object per response; a scripted reply costs less than its entry).
+   ``--cache`` (one Parquet segment per chunk of responses; a scripted reply costs less than
+   its entry).
 
 Then a log-log fit of seconds against N per stage: the exponent (goal ≤ 1.1) and the driver
 peak RSS ratio largest/smallest N (goal ≤ 1.5).
@@ -254,9 +255,7 @@ def main() -> int:
     ap.add_argument(
         "--risk-tags", action="store_true", help="tag unsafe verdicts (e5, ~0.1 CPU-s each: dominates on 2 cores)"
     )
-    ap.add_argument(
-        "--cache", action="store_true", help="cross-run LLM response cache on (one store object per response)"
-    )
+    ap.add_argument("--cache", action="store_true", help="cross-run LLM response cache on (one segment per chunk)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()

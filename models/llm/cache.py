@@ -20,42 +20,78 @@ Sampling without a seed (temperature > 0, ``seed`` None) is a fresh draw every c
 default it is *not* cached (caching would make repeated samples identical); ``sampled=True``
 caches those too. Failed calls are never cached.
 
-Layout (one small JSON object per key, see ``docs/pipelines/seval.md``)::
+Layout v2 (Parquet segments; see ``docs/pipelines/seval.md`` and ``docs/schemas.md``)::
 
-    cache/llm/v1/<namespace>/<key[:2]>/<key>.json
+    cache/llm/v2/<namespace>/seg-<16 hex ns clock><16 random hex>.parquet
 
 ``namespace`` = sha256(fingerprint, generation config)[:20]: one model under one config.
-The first lookup in a namespace lists that prefix once (one S3 LIST per 1,000 entries) and
-keeps the key set in memory; afterwards a miss costs no request at all and a hit one GET
-(a batch's GETs and PUTs go ``io_threads`` at a time on S3).
-Each entry is written whole (local: temp file + rename; S3: one PUT), so two workers writing
-the same key leave one valid entry (both wrote the same answer's key, the last one wins).
-An entry that does not parse or whose inputs do not hash to its key is a miss with one
-warning, and is overwritten by the fresh reply.
+**One segment per flush**: every ``put_many`` (a ``generate`` call's cacheable misses — a
+stage's chunk of up to 2,048 prompts, a critic's batch) writes its entries as one Parquet
+object (zstd, row groups of 256; columns key, messages, reply fields; the fingerprint and
+config once, in the footer's key-value metadata), so 220k responses make ~100 objects, not
+220k (v1 wrote one JSON object per entry). Writes are atomic (local: temp file + rename;
+S3: one PUT) under a name no other writer picks, so writers never overwrite each other; a
+key written by two workers sits in two segments, which is fine.
+
+Lookups: the first lookup in a namespace lists it once (one LIST) and reads only each
+segment's ``key`` column (its footer is kept) into a :class:`KeyIndex` — sorted numpy runs
+of 32 key bytes + int32 segment + int32 row, **40 bytes per entry** (440k keys ≈ 18 MB);
+afterwards a miss costs no request, and a batch's hits are grouped by segment: one read per
+segment touched, of just the row groups holding the hits (footer not re-read; column chunks
+coalesced into one ranged GET). Among several copies of a key the newest segment's valid row
+wins (names sort by write time). A row whose inputs (messages + the segment's fingerprint and
+config) do not hash to its key is a miss with one warning (the next copy is tried); a segment
+that does not read (torn, not ours, inputs that do not hash to its namespace) is skipped with
+one warning and its keys are misses — the fresh replies go to a new segment, which wins.
+
+Compaction: when a listing finds more than ``COMPACT_AFTER`` (64) small segments (< 1,024
+rows: batch-sized flushes; a stage chunk is not small) in a namespace, that cache object
+merges them, oldest first and ≤ 65,536 rows per pass, into one segment holding each key's
+newest valid row, then deletes the merged ones (write new, then delete old). A reader that
+listed the old segments finds one gone (``FileNotFoundError``), lists the namespace again and
+reads the merged one; at worst that batch's keys miss. A best-effort lease object
+(``_compaction.json``, 10 min) keeps concurrent listers (Ray actors starting together) from
+all compacting; S3 has no create-if-absent, so two may still race — both write a merged
+copy (correct, a key in two segments is fine; twice the bytes) and both delete the old ones
+(a missing one is ignored). A segment that does not read is never deleted.
+
+v1 entries (``cache/llm/v1/``, one JSON object per key) are **ignored**: after the upgrade
+the cache is cold once (each call is paid one more time and lands in v2); delete
+``cache/llm/v1/`` to reclaim the space. Reading them as a fallback would bring back the
+per-entry listing (220 LISTs at 220k) that v2 removes.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from trustflow.data.schemas import SCHEMA_NAME_KEY, SCHEMA_VERSION_KEY, VersionedSchema
 from trustflow.data.store import ArtifactStore
 from trustflow.errors import TrustflowError
 from trustflow.models.llm.base import ChatBackend, ChatRequest, ChatResult, GenParams, as_requests
 
 log = logging.getLogger(__name__)
 
-CACHE_ROOT = ("cache", "llm", "v1")
-ENTRY_FORMAT = "trustflow.llm_cache"
-ENTRY_VERSION = 1
+CACHE_ROOT = ("cache", "llm", "v2")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".json", ".model", ".txt", ".tiktoken", ".jinja")
 
 
@@ -223,44 +259,250 @@ def hit_rate(counters: Mapping[str, Any]) -> float | None:
     return int(counters.get("cache_hits", 0) or 0) / lookups if lookups else None
 
 
-class LLMCache:
-    """Entries in ``store`` under ``cache/llm/v1/``; one listing per namespace per instance."""
+# --------------------------------------------------------------------------- segments
 
-    def __init__(self, store: ArtifactStore, sampled: bool = False, io_threads: int = 8) -> None:
+SEGMENT = VersionedSchema(
+    "llm_cache_segment",
+    1,
+    pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),  # sha256 hex of (fingerprint, params, messages)
+            pa.field("messages", pa.string(), nullable=False),  # canonical JSON list of {role, content}
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("finish_reason", pa.string()),
+            pa.field("prompt_tokens", pa.int64(), nullable=False),
+            pa.field("completion_tokens", pa.int64(), nullable=False),
+            pa.field("latency_s", pa.float64(), nullable=False),  # of the original call
+            pa.field("logprobs", pa.string()),  # JSON list of TokenLogprob, null when not asked
+            pa.field("model", pa.string()),
+        ]
+    ),
+)
+META_FINGERPRINT = b"trustflow.llm_cache.fingerprint"  # canonical JSON, once per segment
+META_PARAMS = b"trustflow.llm_cache.params"
+META_NAMESPACE = b"trustflow.llm_cache.namespace"
+META_CREATED = b"trustflow.llm_cache.created"
+SEGMENT_PREFIX = "seg-"
+ROW_GROUP_ROWS = 256  # a hit reads its row group only: ~256 replies, not the whole segment
+COMPACT_AFTER = 64  # more small segments than this in a namespace: the next listing merges them
+SMALL_SEGMENT_ROWS = 1024  # below this many rows a segment is "small" (a stage chunk of 2,048 is not)
+COMPACT_MAX_ROWS = 65536  # rows one compaction pass merges into one segment (bounds its memory)
+LEASE_NAME = "_compaction.json"
+LEASE_SECONDS = 600.0
+
+_HEX = np.full(256, 255, np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+
+
+def segment_name() -> str:
+    """``seg-<32 hex>.parquet``: 16 hex of the ns clock then 16 random hex, so names sort by
+    write time (newer wins among duplicates) and two writers never pick the same name."""
+    return f"{SEGMENT_PREFIX}{time.time_ns():016x}{uuid.uuid4().hex[:16]}.parquet"
+
+
+def _hex_keys(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """64-hex key strings → an ``S32`` array of their 32 bytes (vectorised; None if any is malformed)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    if n == 0:
+        return np.empty(0, "S32")
+    if arr.null_count or pc.min_max(pc.binary_length(arr)).as_py() != {"min": 64, "max": 64}:
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, n + 1, arr.offset * 4)
+    raw = np.frombuffer(arr.buffers()[2], np.uint8, 64 * n, int(offsets[0])).reshape(n, 64)
+    nibbles = _HEX[raw]
+    if (nibbles == 255).any():
+        return None
+    return np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).view("S32").reshape(n)
+
+
+def _key_bytes(keys: Sequence[str]) -> np.ndarray:
+    return np.array([bytes.fromhex(k) for k in keys], "S32")
+
+
+@dataclass
+class _Segment:
+    """One listed or written segment: where it is, its footer (kept, so a hit reads no footer
+    again) and the inputs every row shares."""
+
+    path: str
+    size: int
+    metadata: pq.FileMetaData
+    fingerprint: dict[str, Any]
+    params: dict[str, Any]
+    bad: bool = False  # its rows failed to read once: its keys are misses from now on
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def rows(self) -> int:
+        return int(self.metadata.num_rows)
+
+    def group_starts(self) -> list[int]:
+        starts, at = [], 0
+        for g in range(self.metadata.num_row_groups):
+            starts.append(at)
+            at += self.metadata.row_group(g).num_rows
+        return starts
+
+
+class KeyIndex:
+    """Every key of one namespace → the (segment, row) places holding it, as sorted Arrow-free
+    numpy runs: 32 key bytes + 4 (segment) + 4 (row) = **40 bytes per entry** (440k keys ≈ 18 MB;
+    a Python set of the hex strings would take ~110 bytes each). Own writes add a run; runs
+    merge like a binary counter (≤ log2 runs, amortised O(n log n)). ``in`` takes hex keys."""
+
+    def __init__(self) -> None:
+        self.segments: list[_Segment] = []  # id = position; a higher id is a newer segment
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._distinct: int | None = None
+        self._lock = threading.Lock()
+
+    def add(self, segment: _Segment, keys: np.ndarray) -> None:
+        with self._lock:
+            seg_id = len(self.segments)
+            self.segments.append(segment)
+            order = np.argsort(keys, kind="stable")
+            run = (keys[order], np.full(len(keys), seg_id, np.int32), order.astype(np.int32))
+            while self._runs and len(self._runs[-1][0]) <= 2 * len(run[0]):
+                older = self._runs.pop()
+                merged = [np.concatenate([a, b]) for a, b in zip(older, run, strict=True)]
+                order = np.argsort(merged[0], kind="stable")
+                run = (merged[0][order], merged[1][order], merged[2][order])
+            self._runs.append(run)
+            self._distinct = None
+
+    def places(self, keys: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+        """(segment id, row) of each key found, newest segment first."""
+        if not keys:
+            return {}
+        query = _key_bytes(keys)
+        out: dict[str, list[tuple[int, int]]] = {}
+        with self._lock:
+            runs = list(self._runs)
+        for run_keys, seg_ids, rows in runs:
+            lo = np.searchsorted(run_keys, query, "left")
+            hi = np.searchsorted(run_keys, query, "right")
+            for i in np.nonzero(hi > lo)[0].tolist():
+                found = out.setdefault(keys[i], [])
+                found.extend((int(seg_ids[j]), int(rows[j])) for j in range(lo[i], hi[i]))
+        for found in out.values():
+            found.sort(reverse=True)
+        return out
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return isinstance(key, str) and bool(self.places([key]))
+        except ValueError:  # not hex
+            return False
+
+    def __len__(self) -> int:
+        """Distinct keys (a key in two segments counts once)."""
+        with self._lock:
+            if self._distinct is None:
+                keys = [r[0] for r in self._runs]
+                self._distinct = len(np.unique(np.concatenate(keys))) if keys else 0
+            return self._distinct
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(a.nbytes for run in self._runs for a in run)
+
+
+class LLMCache:
+    """Segments in ``store`` under ``cache/llm/v2/<namespace>/``; one listing per namespace
+    per instance (see the module docstring)."""
+
+    def __init__(
+        self, store: ArtifactStore, sampled: bool = False, io_threads: int = 8, compact_after: int = COMPACT_AFTER
+    ) -> None:
         self.store = store
         self.sampled = sampled
         self.io_threads = io_threads
-        self._index: dict[str, set[str]] = {}
+        self.compact_after = compact_after
+        self._index: dict[str, KeyIndex] = {}
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._owner = uuid.uuid4().hex
 
-    def _dir(self, namespace: str) -> str:
+    def namespace_dir(self, namespace: str) -> str:
         return self.store.path(*CACHE_ROOT, namespace)
 
-    def entry_path(self, namespace: str, key: str) -> str:
-        return self.store.path(*CACHE_ROOT, namespace, key[:2], f"{key}.json")
+    def segment_files(self, namespace: str) -> list[pafs.FileInfo]:
+        """The namespace's segment objects (one LIST), oldest first (names sort by write time)."""
+        selector = pafs.FileSelector(self.namespace_dir(namespace), allow_not_found=True)
+        infos = self.store.io("llm cache listing", lambda: self.store.fs.get_file_info(selector))
+        return sorted(
+            (
+                i
+                for i in infos
+                if i.type == pafs.FileType.File
+                and i.base_name.startswith(SEGMENT_PREFIX)
+                and i.base_name.endswith(".parquet")
+            ),
+            key=lambda i: i.base_name,
+        )
 
-    def keys(self, namespace: str) -> set[str]:
-        """Keys present in ``namespace``: listed once (a recursive listing), then kept current
-        by this instance's own writes."""
+    def keys(self, namespace: str) -> KeyIndex:
+        """The namespace's key index: listed once (one LIST, then the key column of each
+        segment), then kept current by this instance's own writes."""
         with self._lock:
             found = self._index.get(namespace)
+        if found is not None:
+            return found
+        with self._load_lock:  # one listing per namespace even when threads ask at once
+            with self._lock:
+                found = self._index.get(namespace)
             if found is not None:
                 return found
-        import pyarrow.fs as pafs
+            index = self._load(namespace)
+            if self._small(index) > self.compact_after and self.compact(namespace, index):
+                index = self._load(namespace)
+            with self._lock:
+                return self._index.setdefault(namespace, index)
 
-        selector = pafs.FileSelector(self._dir(namespace), recursive=True, allow_not_found=True)
-        infos = self.store.io("llm cache listing", lambda: self.store.fs.get_file_info(selector))
-        listed = {
-            i.base_name[: -len(".json")]
-            for i in infos
-            if i.type == pafs.FileType.File and i.base_name.endswith(".json") and not i.base_name.startswith(".")
-        }
-        with self._lock:
-            return self._index.setdefault(namespace, listed)
+    def _small(self, index: KeyIndex) -> int:
+        return sum(1 for s in index.segments if s.rows < SMALL_SEGMENT_ROWS and not s.bad)
+
+    def _load(self, namespace: str) -> KeyIndex:
+        infos = self.segment_files(namespace)
+
+        def open_one(info: pafs.FileInfo) -> tuple[_Segment, np.ndarray] | None:
+            try:
+                pf = self.store.io(
+                    f"llm cache key read of {info.base_name}",
+                    functools.partial(pq.ParquetFile, info.path, filesystem=self.store.fs),
+                )
+                segment = _segment_of(info.path, info.size or 0, pf.metadata, namespace)
+                keys = _hex_keys(
+                    self.store.io(f"llm cache key read of {info.base_name}", lambda: pf.read(["key"])["key"])
+                )
+                if keys is None:
+                    raise ValueError("malformed keys")
+            except FileNotFoundError:  # deleted since the listing (compacted)
+                return None
+            except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+                log.warning(
+                    "llm cache: unreadable segment %s (%s); its entries are misses until rewritten",
+                    info.path,
+                    " ".join(str(exc).split())[:200],
+                )
+                return None
+            return segment, keys
+
+        index = KeyIndex()
+        for opened in self._map(open_one, infos):
+            if opened is not None:
+                index.add(*opened)
+        return index
 
     def _map(self, fn: Any, items: list[Any]) -> list[Any]:
-        """``fn`` over ``items``; on S3 ``io_threads`` at a time (each GET/PUT is a round trip
-        of milliseconds, so a batch's entries go in parallel), locally in order."""
+        """``fn`` over ``items``; on S3 ``io_threads`` at a time (each read is a round trip of
+        milliseconds, so segments go in parallel), locally in order."""
         if self.store.location.scheme != "s3" or len(items) < 2 or self.io_threads < 2:
             return [fn(item) for item in items]
         from concurrent.futures import ThreadPoolExecutor
@@ -268,32 +510,98 @@ class LLMCache:
         with ThreadPoolExecutor(max_workers=min(self.io_threads, len(items)), thread_name_prefix="llm-cache") as pool:
             return list(pool.map(fn, items))
 
+    def read_rows(self, segment: _Segment, rows: Sequence[int]) -> pa.Table:
+        """``rows`` of ``segment`` in that order: only their row groups, in one ranged read
+        (footer kept from the listing, ``pre_buffer`` coalesces the column chunks)."""
+        starts = segment.group_starts()
+        groups = sorted({bisect.bisect_right(starts, r) - 1 for r in rows})
+        base, at = {}, 0
+        for g in groups:
+            base[g] = at
+            at += segment.metadata.row_group(g).num_rows
+
+        def read() -> pa.Table:
+            with self.store.fs.open_input_file(segment.path) as src:
+                pf = pq.ParquetFile(src, metadata=segment.metadata, pre_buffer=True)
+                return pf.read_row_groups(groups)
+
+        table = self.store.io(f"llm cache read of {segment.name}", read, segment.path)
+        local = [
+            base[bisect.bisect_right(starts, r) - 1] + r - starts[bisect.bisect_right(starts, r) - 1] for r in rows
+        ]
+        return table.take(pa.array(local, pa.int64()))
+
+    def _try_read(self, job: tuple[_Segment, list[int]]) -> tuple[pa.Table | None, str]:
+        """``read_rows`` of one segment, or None and why ("vanished": deleted since the listing)."""
+        try:
+            return self.read_rows(*job), ""
+        except FileNotFoundError:
+            return None, "vanished"
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            return None, " ".join(str(exc).split())[:200]
+
     def get_many(self, namespace: str, keys: Sequence[str], stats: CacheStats | None = None) -> dict[str, ChatResult]:
-        """Valid entries among ``keys``; a corrupt one is left out with one warning."""
-        present = self.keys(namespace)
-        wanted = [key for key in dict.fromkeys(keys) if key in present]
-
-        def read(key: str) -> tuple[str, bytes | None]:
-            try:
-                return key, self.store.read_bytes(self.entry_path(namespace, key))
-            except FileNotFoundError:  # removed since the listing
-                return key, None
-
+        """Valid entries among ``keys``: hits grouped by segment, one read per segment touched;
+        a corrupt row or segment is left out with one warning (the next copy of its key, if
+        any, is tried). A segment deleted since the listing (compacted) makes this instance
+        list the namespace again, once."""
         out: dict[str, ChatResult] = {}
-        for key, raw in self._map(read, wanted):
-            if raw is None:
-                continue
-            result, problem = _parse_entry(raw, key)
-            if result is None:
-                log.warning(
-                    "llm cache: corrupt entry %s (%s); treated as a miss and rewritten",
-                    self.entry_path(namespace, key),
-                    problem,
-                )
-                if stats is not None:
-                    stats.add(corrupt=1)
-                continue
-            out[key] = result
+        for attempt in range(2):
+            index = self.keys(namespace)
+            todo = [k for k in dict.fromkeys(keys) if k not in out]
+            places = index.places(todo)
+            vanished = False
+            while places:
+                by_segment: dict[int, list[tuple[str, int]]] = {}
+                for key, found in places.items():
+                    while found and index.segments[found[0][0]].bad:
+                        found.pop(0)
+                    if found:
+                        seg_id, row = found[0]
+                        by_segment.setdefault(seg_id, []).append((key, row))
+                if not by_segment:
+                    break
+
+                retry: dict[str, list[tuple[int, int]]] = {}
+                jobs = [(index.segments[seg_id], [r for _, r in wanted]) for seg_id, wanted in by_segment.items()]
+                for seg_id, (table, problem) in zip(by_segment, self._map(self._try_read, jobs), strict=True):
+                    segment, wanted = index.segments[seg_id], by_segment[seg_id]
+                    if table is None:
+                        segment.bad = True
+                        if problem == "vanished":
+                            vanished = True
+                        else:
+                            log.warning(
+                                "llm cache: unreadable segment %s (%s); its %d wanted entries are misses and rewritten",
+                                segment.path,
+                                problem,
+                                len(wanted),
+                            )
+                            if stats is not None:
+                                stats.add(corrupt=len(wanted))
+                        for key, _ in wanted:
+                            retry[key] = places[key][1:]
+                        continue
+                    for (key, _), row in zip(wanted, table.to_pylist(), strict=True):
+                        result, problem = _parse_row(row, key, segment)
+                        if result is None:
+                            log.warning(
+                                "llm cache: corrupt entry %s in %s (%s); treated as a miss and rewritten",
+                                key,
+                                segment.path,
+                                problem,
+                            )
+                            if stats is not None:
+                                stats.add(corrupt=1)
+                            retry[key] = places[key][1:]
+                        else:
+                            out[key] = result
+                places = {k: v for k, v in retry.items() if v}
+            if not vanished or attempt:
+                break
+            with self._lock:  # compacted under us: list again and look the rest up there
+                if self._index.get(namespace) is index:
+                    del self._index[namespace]
         return out
 
     def put(
@@ -305,54 +613,184 @@ class LLMCache:
         messages: Sequence[Mapping[str, str]],
         result: ChatResult,
     ) -> None:
-        """Write one entry whole (atomic); a concurrent writer of the same key leaves one valid entry."""
+        """Write one entry (a segment of one row; callers with many use :meth:`put_many`)."""
         self.put_many([(namespace, key, fingerprint, config, messages, result)])
 
     def put_many(
         self, entries: Sequence[tuple[str, str, Mapping[str, Any], Mapping[str, Any], Any, ChatResult]]
     ) -> None:
-        """Write several entries (on S3 in parallel), each whole."""
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        """Write the entries as **one segment per namespace** (atomic, under a new unique name:
+        writers never overwrite each other) and add them to this instance's index."""
+        by_namespace: dict[str, dict[str, tuple[Mapping[str, Any], Mapping[str, Any], Any, ChatResult]]] = {}
+        for namespace, key, fingerprint, config, messages, result in entries:
+            by_namespace.setdefault(namespace, {}).setdefault(key, (fingerprint, config, messages, result))
+        for namespace, items in by_namespace.items():
+            fingerprint, config = next(iter(items.values()))[:2]
+            if namespace_of(fingerprint, config) != namespace:
+                raise TrustflowError(f"llm cache: namespace {namespace} is not that of the entries' model and config")
+            rows = [_row(key, messages, result) for key, (_, _, messages, result) in items.items()]
+            segment, keys = self._write_segment(namespace, dict(fingerprint), dict(config), rows)
+            with self._lock:
+                index = self._index.get(namespace)
+            if index is not None:  # not listed yet: the listing will find the new segment
+                index.add(segment, keys)
 
-        def write(item: tuple[str, str, Mapping[str, Any], Mapping[str, Any], Any, ChatResult]) -> None:
-            namespace, key, fingerprint, config, messages, result = item
-            entry = {
-                "format": ENTRY_FORMAT,
-                "version": ENTRY_VERSION,
-                "key": key,
-                "fingerprint": dict(fingerprint),
-                "params": dict(config),
-                "messages": [dict(m) for m in messages],
-                "result": result.model_dump(mode="json", exclude={"id", "cached"}),
-                "created": created,
-            }
-            self.store.write_bytes_atomic(self.entry_path(namespace, key), canonical_json(entry).encode())
+    def _write_segment(
+        self, namespace: str, fingerprint: dict[str, Any], config: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> tuple[_Segment, np.ndarray]:
+        table = pa.Table.from_pylist(rows, schema=SEGMENT.schema)
+        meta = {
+            **(SEGMENT.with_metadata().metadata or {}),
+            META_FINGERPRINT: canonical_json(fingerprint).encode(),
+            META_PARAMS: canonical_json(config).encode(),
+            META_NAMESPACE: namespace.encode(),
+            META_CREATED: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()).encode(),
+        }
+        table = table.replace_schema_metadata(meta)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        payload = sink.getvalue()
+        path = f"{self.namespace_dir(namespace)}/{segment_name()}"
+        self.store.write_bytes_atomic(path, payload.to_pybytes())
+        segment = _Segment(path, payload.size, pq.read_metadata(pa.BufferReader(payload)), fingerprint, config)
+        keys = _hex_keys(table["key"])
+        assert keys is not None  # made by cache_key
+        return segment, keys
 
-        self._map(write, list(entries))
-        with self._lock:
-            for namespace, key, *_ in entries:
-                self._index.setdefault(namespace, set()).add(key)
+    def compact(self, namespace: str, index: KeyIndex | None = None, force: bool = False) -> int:
+        """Merge the namespace's small segments (oldest first, ≤ ``COMPACT_MAX_ROWS`` rows per
+        pass) into one, keeping the newest valid row of each key; returns segments removed.
+
+        Write new, then delete old: a reader that listed an old segment finds it gone, lists
+        again and reads the merged one (``get_many``). A best-effort lease object keeps
+        concurrent listers from compacting at once; S3 has no create-if-absent, so two may
+        still both merge — then the entries sit in two merged segments (still correct; a key
+        in two segments is fine), and the old ones are deleted by both (a missing one is
+        ignored). A segment that does not read is left alone (never deleted unread)."""
+        index = index if index is not None else self._load(namespace)
+        small = [s for s in index.segments if s.rows < SMALL_SEGMENT_ROWS and not s.bad]
+        if len(small) <= (1 if force else self.compact_after) or not self._take_lease(namespace):
+            return 0
+        removed = 0
+        try:
+            while len(small) > (1 if force else self.compact_after):
+                batch: list[_Segment] = []
+                rows = 0
+                for s in small:
+                    if batch and rows + s.rows > COMPACT_MAX_ROWS:
+                        break
+                    batch.append(s)
+                    rows += s.rows
+                if len(batch) < 2:
+                    break
+                small = small[len(batch) :]
+                kept: dict[str, dict[str, Any]] = {}
+                merged: list[_Segment] = []
+                for segment in reversed(batch):  # newest first: the newest valid row of a key wins
+                    try:
+                        table = self.store.io(
+                            f"llm cache compaction read of {segment.name}",
+                            functools.partial(pq.read_table, segment.path, filesystem=self.store.fs),
+                            segment.path,
+                        )
+                    except FileNotFoundError:
+                        merged.append(segment)  # another compactor took it
+                        continue
+                    except (pa.ArrowException, OSError) as exc:
+                        log.warning("llm cache: compaction skips unreadable segment %s (%s)", segment.path, exc)
+                        continue
+                    for row in table.to_pylist():
+                        if row["key"] not in kept and _parse_row(row, row["key"], segment)[0] is not None:
+                            kept[row["key"]] = row
+                    merged.append(segment)
+                if kept:
+                    first = merged[0]
+                    self._write_segment(namespace, first.fingerprint, first.params, list(kept.values()))
+                for segment in merged:
+                    with contextlib.suppress(FileNotFoundError):  # another compactor deleted it
+                        self.store.io(
+                            f"llm cache delete of {segment.name}",
+                            functools.partial(self.store.fs.delete_file, segment.path),
+                            segment.path,
+                        )
+                    removed += 1
+            log.info("llm cache: compacted %d segments of namespace %s", removed, namespace)
+        finally:
+            self._drop_lease(namespace)
+        return removed
+
+    def _lease_path(self, namespace: str) -> str:
+        return f"{self.namespace_dir(namespace)}/{LEASE_NAME}"
+
+    def _read_lease(self, namespace: str) -> dict[str, Any]:
+        try:
+            lease = json.loads(self.store.read_bytes(self._lease_path(namespace)))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return lease if isinstance(lease, dict) else {}
+
+    def _take_lease(self, namespace: str) -> bool:
+        lease = self._read_lease(namespace)
+        if lease.get("owner") not in (None, self._owner) and float(lease.get("until", 0)) > time.time():
+            return False
+        mine = {"owner": self._owner, "until": time.time() + LEASE_SECONDS}
+        self.store.write_bytes_atomic(self._lease_path(namespace), canonical_json(mine).encode())
+        return self._read_lease(namespace).get("owner") == self._owner
+
+    def _drop_lease(self, namespace: str) -> None:
+        if self._read_lease(namespace).get("owner") == self._owner:
+            with contextlib.suppress(FileNotFoundError):
+                self.store.fs.delete_file(self._lease_path(namespace))
 
 
-def _parse_entry(raw: bytes, key: str) -> tuple[ChatResult | None, str]:
+def _segment_of(path: str, size: int, metadata: pq.FileMetaData, namespace: str) -> _Segment:
+    """A listed segment after its footer checks: our schema, and inputs that hash to its namespace."""
+    meta = metadata.schema.to_arrow_schema().metadata or {}
+    if (
+        meta.get(SCHEMA_NAME_KEY) != SEGMENT.name.encode()
+        or meta.get(SCHEMA_VERSION_KEY) != str(SEGMENT.version).encode()
+    ):
+        raise ValueError(f"not a {SEGMENT.name} v{SEGMENT.version} segment")
+    fingerprint = json.loads(meta[META_FINGERPRINT])
+    params = json.loads(meta[META_PARAMS])
+    if namespace_of(fingerprint, params) != namespace:
+        raise ValueError("its model and config do not hash to its namespace")
+    return _Segment(path, size, metadata, fingerprint, params)
+
+
+def _row(key: str, messages: Any, result: ChatResult) -> dict[str, Any]:
+    return {
+        "key": key,
+        "messages": canonical_json([dict(m) for m in messages]),
+        "text": result.text,
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "latency_s": result.latency_s,
+        "logprobs": None
+        if result.logprobs is None
+        else canonical_json([t.model_dump(mode="json") for t in result.logprobs]),
+        "model": result.model,
+    }
+
+
+def _parse_row(row: Mapping[str, Any], key: str, segment: _Segment) -> tuple[ChatResult | None, str]:
+    """The reply of one segment row, if its inputs hash to ``key``."""
     try:
-        entry = json.loads(raw)
-    except ValueError as exc:
-        return None, f"not JSON: {exc}"
-    if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT or entry.get("version") != ENTRY_VERSION:
-        return None, "not a v1 cache entry"
-    try:
-        recomputed = cache_key(entry["fingerprint"], entry["params"], entry["messages"])
+        messages = json.loads(row["messages"])
+        if row.get("key") != key or cache_key(segment.fingerprint, segment.params, messages) != key:
+            return None, "its inputs do not hash to its key"
+        result = ChatResult(
+            text=row["text"],
+            finish_reason=row["finish_reason"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            latency_s=row["latency_s"],
+            logprobs=None if row["logprobs"] is None else json.loads(row["logprobs"]),
+            model=row["model"],
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return None, f"missing inputs: {exc}"
-    if entry.get("key") != key or recomputed != key:
-        return None, "its inputs do not hash to its key"
-    try:
-        result = ChatResult.model_validate(entry["result"])
-    except (KeyError, ValueError) as exc:
-        return None, f"bad result: {' '.join(str(exc).split())[:200]}"
-    if result.error is not None:
-        return None, "holds a failed call"
+        return None, f"bad row: {' '.join(str(exc).split())[:200]}"
     return result, ""
 
 

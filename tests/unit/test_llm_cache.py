@@ -1,12 +1,16 @@
-"""Cross-run LLM response cache: keys, hits and misses, bypass, concurrent writers, corruption."""
+"""Cross-run LLM response cache: keys, hits and misses, bypass, segments, concurrent writers,
+corruption, compaction."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from trustflow.data.store import ArtifactStore
@@ -165,7 +169,11 @@ def test_failures_are_not_cached_and_duplicates_in_a_batch_are_sent_once(tmp_pat
     assert len(inner.requests) == 3  # the failure is asked again, not served from the cache
 
 
-def test_two_writers_of_one_key_leave_one_valid_entry(tmp_path: Path) -> None:
+def _ns() -> str:
+    return namespace_of(model_fingerprint(SPEC), gen_config(_reqs(["x"])[0]))
+
+
+def test_two_writers_of_one_key_leave_valid_segments_and_one_answer(tmp_path: Path) -> None:
     store = _store(tmp_path)
     fp = {"kind": "http", "base_url": "u", "model": "m"}
     cfg = gen_config(ChatRequest.of("x"))
@@ -184,34 +192,138 @@ def test_two_writers_of_one_key_leave_one_valid_entry(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    folder = Path(caches[0].entry_path(ns, key)).parent
-    assert [p.name for p in folder.iterdir()] == [f"{key}.json"]  # no temp files left, one entry
+    folder = Path(caches[0].namespace_dir(ns))
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 40 and all(n.startswith("seg-") and n.endswith(".parquet") for n in names)  # no temp files
     found = LLMCache(store).get_many(ns, [key])
     assert found[key].text.startswith("writer ") and len(found[key].text) == 5000 + len("writer 0 ")
+    assert len(LLMCache(store).keys(ns)) == 1  # one key, however many segments hold it
 
 
-def test_a_corrupt_entry_is_a_miss_with_a_warning_then_rewritten(
+def test_one_flush_of_many_entries_is_one_object(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    backend = _cached(store)
+    backend.generate(_reqs([f"prompt {i}" for i in range(1000)], max_tokens=16))
+    assert backend.stats.writes == 1000
+    objects = [p for p in Path(store.path("cache")).rglob("*") if p.is_file()]
+    assert len(objects) == 1 and objects[0].name.startswith("seg-")  # not 1,000 objects
+    index = LLMCache(store).keys(namespace_of(model_fingerprint(SPEC), gen_config(_reqs(["x"], max_tokens=16)[0])))
+    assert len(index) == 1000 and index.nbytes == 40 * 1000  # 32 key bytes + segment + row per entry
+
+
+def test_hits_read_their_rows_from_the_right_segment_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    writer = _cached(store)
+    first = writer.generate(_reqs([f"a{i}" for i in range(300)]))
+    second = writer.generate(_reqs([f"b{i}" for i in range(300)]))
+    segments = LLMCache(store).segment_files(_ns())
+    assert len(segments) == 2
+    cache = LLMCache(store)
+    reads: list[tuple[str, list[int]]] = []
+    real = cache.read_rows
+
+    def spy(segment: Any, rows: Sequence[int]) -> pa.Table:
+        reads.append((segment.name, list(rows)))
+        return real(segment, rows)
+
+    cache.read_rows = spy  # type: ignore[method-assign]
+    inner = CountingBackend()
+    reader = with_cache(inner, SPEC, cache)
+    wanted = [5, 280, 17]
+    out = reader.generate([ChatRequest.of(f"b{i}") for i in wanted])
+    assert inner.requests == [] and [r.text for r in out] == [second[i].text for i in wanted]
+    assert reads == [(segments[1].base_name, wanted)]  # one read, of the second flush's segment only
+    out = reader.generate([ChatRequest.of("a3"), ChatRequest.of("b3")])
+    assert [r.text for r in out] == [first[3].text, second[3].text]
+    assert sorted(name for name, _ in reads[1:]) == sorted(s.base_name for s in segments)  # one read per segment
+
+
+def test_two_writers_write_two_segments_and_a_reader_sees_both(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    writers = [_cached(store), _cached(store)]
+    barrier = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        writers[i].generate(_reqs([f"w{i} p{j}" for j in range(20)]))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(LLMCache(store).segment_files(_ns())) == 2
+    inner = CountingBackend()
+    reader = _cached(store, inner)
+    out = reader.generate(_reqs([f"w{i} p{j}" for i in range(2) for j in range(20)]))
+    assert inner.requests == [] and reader.stats.hits == 40 and all(r.cached for r in out)
+
+
+def test_a_tampered_entry_is_a_miss_with_a_warning_then_superseded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = _store(tmp_path)
-    first = _cached(store)
-    first.generate(_reqs(["a", "b"]))
-    paths = sorted(Path(store.path("cache")).rglob("*.json"))
-    assert len(paths) == 2
-    paths[0].write_bytes(b'{"format": "trustflow.llm_cache", "vers')  # torn
-    entry = json.loads(paths[1].read_text())
-    entry["messages"][0]["content"] = "tampered"  # no longer hashes to its key
-    paths[1].write_text(json.dumps(entry))
+    expected = [r.text for r in _cached(store).generate(_reqs(["a", "b"]))]
+    (info,) = LLMCache(store).segment_files(_ns())
+    table = pq.read_table(info.path)
+    messages = table["messages"].to_pylist()
+    messages[0] = messages[0].replace('"a"', '"tampered"')  # no longer hashes to its key
+    table = table.set_column(1, table.schema.field(1), pa.array(messages, pa.string()))
+    pq.write_table(table, info.path)
     inner = CountingBackend()
     backend = _cached(store, inner)
     with caplog.at_level(logging.WARNING, logger="trustflow.models.llm.cache"):
         out = backend.generate(_reqs(["a", "b"]))
-    assert [r.text for r in out] == [r.text for r in first.generate(_reqs(["a", "b"]))]
-    assert len(inner.requests) == 2 and backend.stats.corrupt == 2 and backend.stats.hits == 0
+    assert [r.text for r in out] == expected
+    assert len(inner.requests) == 1 and backend.stats.corrupt == 1 and backend.stats.hits == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2 and all("corrupt entry" in w and "treated as a miss" in w for w in warnings)
+    assert len(warnings) == 1 and "corrupt entry" in warnings[0] and "treated as a miss" in warnings[0]
     again = CountingBackend()
-    assert _cached(store, again).generate(_reqs(["a", "b"])) and again.requests == []  # rewritten
+    assert _cached(store, again).generate(_reqs(["a", "b"])) and again.requests == []  # the new segment wins
+
+
+def test_a_corrupt_segment_is_misses_with_one_warning_then_superseded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(tmp_path)
+    first = _cached(store)
+    expected = [r.text for r in first.generate(_reqs(["a", "b", "c"]))]
+    (info,) = LLMCache(store).segment_files(_ns())
+    raw = Path(info.path).read_bytes()
+    Path(info.path).write_bytes(raw[: len(raw) // 2])  # torn: no footer
+    inner = CountingBackend()
+    backend = _cached(store, inner)
+    with caplog.at_level(logging.WARNING, logger="trustflow.models.llm.cache"):
+        out = backend.generate(_reqs(["a", "b", "c"]))
+    assert [r.text for r in out] == expected and len(inner.requests) == 3 and backend.stats.hits == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "unreadable segment" in warnings[0] and "misses" in warnings[0]
+    again = CountingBackend()
+    assert _cached(store, again).generate(_reqs(["a", "b", "c"])) and again.requests == []  # rewritten
+
+
+def test_compaction_keeps_every_entry_and_leaves_fewer_objects(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    writer = _cached(store)
+    expected: dict[str, str] = {}
+    for flush in range(10):
+        prompts = [f"f{flush} p{j}" for j in range(7)] + ["shared"]  # "shared" lands in every segment
+        expected.update(zip(prompts, (r.text for r in writer.generate(_reqs(prompts))), strict=True))
+    ns = _ns()
+    assert len(LLMCache(store).segment_files(ns)) == 10
+    early = LLMCache(store)  # a reader that listed the 10 segments before the compaction
+    assert len(early.keys(ns)) == 71
+    compactor = LLMCache(store, compact_after=4)
+    index = compactor.keys(ns)  # more than 4 small segments: the listing merges them
+    files = LLMCache(store).segment_files(ns)
+    assert len(files) == 1 and len(index) == 71 and len(index.segments) == 1
+    assert pq.read_metadata(files[0].path).num_rows == 71  # duplicates of "shared" merged into one row
+    assert not (Path(compactor.namespace_dir(ns)) / "_compaction.json").exists()  # lease released
+    for cache in (compactor, early):  # the early reader finds its segments gone, lists again, hits
+        inner = CountingBackend()
+        backend = with_cache(inner, SPEC, cache)
+        out = backend.generate(_reqs(list(expected)))
+        assert inner.requests == [] and [r.text for r in out] == list(expected.values())
 
 
 def test_a_failing_store_turns_the_cache_off_instead_of_failing_the_call(
@@ -224,7 +336,7 @@ def test_a_failing_store_turns_the_cache_off_instead_of_failing_the_call(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk gone")
 
-    backend.cache.keys = broken  # type: ignore[method-assign]
+    backend.cache.keys = broken  # type: ignore[method-assign,assignment]
     with caplog.at_level(logging.WARNING, logger="trustflow.models.llm.cache"):
         out = backend.generate(_reqs(["a"]))
         backend.generate(_reqs(["a"]))
@@ -269,5 +381,9 @@ def test_rerun_hits_on_s3_and_parallel_writers_leave_one_entry(s3_settings: obje
     out = again.generate(_reqs([*prompts, "shared"]))
     assert inner.requests == [] and again.stats.hits == 11
     assert [r.text for r in out[:10]] == [r.text for r in first]
-    namespace = namespace_of(model_fingerprint(SPEC), gen_config(_reqs(["x"])[0]))
-    assert len(LLMCache(store).keys(namespace)) == 11  # the shared key is one object
+    assert len(LLMCache(store).keys(_ns())) == 11  # the shared key counts once
+    assert len(LLMCache(store).segment_files(_ns())) == 4  # one segment per flush: 1 + 3 writers
+    compacted = LLMCache(store, compact_after=2).keys(_ns())  # merged on S3: write new, delete old
+    assert len(compacted) == 11 and len(LLMCache(store).segment_files(_ns())) == 1
+    out = again.generate(_reqs([*prompts, "shared"]))  # listed the 4 deleted segments: lists again
+    assert inner.requests == [] and again.stats.hits == 22 and [r.text for r in out[:10]] == [r.text for r in first]
