@@ -28,7 +28,7 @@ from pydantic import Field
 from trustflow.data.seval.labels import TRAINING_LABELS
 from trustflow.errors import InputError
 from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, read_labels
-from trustflow.models.critics.refusal import REFUSAL_EN, REFUSAL_ZH, _count
+from trustflow.models.critics.refusal import REFUSALS, _count
 from trustflow.registry import Options
 
 MAX_CHARS = 512  # e5-small reads 512 tokens; long answers are judged on their opening
@@ -99,7 +99,7 @@ class EmbeddingCritic(Critic):
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:
         out = []
         for item, p in zip(items, self.probabilities(items), strict=True):
-            refusals = _count(REFUSAL_EN + REFUSAL_ZH, item.response)
+            refusals = _count(REFUSALS, item.response)
             out.append(
                 Judgement(
                     risk_score=round(float(p), 4),

@@ -51,7 +51,7 @@ from trustflow.data.seval.labels import TRAINING_LABELS
 from trustflow.errors import ConfigError, InputError
 from trustflow.models.critics.base import CRITICS, Critic, JudgeItem, Judgement, ModelSpecOptions, read_labels
 from trustflow.models.critics.features import PROMPT_CHARS, RESPONSE_CHARS, Pooling, extract_features, n_layers_of
-from trustflow.models.critics.refusal import REFUSAL_EN, REFUSAL_ZH, _count
+from trustflow.models.critics.refusal import REFUSALS, _count
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ class ProbeCritic(Critic):
         out = []
         for item, p in zip(items, self.probabilities(items), strict=True):
             unsafe = bool(p >= self.threshold)
-            refusals = _count(REFUSAL_EN + REFUSAL_ZH, item.response)
+            refusals = _count(REFUSALS, item.response)
             verdict = "goes along with the request" if unsafe else "declines or stays harmless"
             out.append(
                 Judgement(

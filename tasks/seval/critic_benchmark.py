@@ -19,7 +19,7 @@ from trustflow.data.seval.labels import LabelRecord
 from trustflow.models.critics.base import JudgeItem
 from trustflow.models.critics.probe import SHIPPED_HEADS, ProbeHead
 from trustflow.models.critics.probe_fit import Config, Fitter, config_name, fit_mlp, linear_fitter
-from trustflow.models.critics.refusal import COMPLIANCE_EN, COMPLIANCE_ZH, REFUSAL_EN, REFUSAL_ZH, RefusalCritic, _count
+from trustflow.models.critics.refusal import COMPLIANCE, REFUSALS, RefusalCritic, _count
 from trustflow.tasks.seval.critic_cross_source import HOLDOUT_WRITTEN, Fold, loso_folds, recall_at_precision
 from trustflow.tasks.seval.critic_features import FeatureCache
 from trustflow.tasks.seval.critic_stacking import (
@@ -83,7 +83,7 @@ def _refusal_features(item: JudgeItem) -> list[float]:
     """What the refusal detector sees: its score, refusal cues, compliance cues."""
     score, _ = RefusalCritic().score(item)
     text = item.response.strip()
-    return [score, float(_count(REFUSAL_EN + REFUSAL_ZH, text)), float(_count(COMPLIANCE_EN + COMPLIANCE_ZH, text))]
+    return [score, float(_count(REFUSALS, text)), float(_count(COMPLIANCE, text))]
 
 
 def _brief(row: dict[str, Any]) -> str:
