@@ -227,3 +227,25 @@ def test_usage_lines_per_model_and_run_total() -> None:
         "usage pkg:x: 7 prompt + 3 completion tokens, no prices set",
         "usage run total: 27 prompt + 13 completion tokens, $0.2500",
     ]
+
+
+def test_usage_summed_part_by_part_equals_the_whole_table() -> None:
+    """usage-and-cost sums the responses stage one batch at a time (flat driver memory)."""
+    from trustflow.tasks.seval.responses import add_usage
+
+    rows = [
+        {"model": f"m{i % 3}", "prompt_tokens": i, "completion_tokens": 2 * i, "error": "x" if i % 7 == 0 else None}
+        | {"cost_usd": None if i % 3 == 2 else 0.01 * i}
+        for i in range(50)
+    ]
+    whole = usage_by_model(pa.Table.from_pylist(rows))
+    summed: dict = {}
+    for start in range(0, 50, 8):
+        add_usage(summed, usage_by_model(pa.Table.from_pylist(rows[start : start + 8])))
+    assert summed.keys() == whole.keys()
+    for model, u in whole.items():
+        assert summed[model] | {"cost_usd": None} == u | {"cost_usd": None}
+        assert (u["cost_usd"] is None) == (summed[model]["cost_usd"] is None)
+        if u["cost_usd"] is not None:
+            assert summed[model]["cost_usd"] == pytest.approx(u["cost_usd"])
+    assert whole["m2"]["cost_usd"] is None and whole["m0"]["errors"] == 3
