@@ -76,6 +76,20 @@ def synthetic_suite(n: int) -> Iterator[Any]:
             pieces, rows = [], 0
 
 
+def write_suite(n: int, store_url: str, run_id: str) -> None:
+    """Child process: the synthetic suite of ``n`` prompts as the run's committed suite stage."""
+    from trustflow import names
+    from trustflow.data.schemas import SEVAL_SUITE
+    from trustflow.data.store import ArtifactStore, StageRef
+    from trustflow.settings import load_settings
+
+    store = ArtifactStore(store_url, load_settings())
+    writer = store.writer(StageRef(names.SEVAL_EVALUATE, run_id, names.SUITE), SEVAL_SUITE, ["prompt_uid"])
+    for i, piece in enumerate(synthetic_suite(n)):
+        writer.write_part(piece, f"{i:05d}")
+    writer.commit({"source": "scale-bench"})
+
+
 class RssSampler(threading.Thread):
     """Peak RSS of this process's Ray workers (descendants), sampled."""
 
@@ -118,7 +132,6 @@ def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags
         }
     )
     from trustflow import names
-    from trustflow.data.schemas import SEVAL_SUITE
     from trustflow.data.store import ArtifactStore, StageRef
     from trustflow.data.store import artifact_store as store_module
     from trustflow.settings import load_settings
@@ -149,11 +162,21 @@ def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags
         store = ArtifactStore(settings.effective_store_url, settings)
         run_id = f"scale-{n}"
         t0 = time.perf_counter()
-        suite_ref = StageRef(names.SEVAL_EVALUATE, run_id, names.SUITE)
-        suite_writer = store.writer(suite_ref, SEVAL_SUITE, ["prompt_uid"])
-        for i, piece in enumerate(synthetic_suite(n)):
-            suite_writer.write_part(piece, f"{i:05d}")
-        suite_writer.commit({"source": "scale-bench"})
+        # written by a child process: building 2.2M prompts leaves the builder's freed memory
+        # in its allocator, which would count as the flow's driver memory here
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--write-suite",
+                str(n),
+                "--store-url",
+                settings.effective_store_url,
+                "--run-id",
+                run_id,
+            ],
+            check=True,
+        )
         suite_s = time.perf_counter() - t0
         base_rss = psutil.Process().memory_info().rss
         sampler = RssSampler()
@@ -258,7 +281,13 @@ def main() -> int:
     ap.add_argument("--cache", action="store_true", help="cross-run LLM response cache on (one segment per chunk)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--write-suite", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--store-url", help=argparse.SUPPRESS)
+    ap.add_argument("--run-id", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.write_suite:
+        write_suite(args.write_suite, args.store_url, args.run_id)
+        return 0
     if args.one:
         one_size(args.one, args.batch_size, args.actors, args.s3, args.out, args.risk_tags, args.cache)
         return 0
