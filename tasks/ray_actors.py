@@ -83,6 +83,14 @@ def _add_counters(stats: dict[str, int], counters: dict[str, int]) -> None:
         stats[name] = stats.get(name, 0) + int(n)
 
 
+def _key_snapshot(writer: StageWriter, planned: bool) -> pa.Table:
+    """The stage's keys each batch is anti-joined against before its part is written: none
+    when the chunks were planned against them already (their rows are known to be new)."""
+    if planned:
+        return pa.schema([writer.schema.schema.field(c) for c in writer.key_columns]).empty_table()
+    return writer.existing_keys()
+
+
 def write_parts_in_threads(
     store: ArtifactStore,
     ref: StageRef,
@@ -92,17 +100,18 @@ def write_parts_in_threads(
     factory: Callable[[], RowBuilder],
     workers: int,
     label: str | None = None,
+    planned: bool = False,
 ) -> dict[str, int]:
     """Run chunks in this process, ``workers`` chunks at a time, one shared builder; returns
     counts (no commit). The builder must be thread-safe (the OpenAI backend is: one bounded
     request pool shared by every call), so with ``workers`` ≥ its concurrency the endpoint
     always has a full queue instead of draining at each chunk's end. Parts are written as
     their chunk finishes (under a lock: one writer object); the first error stops new chunks
-    and is raised after the running ones end."""
+    and is raised after the running ones end. ``planned``: as for :func:`write_parts_with_actors`."""
     writer, todo, stats = plan_chunks(store, ref, schema, key_columns, chunks)
     if not todo:
         return stats
-    existing = writer.existing_keys()
+    existing = _key_snapshot(writer, planned)
     build = factory()
     write_lock = threading.Lock()
 
@@ -161,15 +170,21 @@ def write_parts_with_actors(
     num_cpus_per_actor: float = 1.0,
     num_gpus_per_actor: float = 0.0,
     label: str | None = None,
+    planned: bool = False,
 ) -> dict[str, int]:
-    """Run chunks through ``num_actors`` actors; returns counts (no commit)."""
+    """Run chunks through ``num_actors`` actors; returns counts (no commit).
+
+    ``planned``: the chunks hold only rows whose keys the stage lacked when they were made
+    (``missing_chunks`` / ``source_chunks`` anti-joined them already), so the workers skip
+    re-checking each batch against a snapshot of the stage's keys — at 2.2M prompts that
+    snapshot (the other model's rows included) cost every chunk a 2.2M-row hash join."""
     import ray
     from ray.util import ActorPool
 
     writer, todo, stats = plan_chunks(store, ref, schema, key_columns, chunks)
     if not todo:
         return stats
-    existing = ray.put(writer.existing_keys())
+    existing = ray.put(_key_snapshot(writer, planned))
     actor_cls: Any = ray.remote(num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor, max_restarts=1)(_PartActor)
     spec = StoreSpec.of(store)
     actors = [

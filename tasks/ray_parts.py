@@ -144,6 +144,25 @@ class PartSlice:
         return store.io(f"slice read of {self.path.rsplit('/', 1)[-1]}", load, path=self.path)
 
 
+def _own_existing_keys(writer: StageWriter, constants: Mapping[str, str]) -> pa.Table:
+    """The stage's keys whose ``constants`` columns hold these values (this model's or this
+    critic's rows), read part by part and filtered as read: the other passes' rows of the same
+    stage (2.2M rows of the first model when the second one is answered) never accumulate."""
+    key_schema = pa.schema([writer.schema.schema.field(c) for c in writer.key_columns])
+    tables = []
+    for info in writer.part_files():
+        keys = writer.store.io(
+            f"key read of {info.base_name}",
+            functools.partial(pq.read_table, info.path, columns=writer.key_columns, filesystem=writer.store.fs),
+            stage=writer.ref,
+        ).cast(key_schema)
+        for name, value in constants.items():
+            keys = keys.filter(pc.equal(keys[name], pa.scalar(value, key_schema.field(name).type)))
+        if keys.num_rows:
+            tables.append(keys)
+    return pa.concat_tables(tables) if tables else key_schema.empty_table()
+
+
 def source_chunks(
     store: ArtifactStore,
     source: StageRef,
@@ -171,9 +190,7 @@ def source_chunks(
     part whatever else is left to do."""
     constants = dict(constants or {})
     manifest = store.require_manifest(source)
-    existing = writer.existing_keys()
-    for name, value in constants.items():  # rows of other models/critics in the stage are not this pass's
-        existing = existing.filter(pc.equal(existing[name], pa.scalar(value, existing.schema.field(name).type)))
+    existing = _own_existing_keys(writer, constants)
     if max_parts:
         estimate = max(0, manifest.rows - existing.num_rows)
         size = max(size, min(max_rows, -(-estimate // max_parts)))

@@ -192,7 +192,7 @@ def judge_responses(
     factory = JudgeFactory(critic_spec, StoreSpec.of(store) if cache else None, risk_tags)
     if critic.in_process:  # same parts, same keys: a run may switch paths between resumes
         stats = write_parts_in_threads(
-            store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, factory, workers=1, label=label
+            store, ref, SEVAL_JUDGEMENTS, JUDGEMENT_KEYS, chunks, factory, workers=1, label=label, planned=True
         )
     else:
         stats = write_parts_with_actors(
@@ -205,6 +205,7 @@ def judge_responses(
             num_actors=num_actors,
             num_cpus_per_actor=num_cpus_per_actor,
             label=label,
+            planned=True,  # chunks hold only rows the stage lacks
         )
     stats["responses"] = count
     return stats

@@ -262,6 +262,7 @@ def generate_responses(
                 # enough batches queued that the endpoint never waits for a batch to be handed out
                 workers=2 * -(-concurrency // batch_size) + 1,
                 label=label,
+                planned=True,  # chunks hold only rows the stage lacks
             )
         else:
             from trustflow.infra.ray_runtime import ensure_ray
@@ -282,6 +283,7 @@ def generate_responses(
                 num_cpus_per_actor=num_cpus_per_actor or 1.0,
                 num_gpus_per_actor=num_gpus_per_actor,
                 label=label,
+                planned=True,  # chunks hold only rows the stage lacks
             )
     except BudgetReached as exc:
         raise BudgetReached(
