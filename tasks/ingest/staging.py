@@ -188,8 +188,9 @@ def localise(value: Any, staged: StagedSource) -> Any:
         items = [localise(v, staged) for v in value]
         if all(a is b for a, b in zip(items, value, strict=True)):
             return value
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)._make(items)
+        make = getattr(type(value), "_make", None)  # a named tuple rebuilds from an iterable
+        if isinstance(value, tuple) and make is not None:
+            return make(items)
         return type(value)(items)
     if isinstance(value, dict):
         pairs = [(localise(k, staged), localise(v, staged)) for k, v in value.items()]

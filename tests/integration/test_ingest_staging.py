@@ -33,7 +33,7 @@ def _maskfolder(root: Path) -> Path:
         for i in range(3):
             img = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
             mask = np.zeros((24, 32), np.uint8)
-            mask[4 + i : 16, 6:20 + i] = 255
+            mask[4 + i : 16, 6 : 20 + i] = 255
             Image.fromarray(img).save(root / label / f"{i}.png")
             Image.fromarray(mask).save(root / label / f"{i}.mask.png")
     return root
@@ -117,4 +117,3 @@ def test_staged_ingest_never_reads_the_driver_path(
         assert not (Path(ArtifactStore(settings=plain_settings).location.root) / "staging").exists()
     finally:
         shutil.rmtree(worker_cache, ignore_errors=True)
-
