@@ -201,22 +201,32 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         on_worker = {f.name.removeprefix("waiting-") for f in gate.glob("waiting-*")}
         assert on_worker and on_worker < parts, (len(on_worker), len(parts))  # some parts by each node
 
-        # 1b. an ingest: staged (auto: Ray joined by address), one Ray task per object, so
-        # both nodes build parts; the worker node's come from its own copy of the files
+        # 1b. an ingest: staged (auto: Ray joined by address), one Ray task per object. The
+        # head's only CPU is held meanwhile, so every build runs on the worker node, which
+        # must read its own copy of the staged files and never the driver's folder
+        import ray
+
         mark = time.monotonic()
+        started_flag = tmp_path / "head-held"
+        hold = ray.remote(num_cpus=1, resources={"tf_node_head": 0.01}, max_retries=0)(
+            lambda flag, seconds: (open(flag, "w").close(), __import__("time").sleep(seconds))
+        ).remote(str(started_flag), 120)
+        deadline = time.monotonic() + 60
+        while not started_flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started_flag.exists(), "the head's CPU was not taken"
         monkeypatch.setattr(maskfolder, "OBJECTS_PER_PART", 1)
-        with prefect_runtime(settings):
-            dataset = ingest_flow(source=str(masks), kind="maskfolder", store_url=settings.store_url)
+        try:
+            with prefect_runtime(settings):
+                dataset = ingest_flow(source=str(masks), kind="maskfolder", store_url=settings.store_url)
+        finally:
+            ray.cancel(hold, force=True)
         assert dataset["tables"] == {"masked_objects": 8}
         sources = store.read_table(StageRef("ingest", dataset["dataset_id"], "masked_objects"))["source"]
         assert sorted(sources.to_pylist()) == sorted(str(p) for p in masks.rglob("[0-9].png"))
-        fetched = [p for p in node_cache.rglob("*") if p.is_file()]
-        assert fetched, "no maskfolder task ran on the worker node"
-        # only its chunks' files: each image with its mask, nothing else of the folder
-        names = {p.relative_to(node_cache).as_posix().split("/", 2)[-1] for p in fetched}
-        images = {n for n in names if not n.endswith(".mask.png")}
-        assert images and {n.removesuffix(".png") + ".mask.png" for n in images} == names - images
-        print(f"TIMING staged ingest on 2 nodes {time.monotonic() - mark:.1f} s ({len(fetched)} files on w1)")
+        fetched = sorted(p.relative_to(node_cache).as_posix().split("/", 2)[-1] for p in node_cache.rglob("*.png"))
+        assert fetched == sorted(p.relative_to(masks).as_posix() for p in masks.rglob("*.png"))
+        print(f"TIMING staged ingest on the worker node {time.monotonic() - mark:.1f} s")
 
         opened = [line.split(" ", 1)[1] for line in Path(audit["TF_AUDIT_LOG"]).read_text().splitlines()]
         assert any(Path(p).parent == gate for p in opened)  # the hook ran in the worker node's actors
