@@ -20,7 +20,7 @@ from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.data.synthetic_coco import make_synthetic_coco
 from trustflow.flows.ingest import ingest_flow
 from trustflow.infra.prefect_runtime import prefect_runtime
-from trustflow.settings import Settings, load_settings
+from trustflow.settings import Settings, StageSources, load_settings
 from trustflow.tasks.ingest.staging import stage_source
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_cluster")]
@@ -43,7 +43,7 @@ def _coco(root: Path) -> Path:
     return make_synthetic_coco(root, n_images=6, seed=4, size=(64, 48))
 
 
-def _ingest(settings: Settings, source: Path, kind: str, stage: str) -> dict[str, Any]:
+def _ingest(settings: Settings, source: Path, kind: str, stage: StageSources) -> dict[str, Any]:
     with prefect_runtime(settings):
         return ingest_flow(source=str(source), kind=kind, store_url=settings.effective_store_url, stage_sources=stage)
 

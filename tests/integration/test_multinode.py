@@ -208,9 +208,10 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
 
         mark = time.monotonic()
         started_flag = tmp_path / "head-held"
-        hold = ray.remote(num_cpus=1, resources={"tf_node_head": 0.01}, max_retries=0)(
-            lambda flag, seconds: (open(flag, "w").close(), __import__("time").sleep(seconds))
-        ).remote(str(started_flag), 120)
+        remote: Any = ray.remote(num_cpus=1, resources={"tf_node_head": 0.01}, max_retries=0)
+        # a lambda travels by value (a function of this test module would not import on a node)
+        hold = remote(lambda flag, seconds: (Path(flag).write_text("held"), __import__("time").sleep(seconds)))
+        hold = hold.remote(str(started_flag), 120)
         deadline = time.monotonic() + 60
         while not started_flag.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
