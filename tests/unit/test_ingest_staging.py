@@ -165,3 +165,33 @@ def test_modes_and_lazy_staging(store: ArtifactStore, tmp_path: Path) -> None:
         staged(build)  # a second fan-out of the same ingest stages nothing again
     assert always.stats["uploaded"] == 4
     assert staged(build) is build
+
+
+def test_seval_chunk_reads_the_staged_archive(store: ArtifactStore, tmp_path: Path, node_cache: Path) -> None:
+    """The S-Eval kind's payload (a ``SevalFile`` per chunk) builds the same rows from the copy."""
+    from trustflow.data.loaders.seval import find_seval_files, read_seval_file
+
+    src = tmp_path / "seval"
+    src.mkdir()
+    (src / "S-Eval_base_risk_en_tiny.jsonl").write_text(
+        '{"traceid": "a", "risk_type": "X", "prompt": "p1", "ext": "{}"}\n'
+        '{"traceid": "b", "risk_type": "Y", "prompt": "p2", "ext": "{}"}\n'
+    )
+    (spec,) = find_seval_files(src)
+    plain = read_seval_file(spec)
+    staged_src, _ = stage_source(store, src, fingerprint(src))
+    src.rename(tmp_path / "gone")
+    assert StagedBuilder(read_seval_file, staged_src)(spec).equals(plain) and plain.num_rows == 2
+
+
+def test_named_tuples_keep_their_type(store: ArtifactStore, tmp_path: Path, node_cache: Path) -> None:
+    from typing import NamedTuple
+
+    class Job(NamedTuple):
+        path: Path
+        width: int
+
+    src = _source(tmp_path / "src")
+    staged_src, _ = stage_source(store, src, fingerprint(src))
+    job = localise(Job(src / "cat" / "b.jpg", 5), staged_src)
+    assert type(job) is Job and job.width == 5 and job.path.read_bytes() == b"cat-b"
