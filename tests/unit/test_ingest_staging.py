@@ -86,6 +86,7 @@ def test_payload_paths_are_rewritten_to_the_node_copy_and_only_those_files_fetch
         7,
     )
     src.rename(tmp_path / "gone")  # the driver's copy is away: only the store has the bytes
+    assert staged_src.prefetch(payload) == 2 and staged_src.prefetch(payload) == 0  # in parallel, once
     local = localise(payload, staged_src)
     image = local[1][0]
     assert isinstance(image, FolderImage) and image.path.read_bytes() == b"cat-a" * 10
