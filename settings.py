@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -77,6 +77,24 @@ class StoreConfig(BaseModel):
         description=(
             "How long one S3 operation (part/manifest write, read, listing, start-up check) keeps "
             "retrying connection failures, timeouts and 5xx before the run fails; 0: fail at once."
+        ),
+    )
+
+
+StageSources = Literal["auto", "always", "never"]
+
+
+class IngestConfig(BaseModel):
+    """How ingestion reaches Ray workers that may not see the driver's disk (``ingest.*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage_sources: StageSources = Field(
+        default="auto",
+        description=(
+            "Upload the resolved source into the store (staging/<fingerprint>/) before Ray builds "
+            "its parts, so workers read it from there: auto = when Ray is joined by address or has "
+            "more than one node; never = workers open the driver's path (one machine, no copy)."
         ),
     )
 
@@ -220,6 +238,7 @@ class Settings(BaseSettings):
     llm_endpoints: dict[str, LLMEndpoint] = Field(default_factory=dict)
     seaweedfs: SeaweedFSConfig = Field(default_factory=SeaweedFSConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
     prefect_server: PrefectServerConfig = Field(default_factory=PrefectServerConfig)
 
     @field_validator("store_url")

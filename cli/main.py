@@ -19,6 +19,7 @@ from trustflow.cli.fingerprint import fingerprint_app
 from trustflow.cli.llm import llm_app
 from trustflow.data.loaders.coco import OnInvalid
 from trustflow.errors import ConfigError, InputError
+from trustflow.settings import StageSources
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
@@ -68,6 +69,12 @@ def ingest(
     on_invalid: OnInvalid = typer.Option(  # a Literal: a bad value fails before anything starts
         "error", "--on-invalid", help="COCO sets: error (stop at the first bad entry) | drop (drop and count)."
     ),
+    stage_sources: StageSources | None = typer.Option(
+        None,
+        "--stage-sources",
+        help="auto | always | never: upload the source to the store so Ray workers on other nodes read it "
+        "(default: setting ingest.stage_sources, auto = when Ray is joined by address or has several nodes).",
+    ),
 ) -> None:
     """Turn a source into Parquet datasets in the store (a no-op for bytes already ingested)."""
     settings = bootstrap()
@@ -89,7 +96,7 @@ def ingest(
     from trustflow.flows.ingest import ingest_flow
 
     with flow_session(settings):
-        info = ingest_flow(source=source, kind=kind, on_invalid=on_invalid)
+        info = ingest_flow(source=source, kind=kind, on_invalid=on_invalid, stage_sources=stage_sources)
     print_datasets([info])
     print_drops(info)
 

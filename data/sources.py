@@ -110,15 +110,25 @@ def _download_s3(bucket: str, key: str, cache: Path, settings: Settings) -> Path
     return root
 
 
+def source_files(path: Path) -> list[tuple[str, Path]]:
+    """(relative name, file) of every data file of a source, in sorted order: what the
+    fingerprint covers and what staging uploads. A single file is named by its own name;
+    hidden files (.DS_Store, partial downloads) are not data."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    base = path.parent if path.is_file() else path
+    found = []
+    for f in files:
+        rel = f.relative_to(base)
+        if not any(part.startswith(".") for part in rel.parts):
+            found.append((rel.as_posix(), f))
+    return found
+
+
 def fingerprint(path: Path) -> str:
     """sha256 over (relative path, size, content) of every file under ``path``, in sorted order."""
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    base = path.parent if path.is_file() else path
-    for f in files:
-        if any(part.startswith(".") for part in f.relative_to(base).parts):
-            continue  # hidden files (.DS_Store, partial downloads) are not data
-        digest.update(f.relative_to(base).as_posix().encode() + b"\0")
+    for rel, f in source_files(path):
+        digest.update(rel.encode() + b"\0")
         digest.update(str(f.stat().st_size).encode() + b"\0")
         with open(f, "rb") as src:
             while chunk := src.read(_CHUNK):

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from trustflow import names
 from trustflow.data.store import ArtifactStore
 from trustflow.errors import ConfigError
-from trustflow.settings import load_settings
+from trustflow.settings import StageSources, load_settings
 from trustflow.tasks.ingest.stages import (
     dataset_id_from,
     fingerprint_task,
@@ -24,12 +24,21 @@ from trustflow.tasks.ray_parts import StoreSpec
 
 
 @flow(name=names.INGEST, flow_run_name="ingest-{kind}", log_prints=False)
-def ingest_flow(source: str, kind: str, store_url: str | None = None, on_invalid: str = "error") -> dict[str, Any]:
+def ingest_flow(
+    source: str,
+    kind: str,
+    store_url: str | None = None,
+    on_invalid: str = "error",
+    stage_sources: StageSources | None = None,
+) -> dict[str, Any]:
     """Ingest ``source`` as a ``kind`` dataset; a no-op when the same bytes were ingested before.
 
     ``on_invalid`` (COCO sets): ``error`` stops at the first bad entry; ``drop`` drops bad
     entries, counts them by reason and records the counts in the images manifest. The policy
-    is part of the dataset id, so the two never share one."""
+    is part of the dataset id, so the two never share one.
+
+    ``stage_sources`` (default: the ``ingest.stage_sources`` setting): whether Ray workers
+    read the source from a copy staged in the store (a cluster) or the driver's path."""
     settings = load_settings()
     store = ArtifactStore(store_url or settings.effective_store_url, settings)
     spec = StoreSpec.of(store)
@@ -46,7 +55,7 @@ def ingest_flow(source: str, kind: str, store_url: str | None = None, on_invalid
     if already is not None:
         _publish(already, store)
         return already
-    tables = ingest_tables_task(spec, canonical, dataset_id, local_path, options)
+    tables = ingest_tables_task(spec, canonical, dataset_id, local_path, options, fp, stage_sources)
     info = write_summary_task(spec, dataset_id, name, source, fp, list(tables))
     _publish(info, store)
     return info

@@ -25,6 +25,7 @@ from trustflow.data.schemas import DATASET_SUMMARY, VersionedSchema
 from trustflow.data.store import ArtifactStore, Manifest, StageRef
 from trustflow.errors import InputError
 from trustflow.registry import Entry, Options, Registry
+from trustflow.tasks.ingest.staging import staged
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
 
@@ -110,8 +111,11 @@ def write_stage_on_ray(
 ) -> Manifest:
     """The ingest shape every file-backed kind shares: build ``chunks`` into parts on Ray
     (a rerun skips the parts already written), refuse an empty result naming ``what`` was
-    looked for in ``source``, then commit the stage with ``attrs`` in its manifest."""
-    stats = write_parts_on_ray(store, ref, schema, key_columns, chunks, builder)
+    looked for in ``source``, then commit the stage with ``attrs`` in its manifest.
+
+    When the running ingest stages its source (``ingest.stage_sources``), the builder reads
+    the staged copy on each worker's node, never the driver's path (tasks/ingest/staging.py)."""
+    stats = write_parts_on_ray(store, ref, schema, key_columns, chunks, staged(builder))
     require_rows(stats, source, what)
     return store.writer(ref, schema, key_columns).commit(attrs)
 

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from trustflow.data.sources import fingerprint, resolve_source
 from trustflow.infra.ray_runtime import ensure_ray
 from trustflow.tasks.ingest.common import INGESTERS, dataset_id_for, existing_dataset, stage_ref, write_summary
+from trustflow.tasks.ingest.staging import StagingPlan, source_staging
 from trustflow.tasks.ray_parts import StoreSpec
 
 
@@ -39,14 +40,27 @@ def lookup_dataset_task(spec: StoreSpec, dataset_id: str) -> dict[str, Any] | No
 
 @task(name="ingest-tables", task_run_name="ingest-{kind}-tables", cache_policy=NO_CACHE)
 def ingest_tables_task(
-    spec: StoreSpec, kind: str, dataset_id: str, local_path: str, options: dict[str, Any] | None = None
+    spec: StoreSpec,
+    kind: str,
+    dataset_id: str,
+    local_path: str,
+    options: dict[str, Any] | None = None,
+    fp: str | None = None,
+    stage_sources: str | None = None,
 ) -> dict[str, int]:
     """Run the kind's ingester with ``options`` (its options model checks them: a kind that
-    takes none rejects any, naming the kind and the option)."""
+    takes none rejects any, naming the kind and the option).
+
+    ``stage_sources`` (default: the ``ingest.stage_sources`` setting) decides whether its
+    Ray builders read the source from a staged copy in the store (``fp`` names it) instead
+    of the driver's path; the upload happens at the kind's first Ray fan-out, if any."""
     ingest = INGESTERS.create(kind, **(options or {}))
     store = spec.open()
     ensure_ray(store.settings)
-    manifests = ingest(store, dataset_id, Path(local_path))
+    mode = stage_sources or store.settings.ingest.stage_sources
+    plan = StagingPlan(store, Path(local_path), fp or fingerprint(Path(local_path)), mode)
+    with source_staging(plan):
+        manifests = ingest(store, dataset_id, Path(local_path))
     return {name: m.rows for name, m in manifests.items()}
 
 

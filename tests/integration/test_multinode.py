@@ -11,6 +11,10 @@ leave nothing. What the worker node opens is audited (a ``sitecustomize`` on its
 package source tree (code comes from the package ``ensure_ray`` uploads) or of the driver's
 trustflow home (data come from chunk payloads and the store). Targets are ``scripted:`` load generators (no model), the critic the
 in-process refusal detector, so the run is seconds.
+
+An ingest on the same cluster (``ingest.stage_sources=auto``: joined by address, so staged)
+builds a mask folder the worker node's audit also watches: the worker node's tasks read the
+staged copy in their node's cache and never the driver's folder.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import trustflow
 from trustflow.data.store import ArtifactStore, StageRef
 from trustflow.data.store.artifact_store import TEST_GATE_ENV, TEST_GATE_STAGE_ENV
 from trustflow.errors import TrustflowError
+from trustflow.flows.ingest import ingest_flow
 from trustflow.flows.seval_evaluate import seval_evaluate
 from trustflow.infra.local_credentials import ensure_ray_token
 from trustflow.infra.prefect_runtime import prefect_runtime
 from trustflow.infra.ray_nodes import LocalRayCluster, NodeSpec
 from trustflow.settings import load_settings
+from trustflow.tasks.ingest.kinds import maskfolder
+from trustflow.tasks.ingest.staging import CACHE_ENV
 
 # `cluster`: deselected from `make test` (the suite is at its 25-min budget); `make test-cluster` runs it
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -109,6 +116,20 @@ def _listeners(pids: list[int]) -> list[str]:
 KILL_KWARGS: dict[str, Any] = {**KWARGS, "targets": TARGETS[:1]}  # one target: the node dies during its pass
 
 
+def _mask_folder(root: Path, per_class: int = 4) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    for label in ("cup", "key"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            mask = np.zeros((16, 20), np.uint8)
+            mask[2 + i : 12, 4:14] = 255
+            Image.fromarray(np.full((16, 20, 3), 40 * i, np.uint8)).save(root / label / f"{i}.png")
+            Image.fromarray(mask).save(root / label / f"{i}.mask.png")
+    return root
+
+
 def _shutdown_driver_ray() -> None:
     import ray
 
@@ -137,9 +158,11 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
     gate.mkdir()
     (gate / "open").touch()
     source_tree = Path(trustflow.__file__).resolve().parent
+    masks = _mask_folder(tmp_path / "masks").resolve()  # an ingestion source only the driver has
+    node_cache = tmp_path / "w1-staged"
     # the gate folder is watched too: its files are the hook's positive control
-    audit = _audited_env(tmp_path, [source_tree, s3_settings.home_dir.resolve(), gate.resolve()])
-    worker_env = {TEST_GATE_ENV: str(gate), TEST_GATE_STAGE_ENV: "responses", **audit}
+    audit = _audited_env(tmp_path, [source_tree, s3_settings.home_dir.resolve(), gate.resolve(), masks])
+    worker_env = {TEST_GATE_ENV: str(gate), TEST_GATE_STAGE_ENV: "responses", CACHE_ENV: str(node_cache), **audit}
     cluster = LocalRayCluster(
         root=tmp_path / "cluster",
         workers=[NodeSpec("w1", env=worker_env)],
@@ -177,6 +200,35 @@ def test_seval_on_two_nodes_survives_a_killed_worker_node(s3_settings, tmp_path:
         parts = {p.name for p in store.require_manifest(StageRef("seval_evaluate", "mn-full", "responses")).parts}
         on_worker = {f.name.removeprefix("waiting-") for f in gate.glob("waiting-*")}
         assert on_worker and on_worker < parts, (len(on_worker), len(parts))  # some parts by each node
+
+        # 1b. an ingest: staged (auto: Ray joined by address), one Ray task per object. The
+        # head's only CPU is held meanwhile, so every build runs on the worker node, which
+        # must read its own copy of the staged files and never the driver's folder
+        import ray
+
+        mark = time.monotonic()
+        started_flag = tmp_path / "head-held"
+        remote: Any = ray.remote(num_cpus=1, resources={"tf_node_head": 0.01}, max_retries=0)
+        # a lambda travels by value (a function of this test module would not import on a node)
+        hold = remote(lambda flag, seconds: (Path(flag).write_text("held"), __import__("time").sleep(seconds)))
+        hold = hold.remote(str(started_flag), 120)
+        deadline = time.monotonic() + 60
+        while not started_flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started_flag.exists(), "the head's CPU was not taken"
+        monkeypatch.setattr(maskfolder, "OBJECTS_PER_PART", 1)
+        try:
+            with prefect_runtime(settings):
+                dataset = ingest_flow(source=str(masks), kind="maskfolder", store_url=settings.store_url)
+        finally:
+            ray.cancel(hold, force=True)
+        assert dataset["tables"] == {"masked_objects": 8}
+        sources = store.read_table(StageRef("ingest", dataset["dataset_id"], "masked_objects"))["source"]
+        assert sorted(sources.to_pylist()) == sorted(str(p) for p in masks.rglob("[0-9].png"))
+        fetched = sorted(p.relative_to(node_cache).as_posix().split("/", 2)[-1] for p in node_cache.rglob("*.png"))
+        assert fetched == sorted(p.relative_to(masks).as_posix() for p in masks.rglob("*.png"))
+        print(f"TIMING staged ingest on the worker node {time.monotonic() - mark:.1f} s")
+
         opened = [line.split(" ", 1)[1] for line in Path(audit["TF_AUDIT_LOG"]).read_text().splitlines()]
         assert any(Path(p).parent == gate for p in opened)  # the hook ran in the worker node's actors
         # Code is each node's own installation (a real node has its own venv and trustflow

@@ -17,6 +17,7 @@ from trustflow.data.store import ArtifactStore, Manifest
 from trustflow.errors import InputError
 from trustflow.registry import Options
 from trustflow.tasks.ingest.common import INGESTERS, require_rows, stage_ref
+from trustflow.tasks.ingest.staging import staged
 from trustflow.tasks.ray_parts import Chunk, write_parts_on_ray
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def ingest_coco(store: ArtifactStore, dataset_id: str, source: Path, options: Co
                 )
             )
     images_ref = stage_ref(dataset_id, names.IMAGES)
-    stats = write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, build_image_rows)
+    stats = write_parts_on_ray(store, images_ref, COCO_IMAGES, IMAGE_KEYS, chunks, staged(build_image_rows))
     require_rows(stats, source, "images")
     domains = sorted({s.domain for s in splits})
     attrs = {"domains": domains, "splits": sorted({s.split for s in splits}), "on_invalid": on_invalid, "drops": drops}
