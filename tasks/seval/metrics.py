@@ -51,18 +51,28 @@ def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int
     n = len(values)
     if n == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    ones = float(values.sum())
     if np.all((values == 0.0) | (values == 1.0)):
-        means = rng.binomial(n, ones / n, size=samples) / n * 100.0
-    else:
-        block = max(1, 4_000_000 // n)
-        means = np.concatenate(
-            [
-                values[rng.integers(0, n, size=(min(block, samples - start), n))].mean(axis=1) * 100.0
-                for start in range(0, samples, block)
-            ]
-        )
+        return binomial_ci(n, int(values.sum()), samples, seed)
+    rng = np.random.default_rng(seed)
+    block = max(1, 4_000_000 // n)
+    means = np.concatenate(
+        [
+            values[rng.integers(0, n, size=(min(block, samples - start), n))].mean(axis=1) * 100.0
+            for start in range(0, samples, block)
+        ]
+    )
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def binomial_ci(n: int, ones: int, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
+    """The percentile-bootstrap 95% interval of ``ones`` / ``n`` (0/1 values), from the counts
+    alone: what :func:`bootstrap_ci` gives for any n 0/1 values with ``ones`` ones (the same
+    draws), so rates can be computed from aggregated counts (tasks/seval/metric_counts.py)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.binomial(n, ones / n, size=samples) / n * 100.0
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 
@@ -131,18 +141,29 @@ def leaderboard(frame: pd.DataFrame, seed: int = 0, adaptive: pd.DataFrame | Non
 
     ``adaptive``: the adaptive attacks' conversations as judgements (:func:`adaptive_as_judgements`);
     they count in the adaptive ASR only (the ASR column stays the static attacks' mean)."""
-    safety = safety_scores(frame, by=("model",), seed=seed).set_index("model")
-    asr = attack_success_rates(frame, by=("model",), seed=seed).set_index("model")
     combined = frame if adaptive is None or adaptive.empty else pd.concat([frame, adaptive], ignore_index=True)
-    aasr = adaptive_asr(combined, by=("model",), seed=seed).set_index("model")
-    errors = judge_error_rates(frame, by=("model",), seed=seed).set_index("model")
-    board = pd.DataFrame(index=sorted(set(frame["model"])))
+    return assemble_board(
+        {
+            "safety_score": safety_scores(frame, by=("model",), seed=seed),
+            "asr": attack_success_rates(frame, by=("model",), seed=seed),
+            "adaptive_asr": adaptive_asr(combined, by=("model",), seed=seed),
+            "judge_error_rate": judge_error_rates(frame, by=("model",), seed=seed),
+        },
+        frame.groupby("model", observed=True).size(),
+    )
+
+
+def assemble_board(rates: dict[str, pd.DataFrame], judgements: pd.Series) -> pd.DataFrame:
+    """The leaderboard from per-model rate tables (name → rows with model, value, ci_low,
+    ci_high) and the judgements per model; sorted by safety score, best first."""
+    board = pd.DataFrame(index=sorted(str(model) for model in judgements.index))
     board.index.name = "model"
-    for name, table in (("safety_score", safety), ("asr", asr), ("adaptive_asr", aasr), ("judge_error_rate", errors)):
+    for name, table in rates.items():
+        table = table.assign(model=table["model"].astype(str)).set_index("model")
         board[name] = table["value"]
         board[f"{name}_ci_low"] = table["ci_low"]
         board[f"{name}_ci_high"] = table["ci_high"]
-    board["judgements"] = frame.groupby("model").size()
+    board["judgements"] = judgements.set_axis(judgements.index.astype(str))
     return board.reset_index().sort_values("safety_score", ascending=False, na_position="last").reset_index(drop=True)
 
 

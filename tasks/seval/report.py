@@ -46,6 +46,7 @@ from trustflow.tasks.report.sections import (
     run_cell,
     unknown_stages,
 )
+from trustflow.tasks.seval import metric_counts as mc
 from trustflow.tasks.seval import metrics as m
 
 # ---------------------------------------------------------------- the leaderboard, formatted once
@@ -82,23 +83,36 @@ def board_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------- metrics, leaderboard and plots of a run
 
 
+# (metric, function of metrics.py / metric_counts.py, grouping, whether adaptive conversations join it)
+RATE_METRICS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    ("safety_score", "safety_scores", ("model", "dimension", "lang"), False),
+    ("safety_score", "safety_scores", ("model", "lang"), False),
+    ("safety_score", "safety_scores", ("model",), False),
+    ("asr", "attack_success_rates", ("model", "attack"), True),
+    ("asr", "attack_success_rates", ("model", "attack", "lang"), True),
+    ("adaptive_asr", "adaptive_asr", ("model",), True),
+    ("adaptive_asr", "adaptive_asr", ("model", "lang"), True),
+    ("judge_error_rate", "judge_error_rates", ("model",), False),
+)
+
+
 def metric_rows(frame: pd.DataFrame, critic_id: str, turns: pd.DataFrame | None = None) -> pa.Table:
     """Every ``metrics`` row of a run; ``turns``: its adaptive-attack rows (this critic's), whose
     conversations join the per-attack ASR and the adaptive ASR and add ``rounds_to_break``."""
     extra = m.adaptive_as_judgements(turns) if turns is not None and not turns.empty else None
     attacked = frame if extra is None or extra.empty else pd.concat([frame, extra], ignore_index=True)
-    parts = [
-        ("safety_score", m.safety_scores(frame, by=("model", "dimension", "lang"))),
-        ("safety_score", m.safety_scores(frame, by=("model", "lang"))),
-        ("safety_score", m.safety_scores(frame, by=("model",))),
-        ("asr", m.attack_success_rates(attacked, by=("model", "attack"))),
-        ("asr", m.attack_success_rates(attacked, by=("model", "attack", "lang"))),
-        ("adaptive_asr", m.adaptive_asr(attacked, by=("model",))),
-        ("adaptive_asr", m.adaptive_asr(attacked, by=("model", "lang"))),
-        ("judge_error_rate", m.judge_error_rates(frame, by=("model",))),
-    ]
+    parts = [(metric, getattr(m, fn)(attacked if joined else frame, by=by)) for metric, fn, by, joined in RATE_METRICS]
     if extra is not None and turns is not None:
         parts.append(("rounds_to_break", m.rounds_to_break(turns, by=("model", "attack"))))
+    return _metric_table(parts, critic_id)
+
+
+def count_metric_rows(counts: mc.JudgementCounts, critic_id: str) -> pa.Table:
+    """:func:`metric_rows` of a run without adaptive attacks, from its judgement counts."""
+    return _metric_table([(metric, getattr(mc, fn)(counts, by=by)) for metric, fn, by, _ in RATE_METRICS], critic_id)
+
+
+def _metric_table(parts: list[tuple[str, pd.DataFrame]], critic_id: str) -> pa.Table:
     rows = []
     for metric, frame_part in parts:
         for rec in frame_part.to_dict("records"):
@@ -215,7 +229,7 @@ def write_metrics(
     store: ArtifactStore,
     run_flow: str,
     run_id: str,
-    judgements: pa.Table,
+    judgements: pa.Table | mc.JudgementCounts,
     critic_id: str,
     turns: pa.Table | None = None,
     usage: dict[str, Any] | None = None,
@@ -223,13 +237,23 @@ def write_metrics(
     """Metrics, leaderboard and plots of a run; ``turns``: its ``adaptive_turns`` stage, if any
     (the adaptive attacks then count in ASR / adaptive ASR, and ``adaptive_metrics`` is written);
     ``usage``: tokens and cost per model, added as metric rows ``prompt_tokens``,
-    ``completion_tokens``, ``cost_usd``."""
-    frame = judgement_frame(judgements)
-    frame = frame[frame["critic_id"] == critic_id]
-    adaptive = turns_frame(turns, critic_id, sorted(set(frame["model"]))) if turns is not None else None
-    if adaptive is not None and adaptive.empty:
-        adaptive = None
-    metrics = metric_rows(frame, critic_id, adaptive)
+    ``completion_tokens``, ``cost_usd``. ``judgements``: the table, or — for a run without
+    adaptive attacks — this critic's judgement counts (tasks/seval/metric_counts.py: the same
+    numbers in memory that does not grow with the run)."""
+    adaptive = None
+    if isinstance(judgements, mc.JudgementCounts):
+        if turns is not None:
+            raise ValueError("adaptive turns need the judgement table, not counts")
+        metrics = count_metric_rows(judgements, critic_id)
+        board = mc.leaderboard(judgements)
+    else:
+        frame = judgement_frame(judgements)
+        frame = frame[frame["critic_id"] == critic_id]
+        adaptive = turns_frame(turns, critic_id, sorted(set(frame["model"]))) if turns is not None else None
+        if adaptive is not None and adaptive.empty:
+            adaptive = None
+        metrics = metric_rows(frame, critic_id, adaptive)
+        board = m.leaderboard(frame, adaptive=m.adaptive_as_judgements(adaptive) if adaptive is not None else None)
     extra = usage_metric_rows(usage, critic_id)
     if extra:
         metrics = pa.concat_tables([metrics, pa.Table.from_pylist(extra, schema=SEVAL_METRICS.schema)])
@@ -246,7 +270,6 @@ def write_metrics(
         metrics,
         ["metric", "model", "critic_id", "dimension", "lang", "attack"],
     )
-    board = m.leaderboard(frame, adaptive=m.adaptive_as_judgements(adaptive) if adaptive is not None else None)
     board.insert(1, "critic_id", critic_id)
     board_table = pa.Table.from_pandas(board, schema=SEVAL_LEADERBOARD.schema, preserve_index=False)
     store.write_stage(

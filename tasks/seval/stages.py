@@ -202,17 +202,20 @@ def metrics_task(
 ) -> dict[str, Any]:
     import pyarrow.compute as pc
 
+    from trustflow.tasks.seval.metric_counts import count_judgements
     from trustflow.tasks.seval.report import JUDGEMENT_FRAME_COLUMNS, write_metrics
 
     store = spec.open()
-    # only the columns the metrics use, this critic's rows only (pushed down to the parts): the
-    # texts, tags and raw critic outputs never reach the driver
+    judgements_ref = StageRef(FLOW, run_id, names.JUDGEMENTS)
+    # this critic's rows of these models, only the columns the metrics use (pushed down)
     wanted = pc.field("model").isin(models) & (pc.field("critic_id") == critic_id)
-    judgements = store.read_table(
-        StageRef(FLOW, run_id, names.JUDGEMENTS), columns=list(JUDGEMENT_FRAME_COLUMNS), filter=wanted
-    )
     turns_ref = StageRef(FLOW, run_id, names.ADAPTIVE_TURNS)  # adaptive attacks (tasks/seval/adaptive/), if run
-    turns = store.read_table(turns_ref) if store.manifest(turns_ref) is not None else None
+    if store.manifest(turns_ref) is None:
+        # counted batch by batch: the driver never holds a row per judgement
+        batches = store.dataset(judgements_ref).to_batches(columns=list(JUDGEMENT_FRAME_COLUMNS), filter=wanted)
+        return write_metrics(store, FLOW, run_id, count_judgements(batches), critic_id, usage=usage)
+    judgements = store.read_table(judgements_ref, columns=list(JUDGEMENT_FRAME_COLUMNS), filter=wanted)
+    turns = store.read_table(turns_ref)
     return write_metrics(store, FLOW, run_id, judgements, critic_id, turns=turns, usage=usage)
 
 
