@@ -6,7 +6,7 @@ Prefect settings: the event persister flushes every 5 s), stops both at the end,
 the relay as users do (``trustflow events relay``, its own process) unless noted.
 
 1. Memory: a live relay follows ``rss/`` while ``--objects`` (10,000) objects are PUT in
-   three steps (1k, 5k, 10k); after each step, once the server has stored every event, the
+   steps (1k, 5k, 10k, and N/2 and N above 10k); after each step, once the server has stored every event, the
    relay process's RSS (and its ``weed filer.meta.tail`` child's) is read. Goal: flat.
 2. Throughput (goal >= 500 objects/s): the same objects announced by a fresh relay
    (``--once``: catch up from the filer log and exit), end to end: from starting the
@@ -181,7 +181,7 @@ def stop_relay(proc: subprocess.Popen[str]) -> dict[str, Any]:
 def memory_phase(svc: Services, n: int) -> list[dict[str, float]]:
     s3 = svc.s3()
     prefix = "rss/"
-    steps = sorted({min(n, 1000), min(n, 5000), n})
+    steps = sorted({min(n, 1000), min(n, 5000), min(n, 10_000), max(n // 2, min(n, 10_000)), n})
     relay = start_relay(svc, prefix, svc.tmp / "state-rss")
     rows = []
     since = datetime.now(UTC) - timedelta(minutes=1)
