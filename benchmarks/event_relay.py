@@ -192,9 +192,11 @@ def memory_phase(svc: Services, n: int) -> list[dict[str, float]]:
             rate = put_objects(s3, keys)
             t_written = time.perf_counter()
             written = step
-            t_seen = wait_until(
-                lambda step=step: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= step,
-                300,
+            t_seen = wait_until(  # 300 s, plus 20 ms per new object for the large steps of a 100k run
+                lambda step=step, since=since: (
+                    stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= step
+                ),
+                300 + 0.02 * (step - rows[-1]["objects"] if rows else step),
                 f"{step} events stored",
             )
             kids = children(relay.pid)
@@ -222,14 +224,17 @@ def catch_up_cli(svc: Services, prefix: str, n: int, transport: str) -> dict[str
     t0 = time.perf_counter()
     run = subprocess.run(
         [*RELAY, "--prefix", prefix, "--state-dir", str(state), "--once", "--transport", transport],
-        env=svc.env, capture_output=True, text=True, timeout=600,
+        env=svc.env, capture_output=True, text=True, timeout=600 + n / 100,
     )  # fmt: skip
     t_exit = time.perf_counter()
     if run.returncode != 0:
         raise RuntimeError(f"relay --once failed: {run.stderr[-2000:]}")
     stats = json.loads(run.stdout[run.stdout.index("{") :])
     t_stored = wait_until(
-        lambda: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= n, 600, f"{n} events stored", 0.1
+        lambda: stored_count(svc.prefect.api_url, f"s3://{BUCKET}/{prefix}", since) >= n,
+        600 + n / 100,
+        f"{n} events stored",
+        0.1,
     )
     return {
         "loop_s": stats["seconds"],
