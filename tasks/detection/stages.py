@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from trustflow.tasks.ingest import existing_dataset
 from trustflow.tasks.ray_parts import StoreSpec
 
 FLOW = names.DETECTOR_EVALUATE
-SHIFT_IMAGES_PER_WORKER = 2_000
 
 
 def digest(payload: Any) -> str:
@@ -70,11 +68,7 @@ def prepare_dataset_task(spec: StoreSpec, source: str, domains: list[str], seed:
     splits = load_coco(root)  # validates before anything is generated
     if all(s.domain == "" for s in splits) and domains:
         out = store.settings.home_dir / "shifted" / f"{root.name}-{digest([str(root.resolve()), domains, seed])}"
-        images = sum(len(s.images) for s in splits)
-        cpus = store.settings.ray_num_cpus or os.cpu_count() or 1
-        # a process per CPU from SHIFT_IMAGES_PER_WORKER images on: below that, starting one costs more than it saves
-        workers = max(1, min(cpus, images // SHIFT_IMAGES_PER_WORKER))
-        make_shifted_set(root, out, domains, seed=seed, workers=workers)
+        make_shifted_set(root, out, domains, seed=seed)
         root = out
     return {"folder": str(root)}
 

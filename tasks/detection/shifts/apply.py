@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import shutil
 import zlib
@@ -244,9 +243,7 @@ def make_shifted_set(
         return out_root
 
     partial_root = out_root / PARTIAL_DIR
-    # spawn, not fork: the caller may be a Prefect/Ray driver with threads a forked child inherits mid-lock
-    spawn = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init) if workers > 1 else None
+    pool = ProcessPoolExecutor(workers, initializer=_worker_init) if workers > 1 else None
     try:
         for domain in todo:
             tmp = partial_root / domain_dirname(domain)
