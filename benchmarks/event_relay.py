@@ -138,9 +138,27 @@ def stored_count(
         return client.read_events(flt, limit=1).total
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.25) -> float:
+SERVER_DROP = "Subscription queue is full, dropping message"
+
+
+def server_drops(svc: Services) -> int:
+    """Events the Prefect server accepted and then dropped: its in-memory broker holds 10,000
+    messages per subscription (hard-coded in prefect/server/utilities/messaging/memory.py) and
+    drops the rest when the event persister falls behind — a 200 from POST /api/events does not
+    mean stored. Counted from the server's log."""
+    try:
+        return svc.prefect.log_file.read_text(errors="replace").count(SERVER_DROP)
+    except OSError:
+        return 0
+
+
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.25, svc: Services | None = None
+) -> float:
     t0 = time.perf_counter()
     while not check():
+        if svc is not None and server_drops(svc):
+            raise RuntimeError(f"{what}: the Prefect server dropped {server_drops(svc)} accepted events (queue full)")
         if time.perf_counter() - t0 > timeout_s:
             raise RuntimeError(f"not within {timeout_s:.0f}s: {what}")
         time.sleep(step_s)
@@ -198,6 +216,7 @@ def memory_phase(svc: Services, n: int) -> list[dict[str, float]]:
                 ),
                 300 + 0.02 * (step - rows[-1]["objects"] if rows else step),
                 f"{step} events stored",
+                svc=svc,
             )
             kids = children(relay.pid)
             rows.append(
@@ -235,6 +254,7 @@ def catch_up_cli(svc: Services, prefix: str, n: int, transport: str) -> dict[str
         600 + n / 100,
         f"{n} events stored",
         0.1,
+        svc,
     )
     return {
         "loop_s": stats["seconds"],
