@@ -147,7 +147,7 @@ def server_drops(svc: Services) -> int:
     drops the rest when the event persister falls behind — a 200 from POST /api/events does not
     mean stored. Counted from the server's log."""
     try:
-        return svc.prefect.log_file.read_text(errors="replace").count(SERVER_DROP)
+        return svc.prefect.process.log_file.read_text(errors="replace").count(SERVER_DROP)
     except OSError:
         return 0
 
