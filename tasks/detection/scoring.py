@@ -1,8 +1,11 @@
 """COCO metrics per (detector, domain) on Ray, and the COCO-O style leaderboard.
 
 Every (detector, domain) pair is an independent COCO evaluation, so they fan out as Ray
-tasks (ground truth put in the object store once per domain); the numbers are the same
-engine ``trustflow detect score`` uses (``metrics.coco_bbox_stats``, faster-coco-eval).
+tasks; the numbers are the same engine ``trustflow detect score`` uses
+(``metrics.coco_bbox_stats``, faster-coco-eval). ``score_stored`` (the flow's path) lets each
+evaluation read its own slice of the stored detections and ground truth, so the driver never
+holds the run's detections or the COCO dicts built from them (at 100k images × 2 domains
+that was most of the driver's growth); ``score_all`` scores tables already in memory.
 
 Leaderboard (per detector): ID mAP = AP on the in-distribution domain; OOD mAP = the mean
 AP over the shifted domains (COCO-O's mAP is the mean over its 6 domains); relative drop =
@@ -20,6 +23,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trustflow.data.store import StageRef
 from trustflow.errors import ConfigError
 from trustflow.tasks.detection.inference import detections_to_coco
 from trustflow.tasks.detection.metrics import (
@@ -47,6 +51,7 @@ BOARD_LABELS: dict[str, str] = {
 """Column titles of the ``detector_leaderboard`` rows, for every table that shows them."""
 
 PARALLEL_MIN_DETECTIONS = 50_000  # below this, Ray task start-up costs more than the evaluations
+PARALLEL_MIN_ROWS = 20_000  # the same threshold in ``detections`` rows (images × detectors, ~2.5 boxes each)
 
 
 def score_all(
@@ -76,20 +81,81 @@ def score_all(
         stats = ray.get([remote.remote(gt_refs[domain], dets) for _, domain, dets in jobs])
     else:
         stats = [score_one(gt_by_domain[domain], dets) for _, domain, dets in jobs]
-    out = []
-    for (detector, domain, dets), s in zip(jobs, stats, strict=True):
-        gt = gt_by_domain[domain]
-        out.append(
-            {
-                "detector": detector,
-                "domain": domain,
-                **{k: float(s[k]) for k in STAT_NAMES},
-                "images": len(gt["images"]),
-                "annotations": len(gt["annotations"]),
-                "detections": len(dets),
-            }
-        )
-    return out
+    return [
+        _metrics_row(detector, domain, s, gt_by_domain[domain], len(dets))
+        for (detector, domain, dets), s in zip(jobs, stats, strict=True)
+    ]
+
+
+def _metrics_row(
+    detector: str, domain: str, stats: Mapping[str, float], gt: Mapping[str, Any], dets: int
+) -> dict[str, Any]:
+    return {
+        "detector": detector,
+        "domain": domain,
+        **{k: float(stats[k]) for k in STAT_NAMES},
+        "images": len(gt["images"]),
+        "annotations": len(gt["annotations"]),
+        "detections": dets,
+    }
+
+
+def score_one_stored(
+    spec: Any,
+    detections: StageRef,
+    images: StageRef,
+    annotations: StageRef,
+    categories: StageRef,
+    detector: str,
+    domain: str,
+) -> dict[str, Any]:
+    """One ``detection_metrics`` row, reading only this (detector, domain)'s rows from the store.
+
+    Runs in a Ray worker (or the driver when not parallel): ``spec`` is a ``StoreSpec``."""
+    from trustflow.tasks.detection.metrics import gt_from_tables
+
+    store = spec.open()
+    rows = store.read_table(
+        detections,
+        columns=["image_id", "category_ids", "boxes", "scores"],
+        filter=(pc.field("detector") == detector) & (pc.field("domain") == domain),
+    )
+    in_domain = pc.field("domain") == domain
+    gt = gt_from_tables(
+        store.read_table(
+            images, columns=["image_id", "domain", "split", "file_name", "width", "height"], filter=in_domain
+        ),
+        store.read_table(annotations, filter=in_domain),
+        store.read_table(categories),
+        domain,
+    )
+    dets = detections_to_coco(rows)
+    del rows
+    return _metrics_row(detector, domain, score_one(gt, dets), gt, len(dets))
+
+
+def score_stored(
+    spec: Any,
+    detections: StageRef,
+    images: StageRef,
+    annotations: StageRef,
+    categories: StageRef,
+    detectors: Sequence[str],
+    domains: Sequence[str],
+    parallel: bool | None = None,
+) -> list[dict[str, Any]]:
+    """``score_all`` over stored stages: one evaluation per (detector, domain), each reading its
+    own slice, so the driver holds only the metrics rows. ``parallel=None``: on Ray when there
+    are several evaluations and the detections stage has at least ``PARALLEL_MIN_ROWS`` rows."""
+    from trustflow.tasks.ray_parts import ray_map
+
+    calls = [(spec, detections, images, annotations, categories, d, dom) for d in detectors for dom in domains]
+    if parallel is None:
+        manifest = spec.open().manifest(detections)
+        parallel = len(calls) > 1 and manifest is not None and manifest.rows >= PARALLEL_MIN_ROWS
+    if parallel:
+        return ray_map(score_one_stored, calls, "score detections")
+    return [score_one_stored(*call) for call in calls]
 
 
 def leaderboard(

@@ -120,25 +120,29 @@ def score_task(
     from trustflow.infra.ray_runtime import ensure_ray
     from trustflow.tasks.detection import plots
     from trustflow.tasks.detection.inference import DETECTION_KEYS
-    from trustflow.tasks.detection.metrics import gt_from_tables
-    from trustflow.tasks.detection.scoring import leaderboard, score_all
+    from trustflow.tasks.detection.scoring import leaderboard, score_stored
 
     store = spec.open()
     if parallel is not False:
         ensure_ray(store.settings)
     ref = detections_ref(dataset_id)
     store.writer(ref, DETECTIONS, DETECTION_KEYS).commit({"dataset_id": dataset_id})
-    detections = store.read_table(ref, filter=pc.field("detector").isin(detectors))
-    images = store.read_table(
-        _ingested(dataset_id, names.IMAGES), columns=["image_id", "domain", "split", "file_name", "width", "height"]
-    )
-    annotations = store.read_table(_ingested(dataset_id, names.ANNOTATIONS))
-    categories = store.read_table(_ingested(dataset_id, names.CATEGORIES))
-    present = sorted(set(images["domain"].to_pylist()))
+    images_ref = _ingested(dataset_id, names.IMAGES)
+    domain_col = store.read_table(images_ref, columns=["domain"])["domain"]
+    present = sorted(pc.unique(domain_col).to_pylist())
+    del domain_col
     wanted = present if domains is None else [d for d in present if d in set(domains) | {id_domain}]
-    gt = {d: gt_from_tables(images, annotations, categories, d) for d in wanted}
     t0 = time.perf_counter()
-    metrics = score_all(gt, detections, detectors, parallel=parallel)
+    metrics = score_stored(
+        spec,
+        ref,
+        images_ref,
+        _ingested(dataset_id, names.ANNOTATIONS),
+        _ingested(dataset_id, names.CATEGORIES),
+        detectors,
+        wanted,
+        parallel=parallel,
+    )
     scoring_s = time.perf_counter() - t0
     store.write_stage(
         StageRef(FLOW, run_id, names.METRICS),

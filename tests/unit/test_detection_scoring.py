@@ -10,7 +10,7 @@ import pytest
 
 from trustflow.data.schemas import DETECTIONS
 from trustflow.errors import ConfigError
-from trustflow.tasks.detection.inference import detections_to_coco, drop_done
+from trustflow.tasks.detection.inference import detections_to_coco, drop_done, image_keys_of
 from trustflow.tasks.detection.metrics import STAT_NAMES
 from trustflow.tasks.detection.scoring import leaderboard, score_all
 
@@ -99,9 +99,11 @@ def test_drop_done_keeps_only_wanted_domains_and_new_images() -> None:
     batch = pa.table(
         {"domain": ["a", "a", "b"], "split": ["v", "v", "v"], "image_id": [1, 2, 1], "image_bytes": [b"", b"", b""]}
     )
-    kept = drop_done(batch, {("a", "v", 1)}, frozenset({"a"}))
+    done = image_keys_of(pa.table({"domain": ["a"], "split": ["v"], "image_id": [1]}))
+    kept = drop_done(batch, done, frozenset({"a"}))
     assert kept["image_id"].to_pylist() == [2]
-    assert drop_done(batch, set(), None).num_rows == 3
+    assert drop_done(batch, None, None).num_rows == 3
+    assert drop_done(batch, done, None)["image_id"].to_pylist() == [2, 1]  # b/v/1 is another image; order kept
 
 
 def test_face_set_ground_truth_is_exact_and_deterministic(tmp_path: Path) -> None:
@@ -125,3 +127,68 @@ def test_face_set_ground_truth_is_exact_and_deterministic(tmp_path: Path) -> Non
         for i, (x, y, w, h) in enumerate(boxes):
             for u, v, p, q in boxes[i + 1 :]:
                 assert x + w <= u or u + p <= x or y + h <= v or v + q <= y
+
+
+def test_score_stored_reads_its_own_slices_and_matches_score_all(tmp_path: Path) -> None:
+    """The flow's path (each evaluation reads its detector × domain from the store) gives the
+    same rows as scoring the whole tables in memory, for two detectors × two domains that
+    reuse image ids."""
+    from trustflow.data.schemas import COCO_ANNOTATIONS, COCO_CATEGORIES, COCO_IMAGES
+    from trustflow.data.store import ArtifactStore, StageRef
+    from trustflow.settings import load_settings
+    from trustflow.tasks.detection.metrics import gt_from_tables
+    from trustflow.tasks.detection.scoring import score_stored
+    from trustflow.tasks.ray_parts import StoreSpec
+
+    store = ArtifactStore(settings=load_settings(store_url=f"file://{tmp_path / 'store'}", home=tmp_path / "home"))
+    domains = ["original", "weather"]
+    images = pa.Table.from_pylist(
+        [
+            {"image_id": i, "domain": d, "split": "val", "file_name": f"{i}.jpg", "width": 100, "height": 80}
+            | {"image_bytes": b"", "sha256": ""}
+            for d in domains
+            for i in (1, 2, 3)
+        ],
+        COCO_IMAGES.schema,
+    )
+    annotations = pa.Table.from_pylist(
+        [
+            {"ann_id": i, "image_id": i, "domain": d, "split": "val", "category_id": 1}
+            | {"bbox": [10.0 * i, 10.0, 20.0, 20.0], "area": 400.0, "iscrowd": False}
+            for d in domains
+            for i in (1, 2, 3)
+        ],
+        COCO_ANNOTATIONS.schema,
+    )
+    categories = pa.Table.from_pylist([{"category_id": 1, "name": "face", "supercategory": ""}], COCO_CATEGORIES.schema)
+    rows = []
+    for det, shift in (("good", 0.0), ("off", 5.0)):
+        for k, d in enumerate(domains):
+            for i in (1, 2, 3):
+                hit = not (d == "weather" and i == 3)  # every detector misses one weather image
+                box = [10.0 * i + shift * (k + 1), 10.0, 20.0, 20.0]
+                rows.append(
+                    {"detector": det, "domain": d, "split": "val", "image_id": i, "seconds": 0.0}
+                    | {
+                        "category_ids": [1] if hit else [],
+                        "boxes": [box] if hit else [],
+                        "scores": [0.9] if hit else [],
+                    }
+                )
+    detections = _det_table(rows)
+    refs = [StageRef("t", "r", s) for s in ("detections", "images", "annotations", "categories")]
+    for ref, schema, table, keys in zip(
+        refs,
+        (DETECTIONS, COCO_IMAGES, COCO_ANNOTATIONS, COCO_CATEGORIES),
+        (detections, images, annotations, categories),
+        (["detector", "domain", "split", "image_id"], ["domain", "split", "image_id"], ["domain", "split", "ann_id"])
+        + (["category_id"],),
+        strict=True,
+    ):
+        store.write_stage(ref, schema, table, keys)
+    stored = score_stored(StoreSpec.of(store), *refs, ["good", "off"], domains, parallel=False)
+    gt = {d: gt_from_tables(images, annotations, categories, d) for d in domains}
+    assert stored == score_all(gt, detections, ["good", "off"], parallel=False)
+    by = {(r["detector"], r["domain"]): r for r in stored}
+    assert by["good", "original"]["AP"] == pytest.approx(1.0) and by["good", "weather"]["detections"] == 2
+    assert by["off", "weather"]["AP"] < by["off", "original"]["AP"] < 1.0  # the slices differ per domain

@@ -81,7 +81,7 @@ def test_parse_spec_forms() -> None:
 
 
 def test_unknown_detector_lists_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown detector 'yolo'; known: haar, hf, mtcnn, torchvision"):
+    with pytest.raises(ConfigError, match=r"unknown detector 'yolo'; known: haar, hf, mtcnn, scripted, torchvision"):
         load_detector("yolo?x=1", CATEGORIES)
     assert {"haar", "hf", "mtcnn", "torchvision"} <= set(DETECTORS.names())
 
@@ -198,6 +198,20 @@ def test_haar_scores_are_a_monotonic_map_into_0_1() -> None:
     w = np.array([-100.0, -2.0, 0.0, 1.5, 6.0, 100.0])
     s = level_weight_score(w)
     assert np.all(np.diff(s) >= 0) and s[2] == 0.5 and np.all((s >= 0) & (s <= 1))
+
+
+def test_scripted_detector_boxes_the_bright_patch_and_is_deterministic() -> None:
+    img = np.full((120, 160, 3), 40, np.uint8)
+    img[30:60, 40:80] = 230
+    det = load_detector("scripted?extra=2", CATEGORIES)
+    first = det.detect([img, img.copy()])
+    assert first[0] == first[1] and len(first[0]) == 3  # same pixels, same answer; bright box + 2 extra
+    bright = [b for b in first[0] if (b.x, b.y, b.w, b.h) == (40.0, 30.0, 40.0, 30.0)]
+    assert len(bright) == 1 and bright[0].category_id == 7  # "face" in CATEGORIES
+    other = img.copy()
+    other[0, 0] = 41
+    assert det.detect([other])[0] != first[0]  # another image, other extra boxes and scores
+    assert len(load_detector("scripted?extra=0", CATEGORIES).detect([np.zeros((8, 8, 3), np.uint8)])[0]) == 0
 
 
 # --- torchvision and transformers with tiny random models -----------------------------------
