@@ -24,7 +24,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -260,6 +260,20 @@ class ArtifactStore:
     def read_table(self, ref: StageRef, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
         dataset = self.dataset(ref)
         return self.io("read of the parts", lambda: dataset.to_table(columns=columns, filter=filter), stage=ref)
+
+    def iter_parts(self, ref: StageRef, columns: list[str] | None = None, filter: Any = None) -> Iterator[pa.Table]:
+        """A committed stage one part at a time (``columns``, rows passing ``filter``): for
+        reductions over stages too large for the driver. Read file by file, not through one
+        dataset: a dataset scan over thousands of parts kept ~85 KB per part in this process
+        (170 MB at 2,000 parts), a part-by-part read stays flat."""
+        manifest = self.require_manifest(ref)
+        for part in manifest.parts:
+            path = self.path(ref.relpath, PARTS_DIR, part.name)
+            yield self.io(
+                f"read of {part.name}",
+                functools.partial(pq.read_table, path, columns=columns, filters=filter, filesystem=self.fs),
+                stage=ref,
+            )
 
     # ---- listing -----------------------------------------------------------------------
     def _list_dirs(self, path: str) -> list[str]:

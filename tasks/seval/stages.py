@@ -113,20 +113,17 @@ def responses_task(
 def usage_task(spec: StoreSpec, run_id: str, models: list[str]) -> dict[str, Any]:
     """Tokens and cost per model of the run's committed responses, plus the run's total
     (cost None when no model has prices)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     from trustflow.tasks.seval.responses import add_usage, usage_by_model
 
     store = spec.open()
     responses = StageRef(FLOW, run_id, names.RESPONSES)
-    dataset = store.dataset(responses)
-    columns = [
-        c for c in ("model", "prompt_tokens", "completion_tokens", "error", "cost_usd") if c in dataset.schema.names
-    ]
+    names_in_stage = set(store.dataset(responses).schema.names)
+    columns = [c for c in ("model", "prompt_tokens", "completion_tokens", "error", "cost_usd") if c in names_in_stage]
     by_model: dict[str, dict[str, Any]] = {}
-    for batch in dataset.to_batches(columns=columns, filter=pc.field("model").isin(models)):
-        add_usage(by_model, usage_by_model(pa.Table.from_batches([batch])))  # part by part: flat memory
+    for part in store.iter_parts(responses, columns=columns, filter=pc.field("model").isin(models)):
+        add_usage(by_model, usage_by_model(part))  # part by part: flat memory
     costs = [u["cost_usd"] for u in by_model.values() if u["cost_usd"] is not None]
     total = {
         "prompt_tokens": sum(u["prompt_tokens"] for u in by_model.values()),
@@ -212,8 +209,8 @@ def metrics_task(
     turns_ref = StageRef(FLOW, run_id, names.ADAPTIVE_TURNS)  # adaptive attacks (tasks/seval/adaptive/), if run
     if store.manifest(turns_ref) is None:
         # counted batch by batch: the driver never holds a row per judgement
-        batches = store.dataset(judgements_ref).to_batches(columns=list(JUDGEMENT_FRAME_COLUMNS), filter=wanted)
-        return write_metrics(store, FLOW, run_id, count_judgements(batches), critic_id, usage=usage)
+        parts = store.iter_parts(judgements_ref, columns=list(JUDGEMENT_FRAME_COLUMNS), filter=wanted)
+        return write_metrics(store, FLOW, run_id, count_judgements(parts), critic_id, usage=usage)
     judgements = store.read_table(judgements_ref, columns=list(JUDGEMENT_FRAME_COLUMNS), filter=wanted)
     turns = store.read_table(turns_ref)
     return write_metrics(store, FLOW, run_id, judgements, critic_id, turns=turns, usage=usage)

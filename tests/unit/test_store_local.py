@@ -259,3 +259,17 @@ def test_ordinary_keys_still_work(tmp_path: Path) -> None:
     assert store.read_bytes(store.path("models/a-b_c.d/x.yaml")) == b"ok"
     assert store.path("models/") == store.path("models")
     assert store.path() == store.location.root
+
+
+def test_iter_parts_reads_a_stage_one_part_at_a_time(store: ArtifactStore) -> None:
+    import pyarrow.compute as pc
+
+    w = store.writer(REF, ITEMS, ["key"])
+    w.write_part(rows(["a", "bb"]), part_id="1")
+    w.write_part(rows(["ccc", "dd", "e"]), part_id="2")
+    w.write_part(rows(["zzzz"]), part_id="3")
+    assert w.commit().rows == 6
+    w.write_part(rows(["later"]), part_id="4")  # on storage but not in the manifest: not read
+    parts = list(store.iter_parts(REF, columns=["key"], filter=pc.field("value") >= 20))
+    assert len(parts) == 3 and all(p.column_names == ["key"] for p in parts)
+    assert sorted(k for p in parts for k in p["key"].to_pylist()) == ["bb", "ccc", "dd", "zzzz"]
