@@ -39,7 +39,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from scale_seval import RssSampler, count_objects, fit_exponent  # noqa: E402
+from scale_seval import RssSampler, count_objects, fit_exponent, isolate  # noqa: E402
 
 STAGES = {  # Prefect task run name prefix → stage label, in flow order
     "prepare-detection-dataset": "shifts",
@@ -112,17 +112,7 @@ def all_task_run_windows() -> dict[str, list[tuple[float, float]]]:
 def one_size(n: int, args: argparse.Namespace, out: Path) -> None:
     """Child process: one run at size ``n``; writes its figures as JSON to ``out``."""
     tmp = Path(tempfile.mkdtemp(prefix=f"tf-detscale-{n}-"))
-    (tmp / "prefect").mkdir()
-    os.environ.update(
-        {
-            "PREFECT_HOME": str(tmp / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-            "TQDM_DISABLE": "1",
-            "TRUSTFLOW_HOME": str(tmp / "home"),
-        }
-    )
+    isolate(tmp)
     from trustflow.data.store import ArtifactStore
     from trustflow.settings import load_settings
 

@@ -117,9 +117,9 @@ class RssSampler(threading.Thread):
                 continue
 
 
-def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags: bool, cache: bool) -> None:
-    """Child process: one run at size ``n``; writes its figures as JSON to ``out``."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"tf-scale-{n}-"))
+def isolate(tmp: Path) -> None:
+    """This process's Prefect home (ephemeral server) and trustflow home under ``tmp``: a
+    benchmark child never touches the user's, and each size starts from an empty server."""
     (tmp / "prefect").mkdir()
     os.environ.update(
         {
@@ -131,6 +131,12 @@ def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags
             "TRUSTFLOW_HOME": str(tmp / "home"),
         }
     )
+
+
+def one_size(n: int, batch_size: int, actors: int, use_s3: bool, out: Path, tags: bool, cache: bool) -> None:
+    """Child process: one run at size ``n``; writes its figures as JSON to ``out``."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"tf-scale-{n}-"))
+    isolate(tmp)
     from trustflow import names
     from trustflow.data.store import ArtifactStore, StageRef
     from trustflow.data.store import artifact_store as store_module

@@ -44,6 +44,11 @@ T = TypeVar("T")
 MAX_PART_ROWS = 2048  # largest part missing_chunks grows to (rows of one Ray call and one object)
 
 
+def part_name(tag: str, keys: Sequence[object]) -> str:
+    """``{tag}-{12 hex of SHA-256 over the keys}``: the same rows make the same part."""
+    return f"{tag}-{hashlib.sha256(chr(0).join(str(k) for k in keys).encode()).hexdigest()[:12]}"
+
+
 def chunked(
     items: Sequence[T],
     size: int,
@@ -62,9 +67,8 @@ def chunked(
     chunks = []
     for index, start in enumerate(range(0, len(items), size)):
         batch = list(items[start : start + size])
-        keys = None if key is None else "\x00".join(key(item) for item in batch)
-        part = f"{index:06d}" if keys is None else hashlib.sha256(keys.encode()).hexdigest()[:12]
-        chunks.append(Chunk(f"{tag}-{part}", batch if payload is None else payload(batch)))
+        part = f"{tag}-{index:06d}" if key is None else part_name(tag, [key(item) for item in batch])
+        chunks.append(Chunk(part, batch if payload is None else payload(batch)))
     return chunks
 
 
@@ -96,9 +100,8 @@ def missing_chunks(
     keys = todo[key_column].to_pylist()
     chunks = []
     for start in range(0, todo.num_rows, size):
-        digest = hashlib.sha256("\x00".join(str(k) for k in keys[start : start + size]).encode()).hexdigest()[:12]
         rows = todo.take(pa.array(range(start, min(start + size, todo.num_rows)), pa.int64()))
-        chunks.append(Chunk(f"{tag}-{digest}", rows))
+        chunks.append(Chunk(part_name(tag, keys[start : start + size]), rows))
     return chunks
 
 
@@ -218,10 +221,10 @@ def source_chunks(
         todo = writer.missing(keys, existing)
         for start in range(0, todo.num_rows, size):
             span = todo.slice(start, size)
-            names = span[key_column].to_pylist()
-            digest = hashlib.sha256("\x00".join(str(k) for k in names).encode()).hexdigest()[:12]
             rows = pa.array(span[row].to_numpy().copy(), pa.int32())  # compact: a slice pickles its parent
-            chunks.append(Chunk(f"{tag}-{digest}", PartSlice(spec, path, rows, tuple(columns))))
+            chunks.append(
+                Chunk(part_name(tag, span[key_column].to_pylist()), PartSlice(spec, path, rows, tuple(columns)))
+            )
     return chunks, selected
 
 
